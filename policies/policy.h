@@ -1,0 +1,62 @@
+#pragma once
+// The policy contract (DESIGN.md §4).
+//
+// A policy decides which KV entries stay resident. The engine replays a request pass by pass
+// (prefill chunks, then decode steps); after each pass that is one of the policy's eviction points
+// it calls evict() with the layer's resident positions, and the policy shrinks them. Eviction takes
+// effect for the next pass. Policies are immutable after construction: evict() is const and is
+// called concurrently for different layers.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "sim/pass_plan.h"
+#include "traces/trace.h"
+
+namespace kvsim {
+
+enum class PrefillEviction { kNone, kPostFill, kChunk };
+
+struct EvictionPoints {
+  PrefillEviction prefill = PrefillEviction::kNone;
+  int decode_every = 0;  // 0: never during decode; 1: every step; K: every K steps
+
+  // True if eviction runs after `pass` (the pass just processed).
+  bool after(const Pass& pass, int num_prefill) const;
+};
+
+// Resident positions of one layer: one vector per KV head, each sorted ascending.
+// For an untraced layer there is one vector standing for all KV heads (their counts are equal).
+using LayerResidency = std::vector<std::vector<std::int32_t>>;
+
+struct EvictionContext {
+  const ModelShape& model;
+  const RequestInfo& request;
+  int layer = 0;
+  // The layer's trace, or nullptr for an untraced layer: then the policy must keep the same
+  // *number* of entries it would keep with scores (which ones does not matter for accounting).
+  const LayerTrace* trace = nullptr;
+  const Pass& pass;                  // the pass just processed
+  std::span<const Pass> prefill;     // all prefill chunks of the request
+};
+
+class Policy {
+ public:
+  virtual ~Policy() = default;
+
+  // Canonical spec with every parameter explicit, e.g. "snapkv(budget=0.2, window=32, ...)".
+  virtual std::string spec() const = 0;
+  virtual EvictionPoints eviction_points() const = 0;
+
+  // Appends the query positions this policy scores with (e.g. SnapKV's observation window at the
+  // end of each chunk). The engine checks the trace stores them, and the synthesiser generates them.
+  virtual void add_required_queries(const RequestInfo& /*request*/, std::span<const Pass> /*prefill*/,
+                                    std::vector<std::int64_t>* /*positions*/) const {}
+
+  // Shrinks `residency` (sorted positions per head) at an eviction point.
+  // REQUIRES: eviction_points().after(ctx.pass, ...) is true. Must be deterministic.
+  virtual void evict(const EvictionContext& ctx, LayerResidency& residency) const = 0;
+};
+
+}  // namespace kvsim

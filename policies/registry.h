@@ -1,0 +1,50 @@
+#pragma once
+// Policy registry: name -> factory, with parameter docs for `kvsim policies`.
+// Adding a policy is one new file that defines a register_<name>() function, plus one line in
+// policies/builtin.cpp that calls it.
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policies/policy.h"
+#include "policies/spec.h"
+
+namespace kvsim {
+
+struct PolicyParamDoc {
+  std::string name;
+  std::string default_value;
+  std::string help;
+};
+
+struct PolicyInfo {
+  std::string name;
+  std::string summary;    // one line
+  std::string reference;  // paper / reference implementation
+  std::vector<PolicyParamDoc> params;
+  // Builds the policy from its arguments; must call args.finish().
+  std::function<std::unique_ptr<Policy>(SpecArgs& args)> make;
+};
+
+class PolicyRegistry {
+ public:
+  // The registry with every built-in policy (policies/builtin.cpp).
+  static const PolicyRegistry& builtin();
+
+  void add(PolicyInfo info);
+  // Throws InputError for an unknown name (listing the known ones) or bad arguments.
+  std::unique_ptr<Policy> create(std::string_view spec) const;
+  const std::vector<PolicyInfo>& all() const { return infos_; }
+
+ private:
+  std::vector<PolicyInfo> infos_;
+};
+
+// One per built-in policy file.
+void register_full(PolicyRegistry& registry);
+void register_streaming(PolicyRegistry& registry);
+void register_snapkv(PolicyRegistry& registry);
+
+}  // namespace kvsim

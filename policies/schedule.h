@@ -1,0 +1,38 @@
+#pragma once
+// Parameters shared by every policy: when it evicts (DESIGN.md §4 "when") and how big its budget is.
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "policies/policy.h"
+#include "policies/spec.h"
+
+namespace kvsim {
+
+// Reads `prefill=none|post_fill|chunk` and `decode=none|step|every:K`, defaulting to `defaults`.
+EvictionPoints read_eviction_points(SpecArgs& args, EvictionPoints defaults);
+std::string format_eviction_points(const EvictionPoints& points);
+
+// A budget: a fraction b in (0, 1) of the prompt (plus the protected window), or a token count
+// B >= 1 that includes the window (SnapKV's convention).
+struct Budget {
+  bool is_fraction = true;
+  double fraction = 1.0;
+  std::int64_t tokens = 0;
+
+  static Budget read(SpecArgs& args, const std::string& key, double default_fraction);
+  std::string format() const;
+
+  // Capacity (entries per head) after the pass that just ran, per DESIGN.md §4:
+  //  prefill=chunk, after chunk j:  sum_{i<=j} min(round(b*c_i) + w, c_i)   (round half to even)
+  //  prefill=post_fill:             min(round(b*n) + w, n)
+  //  decode (either):               the capacity at the end of prefill (a fixed-size cache)
+  // An integer budget B gives min(B, prompt + generated) everywhere.
+  std::int64_t capacity(const Pass& pass, std::span<const Pass> prefill, PrefillEviction mode,
+                        std::int64_t window_tokens) const;
+};
+
+// Round half to even, the convention of the footprint paper's code (Python's round()).
+std::int64_t round_half_even(double x);
+
+}  // namespace kvsim

@@ -1,0 +1,20 @@
+#pragma once
+// Selection rules shared by score-based policies.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace kvsim {
+
+// Indices of the `k` largest scores, returned in ascending index order. Ties are broken towards
+// the lower index, so the kept set is a deterministic function of the scores (torch.topk leaves
+// ties unspecified; DESIGN.md keeps sets comparable by fixing this rule).
+std::vector<std::int32_t> top_k_indices(std::span<const float> scores, std::int64_t k);
+
+// 1-D pooling along the cache order with stride 1 and padding kernel/2, as torch's
+// avg_pool1d (zero padding, divided by kernel: count_include_pad) and max_pool1d (padding ignored).
+// REQUIRES: kernel odd and >= 1.
+std::vector<float> avg_pool(std::span<const float> x, int kernel);
+std::vector<float> max_pool(std::span<const float> x, int kernel);
+
+}  // namespace kvsim

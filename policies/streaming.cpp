@@ -1,0 +1,60 @@
+// streaming: StreamingLLM (Xiao et al. 2023, arXiv 2309.17453) -- attention sinks plus a recent window.
+#include "policies/registry.h"
+#include "policies/schedule.h"
+
+#include <algorithm>
+
+namespace kvsim {
+
+namespace {
+
+class StreamingPolicy final : public Policy {
+ public:
+  StreamingPolicy(std::int64_t sinks, std::int64_t window, EvictionPoints points)
+      : sinks_(sinks), window_(window), points_(points) {}
+
+  std::string spec() const override {
+    return "streaming(sinks=" + std::to_string(sinks_) + ", window=" + std::to_string(window_) + ", " +
+           format_eviction_points(points_) + ")";
+  }
+  EvictionPoints eviction_points() const override { return points_; }
+
+  // Keeps positions < sinks and the `window` most recent resident entries: the cache the footprint
+  // paper's streaming_mask_stats accounts for (sink + local window, applied at chunk granularity).
+  void evict(const EvictionContext&, LayerResidency& residency) const override {
+    for (auto& head : residency) {
+      const auto size = static_cast<std::int64_t>(head.size());
+      const std::int64_t recent_begin = std::max<std::int64_t>(0, size - window_);
+      std::int64_t sink_end = 0;
+      while (sink_end < recent_begin && head[sink_end] < sinks_) ++sink_end;
+      head.erase(head.begin() + sink_end, head.begin() + recent_begin);
+    }
+  }
+
+ private:
+  std::int64_t sinks_;
+  std::int64_t window_;
+  EvictionPoints points_;
+};
+
+}  // namespace
+
+void register_streaming(PolicyRegistry& registry) {
+  registry.add({"streaming",
+                "StreamingLLM: keep the first `sinks` tokens and the `window` most recent ones",
+                "Xiao et al. 2023, Efficient Streaming Language Models with Attention Sinks (arXiv 2309.17453)",
+                {{"sinks", "4", "attention-sink tokens kept at the start"},
+                 {"window", "1024", "most recent tokens kept"},
+                 {"prefill", "chunk", "none|post_fill|chunk: evict after the prompt or after every chunk"},
+                 {"decode", "step", "none|step|every:K"}},
+                [](SpecArgs& args) -> std::unique_ptr<Policy> {
+                  const std::int64_t sinks = args.get_int("sinks", 4);
+                  const std::int64_t window = args.get_int("window", 1024);
+                  if (sinks < 0) args.fail("sinks", "must be >= 0");
+                  if (window < 1) args.fail("window", "must be >= 1");
+                  const auto points = read_eviction_points(args, {PrefillEviction::kChunk, 1});
+                  return std::make_unique<StreamingPolicy>(sinks, window, points);
+                }});
+}
+
+}  // namespace kvsim

@@ -1,0 +1,26 @@
+#pragma once
+// Fidelity proxies (DESIGN.md §2): how much of the full-cache attention the kept entries carry
+// (attention recall) and how far the attention output moves when only they are attended
+// (output error), for every evaluation query and query head.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "sim/layer_replay.h"
+#include "traces/trace.h"
+
+namespace kvsim {
+
+struct FidelitySamples {
+  std::vector<double> recall;        // sum of full-cache probabilities over visible entries
+  std::vector<double> output_error;  // ||o' - o|| / ||o||, o' renormalised over visible entries
+};
+
+// For one KV head of one traced layer: computes the full-cache attention of the group's query
+// heads at `eval_positions` once, then each policy's samples from its visible sets.
+// `replays[p].visible` must hold one entry per evaluation position. Appends to out[p].
+void measure_head_fidelity(const ModelShape& model, const LayerTrace& trace, int kv_head,
+                           std::span<const std::int64_t> eval_positions,
+                           std::span<const LayerReplay* const> replays, std::vector<FidelitySamples>& out);
+
+}  // namespace kvsim

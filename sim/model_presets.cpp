@@ -1,0 +1,60 @@
+#include "sim/model_presets.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+#include "util/error.h"
+#include "util/ini.h"
+
+namespace kvsim {
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+std::string config_dir() {
+  if (const char* env = std::getenv("KVSIM_CONFIG_DIR"); env != nullptr && *env != '\0') return env;
+  return KVSIM_DEFAULT_CONFIG_DIR;
+}
+
+std::vector<std::string> model_preset_names() {
+  std::vector<std::string> names;
+  const fs::path dir = fs::path(config_dir()) / "models";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().extension() == ".ini") names.push_back(entry.path().stem().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+ModelShape load_model_preset(const std::string& name) {
+  fs::path path(name);
+  if (path.extension() != ".ini") path = fs::path(config_dir()) / "models" / (name + ".ini");
+  if (!fs::exists(path)) {
+    std::string known;
+    for (const auto& n : model_preset_names()) known += (known.empty() ? "" : ", ") + n;
+    fail_input(path.string(), "unknown model preset '" + name + "' (known: " + known + ")");
+  }
+  ModelShape m;
+  po::options_description options;
+  options.add_options()
+      ("model.name", po::value(&m.name)->required())
+      ("model.num_layers", po::value(&m.num_layers)->required())
+      ("model.num_q_heads", po::value(&m.num_q_heads)->required())
+      ("model.num_kv_heads", po::value(&m.num_kv_heads)->required())
+      ("model.head_dim", po::value(&m.head_dim)->required())
+      ("model.kv_bits", po::value(&m.kv_bits)->default_value(16))
+      ("model.rope_theta", po::value(&m.rope_theta)->required())
+      // Informational keys of the published config, kept for the hardware model.
+      ("model.hidden_size", po::value<int>())
+      ("model.intermediate_size", po::value<int>())
+      ("model.vocab_size", po::value<int>())
+      ("model.max_position_embeddings", po::value<int>());
+  po::variables_map values;
+  parse_ini_file(path.string(), options, values);
+  m.validate(path.string());
+  return m;
+}
+
+}  // namespace kvsim

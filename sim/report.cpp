@@ -1,0 +1,146 @@
+#include "sim/report.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include "util/atomic_file.h"
+#include "util/error.h"
+#include "util/json.h"
+
+namespace kvsim {
+
+namespace {
+
+void write_scenario(JsonWriter& json, const Scenario& s, const ScenarioRun& run) {
+  json.begin_object();
+  json.field("path", s.path);
+  json.key("model");
+  json.begin_object();
+  json.field("name", run.model.name);
+  json.field("num_layers", run.model.num_layers);
+  json.field("num_q_heads", run.model.num_q_heads);
+  json.field("num_kv_heads", run.model.num_kv_heads);
+  json.field("head_dim", run.model.head_dim);
+  json.field("kv_bits", run.model.kv_bits);
+  json.field("rope_theta", run.model.rope_theta);
+  json.end_object();
+  json.key("workload");
+  json.begin_object();
+  json.field("trace", s.trace);
+  json.field("trace_source", run.trace_source);
+  json.field("request", run.request.id);
+  json.field("prompt_tokens", run.request.prompt_tokens);
+  json.field("generated_tokens", run.request.generated_tokens);
+  json.field("chunk_tokens", s.chunk_tokens > 0 ? s.chunk_tokens : run.request.prompt_tokens);
+  if (s.synthetic()) json.field("seed", static_cast<std::uint64_t>(s.seed));
+  json.key("traced_layers");
+  json.begin_array();
+  for (int layer : run.traced_layers) json.value(layer);
+  json.end_array();
+  json.end_object();
+  json.key("sim");
+  json.begin_object();
+  json.field("fidelity_queries", s.fidelity_queries);
+  json.end_object();
+  json.end_object();
+}
+
+void write_policy(JsonWriter& json, const PolicyResult& r) {
+  json.begin_object();
+  json.field("spec", r.spec);
+  json.field("footprint_entry_steps", r.footprint_entry_steps);
+  json.field("footprint_normalized", r.footprint_normalized);
+  json.field("peak_entries", r.peak_entries);
+  json.field("peak_bytes", r.peak_bytes);
+  json.field("peak_normalized", r.peak_normalized);
+  if (r.attention_recall) {
+    json.key("attention_recall");
+    json.begin_object();
+    json.field("mean", r.attention_recall->mean);
+    json.field("p5", r.attention_recall->tail);
+    json.end_object();
+  }
+  if (r.output_error) {
+    json.key("output_error");
+    json.begin_object();
+    json.field("mean", r.output_error->mean);
+    json.field("p95", r.output_error->tail);
+    json.end_object();
+  }
+  if (r.needle_retention) json.field("needle_retention", *r.needle_retention);
+  json.end_object();
+}
+
+}  // namespace
+
+void write_run_outputs(const std::string& dir, const Scenario& scenario, const ScenarioRun& run) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) fail_input(dir, "cannot create output folder: " + ec.message());
+  const std::int64_t entry_bytes = run.model.entry_bytes();
+
+  write_file_atomically(dir + "/summary.json", [&](std::ostream& out) {
+    JsonWriter json(out);
+    json.begin_object();
+    json.key("scenario");
+    write_scenario(json, scenario, run);
+    json.key("policies");
+    json.begin_array();
+    for (const auto& r : run.results) write_policy(json, r);
+    json.end_array();
+    json.end_object();
+  });
+
+  // Resident KV during each forward pass. time_s joins when the hardware model exists; until then
+  // the pass index and positions are the clock.
+  write_file_atomically(dir + "/timeline.csv", [&](std::ostream& out) {
+    out << "policy,pass,phase,position_begin,position_end,resident_entries,resident_bytes\n";
+    for (std::size_t p = 0; p < run.results.size(); ++p) {
+      const auto& entries = run.results[p].pass_entries;
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        const Pass& pass = run.plan.passes[i];
+        out << p << "," << i << "," << (pass.prefill ? "prefill" : "decode") << "," << pass.begin << "," << pass.end
+            << "," << entries[i] << "," << entries[i] * entry_bytes << "\n";
+      }
+    }
+  });
+
+  write_file_atomically(dir + "/requests.csv", [&](std::ostream& out) {
+    out << "request,policy,spec,prompt_tokens,generated_tokens,footprint_normalized,peak_entries,peak_bytes\n";
+    for (std::size_t p = 0; p < run.results.size(); ++p) {
+      const auto& r = run.results[p];
+      out << run.request.id << "," << p << ",\"" << r.spec << "\"," << run.request.prompt_tokens << ","
+          << run.request.generated_tokens << "," << r.footprint_normalized << "," << r.peak_entries << ","
+          << r.peak_bytes << "\n";
+    }
+  });
+}
+
+void print_run_table(std::ostream& out, const ScenarioRun& run) {
+  auto cell = [](const auto& maybe, double value) {
+    char buf[32];
+    if (!maybe) return std::string("-");
+    std::snprintf(buf, sizeof buf, "%.4f", value);
+    return std::string(buf);
+  };
+  int width = 6;
+  for (const auto& r : run.results) width = std::max(width, static_cast<int>(r.spec.size()));
+  char line[1024];
+  std::snprintf(line, sizeof line, "%-*s %9s %9s %9s %9s %9s %9s %9s\n", width, "policy", "footprint", "peak",
+                "peak_GiB", "recall", "recall_p5", "out_err", "needles");
+  out << line;
+  for (const auto& r : run.results) {
+    const auto& recall = r.attention_recall;
+    const auto& error = r.output_error;
+    std::snprintf(line, sizeof line, "%-*s %9.4f %9.4f %9.3f %9s %9s %9s %9s\n", width, r.spec.c_str(),
+                  r.footprint_normalized, r.peak_normalized,
+                  static_cast<double>(r.peak_bytes) / (1024.0 * 1024.0 * 1024.0),
+                  cell(recall, recall ? recall->mean : 0.0).c_str(), cell(recall, recall ? recall->tail : 0.0).c_str(),
+                  cell(error, error ? error->mean : 0.0).c_str(),
+                  cell(r.needle_retention, r.needle_retention.value_or(0.0)).c_str());
+    out << line;
+  }
+}
+
+}  // namespace kvsim

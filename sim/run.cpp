@@ -1,0 +1,146 @@
+#include "sim/run.h"
+
+#include <algorithm>
+#include <tbb/global_control.h>
+#include <tbb/info.h>
+
+#include "policies/registry.h"
+#include "traces/layer_list.h"
+#include "traces/synth.h"
+#include "traces/trace_file.h"
+#include "util/error.h"
+
+namespace kvsim {
+
+namespace {
+
+// A view of a trace source restricted to some of its traced layers.
+class LayerSubsetSource final : public TraceSource {
+ public:
+  LayerSubsetSource(std::unique_ptr<TraceSource> inner, std::vector<int> layers)
+      : inner_(std::move(inner)), header_(inner_->header()) {
+    header_.traced_layers = std::move(layers);
+  }
+  const TraceHeader& header() const override { return header_; }
+  LayerTrace load_layer(const std::string& request_id, int layer) const override {
+    return inner_->load_layer(request_id, layer);
+  }
+
+ private:
+  std::unique_ptr<TraceSource> inner_;
+  TraceHeader header_;
+};
+
+void check_model_matches(const Scenario& s, const ModelShape& file_model) {
+  auto mismatch = [&](const char* key, long long scenario_value, long long file_value) {
+    if (scenario_value != file_value) {
+      fail_input(s.path + ": [model] " + key, "is " + std::to_string(scenario_value) + " but the trace file " +
+                                                  s.trace + " has " + std::to_string(file_value));
+    }
+  };
+  mismatch("num_layers", s.model.num_layers, file_model.num_layers);
+  mismatch("num_q_heads", s.model.num_q_heads, file_model.num_q_heads);
+  mismatch("num_kv_heads", s.model.num_kv_heads, file_model.num_kv_heads);
+  mismatch("head_dim", s.model.head_dim, file_model.head_dim);
+}
+
+std::unique_ptr<TraceSource> open_file_source(const Scenario& s, RequestInfo* request) {
+  auto source = open_trace_file(s.trace);
+  const TraceHeader& header = source->header();
+  if (s.model_given) check_model_matches(s, header.model);
+  const auto& requests = header.requests;
+  const auto it = s.request.empty() ? requests.begin()
+                                    : std::find_if(requests.begin(), requests.end(),
+                                                   [&](const RequestInfo& r) { return r.id == s.request; });
+  if (it == requests.end()) fail_input(s.path + ": [workload] request", "no request '" + s.request + "' in " + s.trace);
+  *request = *it;
+  auto check_length = [&](const char* key, std::int64_t scenario_value, std::int64_t file_value) {
+    if (scenario_value != 0 && scenario_value != file_value) {
+      fail_input(s.path + ": [workload] " + key, "is " + std::to_string(scenario_value) + " but request '" +
+                                                     request->id + "' in " + s.trace + " has " + std::to_string(file_value));
+    }
+  };
+  check_length("prompt_tokens", s.prompt_tokens, request->prompt_tokens);
+  check_length("generated_tokens", s.generated_tokens, request->generated_tokens);
+  std::vector<int> layers = header.traced_layers;
+  if (s.traced_layers != "all") {
+    layers = parse_layer_list(s.traced_layers, header.model.num_layers, s.path + ": [workload] traced_layers");
+    for (int layer : layers) {
+      if (!std::binary_search(header.traced_layers.begin(), header.traced_layers.end(), layer)) {
+        fail_input(s.path + ": [workload] traced_layers", "layer " + std::to_string(layer) + " is not traced in " + s.trace);
+      }
+    }
+  }
+  return std::make_unique<LayerSubsetSource>(std::move(source), std::move(layers));
+}
+
+}  // namespace
+
+std::vector<std::unique_ptr<Policy>> make_scenario_policies(const Scenario& scenario) {
+  const PolicyRegistry& registry = PolicyRegistry::builtin();
+  std::vector<std::unique_ptr<Policy>> policies;
+  policies.push_back(registry.create("full"));
+  for (const std::string& spec : scenario.policy_specs) {
+    auto policy = registry.create(spec);
+    if (policy->spec() == "full") continue;
+    for (const auto& existing : policies) {
+      if (existing->spec() == policy->spec()) {
+        fail_input(scenario.path + ": [policy] spec", "policy '" + policy->spec() + "' is listed twice");
+      }
+    }
+    policies.push_back(std::move(policy));
+  }
+  return policies;
+}
+
+ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
+                         const std::function<void(const std::string&)>& progress) {
+  const int threads = scenario.threads > 0 ? scenario.threads : tbb::info::default_concurrency();
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
+
+  const auto policies = make_scenario_policies(scenario);
+  std::vector<const Policy*> policy_ptrs;
+  for (const auto& p : policies) policy_ptrs.push_back(p.get());
+
+  ScenarioRun run;
+  std::unique_ptr<TraceSource> source;
+  if (scenario.synthetic()) {
+    SynthParams params;
+    params.model = scenario.model;
+    params.prompt_tokens = scenario.prompt_tokens;
+    params.generated_tokens = scenario.generated_tokens;
+    params.traced_layers = parse_layer_list(scenario.traced_layers, scenario.model.num_layers,
+                                            scenario.path + ": [workload] traced_layers");
+    params.seed = scenario.seed;
+    params.num_needles = scenario.needles;
+    params.needle_tokens = scenario.needle_tokens;
+    RequestInfo shape;
+    shape.prompt_tokens = scenario.prompt_tokens;
+    shape.generated_tokens = scenario.generated_tokens;
+    const PassPlan plan = make_pass_plan(scenario.prompt_tokens, scenario.generated_tokens,
+                                         scenario.chunk_tokens > 0 ? scenario.chunk_tokens : scenario.prompt_tokens);
+    for (const Policy* p : policy_ptrs) {
+      p->add_required_queries(shape, {plan.prefill_begin(), plan.prefill_end()}, &params.extra_query_positions);
+    }
+    validate_synth_params(params, scenario.path + ": [workload]");
+    source = make_synthetic_source(params);
+    run.request = source->header().requests.front();
+  } else {
+    source = open_file_source(scenario, &run.request);
+  }
+  run.model = source->header().model;
+  run.traced_layers = source->header().traced_layers;
+  run.trace_source = source->header().source;
+
+  ReplayOptions options;
+  options.chunk_tokens = scenario.chunk_tokens;
+  options.max_eval_queries = scenario.fidelity_queries;
+  options.keep_masks = keep_masks;
+  options.progress = progress;
+  run.plan = make_pass_plan(run.request.prompt_tokens, run.request.generated_tokens,
+                            scenario.chunk_tokens > 0 ? scenario.chunk_tokens : run.request.prompt_tokens);
+  run.results = replay_request(*source, run.request, policy_ptrs, options);
+  return run;
+}
+
+}  // namespace kvsim

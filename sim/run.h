@@ -1,0 +1,30 @@
+#pragma once
+// Runs a scenario end to end: trace source, policies, replay. The command-line front end and the
+// tests both go through here.
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "policies/policy.h"
+#include "sim/engine.h"
+#include "sim/scenario.h"
+
+namespace kvsim {
+
+struct ScenarioRun {
+  ModelShape model;                    // as resolved (preset or trace file)
+  RequestInfo request;
+  std::vector<int> traced_layers;
+  std::string trace_source;            // "synthetic" or "recorded"
+  PassPlan plan;
+  std::vector<PolicyResult> results;   // `full` first, then the scenario's policies in order
+};
+
+// Builds the policies of the scenario: `full` first unless listed, then the listed ones.
+std::vector<std::unique_ptr<Policy>> make_scenario_policies(const Scenario& scenario);
+
+ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
+                         const std::function<void(const std::string&)>& progress = {});
+
+}  // namespace kvsim

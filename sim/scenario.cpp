@@ -1,0 +1,126 @@
+#include "sim/scenario.h"
+
+#include <filesystem>
+#include <sstream>
+
+#include "sim/model_presets.h"
+#include "util/error.h"
+#include "util/ini.h"
+
+namespace kvsim {
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace {
+
+po::options_description scenario_options() {
+  po::options_description o;
+  o.add_options()
+      ("model.preset", po::value<std::string>(), "model preset in configs/models/, or a model .ini path")
+      ("model.name", po::value<std::string>(), "model name")
+      ("model.num_layers", po::value<int>(), "transformer layers")
+      ("model.num_q_heads", po::value<int>(), "query heads per layer")
+      ("model.num_kv_heads", po::value<int>(), "KV heads per layer (GQA: divides num_q_heads)")
+      ("model.head_dim", po::value<int>(), "dimension of one head")
+      ("model.kv_bits", po::value<int>(), "bits per stored K/V element (default 16)")
+      ("model.rope_theta", po::value<double>(), "RoPE base")
+      ("workload.prompt_tokens", po::value<std::int64_t>(), "prompt length n (synthetic traces)")
+      ("workload.generated_tokens", po::value<std::int64_t>(), "generated tokens m (synthetic traces)")
+      ("workload.chunk_tokens", po::value<std::int64_t>(), "prefill chunk size c (default: n, unchunked)")
+      ("workload.trace", po::value<std::string>(), "synthetic (default) or a trace .h5 path")
+      ("workload.request", po::value<std::string>(), "request id within the trace file (default: first)")
+      ("workload.seed", po::value<std::uint64_t>(), "synthesiser seed (default 1)")
+      ("workload.traced_layers", po::value<std::string>(), "all, or a list such as 0,8,16 or 0-3")
+      ("workload.needles", po::value<int>(), "planted needle spans (synthetic, default 2)")
+      ("workload.needle_tokens", po::value<std::int64_t>(), "tokens per needle (synthetic, default 16)")
+      ("policy.spec", po::value<std::vector<std::string>>()->composing(), "policy spec (repeatable)")
+      ("sim.threads", po::value<int>(), "worker threads (0: all cores)")
+      ("sim.fidelity_queries", po::value<int>(), "decode positions used for fidelity (default 64)");
+  return o;
+}
+
+template <typename T>
+void read(const po::variables_map& v, const char* key, T& out) {
+  if (v.count(key)) out = v[key].as<T>();
+}
+
+}  // namespace
+
+std::string scenario_help() {
+  std::ostringstream out;
+  out << "Scenario file (INI; unknown sections or keys are errors):\n";
+  for (const auto& option : scenario_options().options()) {
+    const std::string& name = option->long_name();
+    const auto dot = name.find('.');
+    out << "  [" << name.substr(0, dot) << "] " << name.substr(dot + 1) << ": " << option->description() << "\n";
+  }
+  return out.str();
+}
+
+Scenario load_scenario(const std::string& path) {
+  Scenario s;
+  s.path = path;
+  po::variables_map v;
+  parse_ini_file(path, scenario_options(), v);
+  auto where = [&](const std::string& section_key) { return path + ": [" + section_key + "]"; };
+
+  read(v, "workload.trace", s.trace);
+  if (s.trace.empty()) fail_input(where("workload") + " trace", "expected 'synthetic' or a path to an .h5 file");
+  if (!s.synthetic()) {
+    const fs::path p(s.trace);
+    s.trace = (p.is_relative() ? fs::path(path).parent_path() / p : p).lexically_normal().string();
+  }
+
+  const bool has_model_keys = v.count("model.num_layers") || v.count("model.num_q_heads") ||
+                              v.count("model.num_kv_heads") || v.count("model.head_dim") ||
+                              v.count("model.rope_theta") || v.count("model.name") || v.count("model.kv_bits");
+  if (v.count("model.preset")) {
+    s.model_preset = v["model.preset"].as<std::string>();
+    fs::path preset(s.model_preset);
+    if (preset.extension() == ".ini" && preset.is_relative()) preset = fs::path(path).parent_path() / preset;
+    s.model = load_model_preset(preset.extension() == ".ini" ? preset.string() : s.model_preset);
+    s.model_given = true;
+  } else if (has_model_keys) {
+    s.model.name = "custom";
+    s.model_given = true;
+  } else if (s.synthetic()) {
+    fail_input(where("model"), "missing: give preset = NAME or num_layers/num_q_heads/num_kv_heads/head_dim/rope_theta");
+  }
+  read(v, "model.name", s.model.name);
+  read(v, "model.num_layers", s.model.num_layers);
+  read(v, "model.num_q_heads", s.model.num_q_heads);
+  read(v, "model.num_kv_heads", s.model.num_kv_heads);
+  read(v, "model.head_dim", s.model.head_dim);
+  read(v, "model.kv_bits", s.model.kv_bits);
+  read(v, "model.rope_theta", s.model.rope_theta);
+  if (s.model_given) s.model.validate(where("model"));
+
+  read(v, "workload.prompt_tokens", s.prompt_tokens);
+  read(v, "workload.generated_tokens", s.generated_tokens);
+  read(v, "workload.chunk_tokens", s.chunk_tokens);
+  read(v, "workload.request", s.request);
+  read(v, "workload.seed", s.seed);
+  read(v, "workload.traced_layers", s.traced_layers);
+  read(v, "workload.needles", s.needles);
+  read(v, "workload.needle_tokens", s.needle_tokens);
+  if (s.synthetic()) {
+    if (!v.count("workload.prompt_tokens")) fail_input(where("workload") + " prompt_tokens", "required for a synthetic trace");
+    if (s.prompt_tokens < 1) fail_input(where("workload") + " prompt_tokens", "must be >= 1");
+    if (s.generated_tokens < 0) fail_input(where("workload") + " generated_tokens", "must be >= 0");
+  }
+  if (v.count("workload.chunk_tokens") && s.chunk_tokens < 1) {
+    fail_input(where("workload") + " chunk_tokens", "must be >= 1 (omit it for unchunked prefill)");
+  }
+  if (s.needles < 0) fail_input(where("workload") + " needles", "must be >= 0");
+  if (s.needle_tokens < 1) fail_input(where("workload") + " needle_tokens", "must be >= 1");
+
+  if (v.count("policy.spec")) s.policy_specs = v["policy.spec"].as<std::vector<std::string>>();
+  read(v, "sim.threads", s.threads);
+  read(v, "sim.fidelity_queries", s.fidelity_queries);
+  if (s.threads < 0) fail_input(where("sim") + " threads", "must be >= 0 (0: all cores)");
+  if (s.fidelity_queries < 0) fail_input(where("sim") + " fidelity_queries", "must be >= 0");
+  return s;
+}
+
+}  // namespace kvsim

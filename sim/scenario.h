@@ -1,0 +1,48 @@
+#pragma once
+// A scenario: the INI file a user writes (DESIGN.md §1), resolved and validated.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "traces/model_shape.h"
+
+namespace kvsim {
+
+struct Scenario {
+  std::string path;  // the INI file
+
+  // [model]: a preset and/or explicit keys (explicit keys override the preset). With a trace file
+  // the section may be omitted; the file's model is used and must agree with any keys given.
+  std::string model_preset;
+  ModelShape model;
+  bool model_given = false;
+
+  // [workload]
+  std::int64_t prompt_tokens = 0;     // from the trace file when one is used
+  std::int64_t generated_tokens = 0;
+  std::int64_t chunk_tokens = 0;      // 0: unchunked prefill
+  std::string trace = "synthetic";    // "synthetic" or an .h5 path (resolved against the INI's folder)
+  std::string request;                // request id in a trace file; empty: the first
+  std::uint64_t seed = 1;
+  std::string traced_layers = "all";  // "all" or a list such as 0,8,16 or 0-3
+  int needles = 2;
+  std::int64_t needle_tokens = 16;
+
+  // [policy] spec (repeatable), in order; `full` is added first by the runner if not listed.
+  std::vector<std::string> policy_specs;
+
+  // [sim]
+  int threads = 0;            // 0: all cores
+  int fidelity_queries = 64;  // decode positions used for fidelity
+
+  bool synthetic() const { return trace == "synthetic"; }
+};
+
+// Parses and validates `path`. Throws InputError("<path>: [section] key: ...") on unknown sections
+// or keys, values of the wrong type, and impossible settings.
+Scenario load_scenario(const std::string& path);
+
+// The help text for the scenario file format (kvsim run --help).
+std::string scenario_help();
+
+}  // namespace kvsim

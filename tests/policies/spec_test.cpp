@@ -1,0 +1,61 @@
+#include "policies/spec.h"
+
+#include <gtest/gtest.h>
+
+#include "policies/registry.h"
+#include "util/error.h"
+
+namespace kvsim {
+namespace {
+
+TEST(PolicySpec, ParsesNameAndArgumentsInOrder) {
+  const ParsedSpec spec = parse_policy_spec("  snapkv( budget=0.2 , window = 32,prefill=chunk) ");
+  EXPECT_EQ(spec.name, "snapkv");
+  ASSERT_EQ(spec.args.size(), 3u);
+  EXPECT_EQ(spec.args[0], (std::pair<std::string, std::string>{"budget", "0.2"}));
+  EXPECT_EQ(spec.args[1], (std::pair<std::string, std::string>{"window", "32"}));
+  EXPECT_EQ(spec.args[2], (std::pair<std::string, std::string>{"prefill", "chunk"}));
+  EXPECT_EQ(parse_policy_spec("full").name, "full");
+  EXPECT_TRUE(parse_policy_spec("full()").args.empty());
+}
+
+void expect_error(const std::string& spec, const std::string& fragment) {
+  try {
+    PolicyRegistry::builtin().create(spec);
+    FAIL() << "no error for " << spec;
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+TEST(PolicySpec, RejectsMalformedSpecsWithClearErrors) {
+  expect_error("snapkv(budget=0.2", "missing closing ')'");
+  expect_error("snapkv(budget)", "expected key=value");
+  expect_error("snapkv(budget=0.2, budget=0.3)", "given twice");
+  expect_error("snapkv(budget=)", "has no value");
+  expect_error("nosuch(x=1)", "unknown policy 'nosuch' (known: full, streaming, snapkv)");
+  expect_error("snapkv(budgett=0.2)", "parameter 'budgett': unknown parameter for 'snapkv'");
+  expect_error("snapkv(budget=abc)", "parameter 'budget': expected a number");
+  expect_error("snapkv(budget=-1)", "must be > 0");
+  expect_error("snapkv(budget=2.5)", "must be an integer");
+  expect_error("snapkv(budget=16, window=32)", "must exceed the window");
+  expect_error("snapkv(kernel=4)", "odd");
+  expect_error("snapkv(pooling=mean)", "expected one of max|avg");
+  expect_error("streaming(decode=every:0)", "every:K with K >= 1");
+  expect_error("streaming(decode=sometimes)", "expected none|step|every:K");
+  expect_error("streaming(window=0)", "must be >= 1");
+}
+
+TEST(PolicySpec, CanonicalSpecsSpellOutDefaults) {
+  const auto& registry = PolicyRegistry::builtin();
+  EXPECT_EQ(registry.create("snapkv")->spec(),
+            "snapkv(budget=0.2, window=32, kernel=7, pooling=max, prefill=post_fill, decode=none)");
+  EXPECT_EQ(registry.create("streaming(window=64)")->spec(),
+            "streaming(sinks=4, window=64, prefill=chunk, decode=step)");
+  EXPECT_EQ(registry.create("streaming(window=64, decode=every:16)")->eviction_points().decode_every, 16);
+  EXPECT_EQ(registry.create("snapkv(budget=1024, prefill=chunk)")->spec(),
+            "snapkv(budget=1024, window=32, kernel=7, pooling=max, prefill=chunk, decode=none)");
+}
+
+}  // namespace
+}  // namespace kvsim

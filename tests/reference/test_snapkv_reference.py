@@ -1,0 +1,284 @@
+#!/usr/bin/python3
+"""kvsim's SnapKV kept sets against an independent float64 numpy reference.
+
+Self-tests (always run; alone with --self-test): the reference on hand examples (1 head, d=1,
+sum over the window, policy-notes.md's SnapKV example adapted), pooling by hand, chunked
+eviction by hand, the vectorized reference against a loop-based one on random GQA data, and the
+mask comparison's tolerance logic (accepts a near-tie, rejects a real difference).
+
+Then for MHA, GQA-2 and GQA-4 tiny models: `kvsim synth` a trace (n=600, m=8, two layers, with
+--chunk-tokens/--window so every chunk's last queries are stored), `kvsim run --save-kept` with
+snapkv under both poolings, post_fill and chunk, fractional and integer budgets (plus streaming),
+and compare every policy's final kept mask for every layer and KV head with the reference
+computed from the trace file's keys and queries. kvsim scores in float32: a differing set is
+accepted only as a near-tie at the selection boundary (largest reference score kvsim dropped minus
+smallest kept < 1e-5 of the max score); such cases are reported. full must keep everything.
+
+usage: /usr/bin/python3 tests/reference/test_snapkv_reference.py --kvsim BIN --workdir DIR
+       /usr/bin/python3 tests/reference/test_snapkv_reference.py --self-test
+"""
+import math
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kvref  # noqa: E402
+from kvref import Policy  # noqa: E402
+
+
+def hand_layer(key_weights, query_positions, n, m=0, q=1.0):
+    """1 KV head, 1 query head, d=1: key k_j = ln(x_j), queries q at the given positions, so
+    exp(q*k_j/sqrt(1)) = x_j**q: attention is proportional to the chosen weights."""
+    w = list(key_weights) + [1.0] * (n + m - len(key_weights))   # decode keys (never scored)
+    keys = np.log(np.asarray(w, dtype=np.float64)).reshape(1, -1, 1)
+    qs = np.full((1, len(query_positions), 1), q)
+    return kvref.LayerData(keys, qs, query_positions, n, m, 1, 1, 1)
+
+
+def kept_of(spec, layer, chunk=None, observed=None, h=0):
+    res = kvref.snapkv_replay(Policy(spec), layer, h, chunk, observed=observed)
+    return res, (sorted(np.nonzero(res.kept)[0].tolist()) if res.kept is not None else None)
+
+
+def self_tests(ck):
+    # Pooling by hand: s = [.1,.5,.2,.05,.3], kernel 3.
+    s = [0.1, 0.5, 0.2, 0.05, 0.3]
+    got = kvref.pool1d(s, 3, "avg")
+    want = [0.6 / 3, 0.8 / 3, 0.75 / 3, 0.55 / 3, 0.35 / 3]
+    ck.check(np.allclose(got, want, rtol=0, atol=1e-15), "hand: avg pooling k=3 (zero padded, /k)", got)
+    ck.eq(kvref.pool1d(s, 3, "max").tolist(), [0.5, 0.5, 0.5, 0.3, 0.3], "hand: max pooling k=3")
+    ck.eq(kvref.pool1d(s, 1, "avg").tolist(), s, "hand: kernel 1 is the identity")
+    ck.check(np.allclose(kvref.pool1d([1.0, 2.0], 5, "avg"), [0.6, 0.6]), "hand: avg pooling wider than input")
+    ck.eq(kvref.top_k_positions([0.5, 0.7, 0.5, 0.5], [3, 9, 1, 2], 3), [9, 1, 2], "hand: ties -> lower position first")
+
+    # policy-notes.md's SnapKV example: T=4, keys [1,0,2,x], last query q=1, w=1, kernel 1:
+    # ranking t=2 > t=0 > t=1; keep {3 (window), 2} with capacity 2 (integer 2, or 0.25*4+1).
+    e = math.e
+    lay = hand_layer([e ** 1, e ** 0, e ** 2, e ** 5], [3], 4)
+    ck.eq(kept_of("snapkv(budget=2, window=1, kernel=1)", lay)[1], [2, 3], "hand: policy-notes example B=2")
+    ck.eq(kept_of("snapkv(budget=0.25, window=1, kernel=1)", lay)[1], [2, 3], "hand: policy-notes example b=0.25")
+    ck.eq(kept_of("snapkv(budget=3, window=1, kernel=1)", lay)[1], [0, 2, 3], "hand: policy-notes example B=3")
+    ck.eq(kept_of("snapkv(budget=4, window=1, kernel=1)", lay)[1], [0, 1, 2, 3], "hand: capacity >= cache keeps all")
+
+    # Pooling inside the policy: weights x = [.1,.5,.2,.05,.3 | window 1.0], one query, B=3 (2 + window).
+    lay = hand_layer([0.1, 0.5, 0.2, 0.05, 0.3, 1.0], [5], 6, m=2)
+    ck.eq(kept_of("snapkv(budget=3, window=1, kernel=1)", lay)[1], [1, 4, 5, 6, 7], "hand: kernel 1 (+decode kept)")
+    ck.eq(kept_of("snapkv(budget=3, window=1, kernel=3, pooling=avg)", lay)[1], [1, 2, 5, 6, 7], "hand: avg k=3")
+    ck.eq(kept_of("snapkv(budget=3, window=1, kernel=3, pooling=max)", lay)[1], [0, 1, 5, 6, 7], "hand: max k=3 tie order")
+
+    # Sum over a 2-query window with the causal mask: weights x = [1,2,3 | a,b] (window = positions 3,4).
+    # Query 3 sees keys 0..3, query 4 sees 0..4: score_j = x_j/(6+a) + x_j/(6+a+b), same ranking as x;
+    # check the actual scores against the closed form.
+    a_, b_ = 4.0, 8.0
+    lay = hand_layer([1, 2, 3, a_, b_], [3, 4], 5)
+    sc = kvref.snapkv_scores(lay.keys[0], lay.queries, lay.qpos_index, np.arange(5), [3, 4], 3, 1)
+    want = [x / (6 + a_) + x / (6 + a_ + b_) for x in (1, 2, 3)]
+    ck.check(np.allclose(sc, want, rtol=1e-14), "hand: window sum with causal mask", (sc, want))
+
+    # GQA: group mean. Two query heads of one KV head, q=+1 and q=-1 on keys ln x: head 0 ~ x, head 1 ~ 1/x.
+    keys = np.log(np.array([1.0, 2.0, 4.0, 1.0])).reshape(1, 4, 1)
+    qs = np.array([[[1.0]], [[-1.0]]])
+    lay = kvref.LayerData(keys, qs, [3], 4, 0, 2, 1, 1)
+    sc = kvref.snapkv_scores(lay.keys[0], lay.queries, lay.qpos_index, np.arange(4), [3], 3, 1)
+    want = [(x / 8.0 + (1 / x) / 2.75) / 2 for x in (1.0, 2.0, 4.0)]
+    ck.check(np.allclose(sc, want, rtol=1e-14), "hand: GQA group mean of probabilities", (sc, want))
+
+    # Chunked eviction by hand: n=6, chunk 3, w=1, kernel 1, window queries at 2 and 5,
+    # weights x = [3,1,2,5,4,1] (x_5 is the window key of chunk 1).
+    lay = hand_layer([3, 1, 2, 5, 4, 1], [2, 5], 6)
+    ck.eq(kept_of("snapkv(budget=2, window=1, kernel=1, prefill=chunk)", lay, chunk=3)[1], [3, 5],
+          "hand: chunk B=2 (chunk0 keeps {0,2}; chunk1 keeps {3,5})")
+    ck.eq(kept_of("snapkv(budget=3, window=1, kernel=1, prefill=chunk)", lay, chunk=3)[1], [3, 4, 5],
+          "hand: chunk B=3 (no eviction after chunk0)")
+    ck.eq(kept_of("snapkv(budget=0.25, window=1, kernel=1, prefill=chunk)", lay, chunk=3)[1], [0, 3, 4, 5],
+          "hand: chunk b=0.25 (capacity 2 then 4)")
+    ck.eq(kept_of("snapkv(budget=0.5, window=1, kernel=1, prefill=chunk)", lay, chunk=3)[1], list(range(6)),
+          "hand: chunk b=0.5 (round(1.5)+1 = 3 per chunk: no eviction)")
+    ck.eq(kept_of("snapkv(budget=2, window=1, kernel=1, prefill=post_fill)", lay, chunk=3)[1], [3, 5],
+          "hand: post_fill with chunked prefill scores once over the whole prompt")
+    # window larger than the last chunk: w' = min(w, chunk length). n=7, chunk 3 -> [0,3),[3,6),[6,7).
+    lay = hand_layer([3, 1, 2, 5, 4, 1, 9], [0, 1, 2, 3, 4, 5, 6], 7)
+    res, kept = kept_of("snapkv(budget=3, window=2, kernel=1, prefill=chunk)", lay, chunk=3)
+    # chunk0: cache 3 <= 3. chunk1: cache 6 > 3, window {4,5}, keep 1 of {0..3}: max of
+    # x/(11+5+4 ... ) ~ x -> 3 (x=5). chunk2 (len 1): cache {3,4,5,6} > 3, w'=1 -> keep top 2 of {3,4,5}.
+    ck.eq(kept, [3, 4, 6], "hand: w' = min(w, last chunk length)")
+
+    # Vectorized reference == loop reference on random data (MHA, GQA-2, GQA-4; both modes).
+    rng = np.random.default_rng(7)
+    specs = ["snapkv(budget=0.3, window=4, kernel=3, pooling=avg, prefill=chunk)",
+             "snapkv(budget=9, window=3, kernel=5, pooling=max, prefill=chunk)",
+             "snapkv(budget=0.25, window=5, kernel=5, pooling=max)",
+             "snapkv(budget=12, window=2, kernel=1, pooling=avg, prefill=post_fill)"]
+    for hq, hkv, d in [(2, 2, 4), (4, 2, 3), (8, 2, 2)]:
+        n, m, chunk = 47, 3, 13
+        keys = rng.normal(size=(hkv, n + m, d)) * 1.5
+        qpos = np.arange(n + m)
+        queries = rng.normal(size=(hq, n + m, d)) * 1.5
+        lay = kvref.LayerData(keys, queries, qpos, n, m, hq, hkv, d)
+        for spec in specs:
+            pol = Policy(spec)
+            for h in range(hkv):
+                ref = kvref.snapkv_replay(pol, lay, h, chunk)
+                naive = kvref.snapkv_reference_naive(pol, keys, queries, qpos, n, m, chunk, h, hq // hkv, d)
+                ck.eq(np.nonzero(ref.kept)[0].tolist(), naive,
+                      "vectorized == loop reference: Hq=%d Hkv=%d %s head %d" % (hq, hkv, spec, h))
+
+    # The comparison's tolerance: an exact match passes; swapping a near-tied boundary pair is a
+    # reported near-tie; swapping a clearly better entry for a worse one is a failure.
+    x = [0.9, 0.3 * (1 + 1e-9), 0.3, 0.05, 0.6, 1.0]          # window = position 5; keep 2 + window
+    lay = hand_layer(x, [5], 6, m=1)
+    spec = "snapkv(budget=3, window=1, kernel=1)"
+    res, kept = kept_of(spec, lay)
+    ck.eq(kept, [0, 4, 5, 6], "tolerance: reference selection")
+    obs = np.zeros(7, dtype=bool)
+    obs[[0, 4, 5, 6]] = True
+    r = kvref.snapkv_replay(Policy(spec), lay, 0, None, observed=obs)
+    ck.check(not r.problems and not r.near_ties, "tolerance: identical mask accepted", r.problems)
+    x2 = [0.9, 0.6 * (1 + 1e-9), 0.3, 0.05, 0.6, 1.0]         # 1 and 4 near-tied at the boundary
+    lay2 = hand_layer(x2, [5], 6, m=1)
+    obs = np.zeros(7, dtype=bool)
+    obs[[0, 4, 5, 6]] = True                                   # reference keeps {0, 1}
+    r = kvref.snapkv_replay(Policy(spec), lay2, 0, None, observed=obs)
+    ck.check(not r.problems and len(r.near_ties) == 1, "tolerance: near-tie swap accepted and reported",
+             (r.problems, r.near_ties))
+    obs = np.zeros(7, dtype=bool)
+    obs[[0, 3, 5, 6]] = True                                   # keeps 3 (0.05) instead of 4 (0.6)
+    r = kvref.snapkv_replay(Policy(spec), lay, 0, None, observed=obs)
+    ck.check(r.problems and not r.near_ties, "tolerance: real difference rejected", (r.problems, r.near_ties))
+    obs = np.zeros(7, dtype=bool)
+    obs[[0, 4, 5]] = True                                      # decode token dropped
+    r = kvref.snapkv_replay(Policy(spec), lay, 0, None, observed=obs)
+    ck.check(bool(r.problems), "tolerance: dropped decode token rejected", r.problems)
+    # Chunk mode: a kvsim mask that kept, at an intermediate eviction, an entry the reference drops.
+    lay = hand_layer([3, 1, 2, 5, 4, 1], [2, 5], 6)
+    obs = np.zeros(6, dtype=bool)
+    obs[[1, 3, 4, 5]] = True                                   # 1 (x=1) cannot beat 0 (x=3) at chunk 0
+    r = kvref.snapkv_replay(Policy("snapkv(budget=0.25, window=1, kernel=1, prefill=chunk)"), lay, 0, 3, observed=obs)
+    ck.check(r.problems and any("chunk 0" in p for p in r.problems), "tolerance: intermediate-eviction error found",
+             r.problems)
+
+
+# Tiny models: (tag, num_q_heads, num_kv_heads, head_dim, chunk for the chunked scenario, seed)
+MODELS = [
+    ("mha", 2, 2, 16, 256, 11),    # chunks 256, 256, 88
+    ("gqa2", 4, 2, 16, 296, 12),   # chunks 296, 296, 8: last chunk shorter than most windows
+    ("gqa4", 8, 2, 16, 128, 13),   # chunks 128 x 4, 88
+]
+N, M, SYNTH_WINDOW = 600, 8, 32
+
+UNCHUNKED_SPECS = [
+    "snapkv(budget=0.2)",                                                    # defaults: w=32, k=7, max, post_fill
+    "snapkv(budget=0.5, window=16, kernel=5, pooling=avg, prefill=post_fill)",
+    "snapkv(budget=100, window=8, kernel=3, pooling=max, prefill=post_fill)",
+    "snapkv(budget=150, window=32, kernel=1, pooling=avg)",
+    "snapkv(budget=0.25, window=8, kernel=5, pooling=avg, prefill=chunk)",  # unchunked: one chunk
+    "streaming(sinks=4, window=64)",
+]
+CHUNKED_SPECS = [
+    "snapkv(budget=0.25, window=16, kernel=5, pooling=max, prefill=chunk)",
+    "snapkv(budget=0.3, window=8, kernel=7, pooling=avg, prefill=chunk)",
+    "snapkv(budget=64, window=32, kernel=3, pooling=avg, prefill=chunk)",
+    "snapkv(budget=120, window=16, kernel=7, pooling=max, prefill=chunk)",
+    "snapkv(budget=0.1, window=8, kernel=5, pooling=max, prefill=post_fill)",  # last chunk >= 8 in all models
+    "streaming(sinks=2, window=16)",
+]
+
+
+def check_masks(ck, kept_file, specs, layers, chunk, where):
+    try:
+        kept = kvref.read_kept(kept_file)
+    except (OSError, KeyError) as e:
+        ck.check(False, "%s: read %s" % (where, kept_file), repr(e))
+        return
+    if not ck.eq(sorted(kept), list(range(1 + len(specs))), "%s: policy indices in the kept file" % where):
+        return
+    n, m = N, M
+    for idx, spec in enumerate(["full"] + specs):
+        kspec, klayers = kept[idx]
+        pol = Policy(spec)
+        name = "%s policy %d %s" % (where, idx, spec)
+        ck.check(kspec is not None and kspec.startswith(pol.name), name + ": spec attribute", repr(kspec))
+        ck.eq(sorted(klayers), sorted(layers), name + ": layers in the kept file")
+        for L, lay in sorted(layers.items()):
+            if L not in klayers:
+                continue
+            mask = klayers[L]
+            if not ck.eq(tuple(mask.shape), (lay.hkv, n + m), "%s layer %d: kept shape" % (name, L)):
+                continue
+            ck.check(mask.dtype == np.uint8 and set(np.unique(mask).tolist()) <= {0, 1},
+                     "%s layer %d: kept is uint8 0/1" % (name, L), "dtype %s values %s" % (mask.dtype, np.unique(mask)))
+            obs_all = mask.astype(bool)
+            for h in range(lay.hkv):
+                obs = obs_all[h]
+                what = "%s layer %d head %d" % (name, L, h)
+                if pol.name == "full":
+                    ck.check(obs.all(), what + ": full keeps everything", "%d dropped" % (~obs).sum())
+                elif pol.name == "streaming":
+                    want = np.zeros(n + m, dtype=bool)
+                    want[: pol.sinks] = True
+                    want[max(0, n + m - pol.window):] = True
+                    diff = np.nonzero(want != obs)[0]
+                    ck.check(len(diff) == 0, what + ": sinks + last window kept",
+                             "differs at %s" % diff[:10].tolist())
+                else:
+                    res = kvref.snapkv_replay(pol, lay, h, chunk, observed=obs)
+                    ck.check(not res.problems, what + ": kept set == reference", "\n".join(res.problems))
+                    for t in res.near_ties:
+                        ck.note("%s: accepted near-tie: %s" % (what, t))
+
+
+def run_model(ck, args, tag, hq, hkv, d, chunk, seed):
+    wd = os.path.join(args.workdir, tag)
+    os.makedirs(wd, exist_ok=True)
+    model_ini = kvref.write_model_ini(os.path.join(wd, "model.ini"), "tiny-" + tag, 2, hq, hkv, d)
+    trace = os.path.join(wd, "trace.h5")
+    kvref.fresh(trace)
+    ok, msg = kvref.run_kvsim(args.kvsim, ["synth", "--model", model_ini, "--prompt-tokens", N,
+                                           "--generated-tokens", M, "--layers", "0,1", "--seed", seed,
+                                           "--out", trace, "--chunk-tokens", chunk, "--window", SYNTH_WINDOW],
+                              timeout=120)
+    if not ck.check(ok, "%s: kvsim synth" % tag, msg):
+        return
+    try:
+        meta, layers = kvref.read_trace_layers(trace)
+    except (OSError, KeyError, AssertionError) as e:
+        ck.check(False, "%s: read trace %s" % (tag, trace), repr(e))
+        return
+    ck.eq((int(meta["num_q_heads"]), int(meta["num_kv_heads"]), int(meta["head_dim"]),
+           meta["prompt_tokens"], meta["generated_tokens"]), (hq, hkv, d, N, M), "%s: trace shape attributes" % tag)
+    ck.eq(sorted(layers), [0, 1], "%s: traced layers" % tag)
+    for sc_tag, sc_chunk, specs in [("unchunked", None, UNCHUNKED_SPECS), ("chunk%d" % chunk, chunk, CHUNKED_SPECS)]:
+        where = "%s/%s" % (tag, sc_tag)
+        wl = [("trace", "trace.h5")]
+        if sc_chunk is not None:
+            wl.append(("chunk_tokens", sc_chunk))
+        scen = kvref.write_ini(os.path.join(wd, "%s.ini" % sc_tag),
+                               [("model", [("preset", model_ini)]), ("workload", wl),
+                                ("policy", [("spec", s) for s in specs]), ("sim", [("threads", 2)])])
+        out = os.path.join(wd, "out_" + sc_tag)
+        kept_file = os.path.join(wd, "kept_%s.h5" % sc_tag)
+        kvref.fresh(out, kept_file)
+        ok, msg = kvref.run_kvsim(args.kvsim, ["run", scen, "--out", out, "--save-kept", kept_file], timeout=180)
+        if not ck.check(ok, "%s: kvsim run --save-kept" % where, msg):
+            continue
+        check_masks(ck, kept_file, specs, layers, sc_chunk, where)
+        print("%s: kvsim %s, masks compared" % (where, msg), flush=True)
+
+
+def main():
+    args = kvref.common_args(__doc__)
+    ck = kvref.Checker(os.path.basename(__file__))
+    self_tests(ck)
+    if args.self_test:
+        ck.finish()
+    for model in MODELS:
+        run_model(ck, args, *model)
+    if ck.notes:
+        print("%d accepted near-tie(s) reported above" % len(ck.notes))
+    ck.finish()
+
+
+if __name__ == "__main__":
+    main()

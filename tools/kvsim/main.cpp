@@ -1,0 +1,51 @@
+// kvsim: trace-driven simulator of LLM KV-cache memory behaviour. Dispatches to one subcommand.
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <string>
+
+#include "tools/kvsim/commands.h"
+#include "util/error.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(kvsim: trace-driven simulator of LLM KV-cache memory behaviour
+
+usage: kvsim <command> [options]        (kvsim <command> --help for each)
+
+commands:
+  run SCENARIO.ini --out DIR   replay a request under every policy of the scenario; print a table
+                               and write DIR/summary.json, timeline.csv, requests.csv
+  synth --model PRESET ...     write a synthetic attention trace (HDF5, format v1)
+  inspect FILE.h5              print a trace file's model, requests and layers, and validate it
+  policies                     list the registered KV policies with their parameters
+
+example:
+  kvsim run configs/scenarios/default.ini --out results/default
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace kvsim::cli;
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    std::cout << kUsage;
+    return argc < 2 ? 1 : 0;
+  }
+  const std::string command = argv[1];
+  const Args args(argv + 2, argv + argc);
+  try {
+    if (command == "run") return cmd_run(args);
+    if (command == "synth") return cmd_synth(args);
+    if (command == "inspect") return cmd_inspect(args);
+    if (command == "policies") return cmd_policies(args);
+    std::cerr << "kvsim: unknown command '" << command << "' (commands: run, synth, inspect, policies)\n";
+    return 2;
+  } catch (const kvsim::InputError& e) {
+    std::cerr << "kvsim " << command << ": error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "kvsim " << command << ": internal error: " << e.what() << "\n";
+    return 3;
+  }
+}

@@ -1,0 +1,32 @@
+#pragma once
+// Rotary position embedding in the Hugging Face Llama "rotate_half" layout: dim i pairs with
+// dim i + d/2 and turns by position · inv_freq[i], inv_freq[i] = theta^(-2i/d). Stored trace keys
+// and queries are post-RoPE, so the synthesiser builds pre-RoPE vectors and rotates them here.
+#include <cstdint>
+#include <vector>
+
+namespace kvsim {
+
+// inv_freq[i] for the d/2 pairs, slowest last.
+std::vector<double> rope_inv_freq(int head_dim, double rope_theta);
+
+// Rotates x[0, head_dim) in place to `position`. Angles are formed in double: at 100K tokens a
+// float angle would lose the fast pairs' phase entirely.
+void apply_rope(float* x, int head_dim, std::int64_t position, const std::vector<double>& inv_freq);
+
+// cos/sin of position · inv_freq[i] for a contiguous range of positions, shared by all heads of a
+// layer (one sincos per position and pair instead of one per head).
+class RopeTable {
+ public:
+  RopeTable(std::int64_t first_position, std::int64_t count, const std::vector<double>& inv_freq);
+  // Rotates x (head_dim = 2 · pairs) to first_position + row.
+  void rotate(float* x, std::int64_t row) const;
+  int pairs() const { return pairs_; }
+
+ private:
+  int pairs_ = 0;
+  std::vector<float> cos_;  // [count, pairs]
+  std::vector<float> sin_;
+};
+
+}  // namespace kvsim

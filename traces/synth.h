@@ -1,0 +1,44 @@
+#pragma once
+// Synthetic attention traces with realistic head behaviour (DESIGN.md §3, issue 3).
+//
+// Each KV head of each traced layer follows one archetype, mixed per layer by depth: attention
+// sinks, local/recency heads, retrieval heads that attend sharply to planted needle spans,
+// heavy-hitter heads and diffuse heads. The archetypes are not labels: keys and queries are built
+// in pre-RoPE space so that softmax(Q·K/sqrt(d)) *has* the pattern after RoPE is applied, and the
+// query heads of a GQA group share their KV head's keys and values.
+//
+// Every element is a pure function of (seed, layer, head, position, dim) (util/rng.h), so a layer,
+// a head or a single query position can be generated alone and comes out identical.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "traces/trace.h"
+
+namespace kvsim {
+
+struct SynthParams {
+  ModelShape model;
+  std::int64_t prompt_tokens = 0;
+  std::int64_t generated_tokens = 0;
+  std::vector<int> traced_layers;  // empty: all layers
+  std::uint64_t seed = 1;
+  // Queries are stored for the last `query_window_tokens` prompt positions and every decode
+  // position, plus `extra_query_positions` (e.g. the last window of every prefill chunk, which
+  // chunked SnapKV scores with).
+  std::int64_t query_window_tokens = 64;
+  std::vector<std::int64_t> extra_query_positions;
+  int num_needles = 2;
+  std::int64_t needle_tokens = 16;
+  // Tokens at the end of the prompt that act as the "question": retrieval heads attend to the
+  // needles from these positions and from every decode position.
+  std::int64_t question_tokens = 32;
+};
+
+// Throws InputError (naming `where`) for impossible parameters.
+void validate_synth_params(const SynthParams& params, const std::string& where);
+
+// A TraceSource that generates layers on demand; one request, id "0".
+std::unique_ptr<TraceSource> make_synthetic_source(const SynthParams& params);
+
+}  // namespace kvsim

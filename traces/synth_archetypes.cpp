@@ -1,0 +1,124 @@
+// Which archetype each KV head follows, and how strongly each query head pursues it.
+#include <algorithm>
+#include <array>
+#include <cmath>
+
+#include "traces/synth_detail.h"
+
+namespace kvsim::synth {
+
+const char* archetype_name(Archetype a) {
+  switch (a) {
+    case Archetype::kSink: return "sink";
+    case Archetype::kLocal: return "local";
+    case Archetype::kRetrieval: return "retrieval";
+    case Archetype::kHeavyHitter: return "heavy_hitter";
+    case Archetype::kDiffuse: return "diffuse";
+  }
+  return "?";
+}
+
+namespace {
+
+// Mix by depth x in [0, 1], after what is reported for real models: early layers are mostly
+// local/diffuse, retrieval heads concentrate in the middle, later layers lean on sinks and heavy
+// hitters.
+std::array<double, kNumArchetypes> depth_weights(double x) {
+  return {0.10 + 0.20 * x,                           // sink
+          0.05 + 0.35 * (1.0 - x),                   // local
+          0.05 + 0.30 * (1.0 - std::abs(2 * x - 1)), // retrieval
+          0.05 + 0.30 * x,                           // heavy hitter
+          0.05 + 0.25 * (1.0 - x)};                  // diffuse
+}
+
+double signed_unit(KeyedRng& rng) { return 2.0 * rng.uniform() - 1.0; }
+
+}  // namespace
+
+std::vector<Archetype> layer_archetypes(const SynthParams& params, int layer) {
+  const int heads = params.model.num_kv_heads;
+  const int layers = params.model.num_layers;
+  const double x = layers > 1 ? static_cast<double>(layer) / (layers - 1) : 0.5;
+  auto weights = depth_weights(x);
+  double total = 0.0;
+  for (double w : weights) total += w;
+  // Quota per archetype (floor of its share), the rest drawn by the leftover fractions: a layer's
+  // mix follows its depth closely instead of at the mercy of independent draws.
+  std::array<int, kNumArchetypes> count{};
+  std::array<double, kNumArchetypes> frac{};
+  int assigned = 0;
+  for (int a = 0; a < kNumArchetypes; ++a) {
+    const double share = weights[a] / total * heads;
+    count[a] = static_cast<int>(std::floor(share));
+    frac[a] = share - count[a];
+    assigned += count[a];
+  }
+  KeyedRng rng(hash_key(params.seed, static_cast<std::uint64_t>(layer), 0, 0, kArchetypeStream));
+  for (; assigned < heads; ++assigned) {
+    double sum = 0.0;
+    for (double f : frac) sum += f;
+    double pick = rng.uniform() * sum;
+    int a = 0;
+    while (a < kNumArchetypes - 1 && (pick -= frac[a]) > 0.0) ++a;
+    ++count[a];
+    frac[a] = 0.0;
+  }
+  // Needle retention needs retrieval heads in every traced layer, whatever subset is traced.
+  const int retrieval = static_cast<int>(Archetype::kRetrieval);
+  const bool need_retrieval = params.num_needles > 0 && (heads >= 2 || layer % 2 == 1 || layers == 1);
+  if (need_retrieval && count[retrieval] == 0) {
+    const int largest = static_cast<int>(std::max_element(count.begin(), count.end()) - count.begin());
+    --count[largest];
+    ++count[retrieval];
+  }
+  std::vector<Archetype> result;
+  for (int a = 0; a < kNumArchetypes; ++a) result.insert(result.end(), count[a], static_cast<Archetype>(a));
+  for (int i = heads - 1; i > 0; --i) std::swap(result[i], result[rng.below(static_cast<std::uint64_t>(i) + 1)]);
+  return result;
+}
+
+QueryStrengths query_strengths(const SynthParams& params, const Layout& layout, int layer, int q_head,
+                               Archetype archetype, std::int64_t t) {
+  // Per-query-head jitter, fixed over positions: heads of one GQA group share the archetype
+  // (and K/V) but not exactly the same strengths.
+  KeyedRng rng(hash_key(params.seed, static_cast<std::uint64_t>(layer), static_cast<std::uint64_t>(q_head), 0,
+                        kHeadJitterStream));
+  const double j_sink = signed_unit(rng), j_main = signed_unit(rng), j_local = signed_unit(rng);
+  std::array<double, kNeedlePairs> j_needle{};
+  for (double& j : j_needle) j = signed_unit(rng);
+
+  // Boosts are relative to the query's own causal context so the pattern holds at any length.
+  const double context = static_cast<double>(std::max<std::int64_t>(t + 1, kMinContext));
+  const double ln_context = std::log(context);
+  QueryStrengths s;
+  s.needle.assign(kNeedlePairs, 0.0);
+  s.sink = ln_context - 2.5 + j_sink;  // every head leans on the sinks somewhat
+  s.local_peak = 2.0 + 0.5 * j_local;  // and on the last few tokens
+  s.noise_std = 0.8;
+  switch (archetype) {
+    case Archetype::kSink:
+      s.sink = ln_context + 2.0 + 0.5 * j_main;
+      break;
+    case Archetype::kLocal:
+      s.local_peak = ln_context + 3.0 + 0.5 * j_main;
+      break;
+    case Archetype::kRetrieval:
+      if (t >= layout.question_begin) {
+        for (std::size_t j = 0; j < layout.needles.size() && j < kNeedlePairs; ++j) {
+          s.needle[j] = std::log(context / static_cast<double>(params.needle_tokens)) + 3.0 + 0.5 * j_needle[j];
+        }
+      }
+      break;
+    case Archetype::kHeavyHitter:
+      s.heavy = std::log(1.0 / kHeavyHitterFraction) + 2.0 + 0.5 * j_main;
+      break;
+    case Archetype::kDiffuse:
+      s.sink = ln_context - 3.5 + 0.5 * j_sink;
+      s.local_peak = 0.5;
+      s.noise_std = 0.5;
+      break;
+  }
+  return s;
+}
+
+}  // namespace kvsim::synth

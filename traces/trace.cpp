@@ -1,0 +1,13 @@
+#include "traces/trace.h"
+
+#include <algorithm>
+
+namespace kvsim {
+
+std::int64_t LayerTrace::query_row(std::int64_t position) const {
+  const auto it = std::lower_bound(query_positions.begin(), query_positions.end(), position);
+  if (it == query_positions.end() || *it != position) return -1;
+  return it - query_positions.begin();
+}
+
+}  // namespace kvsim

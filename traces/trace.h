@@ -1,0 +1,71 @@
+#pragma once
+// In-memory form of an attention trace (DESIGN.md §3) and the interface every trace source
+// (HDF5 file, on-the-fly synthesiser) implements.
+#include <Eigen/Core>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "traces/model_shape.h"
+
+namespace kvsim {
+
+// [tokens, head_dim] for one head; rows are token positions.
+using HeadMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// A planted needle: token positions [begin, end), 0-based.
+struct NeedleSpan {
+  std::int64_t begin = 0;
+  std::int64_t end = 0;
+};
+
+struct RequestInfo {
+  std::string id;
+  std::int64_t prompt_tokens = 0;
+  std::int64_t generated_tokens = 0;
+  std::vector<NeedleSpan> needles;  // synthetic traces only; empty otherwise
+
+  std::int64_t total_tokens() const { return prompt_tokens + generated_tokens; }
+};
+
+struct TraceHeader {
+  ModelShape model;
+  std::string source;              // "recorded" or "synthetic"
+  std::vector<int> traced_layers;  // sorted, each in [0, num_layers)
+  std::vector<RequestInfo> requests;
+  // Free-form generator parameters (synthetic files), written as root attributes.
+  std::map<std::string, std::string> generator;
+  std::uint64_t seed = 0;  // synthetic only
+};
+
+// One traced layer of one request.
+struct LayerTrace {
+  int layer = 0;
+  std::vector<HeadMatrix> keys;     // [num_kv_heads] of [n+m, head_dim], post-RoPE
+  std::vector<HeadMatrix> values;   // [num_kv_heads] of [n+m, head_dim]
+  std::vector<HeadMatrix> queries;  // [num_q_heads] of [T_q, head_dim], post-RoPE
+  std::vector<std::int64_t> query_positions;  // [T_q], sorted ascending, 0-based
+  std::vector<HeadMatrix> recon_queries;      // [num_q_heads] of [T_r, head_dim]; empty if absent
+  // Synthetic traces: KV heads whose queries attend to the planted needles (for needle retention),
+  // and the archetype of each KV head ("sink", "local", "retrieval", "heavy_hitter", "diffuse").
+  std::vector<int> needle_heads;
+  std::vector<std::string> head_archetypes;
+
+  // Row index of `position` in `queries`, or -1 if that position was not stored.
+  std::int64_t query_row(std::int64_t position) const;
+};
+
+// A source of traces. load_layer may be slow (file I/O, generation); callers load one layer at a
+// time so a long trace never needs all layers in memory. Implementations need not be thread-safe
+// (HDF5 is not): the engine calls load_layer from one thread.
+class TraceSource {
+ public:
+  virtual ~TraceSource() = default;
+  virtual const TraceHeader& header() const = 0;
+  // REQUIRES: request_id names a request of header(), layer is one of header().traced_layers.
+  virtual LayerTrace load_layer(const std::string& request_id, int layer) const = 0;
+};
+
+}  // namespace kvsim

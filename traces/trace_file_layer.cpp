@@ -1,0 +1,186 @@
+// Reading one layer group of a trace file: its layout (cheap, checked on open) and its values
+// (checked finite on load).
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include "traces/float16.h"
+#include "traces/hdf5_util.h"
+#include "traces/trace_file_internal.h"
+#include "util/error.h"
+
+namespace kvsim::detail {
+namespace {
+
+[[noreturn]] void fail_at(const LayerContext& context, const std::string& name, const std::string& problem) {
+  fail_input(context.file, h5::join(context.group_path, name) + ": " + problem);
+}
+
+// Called straight from the catch of a failed read: unwinding further would run HDF5 destructors,
+// which clear the error stack that says what went wrong.
+[[noreturn]] void read_failed(const LayerContext& context, const std::string& name, const H5::Exception& e) {
+  fail_at(context, name, "HDF5 read error (corrupt file?): " + h5::error_text(e));
+}
+
+std::optional<H5::DataSet> open_dataset(const H5::Group& group, const LayerContext& context, const std::string& name,
+                                        bool required) {
+  if (!group.nameExists(name)) {
+    if (!required) return std::nullopt;
+    fail_at(context, name, "missing dataset");
+  }
+  if (group.childObjType(name) != H5O_TYPE_DATASET) fail_at(context, name, "is not a dataset");
+  return group.openDataSet(name);
+}
+
+// [heads, tokens, head_dim] of float16/32/64; `tokens` < 0 means any length. Returns the token count.
+std::int64_t check_float_dataset(const H5::DataSet& dataset, const LayerContext& context, const std::string& name,
+                                 int heads, std::int64_t tokens, const char* heads_name, const char* tokens_name) {
+  if (dataset.getTypeClass() != H5T_FLOAT) fail_at(context, name, "element type is not floating point; expected float16 or float32");
+  const std::vector<hsize_t> dims = h5::dims_of(dataset.getSpace());
+  const bool ok = dims.size() == 3 && dims[0] == static_cast<hsize_t>(heads) &&
+                  (tokens < 0 || dims[1] == static_cast<hsize_t>(tokens)) &&
+                  dims[2] == static_cast<hsize_t>(context.model->head_dim);
+  if (!ok) {
+    const std::string token_text = tokens < 0 ? std::string(tokens_name) : std::string(tokens_name) + "=" + std::to_string(tokens);
+    fail_at(context, name,
+            "shape " + h5::shape_text(dims) + " does not match [" + heads_name + "=" + std::to_string(heads) + ", " +
+                token_text + ", head_dim=" + std::to_string(context.model->head_dim) + "]");
+  }
+  return static_cast<std::int64_t>(dims[1]);
+}
+
+std::vector<std::int64_t> read_positions(const H5::DataSet& dataset, const LayerContext& context,
+                                         std::int64_t num_queries) {
+  const std::string name = "query_positions";
+  if (dataset.getTypeClass() != H5T_INTEGER) fail_at(context, name, "element type is not integer; expected int64");
+  const std::vector<hsize_t> dims = h5::dims_of(dataset.getSpace());
+  if (dims.size() != 1 || dims[0] != static_cast<hsize_t>(num_queries)) {
+    fail_at(context, name,
+            "shape " + h5::shape_text(dims) + " does not match [T_q=" + std::to_string(num_queries) +
+                "] (one position per stored query)");
+  }
+  std::vector<std::int64_t> positions(static_cast<std::size_t>(num_queries));
+  try {
+    if (!positions.empty()) dataset.read(positions.data(), H5::PredType::NATIVE_INT64);
+  } catch (const H5::Exception& e) {
+    read_failed(context, name, e);
+  }
+  for (std::size_t i = 0; i < positions.size(); ++i) {
+    if (positions[i] < 0 || positions[i] >= context.total_tokens) {
+      fail_at(context, name,
+              "position " + std::to_string(positions[i]) + " at index " + std::to_string(i) + " is out of range [0, " +
+                  std::to_string(context.total_tokens) + ") (prompt+generated tokens)");
+    }
+    if (i > 0 && positions[i] <= positions[i - 1]) {
+      fail_at(context, name,
+              "not strictly ascending: index " + std::to_string(i) + " holds " + std::to_string(positions[i]) +
+                  " after " + std::to_string(positions[i - 1]) + "; expected sorted unique positions");
+    }
+  }
+  return positions;
+}
+
+void read_layer_attributes(const H5::Group& group, const LayerContext& context, LayerLayout& layout) {
+  const h5::AttrReader attrs(context.file, group, context.group_path);
+  const int kv_heads = context.model->num_kv_heads;
+  if (attrs.has("needle_heads")) {
+    for (const std::int64_t head : attrs.integers("needle_heads")) {
+      if (head < 0 || head >= kv_heads) {
+        attrs.fail("needle_heads", "head " + std::to_string(head) + " is out of range [0, num_kv_heads=" +
+                                       std::to_string(kv_heads) + ")");
+      }
+      layout.needle_heads.push_back(static_cast<int>(head));
+    }
+  }
+  if (attrs.has("head_archetypes")) {
+    layout.head_archetypes = attrs.strings("head_archetypes");
+    if (layout.head_archetypes.size() != static_cast<std::size_t>(kv_heads)) {
+      attrs.fail("head_archetypes", "has " + std::to_string(layout.head_archetypes.size()) +
+                                        " entries; expected one per KV head (num_kv_heads=" + std::to_string(kv_heads) + ")");
+    }
+  }
+}
+
+// Reads [heads, rows, head_dim] one head at a time, so HDF5 reads whole chunks into each matrix.
+std::vector<HeadMatrix> read_heads(const H5::DataSet& dataset, const LayerContext& context, const std::string& name,
+                                   int heads, std::int64_t rows) {
+  const auto cols = static_cast<hsize_t>(context.model->head_dim);
+  H5::DataSpace file_space = dataset.getSpace();
+  const hsize_t mem_dims[2] = {static_cast<hsize_t>(rows), cols};
+  const H5::DataSpace mem_space(2, mem_dims);
+  // Half precision is read raw and widened here: HDF5's own conversion is far slower.
+  const bool half = dataset.getDataType().getSize() == 2;
+  const H5::FloatType half_type = h5::float16_type();
+  std::vector<std::uint16_t> raw(half ? static_cast<std::size_t>(rows) * cols : 0);
+  std::vector<HeadMatrix> out;
+  out.reserve(static_cast<std::size_t>(heads));
+  for (int head = 0; head < heads; ++head) {
+    HeadMatrix& m = out.emplace_back(rows, static_cast<Eigen::Index>(cols));
+    if (m.size() == 0) continue;
+    const hsize_t start[3] = {static_cast<hsize_t>(head), 0, 0};
+    const hsize_t count[3] = {1, static_cast<hsize_t>(rows), cols};
+    file_space.selectHyperslab(H5S_SELECT_SET, count, start);
+    try {
+      if (half) {
+        dataset.read(raw.data(), half_type, mem_space, file_space);
+      } else {
+        dataset.read(m.data(), H5::PredType::NATIVE_FLOAT, mem_space, file_space);
+      }
+    } catch (const H5::Exception& e) {
+      read_failed(context, name, e);
+    }
+    if (half) std::transform(raw.begin(), raw.end(), m.data(), half_to_float);
+    if (m.allFinite()) continue;
+    for (Eigen::Index r = 0; r < m.rows(); ++r) {
+      for (Eigen::Index c = 0; c < m.cols(); ++c) {
+        if (std::isfinite(m(r, c))) continue;
+        fail_at(context, name,
+                "non-finite value " + std::to_string(m(r, c)) + " at [head " + std::to_string(head) + ", token row " +
+                    std::to_string(r) + ", dim " + std::to_string(c) + "]; expected finite numbers");
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+LayerLayout read_layer_layout(const H5::Group& group, const LayerContext& context) {
+  const ModelShape& model = *context.model;
+  LayerLayout layout;
+  check_float_dataset(*open_dataset(group, context, "keys", true), context, "keys", model.num_kv_heads,
+                      context.total_tokens, "num_kv_heads", "prompt+generated");
+  check_float_dataset(*open_dataset(group, context, "values", true), context, "values", model.num_kv_heads,
+                      context.total_tokens, "num_kv_heads", "prompt+generated");
+  layout.num_queries = check_float_dataset(*open_dataset(group, context, "queries", true), context, "queries",
+                                           model.num_q_heads, -1, "num_q_heads", "T_q");
+  layout.query_positions = read_positions(*open_dataset(group, context, "query_positions", true), context,
+                                          layout.num_queries);
+  if (const auto recon = open_dataset(group, context, "recon_queries", false)) {
+    layout.has_recon_queries = true;
+    layout.num_recon_queries =
+        check_float_dataset(*recon, context, "recon_queries", model.num_q_heads, -1, "num_q_heads", "T_r");
+  }
+  read_layer_attributes(group, context, layout);
+  return layout;
+}
+
+LayerTrace read_layer(const H5::Group& group, const LayerContext& context) {
+  LayerLayout layout = read_layer_layout(group, context);
+  const ModelShape& model = *context.model;
+  LayerTrace trace;
+  trace.layer = context.layer;
+  trace.keys = read_heads(group.openDataSet("keys"), context, "keys", model.num_kv_heads, context.total_tokens);
+  trace.values = read_heads(group.openDataSet("values"), context, "values", model.num_kv_heads, context.total_tokens);
+  trace.queries = read_heads(group.openDataSet("queries"), context, "queries", model.num_q_heads, layout.num_queries);
+  if (layout.has_recon_queries) {
+    trace.recon_queries = read_heads(group.openDataSet("recon_queries"), context, "recon_queries", model.num_q_heads,
+                                     layout.num_recon_queries);
+  }
+  trace.query_positions = std::move(layout.query_positions);
+  trace.needle_heads = std::move(layout.needle_heads);
+  trace.head_archetypes = std::move(layout.head_archetypes);
+  return trace;
+}
+
+}  // namespace kvsim::detail

@@ -1,0 +1,14 @@
+#pragma once
+// Strict INI reading on top of Boost.Program_options: every key must be declared, a value that does
+// not parse names the file, section and key, and an unknown section or key is an error.
+#include <boost/program_options.hpp>
+#include <string>
+
+namespace kvsim {
+
+// Parses `path` against `options` (keys written "section.key") into `values`.
+// Throws InputError("<path>: ...") for a missing file, syntax error, unknown key or bad value.
+void parse_ini_file(const std::string& path, const boost::program_options::options_description& options,
+                    boost::program_options::variables_map& values);
+
+}  // namespace kvsim
