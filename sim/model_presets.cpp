@@ -34,7 +34,7 @@ ModelShape load_model_preset(const std::string& name) {
   if (!fs::exists(path)) {
     std::string known;
     for (const auto& n : model_preset_names()) known += (known.empty() ? "" : ", ") + n;
-    fail_input(path.string(), "unknown model preset '" + name + "' (known: " + known + ")");
+    throw InputError("unknown model preset '" + name + "' (known: " + known + "; or a path to a model .ini)");
   }
   ModelShape m;
   po::options_description options;

@@ -81,7 +81,12 @@ std::vector<std::unique_ptr<Policy>> make_scenario_policies(const Scenario& scen
   std::vector<std::unique_ptr<Policy>> policies;
   policies.push_back(registry.create("full"));
   for (const std::string& spec : scenario.policy_specs) {
-    auto policy = registry.create(spec);
+    std::unique_ptr<Policy> policy;
+    try {
+      policy = registry.create(spec);
+    } catch (const InputError& e) {
+      fail_input(scenario.path + ": [policy] spec", e.what());
+    }
     if (policy->spec() == "full") continue;
     for (const auto& existing : policies) {
       if (existing->spec() == policy->spec()) {

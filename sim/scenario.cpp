@@ -79,7 +79,11 @@ Scenario load_scenario(const std::string& path) {
     s.model_preset = v["model.preset"].as<std::string>();
     fs::path preset(s.model_preset);
     if (preset.extension() == ".ini" && preset.is_relative()) preset = fs::path(path).parent_path() / preset;
-    s.model = load_model_preset(preset.extension() == ".ini" ? preset.string() : s.model_preset);
+    try {
+      s.model = load_model_preset(preset.extension() == ".ini" ? preset.string() : s.model_preset);
+    } catch (const InputError& e) {
+      fail_input(where("model") + " preset", e.what());
+    }
     s.model_given = true;
   } else if (has_model_keys) {
     s.model.name = "custom";

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <map>
 #include <random>
 
+#include "traces/float16.h"
 #include "traces/trace_file.h"
 #include "util/error.h"
 
@@ -182,12 +184,14 @@ TEST_F(TraceFileTest, RoundTripFloat32IsBitExact) {
 
 TEST_F(TraceFileTest, Float16RoundTripRoundsToHalf) {
   MemorySource source = make_source();
-  // Exact in half precision, except 0.1f, whose nearest half is 0.0999755859375.
-  const std::vector<float> chosen = {0.5f, 1.25f, -3.0f, 65504.0f, 0.1f, std::ldexp(1.0f, -14), std::ldexp(1.0f, -24), 0.0f};
+  // Exact in half precision, except: 0.1f (nearest half 0.0999755859375), 1 + 2^-11 (a tie, to
+  // even 1.0), 65519 (below the 65520 tie, to 65504) and 1.5 * 2^-25 (to the smallest subnormal).
+  const std::vector<float> chosen = {0.5f, 1.25f, -3.0f, 65504.0f, 0.1f, std::ldexp(1.0f, -14), std::ldexp(1.0f, -24),
+                                     0.0f, 1.0f + std::ldexp(1.0f, -11), 65519.0f, 1.5f * std::ldexp(1.0f, -25)};
   const std::vector<float> half = {0.5f, 1.25f, -3.0f, 65504.0f, 0.0999755859375f, std::ldexp(1.0f, -14),
-                                   std::ldexp(1.0f, -24), 0.0f};
+                                   std::ldexp(1.0f, -24), 0.0f, 1.0f, 65504.0f, std::ldexp(1.0f, -24)};
   HeadMatrix& first = source.layers.at({"a", 0}).keys[0];
-  for (std::size_t i = 0; i < chosen.size(); ++i) first(0, static_cast<Eigen::Index>(i)) = chosen[i];
+  std::copy(chosen.begin(), chosen.end(), first.data());
   write_trace_file(path_, source, {true, 4});
   {
     H5::H5File file(path_, H5F_ACC_RDONLY);
@@ -195,7 +199,7 @@ TEST_F(TraceFileTest, Float16RoundTripRoundsToHalf) {
   }
   const auto read = open_trace_file(path_);
   const LayerTrace got = read->load_layer("a", 0);
-  for (std::size_t i = 0; i < half.size(); ++i) EXPECT_EQ(got.keys[0](0, static_cast<Eigen::Index>(i)), half[i]) << i;
+  for (std::size_t i = 0; i < half.size(); ++i) EXPECT_EQ(got.keys[0].data()[i], half[i]) << "value " << chosen[i];
   // Everything else within half's rounding error (11 significant bits).
   for (const auto& [key, expected] : source.layers) {
     const LayerTrace layer = read->load_layer(key.first, key.second);
@@ -204,6 +208,23 @@ TEST_F(TraceFileTest, Float16RoundTripRoundsToHalf) {
       EXPECT_TRUE(((layer.queries[h].array() - want).abs() <= want.abs() * std::ldexp(1.0f, -11) + 1e-7f).all());
     }
   }
+}
+
+TEST(TraceFileFloat16, EveryHalfSurvivesWideningAndNarrowing) {
+  for (std::uint32_t bits = 0; bits < 0x10000u; ++bits) {
+    const auto half = static_cast<std::uint16_t>(bits);
+    const float wide = half_to_float(half);
+    if (std::isnan(wide)) {
+      EXPECT_TRUE(std::isnan(half_to_float(float_to_half(wide))));
+    } else {
+      ASSERT_EQ(float_to_half(wide), half) << "half bits " << bits;
+    }
+  }
+  EXPECT_EQ(float_to_half(65520.0f), 0x7c00u);  // the tie above 65504 goes to (even) infinity
+  EXPECT_EQ(float_to_half(-1e9f), 0xfc00u);
+  EXPECT_EQ(float_to_half(std::ldexp(1.0f, -25)), 0u);  // tie between 0 and the smallest subnormal
+  EXPECT_EQ(float_to_half(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02u);  // tie, up to the even mantissa
+  EXPECT_FALSE(half_is_finite(float_to_half(std::numeric_limits<float>::infinity())));
 }
 
 TEST_F(TraceFileTest, Float16RejectsValuesBeyondItsRange) {
