@@ -69,10 +69,14 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
   for (std::size_t p = 0; p < np; ++p) {
     results[p].spec = policies[p]->spec();
     results[p].pass_entries.assign(plan.passes.size(), 0);
+    results[p].pass_entry_steps.assign(plan.passes.size(), 0);
   }
   auto accumulate = [&](std::size_t p, const LayerReplay& replay) {
     results[p].footprint_entry_steps += replay.footprint_entry_steps;
-    for (std::size_t i = 0; i < replay.pass_entries.size(); ++i) results[p].pass_entries[i] += replay.pass_entries[i];
+    for (std::size_t i = 0; i < replay.pass_entries.size(); ++i) {
+      results[p].pass_entries[i] += replay.pass_entries[i];
+      results[p].pass_entry_steps[i] += replay.pass_entry_steps[i];
+    }
   };
 
   std::vector<bool> traced(static_cast<std::size_t>(model.num_layers), false);

@@ -29,6 +29,7 @@ struct PolicyResult {
   std::optional<Summary> output_error;      // tail = 95th percentile
   std::optional<double> needle_retention;
   std::vector<std::int64_t> pass_entries;   // entries resident during each pass, all layers
+  std::vector<std::int64_t> pass_entry_steps;  // sum of V(t) over each pass's queries, all layers
   std::map<int, std::vector<std::uint8_t>> kept_masks;  // traced layer -> [kv_heads][n+m], row-major
 };
 

@@ -14,6 +14,7 @@ LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy) {
 
   LayerReplay out;
   out.pass_entries.resize(plan.passes.size());
+  out.pass_entry_steps.resize(plan.passes.size());
   LayerResidency residency(static_cast<std::size_t>(heads));
   bool evicted_since_snapshot = true;
   std::int64_t snapshot_begin = 0;
@@ -23,12 +24,15 @@ LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy) {
     const Pass& pass = plan.passes[p];
     const std::int64_t len = pass.tokens();
     std::int64_t during = 0;
+    std::int64_t steps = 0;
     for (const auto& head : residency) {
       const auto before = static_cast<std::int64_t>(head.size());
       // Query t = a + k sees the kept entries plus k + 1 entries of its own pass.
-      out.footprint_entry_steps += (before * len + len * (len + 1) / 2) * multiplicity;
+      steps += (before * len + len * (len + 1) / 2) * multiplicity;
       during += (before + len) * multiplicity;
     }
+    out.footprint_entry_steps += steps;
+    out.pass_entry_steps[p] = steps;
     out.pass_entries[p] = during;
 
     if (input.trace != nullptr && next_eval != input.eval_positions.end() && *next_eval < pass.end) {

@@ -23,6 +23,8 @@ struct LayerReplay {
   // Entries resident during each pass (kept before the pass + the pass's tokens), summed over the
   // layer's KV heads; index = pass.
   std::vector<std::int64_t> pass_entries;
+  // Sum over the layer's KV heads of V(t) for the pass's queries (attention work); index = pass.
+  std::vector<std::int64_t> pass_entry_steps;
   std::int64_t footprint_entry_steps = 0;  // sum over heads of F = sum_t V(t)
   LayerResidency final_residency;          // at the end of the request
   std::vector<std::unique_ptr<LayerResidency>> snapshots;

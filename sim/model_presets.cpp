@@ -46,10 +46,10 @@ ModelShape load_model_preset(const std::string& name) {
       ("model.head_dim", po::value(&m.head_dim)->required())
       ("model.kv_bits", po::value(&m.kv_bits)->default_value(16))
       ("model.rope_theta", po::value(&m.rope_theta)->required())
-      // Informational keys of the published config, kept for the hardware model.
-      ("model.hidden_size", po::value<int>())
-      ("model.intermediate_size", po::value<int>())
-      ("model.vocab_size", po::value<int>())
+      // Dense-layer shape, for the hardware cost model.
+      ("model.hidden_size", po::value(&m.hidden_size))
+      ("model.intermediate_size", po::value(&m.intermediate_size))
+      ("model.vocab_size", po::value(&m.vocab_size))
       ("model.max_position_embeddings", po::value<int>());
   po::variables_map values;
   parse_ini_file(path.string(), options, values);

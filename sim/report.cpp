@@ -39,6 +39,19 @@ void write_scenario(JsonWriter& json, const Scenario& s, const ScenarioRun& run)
   for (int layer : run.traced_layers) json.value(layer);
   json.end_array();
   json.end_object();
+  if (run.hardware) {
+    json.key("hardware");
+    json.begin_object();
+    json.field("preset", s.hardware_preset);
+    json.field("device", run.hardware->device.name);
+    json.key("attach");
+    json.begin_array();
+    for (const auto& a : s.hardware_attach) json.value(a);
+    json.end_array();
+    json.field("tp", s.tensor_parallel);
+    json.field("placement", s.placement);
+    json.end_object();
+  }
   json.key("sim");
   json.begin_object();
   json.field("fidelity_queries", s.fidelity_queries);
@@ -46,7 +59,43 @@ void write_scenario(JsonWriter& json, const Scenario& s, const ScenarioRun& run)
   json.end_object();
 }
 
-void write_policy(JsonWriter& json, const PolicyResult& r) {
+void write_percentiles(JsonWriter& json, const char* key, const Percentiles& p) {
+  json.key(key);
+  json.begin_object();
+  json.field("p50", p.p50);
+  json.field("p90", p.p90);
+  json.field("p99", p.p99);
+  json.end_object();
+}
+
+void write_timing(JsonWriter& json, const PolicyTiming& t) {
+  write_percentiles(json, "ttft_s", t.ttft_s);
+  if (!t.passes.empty() && t.decode_s > 0) write_percentiles(json, "tpot_s", t.tpot_s);
+  write_percentiles(json, "e2e_s", t.e2e_s);
+  json.field("prefill_s", t.prefill_s);
+  json.field("decode_s", t.decode_s);
+  json.field("compute_bound_passes", t.compute_bound_passes);
+  json.field("weight_bytes", t.weight_bytes);
+  json.field("peak_hbm_bytes", t.peak_hbm_bytes);
+  json.field("fits_hbm", t.fits_hbm);
+  for (const char* what : {"bytes_read", "bytes_written", "byte_seconds", "mean_read_bandwidth_bytes_per_s",
+                           "peak_read_bandwidth_bytes_per_s"}) {
+    json.key(what);
+    json.begin_object();
+    for (const TierTraffic& tier : t.tiers) {
+      const std::string w = what;
+      const double v = w == "bytes_read"        ? tier.bytes_read
+                       : w == "bytes_written"   ? tier.bytes_written
+                       : w == "byte_seconds"    ? tier.byte_seconds
+                       : w.rfind("mean", 0) == 0 ? tier.mean_read_bytes_per_s
+                                                 : tier.peak_read_bytes_per_s;
+      json.field(tier.tier, v);
+    }
+    json.end_object();
+  }
+}
+
+void write_policy(JsonWriter& json, const PolicyResult& r, const PolicyTiming* timing) {
   json.begin_object();
   json.field("spec", r.spec);
   json.field("footprint_entry_steps", r.footprint_entry_steps);
@@ -69,6 +118,7 @@ void write_policy(JsonWriter& json, const PolicyResult& r) {
     json.end_object();
   }
   if (r.needle_retention) json.field("needle_retention", *r.needle_retention);
+  if (timing != nullptr) write_timing(json, *timing);
   json.end_object();
 }
 
@@ -87,7 +137,9 @@ void write_run_outputs(const std::string& dir, const Scenario& scenario, const S
     write_scenario(json, scenario, run);
     json.key("policies");
     json.begin_array();
-    for (const auto& r : run.results) write_policy(json, r);
+    for (std::size_t p = 0; p < run.results.size(); ++p) {
+      write_policy(json, run.results[p], run.timings.empty() ? nullptr : &run.timings[p]);
+    }
     json.end_array();
     json.end_object();
   });
@@ -95,11 +147,14 @@ void write_run_outputs(const std::string& dir, const Scenario& scenario, const S
   // Resident KV during each forward pass. time_s joins when the hardware model exists; until then
   // the pass index and positions are the clock.
   write_file_atomically(dir + "/timeline.csv", [&](std::ostream& out) {
-    out << "policy,pass,phase,position_begin,position_end,resident_entries,resident_bytes\n";
+    const bool timed = !run.timings.empty();
+    out << (timed ? "time_s,duration_s," : "") << "policy,pass,phase,position_begin,position_end,resident_entries,"
+        << (timed ? run.hardware->device.compute_tier + "_kv_bytes" : "resident_bytes") << "\n";
     for (std::size_t p = 0; p < run.results.size(); ++p) {
       const auto& entries = run.results[p].pass_entries;
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const Pass& pass = run.plan.passes[i];
+        if (timed) out << run.timings[p].pass_start_s[i] << "," << run.timings[p].passes[i].time_s << ",";
         out << p << "," << i << "," << (pass.prefill ? "prefill" : "decode") << "," << pass.begin << "," << pass.end
             << "," << entries[i] << "," << entries[i] * entry_bytes << "\n";
       }
@@ -127,8 +182,9 @@ void print_run_table(std::ostream& out, const ScenarioRun& run) {
   int width = 6;
   for (const auto& r : run.results) width = std::max(width, static_cast<int>(r.spec.size()));
   char line[1024];
-  std::snprintf(line, sizeof line, "%-*s %9s %9s %9s %9s %9s %9s %9s\n", width, "policy", "footprint", "peak",
-                "peak_GiB", "recall", "recall_p5", "out_err", "needles");
+  const bool timed = !run.timings.empty();
+  std::snprintf(line, sizeof line, "%-*s %9s %9s %9s %9s %9s %9s %9s%s\n", width, "policy", "footprint", "peak",
+                "peak_GiB", "recall", "recall_p5", "out_err", "needles", timed ? "   TTFT_ms   TPOT_ms" : "");
   out << line;
   for (const auto& r : run.results) {
     const auto& recall = r.attention_recall;
@@ -139,7 +195,14 @@ void print_run_table(std::ostream& out, const ScenarioRun& run) {
                   cell(recall, recall ? recall->mean : 0.0).c_str(), cell(recall, recall ? recall->tail : 0.0).c_str(),
                   cell(error, error ? error->mean : 0.0).c_str(),
                   cell(r.needle_retention, r.needle_retention.value_or(0.0)).c_str());
-    out << line;
+    std::string text = line;
+    if (timed) {
+      const PolicyTiming& t = run.timings[static_cast<std::size_t>(&r - run.results.data())];
+      char times[64];
+      std::snprintf(times, sizeof times, " %9.2f %9.3f", t.ttft_s.p50 * 1e3, t.decode_s > 0 ? t.tpot_s.p50 * 1e3 : 0.0);
+      text.insert(text.size() - 1, times);
+    }
+    out << text;
   }
 }
 

@@ -4,6 +4,7 @@
 #include <tbb/global_control.h>
 #include <tbb/info.h>
 
+#include "hw/hardware.h"
 #include "policies/registry.h"
 #include "traces/layer_list.h"
 #include "traces/synth.h"
@@ -145,6 +146,23 @@ ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
   run.plan = make_pass_plan(run.request.prompt_tokens, run.request.generated_tokens,
                             scenario.chunk_tokens > 0 ? scenario.chunk_tokens : run.request.prompt_tokens);
   run.results = replay_request(*source, run.request, policy_ptrs, options);
+  if (!scenario.hardware_preset.empty()) {
+    try {
+      run.hardware = load_hardware(scenario.hardware_preset, scenario.hardware_attach);
+    } catch (const InputError& e) {
+      fail_input(scenario.path + ": [hardware] preset", e.what());
+    }
+    ModelShape model = run.model;
+    if (scenario.model_given) {  // a trace file has no dense-layer shape; the scenario's preset does
+      model.hidden_size = scenario.model.hidden_size;
+      model.intermediate_size = scenario.model.intermediate_size;
+      model.vocab_size = scenario.model.vocab_size;
+    }
+    const CostModel cost(*run.hardware, model, scenario.tensor_parallel, scenario.path + ": [hardware]");
+    for (const auto& result : run.results) {
+      run.timings.push_back(time_request(cost, *run.hardware, model, run.plan, result, scenario.tensor_parallel));
+    }
+  }
   return run;
 }
 

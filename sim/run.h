@@ -9,6 +9,8 @@
 #include "policies/policy.h"
 #include "sim/engine.h"
 #include "sim/scenario.h"
+#include "sim/timing.h"
+#include <optional>
 
 namespace kvsim {
 
@@ -19,6 +21,8 @@ struct ScenarioRun {
   std::string trace_source;            // "synthetic" or "recorded"
   PassPlan plan;
   std::vector<PolicyResult> results;   // `full` first, then the scenario's policies in order
+  std::optional<Hardware> hardware;    // with [hardware]: and then one timing per result
+  std::vector<PolicyTiming> timings;
 };
 
 // Builds the policies of the scenario: `full` first unless listed, then the listed ones.

@@ -25,6 +25,9 @@ po::options_description scenario_options() {
       ("model.head_dim", po::value<int>(), "dimension of one head")
       ("model.kv_bits", po::value<int>(), "bits per stored K/V element (default 16)")
       ("model.rope_theta", po::value<double>(), "RoPE base")
+      ("model.hidden_size", po::value<std::int64_t>(), "hidden size (cost model)")
+      ("model.intermediate_size", po::value<std::int64_t>(), "MLP intermediate size (cost model)")
+      ("model.vocab_size", po::value<std::int64_t>(), "vocabulary size (cost model)")
       ("workload.prompt_tokens", po::value<std::int64_t>(), "prompt length n (synthetic traces)")
       ("workload.generated_tokens", po::value<std::int64_t>(), "generated tokens m (synthetic traces)")
       ("workload.chunk_tokens", po::value<std::int64_t>(), "prefill chunk size c (default: n, unchunked)")
@@ -35,6 +38,11 @@ po::options_description scenario_options() {
       ("workload.needles", po::value<int>(), "planted needle spans (synthetic, default 2)")
       ("workload.needle_tokens", po::value<std::int64_t>(), "tokens per needle (synthetic, default 16)")
       ("policy.spec", po::value<std::vector<std::string>>()->composing(), "policy spec (repeatable)")
+      ("hardware.preset", po::value<std::string>(), "hardware preset in configs/hardware/ (kvsim hw list), or an .ini path")
+      ("hardware.attach", po::value<std::vector<std::string>>()->composing(),
+       "extra tier from configs/hardware/attach/ (host-ddr5, cxl-gen5, ...), repeatable")
+      ("hardware.tp", po::value<int>(), "tensor-parallel degree (default 1)")
+      ("hardware.placement", po::value<std::string>(), "where KV lives: hbm_only (default)")
       ("sim.threads", po::value<int>(), "worker threads (0: all cores)")
       ("sim.fidelity_queries", po::value<int>(), "decode positions used for fidelity (default 64)");
   return o;
@@ -98,6 +106,9 @@ Scenario load_scenario(const std::string& path) {
   read(v, "model.head_dim", s.model.head_dim);
   read(v, "model.kv_bits", s.model.kv_bits);
   read(v, "model.rope_theta", s.model.rope_theta);
+  read(v, "model.hidden_size", s.model.hidden_size);
+  read(v, "model.intermediate_size", s.model.intermediate_size);
+  read(v, "model.vocab_size", s.model.vocab_size);
   if (s.model_given) s.model.validate(where("model"));
 
   read(v, "workload.prompt_tokens", s.prompt_tokens);
@@ -120,6 +131,16 @@ Scenario load_scenario(const std::string& path) {
   if (s.needle_tokens < 1) fail_input(where("workload") + " needle_tokens", "must be >= 1");
 
   if (v.count("policy.spec")) s.policy_specs = v["policy.spec"].as<std::vector<std::string>>();
+  read(v, "hardware.preset", s.hardware_preset);
+  if (v.count("hardware.attach")) s.hardware_attach = v["hardware.attach"].as<std::vector<std::string>>();
+  read(v, "hardware.tp", s.tensor_parallel);
+  read(v, "hardware.placement", s.placement);
+  const bool hardware_keys = v.count("hardware.attach") || v.count("hardware.tp") || v.count("hardware.placement");
+  if (hardware_keys && s.hardware_preset.empty()) fail_input(where("hardware") + " preset", "missing (kvsim hw list shows the presets)");
+  if (s.tensor_parallel < 1) fail_input(where("hardware") + " tp", "must be >= 1");
+  if (s.placement != "hbm_only") {
+    fail_input(where("hardware") + " placement", "expected hbm_only, got '" + s.placement + "' (offload placements are not implemented yet)");
+  }
   read(v, "sim.threads", s.threads);
   read(v, "sim.fidelity_queries", s.fidelity_queries);
   if (s.threads < 0) fail_input(where("sim") + " threads", "must be >= 0 (0: all cores)");

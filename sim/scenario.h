@@ -31,6 +31,12 @@ struct Scenario {
   // [policy] spec (repeatable), in order; `full` is added first by the runner if not listed.
   std::vector<std::string> policy_specs;
 
+  // [hardware] (optional: without it, no time or bandwidth metrics)
+  std::string hardware_preset;            // configs/hardware/<preset>.ini or a path
+  std::vector<std::string> hardware_attach;
+  int tensor_parallel = 1;
+  std::string placement = "hbm_only";
+
   // [sim]
   int threads = 0;            // 0: all cores
   int fidelity_queries = 64;  // decode positions used for fidelity

@@ -7,6 +7,29 @@
 #include "util/error.h"
 
 namespace kvsim::h5 {
+
+H5::DSetCreatPropList untimed_dataset_properties() {
+  H5::DSetCreatPropList properties;
+  H5Pset_obj_track_times(properties.getId(), false);
+  return properties;
+}
+
+H5::Group create_group(const H5::Group& parent, const std::string& name) {
+  const hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+  H5Pset_obj_track_times(gcpl, false);
+  const hid_t id = H5Gcreate2(parent.getId(), name.c_str(), H5P_DEFAULT, gcpl, H5P_DEFAULT);
+  H5Pclose(gcpl);
+  if (id < 0) throw H5::GroupIException("create_group", "cannot create group " + name);
+  H5Gclose(id);
+  return parent.openGroup(name);
+}
+
+H5::DataSet create_dataset(const H5::Group& parent, const std::string& name, const H5::DataType& type,
+                           const H5::DataSpace& space, const H5::DSetCreatPropList& properties) {
+  H5Pset_obj_track_times(properties.getId(), false);
+  return parent.createDataSet(name, type, space, properties);
+}
+
 namespace {
 
 std::string class_name(H5T_class_t type_class) {

@@ -15,6 +15,13 @@ namespace kvsim::h5 {
 // half type, so it is derived from float32; HDF5 converts to and from float on read and write.
 H5::FloatType float16_type();
 
+// Objects created without modification times, so the same content gives a byte-identical file
+// (kvsim's determinism promise covers its output files too).
+H5::DSetCreatPropList untimed_dataset_properties();
+H5::Group create_group(const H5::Group& parent, const std::string& name);
+H5::DataSet create_dataset(const H5::Group& parent, const std::string& name, const H5::DataType& type,
+                           const H5::DataSpace& space, const H5::DSetCreatPropList& properties = untimed_dataset_properties());
+
 // The most specific message on HDF5's error stack (e.g. "truncated file: eof = ..."), falling back
 // to the exception's own text; clears the stack. Call from the catch block of `e`.
 std::string error_text(const H5::Exception& e);

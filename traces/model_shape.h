@@ -13,6 +13,10 @@ struct ModelShape {
   int head_dim = 0;
   int kv_bits = 16;  // bits per stored K or V element
   double rope_theta = 10000.0;
+  // Dense-layer shape for the cost model (0: unknown; then only KV metrics can be computed).
+  std::int64_t hidden_size = 0;
+  std::int64_t intermediate_size = 0;  // SwiGLU MLP width
+  std::int64_t vocab_size = 0;
 
   int group_size() const { return num_q_heads / num_kv_heads; }
   // One KV entry = key + value of one token in one KV head of one layer (DESIGN.md §2).

@@ -38,6 +38,7 @@ void write_header(const H5::H5File& file, const TraceHeader& header) {
 H5::Group create_requests_group(const H5::H5File& file) {
   const hid_t plist = H5Pcreate(H5P_GROUP_CREATE);
   H5Pset_link_creation_order(plist, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  H5Pset_obj_track_times(plist, false);
   const hid_t group = H5Gcreate2(file.getId(), "requests", H5P_DEFAULT, plist, H5P_DEFAULT);
   H5Pclose(plist);
   if (group < 0) throw H5::GroupIException("create_requests_group", "H5Gcreate2 failed");
@@ -72,8 +73,8 @@ void write_heads(const H5::Group& group, const std::string& name, const std::vec
     plist.setChunk(3, chunk);
     if (options.gzip_level > 0) plist.setDeflate(static_cast<unsigned>(options.gzip_level));
   }
-  const H5::DataSet dataset = options.float16 ? group.createDataSet(name, h5::float16_type(), file_space, plist)
-                                              : group.createDataSet(name, H5::PredType::IEEE_F32LE, file_space, plist);
+  const H5::DataSet dataset = options.float16 ? h5::create_dataset(group, name, h5::float16_type(), file_space, plist)
+                                              : h5::create_dataset(group, name, H5::PredType::IEEE_F32LE, file_space, plist);
   const hsize_t mem_dims[2] = {rows, cols};
   const H5::DataSpace mem_space(2, mem_dims);
   const H5::FloatType half_type = h5::float16_type();
@@ -112,7 +113,7 @@ void write_layer(const H5::Group& group, const LayerTrace& trace, const ModelSha
   write_heads(group, "queries", trace.queries, static_cast<hsize_t>(num_queries), cols, options, path, where);
   const hsize_t positions_dims[1] = {trace.query_positions.size()};
   const H5::DataSet positions =
-      group.createDataSet("query_positions", H5::PredType::STD_I64LE, H5::DataSpace(1, positions_dims));
+      h5::create_dataset(group, "query_positions", H5::PredType::STD_I64LE, H5::DataSpace(1, positions_dims));
   if (!trace.query_positions.empty()) positions.write(trace.query_positions.data(), H5::PredType::NATIVE_INT64);
   if (!trace.recon_queries.empty()) {
     const Eigen::Index recon_rows = trace.recon_queries.front().rows();
@@ -137,12 +138,12 @@ void write_contents(const H5::H5File& file, const TraceSource& source, const Tra
     if (request.id.empty() || request.id == "." || request.id.find('/') != std::string::npos) {
       fail_input(path, "request id '" + request.id + "' cannot name an HDF5 group (empty, '.', or contains '/')");
     }
-    const H5::Group group = requests.createGroup(request.id);
+    const H5::Group group = h5::create_group(requests, request.id);
     write_request_attributes(group, request);
     for (const int layer : header.traced_layers) {
       const std::string name = "layer_" + std::to_string(layer);
       const LayerTrace trace = source.load_layer(request.id, layer);  // dropped after this iteration
-      write_layer(group.createGroup(name), trace, header.model, request.total_tokens(), options, path,
+      write_layer(h5::create_group(group, name), trace, header.model, request.total_tokens(), options, path,
                   "/requests/" + request.id + "/" + name);
       if (on_layer) on_layer(request.id, layer);
     }

@@ -13,5 +13,6 @@ int cmd_run(const Args& args);
 int cmd_synth(const Args& args);
 int cmd_inspect(const Args& args);
 int cmd_policies(const Args& args);
+int cmd_hw(const Args& args);
 
 }  // namespace kvsim::cli

@@ -20,6 +20,7 @@ commands:
   synth --model PRESET ...     write a synthetic attention trace (HDF5, format v1)
   inspect FILE.h5              print a trace file's model, requests and layers, and validate it
   policies                     list the registered KV policies with their parameters
+  hw show PRESET [--attach X]  print a hardware preset's memory hierarchy (--dot for Graphviz)
 
 example:
   kvsim run configs/scenarios/default.ini --out results/default
@@ -45,7 +46,8 @@ int main(int argc, char** argv) {
     if (command == "synth") return cmd_synth(args);
     if (command == "inspect") return cmd_inspect(args);
     if (command == "policies") return cmd_policies(args);
-    std::cerr << "kvsim: unknown command '" << command << "' (commands: run, synth, inspect, policies)\n";
+    if (command == "hw") return cmd_hw(args);
+    std::cerr << "kvsim: unknown command '" << command << "' (commands: run, synth, inspect, policies, hw)\n";
     return 2;
   } catch (const kvsim::InputError& e) {
     std::cerr << "kvsim " << command << ": error: " << e.what() << "\n";

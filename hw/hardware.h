@@ -1,0 +1,55 @@
+#pragma once
+// A device and its memory hierarchy (DESIGN.md §5): tiers (GPU HBM, host DRAM, CXL expander, ...)
+// joined by links (NVLink-C2C, PCIe, CXL), plus the device's compute peaks. Loaded from
+// configs/hardware/<preset>.ini with optional attachments from configs/hardware/attach/.
+#include <string>
+#include <vector>
+
+namespace kvsim {
+
+struct Tier {
+  std::string name;         // e.g. "hbm", "host", "dram", "cxl"
+  std::string kind;         // hbm | dram | cxl | lpddr | nvme | switch (a switch stores nothing)
+  double capacity_bytes = 0;
+  double read_bytes_per_s = 0;
+  double write_bytes_per_s = 0;
+  double latency_s = 0;
+  std::string source;       // where the figures come from (the file's comment)
+};
+
+struct Link {
+  std::string name;
+  std::string from;  // tier names; a link carries traffic both ways, each at bytes_per_s
+  std::string to;
+  double bytes_per_s = 0;
+  double latency_s = 0;
+};
+
+struct Device {
+  std::string name;
+  double flops_per_s_bf16 = 0;     // dense
+  double flops_per_s_fp8 = 0;      // dense; 0 if unsupported
+  double compute_efficiency = 1;   // achievable fraction of peak FLOPs in large GEMMs
+  double memory_efficiency = 1;    // achievable fraction of peak memory bandwidth
+  double tp_bytes_per_s = 0;       // per direction between tensor-parallel peers (NVLink); 0: none
+  std::string compute_tier = "hbm";  // the tier the device computes from
+};
+
+struct Hardware {
+  Device device;
+  std::vector<Tier> tiers;
+  std::vector<Link> links;
+
+  const Tier& tier(const std::string& name) const;  // REQUIRES: the tier exists
+  bool has_tier(const std::string& name) const;
+};
+
+// Loads configs/hardware/<preset>.ini (or a path to an .ini) and merges each attachment
+// (configs/hardware/attach/<name>.ini, or a path). Throws InputError naming the file and key for
+// unknown keys or sections, missing or negative values, missing units, and links to unknown tiers.
+Hardware load_hardware(const std::string& preset, const std::vector<std::string>& attachments = {});
+
+std::vector<std::string> hardware_preset_names();
+std::vector<std::string> hardware_attachment_names();
+
+}  // namespace kvsim

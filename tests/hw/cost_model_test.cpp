@@ -1,0 +1,90 @@
+#include "hw/cost_model.h"
+
+#include <gtest/gtest.h>
+
+#include "util/error.h"
+
+namespace kvsim {
+namespace {
+
+Hardware toy_device() {
+  Hardware hw;
+  hw.device = Device{"toy", 100e12, 0, 0.5, 0.8, 50e9, "hbm"};
+  hw.tiers.push_back(Tier{"hbm", "hbm", 80e9, 2e12, 1e12, 0, ""});
+  return hw;
+}
+
+// 2 layers, hidden 64, 4 q heads / 2 kv heads of 16, MLP 128, vocab 100.
+ModelShape toy_model() {
+  ModelShape m{"toy", 2, 4, 2, 16, 16, 10000.0};
+  m.hidden_size = 64;
+  m.intermediate_size = 128;
+  m.vocab_size = 100;
+  return m;
+}
+
+TEST(CostModel, ParameterCountsByHand) {
+  const CostModel cost(toy_device(), toy_model(), 1, "t");
+  // Wq 64x64 + Wk,Wv 2x64x32 + Wo 64x64 + MLP 3x64x128 = 4096 + 4096 + 4096 + 24576.
+  EXPECT_DOUBLE_EQ(cost.linear_params_per_layer(), 36864.0);
+  // (2 layers x 36864 + LM head 6400 + embedding 6400) x 2 bytes.
+  EXPECT_DOUBLE_EQ(cost.weight_bytes(), (2 * 36864.0 + 2 * 6400.0) * 2);
+}
+
+TEST(CostModel, ComputeBoundPrefillByHand) {
+  const CostModel cost(toy_device(), toy_model(), 1, "t");
+  PassWork w;
+  w.tokens = 1e6;  // a huge chunk: compute dominates
+  w.logits_tokens = 1;
+  w.attention_entry_steps = 1e9;
+  w.kv_written_entries = w.tokens * 4;
+  const PassCost c = cost.pass_cost(w);
+  const double flops = 2 * 1e6 * 2 * 36864.0 + 2 * 6400.0 + 4 * 16 * 2 * 1e9;
+  EXPECT_DOUBLE_EQ(c.flops, flops);
+  EXPECT_DOUBLE_EQ(c.compute_s, flops / (100e12 * 0.5));
+  const double read = (2 * 36864.0 + 6400.0) * 2;
+  const double write = w.kv_written_entries * 64;  // entry = 2 x 16 x 2 bytes
+  EXPECT_DOUBLE_EQ(c.memory_s, read / (2e12 * 0.8) + write / (1e12 * 0.8));
+  EXPECT_STREQ(c.bound, "compute");
+  EXPECT_DOUBLE_EQ(c.time_s, c.compute_s);
+}
+
+TEST(CostModel, BandwidthBoundDecodeByHand) {
+  const CostModel cost(toy_device(), toy_model(), 1, "t");
+  PassWork w;
+  w.tokens = 1;
+  w.logits_tokens = 1;
+  w.kv_read_entries = 1e9;  // a long cache: reading it dominates
+  w.attention_entry_steps = 1e9 + 4;
+  w.kv_written_entries = 4;
+  const PassCost c = cost.pass_cost(w);
+  const double read = (2 * 36864.0 + 6400.0) * 2 + 1e9 * 64;
+  EXPECT_DOUBLE_EQ(c.hbm_read_bytes, read);
+  EXPECT_DOUBLE_EQ(c.time_s, read / (2e12 * 0.8) + 4 * 64 / (1e12 * 0.8));
+  EXPECT_STREQ(c.bound, "memory");
+}
+
+TEST(CostModel, TensorParallelSplitsWorkAndAddsAllReduce) {
+  const CostModel one(toy_device(), toy_model(), 1, "t");
+  const CostModel two(toy_device(), toy_model(), 2, "t");
+  PassWork w;
+  w.tokens = 1000;
+  w.logits_tokens = 1;
+  const PassCost a = one.pass_cost(w);
+  const PassCost b = two.pass_cost(w);
+  EXPECT_DOUBLE_EQ(b.compute_s, a.compute_s / 2);
+  // 2 layers x 2 all-reduces x 2(2-1)/2 x (1000 x 64 x 2 bytes) / 50 GB/s.
+  EXPECT_DOUBLE_EQ(b.communication_s, 2 * 2 * 1.0 * 128000.0 / 50e9);
+}
+
+TEST(CostModel, NeedsDenseShape) {
+  ModelShape m = toy_model();
+  m.vocab_size = 0;
+  EXPECT_THROW(CostModel(toy_device(), m, 1, "t"), InputError);
+  Hardware no_link = toy_device();
+  no_link.device.tp_bytes_per_s = 0;
+  EXPECT_THROW(CostModel(no_link, toy_model(), 2, "t"), InputError);
+}
+
+}  // namespace
+}  // namespace kvsim

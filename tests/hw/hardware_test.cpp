@@ -1,0 +1,139 @@
+#include "hw/hardware.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "hw/hierarchy.h"
+#include "util/error.h"
+#include "util/units.h"
+
+namespace kvsim {
+namespace {
+
+TEST(Units, ParsesDecimalAndBinaryPrefixes) {
+  EXPECT_DOUBLE_EQ(parse_quantity("80 GB", UnitKind::kBytes, "x"), 80e9);
+  EXPECT_DOUBLE_EQ(parse_quantity("96 GiB", UnitKind::kBytes, "x"), 96.0 * 1073741824.0);
+  EXPECT_DOUBLE_EQ(parse_quantity("3.35 TB/s", UnitKind::kBytesPerSecond, "x"), 3.35e12);
+  EXPECT_DOUBLE_EQ(parse_quantity("64GB/s", UnitKind::kBytesPerSecond, "x"), 64e9);
+  EXPECT_DOUBLE_EQ(parse_quantity("250 ns", UnitKind::kSeconds, "x"), 250e-9);
+  EXPECT_DOUBLE_EQ(parse_quantity("1.5 ms", UnitKind::kSeconds, "x"), 1.5e-3);
+  EXPECT_DOUBLE_EQ(parse_quantity("989 TFLOPS", UnitKind::kFlopsPerSecond, "x"), 989e12);
+  EXPECT_EQ(format_quantity(3.35e12, UnitKind::kBytesPerSecond), "3.35 TB/s");
+  EXPECT_EQ(format_quantity(250e-9, UnitKind::kSeconds), "250 ns");
+}
+
+void expect_unit_error(const std::string& text, UnitKind kind, const std::string& fragment) {
+  try {
+    parse_quantity(text, kind, "f.ini: tier.hbm.capacity");
+    FAIL() << text;
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("f.ini: tier.hbm.capacity"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Units, RejectsMissingOrWrongUnits) {
+  expect_unit_error("80", UnitKind::kBytes, "missing unit");
+  expect_unit_error("80 GB/s", UnitKind::kBytes, "wrong unit 'GB/s'");
+  expect_unit_error("3 XB/s", UnitKind::kBytesPerSecond, "unknown unit prefix");
+  expect_unit_error("fast", UnitKind::kBytesPerSecond, "expected a number");
+  expect_unit_error("10 minutes", UnitKind::kSeconds, "wrong unit");
+}
+
+std::string write(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+const std::string kDevice = "[device]\nname = toy\nflops_bf16 = 100 TFLOPS\ncompute_efficiency = 0.5\nmemory_efficiency = 0.5\n";
+const std::string kHbm = "[tier.hbm]\nkind = hbm\ncapacity = 10 GB\nread_bandwidth = 1 TB/s\nwrite_bandwidth = 1 TB/s\n";
+
+std::string hardware_error(const std::string& text) {
+  const std::string path = write("hw.ini", text);
+  try {
+    load_hardware(path);
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("hw.ini"), std::string::npos) << e.what();
+    return e.what();
+  }
+  ADD_FAILURE() << "no error for\n" << text;
+  return "";
+}
+
+TEST(Hardware, BadFilesNameTheKey) {
+  EXPECT_NE(hardware_error(kDevice + "[tier.hbm]\nkind = hbm\ncapacity = 10 GB\nread_bandwidth = -1 TB/s\nwrite_bandwidth = 1 TB/s\n")
+                .find("read_bandwidth"),
+            std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "[tier.hbm]\nkind = hbm\ncapacity = 0 GB\nread_bandwidth = 1 TB/s\nwrite_bandwidth = 1 TB/s\n")
+                .find("capacity"),
+            std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + kHbm + "[link.x]\nfrom = hbm\nto = dram\nbandwidth = 1 GB/s\n").find("unknown tier 'dram'"),
+            std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "[tier.hbm]\nkind = hbm\ncapacity = 10\nread_bandwidth = 1 TB/s\nwrite_bandwidth = 1 TB/s\n")
+                .find("tier.hbm.capacity: missing unit"),
+            std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + kHbm + "bandwith = 3 TB/s\n").find("tier.hbm.bandwith: unknown key"), std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + kHbm + "[gpu]\nx = 1\n").find("unknown section"), std::string::npos);
+  EXPECT_NE(hardware_error("[device]\nname = toy\nflops_bf16 = 100 TFLOPS\ncompute_efficiency = lots\n" + kHbm)
+                .find("compute_efficiency"),
+            std::string::npos);
+  EXPECT_NE(hardware_error("[device]\nname = toy\n" + kHbm).find("flops_bf16"), std::string::npos);
+  EXPECT_THROW(load_hardware("no-such-gpu"), InputError);
+}
+
+TEST(Hardware, PresetsLoadWithAttachments) {
+  for (const auto& name : hardware_preset_names()) {
+    const Hardware hw = load_hardware(name);
+    EXPECT_TRUE(hw.has_tier("hbm")) << name;
+  }
+  const Hardware hw = load_hardware("h100-sxm", {"host-ddr5", "cxl-gen5"});
+  EXPECT_DOUBLE_EQ(hw.tier("hbm").read_bytes_per_s, 3.35e12);
+  EXPECT_DOUBLE_EQ(hw.tier("cxl").capacity_bytes, 256e9);
+  EXPECT_THROW(load_hardware("gh200", {"host-ddr5"}), InputError);  // gh200 has its own host memory
+}
+
+// A toy graph with known answers: a -(10 GB/s)- s -(40 GB/s)- b, and s -(5 GB/s)- c; d is isolated.
+Hierarchy toy() {
+  Hardware hw;
+  hw.device.name = "toy";
+  for (const char* name : {"a", "s", "b", "c", "d"}) hw.tiers.push_back(Tier{name, "dram", 1e9, 1e9, 1e9, 0, ""});
+  hw.links = {Link{"as", "a", "s", 10e9, 1e-6}, Link{"sb", "s", "b", 40e9, 0}, Link{"sc", "s", "c", 5e9, 2e-6}};
+  return Hierarchy(hw);
+}
+
+TEST(Hierarchy, PathsAndBottlenecks) {
+  const Hierarchy h = toy();
+  const auto path = h.path("b", "a");
+  ASSERT_EQ(path.size(), 2u);
+  EXPECT_EQ(path[0].link, 1);
+  EXPECT_FALSE(path[0].forward);  // b -> s runs against the link's from/to
+  EXPECT_EQ(path[1].link, 0);
+  EXPECT_DOUBLE_EQ(h.bottleneck_bytes_per_s("a", "b"), 10e9);
+  EXPECT_DOUBLE_EQ(h.bottleneck_bytes_per_s("b", "c"), 5e9);
+  EXPECT_TRUE(h.path("a", "a").empty());
+  try {
+    h.path("a", "d");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("no path of links from tier 'a' to tier 'd'"), std::string::npos);
+  }
+}
+
+TEST(Hierarchy, ConcurrentTransfersShareLinks) {
+  const Hierarchy h = toy();
+  // One transfer: 20 GB over the 10 GB/s link = 2 s, plus 1 us latency.
+  EXPECT_NEAR(h.transfer_time_s({{"a", "b", 20e9}}), 2.0 + 1e-6, 1e-12);
+  // Two transfers a->b and a->c share link as: 30 GB through it at 10 GB/s = 3 s; the c leg
+  // carries 10 GB at 5 GB/s = 2 s, so link as is the bottleneck; latency is the worst path (3 us).
+  std::vector<LinkLoad> loads;
+  EXPECT_NEAR(h.transfer_time_s({{"a", "b", 20e9}, {"a", "c", 10e9}}, &loads), 3.0 + 3e-6, 1e-12);
+  ASSERT_EQ(loads.size(), 3u);
+  EXPECT_DOUBLE_EQ(loads[0].bytes, 30e9);
+  // Opposite directions do not compete: a->b and b->a, 20 GB each, still 2 s.
+  EXPECT_NEAR(h.transfer_time_s({{"a", "b", 20e9}, {"b", "a", 20e9}}), 2.0 + 1e-6, 1e-12);
+}
+
+}  // namespace
+}  // namespace kvsim
