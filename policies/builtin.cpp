@@ -9,6 +9,14 @@ const PolicyRegistry& PolicyRegistry::builtin() {
     register_full(r);
     register_streaming(r);
     register_snapkv(r);
+    register_pyramidkv(r);
+    register_adakv(r);
+    register_chunkkv(r);
+    register_l2norm(r);
+    register_compactor(r);
+    register_curdkv(r);
+    register_h2o(r);
+    register_tova(r);
     return r;
   }();
   return registry;

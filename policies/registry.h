@@ -46,5 +46,13 @@ class PolicyRegistry {
 void register_full(PolicyRegistry& registry);
 void register_streaming(PolicyRegistry& registry);
 void register_snapkv(PolicyRegistry& registry);
+void register_pyramidkv(PolicyRegistry& registry);
+void register_adakv(PolicyRegistry& registry);
+void register_chunkkv(PolicyRegistry& registry);
+void register_l2norm(PolicyRegistry& registry);
+void register_compactor(PolicyRegistry& registry);
+void register_curdkv(PolicyRegistry& registry);
+void register_h2o(PolicyRegistry& registry);
+void register_tova(PolicyRegistry& registry);
 
 }  // namespace kvsim

@@ -2,14 +2,9 @@
 // snapkv/monkeypatch/snapkv_utils.py). The last `window` queries vote for earlier entries with
 // their causal attention; votes are pooled along positions and each KV head keeps the window plus
 // its top-voted entries, up to the capacity of DESIGN.md §4.
-#include <algorithm>
-#include <tbb/parallel_for.h>
-
 #include "policies/registry.h"
 #include "policies/schedule.h"
-#include "policies/select.h"
-#include "policies/window_attention.h"
-#include "util/error.h"
+#include "policies/snapkv_select.h"
 
 namespace kvsim {
 
@@ -29,66 +24,15 @@ class SnapKvPolicy final : public Policy {
 
   void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
                             std::vector<std::int64_t>* positions) const override {
-    auto add_window = [&](std::int64_t end, std::int64_t tokens) {
-      for (std::int64_t t = end - std::min(window_, tokens); t < end; ++t) positions->push_back(t);
-    };
-    if (points_.prefill == PrefillEviction::kChunk) {
-      for (const Pass& p : prefill) add_window(p.end, p.tokens());
-    } else if (points_.prefill == PrefillEviction::kPostFill) {
-      add_window(request.prompt_tokens, request.prompt_tokens);
-    }
-    if (points_.decode_every > 0) {
-      for (std::int64_t t = request.prompt_tokens; t < request.total_tokens(); ++t) positions->push_back(t);
-      add_window(request.prompt_tokens, request.prompt_tokens);
-    }
+    snapkv_required_queries(request, prefill, window_, points_, positions);
   }
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
     const std::int64_t capacity = budget_.capacity(ctx.pass, ctx.prefill, points_.prefill, window_);
-    // The window is the most recent tokens: after a chunk, that chunk's last `window` (a chunk never
-    // scores with queries of an earlier one); otherwise the last `window` of everything processed.
-    const bool chunk_window = ctx.pass.prefill && points_.prefill == PrefillEviction::kChunk;
-    const std::int64_t window_begin = ctx.pass.end - (chunk_window ? std::min(window_, ctx.pass.tokens()) : window_);
-    tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
-      auto& resident = residency[h];
-      const auto size = static_cast<std::int64_t>(resident.size());
-      if (size <= capacity) return;
-      const auto window = static_cast<std::int64_t>(
-          resident.end() - std::lower_bound(resident.begin(), resident.end(), window_begin));
-      const std::int64_t keep_scored = capacity - window;
-      std::vector<std::int32_t> kept;
-      kept.reserve(static_cast<std::size_t>(capacity));
-      if (ctx.trace == nullptr) {
-        // Untraced layer: only the count matters.
-        kept.assign(resident.end() - capacity, resident.end());
-      } else {
-        const auto prefix = static_cast<std::size_t>(size - window);
-        std::vector<float> scores = score_head(ctx, static_cast<int>(h), resident, window);
-        scores = max_pooling_ ? max_pool(scores, kernel_) : avg_pool(scores, kernel_);
-        for (std::int32_t index : top_k_indices(scores, keep_scored)) kept.push_back(resident[index]);
-        kept.insert(kept.end(), resident.begin() + static_cast<std::ptrdiff_t>(prefix), resident.end());
-      }
-      resident = std::move(kept);
-    });
+    snapkv_evict_to_capacity(ctx, *this, residency, capacity, {window_, kernel_, max_pooling_}, points_.prefill);
   }
 
  private:
-  std::vector<float> score_head(const EvictionContext& ctx, int kv_head, std::span<const std::int32_t> resident,
-                                std::int64_t window) const {
-    const LayerTrace& trace = *ctx.trace;
-    const int group = ctx.model.group_size();
-    std::vector<const HeadMatrix*> heads;
-    for (int g = kv_head * group; g < (kv_head + 1) * group; ++g) heads.push_back(&trace.queries[g]);
-    std::vector<std::int64_t> rows;
-    for (std::int64_t t : resident.last(static_cast<std::size_t>(window))) {
-      const std::int64_t row = trace.query_row(t);
-      if (row < 0) throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
-                                    std::to_string(t) + ", which " + spec() + " scores with");
-      rows.push_back(row);
-    }
-    return window_attention_scores(trace.keys[kv_head], resident, window, {heads, rows});
-  }
-
   Budget budget_;
   std::int64_t window_;
   int kernel_;

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "sim/placement.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -49,7 +50,7 @@ void write_scenario(JsonWriter& json, const Scenario& s, const ScenarioRun& run)
     for (const auto& a : s.hardware_attach) json.value(a);
     json.end_array();
     json.field("tp", s.tensor_parallel);
-    json.field("placement", s.placement);
+    json.field("placement", parse_placement(s.placement, s.path).spec());
     json.end_object();
   }
   json.key("sim");
@@ -78,8 +79,10 @@ void write_timing(JsonWriter& json, const PolicyTiming& t) {
   json.field("weight_bytes", t.weight_bytes);
   json.field("peak_hbm_bytes", t.peak_hbm_bytes);
   json.field("fits_hbm", t.fits_hbm);
-  for (const char* what : {"bytes_read", "bytes_written", "byte_seconds", "mean_read_bandwidth_bytes_per_s",
-                           "peak_read_bandwidth_bytes_per_s"}) {
+  json.field("offloaded_entries", t.offloaded_entries);
+  json.field("evicted_entries", t.evicted_entries);
+  for (const char* what : {"bytes_read", "bytes_written", "byte_seconds", "peak_kv_bytes",
+                           "mean_read_bandwidth_bytes_per_s", "peak_read_bandwidth_bytes_per_s"}) {
     json.key(what);
     json.begin_object();
     for (const TierTraffic& tier : t.tiers) {
@@ -87,9 +90,23 @@ void write_timing(JsonWriter& json, const PolicyTiming& t) {
       const double v = w == "bytes_read"        ? tier.bytes_read
                        : w == "bytes_written"   ? tier.bytes_written
                        : w == "byte_seconds"    ? tier.byte_seconds
+                       : w == "peak_kv_bytes"   ? tier.peak_kv_bytes
                        : w.rfind("mean", 0) == 0 ? tier.mean_read_bytes_per_s
                                                  : tier.peak_read_bytes_per_s;
       json.field(tier.tier, v);
+    }
+    json.end_object();
+  }
+  if (!t.links.empty()) {
+    json.key("links");
+    json.begin_object();
+    for (const LinkTraffic& link : t.links) {
+      json.key(link.link);
+      json.begin_object();
+      json.field("bytes", link.bytes);
+      json.field("mean_bandwidth_bytes_per_s", link.mean_bytes_per_s);
+      json.field("peak_bandwidth_bytes_per_s", link.peak_bytes_per_s);
+      json.end_object();
     }
     json.end_object();
   }

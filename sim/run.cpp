@@ -159,8 +159,15 @@ ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
       model.vocab_size = scenario.model.vocab_size;
     }
     const CostModel cost(*run.hardware, model, scenario.tensor_parallel, scenario.path + ": [hardware]");
+    const Hierarchy hierarchy(*run.hardware);
+    const Placement placement = parse_placement(scenario.placement, scenario.path + ": [hardware] placement");
+    const TimingInput input{cost, hierarchy, model, run.plan, placement, scenario.tensor_parallel};
     for (const auto& result : run.results) {
-      run.timings.push_back(time_request(cost, *run.hardware, model, run.plan, result, scenario.tensor_parallel));
+      try {
+        run.timings.push_back(time_request(input, result));
+      } catch (const InputError& e) {
+        fail_input(scenario.path + ": [hardware] placement", e.what());
+      }
     }
   }
   return run;

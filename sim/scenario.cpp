@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "sim/model_presets.h"
+#include "sim/placement.h"
 #include "util/error.h"
 #include "util/ini.h"
 
@@ -42,7 +43,7 @@ po::options_description scenario_options() {
       ("hardware.attach", po::value<std::vector<std::string>>()->composing(),
        "extra tier from configs/hardware/attach/ (host-ddr5, cxl-gen5, ...), repeatable")
       ("hardware.tp", po::value<int>(), "tensor-parallel degree (default 1)")
-      ("hardware.placement", po::value<std::string>(), "where KV lives: hbm_only (default)")
+      ("hardware.placement", po::value<std::string>(), "where KV lives: hbm_only (default), offload(tier=cxl, prefetch=none|layer), score_tiering(tier=dram)")
       ("sim.threads", po::value<int>(), "worker threads (0: all cores)")
       ("sim.fidelity_queries", po::value<int>(), "decode positions used for fidelity (default 64)");
   return o;
@@ -138,9 +139,7 @@ Scenario load_scenario(const std::string& path) {
   const bool hardware_keys = v.count("hardware.attach") || v.count("hardware.tp") || v.count("hardware.placement");
   if (hardware_keys && s.hardware_preset.empty()) fail_input(where("hardware") + " preset", "missing (kvsim hw list shows the presets)");
   if (s.tensor_parallel < 1) fail_input(where("hardware") + " tp", "must be >= 1");
-  if (s.placement != "hbm_only") {
-    fail_input(where("hardware") + " placement", "expected hbm_only, got '" + s.placement + "' (offload placements are not implemented yet)");
-  }
+  parse_placement(s.placement, where("hardware") + " placement");  // validated now, used by the runner
   read(v, "sim.threads", s.threads);
   read(v, "sim.fidelity_queries", s.fidelity_queries);
   if (s.threads < 0) fail_input(where("sim") + " threads", "must be >= 0 (0: all cores)");

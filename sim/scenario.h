@@ -35,7 +35,7 @@ struct Scenario {
   std::string hardware_preset;            // configs/hardware/<preset>.ini or a path
   std::vector<std::string> hardware_attach;
   int tensor_parallel = 1;
-  std::string placement = "hbm_only";
+  std::string placement = "hbm_only";  // see sim/placement.h
 
   // [sim]
   int threads = 0;            // 0: all cores

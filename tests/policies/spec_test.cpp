@@ -33,7 +33,7 @@ TEST(PolicySpec, RejectsMalformedSpecsWithClearErrors) {
   expect_error("snapkv(budget)", "expected key=value");
   expect_error("snapkv(budget=0.2, budget=0.3)", "given twice");
   expect_error("snapkv(budget=)", "has no value");
-  expect_error("nosuch(x=1)", "unknown policy 'nosuch' (known: full, streaming, snapkv)");
+  expect_error("nosuch(x=1)", "unknown policy 'nosuch' (known: full, streaming, snapkv");
   expect_error("snapkv(budgett=0.2)", "parameter 'budgett': unknown parameter for 'snapkv'");
   expect_error("snapkv(budget=abc)", "parameter 'budget': expected a number");
   expect_error("snapkv(budget=-1)", "must be > 0");

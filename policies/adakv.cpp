@@ -1,0 +1,152 @@
+// adakv: AdaKV head-adaptive budget allocation (Feng et al. 2024, arXiv 2407.11550; NVIDIA/kvpress
+// kvpress/presses/adakv_press.py over SnapKVPress). Within a layer the KV heads share one budget:
+// H x capacity entries go to the highest scores across the layer's heads, after each head is
+// guaranteed its window and its own top floor(alpha_safeguard x capacity) entries.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <tbb/parallel_for.h>
+
+#include "policies/registry.h"
+#include "policies/schedule.h"
+#include "policies/select.h"
+#include "policies/snapkv_select.h"
+
+namespace kvsim {
+
+namespace {
+
+struct Candidate {
+  float score;
+  std::int32_t head;
+  std::int32_t index;  // into the head's resident vector
+};
+
+class AdaKvPolicy final : public Policy {
+ public:
+  AdaKvPolicy(Budget budget, SnapKvScoring scoring, double alpha, EvictionPoints points)
+      : budget_(budget), scoring_(scoring), alpha_(alpha), points_(points) {}
+
+  std::string spec() const override {
+    char alpha[32];
+    std::snprintf(alpha, sizeof alpha, "%g", alpha_);
+    return "adakv(budget=" + budget_.format() + ", window=" + std::to_string(scoring_.window) +
+           ", kernel=" + std::to_string(scoring_.kernel) + ", pooling=" + (scoring_.max_pooling ? "max" : "avg") +
+           ", alpha_safeguard=" + alpha + ", " + format_eviction_points(points_) + ")";
+  }
+  EvictionPoints eviction_points() const override { return points_; }
+
+  void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
+                            std::vector<std::int64_t>* positions) const override {
+    snapkv_required_queries(request, prefill, scoring_.window, points_, positions);
+  }
+
+  void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
+    const std::int64_t capacity = budget_.capacity(ctx.pass, ctx.prefill, points_.prefill, scoring_.window);
+    if (ctx.trace == nullptr) {
+      // An untraced layer has ONE representative head standing for all KV heads, so per-head
+      // differences cannot be represented; the uniform per-head count gives the same layer total
+      // H x capacity, which is all the accounting sees.
+      snapkv_evict_to_capacity(ctx, *this, residency, capacity, scoring_, points_.prefill);
+      return;
+    }
+    const auto heads = static_cast<std::int64_t>(residency.size());
+    std::int64_t total = 0;
+    for (const auto& r : residency) total += static_cast<std::int64_t>(r.size());
+    const std::int64_t layer_budget = heads * capacity;
+    if (total <= layer_budget) return;
+
+    const std::int64_t window_begin = snapkv_window_begin(ctx, scoring_.window, points_.prefill);
+    // kvpress: n_safe = int(n_kept * alpha) with n_kept the window-inclusive per-head budget; the
+    // window ranks first (SnapKV pads it with the maximum score), so the safeguard adds the head's
+    // top n_safe - window scored entries.
+    const auto n_safe = static_cast<std::int64_t>(std::floor(static_cast<double>(capacity) * alpha_));
+    std::vector<std::vector<float>> scores(residency.size());
+    std::vector<std::vector<std::int32_t>> safe(residency.size());
+    std::vector<std::int64_t> windows(residency.size());
+    tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
+      windows[h] = snapkv_window_count(residency[h], window_begin);
+      scores[h] = snapkv_head_scores(ctx, *this, static_cast<int>(h), residency[h], windows[h], scoring_);
+      safe[h] = top_k_indices(scores[h], std::max<std::int64_t>(0, n_safe - windows[h]));
+    });
+
+    std::int64_t remaining = layer_budget;
+    std::vector<Candidate> pool;
+    for (std::size_t h = 0; h < residency.size(); ++h) {
+      remaining -= windows[h] + static_cast<std::int64_t>(safe[h].size());
+      std::vector<bool> is_safe(scores[h].size(), false);
+      for (std::int32_t i : safe[h]) is_safe[static_cast<std::size_t>(i)] = true;
+      for (std::size_t i = 0; i < scores[h].size(); ++i) {
+        if (!is_safe[i]) pool.push_back({scores[h][i], static_cast<std::int32_t>(h), static_cast<std::int32_t>(i)});
+      }
+    }
+    // The global pick across heads; ties go to the lower head, then the lower position, so the
+    // kept sets are a function of the scores alone.
+    const auto before = [](const Candidate& a, const Candidate& b) {
+      if (a.score != b.score) return a.score > b.score;
+      return a.head != b.head ? a.head < b.head : a.index < b.index;
+    };
+    remaining = std::clamp<std::int64_t>(remaining, 0, static_cast<std::int64_t>(pool.size()));
+    std::nth_element(pool.begin(), pool.begin() + remaining, pool.end(), before);
+    pool.resize(static_cast<std::size_t>(remaining));
+
+    std::vector<std::vector<bool>> keep(residency.size());
+    for (std::size_t h = 0; h < residency.size(); ++h) {
+      keep[h].assign(residency[h].size(), false);
+      for (std::int32_t i : safe[h]) keep[h][static_cast<std::size_t>(i)] = true;
+      std::fill(keep[h].end() - windows[h], keep[h].end(), true);
+    }
+    for (const Candidate& c : pool) keep[static_cast<std::size_t>(c.head)][static_cast<std::size_t>(c.index)] = true;
+    for (std::size_t h = 0; h < residency.size(); ++h) {
+      std::vector<std::int32_t> kept;
+      for (std::size_t i = 0; i < residency[h].size(); ++i) {
+        if (keep[h][i]) kept.push_back(residency[h][i]);
+      }
+      residency[h] = std::move(kept);
+    }
+  }
+
+ private:
+  Budget budget_;
+  SnapKvScoring scoring_;
+  double alpha_;
+  EvictionPoints points_;
+};
+
+}  // namespace
+
+void register_adakv(PolicyRegistry& registry) {
+  registry.add(
+      {"adakv",
+       "AdaKV: SnapKV scores; the layer's budget (heads x per-head budget) goes to its highest scores across heads",
+       "Feng et al. 2024, Ada-KV: Optimizing KV Cache Eviction by Adaptive Budget Allocation for Efficient LLM "
+       "Inference (arXiv 2407.11550); NVIDIA/kvpress kvpress/presses/adakv_press.py (FFY0/AdaKV)",
+       {{"budget", "0.2",
+         "per-head mean: fraction (<1) of the prompt kept besides the window, or a token count (>=1) incl. the window"},
+        {"window", "64", "observation window of the SnapKV scorer: the most recent queries, kept in every head"},
+        {"kernel", "5", "pooling kernel along positions (odd)"},
+        {"pooling", "avg", "max|avg"},
+        {"alpha_safeguard", "0.2",
+         "each head keeps at least floor(alpha_safeguard x budget) entries (its window first, then its top scores); "
+         "in [0, 1]"},
+        {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
+        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+       [](SpecArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget", 0.2);
+         const std::int64_t window = args.get_int("window", 64);
+         const std::int64_t kernel = args.get_int("kernel", 5);
+         const bool max_pooling = args.get_choice("pooling", "avg", {"max", "avg"}) == "max";
+         const double alpha = args.get_double("alpha_safeguard", 0.2);
+         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+         if (window < 1) args.fail("window", "must be >= 1");
+         if (kernel < 1 || kernel % 2 == 0) args.fail("kernel", "must be an odd integer >= 1");
+         if (!(alpha >= 0.0 && alpha <= 1.0)) args.fail("alpha_safeguard", "must be in [0, 1]");
+         if (!budget.is_fraction && budget.tokens <= window) {
+           args.fail("budget", "a token budget must exceed the window (" + std::to_string(window) + ")");
+         }
+         return std::make_unique<AdaKvPolicy>(budget, SnapKvScoring{window, static_cast<int>(kernel), max_pooling},
+                                              alpha, points);
+       }});
+}
+
+}  // namespace kvsim

@@ -1,0 +1,220 @@
+// h2o: Heavy-Hitter Oracle (Zhang et al. 2023, arXiv 2306.14048; reference FMInference/H2O
+// h2o_hf/utils_real_drop/modify_llama.py, H2OKVCache_LayerWise). Every KV entry accumulates the
+// attention it receives from each query that saw it (softmax over what was resident for that
+// query, as in the real-drop cache); at an eviction point each KV head keeps its `recent` newest
+// entries plus the heavy hitters, the highest accumulated scores among the rest.
+//
+// Policies are stateless (evict() is const and sees only the current residency), but H2O's score
+// is a running sum over the request's history. evict() therefore replays the request from its
+// first pass with its own eviction rule, reproducing every earlier decision, and checks that the
+// replay ends at the residency it was given. Cost per call: with prompt_queries=all (exact H2O),
+// one causal attention over the whole prompt, O(n^2 d) per query head, plus O(cap d) per decode
+// step so far; prompt_queries=N cuts the prompt term to O(N n d) per chunk. Memory: the trace must
+// store the queries of every accumulated position, i.e. with prompt_queries=all all n prompt
+// queries (num_q_heads x n x head_dim, a group-size multiple of the keys) instead of a window.
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+#include <tbb/parallel_for.h>
+
+#include "policies/h2o_attention.h"
+#include "policies/registry.h"
+#include "policies/schedule.h"
+#include "util/error.h"
+
+namespace kvsim {
+
+namespace {
+
+std::string format_number(double x) {
+  char buffer[32];
+  const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, x);
+  return std::string(buffer, end);
+}
+
+struct HeadState {
+  std::vector<std::int32_t> resident;
+  std::vector<double> score;        // accumulated attention, group-averaged
+  std::vector<std::int64_t> seen;   // accumulated queries that saw the entry (normalize=count)
+};
+
+class H2oPolicy final : public Policy {
+ public:
+  // recent_share in [0, 1): the recent window's share of the capacity; recent_tokens > 0 instead
+  // makes it a protected window of that many tokens added to a fractional budget (DESIGN.md §4).
+  H2oPolicy(Budget budget, double recent_share, std::int64_t recent_tokens, std::int64_t prompt_queries,
+            bool normalize, EvictionPoints points)
+      : budget_(budget), recent_share_(recent_share), recent_tokens_(recent_tokens),
+        prompt_queries_(prompt_queries), normalize_(normalize), points_(points) {}
+
+  std::string spec() const override {
+    return "h2o(budget=" + budget_.format() +
+           ", recent=" + (recent_tokens_ > 0 ? std::to_string(recent_tokens_) : format_number(recent_share_)) +
+           ", prompt_queries=" + (prompt_queries_ > 0 ? std::to_string(prompt_queries_) : "all") +
+           ", normalize=" + (normalize_ ? "count" : "none") + ", " + format_eviction_points(points_) + ")";
+  }
+  EvictionPoints eviction_points() const override { return points_; }
+
+  void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
+                            std::vector<std::int64_t>* positions) const override {
+    if (points_.prefill == PrefillEviction::kNone && points_.decode_every == 0) return;
+    for (const Pass& p : prefill) {
+      for (std::int64_t t = first_query(p); t < p.end; ++t) positions->push_back(t);
+    }
+    if (points_.decode_every > 0) {
+      for (std::int64_t t = request.prompt_tokens; t < request.total_tokens(); ++t) positions->push_back(t);
+    }
+  }
+
+  void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
+    const std::int64_t cap = capacity(ctx.pass, ctx.prefill);
+    // Heads hold equal counts; at or under capacity nothing goes and no replay is needed.
+    if (static_cast<std::int64_t>(residency.front().size()) <= cap) return;
+    if (ctx.trace == nullptr) {
+      for (auto& head : residency) head.erase(head.begin(), head.end() - cap);
+      return;
+    }
+    std::vector<Pass> history(ctx.prefill.begin(), ctx.prefill.end());
+    if (!ctx.pass.prefill) {
+      const std::int64_t n = ctx.request.prompt_tokens;
+      for (int i = 0; i <= ctx.pass.index; ++i) history.push_back({n + i, n + i + 1, false, i});
+    } else {
+      history.resize(static_cast<std::size_t>(ctx.pass.index) + 1);
+    }
+    tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
+      residency[h] = replay_head(ctx, static_cast<int>(h), history, residency[h]);
+    });
+  }
+
+ private:
+  std::int64_t first_query(const Pass& p) const {
+    return p.prefill && prompt_queries_ > 0 ? std::max(p.begin, p.end - prompt_queries_) : p.begin;
+  }
+  std::int64_t capacity(const Pass& pass, std::span<const Pass> prefill) const {
+    return budget_.capacity(pass, prefill, points_.prefill, recent_tokens_);
+  }
+  std::int64_t recent_count(std::int64_t cap) const {
+    return recent_tokens_ > 0 ? std::min(recent_tokens_, cap) : round_half_even(recent_share_ * static_cast<double>(cap));
+  }
+
+  // Runs the request's passes up to the current one for KV head h; returns the kept positions.
+  std::vector<std::int32_t> replay_head(const EvictionContext& ctx, int h, std::span<const Pass> history,
+                                        const std::vector<std::int32_t>& given) const {
+    const LayerTrace& trace = *ctx.trace;
+    const int group = ctx.model.group_size();
+    std::vector<const HeadMatrix*> heads;
+    for (int g = h * group; g < (h + 1) * group; ++g) heads.push_back(&trace.queries[static_cast<std::size_t>(g)]);
+    const int num_prefill = static_cast<int>(ctx.prefill.size());
+    HeadState s;
+    std::vector<std::int64_t> positions, rows;
+    for (const Pass& pass : history) {
+      const auto cached = static_cast<std::int64_t>(s.resident.size());
+      for (std::int64_t t = pass.begin; t < pass.end; ++t) s.resident.push_back(static_cast<std::int32_t>(t));
+      s.score.resize(s.resident.size(), 0.0);
+      s.seen.resize(s.resident.size(), 0);
+      positions.clear();
+      rows.clear();
+      for (std::int64_t t = first_query(pass); t < pass.end; ++t) {
+        const std::int64_t row = trace.query_row(t);
+        if (row < 0) throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
+                                      std::to_string(t) + ", which " + spec() + " accumulates");
+        positions.push_back(t);
+        rows.push_back(row);
+      }
+      add_pass_attention(trace.keys[static_cast<std::size_t>(h)], s.resident, cached, pass.begin,
+                         {heads, rows, positions}, s.score);
+      const auto nq = static_cast<std::int64_t>(positions.size());
+      for (std::size_t j = 0; j < s.resident.size(); ++j) {
+        // Queries of this pass at positions >= the entry's saw it (all of them for cached entries).
+        s.seen[j] += s.resident[j] < pass.begin ? nq : positions.end() - std::lower_bound(positions.begin(), positions.end(), s.resident[j]);
+      }
+      if (&pass == &history.back() && s.resident != given) {
+        throw std::logic_error("h2o: layer " + std::to_string(ctx.layer) + " head " + std::to_string(h) +
+                               ": the residency given to evict() is not what this policy's earlier evictions left; "
+                               "its scores accumulate over the request, so every eviction point must be replayed");
+      }
+      if (points_.after(pass, num_prefill)) shrink(s, capacity(pass, ctx.prefill));
+    }
+    return std::move(s.resident);
+  }
+
+  // Keeps the `recent` newest entries and the heavy hitters among the others (ties: lower position).
+  void shrink(HeadState& s, std::int64_t cap) const {
+    const auto size = static_cast<std::int64_t>(s.resident.size());
+    if (size <= cap) return;
+    const std::int64_t recent = recent_count(cap);
+    const std::int64_t heavy = cap - recent;
+    const std::int64_t candidates = size - recent;
+    std::vector<double> key(s.score.begin(), s.score.begin() + candidates);
+    if (normalize_) {
+      for (std::int64_t j = 0; j < candidates; ++j) key[j] = s.seen[j] > 0 ? key[j] / static_cast<double>(s.seen[j]) : 0.0;
+    }
+    std::vector<std::int64_t> order(static_cast<std::size_t>(candidates));
+    std::iota(order.begin(), order.end(), std::int64_t{0});
+    std::partial_sort(order.begin(), order.begin() + heavy, order.end(), [&](std::int64_t a, std::int64_t b) {
+      return key[a] != key[b] ? key[a] > key[b] : a < b;
+    });
+    order.resize(static_cast<std::size_t>(heavy));
+    std::sort(order.begin(), order.end());
+    for (std::int64_t j = candidates; j < size; ++j) order.push_back(j);
+    HeadState kept;
+    for (std::int64_t j : order) {
+      kept.resident.push_back(s.resident[j]);
+      kept.score.push_back(s.score[j]);
+      kept.seen.push_back(s.seen[j]);
+    }
+    s = std::move(kept);
+  }
+
+  Budget budget_;
+  double recent_share_;
+  std::int64_t recent_tokens_;
+  std::int64_t prompt_queries_;  // 0: all
+  bool normalize_;
+  EvictionPoints points_;
+};
+
+}  // namespace
+
+void register_h2o(PolicyRegistry& registry) {
+  registry.add(
+      {"h2o",
+       "H2O: keep a recent window plus the heavy hitters, the entries with the most attention accumulated "
+       "over all queries so far (replayed from the trace at each eviction point)",
+       "Zhang et al. 2023, H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models "
+       "(arXiv 2306.14048); FMInference/H2O h2o_hf/utils_real_drop/modify_llama.py; count normalisation as "
+       "NVIDIA/kvpress kvpress/presses/observed_attention_press.py",
+       {{"budget", "0.2", "fraction (<1) of the prompt kept (plus `recent` if that is a token count), or a token count (>=1)"},
+        {"recent", "0.5", "recent window: share (<1) of the capacity (H2O's equal heavy/recent split), or a token count (>=1)"},
+        {"prompt_queries", "all", "prompt queries accumulated: all (exact H2O; the trace must store every prompt query) or N, the last N of each prefill chunk "
+                                  "(cheaper approximation; decode queries always count)"},
+        {"normalize", "none", "none (H2O: sum) | count (kvpress ObservedAttention: divide by the queries that saw it)"},
+        {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
+        {"decode", "step", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+       [](SpecArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget", 0.2);
+         const double recent = args.get_double("recent", 0.5);
+         const std::string queries = args.get_string("prompt_queries", "all");
+         const bool normalize = args.get_choice("normalize", "none", {"none", "count"}) == "count";
+         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 1});
+         if (!(recent >= 0.0)) args.fail("recent", "must be a share in [0, 1) or a token count >= 1");
+         if (recent >= 1.0 && recent != std::floor(recent)) args.fail("recent", "a value >= 1 is a token count and must be an integer");
+         const std::int64_t recent_tokens = recent >= 1.0 ? static_cast<std::int64_t>(recent) : 0;
+         if (!budget.is_fraction && recent_tokens > 0 && budget.tokens <= recent_tokens) {
+           args.fail("budget", "a token budget must exceed the recent window (" + std::to_string(recent_tokens) + ")");
+         }
+         std::int64_t prompt_queries = 0;
+         if (queries != "all") {
+           const auto [ptr, ec] = std::from_chars(queries.data(), queries.data() + queries.size(), prompt_queries);
+           if (ec != std::errc() || ptr != queries.data() + queries.size() || prompt_queries < 1) {
+             args.fail("prompt_queries", "expected all or an integer >= 1, got '" + queries + "'");
+           }
+         }
+         return std::make_unique<H2oPolicy>(budget, recent_tokens > 0 ? 0.0 : recent, recent_tokens, prompt_queries,
+                                            normalize, points);
+       }});
+}
+
+}  // namespace kvsim

@@ -1,0 +1,81 @@
+// l2norm: keep the keys with the LOWEST L2 norm (Devoto et al. 2024, "A Simple and Effective L2
+// Norm-Based Strategy for KV Cache Compression", arXiv 2406.11430; reference
+// NVIDIA/kvpress kvpress/presses/knorm_press.py, score = -||k||). Low-norm keys draw high
+// attention in trained models, so the norm alone stands in for the attention the queries would pay.
+#include <cmath>
+#include <tbb/parallel_for.h>
+
+#include "policies/leverage.h"
+#include "policies/registry.h"
+#include "policies/schedule.h"
+
+namespace kvsim {
+
+namespace {
+
+class L2NormPolicy final : public Policy {
+ public:
+  L2NormPolicy(Budget budget, ProtectedEnds ends, EvictionPoints points)
+      : budget_(budget), ends_(ends), points_(points) {}
+
+  std::string spec() const override {
+    return "l2norm(budget=" + budget_.format() + ", sinks=" + std::to_string(ends_.sinks) +
+           ", window=" + std::to_string(ends_.recent) + ", " + format_eviction_points(points_) + ")";
+  }
+  EvictionPoints eviction_points() const override { return points_; }
+
+  void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
+    const std::int64_t capacity = budget_.capacity(ctx.pass, ctx.prefill, points_.prefill, ends_.total());
+    tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
+      auto& resident = residency[h];
+      const auto size = static_cast<std::int64_t>(resident.size());
+      if (size <= capacity) return;
+      const ProtectedEnds ends = ends_.clipped(size);
+      std::vector<float> scores;
+      if (ctx.trace != nullptr) {
+        // Untraced layers keep the right count whatever the scores; traced ones score the middle.
+        const HeadMatrix& keys = ctx.trace->keys[h];
+        for (std::int64_t i = ends.sinks; i < size - ends.recent; ++i) {
+          scores.push_back(static_cast<float>(-keys.row(resident[static_cast<std::size_t>(i)]).cast<double>().norm()));
+        }
+      } else {
+        scores.assign(static_cast<std::size_t>(size - ends.total()), 0.0f);
+      }
+      resident = keep_ends_and_top(resident, scores, ends, capacity);
+    });
+  }
+
+ private:
+  Budget budget_;
+  ProtectedEnds ends_;
+  EvictionPoints points_;
+};
+
+}  // namespace
+
+void register_l2norm(PolicyRegistry& registry) {
+  registry.add(
+      {"l2norm",
+       "Knorm: keep the keys with the lowest L2 norm (query-free)",
+       "Devoto et al. 2024, A Simple and Effective L2 Norm-Based Strategy for KV Cache Compression "
+       "(arXiv 2406.11430); NVIDIA/kvpress kvpress/presses/knorm_press.py",
+       {{"budget", "0.2", "fraction (<1) of the prompt kept besides the protected entries, or a token count (>=1) incl. them"},
+        {"sinks", "0", "first resident entries always kept (kvpress: none)"},
+        {"window", "0", "most recent resident entries always kept (kvpress: none)"},
+        {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
+        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+       [](SpecArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget", 0.2);
+         const std::int64_t sinks = args.get_int("sinks", 0);
+         const std::int64_t window = args.get_int("window", 0);
+         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+         if (sinks < 0) args.fail("sinks", "must be >= 0");
+         if (window < 0) args.fail("window", "must be >= 0");
+         if (!budget.is_fraction && budget.tokens < sinks + window) {
+           args.fail("budget", "a token budget must hold the sinks and window (" + std::to_string(sinks + window) + ")");
+         }
+         return std::make_unique<L2NormPolicy>(budget, ProtectedEnds{sinks, window}, points);
+       }});
+}
+
+}  // namespace kvsim

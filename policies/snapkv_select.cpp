@@ -1,0 +1,81 @@
+#include "policies/snapkv_select.h"
+
+#include <algorithm>
+#include <string>
+#include <tbb/parallel_for.h>
+
+#include "policies/select.h"
+#include "policies/window_attention.h"
+#include "util/error.h"
+
+namespace kvsim {
+
+std::int64_t snapkv_window_begin(const EvictionContext& ctx, std::int64_t window, PrefillEviction mode) {
+  const bool chunk_window = ctx.pass.prefill && mode == PrefillEviction::kChunk;
+  return ctx.pass.end - (chunk_window ? std::min(window, ctx.pass.tokens()) : window);
+}
+
+std::int64_t snapkv_window_count(std::span<const std::int32_t> resident, std::int64_t window_begin) {
+  return static_cast<std::int64_t>(resident.end() - std::lower_bound(resident.begin(), resident.end(), window_begin));
+}
+
+std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& policy, int kv_head,
+                                      std::span<const std::int32_t> resident, std::int64_t window_count,
+                                      const SnapKvScoring& scoring) {
+  const LayerTrace& trace = *ctx.trace;
+  const int group = ctx.model.group_size();
+  std::vector<const HeadMatrix*> heads;
+  for (int g = kv_head * group; g < (kv_head + 1) * group; ++g) heads.push_back(&trace.queries[g]);
+  std::vector<std::int64_t> rows;
+  for (std::int64_t t : resident.last(static_cast<std::size_t>(window_count))) {
+    const std::int64_t row = trace.query_row(t);
+    if (row < 0) throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
+                                  std::to_string(t) + ", which " + policy.spec() + " scores with");
+    rows.push_back(row);
+  }
+  const std::vector<float> scores =
+      window_attention_scores(trace.keys[kv_head], resident, window_count, {heads, rows});
+  return scoring.max_pooling ? max_pool(scores, scoring.kernel) : avg_pool(scores, scoring.kernel);
+}
+
+void snapkv_evict_to_capacity(const EvictionContext& ctx, const Policy& policy, LayerResidency& residency,
+                              std::int64_t capacity, const SnapKvScoring& scoring, PrefillEviction mode) {
+  const std::int64_t window_begin = snapkv_window_begin(ctx, scoring.window, mode);
+  tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
+    auto& resident = residency[h];
+    const auto size = static_cast<std::int64_t>(resident.size());
+    if (size <= capacity) return;
+    const std::int64_t window = snapkv_window_count(resident, window_begin);
+    const std::int64_t keep_scored = capacity - window;
+    std::vector<std::int32_t> kept;
+    kept.reserve(static_cast<std::size_t>(capacity));
+    if (ctx.trace == nullptr) {
+      // Untraced layer: only the count matters.
+      kept.assign(resident.end() - capacity, resident.end());
+    } else {
+      const auto prefix = static_cast<std::size_t>(size - window);
+      const std::vector<float> scores = snapkv_head_scores(ctx, policy, static_cast<int>(h), resident, window, scoring);
+      for (std::int32_t index : top_k_indices(scores, keep_scored)) kept.push_back(resident[index]);
+      kept.insert(kept.end(), resident.begin() + static_cast<std::ptrdiff_t>(prefix), resident.end());
+    }
+    resident = std::move(kept);
+  });
+}
+
+void snapkv_required_queries(const RequestInfo& request, std::span<const Pass> prefill, std::int64_t window,
+                             const EvictionPoints& points, std::vector<std::int64_t>* positions) {
+  auto add_window = [&](std::int64_t end, std::int64_t tokens) {
+    for (std::int64_t t = end - std::min(window, tokens); t < end; ++t) positions->push_back(t);
+  };
+  if (points.prefill == PrefillEviction::kChunk) {
+    for (const Pass& p : prefill) add_window(p.end, p.tokens());
+  } else if (points.prefill == PrefillEviction::kPostFill) {
+    add_window(request.prompt_tokens, request.prompt_tokens);
+  }
+  if (points.decode_every > 0) {
+    for (std::int64_t t = request.prompt_tokens; t < request.total_tokens(); ++t) positions->push_back(t);
+    add_window(request.prompt_tokens, request.prompt_tokens);
+  }
+}
+
+}  // namespace kvsim

@@ -1,0 +1,44 @@
+#pragma once
+// The SnapKV machinery shared by snapkv and the policies built on its scores (pyramidkv, adakv,
+// chunkkv): the observation window, the pooled window-attention scores, and SnapKV's per-head
+// selection at a given capacity.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "policies/policy.h"
+
+namespace kvsim {
+
+struct SnapKvScoring {
+  std::int64_t window = 32;  // observation window: the most recent queries, always kept
+  int kernel = 7;            // pooling kernel along positions (odd)
+  bool max_pooling = true;   // max_pool, else avg_pool
+};
+
+// First position of the observation window at this eviction point. After a chunk with
+// prefill=chunk it is that chunk's last `window` tokens (a chunk never scores with queries of an
+// earlier one); otherwise the last `window` of everything processed.
+std::int64_t snapkv_window_begin(const EvictionContext& ctx, std::int64_t window, PrefillEviction mode);
+
+// How many of the sorted `resident` positions lie in the window (>= window_begin).
+std::int64_t snapkv_window_count(std::span<const std::int32_t> resident, std::int64_t window_begin);
+
+// Pooled window-attention scores of the first resident.size() - window_count entries of KV head
+// `kv_head` (the window's queries vote; GQA: mean over the group). REQUIRES ctx.trace.
+// Throws InputError naming `policy`'s spec if the trace lacks a window query.
+std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& policy, int kv_head,
+                                      std::span<const std::int32_t> resident, std::int64_t window_count,
+                                      const SnapKvScoring& scoring);
+
+// SnapKV's eviction at `capacity` entries per head: every head over capacity keeps its window plus
+// its top-scored other entries (an untraced layer keeps the most recent `capacity`: only the count
+// matters there). Parallel over heads; the result does not depend on the thread count.
+void snapkv_evict_to_capacity(const EvictionContext& ctx, const Policy& policy, LayerResidency& residency,
+                              std::int64_t capacity, const SnapKvScoring& scoring, PrefillEviction mode);
+
+// The query positions SnapKV-style scoring needs at `points` (Policy::add_required_queries).
+void snapkv_required_queries(const RequestInfo& request, std::span<const Pass> prefill, std::int64_t window,
+                             const EvictionPoints& points, std::vector<std::int64_t>* positions);
+
+}  // namespace kvsim

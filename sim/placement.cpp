@@ -1,0 +1,43 @@
+#include "sim/placement.h"
+
+#include "policies/spec.h"
+#include "util/error.h"
+
+namespace kvsim {
+
+std::string Placement::spec() const {
+  const std::string reserve = ", hbm_reserve=" + std::to_string(hbm_reserve).substr(0, 4);
+  switch (kind) {
+    case Kind::kHbmOnly: return "hbm_only(" + reserve.substr(2) + ")";
+    case Kind::kOffload: return "offload(tier=" + tier + ", prefetch=" + (prefetch ? "layer" : "none") + reserve + ")";
+    case Kind::kScoreTiering: return "score_tiering(tier=" + tier + reserve + ")";
+  }
+  return "";
+}
+
+Placement parse_placement(const std::string& text, const std::string& where) {
+  try {
+    SpecArgs args(parse_policy_spec(text));
+    Placement p;
+    if (args.name() == "hbm_only") {
+      p.kind = Placement::Kind::kHbmOnly;
+    } else if (args.name() == "offload") {
+      p.kind = Placement::Kind::kOffload;
+      p.tier = args.get_string("tier", "dram");
+      p.prefetch = args.get_choice("prefetch", "none", {"none", "layer"}) == "layer";
+    } else if (args.name() == "score_tiering") {
+      p.kind = Placement::Kind::kScoreTiering;
+      p.tier = args.get_string("tier", "dram");
+    } else {
+      args.fail("", "unknown placement '" + args.name() + "' (known: hbm_only, offload, score_tiering)");
+    }
+    p.hbm_reserve = args.get_double("hbm_reserve", 0.1);
+    if (!(p.hbm_reserve >= 0 && p.hbm_reserve < 1)) args.fail("hbm_reserve", "must be in [0, 1)");
+    args.finish();
+    return p;
+  } catch (const InputError& e) {
+    fail_input(where, e.what());
+  }
+}
+
+}  // namespace kvsim

@@ -1,0 +1,144 @@
+// adakv: hand-checked head-adaptive kept sets, and per-layer totals at every eviction.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <mutex>
+
+#include "policies/registry.h"
+#include "sim/layer_replay.h"
+#include "tests/test_support.h"
+#include "util/error.h"
+
+namespace kvsim {
+namespace {
+
+// MHA, d=1: KV head h has keys ln x_h[j] and query 1, so its window attention is proportional to x_h.
+struct HandLayer {
+  ModelShape model{"hand", 1, 2, 2, 1};
+  RequestInfo request;
+  LayerTrace layer;
+  explicit HandLayer(const std::vector<std::vector<double>>& x) {
+    request.prompt_tokens = static_cast<std::int64_t>(x[0].size());
+    for (const auto& xs : x) {
+      HeadMatrix k(static_cast<Eigen::Index>(xs.size()), 1);
+      for (std::size_t j = 0; j < xs.size(); ++j) k(static_cast<Eigen::Index>(j), 0) = static_cast<float>(std::log(xs[j]));
+      layer.keys.push_back(k);
+      layer.values.push_back(k);
+      layer.queries.push_back(HeadMatrix::Ones(k.rows(), 1));
+    }
+    for (std::int64_t p = 0; p < request.prompt_tokens; ++p) layer.query_positions.push_back(p);
+  }
+  LayerResidency kept(const std::string& spec) const {
+    const auto policy = PolicyRegistry::builtin().create(spec);
+    const PassPlan plan = make_pass_plan(request.prompt_tokens, 0, request.prompt_tokens);
+    return replay_layer({model, request, plan, 0, &layer, {}}, *policy).final_residency;
+  }
+};
+
+TEST(AdaKv, HandHeadAdaptiveSelection) {
+  // T=6, window {5} (weight 1), kernel 1, B=3 per head -> the layer keeps 6 entries.
+  // Head 0: x = [8,7,6,5,1 | 1], sum 28 -> scores [.286,.250,.214,.179,.036].
+  // Head 1: x = [1,1,1,1,1 | 1], sum 6 -> scores .167 each (exact ties).
+  const HandLayer hand({{8, 7, 6, 5, 1, 1}, {1, 1, 1, 1, 1, 1}});
+  // alpha 0 (and the default 0.2: floor(3 x 0.2) = 0 safe entries): 6 - 2 windows = 4 global picks,
+  // all from head 0 (.286,.250,.214,.179 > .167): head 0 keeps 5, head 1 only its window.
+  const LayerResidency greedy{{0, 1, 2, 3, 5}, {5}};
+  EXPECT_EQ(hand.kept("adakv(budget=3, window=1, kernel=1, alpha_safeguard=0)"), greedy);
+  EXPECT_EQ(hand.kept("adakv(budget=3, window=1, kernel=1)"), greedy);
+  // alpha 0.7: n_safe = floor(2.1) = 2 = window + 1: each head's top entry is safe (head 1: ties ->
+  // lowest position 0); 6 - 4 = 2 global picks: head 0's .250 and .214.
+  EXPECT_EQ(hand.kept("adakv(budget=3, window=1, kernel=1, alpha_safeguard=0.7)"), (LayerResidency{{0, 1, 2, 5}, {0, 5}}));
+  // alpha 1: n_safe = 3 = the whole budget: uniform, SnapKV per head.
+  EXPECT_EQ(hand.kept("adakv(budget=3, window=1, kernel=1, alpha_safeguard=1)"), (LayerResidency{{0, 1, 5}, {0, 1, 5}}));
+  // policy-notes.md's kvpress example (H=2, T=4, r=0.5, n_safe=0): h0 = [.9,.8,.7,.6], h1 = [.1,.2,.3,.05]
+  // keeps all of head 0 and nothing of head 1. Here with a window {4} of weight 0.01 (x ~ scores).
+  const HandLayer notes({{.9, .8, .7, .6, .01}, {.1, .2, .3, .05, .01}});
+  // Scores: h0 x/3.01, h1 x/0.66 -> h1 = [.152,.303,.455,.076] competes above h0's [.299,.266,.233,.199]:
+  // B=3 -> 4 global picks: .455(h1 2), .303(h1 1), .299(h0 0), .266(h0 1).
+  EXPECT_EQ(notes.kept("adakv(budget=3, window=1, kernel=1)"), (LayerResidency{{0, 1, 4}, {1, 2, 4}}));
+}
+
+class Recording final : public Policy {
+ public:
+  explicit Recording(std::unique_ptr<Policy> inner) : inner_(std::move(inner)) {}
+  std::string spec() const override { return inner_->spec(); }
+  EvictionPoints eviction_points() const override { return inner_->eviction_points(); }
+  void add_required_queries(const RequestInfo& r, std::span<const Pass> p, std::vector<std::int64_t>* q) const override {
+    inner_->add_required_queries(r, p, q);
+  }
+  void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
+    inner_->evict(ctx, residency);
+    std::lock_guard lock(mutex_);
+    std::vector<std::int64_t> sizes;
+    for (const auto& h : residency) sizes.push_back(static_cast<std::int64_t>(h.size()));
+    sizes_.push_back(sizes);
+  }
+  std::vector<std::vector<std::int64_t>> sizes() const { return sizes_; }
+
+ private:
+  std::unique_ptr<Policy> inner_;
+  mutable std::mutex mutex_;
+  mutable std::vector<std::vector<std::int64_t>> sizes_;
+};
+
+TEST(AdaKv, LayerTotalEqualsTheAllocationAtEveryEviction) {
+  // GQA 8 query / 4 KV heads; chunks 100,100,100,50 with b=0.3, w=8 -> capacity after chunk j
+  // = sum min(round(0.3 c) + 8, c) = 38, 76, 114, 137 per head; decode keeps 137.
+  const ModelShape model{"tiny", 2, 8, 4, 8};
+  const std::int64_t n = 350, m = 3;
+  auto source = testing_support::random_trace(model, n, m, {0}, 21, 2.0f);
+  const LayerTrace trace = source.load_layer("0", 0);
+  const RequestInfo& request = source.header().requests[0];
+  const PassPlan plan = make_pass_plan(n, m, 100);
+  const std::vector<std::int64_t> capacity{38, 76, 114, 137, 137, 137, 137};
+  for (const char* spec : {"adakv(budget=0.3, window=8, kernel=3, prefill=chunk, decode=step)",
+                           "adakv(budget=0.3, window=8, kernel=3, alpha_safeguard=0.5, prefill=chunk, decode=step)"}) {
+    Recording traced(PolicyRegistry::builtin().create(spec));
+    replay_layer({model, request, plan, 0, &trace, {}}, traced);
+    Recording untraced(PolicyRegistry::builtin().create(spec));
+    replay_layer({model, request, plan, 1, nullptr, {}}, untraced);
+    const auto traced_sizes = traced.sizes(), untraced_sizes = untraced.sizes();
+    ASSERT_EQ(traced_sizes.size(), capacity.size()) << spec;
+    ASSERT_EQ(untraced_sizes.size(), capacity.size()) << spec;
+    bool uneven = false;
+    for (std::size_t e = 0; e < capacity.size(); ++e) {
+      std::int64_t total = 0;
+      for (std::int64_t s : traced_sizes[e]) {
+        total += s;
+        uneven |= s != capacity[e];
+        EXPECT_GE(s, std::min<std::int64_t>(8, capacity[e])) << spec << " eviction " << e;  // the window stays
+      }
+      EXPECT_EQ(total, 4 * capacity[e]) << spec << " eviction " << e;
+      EXPECT_EQ(untraced_sizes[e], (std::vector<std::int64_t>{capacity[e]})) << spec << " eviction " << e;
+    }
+    EXPECT_TRUE(uneven) << spec << ": per-head budgets should differ on random heads";
+  }
+}
+
+TEST(AdaKv, SafeguardBoundsEachHead) {
+  // Post-fill, n=400, B=100 per head, alpha 0.5: every head keeps >= floor(100 x 0.5) = 50.
+  const ModelShape model{"tiny", 1, 4, 4, 8};
+  auto source = testing_support::random_trace(model, 400, 0, {0}, 5, 3.0f);
+  const LayerTrace trace = source.load_layer("0", 0);
+  const PassPlan plan = make_pass_plan(400, 0, 400);
+  const auto policy = PolicyRegistry::builtin().create("adakv(budget=100, window=8, kernel=1, alpha_safeguard=0.5)");
+  const LayerReplay r = replay_layer({model, source.header().requests[0], plan, 0, &trace, {}}, *policy);
+  std::int64_t total = 0;
+  for (const auto& h : r.final_residency) {
+    EXPECT_GE(h.size(), 50u);
+    total += static_cast<std::int64_t>(h.size());
+  }
+  EXPECT_EQ(total, 400);
+}
+
+TEST(AdaKv, RejectsBadParameters) {
+  for (const char* spec : {"adakv(alpha_safeguard=1.5)", "adakv(alpha_safeguard=-0.1)", "adakv(kernel=2)",
+                           "adakv(budget=10)", "adakv(window=0)"}) {
+    EXPECT_THROW(PolicyRegistry::builtin().create(spec), InputError) << spec;
+  }
+  EXPECT_EQ(PolicyRegistry::builtin().create("adakv")->spec(),
+            "adakv(budget=0.2, window=64, kernel=5, pooling=avg, alpha_safeguard=0.2, prefill=post_fill, decode=none)");
+}
+
+}  // namespace
+}  // namespace kvsim

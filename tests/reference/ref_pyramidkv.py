@@ -1,0 +1,278 @@
+"""Independent float64 references for pyramidkv, adakv and chunkkv (SnapKV-scored policies).
+
+Written from shared/reference/policy-notes.md (PyramidKV, AdaKV, ChunkKV, SnapKV sections) and
+shared/DESIGN.md §4 (capacity rule), plus the documented kvsim adaptations (window kept outside
+the selection, chunk rounding), never from kvsim's C++ sources. SnapKV scores and pooling come
+from kvref (the shared SnapKV reference).
+
+This module holds what the three policies share:
+  - PolicyParams: a spec parsed with each method's reference defaults;
+  - uniform_capacity (DESIGN.md §4) and pyramid_layer_budget / pyramid_capacity (kvpress
+    pyramidkv_press.py get_layer_budget, scaled per prefill chunk);
+  - snapkv_head_scores: pooled window-attention scores of one KV head's non-window entries;
+  - guided_replay: a layer-level replay of any "competition" policy, optionally guided by kvsim's
+    final kept mask so that float32-vs-float64 near-ties at a selection boundary are accepted and
+    reported while any other difference is a failure;
+  - pyramidkv_step: PyramidKV's selection (SnapKV per head at the layer's capacity).
+ref_adakv.py and ref_chunkkv.py add their selections on top.
+"""
+import numpy as np
+
+import kvref
+
+DEFAULTS = {
+    "pyramidkv": dict(budget="0.2", window=64, kernel=5, pooling="avg", beta=20),
+    "adakv": dict(budget="0.2", window=64, kernel=5, pooling="avg", alpha_safeguard=0.2),
+    "chunkkv": dict(budget="0.2", window=64, kernel=5, pooling="avg", chunk_length=20),
+}
+
+
+class PolicyParams:
+    def __init__(self, spec):
+        self.spec = spec
+        self.name, args = kvref.parse_spec(spec)
+        d = dict(DEFAULTS[self.name])
+        d.update(args)
+        b = str(d.pop("budget"))
+        if "." in b:
+            self.budget_frac, self.budget_int = float(b), None
+            assert 0 < self.budget_frac < 1
+        else:
+            self.budget_frac, self.budget_int = None, int(b)
+        self.window = int(d.pop("window"))
+        self.kernel = int(d.pop("kernel"))
+        self.pooling = d.pop("pooling")
+        self.prefill = d.pop("prefill", "post_fill")
+        assert d.pop("decode", "none") == "none", "reference models decode=none only"
+        assert self.prefill in ("post_fill", "chunk")
+        self.beta = float(d.pop("beta", 20))
+        self.alpha = float(d.pop("alpha_safeguard", 0.2))
+        self.chunk_length = int(d.pop("chunk_length", 20))
+        assert not d, "unknown arguments %r" % d
+
+    def evicts_after(self, n, chunks, j):
+        return self.prefill == "chunk" or chunks[j][1] == n
+
+    def window_positions(self, a, b):
+        """The observation window after pass [a, b): the chunk's own last queries in chunk mode,
+        else the last `window` prompt positions."""
+        w = min(self.window, b - a) if self.prefill == "chunk" else min(self.window, b)
+        return np.arange(b - w, b, dtype=np.int64)
+
+
+def uniform_capacity(p, n, chunks, j):
+    """DESIGN.md §4: entries per head after prefill pass j."""
+    if p.budget_int is not None:
+        return p.budget_int
+    cap = lambda c: min(kvref.round_half_even(p.budget_frac * c) + p.window, c)
+    if p.prefill == "post_fill":
+        return cap(n)
+    return sum(cap(b - a) for a, b in chunks[: j + 1])
+
+
+def pyramid_layer_budget(T, U, w, beta, layer, L):
+    """policy-notes.md PyramidKV: U plays kvpress's T(1-r) (the uniform kept count, window included)."""
+    if L < 2:
+        return U
+    min_num = U / beta
+    max_num = 2 * U - min_num
+    if max_num >= T - w:
+        max_num = T - w
+        min_num = 2 * U - max_num
+    if not (T >= max_num >= min_num >= w):
+        return U
+    steps = (max_num - min_num) / (L - 1)
+    return kvref.round_half_even(max_num - layer * steps)
+
+
+def pyramid_capacity(p, n, chunks, j, layer, L):
+    """Per-layer capacity: post_fill: pyramid(n, uniform); chunk: each chunk's share scaled per
+    layer and summed; token budget: pyramid(T, min(B, T)), T = tokens so far (chunk) or n."""
+    w = p.window
+    if p.budget_int is not None:
+        T = chunks[j][1] if p.prefill == "chunk" else n
+        return pyramid_layer_budget(T, min(p.budget_int, T), w, p.beta, layer, L)
+    share = lambda c: pyramid_layer_budget(c, min(kvref.round_half_even(p.budget_frac * c) + w, c), w, p.beta, layer, L)
+    if p.prefill == "post_fill":
+        return share(n)
+    return sum(share(b - a) for a, b in chunks[: j + 1])
+
+
+def snapkv_head_scores(p, lay, h, cache, window_pos, dtype=np.float64):
+    """Pooled scores of cache[:len(cache)-len(window_pos)] (the non-window entries) for KV head h."""
+    nonwin = len(cache) - len(window_pos)
+    qg = lay.queries[h * lay.G:(h + 1) * lay.G]
+    s = kvref.snapkv_scores(lay.keys[h], qg, lay.qpos_index, cache, window_pos, nonwin, lay.d, dtype)
+    return kvref.pool1d(s, p.kernel, p.pooling, dtype)
+
+
+class Competition:
+    """Select the best K items of `ranking` (best first). Item i stands for the entries members[i]
+    ([(head, position)]); raw[i] is its float64 score (for the near-tie test)."""
+
+    def __init__(self, ranking, raw, K, members):
+        self.ranking, self.raw, self.K, self.members = list(ranking), raw, K, members
+
+
+def ranked(items, score):
+    """Items by decreasing score; ties: the smaller item (tuple order: head, then position) first."""
+    return sorted(items, key=lambda it: (-score[it], it))
+
+
+def guided_replay(p, lay, step, observed=None, chunk=None, rel_tol=1e-5):
+    """Replays one layer. step(j, resident) -> None (no eviction) or (always, [Competition]) where
+    `always` are (head, position) entries kept regardless of scores. Without `observed`: the float64
+    reference; returns (kept mask [H, n+m], [], []). With `observed` (kvsim's final mask): at each
+    eviction, items whose entries kvsim still holds at the end must have been chosen; the rest is
+    completed in reference order; a choice differing from the reference is accepted only as a
+    near-tie (largest reference-chosen raw score kvsim dropped minus smallest raw score it kept
+    instead < rel_tol x max raw score). Returns (mask, problems, near_ties)."""
+    n, m, H = lay.n, lay.m, lay.hkv
+    chunks = kvref.prefill_chunks(n, chunk)
+    evicting = []
+    resident = [np.zeros(0, dtype=np.int64) for _ in range(H)]
+    problems, ties = [], []
+    for j, (a, b) in enumerate(chunks):
+        resident = [np.concatenate([r, np.arange(a, b, dtype=np.int64)]) for r in resident]
+        if not p.evicts_after(n, chunks, j):
+            continue
+        out = step(j, resident)
+        if out is None:
+            continue
+        evicting.append(j)
+        always, comps = out
+        chosen_entries = set(always)
+        for ci, c in enumerate(comps):
+            ref_sel = c.ranking[: c.K]
+            sel = ref_sel
+            if observed is not None:
+                forced = [it for it in c.ranking if any(observed[hh, pp] for hh, pp in c.members[it])]
+                if len(forced) > c.K:
+                    problems.append("chunk %d competition %d: kvsim holds %d items, more than the %d chosen"
+                                    % (j, ci, len(forced), c.K))
+                    return None, problems, ties
+                fs = set(forced)
+                sel = forced + [it for it in c.ranking if it not in fs][: c.K - len(forced)]
+                if set(sel) != set(ref_sel):
+                    only_k = set(sel) - set(ref_sel)
+                    only_r = set(ref_sel) - set(sel)
+                    gap = max(c.raw[i] for i in only_r) - min(c.raw[i] for i in only_k)
+                    smax = max(c.raw.values())
+                    desc = ("chunk %d [%d,%d) competition %d: kvsim chose %s, reference %s; gap %.3g (max %.3g)"
+                            % (j, a, b, ci, sorted(only_k)[:4], sorted(only_r)[:4], gap, smax))
+                    if not gap < rel_tol * smax:
+                        problems.append(desc)
+                        return None, problems, ties
+                    ties.append(desc)
+            for it in sel:
+                chosen_entries.update(c.members[it])
+        resident = [np.array(sorted(pp for hh, pp in chosen_entries if hh == h), dtype=np.int64) for h in range(H)]
+    kept = np.zeros((H, n + m), dtype=bool)
+    for h in range(H):
+        kept[h, resident[h]] = True
+        kept[h, n:] = True  # decode=none: generated tokens all kept
+    if observed is not None and not np.array_equal(kept, observed):
+        diff = np.argwhere(kept != observed)
+        problems.append("final mask differs at %d (head, position) pairs, first %s"
+                        % (len(diff), diff[:6].tolist()))
+    return kept, problems, ties
+
+
+def snapkv_competitions(p, lay, j, resident, capacity, chunks):
+    """SnapKV per head at `capacity`: always = window, one competition per head over the rest."""
+    a, b = chunks[j]
+    wp = p.window_positions(a, b)
+    always, comps = [], []
+    for h, cache in enumerate(resident):
+        if len(cache) <= capacity:
+            always += [(h, int(t)) for t in cache]
+            continue
+        nonwin = cache[: len(cache) - len(wp)]
+        s = snapkv_head_scores(p, lay, h, cache, wp)
+        raw = {(h, int(t)): float(v) for t, v in zip(nonwin, s)}
+        comps.append(Competition(ranked(raw.keys(), raw), raw, capacity - len(wp), {it: [it] for it in raw}))
+        always += [(h, int(t)) for t in wp]
+    return always, comps
+
+
+def pyramidkv_step(p, lay, layer, num_layers, chunk):
+    chunks = kvref.prefill_chunks(lay.n, chunk)
+
+    def step(j, resident):
+        cap = pyramid_capacity(p, lay.n, chunks, j, layer, num_layers)
+        if all(len(r) <= cap for r in resident):
+            return None
+        return snapkv_competitions(p, lay, j, resident, cap, chunks)
+
+    return step
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver shared by test_{pyramidkv,adakv,chunkkv}_reference.py
+# ---------------------------------------------------------------------------------------------
+
+def hand_layer(x_per_head, n, m=0, num_q_per_kv=1):
+    """d=1 layer: KV head h has keys ln x_h and every query is 1, so attention ~ x (queries at all positions)."""
+    H = len(x_per_head)
+    keys = np.log(np.asarray(x_per_head, dtype=np.float64)).reshape(H, n + m, 1)
+    qs = np.ones((H * num_q_per_kv, n + m, 1))
+    return kvref.LayerData(keys, qs, np.arange(n + m), n, m, H * num_q_per_kv, H, 1)
+
+
+def check_kept_file(ck, kept_file, specs, layers, chunk, where, replay, num_layers):
+    """replay(params, layer_data, layer_index, num_layers, chunk, observed) -> (mask, problems, ties)."""
+    try:
+        kept = kvref.read_kept(kept_file)
+    except (OSError, KeyError) as e:
+        ck.check(False, "%s: read %s" % (where, kept_file), repr(e))
+        return
+    # The scenario's policies follow `full`, which kvsim always runs first.
+    if not ck.eq(sorted(kept), list(range(1 + len(specs))), "%s: policy indices in the kept file" % where):
+        return
+    for idx, spec in enumerate(specs, start=1):
+        kspec, klayers = kept[idx]
+        p = PolicyParams(spec)
+        name = "%s policy %d %s" % (where, idx, spec)
+        ck.check(kspec is not None and kspec.startswith(p.name + "("), name + ": spec attribute", repr(kspec))
+        ck.eq(sorted(klayers), sorted(layers), name + ": layers in the kept file")
+        for L, lay in sorted(layers.items()):
+            if L not in klayers:
+                continue
+            mask = klayers[L]
+            if not ck.eq(tuple(mask.shape), (lay.hkv, lay.n + lay.m), "%s layer %d: kept shape" % (name, L)):
+                continue
+            _, problems, ties = replay(p, lay, L, num_layers, chunk, mask.astype(bool))
+            ck.check(not problems, "%s layer %d: kept masks == reference" % (name, L), "\n".join(problems))
+            for t in ties:
+                ck.note("%s layer %d: accepted near-tie: %s" % (name, L, t))
+
+
+def run_model(ck, args, tag, hq, hkv, d, chunk, seed, num_layers, layers, scenarios, replay, n, m, synth_window):
+    """Synthesises a trace, runs kvsim --save-kept for each (tag, chunk, specs) scenario, compares."""
+    import os
+    wd = os.path.join(args.workdir, tag)
+    os.makedirs(wd, exist_ok=True)
+    model_ini = kvref.write_model_ini(os.path.join(wd, "model.ini"), "tiny-" + tag, num_layers, hq, hkv, d)
+    trace = os.path.join(wd, "trace.h5")
+    kvref.fresh(trace)
+    ok, msg = kvref.run_kvsim(args.kvsim, ["synth", "--model", model_ini, "--prompt-tokens", n, "--generated-tokens", m,
+                                           "--layers", ",".join(str(x) for x in layers), "--seed", seed, "--out", trace,
+                                           "--chunk-tokens", chunk, "--window", synth_window], timeout=120)
+    if not ck.check(ok, "%s: kvsim synth" % tag, msg):
+        return
+    meta, lays = kvref.read_trace_layers(trace)
+    ck.eq(sorted(lays), sorted(layers), "%s: traced layers" % tag)
+    for sc_tag, sc_chunk, specs in scenarios:
+        where = "%s/%s" % (tag, sc_tag)
+        wl = [("trace", "trace.h5")] + ([("chunk_tokens", sc_chunk)] if sc_chunk else [])
+        scen = kvref.write_ini(os.path.join(wd, "%s.ini" % sc_tag),
+                               [("model", [("preset", model_ini)]), ("workload", wl),
+                                ("policy", [("spec", s) for s in specs]), ("sim", [("threads", 2)])])
+        out = os.path.join(wd, "out_" + sc_tag)
+        kept_file = os.path.join(wd, "kept_%s.h5" % sc_tag)
+        kvref.fresh(out, kept_file)
+        ok, msg = kvref.run_kvsim(args.kvsim, ["run", scen, "--out", out, "--save-kept", kept_file], timeout=180)
+        if not ck.check(ok, "%s: kvsim run --save-kept" % where, msg):
+            continue
+        check_kept_file(ck, kept_file, specs, lays, sc_chunk, where, replay, num_layers)
+        print("%s: kvsim %s, masks compared" % (where, msg), flush=True)

@@ -1,0 +1,205 @@
+#!/usr/bin/python3
+"""kvsim's h2o kept sets against an independent float64 numpy reference (ref_h2o.py).
+
+Self-tests (always run; alone with --self-test): the reference on the hand examples of
+tests/policies/h2o_test.cpp (d=1 keys ln x so attention is proportional to x), the vectorized
+reference against a plain-loop one on random MHA/GQA data, and the guided comparison's tolerance
+(accepts a near-tie, rejects a real difference).
+
+Then for MHA, GQA-2 and GQA-4 tiny models: `kvsim synth` a trace storing every query (n=480,
+m=12, two layers), `kvsim run --save-kept` with h2o under post_fill, chunk and decode-only
+eviction, decode every step or every K, share and token `recent`, normalize=count and
+prompt_queries=N, unchunked and chunked prefill; every layer and KV head's final kept mask must
+equal the reference's, allowing only float32-vs-float64 near-ties at the selection boundary
+(reported). full must keep everything.
+
+usage: /usr/bin/python3 tests/reference/test_h2o_reference.py --kvsim BIN --workdir DIR
+"""
+import math
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kvref  # noqa: E402
+from ref_h2o import H2OSpec, h2o_replay  # noqa: E402
+
+
+def hand_layer(x, q, n):
+    """1 KV head, 1 query head, d=1: keys ln x_j, query q_t at every position."""
+    keys = np.log(np.asarray(x, dtype=np.float64)).reshape(1, -1, 1)
+    qs = np.asarray(q, dtype=np.float64).reshape(1, -1, 1)
+    return kvref.LayerData(keys, qs, np.arange(len(q)), n, len(x) - n, 1, 1, 1)
+
+
+def kept(spec, layer, chunk=None, h=0):
+    return np.nonzero(h2o_replay(spec, layer, h, chunk).kept)[0].tolist()
+
+
+def naive(spec, layer, h, chunk):
+    """Loop-by-loop H2O, independent of ref_h2o's vectorization (same definition)."""
+    pol = H2OSpec(spec)
+    n, m, G, d = layer.n, layer.m, layer.G, layer.d
+    chunks = kvref.prefill_chunks(n, chunk)
+    res, score, seen = [], {}, {}
+    step = 0
+    for j, (a, b, pf) in enumerate(kvref.passes(n, m, chunk)):
+        idx = j if pf else step
+        step += 0 if pf else 1
+        cached = list(res)
+        res = cached + list(range(a, b))
+        for p in range(a, b):
+            score[p], seen[p] = 0.0, 0
+        for t in pol.query_positions(a, b, pf):
+            vis = [p for p in res if p <= t]
+            for g in range(h * G, (h + 1) * G):
+                w = [math.exp(sum(layer.queries[g, layer.qpos_index[t], c] * layer.keys[h, p, c] for c in range(d))
+                              / math.sqrt(d)) for p in vis]
+                for p, wp in zip(vis, w):
+                    score[p] += wp / sum(w) / G
+            for p in vis:
+                seen[p] += 1
+        if pol.evicts_after(pf, idx, len(chunks)):
+            cap = pol.capacity(n, chunks, idx, pf)
+            if len(res) > cap:
+                r = pol.recent_count(cap)
+                cand = res[: len(res) - r]
+                val = (lambda p: score[p] / seen[p]) if pol.normalize else (lambda p: score[p])
+                top = sorted(cand, key=lambda p: (-val(p), p))[: cap - r]
+                res = sorted(top) + res[len(res) - r:]
+    return sorted(res)
+
+
+def self_tests(ck):
+    lay = hand_layer([4, 1, 2, 1, 1, 1], [1, 1, 1, 1, -1, -1], 4)
+    ck.eq(kept("h2o(budget=3, recent=1)", lay), [0, 2, 5], "hand: accumulation over prefill and decode")
+    ck.eq(kept("h2o(budget=3, recent=1, decode=none)", lay), [0, 2, 3, 4, 5], "hand: post-fill only")
+    ck.eq(kept("h2o(budget=3, recent=0.5)", lay), [0, 4, 5], "hand: recent share 0.5 of 3 -> 2")
+    lay = hand_layer([1, 1, 3, 1], [1, 1, 1, 1], 4)
+    ck.eq(kept("h2o(budget=2, recent=1)", lay), [0, 3], "hand: sum")
+    ck.eq(kept("h2o(budget=2, recent=1, normalize=count)", lay), [2, 3], "hand: normalize=count")
+    ck.eq(kept("h2o(budget=2, recent=1, prompt_queries=1)", lay), [2, 3], "hand: prompt_queries=1")
+    lay = hand_layer([4, 1, 2, 1], [1, 1, 1, 1], 4)
+    ck.eq(kept("h2o(budget=0.5, recent=0.5, prefill=chunk, decode=none)", lay, 2), [0, 3], "hand: chunked")
+    # Scores by hand: x = [4,1,2,1], q = 1: s = [2.871, .468, .536, .125].
+    from ref_h2o import pass_attention
+    s, c = pass_attention(lay, 0, np.arange(4), [0, 1, 2, 3])
+    want = [1 + 4 / 5 + 4 / 7 + 4 / 8, 1 / 5 + 1 / 7 + 1 / 8, 2 / 7 + 2 / 8, 1 / 8]
+    ck.check(np.allclose(s, want, rtol=1e-14) and c.tolist() == [4, 3, 2, 1], "hand: accumulated scores", (s, c))
+
+    rng = np.random.default_rng(5)
+    specs = ["h2o(budget=0.3, recent=3, prefill=chunk)", "h2o(budget=9, recent=0.5, normalize=count)",
+             "h2o(budget=0.25, recent=0, prompt_queries=4, prefill=chunk, decode=every:2)",
+             "h2o(budget=7, recent=2, prefill=none)"]
+    for hq, hkv, d in [(2, 2, 3), (4, 2, 2), (8, 2, 2)]:
+        n, m, chunk = 29, 5, 11
+        keys = rng.normal(size=(hkv, n + m, d)) * 1.5
+        queries = rng.normal(size=(hq, n + m, d)) * 1.5
+        lay = kvref.LayerData(keys, queries, np.arange(n + m), n, m, hq, hkv, d)
+        for spec in specs:
+            for h in range(hkv):
+                ck.eq(kept(spec, lay, chunk, h), naive(spec, lay, h, chunk),
+                      "vectorized == loop reference: Hq=%d Hkv=%d %s head %d" % (hq, hkv, spec, h))
+
+    # Tolerance: x = [.9, .3(1+1e-9) or .6(1+1e-9), .3, .05, .6 | 1], only query 5, budget 3 = 1 recent + 2.
+    spec = "h2o(budget=3, recent=1, prompt_queries=1, decode=none)"
+    lay = hand_layer([0.9, 0.3 * (1 + 1e-9), 0.3, 0.05, 0.6, 1.0], [1] * 6, 6)
+    ck.eq(kept(spec, lay), [0, 4, 5], "tolerance: reference selection")
+    obs = np.zeros(6, dtype=bool)
+    obs[[0, 4, 5]] = True
+    r = h2o_replay(spec, lay, 0, None, observed=obs)
+    ck.check(not r.problems and not r.near_ties, "tolerance: identical mask accepted", r.problems)
+    lay2 = hand_layer([0.9, 0.6 * (1 + 1e-9), 0.3, 0.05, 0.6, 1.0], [1] * 6, 6)   # 1 and 4 near-tied
+    r = h2o_replay(spec, lay2, 0, None, observed=obs)
+    ck.check(not r.problems and len(r.near_ties) == 1, "tolerance: near-tie accepted and reported",
+             (r.problems, r.near_ties))
+    obs = np.zeros(6, dtype=bool)
+    obs[[0, 3, 5]] = True                                      # 3 (0.05) instead of 4 (0.6)
+    r = h2o_replay(spec, lay, 0, None, observed=obs)
+    ck.check(bool(r.problems) and not r.near_ties, "tolerance: real difference rejected", (r.problems, r.near_ties))
+
+
+MODELS = [("mha", 2, 2, 16, 128, 21), ("gqa2", 4, 2, 16, 200, 22), ("gqa4", 8, 2, 16, 150, 23)]
+N, M = 480, 12
+UNCHUNKED = ["h2o(budget=0.2)",
+             "h2o(budget=0.1, recent=16, normalize=count)",
+             "h2o(budget=100, recent=0.25, prompt_queries=32, decode=every:3)",
+             "h2o(budget=0.3, recent=0, prefill=chunk)"]
+CHUNKED = ["h2o(budget=0.25, recent=8, prefill=chunk)",
+           "h2o(budget=0.2, prefill=chunk, normalize=count)",
+           "h2o(budget=120, prompt_queries=16, prefill=chunk)",
+           "h2o(budget=0.15)",
+           "h2o(budget=80, recent=20, prefill=none)"]
+
+
+def check_masks(ck, kept_file, specs, layers, chunk, where):
+    try:
+        got = kvref.read_kept(kept_file)
+    except (OSError, KeyError) as e:
+        ck.check(False, "%s: read %s" % (where, kept_file), repr(e))
+        return
+    if not ck.eq(sorted(got), list(range(1 + len(specs))), "%s: policy indices in the kept file" % where):
+        return
+    for idx, spec in enumerate(["full"] + specs):
+        kspec, klayers = got[idx]
+        name = "%s policy %d %s" % (where, idx, spec)
+        ck.eq(sorted(klayers), sorted(layers), name + ": layers in the kept file")
+        for L, lay in sorted(layers.items()):
+            mask = klayers.get(L)
+            if mask is None or not ck.eq(tuple(mask.shape), (lay.hkv, N + M), "%s layer %d: shape" % (name, L)):
+                continue
+            for h in range(lay.hkv):
+                obs = mask[h].astype(bool)
+                what = "%s layer %d head %d" % (name, L, h)
+                if spec == "full":
+                    ck.check(obs.all(), what + ": full keeps everything")
+                    continue
+                res = h2o_replay(spec, lay, h, chunk, observed=obs)
+                ck.check(not res.problems, what + ": kept set == reference", "\n".join(res.problems))
+                ck.check(res.evictions > 0, what + ": the reference evicted")
+                for t in res.near_ties:
+                    ck.note("%s: accepted near-tie: %s" % (what, t))
+
+
+def run_model(ck, args, tag, hq, hkv, d, chunk, seed):
+    wd = os.path.join(args.workdir, tag)
+    os.makedirs(wd, exist_ok=True)
+    model_ini = kvref.write_model_ini(os.path.join(wd, "model.ini"), "tiny-" + tag, 2, hq, hkv, d)
+    trace = os.path.join(wd, "trace.h5")
+    kvref.fresh(trace)
+    ok, msg = kvref.run_kvsim(args.kvsim, ["synth", "--model", model_ini, "--prompt-tokens", N, "--generated-tokens", M,
+                                           "--layers", "0,1", "--seed", seed, "--query-window", N, "--out", trace],
+                              timeout=120)
+    if not ck.check(ok, "%s: kvsim synth" % tag, msg):
+        return
+    meta, layers = kvref.read_trace_layers(trace)
+    ck.eq(sorted(layers), [0, 1], "%s: traced layers" % tag)
+    for sc_tag, sc_chunk, specs in [("unchunked", None, UNCHUNKED), ("chunk%d" % chunk, chunk, CHUNKED)]:
+        where = "%s/%s" % (tag, sc_tag)
+        wl = [("trace", "trace.h5")] + ([("chunk_tokens", sc_chunk)] if sc_chunk else [])
+        scen = kvref.write_ini(os.path.join(wd, "%s.ini" % sc_tag),
+                               [("model", [("preset", model_ini)]), ("workload", wl),
+                                ("policy", [("spec", s) for s in specs]), ("sim", [("threads", 2)])])
+        out, kept_file = os.path.join(wd, "out_" + sc_tag), os.path.join(wd, "kept_%s.h5" % sc_tag)
+        kvref.fresh(out, kept_file)
+        ok, msg = kvref.run_kvsim(args.kvsim, ["run", scen, "--out", out, "--save-kept", kept_file], timeout=180)
+        if not ck.check(ok, "%s: kvsim run --save-kept" % where, msg):
+            continue
+        check_masks(ck, kept_file, specs, layers, sc_chunk, where)
+        print("%s: kvsim %s, masks compared" % (where, msg), flush=True)
+
+
+def main():
+    args = kvref.common_args(__doc__)
+    ck = kvref.Checker(os.path.basename(__file__))
+    self_tests(ck)
+    if args.self_test:
+        ck.finish()
+    for model in MODELS:
+        run_model(ck, args, *model)
+    ck.finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+#!/usr/bin/python3
+"""kvsim's PyramidKV kept sets against an independent float64 numpy reference (ref_pyramidkv.py).
+
+Self-tests (always run; alone with --self-test): the layer budget formula on policy-notes.md's
+examples (T=1000 r=0.5: 936/908/64; T=10000: 9750/9444/250; r=0.9: uniform 1000; the sum over
+layers equals L x the uniform budget), the per-chunk scaling, and a hand example of the selection.
+
+Then for MHA and GQA tiny 4-layer models (layers 0, 1 and 3 traced, so three different budgets):
+`kvsim synth` (n=600, m=8), `kvsim run --save-kept` with pyramidkv post_fill and chunk, fractional
+and integer budgets, pyramid and uniform-fallback shapes; every final kept mask (each traced layer
+and KV head) must equal the reference, up to float32 near-ties at the selection boundary (reported).
+
+usage: /usr/bin/python3 tests/reference/test_pyramidkv_reference.py --kvsim BIN --workdir DIR
+"""
+import math
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kvref  # noqa: E402
+import ref_pyramidkv as rp  # noqa: E402
+
+
+def replay(p, lay, layer, num_layers, chunk, observed=None):
+    return rp.guided_replay(p, lay, rp.pyramidkv_step(p, lay, layer, num_layers, chunk), observed, chunk)
+
+
+def self_tests(ck):
+    f = rp.pyramid_layer_budget
+    ck.eq([f(1000, 500, 64, 20, l, 32) for l in (0, 1, 31)], [936, 908, 64], "notes: T=1000 r=0.5")
+    ck.eq([f(10000, 5000, 64, 20, l, 32) for l in (0, 1, 31)], [9750, 9444, 250], "notes: T=10000 r=0.5")
+    ck.eq({f(10000, 1000, 64, 20, l, 32) for l in range(32)}, {1000}, "notes: T=10000 r=0.9 falls back to uniform")
+    ck.eq(sum(f(1000, 500, 64, 20, l, 32) for l in range(32)), 32 * 500, "notes: sum over layers, T=1000")
+    ck.eq(sum(f(10000, 5000, 64, 20, l, 32) for l in range(32)), 32 * 5000, "notes: sum over layers, T=10000")
+    # Through the spec: budget 500 (window included) or 0.436 (round(436) + 64) at n=1000.
+    for spec in ("pyramidkv(budget=500)", "pyramidkv(budget=0.436)"):
+        p = rp.PolicyParams(spec)
+        got = [rp.pyramid_capacity(p, 1000, [(0, 1000)], 0, l, 32) for l in range(32)]
+        ck.eq((got[0], got[1], got[31], sum(got)), (936, 908, 64, 16000), "capacity via spec " + spec)
+    # Chunk mode: each chunk's share is scaled; chunks 256, 256, 88 with b=0.3, w=16, beta=3, 4 layers.
+    p = rp.PolicyParams("pyramidkv(budget=0.3, window=16, beta=3, prefill=chunk)")
+    chunks = kvref.prefill_chunks(600, 256)
+    caps = [rp.pyramid_capacity(p, 600, chunks, 2, l, 4) for l in range(4)]
+    # 256: U = 77 + 16 = 93, min 31, max 155 -> 155, 114, 72, 31; 88: U = 26 + 16 = 42, min 14 < 16: uniform.
+    ck.eq(caps, [2 * 155 + 42, 2 * 114 + 42, 2 * 72 + 42, 2 * 31 + 42], "chunk-mode scaled shares by hand")
+    # Hand selection (as tests/policies/pyramidkv_test.cpp): T=8, window {7}, B=4, beta=2, 2 layers:
+    # layer 0 keeps 6, layer 1 keeps 2; scores ~ x[0..6] = [3,1,4,1.5,5,9,2].
+    lay = rp.hand_layer([[3, 1, 4, 1.5, 5, 9, 2, 6]], 8)
+    p = rp.PolicyParams("pyramidkv(budget=4, window=1, kernel=1, beta=2)")
+    for layer, want in ((0, [0, 2, 4, 5, 6, 7]), (1, [5, 7])):
+        kept, _, _ = replay(p, lay, layer, 2, None)
+        ck.eq(np.nonzero(kept[0])[0].tolist(), want, "hand: layer %d kept set" % layer)
+    # The guided comparison rejects a real difference (drop position 2 for 3 in layer 0).
+    obs = np.zeros((1, 8), dtype=bool)
+    obs[0, [0, 3, 4, 5, 6, 7]] = True
+    _, problems, _ = replay(p, lay, 0, 2, None, obs)
+    ck.check(bool(problems), "tolerance: a real difference is rejected", problems)
+
+
+MODELS = [("mha", 2, 2, 16, 256, 31), ("gqa", 8, 2, 16, 296, 32)]
+N, M, NUM_LAYERS, LAYERS = 600, 8, 4, [0, 1, 3]
+UNCHUNKED = [
+    "pyramidkv(budget=0.5)",                                          # defaults w=64 k=5 avg beta=20: pyramid
+    "pyramidkv(budget=0.2, window=16, kernel=7, pooling=max, beta=2)",
+    "pyramidkv(budget=200, window=32, kernel=3)",                     # min 10 < w: uniform fallback
+    "pyramidkv(budget=250, window=8, kernel=5, beta=4, prefill=chunk)",  # unchunked: one chunk
+]
+CHUNKED = [
+    "pyramidkv(budget=0.3, window=16, kernel=5, beta=3, prefill=chunk)",
+    "pyramidkv(budget=300, window=16, kernel=3, pooling=max, beta=2, prefill=chunk)",
+    "pyramidkv(budget=0.25, window=8, kernel=5, beta=2, prefill=post_fill)",
+]
+
+
+def main():
+    args = kvref.common_args(__doc__)
+    ck = kvref.Checker(os.path.basename(__file__))
+    self_tests(ck)
+    if args.self_test:
+        ck.finish()
+    for tag, hq, hkv, d, chunk, seed in MODELS:
+        rp.run_model(ck, args, tag, hq, hkv, d, chunk, seed, NUM_LAYERS, LAYERS,
+                     [("unchunked", None, UNCHUNKED), ("chunk%d" % chunk, chunk, CHUNKED)], replay, N, M, 64)
+    ck.finish()
+
+
+if __name__ == "__main__":
+    main()

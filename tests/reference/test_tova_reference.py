@@ -1,0 +1,155 @@
+#!/usr/bin/python3
+"""kvsim's tova kept sets against an independent float64 numpy reference (ref_tova.py).
+
+Self-tests (always run; alone with --self-test): the reference on the hand examples of
+tests/policies/tova_test.cpp (d=1 keys ln x so attention is proportional to x; two KV heads whose
+head-averaged attention picks a set neither head would pick alone), the reference's scores against
+a plain loop, and the guided comparison's tolerance.
+
+Then for MHA, GQA-2 and GQA-4 tiny models: `kvsim synth` a trace (n=480, m=12, two layers,
+queries stored at the end of every chunk), `kvsim run --save-kept` with tova under post_fill,
+chunk and decode-only eviction, every step or every K decode steps, fractional and integer
+budgets; each layer's KV heads must all hold the same set, equal to the reference's up to
+float32-vs-float64 near-ties at the selection boundary (reported). full must keep everything.
+
+usage: /usr/bin/python3 tests/reference/test_tova_reference.py --kvsim BIN --workdir DIR
+"""
+import math
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kvref  # noqa: E402
+from ref_tova import tova_replay, tova_scores  # noqa: E402
+
+
+def hand_layer(xs, qs, n):
+    """One query head per KV head (MHA), d=1: keys ln x, queries q per position."""
+    keys = np.log(np.asarray(xs, dtype=np.float64))[:, :, None]
+    queries = np.asarray(qs, dtype=np.float64)[:, :, None]
+    h = len(xs)
+    return kvref.LayerData(keys, queries, np.arange(queries.shape[1]), n, keys.shape[1] - n, h, h, 1)
+
+
+def kept(spec, layer, chunk=None):
+    return np.nonzero(tova_replay(spec, layer, chunk).kept)[0].tolist()
+
+
+def self_tests(ck):
+    lay = hand_layer([[1, 2, 4, 1, 2], [6, 1, 1, 2, 1]], [[1, 1, 1, 1, 1], [1, 1, 1, 1, -1]], 4)
+    ck.check(np.allclose(tova_scores(lay, np.arange(4), 3), [0.3625, 0.175, 0.3, 0.1625], rtol=1e-14),
+             "hand: mean over all heads", tova_scores(lay, np.arange(4), 3))
+    ck.eq(kept("tova(budget=2, decode=none)", lay), [0, 2, 4], "hand: post-fill {0,2}")
+    ck.eq(kept("tova(budget=2)", lay), [2, 4], "hand: decode step")
+    ck.eq(kept("tova(budget=3)", lay), [1, 2, 4], "hand: budget 3 (exact tie -> lower position)")
+    ck.eq(kept("tova(budget=0.5, prefill=chunk, decode=none)", lay, 2), [0, 2, 4], "hand: chunked prefill")
+    ck.eq(kept("tova(budget=0.5, prefill=chunk)", lay, 2), [2, 4], "hand: chunked prefill + decode")
+
+    rng = np.random.default_rng(3)
+    for hq, hkv, d in [(2, 2, 3), (4, 2, 2), (8, 2, 4)]:
+        n, m = 20, 3
+        keys = rng.normal(size=(hkv, n + m, d))
+        queries = rng.normal(size=(hq, n + m, d))
+        lay = kvref.LayerData(keys, queries, np.arange(n + m), n, m, hq, hkv, d)
+        cache = np.array([0, 3, 4, 9, 15, 19, 20])
+        want = np.zeros(len(cache))
+        for g in range(hq):
+            w = [math.exp(sum(queries[g, 20, c] * keys[g // (hq // hkv), p, c] for c in range(d)) / math.sqrt(d))
+                 for p in cache]
+            want += np.array(w) / sum(w) / hq
+        ck.check(np.allclose(tova_scores(lay, cache, 20), want, rtol=1e-12), "loop == vectorized scores Hq=%d" % hq)
+
+    lay = hand_layer([[0.9, 0.3 * (1 + 1e-9), 0.3, 0.05, 0.6, 1.0]], [[1] * 6], 6)
+    spec = "tova(budget=3, decode=none)"
+    ck.eq(kept(spec, lay), [0, 4, 5], "tolerance: reference selection")
+    obs = np.zeros(6, dtype=bool)
+    obs[[0, 4, 5]] = True
+    lay2 = hand_layer([[0.9, 0.6 * (1 + 1e-9), 0.3, 0.05, 0.6, 1.0]], [[1] * 6], 6)
+    r = tova_replay(spec, lay2, None, observed=obs)
+    ck.check(not r.problems and len(r.near_ties) == 1, "tolerance: near-tie accepted", (r.problems, r.near_ties))
+    obs = np.zeros(6, dtype=bool)
+    obs[[0, 3, 5]] = True
+    r = tova_replay(spec, lay, None, observed=obs)
+    ck.check(bool(r.problems) and not r.near_ties, "tolerance: real difference rejected", (r.problems, r.near_ties))
+
+
+MODELS = [("mha", 2, 2, 16, 128, 31), ("gqa2", 4, 2, 16, 200, 32), ("gqa4", 8, 2, 16, 150, 33)]
+N, M = 480, 12
+UNCHUNKED = ["tova(budget=0.2)", "tova(budget=50, decode=every:2)", "tova(budget=0.3, prefill=chunk)",
+             "tova(budget=64, prefill=none)"]
+CHUNKED = ["tova(budget=0.3, prefill=chunk)", "tova(budget=0.1)", "tova(budget=70, prefill=chunk, decode=every:4)",
+           "tova(budget=0.25, decode=none)"]
+
+
+def check_masks(ck, kept_file, specs, layers, chunk, where):
+    try:
+        got = kvref.read_kept(kept_file)
+    except (OSError, KeyError) as e:
+        ck.check(False, "%s: read %s" % (where, kept_file), repr(e))
+        return
+    if not ck.eq(sorted(got), list(range(1 + len(specs))), "%s: policy indices in the kept file" % where):
+        return
+    for idx, spec in enumerate(["full"] + specs):
+        kspec, klayers = got[idx]
+        name = "%s policy %d %s" % (where, idx, spec)
+        ck.eq(sorted(klayers), sorted(layers), name + ": layers in the kept file")
+        for L, lay in sorted(layers.items()):
+            mask = klayers.get(L)
+            what = "%s layer %d" % (name, L)
+            if mask is None or not ck.eq(tuple(mask.shape), (lay.hkv, N + M), what + ": shape"):
+                continue
+            obs = mask.astype(bool)
+            if spec == "full":
+                ck.check(obs.all(), what + ": full keeps everything")
+                continue
+            ck.check(all(np.array_equal(obs[0], obs[h]) for h in range(lay.hkv)), what + ": one set for all KV heads")
+            res = tova_replay(spec, lay, chunk, observed=obs[0])
+            ck.check(not res.problems, what + ": kept set == reference", "\n".join(res.problems))
+            ck.check(res.evictions > 0, what + ": the reference evicted")
+            for t in res.near_ties:
+                ck.note("%s: accepted near-tie: %s" % (what, t))
+
+
+def run_model(ck, args, tag, hq, hkv, d, chunk, seed):
+    wd = os.path.join(args.workdir, tag)
+    os.makedirs(wd, exist_ok=True)
+    model_ini = kvref.write_model_ini(os.path.join(wd, "model.ini"), "tiny-" + tag, 2, hq, hkv, d)
+    trace = os.path.join(wd, "trace.h5")
+    kvref.fresh(trace)
+    ok, msg = kvref.run_kvsim(args.kvsim, ["synth", "--model", model_ini, "--prompt-tokens", N, "--generated-tokens", M,
+                                           "--layers", "0,1", "--seed", seed, "--chunk-tokens", chunk, "--window", 1,
+                                           "--out", trace], timeout=120)
+    if not ck.check(ok, "%s: kvsim synth" % tag, msg):
+        return
+    meta, layers = kvref.read_trace_layers(trace)
+    ck.eq(sorted(layers), [0, 1], "%s: traced layers" % tag)
+    for sc_tag, sc_chunk, specs in [("unchunked", None, UNCHUNKED), ("chunk%d" % chunk, chunk, CHUNKED)]:
+        where = "%s/%s" % (tag, sc_tag)
+        wl = [("trace", "trace.h5")] + ([("chunk_tokens", sc_chunk)] if sc_chunk else [])
+        scen = kvref.write_ini(os.path.join(wd, "%s.ini" % sc_tag),
+                               [("model", [("preset", model_ini)]), ("workload", wl),
+                                ("policy", [("spec", s) for s in specs]), ("sim", [("threads", 2)])])
+        out, kept_file = os.path.join(wd, "out_" + sc_tag), os.path.join(wd, "kept_%s.h5" % sc_tag)
+        kvref.fresh(out, kept_file)
+        ok, msg = kvref.run_kvsim(args.kvsim, ["run", scen, "--out", out, "--save-kept", kept_file], timeout=180)
+        if not ck.check(ok, "%s: kvsim run --save-kept" % where, msg):
+            continue
+        check_masks(ck, kept_file, specs, layers, sc_chunk, where)
+        print("%s: kvsim %s, masks compared" % (where, msg), flush=True)
+
+
+def main():
+    args = kvref.common_args(__doc__)
+    ck = kvref.Checker(os.path.basename(__file__))
+    self_tests(ck)
+    if args.self_test:
+        ck.finish()
+    for model in MODELS:
+        run_model(ck, args, *model)
+    ck.finish()
+
+
+if __name__ == "__main__":
+    main()
