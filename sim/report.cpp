@@ -98,7 +98,7 @@ void write_timing(JsonWriter& json, const PolicyTiming& t) {
     json.end_object();
   }
   if (!t.links.empty()) {
-    json.key("links");
+    json.key("links_per_tp_rank");
     json.begin_object();
     for (const LinkTraffic& link : t.links) {
       json.key(link.link);

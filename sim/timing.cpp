@@ -75,13 +75,13 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
       transfer_s = in.hierarchy.transfer_time_s({{placement.tier, top, fetch_bytes}, {top, placement.tier, spill_bytes}}, &loads);
       const Tier& low = hw.tier(placement.tier);
       transfer_s = std::max({transfer_s, fetch_bytes / low.read_bytes_per_s, spill_bytes / low.write_bytes_per_s});
-      for (const LinkLoad& load : loads) links[load.link].bytes += load.bytes * tp;
+      for (const LinkLoad& load : loads) links[load.link].bytes += load.bytes;
       lower.bytes_read += fetch * entry_bytes;
       lower.bytes_written += spill * entry_bytes;
       upper.bytes_read += spill * entry_bytes;   // spilled entries leave the compute tier
       upper.bytes_written += fetch * entry_bytes;
       for (const LinkLoad& load : loads) {
-        const double rate = load.bytes * tp / std::max(transfer_s, 1e-30);
+        const double rate = load.bytes / std::max(transfer_s, 1e-30);
         links[load.link].peak_bytes_per_s = std::max(links[load.link].peak_bytes_per_s, rate);
       }
     }
@@ -95,6 +95,7 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
     entry.lower_entries = cold_during;
     entry.evicted_entries = produced_before + fresh - entry.hbm_entries - entry.lower_entries;
     entry.link_bytes = (fetch + spill) * entry_bytes;
+    entry.transfer_s = transfer_s;
     t.ledger.push_back(entry);
     hbm_peak_entries = std::max(hbm_peak_entries, entry.hbm_entries);
 

@@ -27,6 +27,7 @@ struct TierTraffic {
   double peak_read_bytes_per_s = 0;  // over the busiest pass
 };
 
+// Per TP rank: each rank moves its share of the KV heads over its own copy of the hierarchy.
 struct LinkTraffic {
   std::string link;
   double bytes = 0;                  // both directions
@@ -39,7 +40,8 @@ struct PassLedger {
   double hbm_entries = 0;      // resident in the compute tier
   double lower_entries = 0;    // resident in the placement's lower tier
   double evicted_entries = 0;  // dropped so far
-  double link_bytes = 0;       // crossed between the tiers during the pass
+  double link_bytes = 0;       // crossed between the tiers during the pass, all TP ranks
+  double transfer_s = 0;       // time the links were busy for this pass
 };
 
 struct PolicyTiming {

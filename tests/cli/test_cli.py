@@ -35,6 +35,9 @@ num_kv_heads = 2
 head_dim = 32
 kv_bits = 16
 rope_theta = 500000
+hidden_size = 256
+intermediate_size = 512
+vocab_size = 1000
 """
 
 
@@ -106,11 +109,40 @@ def main():
     check(mem == filed, "trace file gives the same results as in-memory synthesis")
     check(len(mem) == 4 and mem[0]["spec"] == "full", "full runs first as the baseline")
 
+    # With [hardware]: times in summary.json and a Chrome trace whose slices add up to e2e.
+    ini = os.path.join(w, "hw.ini")
+    with open(ini, "w") as f:
+        f.write(scenario("synthetic", 2) + "[hardware]\npreset = h100-sxm\nattach = host-ddr5\n"
+                "placement = offload(tier=dram, prefetch=layer)\n")
+    trace_json = os.path.join(w, "trace.json")
+    r = run(k, "run", ini, "--out", os.path.join(w, "out_hw"), "--quiet", "--timeline", trace_json)
+    check(r.returncode == 0, "run with hardware: %s" % r.stderr)
+    if r.returncode == 0:
+        summary = json.load(open(os.path.join(w, "out_hw", "summary.json")))["policies"]
+        events = json.load(open(trace_json))["traceEvents"]
+        passes = 3 + 12  # ceil(700 / 256) chunks + 12 decode steps
+        for pid, policy in enumerate(summary):
+            compute = [e for e in events if e["ph"] == "X" and e["pid"] == pid and e["tid"] == 0]
+            check(len(compute) == passes, "one compute slice per pass (%d)" % len(compute))
+            starts = [e["ts"] for e in compute]
+            check(starts == sorted(starts), "slices in time order")
+            total_s = sum(e["dur"] for e in compute) / 1e6
+            check(abs(total_s - policy["e2e_s"]["p50"]) <= 1e-9 * max(1.0, total_s), "slices add up to e2e_s")
+            check(policy["ttft_s"]["p50"] > 0 and policy["tpot_s"]["p50"] > 0, "ttft and tpot present")
+        counters = [e for e in events if e["ph"] == "C"]
+        check(len(counters) == passes * len(summary), "a resident-bytes counter per pass")
+    r = run(k, "run", os.path.join(w, "t1.ini"), "--out", os.path.join(w, "out_nohw"), "--quiet", "--timeline", trace_json + "2")
+    check(r.returncode == 2 and "needs a [hardware]" in r.stderr, "--timeline without hardware: %r" % r.stderr)
+    check(not os.path.exists(os.path.join(w, "out_nohw")), "--timeline without hardware writes nothing")
+
     # Bad input: exit 2, one line naming the file, nothing written.
     bad_cases = {
         "unknown_key.ini": (scenario("synthetic", 1, "promt_tokens = 5"), "unknown key 'workload.promt_tokens'"),
         "bad_policy.ini": (scenario("synthetic", 1).replace("pooling=avg", "pooling=mean"), "pooling"),
         "missing_trace.ini": (scenario("nope.h5", 1), "nope.h5"),
+        "bad_placement.ini": (scenario("synthetic", 1) + "[hardware]\npreset = h100-sxm\nplacement = offload(tier=cxl)\n",
+                              "no lower tier 'cxl'"),
+        "bad_hardware.ini": (scenario("synthetic", 1) + "[hardware]\npreset = h1000\n", "unknown hardware preset 'h1000'"),
     }
     for name, (text, fragment) in bad_cases.items():
         ini = os.path.join(w, name)

@@ -4,6 +4,7 @@
 #include <iomanip>
 #include <iostream>
 
+#include "sim/chrome_trace.h"
 #include "sim/report.h"
 #include "sim/run.h"
 #include "sim/scenario.h"
@@ -21,6 +22,7 @@ int cmd_run(const Args& args) {
       ("scenario", po::value<std::string>(), "scenario INI file")
       ("out,o", po::value<std::string>(), "output folder (created): summary.json, timeline.csv, requests.csv")
       ("save-kept", po::value<std::string>(), "also write each policy's final kept mask per layer to this .h5 file")
+      ("timeline", po::value<std::string>(), "write a Chrome/Perfetto trace of the simulated time (needs [hardware])")
       ("threads", po::value<int>(), "override [sim] threads (0: all cores)")
       ("quiet,q", "no progress output on stderr");
   po::positional_options_description positional;
@@ -52,6 +54,9 @@ int cmd_run(const Args& args) {
     scenario.threads = v["threads"].as<int>();
     if (scenario.threads < 0) fail_input("kvsim run --threads", "must be >= 0");
   }
+  if (v.count("timeline") && scenario.hardware_preset.empty()) {
+    fail_input(scenario.path, "--timeline needs a [hardware] section in the scenario (time comes from it)");
+  }
   const auto start = std::chrono::steady_clock::now();
   auto progress = [&](const std::string& line) {
     if (quiet) return;
@@ -61,6 +66,7 @@ int cmd_run(const Args& args) {
   const ScenarioRun run = run_scenario(scenario, v.count("save-kept") > 0, progress);
   write_run_outputs(v["out"].as<std::string>(), scenario, run);
   if (v.count("save-kept")) write_kept_masks(v["save-kept"].as<std::string>(), run);
+  if (v.count("timeline")) write_chrome_trace(v["timeline"].as<std::string>(), run);
 
   std::cout << run.model.name << ", prompt " << run.request.prompt_tokens << " + generated "
             << run.request.generated_tokens << " tokens, chunk "
