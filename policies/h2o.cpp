@@ -4,14 +4,11 @@
 // query, as in the real-drop cache); at an eviction point each KV head keeps its `recent` newest
 // entries plus the heavy hitters, the highest accumulated scores among the rest.
 //
-// Policies are stateless (evict() is const and sees only the current residency), but H2O's score
-// is a running sum over the request's history. evict() therefore replays the request from its
-// first pass with its own eviction rule, reproducing every earlier decision, and checks that the
-// replay ends at the residency it was given. Cost per call: with prompt_queries=all (exact H2O),
-// one causal attention over the whole prompt, O(n^2 d) per query head, plus O(cap d) per decode
-// step so far; prompt_queries=N cuts the prompt term to O(N n d) per chunk. Memory: the trace must
-// store the queries of every accumulated position, i.e. with prompt_queries=all all n prompt
-// queries (num_q_heads x n x head_dim, a group-size multiple of the keys) instead of a window.
+// The running sums live in a per-layer PolicyState: observe() adds each pass's attention, evict()
+// shrinks. Cost: one causal attention per accumulated query over the entries it saw, O(n^2 d) per
+// query head over the prompt with prompt_queries=all (exact H2O), O(N n d) per chunk with
+// prompt_queries=N. Memory: the trace must store the queries of every accumulated position, i.e.
+// with prompt_queries=all all n prompt queries (num_q_heads x n x head_dim) instead of a window.
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -38,6 +35,10 @@ struct HeadState {
   std::vector<std::int32_t> resident;
   std::vector<double> score;        // accumulated attention, group-averaged
   std::vector<std::int64_t> seen;   // accumulated queries that saw the entry (normalize=count)
+};
+
+struct H2oState final : PolicyState {
+  std::vector<HeadState> heads;
 };
 
 class H2oPolicy final : public Policy {
@@ -68,24 +69,31 @@ class H2oPolicy final : public Policy {
     }
   }
 
+  std::unique_ptr<PolicyState> make_state() const override { return std::make_unique<H2oState>(); }
+
+  // Adds the pass's attention to every entry its queries saw (traced layers, when H2O evicts at all).
+  void observe(const EvictionContext& ctx, const LayerResidency& residency) const override {
+    if (ctx.trace == nullptr || (points_.prefill == PrefillEviction::kNone && points_.decode_every == 0)) return;
+    auto& state = static_cast<H2oState&>(*ctx.state);
+    state.heads.resize(residency.size());
+    tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
+      accumulate(ctx, static_cast<int>(h), residency[h], state.heads[h]);
+    });
+  }
+
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
     const std::int64_t cap = capacity(ctx.pass, ctx.prefill);
-    // Heads hold equal counts; at or under capacity nothing goes and no replay is needed.
+    // Heads hold equal counts; at or under capacity nothing goes.
     if (static_cast<std::int64_t>(residency.front().size()) <= cap) return;
     if (ctx.trace == nullptr) {
       for (auto& head : residency) head.erase(head.begin(), head.end() - cap);
       return;
     }
-    std::vector<Pass> history(ctx.prefill.begin(), ctx.prefill.end());
-    if (!ctx.pass.prefill) {
-      const std::int64_t n = ctx.request.prompt_tokens;
-      for (int i = 0; i <= ctx.pass.index; ++i) history.push_back({n + i, n + i + 1, false, i});
-    } else {
-      history.resize(static_cast<std::size_t>(ctx.pass.index) + 1);
+    auto& state = static_cast<H2oState&>(*ctx.state);
+    for (std::size_t h = 0; h < residency.size(); ++h) {
+      shrink(state.heads[h], cap);
+      residency[h] = state.heads[h].resident;
     }
-    tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
-      residency[h] = replay_head(ctx, static_cast<int>(h), history, residency[h]);
-    });
   }
 
  private:
@@ -99,45 +107,37 @@ class H2oPolicy final : public Policy {
     return recent_tokens_ > 0 ? std::min(recent_tokens_, cap) : round_half_even(recent_share_ * static_cast<double>(cap));
   }
 
-  // Runs the request's passes up to the current one for KV head h; returns the kept positions.
-  std::vector<std::int32_t> replay_head(const EvictionContext& ctx, int h, std::span<const Pass> history,
-                                        const std::vector<std::int32_t>& given) const {
+  // Appends the pass's positions to head h's state and adds what the pass's queries gave each entry.
+  void accumulate(const EvictionContext& ctx, int h, const std::vector<std::int32_t>& resident, HeadState& s) const {
     const LayerTrace& trace = *ctx.trace;
+    const Pass& pass = ctx.pass;
     const int group = ctx.model.group_size();
+    const auto cached = static_cast<std::int64_t>(s.resident.size());
+    for (std::int64_t t = pass.begin; t < pass.end; ++t) s.resident.push_back(static_cast<std::int32_t>(t));
+    if (s.resident != resident) {
+      throw std::logic_error("h2o: layer " + std::to_string(ctx.layer) + " head " + std::to_string(h) +
+                             ": residency differs from what this policy's evictions left");
+    }
+    s.score.resize(s.resident.size(), 0.0);
+    s.seen.resize(s.resident.size(), 0);
     std::vector<const HeadMatrix*> heads;
     for (int g = h * group; g < (h + 1) * group; ++g) heads.push_back(&trace.queries[static_cast<std::size_t>(g)]);
-    const int num_prefill = static_cast<int>(ctx.prefill.size());
-    HeadState s;
     std::vector<std::int64_t> positions, rows;
-    for (const Pass& pass : history) {
-      const auto cached = static_cast<std::int64_t>(s.resident.size());
-      for (std::int64_t t = pass.begin; t < pass.end; ++t) s.resident.push_back(static_cast<std::int32_t>(t));
-      s.score.resize(s.resident.size(), 0.0);
-      s.seen.resize(s.resident.size(), 0);
-      positions.clear();
-      rows.clear();
-      for (std::int64_t t = first_query(pass); t < pass.end; ++t) {
-        const std::int64_t row = trace.query_row(t);
-        if (row < 0) throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
-                                      std::to_string(t) + ", which " + spec() + " accumulates");
-        positions.push_back(t);
-        rows.push_back(row);
-      }
-      add_pass_attention(trace.keys[static_cast<std::size_t>(h)], s.resident, cached, pass.begin,
-                         {heads, rows, positions}, s.score);
-      const auto nq = static_cast<std::int64_t>(positions.size());
-      for (std::size_t j = 0; j < s.resident.size(); ++j) {
-        // Queries of this pass at positions >= the entry's saw it (all of them for cached entries).
-        s.seen[j] += s.resident[j] < pass.begin ? nq : positions.end() - std::lower_bound(positions.begin(), positions.end(), s.resident[j]);
-      }
-      if (&pass == &history.back() && s.resident != given) {
-        throw std::logic_error("h2o: layer " + std::to_string(ctx.layer) + " head " + std::to_string(h) +
-                               ": the residency given to evict() is not what this policy's earlier evictions left; "
-                               "its scores accumulate over the request, so every eviction point must be replayed");
-      }
-      if (points_.after(pass, num_prefill)) shrink(s, capacity(pass, ctx.prefill));
+    for (std::int64_t t = first_query(pass); t < pass.end; ++t) {
+      const std::int64_t row = trace.query_row(t);
+      if (row < 0) throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
+                                    std::to_string(t) + ", which " + spec() + " accumulates");
+      positions.push_back(t);
+      rows.push_back(row);
     }
-    return std::move(s.resident);
+    add_pass_attention(trace.keys[static_cast<std::size_t>(h)], s.resident, cached, pass.begin, {heads, rows, positions},
+                       s.score);
+    const auto nq = static_cast<std::int64_t>(positions.size());
+    for (std::size_t j = 0; j < s.resident.size(); ++j) {
+      // Queries of this pass at positions >= the entry's saw it (all of them for cached entries).
+      s.seen[j] += s.resident[j] < pass.begin ? nq
+                                              : positions.end() - std::lower_bound(positions.begin(), positions.end(), s.resident[j]);
+    }
   }
 
   // Keeps the `recent` newest entries and the heavy hitters among the others (ties: lower position).
@@ -182,7 +182,7 @@ void register_h2o(PolicyRegistry& registry) {
   registry.add(
       {"h2o",
        "H2O: keep a recent window plus the heavy hitters, the entries with the most attention accumulated "
-       "over all queries so far (replayed from the trace at each eviction point)",
+       "over all queries so far",
        "Zhang et al. 2023, H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models "
        "(arXiv 2306.14048); FMInference/H2O h2o_hf/utils_real_drop/modify_llama.py; count normalisation as "
        "NVIDIA/kvpress kvpress/presses/observed_attention_press.py",

@@ -7,6 +7,7 @@
 // effect for the next pass. Policies are immutable after construction: evict() is const and is
 // called concurrently for different layers.
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -30,6 +31,15 @@ struct EvictionPoints {
 // For an untraced layer there is one vector standing for all KV heads (their counts are equal).
 using LayerResidency = std::vector<std::vector<std::int32_t>>;
 
+// Mutable state a policy keeps for one layer over one request (e.g. H2O's accumulated attention).
+// The engine makes one per layer replay with Policy::make_state(), hands it to observe() and
+// evict() through EvictionContext::state, and drops it at the end of the request. A layer is
+// replayed on one thread, so the state needs no locking.
+class PolicyState {
+ public:
+  virtual ~PolicyState() = default;
+};
+
 struct EvictionContext {
   const ModelShape& model;
   const RequestInfo& request;
@@ -39,6 +49,7 @@ struct EvictionContext {
   const LayerTrace* trace = nullptr;
   const Pass& pass;                  // the pass just processed
   std::span<const Pass> prefill;     // all prefill chunks of the request
+  PolicyState* state = nullptr;      // this layer's state from make_state(); null if it made none
 };
 
 class Policy {
@@ -53,6 +64,13 @@ class Policy {
   // end of each chunk). The engine checks the trace stores them, and the synthesiser generates them.
   virtual void add_required_queries(const RequestInfo& /*request*/, std::span<const Pass> /*prefill*/,
                                     std::vector<std::int64_t>* /*positions*/) const {}
+
+  // Per-layer state for policies whose scores accumulate over the request; null for the rest.
+  virtual std::unique_ptr<PolicyState> make_state() const { return nullptr; }
+
+  // Called after every pass, once its positions are appended to `residency` and before any
+  // eviction: a policy that accumulates what each pass's queries attend to does it here.
+  virtual void observe(const EvictionContext& /*ctx*/, const LayerResidency& /*residency*/) const {}
 
   // Shrinks `residency` (sorted positions per head) at an eviction point.
   // REQUIRES: eviction_points().after(ctx.pass, ...) is true. Must be deterministic.

@@ -16,6 +16,7 @@ LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy) {
   out.pass_entries.resize(plan.passes.size());
   out.pass_entry_steps.resize(plan.passes.size());
   LayerResidency residency(static_cast<std::size_t>(heads));
+  const std::unique_ptr<PolicyState> state = policy.make_state();
   bool evicted_since_snapshot = true;
   std::int64_t snapshot_begin = 0;
   auto next_eval = input.eval_positions.begin();
@@ -49,8 +50,9 @@ LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy) {
     for (auto& head : residency) {
       for (std::int64_t t = pass.begin; t < pass.end; ++t) head.push_back(static_cast<std::int32_t>(t));
     }
+    const EvictionContext ctx{input.model, input.request, input.layer, input.trace, pass, prefill, state.get()};
+    policy.observe(ctx, residency);
     if (points.after(pass, plan.num_prefill)) {
-      const EvictionContext ctx{input.model, input.request, input.layer, input.trace, pass, prefill};
       policy.evict(ctx, residency);
       evicted_since_snapshot = true;
     }

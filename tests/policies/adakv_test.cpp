@@ -2,10 +2,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <mutex>
 
 #include "policies/registry.h"
 #include "sim/layer_replay.h"
+#include "tests/policies/recording_policy.h"
 #include "tests/test_support.h"
 #include "util/error.h"
 
@@ -58,28 +58,6 @@ TEST(AdaKv, HandHeadAdaptiveSelection) {
   EXPECT_EQ(notes.kept("adakv(budget=3, window=1, kernel=1)"), (LayerResidency{{0, 1, 4}, {1, 2, 4}}));
 }
 
-class Recording final : public Policy {
- public:
-  explicit Recording(std::unique_ptr<Policy> inner) : inner_(std::move(inner)) {}
-  std::string spec() const override { return inner_->spec(); }
-  EvictionPoints eviction_points() const override { return inner_->eviction_points(); }
-  void add_required_queries(const RequestInfo& r, std::span<const Pass> p, std::vector<std::int64_t>* q) const override {
-    inner_->add_required_queries(r, p, q);
-  }
-  void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
-    inner_->evict(ctx, residency);
-    std::lock_guard lock(mutex_);
-    std::vector<std::int64_t> sizes;
-    for (const auto& h : residency) sizes.push_back(static_cast<std::int64_t>(h.size()));
-    sizes_.push_back(sizes);
-  }
-  std::vector<std::vector<std::int64_t>> sizes() const { return sizes_; }
-
- private:
-  std::unique_ptr<Policy> inner_;
-  mutable std::mutex mutex_;
-  mutable std::vector<std::vector<std::int64_t>> sizes_;
-};
 
 TEST(AdaKv, LayerTotalEqualsTheAllocationAtEveryEviction) {
   // GQA 8 query / 4 KV heads; chunks 100,100,100,50 with b=0.3, w=8 -> capacity after chunk j
@@ -93,9 +71,9 @@ TEST(AdaKv, LayerTotalEqualsTheAllocationAtEveryEviction) {
   const std::vector<std::int64_t> capacity{38, 76, 114, 137, 137, 137, 137};
   for (const char* spec : {"adakv(budget=0.3, window=8, kernel=3, prefill=chunk, decode=step)",
                            "adakv(budget=0.3, window=8, kernel=3, alpha_safeguard=0.5, prefill=chunk, decode=step)"}) {
-    Recording traced(PolicyRegistry::builtin().create(spec));
+    testing_support::RecordingPolicy traced(PolicyRegistry::builtin().create(spec));
     replay_layer({model, request, plan, 0, &trace, {}}, traced);
-    Recording untraced(PolicyRegistry::builtin().create(spec));
+    testing_support::RecordingPolicy untraced(PolicyRegistry::builtin().create(spec));
     replay_layer({model, request, plan, 1, nullptr, {}}, untraced);
     const auto traced_sizes = traced.sizes(), untraced_sizes = untraced.sizes();
     ASSERT_EQ(traced_sizes.size(), capacity.size()) << spec;

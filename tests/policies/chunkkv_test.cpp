@@ -3,10 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <mutex>
 
 #include "policies/registry.h"
 #include "sim/layer_replay.h"
+#include "tests/policies/recording_policy.h"
 #include "tests/test_support.h"
 #include "util/error.h"
 
@@ -65,27 +65,6 @@ std::int64_t chunk_count(std::int64_t size, std::int64_t window, std::int64_t ca
   return tail + length * std::clamp<std::int64_t>((capacity - tail) / length, 0, chunks);
 }
 
-class Recording final : public Policy {
- public:
-  explicit Recording(std::unique_ptr<Policy> inner) : inner_(std::move(inner)) {}
-  std::string spec() const override { return inner_->spec(); }
-  EvictionPoints eviction_points() const override { return inner_->eviction_points(); }
-  void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
-    inner_->evict(ctx, residency);
-    std::lock_guard lock(mutex_);
-    sizes_.push_back({});
-    for (const auto& h : residency) sizes_.back().push_back(static_cast<std::int64_t>(h.size()));
-    if (ctx.trace != nullptr) {
-      for (const auto& h : residency) EXPECT_EQ(h, residency.front()) << "heads share the chunks";
-    }
-  }
-  std::vector<std::vector<std::int64_t>> sizes() const { return sizes_; }
-
- private:
-  std::unique_ptr<Policy> inner_;
-  mutable std::mutex mutex_;
-  mutable std::vector<std::vector<std::int64_t>> sizes_;
-};
 
 TEST(ChunkKv, CountsFollowTheChunkRoundingAtEveryEviction) {
   // GQA 4 query / 2 KV heads; prompt 330 in chunks of 100 (last 30), budget 0.3, w=8, L=7.
@@ -95,9 +74,10 @@ TEST(ChunkKv, CountsFollowTheChunkRoundingAtEveryEviction) {
   const LayerTrace trace = source.load_layer("0", 0);
   const PassPlan plan = make_pass_plan(n, m, 100);
   const std::string spec = "chunkkv(budget=0.3, window=8, kernel=3, chunk_length=7, prefill=chunk)";
-  Recording traced(PolicyRegistry::builtin().create(spec)), untraced(PolicyRegistry::builtin().create(spec));
+  testing_support::RecordingPolicy traced(PolicyRegistry::builtin().create(spec)), untraced(PolicyRegistry::builtin().create(spec));
   replay_layer({model, source.header().requests[0], plan, 0, &trace, {}}, traced);
   replay_layer({model, source.header().requests[0], plan, 1, nullptr, {}}, untraced);
+  EXPECT_TRUE(traced.same_sets()) << "heads share the chunks";
   // Expected: replay the count rule; capacity after chunk j = sum min(round(0.3 c) + 8, c).
   std::vector<std::int64_t> want;
   std::int64_t resident = 0, capacity = 0;

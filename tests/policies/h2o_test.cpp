@@ -2,11 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <mutex>
 
 #include "policies/h2o_attention.h"
 #include "policies/registry.h"
 #include "sim/layer_replay.h"
+#include "tests/policies/recording_policy.h"
 #include "tests/test_support.h"
 #include "util/error.h"
 
@@ -105,29 +105,6 @@ TEST(H2o, KernelMatchesDefinitionWithGqaAndGaps) {
   for (std::size_t j = 0; j < want.size(); ++j) EXPECT_NEAR(got[j], want[j], 1e-6 * std::max(1.0, want[j])) << j;
 }
 
-// Wraps a policy and records each head's kept count after every eviction.
-class Counting final : public Policy {
- public:
-  explicit Counting(std::unique_ptr<Policy> inner) : inner_(std::move(inner)) {}
-  std::string spec() const override { return inner_->spec(); }
-  EvictionPoints eviction_points() const override { return inner_->eviction_points(); }
-  void add_required_queries(const RequestInfo& r, std::span<const Pass> p, std::vector<std::int64_t>* q) const override {
-    inner_->add_required_queries(r, p, q);
-  }
-  void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
-    inner_->evict(ctx, residency);
-    std::lock_guard lock(mutex_);
-    std::vector<std::int64_t> sizes;
-    for (const auto& h : residency) sizes.push_back(static_cast<std::int64_t>(h.size()));
-    counts_.push_back(sizes);
-  }
-  std::vector<std::vector<std::int64_t>> counts() const { return counts_; }
-
- private:
-  std::unique_ptr<Policy> inner_;
-  mutable std::mutex mutex_;
-  mutable std::vector<std::vector<std::int64_t>> counts_;
-};
 
 // Kept count per head after each eviction point equals the capacity rule (DESIGN.md §4), traced or not.
 void expect_counts(const std::string& spec, std::int64_t n, std::int64_t m, std::int64_t chunk,
@@ -137,11 +114,11 @@ void expect_counts(const std::string& spec, std::int64_t n, std::int64_t m, std:
   const LayerTrace trace = source.load_layer("0", 0);
   const PassPlan plan = make_pass_plan(n, m, chunk);
   for (const LayerTrace* t : {&trace, static_cast<const LayerTrace*>(nullptr)}) {
-    Counting policy(PolicyRegistry::builtin().create(spec));
+    testing_support::RecordingPolicy policy(PolicyRegistry::builtin().create(spec));
     replay_layer({model, source.header().requests[0], plan, 0, t, {}}, policy);
     std::vector<std::vector<std::int64_t>> expected;
     for (std::int64_t c : want) expected.push_back(std::vector<std::int64_t>(t ? 2 : 1, c));
-    EXPECT_EQ(policy.counts(), expected) << spec << (t ? " traced" : " untraced");
+    EXPECT_EQ(policy.sizes(), expected) << spec << (t ? " traced" : " untraced");
   }
 }
 

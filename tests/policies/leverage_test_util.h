@@ -11,6 +11,7 @@
 
 #include "policies/registry.h"
 #include "sim/layer_replay.h"
+#include "tests/policies/recording_policy.h"
 #include "tests/test_support.h"
 
 namespace kvsim::leverage_test {
@@ -51,33 +52,6 @@ inline LayerResidency evict_once(const std::string& spec, const ModelShape& mode
   return residency;
 }
 
-// Records the kept count of every head after every eviction of the wrapped policy.
-class CountingPolicy final : public Policy {
- public:
-  explicit CountingPolicy(const Policy& inner) : inner_(inner) {}
-  std::string spec() const override { return inner_.spec(); }
-  EvictionPoints eviction_points() const override { return inner_.eviction_points(); }
-  void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
-    std::vector<std::int64_t> before, after;
-    for (const auto& h : residency) before.push_back(static_cast<std::int64_t>(h.size()));
-    inner_.evict(ctx, residency);
-    for (const auto& h : residency) {
-      after.push_back(static_cast<std::int64_t>(h.size()));
-      EXPECT_TRUE(std::is_sorted(h.begin(), h.end())) << spec();
-      EXPECT_EQ(std::adjacent_find(h.begin(), h.end()), h.end()) << spec() << ": duplicate position";
-    }
-    events.push_back({ctx.pass, before, after});
-  }
-  struct Event {
-    Pass pass;
-    std::vector<std::int64_t> before, after;
-  };
-  mutable std::vector<Event> events;  // evict() runs on one thread per layer here
-
- private:
-  const Policy& inner_;
-};
-
 // Kept count per head at each eviction == min(cache, capacity), capacity written out from
 // DESIGN.md §4 with protected count w: post_fill min(round(b n) + w, n); chunk: the sum over the
 // chunks so far of min(round(b c_i) + w, c_i); decode: the capacity at the end of prefill.
@@ -96,7 +70,7 @@ inline void expect_capacity_rule(const std::string& spec, double fraction, std::
   }
   const auto policy = PolicyRegistry::builtin().create(spec);
   for (const LayerTrace* t : {&trace, static_cast<const LayerTrace*>(nullptr)}) {
-    CountingPolicy counting(*policy);
+    testing_support::RecordingPolicy counting(*policy);
     const LayerReplayInput input{model, request, plan, 0, t, {}};
     replay_layer(input, counting);
     std::size_t expected_events = 0;
@@ -104,10 +78,10 @@ inline void expect_capacity_rule(const std::string& spec, double fraction, std::
       expected_events += p.prefill ? (chunked_eviction || p.index == plan.num_prefill - 1)
                                    : (decode_every > 0 && (p.index + 1) % decode_every == 0);
     }
-    ASSERT_EQ(counting.events.size(), expected_events) << spec;
+    ASSERT_EQ(counting.events().size(), expected_events) << spec;
     const std::int64_t prefill_end_cap =
         chunked_eviction ? std::accumulate(chunk_caps.begin(), chunk_caps.end(), std::int64_t{0}) : std::min(rhe(fraction * n) + w, n);
-    for (const auto& e : counting.events) {
+    for (const auto& e : counting.events()) {
       std::int64_t cap = prefill_end_cap;
       if (e.pass.prefill && chunked_eviction) cap = std::accumulate(chunk_caps.begin(), chunk_caps.begin() + e.pass.index + 1, std::int64_t{0});
       ASSERT_EQ(e.after.size(), t != nullptr ? 2u : 1u);

@@ -3,10 +3,10 @@
 
 #include <cmath>
 #include <algorithm>
-#include <mutex>
 
 #include "policies/registry.h"
 #include "sim/layer_replay.h"
+#include "tests/policies/recording_policy.h"
 #include "tests/test_support.h"
 #include "util/error.h"
 
@@ -67,28 +67,6 @@ TEST(Tova, HandChunkedPrefill) {
   EXPECT_EQ(kTrace.kept("tova(budget=0.5, prefill=chunk)", 2), (LayerResidency{{2, 4}, {2, 4}}));
 }
 
-class Counting final : public Policy {
- public:
-  explicit Counting(std::unique_ptr<Policy> inner) : inner_(std::move(inner)) {}
-  std::string spec() const override { return inner_->spec(); }
-  EvictionPoints eviction_points() const override { return inner_->eviction_points(); }
-  void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
-    inner_->evict(ctx, residency);
-    std::lock_guard lock(mutex_);
-    std::vector<std::int64_t> sizes;
-    for (const auto& h : residency) sizes.push_back(static_cast<std::int64_t>(h.size()));
-    counts_.push_back(sizes);
-    same_sets_ = same_sets_ && std::all_of(residency.begin(), residency.end(), [&](const auto& h) { return h == residency[0]; });
-  }
-  std::vector<std::vector<std::int64_t>> counts() const { return counts_; }
-  bool same_sets() const { return same_sets_; }
-
- private:
-  std::unique_ptr<Policy> inner_;
-  mutable std::mutex mutex_;
-  mutable std::vector<std::vector<std::int64_t>> counts_;
-  mutable bool same_sets_ = true;
-};
 
 void expect_counts(const std::string& spec, std::int64_t n, std::int64_t m, std::int64_t chunk,
                    const std::vector<std::int64_t>& want) {
@@ -97,11 +75,11 @@ void expect_counts(const std::string& spec, std::int64_t n, std::int64_t m, std:
   const LayerTrace trace = source.load_layer("0", 0);
   const PassPlan plan = make_pass_plan(n, m, chunk);
   for (const LayerTrace* t : {&trace, static_cast<const LayerTrace*>(nullptr)}) {
-    Counting policy(PolicyRegistry::builtin().create(spec));
+    testing_support::RecordingPolicy policy(PolicyRegistry::builtin().create(spec));
     replay_layer({model, source.header().requests[0], plan, 0, t, {}}, policy);
     std::vector<std::vector<std::int64_t>> expected;
     for (std::int64_t c : want) expected.push_back(std::vector<std::int64_t>(t ? 2 : 1, c));
-    EXPECT_EQ(policy.counts(), expected) << spec << (t ? " traced" : " untraced");
+    EXPECT_EQ(policy.sizes(), expected) << spec << (t ? " traced" : " untraced");
     EXPECT_TRUE(policy.same_sets()) << spec;
   }
 }
