@@ -17,6 +17,10 @@ CostModel::CostModel(const Hardware& hardware, const ModelShape& model, int tens
                       "(use a [model] preset or give them explicitly)");
   }
   if (tp_ < 1) fail_input(where, "tp must be >= 1");
+  if (model.num_q_heads % tp_ != 0) {
+    fail_input(where, "tp = " + std::to_string(tp_) + " must divide the model's " + std::to_string(model.num_q_heads) +
+                          " query heads (each rank holds whole heads)");
+  }
   if (tp_ > 1 && hardware.device.tp_bytes_per_s <= 0) {
     fail_input(where, "tp > 1 needs [device] tp_bandwidth in the hardware file");
   }
@@ -28,6 +32,14 @@ CostModel::CostModel(const Hardware& hardware, const ModelShape& model, int tens
   head_params_ = h * static_cast<double>(model.vocab_size);
   // The embedding is stored but only a few rows are read per pass, so it counts in capacity only.
   weight_bytes_ = (model.num_layers * layer_params_ + 2 * head_params_) * kWeightBytesPerParam;
+}
+
+double CostModel::linear_layer_time_s(double tokens) const {
+  const Device& d = hardware_.device;
+  const Tier& memory = hardware_.tier(d.compute_tier);
+  const double compute_s = 2.0 * tokens * layer_params_ / tp_ / (d.flops_per_s_bf16 * d.compute_efficiency);
+  const double memory_s = layer_params_ * kWeightBytesPerParam / tp_ / (memory.read_bytes_per_s * d.memory_efficiency);
+  return std::max(compute_s, memory_s);
 }
 
 PassCost CostModel::pass_cost(const PassWork& work) const {

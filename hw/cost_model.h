@@ -37,6 +37,10 @@ class CostModel {
 
   PassCost pass_cost(const PassWork& work) const;
 
+  // Roofline time of one layer's linear projections (Q, K, V, O and the SwiGLU MLP) for `tokens`
+  // tokens on one TP rank: the quantity vidur profiles per operator, used for validation.
+  double linear_layer_time_s(double tokens) const;
+
   double weight_bytes() const { return weight_bytes_; }       // whole model
   double linear_params_per_layer() const { return layer_params_; }
 

@@ -46,7 +46,12 @@ void check_model_matches(const Scenario& s, const ModelShape& file_model) {
 }
 
 std::unique_ptr<TraceSource> open_file_source(const Scenario& s, RequestInfo* request) {
-  auto source = open_trace_file(s.trace);
+  std::unique_ptr<TraceSource> source;
+  try {
+    source = open_trace_file(s.trace);
+  } catch (const InputError& e) {
+    fail_input(s.path + ": [workload] trace", e.what());
+  }
   const TraceHeader& header = source->header();
   if (s.model_given) check_model_matches(s, header.model);
   const auto& requests = header.requests;

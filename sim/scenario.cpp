@@ -1,5 +1,6 @@
 #include "sim/scenario.h"
 
+#include <charconv>
 #include <filesystem>
 #include <sstream>
 
@@ -7,6 +8,7 @@
 #include "sim/placement.h"
 #include "util/error.h"
 #include "util/ini.h"
+#include "util/memory.h"
 
 namespace kvsim {
 
@@ -34,7 +36,7 @@ po::options_description scenario_options() {
       ("workload.chunk_tokens", po::value<std::int64_t>(), "prefill chunk size c (default: n, unchunked)")
       ("workload.trace", po::value<std::string>(), "synthetic (default) or a trace .h5 path")
       ("workload.request", po::value<std::string>(), "request id within the trace file (default: first)")
-      ("workload.seed", po::value<std::uint64_t>(), "synthesiser seed (default 1)")
+      ("workload.seed", po::value<std::string>(), "synthesiser seed, an integer >= 0 (default 1)")
       ("workload.traced_layers", po::value<std::string>(), "all, or a list such as 0,8,16 or 0-3")
       ("workload.needles", po::value<int>(), "planted needle spans (synthetic, default 2)")
       ("workload.needle_tokens", po::value<std::int64_t>(), "tokens per needle (synthetic, default 16)")
@@ -116,7 +118,14 @@ Scenario load_scenario(const std::string& path) {
   read(v, "workload.generated_tokens", s.generated_tokens);
   read(v, "workload.chunk_tokens", s.chunk_tokens);
   read(v, "workload.request", s.request);
-  read(v, "workload.seed", s.seed);
+  if (v.count("workload.seed")) {
+    // Parsed by hand: Boost would accept "-1" for an unsigned value and wrap it to 2^64 - 1.
+    const std::string text = v["workload.seed"].as<std::string>();
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), s.seed);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      fail_input(where("workload") + " seed", "expected an integer >= 0, got '" + text + "'");
+    }
+  }
   read(v, "workload.traced_layers", s.traced_layers);
   read(v, "workload.needles", s.needles);
   read(v, "workload.needle_tokens", s.needle_tokens);
@@ -124,6 +133,11 @@ Scenario load_scenario(const std::string& path) {
     if (!v.count("workload.prompt_tokens")) fail_input(where("workload") + " prompt_tokens", "required for a synthetic trace");
     if (s.prompt_tokens < 1) fail_input(where("workload") + " prompt_tokens", "must be >= 1");
     if (s.generated_tokens < 0) fail_input(where("workload") + " generated_tokens", "must be >= 0");
+  }
+  if (s.synthetic() && s.model_given) {
+    check_fits_in_memory(2.0 * s.model.num_kv_heads * static_cast<double>(s.prompt_tokens + s.generated_tokens) *
+                             s.model.head_dim * 4,
+                         where("workload") + " prompt_tokens", "one layer's keys and values");
   }
   if (v.count("workload.chunk_tokens") && s.chunk_tokens < 1) {
     fail_input(where("workload") + " chunk_tokens", "must be >= 1 (omit it for unchunked prefill)");

@@ -9,6 +9,7 @@
 
 #include "traces/synth_detail.h"
 #include "util/error.h"
+#include "util/memory.h"
 
 namespace kvsim {
 
@@ -30,6 +31,9 @@ void validate_synth_params(const SynthParams& p, const std::string& where) {
   if (p.prompt_tokens < 1) fail_input(where, "prompt_tokens must be at least 1, got " + str(p.prompt_tokens));
   if (p.generated_tokens < 0) fail_input(where, "generated_tokens must be >= 0, got " + str(p.generated_tokens));
   const std::int64_t total = p.prompt_tokens + p.generated_tokens;
+  // One layer's keys and values are generated at once (float32).
+  check_fits_in_memory(2.0 * p.model.num_kv_heads * static_cast<double>(total) * p.model.head_dim * 4, where,
+                       "one layer's keys and values (" + str(total) + " tokens)");
   std::set<int> seen;
   for (const int layer : p.traced_layers) {
     if (layer < 0 || layer >= p.model.num_layers) {

@@ -4,6 +4,7 @@
 #include "traces/hdf5_util.h"
 #include "traces/trace_file_internal.h"
 #include "util/error.h"
+#include "util/memory.h"
 
 namespace kvsim::detail {
 namespace {
@@ -102,6 +103,10 @@ RequestInfo read_request(const H5::Group& requests, const std::string& id, const
     attrs.fail("generated_tokens", std::to_string(request.generated_tokens) + "; expected >= 0");
   }
   request.needles = read_needles(attrs, request.total_tokens());
+  // kvsim holds one layer's keys and values (float32) at a time; refuse what cannot fit up front.
+  check_fits_in_memory(2.0 * header.model.num_kv_heads * static_cast<double>(request.total_tokens()) *
+                           header.model.head_dim * 4,
+                       path, group_path + ": one layer's keys and values (" + std::to_string(request.total_tokens()) + " tokens)");
   for (const int layer : header.traced_layers) {
     const std::string name = "layer_" + std::to_string(layer);
     if (!group.nameExists(name) || group.childObjType(name) != H5O_TYPE_GROUP) {

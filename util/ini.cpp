@@ -1,5 +1,6 @@
 #include "util/ini.h"
 
+#include <filesystem>
 #include <fstream>
 
 #include "util/error.h"
@@ -9,6 +10,7 @@ namespace kvsim {
 namespace po = boost::program_options;
 
 void parse_ini_file(const std::string& path, const po::options_description& options, po::variables_map& values) {
+  if (std::filesystem::is_directory(path)) fail_input(path, "is a folder; expected an INI file");
   std::ifstream in(path);
   if (!in) fail_input(path, "cannot open file");
   try {

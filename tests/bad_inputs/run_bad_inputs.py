@@ -40,6 +40,14 @@ import time
 
 # Known kvsim bugs found by this matrix: case name -> what goes wrong. Remove an entry when fixed.
 EXPECTED_FAILURES = {
+    # Crashes inside libhdf5 1.10 itself (not catchable as an exception)
+    "trace.corrupt_global_heap.inspect": "SIGSEGV inside libhdf5 (H5HG_read, memcpy) reading a variable-length string "
+                                         "attribute whose global-heap object size is corrupt; no error line",
+    "trace.corrupt_global_heap.run": "same SIGSEGV as .inspect, via kvsim run",
+    # Accepted although issue 8 lists it as bad input
+    "scenario.policy_budget_over_prompt": "snapkv(budget=100000) on a 264-token request is accepted (exit 0): a token "
+                                          "budget above the prompt keeps everything; sweeps may want that, so it is "
+                                          "not refused yet",
 }
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -76,6 +84,9 @@ DEFAULT_ARGS = {
 }
 
 
+KIND = {"scenarios": "scenario", "hardware": "hardware", "models": "model"}
+
+
 def static_cases(trace_setup):
     support = [(os.path.join(HERE, "support", n), n) for n in sorted(os.listdir(os.path.join(HERE, "support")))]
     cases = []
@@ -93,7 +104,7 @@ def static_cases(trace_setup):
             argv = (a.group("args") if a else default).format(file=file).split()
             text = "\n".join(lines)
             uses_trace = "good.h5" in text
-            cases.append(Case("%s.%s" % (folder[:-1], file[:-4]), argv, m.group("problem"), m.group("fragment"),
+            cases.append(Case("%s.%s" % (KIND[folder], file[:-4]), argv, m.group("problem"), m.group("fragment"),
                               names=[file], inputs=support + [(path, file)], code=int(m.group("code")),
                               setup=trace_setup if uses_trace else None))
     return cases
@@ -339,7 +350,7 @@ def cli_cases(copy_good):
     add("run_missing_out", ["run", "valid-scenario.ini"], "run without --out", "--out")
     add("run_missing_scenario", ["run", "--out", "out"], "run without a scenario", "SCENARIO")
     add("run_missing_scenario_file", ["run", "absent.ini", "--out", "out"], "the scenario file does not exist", "absent.ini")
-    add("run_scenario_is_directory", ["run", ".", "--out", "out"], "the scenario is a directory", "cannot open")
+    add("run_scenario_is_directory", ["run", ".", "--out", "out"], "the scenario is a directory", "is a folder")
     add("run_negative_threads", ["run", "valid-scenario.ini", "--out", "out", "--threads", "-2"], "--threads -2", "threads")
     add("run_threads_not_a_number", ["run", "valid-scenario.ini", "--out", "out", "--threads", "many"],
         "--threads many", "threads")
@@ -377,6 +388,20 @@ def cli_cases(copy_good):
     add("hw_unknown_attach", ["hw", "show", "h100-sxm", "--attach", "cxl-gen9"], "hw show --attach unknown",
         "unknown hardware attachment 'cxl-gen9'")
     add("policies_unknown_option", ["policies", "--frobnicate"], "policies --frobnicate", "frobnicate")
+    def hw_scenario(sandbox):
+        with open(os.path.join(sandbox, "valid-scenario.ini")) as f:
+            text = f.read()
+        with open(os.path.join(sandbox, "hw-scenario.ini"), "w") as f:
+            f.write(text + "[hardware]\npreset = h100-sxm\n")
+
+    add("no_command", [], "kvsim without a command", "command")
+    add("hw_no_action", ["hw"], "kvsim hw without show or list", "hw")
+    add("hw_show_missing_preset", ["hw", "show"], "kvsim hw show without a preset", "PRESET")
+    add("run_save_kept_in_missing_folder", ["run", "valid-scenario.ini", "--out", "out", "--save-kept", "no/such/kept.h5",
+                                            "--quiet"], "--save-kept in a folder that does not exist", "no/such/kept.h5")
+    add("run_timeline_in_missing_folder", ["run", "hw-scenario.ini", "--out", "out", "--timeline", "no/such/trace.json",
+                                           "--quiet"], "--timeline in a folder that does not exist", "no/such/trace.json",
+        setup=hw_scenario)
     add("run_out_is_a_file", ["run", "valid-scenario.ini", "--out", "tiny-model.ini", "--quiet"],
         "--out names an existing regular file", "tiny-model.ini")
     return c
@@ -395,7 +420,9 @@ def snapshot(folder):
 
 def limit_memory():
     os.setsid()
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    # AddressSanitizer reserves terabytes of address space for its shadow memory: no cap there.
+    if not os.environ.get("KVSIM_SANITIZED"):
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
@@ -407,7 +434,10 @@ def run_case(case, kvsim, workdir, timeout):
     for src, name in case.inputs:
         shutil.copy(src, os.path.join(sandbox, name))
     if case.setup:
-        case.setup(sandbox)
+        try:
+            case.setup(sandbox)
+        except Exception as e:  # e.g. the valid trace's layout changed so a corruption no longer applies
+            return ["could not build the bad input: %s: %s" % (type(e).__name__, e)], None
     before = snapshot(sandbox)
     proc = subprocess.Popen([kvsim, *case.argv], cwd=sandbox, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=limit_memory)

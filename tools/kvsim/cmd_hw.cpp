@@ -3,7 +3,9 @@
 #include <cstdio>
 #include <iostream>
 
+#include "hw/cost_model.h"
 #include "hw/hardware.h"
+#include "sim/model_presets.h"
 #include "hw/hierarchy.h"
 #include "tools/kvsim/commands.h"
 #include "util/atomic_file.h"
@@ -61,15 +63,46 @@ void print_hardware(const Hierarchy& hierarchy) {
 
 }  // namespace
 
+// kvsim hw cost: what one pass costs, for planning and for validating the cost model.
+int hw_cost(const Hardware& hw, const po::variables_map& v) {
+  if (!v.count("model")) fail_input("kvsim hw cost", "missing --model PRESET");
+  const ModelShape model = load_model_preset(v["model"].as<std::string>());
+  const int tp = v["tp"].as<int>();
+  const CostModel cost(hw, model, tp, "kvsim hw cost");
+  const auto tokens_list = v.count("tokens") ? v["tokens"].as<std::vector<std::int64_t>>() : std::vector<std::int64_t>{1, 128, 1024, 8192};
+  const std::int64_t context = v["context"].as<std::int64_t>();
+  const double heads = static_cast<double>(model.num_layers) * model.num_kv_heads;
+  std::cout << "tokens,context,tp,pass_s,compute_s,memory_s,communication_s,bound,linear_layer_s\n";
+  for (std::int64_t tokens : tokens_list) {
+    if (tokens < 1) fail_input("kvsim hw cost --tokens", "must be >= 1");
+    PassWork w;  // a chunk of `tokens` after `context` cached tokens, full attention
+    w.tokens = static_cast<double>(tokens);
+    w.logits_tokens = 1;
+    w.kv_read_entries = static_cast<double>(context) * heads;
+    w.kv_written_entries = w.tokens * heads;
+    w.attention_entry_steps = heads * (static_cast<double>(context) * w.tokens + w.tokens * (w.tokens + 1) / 2);
+    const PassCost c = cost.pass_cost(w);
+    std::cout << tokens << "," << context << "," << tp << "," << c.time_s << "," << c.compute_s << "," << c.memory_s << ","
+              << c.communication_s << "," << c.bound << "," << cost.linear_layer_time_s(w.tokens) << "\n";
+  }
+  return 0;
+}
+
 int cmd_hw(const Args& args) {
-  po::options_description options("kvsim hw show PRESET [--attach NAME]... [--dot FILE] | kvsim hw list");
+  po::options_description options(
+      "kvsim hw show PRESET [--attach NAME]... [--dot FILE] | kvsim hw list |\n"
+      "kvsim hw cost PRESET --model M [--tokens N,...] [--context C] [--tp T]");
   options.add_options()
       ("help,h", "show this help")
       ("action", po::value<std::string>(), "show | list")
       ("preset", po::value<std::string>(), "hardware preset (configs/hardware/) or an .ini path")
       ("attach,a", po::value<std::vector<std::string>>()->composing(),
        "attach a tier (configs/hardware/attach/: host-ddr5, cxl-gen5, cxl-gen4), repeatable")
-      ("dot", po::value<std::string>(), "also write the hierarchy as Graphviz to FILE");
+      ("dot", po::value<std::string>(), "also write the hierarchy as Graphviz to FILE")
+      ("model", po::value<std::string>(), "cost: model preset")
+      ("tokens", po::value<std::vector<std::int64_t>>()->multitoken(), "cost: tokens in the pass (several allowed)")
+      ("context", po::value<std::int64_t>()->default_value(0), "cost: tokens already cached")
+      ("tp", po::value<int>()->default_value(1), "cost: tensor-parallel degree");
   po::positional_options_description positional;
   positional.add("action", 1).add("preset", 1);
   po::variables_map v;
@@ -79,10 +112,14 @@ int cmd_hw(const Args& args) {
     fail_input("kvsim hw", std::string(e.what()) + " (see kvsim hw --help)");
   }
   const std::string action = v.count("action") ? v["action"].as<std::string>() : "";
-  if (v.count("help") || action.empty()) {
+  if (action.empty() && !v.count("help")) {
+    fail_input("kvsim hw", "missing action: show PRESET, list or cost PRESET (kvsim hw --help)");
+  }
+  if (v.count("help")) {
     std::cout << options << "\nExamples:\n  kvsim hw list\n  kvsim hw show h100-sxm --attach host-ddr5 --attach cxl-gen5\n"
-                 "  kvsim hw show gh200 --dot gh200.dot && dot -Tpng gh200.dot -o gh200.png\n";
-    return action.empty() && !v.count("help") ? 2 : 0;
+                 "  kvsim hw show gh200 --dot gh200.dot && dot -Tpng gh200.dot -o gh200.png\n"
+                 "  kvsim hw cost h100-sxm --model llama-3.1-8b --tokens 1 2048 --context 8192\n";
+    return 0;
   }
   if (action == "list") {
     std::cout << "presets:";
@@ -92,9 +129,10 @@ int cmd_hw(const Args& args) {
     std::cout << "\n";
     return 0;
   }
-  if (action != "show") fail_input("kvsim hw", "unknown action '" + action + "' (expected show or list)");
+  if (action != "show" && action != "cost") fail_input("kvsim hw", "unknown action '" + action + "' (expected show, list or cost)");
   if (!v.count("preset")) fail_input("kvsim hw show", "missing PRESET (kvsim hw list shows them)");
   const auto attach = v.count("attach") ? v["attach"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  if (action == "cost") return hw_cost(load_hardware(v["preset"].as<std::string>(), attach), v);
   const Hierarchy hierarchy(load_hardware(v["preset"].as<std::string>(), attach));
   print_hardware(hierarchy);
   if (v.count("dot")) {

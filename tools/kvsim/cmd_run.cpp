@@ -1,6 +1,7 @@
 // kvsim run: one scenario, every policy side by side.
 #include <boost/program_options.hpp>
 #include <chrono>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 
@@ -53,6 +54,15 @@ int cmd_run(const Args& args) {
   if (v.count("threads")) {
     scenario.threads = v["threads"].as<int>();
     if (scenario.threads < 0) fail_input("kvsim run --threads", "must be >= 0");
+  }
+  // Check every output location before any work, so a bad path never leaves partial results.
+  for (const char* option : {"save-kept", "timeline"}) {
+    if (!v.count(option)) continue;
+    const std::filesystem::path file(v[option].as<std::string>());
+    const std::filesystem::path folder = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+    if (!std::filesystem::is_directory(folder)) {
+      fail_input(file.string(), std::string("--") + option + ": folder " + folder.string() + " does not exist");
+    }
   }
   if (v.count("timeline") && scenario.hardware_preset.empty()) {
     fail_input(scenario.path, "--timeline needs a [hardware] section in the scenario (time comes from it)");

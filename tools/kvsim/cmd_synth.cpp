@@ -102,7 +102,7 @@ int cmd_synth(const Args& args) {
   if (chunk_tokens > 0) {
     params.extra_query_positions = chunk_window_positions(params.prompt_tokens, chunk_tokens, window);
   }
-  validate_synth_params(params, "options");
+  validate_synth_params(params, "kvsim synth (--model " + model + ")");
   const auto source = make_synthetic_source(params);
 
   const std::size_t total = params.traced_layers.size();

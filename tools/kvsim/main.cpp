@@ -1,6 +1,7 @@
 // kvsim: trace-driven simulator of LLM KV-cache memory behaviour. Dispatches to one subcommand.
 #include <cstring>
 #include <malloc.h>
+#include <new>
 #include <exception>
 #include <iostream>
 #include <string>
@@ -26,6 +27,19 @@ example:
   kvsim run configs/scenarios/default.ini --out results/default
 )";
 
+// Errors may quote text from input files; control characters are escaped so that an error is
+// always exactly one line (and a file cannot forge extra lines of output).
+std::string one_line(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) out += '?';
+    else out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -35,9 +49,13 @@ int main(int argc, char** argv) {
   // freed memory in the heap for reuse makes the same run 1.7x faster.
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+  if (argc < 2) {
+    std::cerr << "kvsim: missing command (kvsim --help lists them: run, synth, inspect, policies, hw)\n";
+    return 2;
+  }
+  if (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     std::cout << kUsage;
-    return argc < 2 ? 1 : 0;
+    return 0;
   }
   const std::string command = argv[1];
   const Args args(argv + 2, argv + argc);
@@ -50,10 +68,14 @@ int main(int argc, char** argv) {
     std::cerr << "kvsim: unknown command '" << command << "' (commands: run, synth, inspect, policies, hw)\n";
     return 2;
   } catch (const kvsim::InputError& e) {
-    std::cerr << "kvsim " << command << ": error: " << e.what() << "\n";
+    std::cerr << "kvsim " << command << ": error: " << one_line(e.what()) << "\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "kvsim " << command << ": error: out of memory (reduce prompt_tokens, traced_layers or "
+                 "fidelity_queries)\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "kvsim " << command << ": internal error: " << e.what() << "\n";
+    std::cerr << "kvsim " << command << ": internal error: " << one_line(e.what()) << "\n";
     return 3;
   }
 }
