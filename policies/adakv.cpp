@@ -22,27 +22,19 @@ struct Candidate {
   std::int32_t index;  // into the head's resident vector
 };
 
-class AdaKvPolicy final : public Policy {
+class AdaKvPolicy final : public SnapKvScoredPolicy {
  public:
   AdaKvPolicy(Budget budget, SnapKvScoring scoring, double alpha, EvictionPoints points)
-      : budget_(budget), scoring_(scoring), alpha_(alpha), points_(points) {}
+      : SnapKvScoredPolicy(budget, scoring, points), alpha_(alpha) {}
 
   std::string spec() const override {
     char alpha[32];
     std::snprintf(alpha, sizeof alpha, "%g", alpha_);
-    return "adakv(budget=" + budget_.format() + ", window=" + std::to_string(scoring_.window) +
-           ", kernel=" + std::to_string(scoring_.kernel) + ", pooling=" + (scoring_.max_pooling ? "max" : "avg") +
-           ", alpha_safeguard=" + alpha + ", " + format_eviction_points(points_) + ")";
-  }
-  EvictionPoints eviction_points() const override { return points_; }
-
-  void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
-                            std::vector<std::int64_t>* positions) const override {
-    snapkv_required_queries(request, prefill, scoring_.window, points_, positions);
+    return format_spec("adakv", std::string("alpha_safeguard=") + alpha);
   }
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
-    const std::int64_t capacity = budget_.capacity(ctx.pass, ctx.prefill, points_.prefill, scoring_.window);
+    const std::int64_t capacity = uniform_capacity(ctx);
     if (ctx.trace == nullptr) {
       // An untraced layer has ONE representative head standing for all KV heads, so per-head
       // differences cannot be represented; the uniform per-head count gives the same layer total
@@ -107,10 +99,7 @@ class AdaKvPolicy final : public Policy {
   }
 
  private:
-  Budget budget_;
-  SnapKvScoring scoring_;
   double alpha_;
-  EvictionPoints points_;
 };
 
 }  // namespace
@@ -133,19 +122,12 @@ void register_adakv(PolicyRegistry& registry) {
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
        [](SpecArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget", 0.2);
-         const std::int64_t window = args.get_int("window", 64);
-         const std::int64_t kernel = args.get_int("kernel", 5);
-         const bool max_pooling = args.get_choice("pooling", "avg", {"max", "avg"}) == "max";
+         const SnapKvScoring scoring = SnapKvScoring::read(args, {64, 5, false});
          const double alpha = args.get_double("alpha_safeguard", 0.2);
          const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
-         if (window < 1) args.fail("window", "must be >= 1");
-         if (kernel < 1 || kernel % 2 == 0) args.fail("kernel", "must be an odd integer >= 1");
          if (!(alpha >= 0.0 && alpha <= 1.0)) args.fail("alpha_safeguard", "must be in [0, 1]");
-         if (!budget.is_fraction && budget.tokens <= window) {
-           args.fail("budget", "a token budget must exceed the window (" + std::to_string(window) + ")");
-         }
-         return std::make_unique<AdaKvPolicy>(budget, SnapKvScoring{window, static_cast<int>(kernel), max_pooling},
-                                              alpha, points);
+         scoring.check_budget(args, budget);
+         return std::make_unique<AdaKvPolicy>(budget, scoring, alpha, points);
        }});
 }
 

@@ -28,25 +28,17 @@ namespace kvsim {
 
 namespace {
 
-class ChunkKvPolicy final : public Policy {
+class ChunkKvPolicy final : public SnapKvScoredPolicy {
  public:
   ChunkKvPolicy(Budget budget, SnapKvScoring scoring, std::int64_t chunk_length, EvictionPoints points)
-      : budget_(budget), scoring_(scoring), chunk_length_(chunk_length), points_(points) {}
+      : SnapKvScoredPolicy(budget, scoring, points), chunk_length_(chunk_length) {}
 
   std::string spec() const override {
-    return "chunkkv(budget=" + budget_.format() + ", window=" + std::to_string(scoring_.window) +
-           ", kernel=" + std::to_string(scoring_.kernel) + ", pooling=" + (scoring_.max_pooling ? "max" : "avg") +
-           ", chunk_length=" + std::to_string(chunk_length_) + ", " + format_eviction_points(points_) + ")";
-  }
-  EvictionPoints eviction_points() const override { return points_; }
-
-  void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
-                            std::vector<std::int64_t>* positions) const override {
-    snapkv_required_queries(request, prefill, scoring_.window, points_, positions);
+    return format_spec("chunkkv", "chunk_length=" + std::to_string(chunk_length_));
   }
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
-    const std::int64_t capacity = budget_.capacity(ctx.pass, ctx.prefill, points_.prefill, scoring_.window);
+    const std::int64_t capacity = uniform_capacity(ctx);
     // Every head holds the same positions: chunks are chosen for the whole layer.
     const std::vector<std::int32_t>& resident = residency.front();
     const auto size = static_cast<std::int64_t>(resident.size());
@@ -99,10 +91,7 @@ class ChunkKvPolicy final : public Policy {
     return out;
   }
 
-  Budget budget_;
-  SnapKvScoring scoring_;
   std::int64_t chunk_length_;
-  EvictionPoints points_;
 };
 
 }  // namespace
@@ -124,19 +113,12 @@ void register_chunkkv(PolicyRegistry& registry) {
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
        [](SpecArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget", 0.2);
-         const std::int64_t window = args.get_int("window", 64);
-         const std::int64_t kernel = args.get_int("kernel", 5);
-         const bool max_pooling = args.get_choice("pooling", "avg", {"max", "avg"}) == "max";
+         const SnapKvScoring scoring = SnapKvScoring::read(args, {64, 5, false});
          const std::int64_t chunk_length = args.get_int("chunk_length", 20);
          const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
-         if (window < 1) args.fail("window", "must be >= 1");
-         if (kernel < 1 || kernel % 2 == 0) args.fail("kernel", "must be an odd integer >= 1");
          if (chunk_length < 1) args.fail("chunk_length", "must be >= 1");
-         if (!budget.is_fraction && budget.tokens <= window) {
-           args.fail("budget", "a token budget must exceed the window (" + std::to_string(window) + ")");
-         }
-         return std::make_unique<ChunkKvPolicy>(budget, SnapKvScoring{window, static_cast<int>(kernel), max_pooling},
-                                                chunk_length, points);
+         scoring.check_budget(args, budget);
+         return std::make_unique<ChunkKvPolicy>(budget, scoring, chunk_length, points);
        }});
 }
 

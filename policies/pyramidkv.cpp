@@ -11,22 +11,12 @@ namespace kvsim {
 
 namespace {
 
-class PyramidKvPolicy final : public Policy {
+class PyramidKvPolicy final : public SnapKvScoredPolicy {
  public:
   PyramidKvPolicy(Budget budget, SnapKvScoring scoring, std::int64_t beta, EvictionPoints points)
-      : budget_(budget), scoring_(scoring), beta_(beta), points_(points) {}
+      : SnapKvScoredPolicy(budget, scoring, points), beta_(beta) {}
 
-  std::string spec() const override {
-    return "pyramidkv(budget=" + budget_.format() + ", window=" + std::to_string(scoring_.window) +
-           ", kernel=" + std::to_string(scoring_.kernel) + ", pooling=" + (scoring_.max_pooling ? "max" : "avg") +
-           ", beta=" + std::to_string(beta_) + ", " + format_eviction_points(points_) + ")";
-  }
-  EvictionPoints eviction_points() const override { return points_; }
-
-  void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
-                            std::vector<std::int64_t>* positions) const override {
-    snapkv_required_queries(request, prefill, scoring_.window, points_, positions);
-  }
+  std::string spec() const override { return format_spec("pyramidkv", "beta=" + std::to_string(beta_)); }
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
     // The capacity depends only on the layer index, never on scores, so an untraced layer (one
@@ -37,10 +27,7 @@ class PyramidKvPolicy final : public Policy {
   }
 
  private:
-  Budget budget_;
-  SnapKvScoring scoring_;
   std::int64_t beta_;
-  EvictionPoints points_;
 };
 
 }  // namespace
@@ -64,19 +51,12 @@ void register_pyramidkv(PolicyRegistry& registry) {
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
        [](SpecArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget", 0.2);
-         const std::int64_t window = args.get_int("window", 64);
-         const std::int64_t kernel = args.get_int("kernel", 5);
-         const bool max_pooling = args.get_choice("pooling", "avg", {"max", "avg"}) == "max";
+         const SnapKvScoring scoring = SnapKvScoring::read(args, {64, 5, false});
          const std::int64_t beta = args.get_int("beta", 20);
          const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
-         if (window < 1) args.fail("window", "must be >= 1");
-         if (kernel < 1 || kernel % 2 == 0) args.fail("kernel", "must be an odd integer >= 1");
          if (beta < 1) args.fail("beta", "must be >= 1");
-         if (!budget.is_fraction && budget.tokens <= window) {
-           args.fail("budget", "a token budget must exceed the window (" + std::to_string(window) + ")");
-         }
-         return std::make_unique<PyramidKvPolicy>(budget, SnapKvScoring{window, static_cast<int>(kernel), max_pooling},
-                                                  beta, points);
+         scoring.check_budget(args, budget);
+         return std::make_unique<PyramidKvPolicy>(budget, scoring, beta, points);
        }});
 }
 

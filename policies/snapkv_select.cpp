@@ -10,6 +10,40 @@
 
 namespace kvsim {
 
+SnapKvScoring SnapKvScoring::read(SpecArgs& args, const SnapKvScoring& defaults) {
+  const std::int64_t window = args.get_int("window", defaults.window);
+  const std::int64_t kernel = args.get_int("kernel", defaults.kernel);
+  const bool max_pooling = args.get_choice("pooling", defaults.max_pooling ? "max" : "avg", {"max", "avg"}) == "max";
+  if (window < 1) args.fail("window", "must be >= 1");
+  if (kernel < 1 || kernel % 2 == 0) args.fail("kernel", "must be an odd integer >= 1");
+  return {window, static_cast<int>(kernel), max_pooling};
+}
+
+void SnapKvScoring::check_budget(const SpecArgs& args, const Budget& budget) const {
+  if (!budget.is_fraction && budget.tokens <= window) {
+    args.fail("budget", "a token budget must exceed the window (" + std::to_string(window) + ")");
+  }
+}
+
+std::string SnapKvScoring::format() const {
+  return "window=" + std::to_string(window) + ", kernel=" + std::to_string(kernel) +
+         ", pooling=" + (max_pooling ? "max" : "avg");
+}
+
+void SnapKvScoredPolicy::add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
+                                              std::vector<std::int64_t>* positions) const {
+  snapkv_required_queries(request, prefill, scoring_.window, points_, positions);
+}
+
+std::string SnapKvScoredPolicy::format_spec(const std::string& name, const std::string& extra) const {
+  return name + "(budget=" + budget_.format() + ", " + scoring_.format() + (extra.empty() ? "" : ", " + extra) + ", " +
+         format_eviction_points(points_) + ")";
+}
+
+std::int64_t SnapKvScoredPolicy::uniform_capacity(const EvictionContext& ctx) const {
+  return budget_.capacity(ctx.pass, ctx.prefill, points_.prefill, scoring_.window);
+}
+
 std::int64_t snapkv_window_begin(const EvictionContext& ctx, std::int64_t window, PrefillEviction mode) {
   const bool chunk_window = ctx.pass.prefill && mode == PrefillEviction::kChunk;
   return ctx.pass.end - (chunk_window ? std::min(window, ctx.pass.tokens()) : window);

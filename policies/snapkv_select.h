@@ -4,9 +4,12 @@
 // selection at a given capacity.
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "policies/policy.h"
+#include "policies/schedule.h"
+#include "policies/spec.h"
 
 namespace kvsim {
 
@@ -14,6 +17,14 @@ struct SnapKvScoring {
   std::int64_t window = 32;  // observation window: the most recent queries, always kept
   int kernel = 7;            // pooling kernel along positions (odd)
   bool max_pooling = true;   // max_pool, else avg_pool
+
+  // Reads `window`, `kernel` and `pooling=max|avg` (defaults: those of `defaults`); fails on a
+  // window < 1 or a kernel that is not an odd integer >= 1.
+  static SnapKvScoring read(SpecArgs& args, const SnapKvScoring& defaults);
+  // Fails on a token budget that does not exceed the window (the window is part of it).
+  void check_budget(const SpecArgs& args, const Budget& budget) const;
+  // "window=W, kernel=K, pooling=max|avg", as the canonical specs write them.
+  std::string format() const;
 };
 
 // First position of the observation window at this eviction point. After a chunk with
@@ -30,6 +41,28 @@ std::int64_t snapkv_window_count(std::span<const std::int32_t> resident, std::in
 std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& policy, int kv_head,
                                       std::span<const std::int32_t> resident, std::int64_t window_count,
                                       const SnapKvScoring& scoring);
+
+// Base of the SnapKV-scored policies (snapkv, pyramidkv, adakv, chunkkv): their budget, scorer and
+// eviction points, the queries the scorer needs, and the canonical spec they share.
+class SnapKvScoredPolicy : public Policy {
+ public:
+  SnapKvScoredPolicy(Budget budget, SnapKvScoring scoring, EvictionPoints points)
+      : budget_(budget), scoring_(scoring), points_(points) {}
+
+  EvictionPoints eviction_points() const override { return points_; }
+  void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
+                            std::vector<std::int64_t>* positions) const override;
+
+ protected:
+  // "name(budget=B, window=W, kernel=K, pooling=P, <extra>, prefill=..., decode=...)"; no extra if empty.
+  std::string format_spec(const std::string& name, const std::string& extra) const;
+  // The capacity of DESIGN.md §4 after ctx's pass, the window included.
+  std::int64_t uniform_capacity(const EvictionContext& ctx) const;
+
+  Budget budget_;
+  SnapKvScoring scoring_;
+  EvictionPoints points_;
+};
 
 // SnapKV's eviction at `capacity` entries per head: every head over capacity keeps its window plus
 // its top-scored other entries (an untraced layer keeps the most recent `capacity`: only the count

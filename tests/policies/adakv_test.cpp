@@ -1,39 +1,14 @@
 // adakv: hand-checked head-adaptive kept sets, and per-layer totals at every eviction.
 #include <gtest/gtest.h>
 
-#include <cmath>
+#include <algorithm>
 
-#include "policies/registry.h"
-#include "sim/layer_replay.h"
-#include "tests/policies/recording_policy.h"
-#include "tests/test_support.h"
-#include "util/error.h"
+#include "tests/policies/policy_test_util.h"
 
 namespace kvsim {
 namespace {
 
-// MHA, d=1: KV head h has keys ln x_h[j] and query 1, so its window attention is proportional to x_h.
-struct HandLayer {
-  ModelShape model{"hand", 1, 2, 2, 1};
-  RequestInfo request;
-  LayerTrace layer;
-  explicit HandLayer(const std::vector<std::vector<double>>& x) {
-    request.prompt_tokens = static_cast<std::int64_t>(x[0].size());
-    for (const auto& xs : x) {
-      HeadMatrix k(static_cast<Eigen::Index>(xs.size()), 1);
-      for (std::size_t j = 0; j < xs.size(); ++j) k(static_cast<Eigen::Index>(j), 0) = static_cast<float>(std::log(xs[j]));
-      layer.keys.push_back(k);
-      layer.values.push_back(k);
-      layer.queries.push_back(HeadMatrix::Ones(k.rows(), 1));
-    }
-    for (std::int64_t p = 0; p < request.prompt_tokens; ++p) layer.query_positions.push_back(p);
-  }
-  LayerResidency kept(const std::string& spec) const {
-    const auto policy = PolicyRegistry::builtin().create(spec);
-    const PassPlan plan = make_pass_plan(request.prompt_tokens, 0, request.prompt_tokens);
-    return replay_layer({model, request, plan, 0, &layer, {}}, *policy).final_residency;
-  }
-};
+using policy_test::HandLayer;
 
 TEST(AdaKv, HandHeadAdaptiveSelection) {
   // T=6, window {5} (weight 1), kernel 1, B=3 per head -> the layer keeps 6 entries.
@@ -110,10 +85,8 @@ TEST(AdaKv, SafeguardBoundsEachHead) {
 }
 
 TEST(AdaKv, RejectsBadParameters) {
-  for (const char* spec : {"adakv(alpha_safeguard=1.5)", "adakv(alpha_safeguard=-0.1)", "adakv(kernel=2)",
-                           "adakv(budget=10)", "adakv(window=0)"}) {
-    EXPECT_THROW(PolicyRegistry::builtin().create(spec), InputError) << spec;
-  }
+  policy_test::expect_rejected({"adakv(alpha_safeguard=1.5)", "adakv(alpha_safeguard=-0.1)", "adakv(kernel=2)",
+                                "adakv(budget=10)", "adakv(window=0)"});
   EXPECT_EQ(PolicyRegistry::builtin().create("adakv")->spec(),
             "adakv(budget=0.2, window=64, kernel=5, pooling=avg, alpha_safeguard=0.2, prefill=post_fill, decode=none)");
 }

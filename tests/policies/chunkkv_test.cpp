@@ -2,39 +2,15 @@
 // of traced and untraced layers at every eviction.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
-#include "policies/registry.h"
-#include "sim/layer_replay.h"
-#include "tests/policies/recording_policy.h"
-#include "tests/test_support.h"
-#include "util/error.h"
+#include "tests/policies/policy_test_util.h"
 
 namespace kvsim {
 namespace {
 
-// MHA, d=1: KV head h has keys ln x_h[j] and query 1, so its window attention is proportional to x_h.
-struct HandLayer {
-  ModelShape model{"hand", 1, 2, 2, 1};
-  RequestInfo request;
-  LayerTrace layer;
-  explicit HandLayer(const std::vector<std::vector<double>>& x) {
-    request.prompt_tokens = static_cast<std::int64_t>(x[0].size());
-    for (const auto& xs : x) {
-      HeadMatrix k(static_cast<Eigen::Index>(xs.size()), 1);
-      for (std::size_t j = 0; j < xs.size(); ++j) k(static_cast<Eigen::Index>(j), 0) = static_cast<float>(std::log(xs[j]));
-      layer.keys.push_back(k);
-      layer.values.push_back(k);
-      layer.queries.push_back(HeadMatrix::Ones(k.rows(), 1));
-    }
-    for (std::int64_t p = 0; p < request.prompt_tokens; ++p) layer.query_positions.push_back(p);
-  }
-  LayerResidency kept(const std::string& spec) const {
-    const auto policy = PolicyRegistry::builtin().create(spec);
-    const PassPlan plan = make_pass_plan(request.prompt_tokens, 0, request.prompt_tokens);
-    return replay_layer({model, request, plan, 0, &layer, {}}, *policy).final_residency;
-  }
-};
+using policy_test::HandLayer;
 
 TEST(ChunkKv, HandWholeChunksSharedByHeads) {
   // T=8, window {7}, chunk_length 2: chunks {0,1} {2,3} {4,5}, leftover {6} kept with the window.
@@ -100,9 +76,7 @@ TEST(ChunkKv, CountsFollowTheChunkRoundingAtEveryEviction) {
 }
 
 TEST(ChunkKv, RejectsBadParameters) {
-  for (const char* spec : {"chunkkv(chunk_length=0)", "chunkkv(kernel=0)", "chunkkv(budget=64)", "chunkkv(window=-1)"}) {
-    EXPECT_THROW(PolicyRegistry::builtin().create(spec), InputError) << spec;
-  }
+  policy_test::expect_rejected({"chunkkv(chunk_length=0)", "chunkkv(kernel=0)", "chunkkv(budget=64)", "chunkkv(window=-1)"});
   EXPECT_EQ(PolicyRegistry::builtin().create("chunkkv")->spec(),
             "chunkkv(budget=0.2, window=64, kernel=5, pooling=avg, chunk_length=20, prefill=post_fill, decode=none)");
 }

@@ -6,9 +6,7 @@
 #include "policies/h2o_attention.h"
 #include "policies/registry.h"
 #include "sim/layer_replay.h"
-#include "tests/policies/recording_policy.h"
-#include "tests/test_support.h"
-#include "util/error.h"
+#include "tests/policies/policy_test_util.h"
 
 namespace kvsim {
 namespace {
@@ -109,17 +107,7 @@ TEST(H2o, KernelMatchesDefinitionWithGqaAndGaps) {
 // Kept count per head after each eviction point equals the capacity rule (DESIGN.md §4), traced or not.
 void expect_counts(const std::string& spec, std::int64_t n, std::int64_t m, std::int64_t chunk,
                    const std::vector<std::int64_t>& want) {
-  const ModelShape model{"tiny", 1, 4, 2, 8};
-  const auto source = testing_support::random_trace(model, n, m, {0}, 9);
-  const LayerTrace trace = source.load_layer("0", 0);
-  const PassPlan plan = make_pass_plan(n, m, chunk);
-  for (const LayerTrace* t : {&trace, static_cast<const LayerTrace*>(nullptr)}) {
-    testing_support::RecordingPolicy policy(PolicyRegistry::builtin().create(spec));
-    replay_layer({model, source.header().requests[0], plan, 0, t, {}}, policy);
-    std::vector<std::vector<std::int64_t>> expected;
-    for (std::int64_t c : want) expected.push_back(std::vector<std::int64_t>(t ? 2 : 1, c));
-    EXPECT_EQ(policy.sizes(), expected) << spec << (t ? " traced" : " untraced");
-  }
+  policy_test::expect_kept_counts(spec, n, m, chunk, want, 9);
 }
 
 TEST(H2oFootprint, KeptCountsFollowTheCapacityRule) {
@@ -135,12 +123,8 @@ TEST(H2o, SpecAndBadParameters) {
   const auto& reg = PolicyRegistry::builtin();
   EXPECT_EQ(reg.create("h2o")->spec(),
             "h2o(budget=0.2, recent=0.5, prompt_queries=all, normalize=none, prefill=post_fill, decode=step)");
-  EXPECT_THROW(reg.create("h2o(recent=-1)"), InputError);
-  EXPECT_THROW(reg.create("h2o(recent=2.5)"), InputError);
-  EXPECT_THROW(reg.create("h2o(budget=8, recent=8)"), InputError);
-  EXPECT_THROW(reg.create("h2o(prompt_queries=0)"), InputError);
-  EXPECT_THROW(reg.create("h2o(prompt_queries=last)"), InputError);
-  EXPECT_THROW(reg.create("h2o(normalize=mean)"), InputError);
+  policy_test::expect_rejected({"h2o(recent=-1)", "h2o(recent=2.5)", "h2o(budget=8, recent=8)", "h2o(prompt_queries=0)",
+                                "h2o(prompt_queries=last)", "h2o(normalize=mean)"});
 }
 
 TEST(H2o, RequiresEveryAccumulatedQuery) {

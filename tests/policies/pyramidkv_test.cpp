@@ -2,15 +2,14 @@
 // the kept counts of traced and untraced layers at every eviction.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <cstdlib>
 
 #include "policies/pyramid_budget.h"
 #include "policies/registry.h"
 #include "sim/engine.h"
 #include "sim/layer_replay.h"
+#include "tests/policies/policy_test_util.h"
 #include "tests/test_support.h"
-#include "util/error.h"
 
 namespace kvsim {
 namespace {
@@ -102,19 +101,6 @@ TEST(PyramidKv, ChunkModeScalesEachChunksShare) {
   EXPECT_GT(untraced_count(spec, 0, 4, 1000, 2, 400), untraced_count(spec, 3, 4, 1000, 2, 400));
 }
 
-// One KV head, d=1, keys ln x_j and query 1: attention proportional to x_j.
-LayerTrace hand_layer(int layer, const std::vector<double>& x) {
-  LayerTrace t;
-  t.layer = layer;
-  HeadMatrix k(static_cast<Eigen::Index>(x.size()), 1);
-  for (std::size_t j = 0; j < x.size(); ++j) k(static_cast<Eigen::Index>(j), 0) = static_cast<float>(std::log(x[j]));
-  t.keys.push_back(k);
-  t.values.push_back(k);
-  t.queries.push_back(HeadMatrix::Ones(static_cast<Eigen::Index>(x.size()), 1));
-  for (std::size_t p = 0; p < x.size(); ++p) t.query_positions.push_back(static_cast<std::int64_t>(p));
-  return t;
-}
-
 TEST(PyramidKv, HandKeptSetsPerLayer) {
   // T=8, window {7}, kernel 1, B=4, beta=2, L=2: min=2, max=6 (< T-w=7), steps=4 -> layer 0 keeps 6,
   // layer 1 keeps 2. Scores ~ x of positions 0..6 = [3,1,4,1.5,5,9,2]: ranking 5,4,2,0,6,3,1.
@@ -124,7 +110,7 @@ TEST(PyramidKv, HandKeptSetsPerLayer) {
   RequestInfo request{"0", 8, 0, {}};
   const PassPlan plan = make_pass_plan(8, 0, 8);
   const auto policy = PolicyRegistry::builtin().create("pyramidkv(budget=4, window=1, kernel=1, beta=2)");
-  const LayerTrace l0 = hand_layer(0, x), l1 = hand_layer(1, x);
+  const LayerTrace l0 = policy_test::log_weight_layer({x}, 0), l1 = policy_test::log_weight_layer({x}, 1);
   EXPECT_EQ(replay_layer({model, request, plan, 0, &l0, {}}, *policy).final_residency,
             (LayerResidency{{0, 2, 4, 5, 6, 7}}));
   EXPECT_EQ(replay_layer({model, request, plan, 1, &l1, {}}, *policy).final_residency, (LayerResidency{{5, 7}}));
@@ -182,10 +168,8 @@ TEST(PyramidKv, ChunkedFootprintPerLayerMatchesClosedForm) {
 }
 
 TEST(PyramidKv, RejectsBadParameters) {
-  for (const char* spec : {"pyramidkv(beta=0)", "pyramidkv(kernel=4)", "pyramidkv(window=0)", "pyramidkv(budget=64)",
-                           "pyramidkv(budget=-1)"}) {
-    EXPECT_THROW(PolicyRegistry::builtin().create(spec), InputError) << spec;
-  }
+  policy_test::expect_rejected({"pyramidkv(beta=0)", "pyramidkv(kernel=4)", "pyramidkv(window=0)", "pyramidkv(budget=64)",
+                                "pyramidkv(budget=-1)"});
   EXPECT_EQ(PolicyRegistry::builtin().create("pyramidkv")->spec(),
             "pyramidkv(budget=0.2, window=64, kernel=5, pooling=avg, beta=20, prefill=post_fill, decode=none)");
 }

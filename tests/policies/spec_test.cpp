@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "policies/registry.h"
+#include "tests/policies/policy_test_util.h"
 #include "util/error.h"
 
 namespace kvsim {
@@ -19,14 +20,7 @@ TEST(PolicySpec, ParsesNameAndArgumentsInOrder) {
   EXPECT_TRUE(parse_policy_spec("full()").args.empty());
 }
 
-void expect_error(const std::string& spec, const std::string& fragment) {
-  try {
-    PolicyRegistry::builtin().create(spec);
-    FAIL() << "no error for " << spec;
-  } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
+using policy_test::expect_error;
 
 TEST(PolicySpec, RejectsMalformedSpecsWithClearErrors) {
   expect_error("snapkv(budget=0.2", "missing closing ')'");

@@ -6,9 +6,7 @@
 
 #include "policies/registry.h"
 #include "sim/layer_replay.h"
-#include "tests/policies/recording_policy.h"
-#include "tests/test_support.h"
-#include "util/error.h"
+#include "tests/policies/policy_test_util.h"
 
 namespace kvsim {
 namespace {
@@ -70,18 +68,7 @@ TEST(Tova, HandChunkedPrefill) {
 
 void expect_counts(const std::string& spec, std::int64_t n, std::int64_t m, std::int64_t chunk,
                    const std::vector<std::int64_t>& want) {
-  const ModelShape model{"tiny", 1, 4, 2, 8};
-  const auto source = testing_support::random_trace(model, n, m, {0}, 4);
-  const LayerTrace trace = source.load_layer("0", 0);
-  const PassPlan plan = make_pass_plan(n, m, chunk);
-  for (const LayerTrace* t : {&trace, static_cast<const LayerTrace*>(nullptr)}) {
-    testing_support::RecordingPolicy policy(PolicyRegistry::builtin().create(spec));
-    replay_layer({model, source.header().requests[0], plan, 0, t, {}}, policy);
-    std::vector<std::vector<std::int64_t>> expected;
-    for (std::int64_t c : want) expected.push_back(std::vector<std::int64_t>(t ? 2 : 1, c));
-    EXPECT_EQ(policy.sizes(), expected) << spec << (t ? " traced" : " untraced");
-    EXPECT_TRUE(policy.same_sets()) << spec;
-  }
+  policy_test::expect_kept_counts(spec, n, m, chunk, want, 4, /*same_sets=*/true);
 }
 
 TEST(TovaFootprint, KeptCountsFollowTheCapacityRule) {
@@ -95,9 +82,7 @@ TEST(TovaFootprint, KeptCountsFollowTheCapacityRule) {
 TEST(Tova, SpecQueriesAndBadParameters) {
   const auto& reg = PolicyRegistry::builtin();
   EXPECT_EQ(reg.create("tova")->spec(), "tova(budget=0.2, prefill=post_fill, decode=step)");
-  EXPECT_THROW(reg.create("tova(budget=0)"), InputError);
-  EXPECT_THROW(reg.create("tova(budget=2.5)"), InputError);
-  EXPECT_THROW(reg.create("tova(window=4)"), InputError);
+  policy_test::expect_rejected({"tova(budget=0)", "tova(budget=2.5)", "tova(window=4)"});
   RequestInfo r;
   r.prompt_tokens = 10;
   r.generated_tokens = 2;

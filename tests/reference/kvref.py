@@ -13,6 +13,8 @@ Contents
   - a float64 SnapKV reference (scores, pooling, selection, post_fill and chunk eviction) and a
     comparison of kvsim's kept masks against it that tolerates only near-ties at the boundary;
   - helpers to write INI files, run kvsim, and read summary.json / trace / kept files;
+  - the driver the policy scripts share: synthesise a tiny model's trace, run scenarios with
+    --save-kept, and walk a kept file's policies, layers and masks;
   - a tiny check reporter that prints "N passed, M failed".
 """
 import argparse
@@ -72,6 +74,11 @@ class Checker:
         self.notes.append(text)
         print("NOTE: " + text, flush=True)
 
+    def near_ties(self, what, ties):
+        """Notes each near-tie a comparison accepted for `what`."""
+        for t in ties:
+            self.note("%s: accepted near-tie: %s" % (what, t))
+
     def finish(self):
         dt = time.time() - self.t0
         print("%s: %d passed, %d failed (%.1f s)" % (self.name, self.passed, self.failed, dt))
@@ -97,6 +104,18 @@ def common_args(description):
     if h5py is None:
         p.error("h5py is not importable by %s (use /usr/bin/python3)" % sys.executable)
     return args
+
+
+def main(doc, script, self_tests, run):
+    """A reference script's main: parses the common arguments, runs self_tests(ck) (alone with
+    --self-test), then run(ck, args); prints "N passed, M failed" and exits."""
+    args = common_args(doc)
+    ck = Checker(os.path.basename(script))
+    self_tests(ck)
+    if args.self_test:
+        ck.finish()
+    run(ck, args)
+    ck.finish()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,6 +281,48 @@ class Policy:
         if self.prefill == "chunk":
             return True
         return chunks[j][1] == n
+
+
+class EvictionBudget:
+    """A spec's budget and eviction points (DESIGN.md §4), popped from its args: budget = a fraction b
+    in (0, 1) of the prompt plus `protected` entries w per chunk (or after the prompt), or a token
+    count; prefill=none|post_fill|chunk; decode=none|step|every:K (default `decode`)."""
+
+    def __init__(self, args, protected=0, decode="none"):
+        b = args.pop("budget", "0.2")
+        if re.fullmatch(r"\d+", b):
+            self.budget_int, self.budget_frac = int(b), None
+        else:
+            self.budget_int, self.budget_frac = None, float(b)
+            assert 0.0 < self.budget_frac < 1.0
+        self.prefill = args.pop("prefill", "post_fill")
+        dec = args.pop("decode", decode)
+        self.decode_every = 0 if dec == "none" else 1 if dec == "step" else int(dec.split(":")[1])
+        self.w = protected
+
+    def evicts_after(self, is_prefill, index, num_chunks):
+        """index: the prefill chunk's, or the decode step's (0: the first generated token)."""
+        if is_prefill:
+            return self.prefill == "chunk" or (self.prefill == "post_fill" and index == num_chunks - 1)
+        return self.decode_every > 0 and (index + 1) % self.decode_every == 0
+
+    def capacity(self, n, chunks, index, is_prefill):
+        """Entries per head after the pass (index as evicts_after); fixed in decode."""
+        if self.budget_int is not None:
+            return self.budget_int
+        cap = lambda c: min(round_half_even(self.budget_frac * c) + self.w, c)
+        if self.prefill == "chunk":
+            last = index if is_prefill else len(chunks) - 1
+            return sum(cap(bb - aa) for aa, bb in chunks[: last + 1])
+        return cap(n)
+
+    def capacity_after(self, n, chunks, j, a, is_prefill):
+        """The capacity after pass j = [a, b) of passes(n, m, chunk) (chunks = its prefill chunks),
+        or None where that pass is not an eviction point."""
+        index = j if is_prefill else a - n   # the prefill chunk's, or the decode step's
+        if not self.evicts_after(is_prefill, index, len(chunks)):
+            return None
+        return self.capacity(n, chunks, index, is_prefill)
 
 
 def simulate_counts(policy, n, m, chunk):
@@ -712,3 +773,122 @@ def read_kept(path, request="0"):
                     layers[int(mm.group(1))] = req[name]["kept"][...]
             out[int(idx)] = (spec, layers)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver shared by the test_<policy>_reference.py scripts: synth, run, compare
+# ---------------------------------------------------------------------------------------------
+
+def two_scenarios(chunk, unchunked, chunked):
+    """The usual pair of scenarios: (tag, chunk or None, specs) unchunked, and chunked by `chunk`."""
+    return [("unchunked", None, unchunked), ("chunk%d" % chunk, chunk, chunked)]
+
+
+def synth_trace(ck, args, tag, hq, hkv, d, n, m, seed, extra=(), layers=(0, 1), num_layers=2):
+    """`kvsim synth` a trace of model "tiny-<tag>" in workdir/<tag> (extra: more synth options).
+    -> (directory, model ini, trace), or None after a failed check."""
+    wd = os.path.join(args.workdir, tag)
+    os.makedirs(wd, exist_ok=True)
+    model_ini = write_model_ini(os.path.join(wd, "model.ini"), "tiny-" + tag, num_layers, hq, hkv, d)
+    trace = os.path.join(wd, "trace.h5")
+    fresh(trace)
+    argv = ["synth", "--model", model_ini, "--prompt-tokens", n, "--generated-tokens", m,
+            "--layers", ",".join(str(x) for x in layers), "--seed", seed, "--out", trace] + list(extra)
+    ok, msg = run_kvsim(args.kvsim, argv, timeout=120)
+    if not ck.check(ok, "%s: kvsim synth" % tag, msg):
+        return None
+    return wd, model_ini, trace
+
+
+def run_scenarios(ck, args, tag, wd, model_ini, scenarios, compare):
+    """For each scenario (tag, chunk or None, [specs]): `kvsim run --save-kept` on wd's trace.h5,
+    then compare(kept_file, specs, chunk, where)."""
+    for sc_tag, sc_chunk, specs in scenarios:
+        where = "%s/%s" % (tag, sc_tag)
+        wl = [("trace", "trace.h5")] + ([("chunk_tokens", sc_chunk)] if sc_chunk else [])
+        scen = write_ini(os.path.join(wd, "%s.ini" % sc_tag),
+                         [("model", [("preset", model_ini)]), ("workload", wl),
+                          ("policy", [("spec", s) for s in specs]), ("sim", [("threads", 2)])])
+        out, kept_file = os.path.join(wd, "out_" + sc_tag), os.path.join(wd, "kept_%s.h5" % sc_tag)
+        fresh(out, kept_file)
+        ok, msg = run_kvsim(args.kvsim, ["run", scen, "--out", out, "--save-kept", kept_file], timeout=180)
+        if not ck.check(ok, "%s: kvsim run --save-kept" % where, msg):
+            continue
+        compare(kept_file, specs, sc_chunk, where)
+        print("%s: kvsim %s, masks compared" % (where, msg), flush=True)
+
+
+def run_kept_model(ck, args, tag, hq, hkv, d, n, m, seed, scenarios, compare, synth_args=(), layers=(0, 1),
+                   num_layers=2, load=None):
+    """synth_trace, load(trace) -> {layer: data} (None: stop; default: read_trace_layers and check
+    the traced layers), then run_scenarios with compare(kept_file, specs, layers, chunk, where)."""
+    made = synth_trace(ck, args, tag, hq, hkv, d, n, m, seed, synth_args, layers, num_layers)
+    if made is None:
+        return
+    wd, model_ini, trace = made
+    if load is None:
+        _, lays = read_trace_layers(trace)
+        ck.eq(sorted(lays), sorted(layers), "%s: traced layers" % tag)
+    else:
+        lays = load(trace)
+        if lays is None:
+            return
+    run_scenarios(ck, args, tag, wd, model_ini, scenarios,
+                  lambda kept_file, specs, chunk, where: compare(kept_file, specs, lays, chunk, where))
+
+
+def run_kept_models(ck, args, models, n, m, unchunked, chunked, make_check, synth_args=lambda chunk: (),
+                    load=None, layers=(0, 1), num_layers=2, **compare_kw):
+    """For each model (tag, num_q_heads, num_kv_heads, head_dim, chunk, seed): run_kept_model over
+    two_scenarios(chunk, unchunked, chunked), the synth options synth_args(chunk), and
+    compare_kept(..., make_check(scenario chunk), **compare_kw). load(ck, tag, (hq, hkv, d), trace)
+    replaces the default trace loading."""
+    for tag, hq, hkv, d, chunk, seed in models:
+        def compare(kept_file, specs, lays, sc_chunk, where):
+            compare_kept(ck, kept_file, specs, lays, where, make_check(sc_chunk), **compare_kw)
+
+        model_load = None if load is None else (lambda trace, tag=tag, shape=(hq, hkv, d): load(ck, tag, shape, trace))
+        run_kept_model(ck, args, tag, hq, hkv, d, n, m, seed, two_scenarios(chunk, unchunked, chunked), compare,
+                       synth_args(chunk), layers, num_layers, model_load)
+
+
+def read_kept_checked(ck, kept_file, specs, where):
+    """read_kept, checking that it holds `full` (which kvsim always runs first) and each spec."""
+    try:
+        kept = read_kept(kept_file)
+    except (OSError, KeyError) as e:
+        ck.check(False, "%s: read %s" % (where, kept_file), repr(e))
+        return None
+    if not ck.eq(sorted(kept), list(range(1 + len(specs))), "%s: policy indices in the kept file" % where):
+        return None
+    return kept
+
+
+def compare_kept(ck, kept_file, specs, layers, where, check_layer, width=None, with_full=True, spec_prefix=None,
+                 shape_label="shape"):
+    """Walks a kept file: for each policy (`full` first unless with_full is False) checks its spec
+    attribute (starts with spec_prefix(spec), when given) and its layers, then for each traced layer
+    the mask's shape [num_kv_heads, width (default n + m)] and check_layer(spec, what, L, layer, mask) with
+    what = "<where> policy <index> <spec> layer <L>"."""
+    kept = read_kept_checked(ck, kept_file, specs, where)
+    if kept is None:
+        return
+    for idx, spec in enumerate(["full"] + specs):
+        if idx == 0 and not with_full:
+            continue
+        kspec, klayers = kept[idx]
+        name = "%s policy %d %s" % (where, idx, spec)
+        if spec_prefix is not None:
+            ck.check(kspec is not None and kspec.startswith(spec_prefix(spec)), name + ": spec attribute", repr(kspec))
+        ck.eq(sorted(klayers), sorted(layers), name + ": layers in the kept file")
+        for L, lay in sorted(layers.items()):
+            mask = klayers.get(L)
+            what = "%s layer %d" % (name, L)
+            shape = (lay.hkv, width if width is not None else lay.n + lay.m)
+            if mask is None or not ck.eq(tuple(mask.shape), shape, "%s: %s" % (what, shape_label)):
+                continue
+            check_layer(spec, what, L, lay, mask)
+
+
+def check_full(ck, what, obs):
+    return ck.check(obs.all(), what + ": full keeps everything", "%d dropped" % (~obs).sum())

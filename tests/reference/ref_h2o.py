@@ -14,50 +14,31 @@ H2OKVCache_LayerWise) and DESIGN.md §4, not from kvsim's C++:
     capacity gives round_half_even(r * capacity) recent entries.
 """
 import math
-import re
 
 import numpy as np
 
-from kvref import parse_spec, passes, prefill_chunks, round_half_even
+from kvref import EvictionBudget, parse_spec, passes, prefill_chunks, round_half_even
 
 
-class H2OSpec:
+class H2OSpec(EvictionBudget):
+    """Budget and eviction points (capacity, evicts_after) with `recent` tokens protected."""
+
     def __init__(self, spec):
         name, args = parse_spec(spec)
         assert name == "h2o", spec
-        b = args.pop("budget", "0.2")
-        self.budget_int = int(b) if re.fullmatch(r"\d+", b) else None
-        self.budget_frac = None if self.budget_int is not None else float(b)
         r = float(args.pop("recent", "0.5"))
         self.recent_tokens = int(r) if r >= 1 else 0
         self.recent_share = r if r < 1 else None
+        super().__init__(args, protected=self.recent_tokens, decode="step")
         q = args.pop("prompt_queries", "all")
         self.prompt_queries = None if q == "all" else int(q)
         self.normalize = args.pop("normalize", "none") == "count"
-        self.prefill = args.pop("prefill", "post_fill")
-        dec = args.pop("decode", "step")
-        self.decode_every = 0 if dec == "none" else 1 if dec == "step" else int(dec.split(":")[1])
         assert not args, "reference does not model h2o args %r" % args
-
-    def capacity(self, n, chunks, pass_index, is_prefill):
-        if self.budget_int is not None:
-            return self.budget_int
-        w = self.recent_tokens
-        cc = lambda c: min(round_half_even(self.budget_frac * c) + w, c)
-        if self.prefill == "chunk":
-            last = pass_index if is_prefill else len(chunks) - 1
-            return sum(cc(b - a) for a, b in chunks[: last + 1])
-        return cc(n)
 
     def recent_count(self, cap):
         if self.recent_share is not None:
             return round_half_even(self.recent_share * cap)
         return min(self.recent_tokens, cap)
-
-    def evicts_after(self, is_prefill, index, num_chunks):
-        if is_prefill:
-            return self.prefill == "chunk" or (self.prefill == "post_fill" and index == num_chunks - 1)
-        return self.decode_every > 0 and (index + 1) % self.decode_every == 0
 
     def query_positions(self, a, b, is_prefill):
         if is_prefill and self.prompt_queries is not None:
@@ -130,20 +111,15 @@ def h2o_replay(spec, layer, h, chunk, observed=None, rel_tol=1e-5):
     resident = np.zeros(0, dtype=np.int64)
     score = np.zeros(0)
     seen = np.zeros(0)
-    decode_index = 0
     for j, (a, b, is_prefill) in enumerate(passes(n, m, chunk)):
-        index = j if is_prefill else decode_index
-        decode_index += 0 if is_prefill else 1
         resident = np.concatenate([resident, np.arange(a, b, dtype=np.int64)])
         score = np.concatenate([score, np.zeros(b - a)])
         seen = np.concatenate([seen, np.zeros(b - a)])
         s, c = pass_attention(layer, h, resident, pol.query_positions(a, b, is_prefill))
         score += s
         seen += c
-        if not pol.evicts_after(is_prefill, index, len(chunks)):
-            continue
-        cap = pol.capacity(n, chunks, index, is_prefill)
-        if len(resident) <= cap:
+        cap = pol.capacity_after(n, chunks, j, a, is_prefill)
+        if cap is None or len(resident) <= cap:
             continue
         res.evictions += 1
         recent = pol.recent_count(cap)

@@ -11,7 +11,6 @@ order. Where that selection differs from the pure reference one, the difference 
 (largest dropped minus smallest kept reference score < rel_tol * the largest |score|), as
 test_snapkv_reference.py allows for float32 vs float64; the final mask must then match exactly.
 """
-import os
 import re
 
 import numpy as np
@@ -24,34 +23,11 @@ except ImportError:  # reported by kvref.common_args
     h5py = None
 
 
-class Spec:
-    """Budget and eviction points of a spec (DESIGN.md §4), with the protected count w."""
+class Spec(kvref.EvictionBudget):
+    """Budget and eviction points of a spec (DESIGN.md §4), with the protected count w; decode=none by default."""
 
     def __init__(self, args, protected):
-        b = args.pop("budget", "0.2")
-        if re.fullmatch(r"\d+", b):
-            self.budget_int, self.budget_frac = int(b), None
-        else:
-            self.budget_int, self.budget_frac = None, float(b)
-            assert 0.0 < self.budget_frac < 1.0
-        self.prefill = args.pop("prefill", "post_fill")
-        decode = args.pop("decode", "none")
-        self.decode_every = 0 if decode == "none" else 1 if decode == "step" else int(decode.split(":")[1])
-        self.w = protected
-
-    def evicts_after(self, j, a, b, is_prefill, n_chunks, n):
-        if is_prefill:
-            return self.prefill == "chunk" or (self.prefill == "post_fill" and j == n_chunks - 1)
-        return self.decode_every > 0 and (a - n + 1) % self.decode_every == 0
-
-    def capacity(self, chunks, j, is_prefill, n):
-        if self.budget_int is not None:
-            return self.budget_int
-        cap = lambda c: min(kvref.round_half_even(self.budget_frac * c) + self.w, c)
-        if self.prefill == "chunk":
-            last = j if is_prefill else len(chunks) - 1
-            return sum(cap(bb - aa) for aa, bb in chunks[: last + 1])
-        return cap(n)
+        super().__init__(args, protected, decode="none")
 
 
 def read_layers(path, request="0"):
@@ -97,9 +73,9 @@ def replay(spec, sinks, recent, scorer, layer, n, m, chunk, hkv, observed=None, 
     for j, (a, b, is_prefill) in enumerate(kvref.passes(n, m, chunk)):
         for h in res:
             res[h] = np.concatenate([res[h], np.arange(a, b, dtype=np.int64)])
-        if not spec.evicts_after(j, a, b, is_prefill, len(chunks), n):
+        cap = spec.capacity_after(n, chunks, j, a, is_prefill)
+        if cap is None:
             continue
-        cap = spec.capacity(chunks, j, is_prefill, n)
         evicting = {h: r for h, r in res.items() if len(r) > cap}
         if not evicting:
             continue
@@ -145,42 +121,19 @@ def run_reference_test(ck, args, name, models, scenarios, make_policy, n, m, que
     (tag, chunk or None, [specs]) through `kvsim run --save-kept` and compare every head's final
     mask with the reference. make_policy(spec) -> (Spec, sinks, recent, scorer, rel_tol)."""
     for tag, hq, hkv, d, seed in models:
-        wd = os.path.join(args.workdir, tag)
-        os.makedirs(wd, exist_ok=True)
-        model_ini = kvref.write_model_ini(os.path.join(wd, "model.ini"), "tiny-" + tag, 2, hq, hkv, d)
-        trace = os.path.join(wd, "trace.h5")
-        kvref.fresh(trace)
-        argv = ["synth", "--model", model_ini, "--prompt-tokens", n, "--generated-tokens", m, "--layers", "0,1",
-                "--seed", seed, "--out", trace]
-        if query_window:
-            argv += ["--query-window", query_window]
-        ok, msg = kvref.run_kvsim(args.kvsim, argv, timeout=120)
-        if not ck.check(ok, "%s: kvsim synth" % tag, msg):
-            continue
-        meta, layers = read_layers(trace)
-        for sc_tag, chunk, specs in scenarios:
-            where = "%s/%s" % (tag, sc_tag)
-            wl = [("trace", "trace.h5")] + ([("chunk_tokens", chunk)] if chunk else [])
-            scen = kvref.write_ini(os.path.join(wd, sc_tag + ".ini"),
-                                   [("model", [("preset", model_ini)]), ("workload", wl),
-                                    ("policy", [("spec", s) for s in specs]), ("sim", [("threads", 2)])])
-            out, kept_file = os.path.join(wd, "out_" + sc_tag), os.path.join(wd, "kept_%s.h5" % sc_tag)
-            kvref.fresh(out, kept_file)
-            ok, msg = kvref.run_kvsim(args.kvsim, ["run", scen, "--out", out, "--save-kept", kept_file], timeout=180)
-            if not ck.check(ok, "%s: kvsim run --save-kept" % where, msg):
-                continue
+        def compare(kept_file, specs, layers, chunk, where, hkv=hkv):
             kept = kvref.read_kept(kept_file)
-            for idx, spec in enumerate(["full"] + specs):
-                if idx == 0:
-                    continue
+            for idx, spec in enumerate(specs, start=1):   # after `full`, which kvsim always runs first
                 kspec, klayers = kept[idx]
                 ck.check(kspec is not None and kspec.startswith(name + "("), "%s %s: spec attribute" % (where, spec), kspec)
                 pol, sinks, recent, scorer, rel_tol = make_policy(spec)
                 for L, lay in sorted(layers.items()):
                     obs = klayers[L].astype(bool)
                     _, problems, ties = replay(pol, sinks, recent, scorer, lay, n, m, chunk, hkv, obs, rel_tol)
-                    ck.check(not problems, "%s %s layer %d: kept masks == reference" % (where, spec, L),
-                             "\n".join(problems[:5]))
-                    for t in ties:
-                        ck.note("%s %s layer %d: accepted near-tie: %s" % (where, spec, L, t))
-            print("%s: kvsim %s, masks compared" % (where, msg), flush=True)
+                    what = "%s %s layer %d" % (where, spec, L)
+                    ck.check(not problems, what + ": kept masks == reference", "\n".join(problems[:5]))
+                    ck.near_ties(what, ties)
+
+        kvref.run_kept_model(ck, args, tag, hq, hkv, d, n, m, seed, scenarios, compare,
+                             synth_args=["--query-window", query_window] if query_window else [],
+                             load=lambda trace: read_layers(trace)[1])

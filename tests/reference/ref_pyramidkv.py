@@ -208,7 +208,7 @@ def pyramidkv_step(p, lay, layer, num_layers, chunk):
 
 
 # ---------------------------------------------------------------------------------------------
-# Driver shared by test_{pyramidkv,adakv,chunkkv}_reference.py
+# Driver shared by test_{pyramidkv,adakv,chunkkv}_reference.py (on kvref's)
 # ---------------------------------------------------------------------------------------------
 
 def hand_layer(x_per_head, n, m=0, num_q_per_kv=1):
@@ -219,60 +219,28 @@ def hand_layer(x_per_head, n, m=0, num_q_per_kv=1):
     return kvref.LayerData(keys, qs, np.arange(n + m), n, m, H * num_q_per_kv, H, 1)
 
 
-def check_kept_file(ck, kept_file, specs, layers, chunk, where, replay, num_layers):
-    """replay(params, layer_data, layer_index, num_layers, chunk, observed) -> (mask, problems, ties)."""
-    try:
-        kept = kvref.read_kept(kept_file)
-    except (OSError, KeyError) as e:
-        ck.check(False, "%s: read %s" % (where, kept_file), repr(e))
-        return
-    # The scenario's policies follow `full`, which kvsim always runs first.
-    if not ck.eq(sorted(kept), list(range(1 + len(specs))), "%s: policy indices in the kept file" % where):
-        return
-    for idx, spec in enumerate(specs, start=1):
-        kspec, klayers = kept[idx]
-        p = PolicyParams(spec)
-        name = "%s policy %d %s" % (where, idx, spec)
-        ck.check(kspec is not None and kspec.startswith(p.name + "("), name + ": spec attribute", repr(kspec))
-        ck.eq(sorted(klayers), sorted(layers), name + ": layers in the kept file")
-        for L, lay in sorted(layers.items()):
-            if L not in klayers:
-                continue
-            mask = klayers[L]
-            if not ck.eq(tuple(mask.shape), (lay.hkv, lay.n + lay.m), "%s layer %d: kept shape" % (name, L)):
-                continue
-            _, problems, ties = replay(p, lay, L, num_layers, chunk, mask.astype(bool))
-            ck.check(not problems, "%s layer %d: kept masks == reference" % (name, L), "\n".join(problems))
-            for t in ties:
-                ck.note("%s layer %d: accepted near-tie: %s" % (name, L, t))
+def check_layer(ck, replay, num_layers, chunk):
+    """kvref.compare_kept's per-layer check: replay(params, layer_data, layer_index, num_layers,
+    chunk, observed) -> (mask, problems, ties) must find kvsim's masks consistent."""
+    def check(spec, what, L, lay, mask):
+        _, problems, ties = replay(PolicyParams(spec), lay, L, num_layers, chunk, mask.astype(bool))
+        ck.check(not problems, what + ": kept masks == reference", "\n".join(problems))
+        ck.near_ties(what, ties)
+    return check
 
 
-def run_model(ck, args, tag, hq, hkv, d, chunk, seed, num_layers, layers, scenarios, replay, n, m, synth_window):
-    """Synthesises a trace, runs kvsim --save-kept for each (tag, chunk, specs) scenario, compares."""
-    import os
-    wd = os.path.join(args.workdir, tag)
-    os.makedirs(wd, exist_ok=True)
-    model_ini = kvref.write_model_ini(os.path.join(wd, "model.ini"), "tiny-" + tag, num_layers, hq, hkv, d)
-    trace = os.path.join(wd, "trace.h5")
-    kvref.fresh(trace)
-    ok, msg = kvref.run_kvsim(args.kvsim, ["synth", "--model", model_ini, "--prompt-tokens", n, "--generated-tokens", m,
-                                           "--layers", ",".join(str(x) for x in layers), "--seed", seed, "--out", trace,
-                                           "--chunk-tokens", chunk, "--window", synth_window], timeout=120)
-    if not ck.check(ok, "%s: kvsim synth" % tag, msg):
-        return
-    meta, lays = kvref.read_trace_layers(trace)
-    ck.eq(sorted(lays), sorted(layers), "%s: traced layers" % tag)
-    for sc_tag, sc_chunk, specs in scenarios:
-        where = "%s/%s" % (tag, sc_tag)
-        wl = [("trace", "trace.h5")] + ([("chunk_tokens", sc_chunk)] if sc_chunk else [])
-        scen = kvref.write_ini(os.path.join(wd, "%s.ini" % sc_tag),
-                               [("model", [("preset", model_ini)]), ("workload", wl),
-                                ("policy", [("spec", s) for s in specs]), ("sim", [("threads", 2)])])
-        out = os.path.join(wd, "out_" + sc_tag)
-        kept_file = os.path.join(wd, "kept_%s.h5" % sc_tag)
-        kvref.fresh(out, kept_file)
-        ok, msg = kvref.run_kvsim(args.kvsim, ["run", scen, "--out", out, "--save-kept", kept_file], timeout=180)
-        if not ck.check(ok, "%s: kvsim run --save-kept" % where, msg):
-            continue
-        check_kept_file(ck, kept_file, specs, lays, sc_chunk, where, replay, num_layers)
-        print("%s: kvsim %s, masks compared" % (where, msg), flush=True)
+def run_models(ck, args, models, unchunked, chunked, replay, n, m, num_layers=2, layers=(0, 1), synth_window=64):
+    """For each model (tag, hq, hkv, d, chunk, seed): synthesise a trace (queries stored at the end
+    of every chunk), run the unchunked and chunked scenarios with --save-kept and compare every
+    policy's masks (after `full`, which kvsim always runs first) with the reference."""
+    kvref.run_kept_models(ck, args, models, n, m, unchunked, chunked,
+                          lambda chunk: check_layer(ck, replay, num_layers, chunk),
+                          synth_args=lambda chunk: ["--chunk-tokens", chunk, "--window", synth_window], layers=layers,
+                          num_layers=num_layers, with_full=False,
+                          spec_prefix=lambda spec: PolicyParams(spec).name + "(", shape_label="kept shape")
+
+
+def kept_sets(replay, spec, lay, chunk=None):
+    """The reference's kept positions per KV head of a one-layer model."""
+    kept, _, _ = replay(PolicyParams(spec), lay, 0, 1, chunk)
+    return [np.nonzero(k)[0].tolist() for k in kept]

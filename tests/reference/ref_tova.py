@@ -9,39 +9,21 @@ DESIGN.md §4 with no protected window (min(round(b c), c) per chunk or over the
 decode; an integer budget is the cache size.
 """
 import math
-import re
 
 import numpy as np
 
-from kvref import parse_spec, passes, prefill_chunks, round_half_even
+from kvref import EvictionBudget, parse_spec, passes, prefill_chunks
 from ref_h2o import Result, select
 
 
-class TovaSpec:
+class TovaSpec(EvictionBudget):
+    """Budget and eviction points (capacity, evicts_after); nothing protected."""
+
     def __init__(self, spec):
         name, args = parse_spec(spec)
         assert name == "tova", spec
-        b = args.pop("budget", "0.2")
-        self.budget_int = int(b) if re.fullmatch(r"\d+", b) else None
-        self.budget_frac = None if self.budget_int is not None else float(b)
-        self.prefill = args.pop("prefill", "post_fill")
-        dec = args.pop("decode", "step")
-        self.decode_every = 0 if dec == "none" else 1 if dec == "step" else int(dec.split(":")[1])
+        super().__init__(args, protected=0, decode="step")
         assert not args, "reference does not model tova args %r" % args
-
-    def capacity(self, n, chunks, pass_index, is_prefill):
-        if self.budget_int is not None:
-            return self.budget_int
-        cc = lambda c: min(round_half_even(self.budget_frac * c), c)
-        if self.prefill == "chunk":
-            last = pass_index if is_prefill else len(chunks) - 1
-            return sum(cc(b - a) for a, b in chunks[: last + 1])
-        return cc(n)
-
-    def evicts_after(self, is_prefill, index, num_chunks):
-        if is_prefill:
-            return self.prefill == "chunk" or (self.prefill == "post_fill" and index == num_chunks - 1)
-        return self.decode_every > 0 and (index + 1) % self.decode_every == 0
 
 
 def tova_scores(layer, cache, t):
@@ -65,15 +47,10 @@ def tova_replay(spec, layer, chunk, observed=None, rel_tol=1e-5):
     chunks = prefill_chunks(n, chunk)
     res = Result()
     cache = np.zeros(0, dtype=np.int64)
-    decode_index = 0
     for j, (a, b, is_prefill) in enumerate(passes(n, m, chunk)):
-        index = j if is_prefill else decode_index
-        decode_index += 0 if is_prefill else 1
         cache = np.concatenate([cache, np.arange(a, b, dtype=np.int64)])
-        if not pol.evicts_after(is_prefill, index, len(chunks)):
-            continue
-        cap = pol.capacity(n, chunks, index, is_prefill)
-        if len(cache) <= cap:
+        cap = pol.capacity_after(n, chunks, j, a, is_prefill)
+        if cap is None or len(cache) <= cap:
             continue
         res.evictions += 1
         key = tova_scores(layer, cache, b - 1)

@@ -27,9 +27,8 @@ def replay(p, lay, layer, num_layers, chunk, observed=None):
     return rp.guided_replay(p, lay, ref_adakv.adakv_step(p, lay, chunk), observed, chunk)
 
 
-def kept_sets(spec, lay):
-    kept, _, _ = replay(rp.PolicyParams(spec), lay, 0, 1, None)
-    return [np.nonzero(k)[0].tolist() for k in kept]
+def kept_sets(spec, lay, chunk=None):
+    return rp.kept_sets(replay, spec, lay, chunk)
 
 
 def self_tests(ck):
@@ -70,17 +69,9 @@ CHUNKED = [
 ]
 
 
-def main():
-    args = kvref.common_args(__doc__)
-    ck = kvref.Checker(os.path.basename(__file__))
-    self_tests(ck)
-    if args.self_test:
-        ck.finish()
-    for tag, hq, hkv, d, chunk, seed in MODELS:
-        rp.run_model(ck, args, tag, hq, hkv, d, chunk, seed, 2, [0, 1],
-                     [("unchunked", None, UNCHUNKED), ("chunk%d" % chunk, chunk, CHUNKED)], replay, N, M, 64)
-    ck.finish()
+def run(ck, args):
+    rp.run_models(ck, args, MODELS, UNCHUNKED, CHUNKED, replay, N, M)
 
 
 if __name__ == "__main__":
-    main()
+    kvref.main(__doc__, __file__, self_tests, run)

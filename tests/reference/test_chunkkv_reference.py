@@ -15,8 +15,6 @@ usage: /usr/bin/python3 tests/reference/test_chunkkv_reference.py --kvsim BIN --
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kvref  # noqa: E402
 import ref_chunkkv  # noqa: E402
@@ -28,8 +26,7 @@ def replay(p, lay, layer, num_layers, chunk, observed=None):
 
 
 def kept_sets(spec, lay, chunk=None):
-    kept, _, _ = replay(rp.PolicyParams(spec), lay, 0, 1, chunk)
-    return [np.nonzero(k)[0].tolist() for k in kept]
+    return rp.kept_sets(replay, spec, lay, chunk)
 
 
 def self_tests(ck):
@@ -76,17 +73,9 @@ CHUNKED = [
 ]
 
 
-def main():
-    args = kvref.common_args(__doc__)
-    ck = kvref.Checker(os.path.basename(__file__))
-    self_tests(ck)
-    if args.self_test:
-        ck.finish()
-    for tag, hq, hkv, d, chunk, seed in MODELS:
-        rp.run_model(ck, args, tag, hq, hkv, d, chunk, seed, 2, [0, 1],
-                     [("unchunked", None, UNCHUNKED), ("chunk%d" % chunk, chunk, CHUNKED)], replay, N, M, 64)
-    ck.finish()
+def run(ck, args):
+    rp.run_models(ck, args, MODELS, UNCHUNKED, CHUNKED, replay, N, M)
 
 
 if __name__ == "__main__":
-    main()
+    kvref.main(__doc__, __file__, self_tests, run)

@@ -93,15 +93,9 @@ SCENARIOS = [
 ]
 
 
-def main():
-    args = kvref.common_args(__doc__)
-    ck = kvref.Checker(os.path.basename(__file__))
-    self_tests(ck)
-    if args.self_test:
-        ck.finish()
+def run(ck, args):
     run_reference_test(ck, args, "curdkv", MODELS, SCENARIOS, make_policy, N, M)
-    ck.finish()
 
 
 if __name__ == "__main__":
-    main()
+    kvref.main(__doc__, __file__, self_tests, run)

@@ -202,12 +202,7 @@ BIG_SPECS = ["streaming(sinks=128, window=1024)", "snapkv(budget=0.3, window=64,
              "snapkv(budget=0.1, window=32, prefill=post_fill)", "snapkv(budget=4096, window=64, prefill=chunk)"]
 
 
-def main():
-    args = kvref.common_args(__doc__)
-    ck = kvref.Checker(os.path.basename(__file__))
-    self_tests(ck)
-    if args.self_test:
-        ck.finish()
+def run(ck, args):
     for tag, n, m, chunk, specs in TINY_CASES:
         run_case(ck, args, tag, TINY, n, m, chunk, specs)
     # At scale: llama-3.1-8b (32 layers, 8 KV heads, d=128, 16-bit), memory over all 32 layers.
@@ -220,8 +215,7 @@ def main():
         F, peak = kvref.simulate_counts(Policy(BIG_SPECS[1]), 32768, 16, C)
         ck.close(F / A(32784), fp, "get_kv_footprint(s=0.7) == snapkv(budget=0.3, window=64) footprint, C=%d" % C)
         ck.close(peak / 32784, pk, "get_kv_footprint(s=0.7) == snapkv(budget=0.3, window=64) peak, C=%d" % C)
-    ck.finish()
 
 
 if __name__ == "__main__":
-    main()
+    kvref.main(__doc__, __file__, self_tests, run)

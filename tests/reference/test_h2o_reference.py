@@ -133,73 +133,25 @@ CHUNKED = ["h2o(budget=0.25, recent=8, prefill=chunk)",
            "h2o(budget=80, recent=20, prefill=none)"]
 
 
-def check_masks(ck, kept_file, specs, layers, chunk, where):
-    try:
-        got = kvref.read_kept(kept_file)
-    except (OSError, KeyError) as e:
-        ck.check(False, "%s: read %s" % (where, kept_file), repr(e))
-        return
-    if not ck.eq(sorted(got), list(range(1 + len(specs))), "%s: policy indices in the kept file" % where):
-        return
-    for idx, spec in enumerate(["full"] + specs):
-        kspec, klayers = got[idx]
-        name = "%s policy %d %s" % (where, idx, spec)
-        ck.eq(sorted(klayers), sorted(layers), name + ": layers in the kept file")
-        for L, lay in sorted(layers.items()):
-            mask = klayers.get(L)
-            if mask is None or not ck.eq(tuple(mask.shape), (lay.hkv, N + M), "%s layer %d: shape" % (name, L)):
+def check_layer(ck, chunk):
+    def check(spec, what, L, lay, mask):
+        for h in range(lay.hkv):
+            obs = mask[h].astype(bool)
+            where = "%s head %d" % (what, h)
+            if spec == "full":
+                kvref.check_full(ck, where, obs)
                 continue
-            for h in range(lay.hkv):
-                obs = mask[h].astype(bool)
-                what = "%s layer %d head %d" % (name, L, h)
-                if spec == "full":
-                    ck.check(obs.all(), what + ": full keeps everything")
-                    continue
-                res = h2o_replay(spec, lay, h, chunk, observed=obs)
-                ck.check(not res.problems, what + ": kept set == reference", "\n".join(res.problems))
-                ck.check(res.evictions > 0, what + ": the reference evicted")
-                for t in res.near_ties:
-                    ck.note("%s: accepted near-tie: %s" % (what, t))
+            res = h2o_replay(spec, lay, h, chunk, observed=obs)
+            ck.check(not res.problems, where + ": kept set == reference", "\n".join(res.problems))
+            ck.check(res.evictions > 0, where + ": the reference evicted")
+            ck.near_ties(where, res.near_ties)
+    return check
 
 
-def run_model(ck, args, tag, hq, hkv, d, chunk, seed):
-    wd = os.path.join(args.workdir, tag)
-    os.makedirs(wd, exist_ok=True)
-    model_ini = kvref.write_model_ini(os.path.join(wd, "model.ini"), "tiny-" + tag, 2, hq, hkv, d)
-    trace = os.path.join(wd, "trace.h5")
-    kvref.fresh(trace)
-    ok, msg = kvref.run_kvsim(args.kvsim, ["synth", "--model", model_ini, "--prompt-tokens", N, "--generated-tokens", M,
-                                           "--layers", "0,1", "--seed", seed, "--query-window", N, "--out", trace],
-                              timeout=120)
-    if not ck.check(ok, "%s: kvsim synth" % tag, msg):
-        return
-    meta, layers = kvref.read_trace_layers(trace)
-    ck.eq(sorted(layers), [0, 1], "%s: traced layers" % tag)
-    for sc_tag, sc_chunk, specs in [("unchunked", None, UNCHUNKED), ("chunk%d" % chunk, chunk, CHUNKED)]:
-        where = "%s/%s" % (tag, sc_tag)
-        wl = [("trace", "trace.h5")] + ([("chunk_tokens", sc_chunk)] if sc_chunk else [])
-        scen = kvref.write_ini(os.path.join(wd, "%s.ini" % sc_tag),
-                               [("model", [("preset", model_ini)]), ("workload", wl),
-                                ("policy", [("spec", s) for s in specs]), ("sim", [("threads", 2)])])
-        out, kept_file = os.path.join(wd, "out_" + sc_tag), os.path.join(wd, "kept_%s.h5" % sc_tag)
-        kvref.fresh(out, kept_file)
-        ok, msg = kvref.run_kvsim(args.kvsim, ["run", scen, "--out", out, "--save-kept", kept_file], timeout=180)
-        if not ck.check(ok, "%s: kvsim run --save-kept" % where, msg):
-            continue
-        check_masks(ck, kept_file, specs, layers, sc_chunk, where)
-        print("%s: kvsim %s, masks compared" % (where, msg), flush=True)
-
-
-def main():
-    args = kvref.common_args(__doc__)
-    ck = kvref.Checker(os.path.basename(__file__))
-    self_tests(ck)
-    if args.self_test:
-        ck.finish()
-    for model in MODELS:
-        run_model(ck, args, *model)
-    ck.finish()
+def run(ck, args):
+    kvref.run_kept_models(ck, args, MODELS, N, M, UNCHUNKED, CHUNKED, lambda chunk: check_layer(ck, chunk),
+                          synth_args=lambda chunk: ["--query-window", N], width=N + M)
 
 
 if __name__ == "__main__":
-    main()
+    kvref.main(__doc__, __file__, self_tests, run)

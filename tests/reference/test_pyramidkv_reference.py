@@ -12,7 +12,6 @@ and KV head) must equal the reference, up to float32 near-ties at the selection 
 
 usage: /usr/bin/python3 tests/reference/test_pyramidkv_reference.py --kvsim BIN --workdir DIR
 """
-import math
 import os
 import sys
 
@@ -74,17 +73,9 @@ CHUNKED = [
 ]
 
 
-def main():
-    args = kvref.common_args(__doc__)
-    ck = kvref.Checker(os.path.basename(__file__))
-    self_tests(ck)
-    if args.self_test:
-        ck.finish()
-    for tag, hq, hkv, d, chunk, seed in MODELS:
-        rp.run_model(ck, args, tag, hq, hkv, d, chunk, seed, NUM_LAYERS, LAYERS,
-                     [("unchunked", None, UNCHUNKED), ("chunk%d" % chunk, chunk, CHUNKED)], replay, N, M, 64)
-    ck.finish()
+def run(ck, args):
+    rp.run_models(ck, args, MODELS, UNCHUNKED, CHUNKED, replay, N, M, NUM_LAYERS, LAYERS)
 
 
 if __name__ == "__main__":
-    main()
+    kvref.main(__doc__, __file__, self_tests, run)

@@ -186,99 +186,50 @@ CHUNKED_SPECS = [
 ]
 
 
-def check_masks(ck, kept_file, specs, layers, chunk, where):
-    try:
-        kept = kvref.read_kept(kept_file)
-    except (OSError, KeyError) as e:
-        ck.check(False, "%s: read %s" % (where, kept_file), repr(e))
-        return
-    if not ck.eq(sorted(kept), list(range(1 + len(specs))), "%s: policy indices in the kept file" % where):
-        return
-    n, m = N, M
-    for idx, spec in enumerate(["full"] + specs):
-        kspec, klayers = kept[idx]
+def check_layer(ck, chunk):
+    def check(spec, what, L, lay, mask):
         pol = Policy(spec)
-        name = "%s policy %d %s" % (where, idx, spec)
-        ck.check(kspec is not None and kspec.startswith(pol.name), name + ": spec attribute", repr(kspec))
-        ck.eq(sorted(klayers), sorted(layers), name + ": layers in the kept file")
-        for L, lay in sorted(layers.items()):
-            if L not in klayers:
-                continue
-            mask = klayers[L]
-            if not ck.eq(tuple(mask.shape), (lay.hkv, n + m), "%s layer %d: kept shape" % (name, L)):
-                continue
-            ck.check(mask.dtype == np.uint8 and set(np.unique(mask).tolist()) <= {0, 1},
-                     "%s layer %d: kept is uint8 0/1" % (name, L), "dtype %s values %s" % (mask.dtype, np.unique(mask)))
-            obs_all = mask.astype(bool)
-            for h in range(lay.hkv):
-                obs = obs_all[h]
-                what = "%s layer %d head %d" % (name, L, h)
-                if pol.name == "full":
-                    ck.check(obs.all(), what + ": full keeps everything", "%d dropped" % (~obs).sum())
-                elif pol.name == "streaming":
-                    want = np.zeros(n + m, dtype=bool)
-                    want[: pol.sinks] = True
-                    want[max(0, n + m - pol.window):] = True
-                    diff = np.nonzero(want != obs)[0]
-                    ck.check(len(diff) == 0, what + ": sinks + last window kept",
-                             "differs at %s" % diff[:10].tolist())
-                else:
-                    res = kvref.snapkv_replay(pol, lay, h, chunk, observed=obs)
-                    ck.check(not res.problems, what + ": kept set == reference", "\n".join(res.problems))
-                    for t in res.near_ties:
-                        ck.note("%s: accepted near-tie: %s" % (what, t))
+        n, m = N, M
+        ck.check(mask.dtype == np.uint8 and set(np.unique(mask).tolist()) <= {0, 1},
+                 "%s: kept is uint8 0/1" % what, "dtype %s values %s" % (mask.dtype, np.unique(mask)))
+        obs_all = mask.astype(bool)
+        for h in range(lay.hkv):
+            obs = obs_all[h]
+            where = "%s head %d" % (what, h)
+            if pol.name == "full":
+                kvref.check_full(ck, where, obs)
+            elif pol.name == "streaming":
+                want = np.zeros(n + m, dtype=bool)
+                want[: pol.sinks] = True
+                want[max(0, n + m - pol.window):] = True
+                diff = np.nonzero(want != obs)[0]
+                ck.check(len(diff) == 0, where + ": sinks + last window kept", "differs at %s" % diff[:10].tolist())
+            else:
+                res = kvref.snapkv_replay(pol, lay, h, chunk, observed=obs)
+                ck.check(not res.problems, where + ": kept set == reference", "\n".join(res.problems))
+                ck.near_ties(where, res.near_ties)
+    return check
 
 
-def run_model(ck, args, tag, hq, hkv, d, chunk, seed):
-    wd = os.path.join(args.workdir, tag)
-    os.makedirs(wd, exist_ok=True)
-    model_ini = kvref.write_model_ini(os.path.join(wd, "model.ini"), "tiny-" + tag, 2, hq, hkv, d)
-    trace = os.path.join(wd, "trace.h5")
-    kvref.fresh(trace)
-    ok, msg = kvref.run_kvsim(args.kvsim, ["synth", "--model", model_ini, "--prompt-tokens", N,
-                                           "--generated-tokens", M, "--layers", "0,1", "--seed", seed,
-                                           "--out", trace, "--chunk-tokens", chunk, "--window", SYNTH_WINDOW],
-                              timeout=120)
-    if not ck.check(ok, "%s: kvsim synth" % tag, msg):
-        return
+def load(ck, tag, shape, trace):
     try:
         meta, layers = kvref.read_trace_layers(trace)
     except (OSError, KeyError, AssertionError) as e:
         ck.check(False, "%s: read trace %s" % (tag, trace), repr(e))
-        return
+        return None
     ck.eq((int(meta["num_q_heads"]), int(meta["num_kv_heads"]), int(meta["head_dim"]),
-           meta["prompt_tokens"], meta["generated_tokens"]), (hq, hkv, d, N, M), "%s: trace shape attributes" % tag)
+           meta["prompt_tokens"], meta["generated_tokens"]), shape + (N, M), "%s: trace shape attributes" % tag)
     ck.eq(sorted(layers), [0, 1], "%s: traced layers" % tag)
-    for sc_tag, sc_chunk, specs in [("unchunked", None, UNCHUNKED_SPECS), ("chunk%d" % chunk, chunk, CHUNKED_SPECS)]:
-        where = "%s/%s" % (tag, sc_tag)
-        wl = [("trace", "trace.h5")]
-        if sc_chunk is not None:
-            wl.append(("chunk_tokens", sc_chunk))
-        scen = kvref.write_ini(os.path.join(wd, "%s.ini" % sc_tag),
-                               [("model", [("preset", model_ini)]), ("workload", wl),
-                                ("policy", [("spec", s) for s in specs]), ("sim", [("threads", 2)])])
-        out = os.path.join(wd, "out_" + sc_tag)
-        kept_file = os.path.join(wd, "kept_%s.h5" % sc_tag)
-        kvref.fresh(out, kept_file)
-        ok, msg = kvref.run_kvsim(args.kvsim, ["run", scen, "--out", out, "--save-kept", kept_file], timeout=180)
-        if not ck.check(ok, "%s: kvsim run --save-kept" % where, msg):
-            continue
-        check_masks(ck, kept_file, specs, layers, sc_chunk, where)
-        print("%s: kvsim %s, masks compared" % (where, msg), flush=True)
+    return layers
 
 
-def main():
-    args = kvref.common_args(__doc__)
-    ck = kvref.Checker(os.path.basename(__file__))
-    self_tests(ck)
-    if args.self_test:
-        ck.finish()
-    for model in MODELS:
-        run_model(ck, args, *model)
+def run(ck, args):
+    kvref.run_kept_models(ck, args, MODELS, N, M, UNCHUNKED_SPECS, CHUNKED_SPECS, lambda chunk: check_layer(ck, chunk),
+                          synth_args=lambda chunk: ["--chunk-tokens", chunk, "--window", SYNTH_WINDOW], load=load,
+                          width=N + M, spec_prefix=lambda spec: Policy(spec).name, shape_label="kept shape")
     if ck.notes:
         print("%d accepted near-tie(s) reported above" % len(ck.notes))
-    ck.finish()
 
 
 if __name__ == "__main__":
-    main()
+    kvref.main(__doc__, __file__, self_tests, run)
