@@ -33,6 +33,16 @@ inline HeadMatrix random_matrix(std::mt19937_64& rng, Eigen::Index rows, Eigen::
   return m;
 }
 
+// A model small enough to cost by hand: 2 layers, hidden 64, 4 query / 2 KV heads of 16, SwiGLU MLP
+// 128, vocabulary 100 (36864 linear parameters per layer).
+inline ModelShape toy_dense_model() {
+  ModelShape m{"toy", 2, 4, 2, 16, 16, 10000.0};
+  m.hidden_size = 64;
+  m.intermediate_size = 128;
+  m.vocab_size = 100;
+  return m;
+}
+
 // A random trace of one request "0", queries stored at every position.
 inline MemoryTraceSource random_trace(const ModelShape& model, std::int64_t prompt, std::int64_t generated,
                                       std::vector<int> traced_layers, std::uint64_t seed, float key_scale = 1.0f) {

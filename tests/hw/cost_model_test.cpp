@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/test_support.h"
 #include "util/error.h"
 
 namespace kvsim {
@@ -14,14 +15,7 @@ Hardware toy_device() {
   return hw;
 }
 
-// 2 layers, hidden 64, 4 q heads / 2 kv heads of 16, MLP 128, vocab 100.
-ModelShape toy_model() {
-  ModelShape m{"toy", 2, 4, 2, 16, 16, 10000.0};
-  m.hidden_size = 64;
-  m.intermediate_size = 128;
-  m.vocab_size = 100;
-  return m;
-}
+ModelShape toy_model() { return testing_support::toy_dense_model(); }
 
 TEST(CostModel, ParameterCountsByHand) {
   const CostModel cost(toy_device(), toy_model(), 1, "t");

@@ -10,13 +10,7 @@
 namespace kvsim {
 namespace {
 
-ModelShape toy_model() {
-  ModelShape m{"toy", 2, 4, 2, 16, 16, 10000.0};
-  m.hidden_size = 64;
-  m.intermediate_size = 128;
-  m.vocab_size = 100;
-  return m;
-}
+ModelShape toy_model() { return testing_support::toy_dense_model(); }
 
 // Weights: (2 x 36864 + 2 x 6400) x 2 bytes = 173056 B. One entry = 64 B; 4 entries per token.
 Hardware toy_hardware(double hbm_bytes) {
