@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
+#include <utility>
 
 #include "sim/placement.h"
 #include "util/atomic_file.h"
@@ -33,7 +35,7 @@ void write_scenario(JsonWriter& json, const Scenario& s, const ScenarioRun& run)
   json.field("request", run.request.id);
   json.field("prompt_tokens", run.request.prompt_tokens);
   json.field("generated_tokens", run.request.generated_tokens);
-  json.field("chunk_tokens", s.chunk_tokens > 0 ? s.chunk_tokens : run.request.prompt_tokens);
+  json.field("chunk_tokens", s.chunk_tokens_for(run.request.prompt_tokens));
   if (s.synthetic()) json.field("seed", static_cast<std::uint64_t>(s.seed));
   json.key("traced_layers");
   json.begin_array();
@@ -69,6 +71,16 @@ void write_percentiles(JsonWriter& json, const char* key, const Percentiles& p) 
   json.end_object();
 }
 
+// A per-query metric: absent when not computed (DESIGN.md §7: never a placeholder).
+void write_summary(JsonWriter& json, const char* key, const char* tail_key, const std::optional<Summary>& summary) {
+  if (!summary) return;
+  json.key(key);
+  json.begin_object();
+  json.field("mean", summary->mean);
+  json.field(tail_key, summary->tail);
+  json.end_object();
+}
+
 void write_timing(JsonWriter& json, const PolicyTiming& t) {
   write_percentiles(json, "ttft_s", t.ttft_s);
   if (!t.passes.empty() && t.decode_s > 0) write_percentiles(json, "tpot_s", t.tpot_s);
@@ -81,20 +93,18 @@ void write_timing(JsonWriter& json, const PolicyTiming& t) {
   json.field("fits_hbm", t.fits_hbm);
   json.field("offloaded_entries", t.offloaded_entries);
   json.field("evicted_entries", t.evicted_entries);
-  for (const char* what : {"bytes_read", "bytes_written", "byte_seconds", "peak_kv_bytes",
-                           "mean_read_bandwidth_bytes_per_s", "peak_read_bandwidth_bytes_per_s"}) {
-    json.key(what);
+  // One object per metric, keyed by tier.
+  static const std::pair<const char*, double TierTraffic::*> kTierMetrics[] = {
+      {"bytes_read", &TierTraffic::bytes_read},
+      {"bytes_written", &TierTraffic::bytes_written},
+      {"byte_seconds", &TierTraffic::byte_seconds},
+      {"peak_kv_bytes", &TierTraffic::peak_kv_bytes},
+      {"mean_read_bandwidth_bytes_per_s", &TierTraffic::mean_read_bytes_per_s},
+      {"peak_read_bandwidth_bytes_per_s", &TierTraffic::peak_read_bytes_per_s}};
+  for (const auto& [name, member] : kTierMetrics) {
+    json.key(name);
     json.begin_object();
-    for (const TierTraffic& tier : t.tiers) {
-      const std::string w = what;
-      const double v = w == "bytes_read"        ? tier.bytes_read
-                       : w == "bytes_written"   ? tier.bytes_written
-                       : w == "byte_seconds"    ? tier.byte_seconds
-                       : w == "peak_kv_bytes"   ? tier.peak_kv_bytes
-                       : w.rfind("mean", 0) == 0 ? tier.mean_read_bytes_per_s
-                                                 : tier.peak_read_bytes_per_s;
-      json.field(tier.tier, v);
-    }
+    for (const TierTraffic& tier : t.tiers) json.field(tier.tier, tier.*member);
     json.end_object();
   }
   if (!t.links.empty()) {
@@ -120,20 +130,8 @@ void write_policy(JsonWriter& json, const PolicyResult& r, const PolicyTiming* t
   json.field("peak_entries", r.peak_entries);
   json.field("peak_bytes", r.peak_bytes);
   json.field("peak_normalized", r.peak_normalized);
-  if (r.attention_recall) {
-    json.key("attention_recall");
-    json.begin_object();
-    json.field("mean", r.attention_recall->mean);
-    json.field("p5", r.attention_recall->tail);
-    json.end_object();
-  }
-  if (r.output_error) {
-    json.key("output_error");
-    json.begin_object();
-    json.field("mean", r.output_error->mean);
-    json.field("p95", r.output_error->tail);
-    json.end_object();
-  }
+  write_summary(json, "attention_recall", "p5", r.attention_recall);
+  write_summary(json, "output_error", "p95", r.output_error);
   if (r.needle_retention) json.field("needle_retention", *r.needle_retention);
   if (timing != nullptr) write_timing(json, *timing);
   json.end_object();

@@ -129,7 +129,7 @@ ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
     shape.prompt_tokens = scenario.prompt_tokens;
     shape.generated_tokens = scenario.generated_tokens;
     const PassPlan plan = make_pass_plan(scenario.prompt_tokens, scenario.generated_tokens,
-                                         scenario.chunk_tokens > 0 ? scenario.chunk_tokens : scenario.prompt_tokens);
+                                         scenario.chunk_tokens_for(scenario.prompt_tokens));
     for (const Policy* p : policy_ptrs) {
       p->add_required_queries(shape, {plan.prefill_begin(), plan.prefill_end()}, &params.extra_query_positions);
     }
@@ -149,7 +149,7 @@ ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
   options.keep_masks = keep_masks;
   options.progress = progress;
   run.plan = make_pass_plan(run.request.prompt_tokens, run.request.generated_tokens,
-                            scenario.chunk_tokens > 0 ? scenario.chunk_tokens : run.request.prompt_tokens);
+                            scenario.chunk_tokens_for(run.request.prompt_tokens));
   run.results = replay_request(*source, run.request, policy_ptrs, options);
   if (!scenario.hardware_preset.empty()) {
     try {

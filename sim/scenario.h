@@ -42,6 +42,10 @@ struct Scenario {
   int fidelity_queries = 64;  // decode positions used for fidelity
 
   bool synthetic() const { return trace == "synthetic"; }
+  // The prefill chunk size for a prompt of `prompt_tokens`: chunk_tokens, or the whole prompt.
+  std::int64_t chunk_tokens_for(std::int64_t prompt_tokens) const {
+    return chunk_tokens > 0 ? chunk_tokens : prompt_tokens;
+  }
 };
 
 // Parses and validates `path`. Throws InputError("<path>: [section] key: ...") on unknown sections

@@ -104,7 +104,7 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
     now += c.time_s;
     (pass.prefill ? t.prefill_s : t.decode_s) += c.time_s;
     if (!pass.prefill) decode_steps.push_back(c.time_s);
-    if (c.bound == std::string("compute")) ++t.compute_bound_passes;
+    if (c.compute_s >= c.memory_s) ++t.compute_bound_passes;
     upper.bytes_read += c.hbm_read_bytes;
     upper.bytes_written += c.hbm_write_bytes;
     upper.byte_seconds += entry.hbm_entries * entry_bytes * c.time_s;

@@ -80,7 +80,7 @@ int cmd_run(const Args& args) {
 
   std::cout << run.model.name << ", prompt " << run.request.prompt_tokens << " + generated "
             << run.request.generated_tokens << " tokens, chunk "
-            << (scenario.chunk_tokens > 0 ? scenario.chunk_tokens : run.request.prompt_tokens) << ", "
+            << scenario.chunk_tokens_for(run.request.prompt_tokens) << ", "
             << run.traced_layers.size() << "/" << run.model.num_layers << " layers traced (" << run.trace_source
             << ")\n";
   print_run_table(std::cout, run);
