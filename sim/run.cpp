@@ -15,12 +15,20 @@ namespace kvsim {
 
 namespace {
 
-// A view of a trace source restricted to some of its traced layers.
-class LayerSubsetSource final : public TraceSource {
+// A view of a trace file restricted to some of its traced layers, with the model as the scenario
+// describes it: a trace stores attention shapes only, so the KV precision and the dense-layer shape
+// (for the cost model) come from the scenario's [model] when it has one.
+class ScenarioTraceView final : public TraceSource {
  public:
-  LayerSubsetSource(std::unique_ptr<TraceSource> inner, std::vector<int> layers)
+  ScenarioTraceView(std::unique_ptr<TraceSource> inner, std::vector<int> layers, const Scenario& scenario)
       : inner_(std::move(inner)), header_(inner_->header()) {
     header_.traced_layers = std::move(layers);
+    if (scenario.model_given) {
+      header_.model.kv_bits = scenario.model.kv_bits;
+      header_.model.hidden_size = scenario.model.hidden_size;
+      header_.model.intermediate_size = scenario.model.intermediate_size;
+      header_.model.vocab_size = scenario.model.vocab_size;
+    }
   }
   const TraceHeader& header() const override { return header_; }
   LayerTrace load_layer(const std::string& request_id, int layer) const override {
@@ -77,7 +85,7 @@ std::unique_ptr<TraceSource> open_file_source(const Scenario& s, RequestInfo* re
       }
     }
   }
-  return std::make_unique<LayerSubsetSource>(std::move(source), std::move(layers));
+  return std::make_unique<ScenarioTraceView>(std::move(source), std::move(layers), s);
 }
 
 }  // namespace
@@ -157,12 +165,7 @@ ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
     } catch (const InputError& e) {
       fail_input(scenario.path + ": [hardware] preset", e.what());
     }
-    ModelShape model = run.model;
-    if (scenario.model_given) {  // a trace file has no dense-layer shape; the scenario's preset does
-      model.hidden_size = scenario.model.hidden_size;
-      model.intermediate_size = scenario.model.intermediate_size;
-      model.vocab_size = scenario.model.vocab_size;
-    }
+    const ModelShape& model = run.model;
     const CostModel cost(*run.hardware, model, scenario.tensor_parallel, scenario.path + ": [hardware]");
     const Hierarchy hierarchy(*run.hardware);
     const Placement placement = parse_placement(scenario.placement, scenario.path + ": [hardware] placement");

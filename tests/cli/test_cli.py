@@ -108,6 +108,16 @@ def main():
     filed = json.load(open(os.path.join(outs["file"], "summary.json")))["policies"]
     check(mem == filed, "trace file gives the same results as in-memory synthesis")
     check(len(mem) == 4 and mem[0]["spec"] == "full", "full runs first as the baseline")
+    # A trace file stores no precision: the scenario's kv_bits applies (8-bit KV: half the bytes).
+    ini = os.path.join(w, "file8.ini")
+    with open(ini, "w") as f:
+        f.write(scenario("a.h5", 2).replace("preset = model.ini", "preset = model.ini\nkv_bits = 8"))
+    r = run(k, "run", ini, "--out", os.path.join(w, "out_file8"), "--quiet")
+    check(r.returncode == 0, "file trace with kv_bits = 8: %s" % r.stderr)
+    if r.returncode == 0:
+        eight = json.load(open(os.path.join(w, "out_file8", "summary.json")))["policies"]
+        check(all(a["peak_bytes"] * 2 == b["peak_bytes"] and a["peak_entries"] == b["peak_entries"]
+                  for a, b in zip(eight, filed)), "kv_bits = 8 halves peak_bytes of a file trace")
 
     # With [hardware]: times in summary.json and a Chrome trace whose slices add up to e2e.
     ini = os.path.join(w, "hw.ini")
