@@ -25,12 +25,6 @@ namespace kvsim {
 
 namespace {
 
-std::string format_number(double x) {
-  char buffer[32];
-  const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, x);
-  return std::string(buffer, end);
-}
-
 struct HeadState {
   std::vector<std::int32_t> resident;
   std::vector<double> score;        // accumulated attention, group-averaged
@@ -52,7 +46,7 @@ class H2oPolicy final : public Policy {
 
   std::string spec() const override {
     return "h2o(budget=" + budget_.format() +
-           ", recent=" + (recent_tokens_ > 0 ? std::to_string(recent_tokens_) : format_number(recent_share_)) +
+           ", recent=" + (recent_tokens_ > 0 ? std::to_string(recent_tokens_) : format_spec_number(recent_share_)) +
            ", prompt_queries=" + (prompt_queries_ > 0 ? std::to_string(prompt_queries_) : "all") +
            ", normalize=" + (normalize_ ? "count" : "none") + ", " + format_eviction_points(points_) + ")";
   }

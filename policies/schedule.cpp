@@ -81,12 +81,7 @@ Budget Budget::read(SpecArgs& args, const std::string& key, double default_fract
   return budget;
 }
 
-std::string Budget::format() const {
-  if (!is_fraction) return std::to_string(tokens);
-  char buffer[32];
-  const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, fraction);
-  return std::string(buffer, end);
-}
+std::string Budget::format() const { return is_fraction ? format_spec_number(fraction) : std::to_string(tokens); }
 
 std::int64_t Budget::capacity(const Pass& pass, std::span<const Pass> prefill, PrefillEviction mode,
                               std::int64_t window_tokens) const {

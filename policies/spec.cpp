@@ -26,6 +26,12 @@ bool is_identifier(std::string_view s) {
 
 }  // namespace
 
+std::string format_spec_number(double x) {
+  char buffer[32];
+  const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, x);
+  return std::string(buffer, end);
+}
+
 ParsedSpec parse_policy_spec(std::string_view text) {
   const std::string where = "policy spec '" + std::string(text) + "'";
   const std::string_view s = trim(text);

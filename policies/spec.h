@@ -14,6 +14,10 @@ struct ParsedSpec {
   std::vector<std::pair<std::string, std::string>> args;  // in order written
 };
 
+// A number as canonical specs write it: the shortest text that reads back to the same double
+// (0.2, 0.125, 1e-05), so a spec printed by kvsim names exactly the value it ran with.
+std::string format_spec_number(double x);
+
 // Throws InputError("policy spec '<text>': ...") on malformed text or a repeated key.
 ParsedSpec parse_policy_spec(std::string_view text);
 

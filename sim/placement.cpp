@@ -6,7 +6,7 @@
 namespace kvsim {
 
 std::string Placement::spec() const {
-  const std::string reserve = ", hbm_reserve=" + std::to_string(hbm_reserve).substr(0, 4);
+  const std::string reserve = ", hbm_reserve=" + format_spec_number(hbm_reserve);
   switch (kind) {
     case Kind::kHbmOnly: return "hbm_only(" + reserve.substr(2) + ")";
     case Kind::kOffload: return "offload(tier=" + tier + ", prefetch=" + (prefetch ? "layer" : "none") + reserve + ")";

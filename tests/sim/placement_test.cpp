@@ -110,7 +110,10 @@ TEST(Placement, BadPlacementsAreClearErrors) {
   EXPECT_THROW(parse_placement("offload(hbm_reserve=1.5)", "x"), InputError);
   Fixture f("full");
   EXPECT_THROW(f.time(kSmallHbm, "offload(tier=nvme)"), InputError);
-  EXPECT_EQ(parse_placement("offload(tier=cxl)", "x").spec(), "offload(tier=cxl, prefetch=none, hbm_reserve=0.10)");
+  EXPECT_EQ(parse_placement("offload(tier=cxl)", "x").spec(), "offload(tier=cxl, prefetch=none, hbm_reserve=0.1)");
+  // The spec names the exact value (it used to cut 0.125 to "0.12").
+  EXPECT_EQ(parse_placement("score_tiering(tier=cxl, hbm_reserve=0.125)", "x").spec(),
+            "score_tiering(tier=cxl, hbm_reserve=0.125)");
 }
 
 }  // namespace
