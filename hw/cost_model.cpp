@@ -62,8 +62,10 @@ PassCost CostModel::pass_cost(const PassWork& work) const {
     const double buffer = work.tokens * static_cast<double>(model_.hidden_size) * kWeightBytesPerParam;
     c.communication_s = 2.0 * model_.num_layers * 2.0 * (tp_ - 1) / tp_ * buffer / d.tp_bytes_per_s;
   }
+  // Each TP rank runs every layer's small kernels itself, so the overhead does not divide by tp.
+  c.overhead_s = model_.num_layers * d.layer_overhead_s;
   c.bound = c.compute_s >= c.memory_s ? "compute" : "memory";
-  c.time_s = std::max(c.compute_s, c.memory_s) + c.communication_s;
+  c.time_s = std::max(c.compute_s, c.memory_s) + c.communication_s + c.overhead_s;
   return c;
 }
 

@@ -1,8 +1,11 @@
 #pragma once
 // Roofline cost of one forward pass (a prefill chunk or a decode step) of one request on a device
 // (DESIGN.md §5): time = max(FLOPs / achievable compute, bytes / achievable HBM bandwidth), plus
-// the tensor-parallel all-reduces, which are not overlapped. Attention FLOPs and KV bytes count
-// only the entries actually resident, so eviction speeds up attention.
+// the tensor-parallel all-reduces, which are not overlapped, plus a fixed per-layer overhead for
+// the small kernels a roofline over the GEMMs does not see ([device] layer_overhead). Attention
+// FLOPs and KV bytes count only the entries actually resident, so eviction speeds up attention.
+// docs/validation.md compares the result with measured operator times and published end-to-end
+// latencies.
 #include <string>
 
 #include "hw/hardware.h"
@@ -23,6 +26,7 @@ struct PassCost {
   double compute_s = 0;
   double memory_s = 0;
   double communication_s = 0;
+  double overhead_s = 0;       // layers x [device] layer_overhead, serial with everything else
   double flops = 0;            // whole model, all TP ranks
   double hbm_read_bytes = 0;   // all TP ranks
   double hbm_write_bytes = 0;

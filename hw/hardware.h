@@ -33,6 +33,11 @@ struct Device {
   double memory_efficiency = 1;    // achievable fraction of peak memory bandwidth
   double tp_bytes_per_s = 0;       // per direction between tensor-parallel peers (NVLink); 0: none
   std::string compute_tier = "hbm";  // the tier the device computes from
+  // Fixed time per transformer layer per forward pass that a roofline over the GEMMs and the KV
+  // does not see: the small kernels (RMSNorm x2, rotary, SiLU-and-mul, residual adds) and their
+  // launches, which run at their latency floor when a pass has few tokens. [device] layer_overhead;
+  // 0 when absent. Presets take it from measured kernel times (docs/validation.md).
+  double layer_overhead_s = 0;
 };
 
 struct Hardware {

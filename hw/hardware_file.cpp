@@ -99,7 +99,8 @@ void merge_file(const fs::path& path, Hardware& hw, bool device_allowed) {
       else if (field == "memory_efficiency") d.memory_efficiency = parse_fraction(value, where);
       else if (field == "compute_tier") d.compute_tier = value;
       else if (field == "tp_bandwidth") d.tp_bytes_per_s = parse_quantity(value, UnitKind::kBytesPerSecond, where);
-      else fail_input(where, "unknown key (device keys: name, flops_bf16, flops_fp8, compute_efficiency, memory_efficiency, tp_bandwidth, compute_tier)");
+      else if (field == "layer_overhead") d.layer_overhead_s = parse_quantity(value, UnitKind::kSeconds, where);
+      else fail_input(where, "unknown key (device keys: name, flops_bf16, flops_fp8, compute_efficiency, memory_efficiency, tp_bandwidth, layer_overhead, compute_tier)");
     } else if (section.rfind("tier.", 0) == 0) {
       Tier& t = tiers[section.substr(5)];
       t.name = section.substr(5);
@@ -144,6 +145,7 @@ void validate(const Hardware& hw, const std::string& where) {
   if (!(d.flops_per_s_bf16 > 0)) fail_input(where + ": [device] flops_bf16", "must be > 0 (e.g. 989 TFLOPS)");
   if (!(d.compute_efficiency > 0 && d.compute_efficiency <= 1)) fail_input(where + ": [device] compute_efficiency", "must be in (0, 1]");
   if (!(d.memory_efficiency > 0 && d.memory_efficiency <= 1)) fail_input(where + ": [device] memory_efficiency", "must be in (0, 1]");
+  if (!(d.layer_overhead_s >= 0)) fail_input(where + ": [device] layer_overhead", "must be >= 0 (e.g. 30 us)");
   if (!hw.has_tier(d.compute_tier)) fail_input(where + ": [device] compute_tier", "no tier named '" + d.compute_tier + "'");
   for (const Link& l : hw.links) {
     const std::string at = where + ": [link." + l.name + "]";

@@ -17,6 +17,8 @@ const PolicyRegistry& PolicyRegistry::builtin() {
     register_curdkv(r);
     register_h2o(r);
     register_tova(r);
+    register_kvzip(r);
+    register_head_masks(r);
     return r;
   }();
   return registry;

@@ -28,7 +28,8 @@ struct EvictionPoints {
 };
 
 // Resident positions of one layer: one vector per KV head, each sorted ascending.
-// For an untraced layer there is one vector standing for all KV heads (their counts are equal).
+// For an untraced layer there is one vector per head group of Policy::untraced_head_groups(): the
+// heads of a group keep equal counts, so one vector stands for all of them (by default one group).
 using LayerResidency = std::vector<std::vector<std::int32_t>>;
 
 // Mutable state a policy keeps for one layer over one request (e.g. H2O's accumulated attention).
@@ -45,7 +46,8 @@ struct EvictionContext {
   const RequestInfo& request;
   int layer = 0;
   // The layer's trace, or nullptr for an untraced layer: then the policy must keep the same
-  // *number* of entries it would keep with scores (which ones does not matter for accounting).
+  // *number* of entries it would keep with scores (which ones does not matter for accounting),
+  // and the residency holds one vector per group of untraced_head_groups(), in its order.
   const LayerTrace* trace = nullptr;
   const Pass& pass;                  // the pass just processed
   std::span<const Pass> prefill;     // all prefill chunks of the request
@@ -64,6 +66,21 @@ class Policy {
   // end of each chunk). The engine checks the trace stores them, and the synthesiser generates them.
   virtual void add_required_queries(const RequestInfo& /*request*/, std::span<const Pass> /*prefill*/,
                                     std::vector<std::int64_t>* /*positions*/) const {}
+
+  // True if the policy scores with the trace's recon_queries (a context-reconstruction pass, DESIGN.md
+  // §3). The engine checks every traced layer stores them, and the synthesiser generates them.
+  virtual bool requires_recon_queries() const { return false; }
+
+  // How the KV heads of untraced layer `layer` split into groups whose heads keep equal counts: the
+  // number of heads in each group, summing to model.num_kv_heads. The layer is replayed with one
+  // representative vector per group (each counted that many times), so untraced layers cost two
+  // vectors, not num_kv_heads, even for a policy whose heads differ. The default, one group of all
+  // heads, is right for every policy that gives a layer's heads equal counts (or whose accounting
+  // only sees the layer total, e.g. budgets pooled across heads); head masks return
+  // {full heads, streaming heads}.
+  virtual std::vector<int> untraced_head_groups(const ModelShape& model, int /*layer*/) const {
+    return {model.num_kv_heads};
+  }
 
   // Per-layer state for policies whose scores accumulate over the request; null for the rest.
   virtual std::unique_ptr<PolicyState> make_state() const { return nullptr; }

@@ -54,5 +54,7 @@ void register_compactor(PolicyRegistry& registry);
 void register_curdkv(PolicyRegistry& registry);
 void register_h2o(PolicyRegistry& registry);
 void register_tova(PolicyRegistry& registry);
+void register_kvzip(PolicyRegistry& registry);
+void register_head_masks(PolicyRegistry& registry);  // duoattention, prulong
 
 }  // namespace kvsim

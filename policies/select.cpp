@@ -21,6 +21,10 @@ std::vector<std::int32_t> top_k_indices(std::span<const float> scores, std::int6
   return order;
 }
 
+std::int64_t even_share(std::int64_t total, int parts, int index) {
+  return (index + 1) * total / parts - index * total / parts;
+}
+
 std::vector<float> avg_pool(std::span<const float> x, int kernel) {
   const auto n = static_cast<std::int64_t>(x.size());
   const int half = kernel / 2;

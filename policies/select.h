@@ -11,6 +11,11 @@ namespace kvsim {
 // ties unspecified; DESIGN.md keeps sets comparable by fixing this rule).
 std::vector<std::int32_t> top_k_indices(std::span<const float> scores, std::int64_t k);
 
+// Part `index` of `total` split as evenly as possible into `parts`: floor((i+1)T/P) - floor(iT/P).
+// E.g. how many of a model's full heads fall in each layer when they are counted over all layers
+// but chosen one layer at a time (head masks, KVzip-head).
+std::int64_t even_share(std::int64_t total, int parts, int index);
+
 // 1-D pooling along the cache order with stride 1 and padding kernel/2, as torch's
 // avg_pool1d (zero padding, divided by kernel: count_include_pad) and max_pool1d (padding ignored).
 // REQUIRES: kernel odd and >= 1.

@@ -91,6 +91,10 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
       std::vector<std::int64_t> needed;
       policy->add_required_queries(request, prefill, &needed);
       check_queries(trace, needed, policy->spec());
+      if (policy->requires_recon_queries() && trace.recon_queries.empty()) {
+        throw InputError("trace layer " + std::to_string(layer) + ": no recon_queries dataset, which " +
+                         policy->spec() + " scores with (record a context-reconstruction pass, or synthesise one)");
+      }
     }
     std::vector<LayerReplay> replays(np);
     const LayerReplayInput input{model, request, plan, layer, &trace, eval};

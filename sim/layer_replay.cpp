@@ -1,21 +1,41 @@
 #include "sim/layer_replay.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace kvsim {
 
+namespace {
+
+std::vector<int> untraced_groups(const LayerReplayInput& input, const Policy& policy) {
+  std::vector<int> groups = policy.untraced_head_groups(input.model, input.layer);
+  int total = 0;
+  for (int g : groups) {
+    if (g < 0) throw std::logic_error(policy.spec() + ": untraced_head_groups returned a negative group");
+    total += g;
+  }
+  if (groups.empty() || total != input.model.num_kv_heads) {
+    throw std::logic_error(policy.spec() + ": untraced_head_groups does not sum to num_kv_heads");
+  }
+  return groups;
+}
+
+}  // namespace
+
 LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy) {
   const PassPlan& plan = input.plan;
-  const int heads = input.trace != nullptr ? input.model.num_kv_heads : 1;
-  // An untraced layer's KV heads all keep the same number of entries: count one, multiply.
-  const std::int64_t multiplicity = input.trace != nullptr ? 1 : input.model.num_kv_heads;
+  // A traced layer has one vector per KV head. An untraced one has one per head group whose heads
+  // keep equal counts (Policy::untraced_head_groups): count one vector per group, multiply.
+  const std::vector<int> multiplicity = input.trace != nullptr
+                                            ? std::vector<int>(static_cast<std::size_t>(input.model.num_kv_heads), 1)
+                                            : untraced_groups(input, policy);
   const EvictionPoints points = policy.eviction_points();
   const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
 
   LayerReplay out;
   out.pass_entries.resize(plan.passes.size());
   out.pass_entry_steps.resize(plan.passes.size());
-  LayerResidency residency(static_cast<std::size_t>(heads));
+  LayerResidency residency(multiplicity.size());
   const std::unique_ptr<PolicyState> state = policy.make_state();
   bool evicted_since_snapshot = true;
   std::int64_t snapshot_begin = 0;
@@ -26,11 +46,11 @@ LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy) {
     const std::int64_t len = pass.tokens();
     std::int64_t during = 0;
     std::int64_t steps = 0;
-    for (const auto& head : residency) {
-      const auto before = static_cast<std::int64_t>(head.size());
+    for (std::size_t h = 0; h < residency.size(); ++h) {
+      const auto before = static_cast<std::int64_t>(residency[h].size());
       // Query t = a + k sees the kept entries plus k + 1 entries of its own pass.
-      steps += (before * len + len * (len + 1) / 2) * multiplicity;
-      during += (before + len) * multiplicity;
+      steps += (before * len + len * (len + 1) / 2) * multiplicity[h];
+      during += (before + len) * multiplicity[h];
     }
     out.footprint_entry_steps += steps;
     out.pass_entry_steps[p] = steps;

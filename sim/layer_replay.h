@@ -36,7 +36,7 @@ struct LayerReplayInput {
   const RequestInfo& request;
   const PassPlan& plan;
   int layer = 0;
-  const LayerTrace* trace = nullptr;  // nullptr: untraced, counted with one representative head
+  const LayerTrace* trace = nullptr;  // nullptr: untraced, one representative vector per head group
   std::span<const std::int64_t> eval_positions;  // sorted; only used with a trace
 };
 

@@ -25,11 +25,18 @@ Placement parse_placement(const std::string& text, const std::string& where) {
       p.kind = Placement::Kind::kOffload;
       p.tier = args.get_string("tier", "dram");
       p.prefetch = args.get_choice("prefetch", "none", {"none", "layer"}) == "layer";
+    } else if (args.name() == "layer_prefetch") {
+      // The name for offload with the fetch of layer L+1 overlapped with layer L: an alias
+      // whose spec() is the canonical offload(..., prefetch=layer).
+      p.kind = Placement::Kind::kOffload;
+      p.tier = args.get_string("tier", "dram");
+      p.prefetch = true;
     } else if (args.name() == "score_tiering") {
       p.kind = Placement::Kind::kScoreTiering;
       p.tier = args.get_string("tier", "dram");
     } else {
-      args.fail("", "unknown placement '" + args.name() + "' (known: hbm_only, offload, score_tiering)");
+      args.fail("", "unknown placement '" + args.name() +
+                        "' (known: hbm_only, offload, layer_prefetch, score_tiering)");
     }
     p.hbm_reserve = args.get_double("hbm_reserve", 0.1);
     if (!(p.hbm_reserve >= 0 && p.hbm_reserve < 1)) args.fail("hbm_reserve", "must be in [0, 1)");

@@ -6,6 +6,7 @@
 //                                 the oldest entries beyond the compute tier's KV capacity spill to
 //                                 `tier`; each pass streams them back over the links to attend to
 //                                 them, serialised with compute unless prefetch=layer overlaps it
+//   layer_prefetch(tier=cxl)      alias of offload(tier=cxl, prefetch=layer); spec() prints the offload form
 //   score_tiering(tier=cxl)       entries the policy evicts are demoted to `tier` instead of dropped
 //                                 (recallable, as in ClusterKV/InfiniGen); attention reads the hot set
 #include <string>

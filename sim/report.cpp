@@ -6,6 +6,7 @@
 #include <optional>
 #include <utility>
 
+#include "sim/metrics_row.h"
 #include "sim/placement.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -62,78 +63,30 @@ void write_scenario(JsonWriter& json, const Scenario& s, const ScenarioRun& run)
   json.end_object();
 }
 
-void write_percentiles(JsonWriter& json, const char* key, const Percentiles& p) {
-  json.key(key);
+// One policy's object: its spec, then policy_metrics() nested by path (absent metrics skipped,
+// DESIGN.md §7: never a placeholder). The sweep tables flatten the same list.
+void write_policy(JsonWriter& json, const ScenarioRun& run, std::size_t policy) {
   json.begin_object();
-  json.field("p50", p.p50);
-  json.field("p90", p.p90);
-  json.field("p99", p.p99);
-  json.end_object();
-}
-
-// A per-query metric: absent when not computed (DESIGN.md §7: never a placeholder).
-void write_summary(JsonWriter& json, const char* key, const char* tail_key, const std::optional<Summary>& summary) {
-  if (!summary) return;
-  json.key(key);
-  json.begin_object();
-  json.field("mean", summary->mean);
-  json.field(tail_key, summary->tail);
-  json.end_object();
-}
-
-void write_timing(JsonWriter& json, const PolicyTiming& t) {
-  write_percentiles(json, "ttft_s", t.ttft_s);
-  if (!t.passes.empty() && t.decode_s > 0) write_percentiles(json, "tpot_s", t.tpot_s);
-  write_percentiles(json, "e2e_s", t.e2e_s);
-  json.field("prefill_s", t.prefill_s);
-  json.field("decode_s", t.decode_s);
-  json.field("compute_bound_passes", t.compute_bound_passes);
-  json.field("weight_bytes", t.weight_bytes);
-  json.field("peak_hbm_bytes", t.peak_hbm_bytes);
-  json.field("fits_hbm", t.fits_hbm);
-  json.field("offloaded_entries", t.offloaded_entries);
-  json.field("evicted_entries", t.evicted_entries);
-  // One object per metric, keyed by tier.
-  static const std::pair<const char*, double TierTraffic::*> kTierMetrics[] = {
-      {"bytes_read", &TierTraffic::bytes_read},
-      {"bytes_written", &TierTraffic::bytes_written},
-      {"byte_seconds", &TierTraffic::byte_seconds},
-      {"peak_kv_bytes", &TierTraffic::peak_kv_bytes},
-      {"mean_read_bandwidth_bytes_per_s", &TierTraffic::mean_read_bytes_per_s},
-      {"peak_read_bandwidth_bytes_per_s", &TierTraffic::peak_read_bytes_per_s}};
-  for (const auto& [name, member] : kTierMetrics) {
-    json.key(name);
-    json.begin_object();
-    for (const TierTraffic& tier : t.tiers) json.field(tier.tier, tier.*member);
-    json.end_object();
-  }
-  if (!t.links.empty()) {
-    json.key("links_per_tp_rank");
-    json.begin_object();
-    for (const LinkTraffic& link : t.links) {
-      json.key(link.link);
+  json.field("spec", run.results[policy].spec);
+  std::vector<std::string> open;  // the nested objects currently open, outermost first
+  for (const Metric& m : policy_metrics(run, policy)) {
+    if (!m.present) continue;
+    const std::size_t depth = m.path.size() - 1;
+    std::size_t common = 0;
+    while (common < open.size() && common < depth && open[common] == m.path[common]) ++common;
+    for (; open.size() > common; open.pop_back()) json.end_object();
+    for (; open.size() < depth; open.push_back(m.path[open.size()])) {
+      json.key(m.path[open.size()]);
       json.begin_object();
-      json.field("bytes", link.bytes);
-      json.field("mean_bandwidth_bytes_per_s", link.mean_bytes_per_s);
-      json.field("peak_bandwidth_bytes_per_s", link.peak_bytes_per_s);
-      json.end_object();
     }
-    json.end_object();
+    json.key(m.path.back());
+    switch (m.kind) {
+      case MetricKind::integer: json.value(m.integer); break;
+      case MetricKind::real: json.value(m.real); break;
+      case MetricKind::boolean: json.value(m.integer != 0); break;
+    }
   }
-}
-
-void write_policy(JsonWriter& json, const PolicyResult& r, const PolicyTiming* timing) {
-  json.begin_object();
-  json.field("spec", r.spec);
-  json.field("footprint_entry_steps", r.footprint_entry_steps);
-  json.field("footprint_normalized", r.footprint_normalized);
-  json.field("peak_entries", r.peak_entries);
-  json.field("peak_bytes", r.peak_bytes);
-  json.field("peak_normalized", r.peak_normalized);
-  write_summary(json, "attention_recall", "p5", r.attention_recall);
-  write_summary(json, "output_error", "p95", r.output_error);
-  if (r.needle_retention) json.field("needle_retention", *r.needle_retention);
-  if (timing != nullptr) write_timing(json, *timing);
+  for (; !open.empty(); open.pop_back()) json.end_object();
   json.end_object();
 }
 
@@ -153,7 +106,7 @@ void write_run_outputs(const std::string& dir, const Scenario& scenario, const S
     json.key("policies");
     json.begin_array();
     for (std::size_t p = 0; p < run.results.size(); ++p) {
-      write_policy(json, run.results[p], run.timings.empty() ? nullptr : &run.timings[p]);
+      write_policy(json, run, p);
     }
     json.end_array();
     json.end_object();

@@ -6,6 +6,7 @@
 
 #include "hw/hardware.h"
 #include "policies/registry.h"
+#include "policies/spec.h"
 #include "traces/layer_list.h"
 #include "traces/synth.h"
 #include "traces/trace_file.h"
@@ -88,6 +89,26 @@ std::unique_ptr<TraceSource> open_file_source(const Scenario& s, RequestInfo* re
   return std::make_unique<ScenarioTraceView>(std::move(source), std::move(layers), s);
 }
 
+// A policy that scores with a reconstruction pass needs recon_queries in every traced layer:
+// refused before any layer is loaded, naming the scenario, the trace and the dataset.
+void check_recon_queries(const Scenario& s, const TraceHeader& header, const RequestInfo& request,
+                         std::span<const Policy* const> policies) {
+  const auto found = header.recon_query_layers.find(request.id);
+  for (const Policy* policy : policies) {
+    if (!policy->requires_recon_queries()) continue;
+    for (const int layer : header.traced_layers) {
+      if (found != header.recon_query_layers.end() &&
+          std::binary_search(found->second.begin(), found->second.end(), layer)) {
+        continue;
+      }
+      fail_input(s.path + ": [policy] spec",
+                 policy->spec() + " scores with a context-reconstruction pass, but the trace " + s.trace +
+                     " has no dataset /requests/" + request.id + "/layer_" + std::to_string(layer) +
+                     "/recon_queries (record it, or use trace = synthetic)");
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<std::unique_ptr<Policy>> make_scenario_policies(const Scenario& scenario) {
@@ -112,6 +133,30 @@ std::vector<std::unique_ptr<Policy>> make_scenario_policies(const Scenario& scen
   return policies;
 }
 
+std::unique_ptr<TraceSource> make_synthetic_request(const Scenario& scenario, std::int64_t prompt_tokens,
+                                                    std::int64_t generated_tokens, std::uint64_t seed, int needles,
+                                                    std::span<const Policy* const> policies) {
+  SynthParams params;
+  params.model = scenario.model;
+  params.prompt_tokens = prompt_tokens;
+  params.generated_tokens = generated_tokens;
+  params.traced_layers = parse_layer_list(scenario.traced_layers, scenario.model.num_layers,
+                                          scenario.path + ": [workload] traced_layers");
+  params.seed = seed;
+  params.num_needles = needles;
+  params.needle_tokens = scenario.needle_tokens;
+  RequestInfo shape;
+  shape.prompt_tokens = prompt_tokens;
+  shape.generated_tokens = generated_tokens;
+  const PassPlan plan = make_pass_plan(prompt_tokens, generated_tokens, scenario.chunk_tokens_for(prompt_tokens));
+  for (const Policy* p : policies) {
+    p->add_required_queries(shape, {plan.prefill_begin(), plan.prefill_end()}, &params.extra_query_positions);
+    if (p->requires_recon_queries()) params.recon_query_tokens = kDefaultReconQueryTokens;
+  }
+  validate_synth_params(params, scenario.path + ": [workload]");
+  return make_synthetic_source(params);
+}
+
 ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
                          const std::function<void(const std::string&)>& progress) {
   const int threads = scenario.threads > 0 ? scenario.threads : tbb::info::default_concurrency();
@@ -124,28 +169,12 @@ ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
   ScenarioRun run;
   std::unique_ptr<TraceSource> source;
   if (scenario.synthetic()) {
-    SynthParams params;
-    params.model = scenario.model;
-    params.prompt_tokens = scenario.prompt_tokens;
-    params.generated_tokens = scenario.generated_tokens;
-    params.traced_layers = parse_layer_list(scenario.traced_layers, scenario.model.num_layers,
-                                            scenario.path + ": [workload] traced_layers");
-    params.seed = scenario.seed;
-    params.num_needles = scenario.needles;
-    params.needle_tokens = scenario.needle_tokens;
-    RequestInfo shape;
-    shape.prompt_tokens = scenario.prompt_tokens;
-    shape.generated_tokens = scenario.generated_tokens;
-    const PassPlan plan = make_pass_plan(scenario.prompt_tokens, scenario.generated_tokens,
-                                         scenario.chunk_tokens_for(scenario.prompt_tokens));
-    for (const Policy* p : policy_ptrs) {
-      p->add_required_queries(shape, {plan.prefill_begin(), plan.prefill_end()}, &params.extra_query_positions);
-    }
-    validate_synth_params(params, scenario.path + ": [workload]");
-    source = make_synthetic_source(params);
+    source = make_synthetic_request(scenario, scenario.prompt_tokens, scenario.generated_tokens, scenario.seed,
+                                    scenario.needles, policy_ptrs);
     run.request = source->header().requests.front();
   } else {
     source = open_file_source(scenario, &run.request);
+    check_recon_queries(scenario, source->header(), run.request, policy_ptrs);
   }
   run.model = source->header().model;
   run.traced_layers = source->header().traced_layers;

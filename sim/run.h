@@ -2,6 +2,7 @@
 // Runs a scenario end to end: trace source, policies, replay. The command-line front end and the
 // tests both go through here.
 #include <functional>
+#include <span>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +28,12 @@ struct ScenarioRun {
 
 // Builds the policies of the scenario: `full` first unless listed, then the listed ones.
 std::vector<std::unique_ptr<Policy>> make_scenario_policies(const Scenario& scenario);
+
+// A synthetic trace of one request for the scenario's model and traced layers, holding the queries
+// the policies score with. Throws InputError naming the scenario's [workload] for impossible shapes.
+std::unique_ptr<TraceSource> make_synthetic_request(const Scenario& scenario, std::int64_t prompt_tokens,
+                                                    std::int64_t generated_tokens, std::uint64_t seed, int needles,
+                                                    std::span<const Policy* const> policies);
 
 ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
                          const std::function<void(const std::string&)>& progress = {});

@@ -40,6 +40,19 @@ po::options_description scenario_options() {
       ("workload.traced_layers", po::value<std::string>(), "all, or a list such as 0,8,16 or 0-3")
       ("workload.needles", po::value<int>(), "planted needle spans (synthetic, default 2)")
       ("workload.needle_tokens", po::value<std::int64_t>(), "tokens per needle (synthetic, default 16)")
+      ("workload.arrivals", po::value<std::string>(), "serve many requests: an Azure trace .csv, a Mooncake .jsonl, or poisson(rate=5, requests=1000, ...) / gamma(...) (kvsim workload --help)")
+      ("workload.max_requests", po::value<std::int64_t>(), "serve only the first N requests of the arrivals")
+      ("workload.arrival_rate", po::value<double>(), "rescale arrival times to this mean rate, requests/s")
+      ("workload.concurrency", po::value<int>(), "closed loop: this many clients, each sends its next request when the last finishes")
+      ("serving.block_tokens", po::value<std::int64_t>(), "tokens per paged KV block (default 16)")
+      ("serving.max_batch_tokens", po::value<std::int64_t>(), "tokens per iteration, decodes + prefill chunks (default 2048)")
+      ("serving.max_running", po::value<int>(), "most requests in the running batch (default 256)")
+      ("serving.preemption", po::value<std::string>(), "recompute (default) or swap(tier=dram)")
+      ("serving.admission", po::value<std::string>(), "on_demand (default, vLLM) or reserve (admit when the request's peak KV fits)")
+      ("serving.mode", po::value<std::string>(), "fast (default: retention profiles per prompt-length bucket) or exact (each request replayed)")
+      ("serving.profile_buckets_per_octave", po::value<int>(), "fast mode: prompt-length buckets per doubling (default 8)")
+      ("serving.profile_decode_tokens", po::value<std::int64_t>(), "fast mode: decode steps measured per profile (default 256)")
+      ("serving.slo", po::value<std::string>(), "goodput SLO per request, e.g. ttft=2s, tpot=100ms")
       ("policy.spec", po::value<std::vector<std::string>>()->composing(), "policy spec (repeatable)")
       ("hardware.preset", po::value<std::string>(), "hardware preset in configs/hardware/ (kvsim hw list), or an .ini path")
       ("hardware.attach", po::value<std::vector<std::string>>()->composing(),
@@ -69,11 +82,13 @@ std::string scenario_help() {
   return out.str();
 }
 
-Scenario load_scenario(const std::string& path) {
+Scenario load_scenario(const std::string& path) { return load_scenario_text(read_ini_text(path), path); }
+
+Scenario load_scenario_text(const std::string& ini_text, const std::string& path) {
   Scenario s;
   s.path = path;
   po::variables_map v;
-  parse_ini_file(path, scenario_options(), v);
+  parse_ini_text(ini_text, path, scenario_options(), v);
   auto where = [&](const std::string& section_key) { return path + ": [" + section_key + "]"; };
 
   read(v, "workload.trace", s.trace);
@@ -127,9 +142,71 @@ Scenario load_scenario(const std::string& path) {
     }
   }
   read(v, "workload.traced_layers", s.traced_layers);
+  // Serving replays one prompt per length bucket and policy: one traced layer keeps that quick
+  // (the others follow the budget the policy gives them).
+  if (v.count("workload.arrivals") && !v.count("workload.traced_layers") && s.model_given) {
+    s.traced_layers = std::to_string(s.model.num_layers / 2);
+  }
   read(v, "workload.needles", s.needles);
   read(v, "workload.needle_tokens", s.needle_tokens);
-  if (s.synthetic()) {
+  read(v, "workload.arrivals", s.arrivals);
+  read(v, "workload.max_requests", s.max_requests);
+  read(v, "workload.arrival_rate", s.arrival_rate_per_s);
+  read(v, "workload.concurrency", s.concurrency);
+  if (v.count("workload.arrivals")) {
+    if (s.arrivals.empty()) fail_input(where("workload") + " arrivals", "expected a .csv/.jsonl path or a synthetic spec");
+    if (!s.synthetic()) fail_input(where("workload") + " arrivals", "serving needs trace = synthetic (retention profiles are replayed on synthetic traces)");
+    const fs::path p(s.arrivals);
+    if (p.extension() == ".csv" || p.extension() == ".jsonl") {
+      s.arrivals = (p.is_relative() ? fs::path(path).parent_path() / p : p).lexically_normal().string();
+    }
+  } else {
+    for (const char* key : {"workload.max_requests", "workload.arrival_rate", "workload.concurrency"}) {
+      if (v.count(key)) fail_input(where("workload") + " " + std::string(key).substr(9), "needs [workload] arrivals");
+    }
+    for (const auto& [key, value] : v) {
+      if (key.rfind("serving.", 0) == 0) fail_input(where("serving") + " " + key.substr(8), "needs [workload] arrivals");
+    }
+  }
+  if (s.max_requests < 0) fail_input(where("workload") + " max_requests", "must be >= 0 (0: all)");
+  if (v.count("workload.arrival_rate") && !(s.arrival_rate_per_s > 0 && s.arrival_rate_per_s < 1e9)) {
+    fail_input(where("workload") + " arrival_rate", "must be > 0 requests/s");
+  }
+  if (v.count("workload.concurrency") && s.concurrency < 1) fail_input(where("workload") + " concurrency", "must be >= 1");
+  if (s.concurrency > 0 && s.arrival_rate_per_s > 0) {
+    fail_input(where("workload") + " concurrency", "contradicts arrival_rate (closed loop ignores arrival times): give one");
+  }
+  ServingConfig& sv = s.serving;
+  read(v, "serving.block_tokens", sv.block_tokens);
+  read(v, "serving.max_batch_tokens", sv.max_batch_tokens);
+  read(v, "serving.max_running", sv.max_running);
+  read(v, "serving.profile_buckets_per_octave", sv.profile_buckets_per_octave);
+  read(v, "serving.profile_decode_tokens", sv.profile_decode_tokens);
+  if (sv.block_tokens < 1 || sv.block_tokens > 4096) fail_input(where("serving") + " block_tokens", "must be in [1, 4096]");
+  if (sv.max_batch_tokens < 1) fail_input(where("serving") + " max_batch_tokens", "must be >= 1");
+  if (sv.max_running < 1) fail_input(where("serving") + " max_running", "must be >= 1");
+  if (sv.profile_buckets_per_octave < 1 || sv.profile_buckets_per_octave > 64) {
+    fail_input(where("serving") + " profile_buckets_per_octave", "must be in [1, 64]");
+  }
+  if (sv.profile_decode_tokens < 1) fail_input(where("serving") + " profile_decode_tokens", "must be >= 1");
+  if (v.count("serving.preemption")) parse_preemption(v["serving.preemption"].as<std::string>(), where("serving") + " preemption", &sv);
+  if (v.count("serving.admission")) {
+    const std::string a = v["serving.admission"].as<std::string>();
+    if (a == "on_demand") sv.admission = ServingConfig::Admission::kOnDemand;
+    else if (a == "reserve") sv.admission = ServingConfig::Admission::kReserve;
+    else fail_input(where("serving") + " admission", "expected on_demand or reserve, got '" + a + "'");
+  }
+  if (v.count("serving.mode")) {
+    const std::string m = v["serving.mode"].as<std::string>();
+    if (m == "fast") sv.mode = ServingConfig::Mode::kFast;
+    else if (m == "exact") sv.mode = ServingConfig::Mode::kExact;
+    else fail_input(where("serving") + " mode", "expected fast or exact, got '" + m + "'");
+  }
+  if (v.count("serving.slo")) sv.slo = parse_slo(v["serving.slo"].as<std::string>(), where("serving") + " slo");
+  if (s.serving_mode() && s.hardware_preset.empty() && !v.count("hardware.preset")) {
+    fail_input(where("hardware") + " preset", "serving needs hardware (time and memory come from it)");
+  }
+  if (s.synthetic() && !s.serving_mode()) {
     if (!v.count("workload.prompt_tokens")) fail_input(where("workload") + " prompt_tokens", "required for a synthetic trace");
     if (s.prompt_tokens < 1) fail_input(where("workload") + " prompt_tokens", "must be >= 1");
     if (s.generated_tokens < 0) fail_input(where("workload") + " generated_tokens", "must be >= 0");

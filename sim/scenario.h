@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "sim/serving_config.h"
 #include "traces/model_shape.h"
 
 namespace kvsim {
@@ -28,6 +29,13 @@ struct Scenario {
   int needles = 2;
   std::int64_t needle_tokens = 16;
 
+  // Serving (DESIGN.md §6): with [workload] arrivals, many requests share the device.
+  std::string arrivals;            // Azure .csv or Mooncake .jsonl path (resolved), or a synthetic spec
+  std::int64_t max_requests = 0;   // 0: every request of the arrivals
+  double arrival_rate_per_s = 0;   // > 0: arrival times rescaled to this mean rate
+  int concurrency = 0;             // > 0: closed loop of this many clients; arrival times ignored
+  ServingConfig serving;           // [serving]
+
   // [policy] spec (repeatable), in order; `full` is added first by the runner if not listed.
   std::vector<std::string> policy_specs;
 
@@ -42,6 +50,7 @@ struct Scenario {
   int fidelity_queries = 64;  // decode positions used for fidelity
 
   bool synthetic() const { return trace == "synthetic"; }
+  bool serving_mode() const { return !arrivals.empty(); }
   // The prefill chunk size for a prompt of `prompt_tokens`: chunk_tokens, or the whole prompt.
   std::int64_t chunk_tokens_for(std::int64_t prompt_tokens) const {
     return chunk_tokens > 0 ? chunk_tokens : prompt_tokens;
@@ -51,6 +60,10 @@ struct Scenario {
 // Parses and validates `path`. Throws InputError("<path>: [section] key: ...") on unknown sections
 // or keys, values of the wrong type, and impossible settings.
 Scenario load_scenario(const std::string& path);
+
+// The same for scenario text in memory, parsed as if it were the file `path`: relative trace and
+// preset paths resolve against its folder and errors name it (kvsim sweep's expanded scenarios).
+Scenario load_scenario_text(const std::string& ini_text, const std::string& path);
 
 // The help text for the scenario file format (kvsim run --help).
 std::string scenario_help();

@@ -85,7 +85,8 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
         links[load.link].peak_bytes_per_s = std::max(links[load.link].peak_bytes_per_s, rate);
       }
     }
-    const double roofline_s = std::max(c.compute_s, c.memory_s);
+    // A layer's small kernels (layer_overhead) are part of its compute, which a layer-ahead fetch overlaps.
+    const double roofline_s = std::max(c.compute_s, c.memory_s) + c.overhead_s;
     // Fetches the pass needs are serialised with compute unless prefetched; demotions are write-backs.
     const bool overlapped = placement.prefetch || placement.kind == Placement::Kind::kScoreTiering;
     c.time_s = (overlapped ? std::max(roofline_s, transfer_s) : roofline_s + transfer_s) + c.communication_s;

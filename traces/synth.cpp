@@ -28,6 +28,7 @@ class SyntheticSource final : public TraceSource {
     layout_ = make_layout(params_);
     inv_freq_ = rope_inv_freq(params_.model.head_dim, params_.model.rope_theta);
     query_positions_ = stored_query_positions(params_);
+    recon_targets_ = recon_target_positions(params_.prompt_tokens, params_.recon_query_tokens);
     key_noise_std_.assign(layout_.head_dim, kContentDimNoise);
     for (int i = 0; i < layout_.pairs; ++i) {
       const bool marker = i >= layout_.pairs - 2 - kNeedlePairs;
@@ -57,6 +58,7 @@ class SyntheticSource final : public TraceSource {
     for (int h = 0; h < m.num_kv_heads; ++h) local[h] = local_vector(layer, h);
     generate_keys_values(layer, local, trace);
     generate_queries(layer, archetypes, local, trace);
+    if (!recon_targets_.empty()) generate_recon_queries(layer, archetypes, local, trace);
     return trace;
   }
 
@@ -86,6 +88,11 @@ class SyntheticSource final : public TraceSource {
         {"question_tokens", std::to_string(params_.question_tokens)},
         {"sink_tokens", std::to_string(kSinkTokens)},
     };
+    // Only when generated, so traces without recon queries keep their exact bytes.
+    if (!recon_targets_.empty()) {
+      header_.generator["recon_query_tokens"] = std::to_string(recon_targets_.size());
+      for (const int layer : header_.traced_layers) header_.recon_query_layers["0"].push_back(layer);
+    }
   }
 
   // The KV head's recency vector r, full head_dim with zeros outside the fast pairs.
@@ -149,37 +156,71 @@ class SyntheticSource final : public TraceSource {
     q[pair + layout_.pairs] += static_cast<float>(amplitude * std::sin(phase));
   }
 
+  static std::vector<double> squared_norms(const std::vector<std::vector<float>>& local) {
+    std::vector<double> norm2(local.size());
+    for (std::size_t h = 0; h < local.size(); ++h) {
+      for (float x : local[h]) norm2[h] += static_cast<double>(x) * x;
+    }
+    return norm2;
+  }
+
+  // One query with strengths `s` (noise from `rng`; `local` is its KV head's recency vector of
+  // squared norm `local_norm2`), aimed as seen from position t and rotated to t. Heavy hitters are
+  // aimed at `heavy_centre`.
+  void build_query(float* q, const QueryStrengths& s, KeyedRng& rng, const std::vector<float>& local,
+                   double local_norm2, std::int64_t t, double heavy_centre) const {
+    const int d = layout_.head_dim;
+    fill_normal(rng, q, d, s.noise_std);
+    for (int i = layout_.pairs - 2 - kNeedlePairs; i < layout_.pairs; ++i) q[i] = q[i + layout_.pairs] = 0.0f;
+    const double local_scale = s.local_peak * std::sqrt(static_cast<double>(d)) / local_norm2;
+    for (int i = 0; i < d; ++i) q[i] += static_cast<float>(local_scale * local[i]);
+    add_aimed(q, layout_.sink_pair, s.sink, 0.5 * (kSinkTokens - 1), t);
+    if (s.heavy != 0.0) add_aimed(q, layout_.heavy_pair, s.heavy, heavy_centre, t);
+    for (int j = 0; j < kNeedlePairs; ++j) {
+      if (s.needle[j] != 0.0) add_aimed(q, layout_.pairs - 3 - j, s.needle[j], layout_.needle_pair_centre[j], t);
+    }
+    apply_rope(q, d, t, inv_freq_);
+  }
+
   void generate_queries(int layer, const std::vector<Archetype>& archetypes,
                         const std::vector<std::vector<float>>& local, LayerTrace& trace) const {
-    const int d = layout_.head_dim;
     const int group = params_.model.group_size();
     const auto rows = static_cast<std::int64_t>(query_positions_.size());
     trace.queries.resize(params_.model.num_q_heads);
-    for (auto& q : trace.queries) q.resize(rows, d);
-    std::vector<double> local_norm2(local.size());
-    for (std::size_t h = 0; h < local.size(); ++h) {
-      for (float x : local[h]) local_norm2[h] += static_cast<double>(x) * x;
-    }
-    const int first_marker = layout_.pairs - 2 - kNeedlePairs;
+    for (auto& q : trace.queries) q.resize(rows, layout_.head_dim);
+    const std::vector<double> local_norm2 = squared_norms(local);
     tbb::parallel_for(std::int64_t{0}, params_.model.num_q_heads * rows, [&](std::int64_t job) {
       const int g = static_cast<int>(job / rows);
       const std::int64_t row = job % rows;
       const std::int64_t t = query_positions_[row];
       const int h = g / group;
       const QueryStrengths s = query_strengths(params_, layout_, layer, g, archetypes[h], t);
-      float* q = trace.queries[g].row(row).data();
       KeyedRng rng(hash_key(params_.seed, static_cast<std::uint64_t>(layer), static_cast<std::uint64_t>(g),
                             static_cast<std::uint64_t>(t), kQueryStream));
-      fill_normal(rng, q, d, s.noise_std);
-      for (int i = first_marker; i < layout_.pairs; ++i) q[i] = q[i + layout_.pairs] = 0.0f;
-      const double local_scale = s.local_peak * std::sqrt(static_cast<double>(d)) / local_norm2[h];
-      for (int i = 0; i < d; ++i) q[i] += static_cast<float>(local_scale * local[h][i]);
-      add_aimed(q, layout_.sink_pair, s.sink, 0.5 * (kSinkTokens - 1), t);
-      if (s.heavy != 0.0) add_aimed(q, layout_.heavy_pair, s.heavy, 0.5 * static_cast<double>(t), t);
-      for (int j = 0; j < kNeedlePairs; ++j) {
-        if (s.needle[j] != 0.0) add_aimed(q, layout_.pairs - 3 - j, s.needle[j], layout_.needle_pair_centre[j], t);
-      }
-      apply_rope(q, d, t, inv_freq_);
+      build_query(trace.queries[g].row(row).data(), s, rng, local[h], local_norm2[h], t, 0.5 * static_cast<double>(t));
+    });
+  }
+
+  // Reconstruction step i re-reads prompt position p_i: its query is built at p_i (so its recency
+  // kernel peaks there) with the archetype's whole-prompt strengths; heavy hitters are sought over
+  // the whole prompt. Noise has its own stream, keyed by the step, so regular queries are unchanged.
+  void generate_recon_queries(int layer, const std::vector<Archetype>& archetypes,
+                              const std::vector<std::vector<float>>& local, LayerTrace& trace) const {
+    const int group = params_.model.group_size();
+    const auto rows = static_cast<std::int64_t>(recon_targets_.size());
+    trace.recon_queries.resize(params_.model.num_q_heads);
+    for (auto& q : trace.recon_queries) q.resize(rows, layout_.head_dim);
+    const std::vector<double> local_norm2 = squared_norms(local);
+    const double heavy_centre = 0.5 * static_cast<double>(params_.prompt_tokens - 1);
+    tbb::parallel_for(std::int64_t{0}, params_.model.num_q_heads * rows, [&](std::int64_t job) {
+      const int g = static_cast<int>(job / rows);
+      const std::int64_t row = job % rows;
+      const std::int64_t target = recon_targets_[row];
+      const int h = g / group;
+      const QueryStrengths s = recon_query_strengths(params_, layout_, layer, g, archetypes[h], target);
+      KeyedRng rng(hash_key(params_.seed, static_cast<std::uint64_t>(layer), static_cast<std::uint64_t>(g),
+                            static_cast<std::uint64_t>(row), kReconQueryStream));
+      build_query(trace.recon_queries[g].row(row).data(), s, rng, local[h], local_norm2[h], target, heavy_centre);
     });
   }
 
@@ -187,6 +228,7 @@ class SyntheticSource final : public TraceSource {
   Layout layout_;
   std::vector<double> inv_freq_;
   std::vector<std::int64_t> query_positions_;
+  std::vector<std::int64_t> recon_targets_;  // prompt position each reconstruction step re-reads
   std::vector<float> key_noise_std_;
   TraceHeader header_;
 };

@@ -33,7 +33,19 @@ struct SynthParams {
   // Tokens at the end of the prompt that act as the "question": retrieval heads attend to the
   // needles from these positions and from every decode position.
   std::int64_t question_tokens = 32;
+  // Queries of a context-reconstruction pass (KVzip), stored as recon_queries when > 0:
+  // T_r = min(recon_query_tokens, prompt_tokens) steps, step i re-reading prompt position
+  // floor((2i+1)·n / (2·T_r)) (every position when T_r = n, else evenly strided). 0: none, and
+  // the trace is byte-identical to one made without this field.
+  std::int64_t recon_query_tokens = 0;
 };
+
+// The T_r a scenario synthesises when a policy needs recon queries: a 32K-token prompt is re-read
+// every 16th position, and one llama-3.1-8b layer's recon_queries are 32 MiB (float32).
+inline constexpr std::int64_t kDefaultReconQueryTokens = 2048;
+
+// The prompt positions the reconstruction steps re-read (see SynthParams::recon_query_tokens).
+std::vector<std::int64_t> recon_target_positions(std::int64_t prompt_tokens, std::int64_t recon_query_tokens);
 
 // Throws InputError (naming `where`) for impossible parameters.
 void validate_synth_params(const SynthParams& params, const std::string& where);

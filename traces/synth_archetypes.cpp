@@ -121,4 +121,23 @@ QueryStrengths query_strengths(const SynthParams& params, const Layout& layout, 
   return s;
 }
 
+QueryStrengths recon_query_strengths(const SynthParams& params, const Layout& layout, int layer, int q_head,
+                                     Archetype archetype, std::int64_t target) {
+  // Boosts relative to the whole prompt: a reconstruction query attends over all of it.
+  const std::int64_t last = params.prompt_tokens - 1;
+  QueryStrengths s = query_strengths(params, layout, layer, q_head, archetype, last);
+  if (archetype != Archetype::kRetrieval) return s;
+  // A retrieval head seeks a needle only while the pass re-reads it, then attends to the whole
+  // needle (its marker) as question queries do. It is not made a sharp copy head: with strided
+  // steps that would single out the re-read positions themselves, an artefact of the sampling.
+  const double context = static_cast<double>(std::max<std::int64_t>(params.prompt_tokens, kMinContext));
+  s.needle.assign(kNeedlePairs, 0.0);
+  for (std::size_t j = 0; j < layout.needles.size(); ++j) {
+    if (target >= layout.needles[j].begin && target < layout.needles[j].end) {
+      s.needle[j % kNeedlePairs] = std::log(context / static_cast<double>(params.needle_tokens)) + 3.0;
+    }
+  }
+  return s;
+}
+
 }  // namespace kvsim::synth

@@ -32,6 +32,7 @@ enum Purpose : std::uint64_t {
   kHeadJitterStream = 5,
   kArchetypeStream = 6,
   kNeedleStream = 7,
+  kReconQueryStream = 8,
 };
 
 // ---- Tuned constants (measured in tests/traces/synth_test.cpp; see the report in the issue) ----
@@ -77,6 +78,13 @@ struct QueryStrengths {
 };
 QueryStrengths query_strengths(const SynthParams& params, const Layout& layout, int layer, int q_head,
                                Archetype archetype, std::int64_t t);
+
+// What the query of one query head at reconstruction step aimed at prompt position `target` aims
+// for: the head's archetype behaviour as seen from the end of the prompt (the reconstruction pass
+// sees the whole prompt), its recency kernel centred on `target` (the query is rotated to
+// `target`), and for retrieval heads, while `target` lies in a needle, that needle.
+QueryStrengths recon_query_strengths(const SynthParams& params, const Layout& layout, int layer, int q_head,
+                                     Archetype archetype, std::int64_t target);
 
 // n normals of standard deviation `std` from rng, using both Box-Muller outputs.
 void fill_normal(KeyedRng& rng, float* out, int n, double std);

@@ -47,6 +47,9 @@ void validate_synth_params(const SynthParams& p, const std::string& where) {
   for (const std::int64_t t : p.extra_query_positions) {
     if (t < 0 || t >= total) fail_input(where, "query position " + str(t) + " is out of range [0, " + str(total) + ")");
   }
+  if (p.recon_query_tokens < 0) {
+    fail_input(where, "recon_query_tokens must be >= 0, got " + str(p.recon_query_tokens));
+  }
   if (p.num_needles < 0) fail_input(where, "num_needles must be >= 0, got " + str(p.num_needles));
   if (p.question_tokens < 0) fail_input(where, "question_tokens must be >= 0, got " + str(p.question_tokens));
   if (p.num_needles > 0) {
@@ -57,6 +60,15 @@ void validate_synth_params(const SynthParams& p, const std::string& where) {
                             ") must fit in 10%..80% of prompt_tokens (" + str(room) + " tokens)");
     }
   }
+}
+
+std::vector<std::int64_t> recon_target_positions(std::int64_t prompt_tokens, std::int64_t recon_query_tokens) {
+  const std::int64_t steps = std::min(recon_query_tokens, prompt_tokens);
+  std::vector<std::int64_t> positions;
+  positions.reserve(static_cast<std::size_t>(std::max<std::int64_t>(steps, 0)));
+  // Centred strides: step i covers [i·n/T_r, (i+1)·n/T_r) and re-reads its middle.
+  for (std::int64_t i = 0; i < steps; ++i) positions.push_back((2 * i + 1) * prompt_tokens / (2 * steps));
+  return positions;
 }
 
 namespace synth {

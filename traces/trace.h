@@ -38,6 +38,10 @@ struct TraceHeader {
   // Free-form generator parameters (synthetic files), written as root attributes.
   std::map<std::string, std::string> generator;
   std::uint64_t seed = 0;  // synthetic only
+  // Request id -> its traced layers that store recon_queries (sorted; absent: none), so a policy
+  // that scores with them is refused before any layer is loaded. Derived from the layers, not
+  // written as an attribute.
+  std::map<std::string, std::vector<int>> recon_query_layers;
 };
 
 // One traced layer of one request.

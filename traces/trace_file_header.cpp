@@ -88,7 +88,7 @@ std::vector<std::string> child_names(const H5::Group& group) {
   return names;
 }
 
-RequestInfo read_request(const H5::Group& requests, const std::string& id, const TraceHeader& header,
+RequestInfo read_request(const H5::Group& requests, const std::string& id, TraceHeader& header,
                          const std::string& path) {
   const std::string group_path = "/requests/" + id;
   if (requests.childObjType(id) != H5O_TYPE_GROUP) fail_input(path, group_path + ": is not a group; expected a request group");
@@ -114,7 +114,9 @@ RequestInfo read_request(const H5::Group& requests, const std::string& id, const
                            std::to_string(layer) + ", so every request needs it");
     }
     const LayerContext context{path, h5::join(group_path, name), &header.model, request.total_tokens(), layer};
-    read_layer_layout(group.openGroup(name), context);
+    if (read_layer_layout(group.openGroup(name), context).has_recon_queries) {
+      header.recon_query_layers[id].push_back(layer);
+    }
   }
   return request;
 }

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "util/error.h"
 
@@ -9,10 +10,23 @@ namespace kvsim {
 
 namespace po = boost::program_options;
 
-void parse_ini_file(const std::string& path, const po::options_description& options, po::variables_map& values) {
+std::string read_ini_text(const std::string& path) {
   if (std::filesystem::is_directory(path)) fail_input(path, "is a folder; expected an INI file");
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) fail_input(path, "cannot open file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) fail_input(path, "cannot read file");
+  return text.str();
+}
+
+void parse_ini_file(const std::string& path, const po::options_description& options, po::variables_map& values) {
+  parse_ini_text(read_ini_text(path), path, options, values);
+}
+
+void parse_ini_text(const std::string& text, const std::string& path, const po::options_description& options,
+                    po::variables_map& values) {
+  std::istringstream in(text);
   try {
     po::store(po::parse_config_file(in, options, /*allow_unregistered=*/false), values);
     po::notify(values);

@@ -11,4 +11,12 @@ namespace kvsim {
 void parse_ini_file(const std::string& path, const boost::program_options::options_description& options,
                     boost::program_options::variables_map& values);
 
+// The same for INI text already in memory, as if it were the file `path` (errors name `path`).
+void parse_ini_text(const std::string& text, const std::string& path,
+                    const boost::program_options::options_description& options,
+                    boost::program_options::variables_map& values);
+
+// The whole text of an INI file. Throws InputError("<path>: ...") for a folder or an unreadable file.
+std::string read_ini_text(const std::string& path);
+
 }  // namespace kvsim

@@ -13,6 +13,9 @@ Inputs:
   scenarios/*.ini  scenario files          kvsim run FILE --out out --save-kept kept.h5 --quiet
   hardware/*.ini   hardware preset files   kvsim hw show FILE --dot hw.dot
   models/*.ini     model files             kvsim synth --model FILE ... --out synth.h5
+  sweeps/*.ini     sweep files             kvsim sweep FILE --out out --quiet
+  workloads/*      serving workloads       kvsim workload FILE
+                   (Azure .csv, Mooncake .jsonl, synthetic specs)
   (generated)      HDF5 traces             each corrupted copy of a small valid `kvsim synth` file
                                            is run through `kvsim inspect` and `kvsim run`
   (inline)         command lines           unknown command/option, missing options, impossible synth
@@ -21,7 +24,11 @@ Each static file's first line says what is wrong and what is expected:
 and an optional second line `# args: ...` replaces the default command ({file} is the case file).
 Files in support/ are copied next to every case (a valid tiny model, a valid scenario).
 
-Workloads (Azure CSV / Mooncake JSONL) are not covered: kvsim has no workload readers yet.
+Workload files cannot start with a comment (a CSV's first line is its header, a JSONL line is
+JSON), so in workloads/ those one or two header lines live in a sidecar `NAME.expect` instead, and
+every case is one .expect file: workloads/missing_key.jsonl.expect describes missing_key.jsonl. An
+.expect without a data file beside it is a command-line case, such as a bad synthetic spec given
+by its `# args:` line (write the spec without spaces: args are split on whitespace).
 
 Cases that expose a kvsim bug that is not fixed yet are listed in EXPECTED_FAILURES below: they
 still run, are reported as XFAIL, and keep the test green; one that starts passing is reported as
@@ -51,6 +58,7 @@ EXPECTED_FAILURES = {
 }
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(os.path.dirname(HERE), "data")  # valid workload samples for the controls
 HEADER = re.compile(r'^#\s*(?P<problem>.*?)\s+--\s+expect exit (?P<code>\d+):\s+"(?P<fragment>.*)"\s*$')
 ARGS = re.compile(r"^#\s*args:\s*(?P<args>.*)$")
 MEMORY_LIMIT = 4 << 30  # address-space cap for kvsim: a runaway allocation fails instead of eating the machine
@@ -81,10 +89,11 @@ DEFAULT_ARGS = {
     "scenarios": "run {file} --out out --save-kept kept.h5 --quiet",
     "hardware": "hw show {file} --dot hw.dot",
     "models": "synth --model {file} --prompt-tokens 256 --generated-tokens 4 --layers 0 --out synth.h5",
+    "sweeps": "sweep {file} --out out --quiet",
 }
 
 
-KIND = {"scenarios": "scenario", "hardware": "hardware", "models": "model"}
+KIND = {"scenarios": "scenario", "hardware": "hardware", "models": "model", "sweeps": "sweep"}
 
 
 def static_cases(trace_setup):
@@ -97,16 +106,49 @@ def static_cases(trace_setup):
             path = os.path.join(HERE, folder, file)
             with open(path) as f:
                 lines = f.read().splitlines()
-            m = HEADER.match(lines[0]) if lines else None
-            if not m:
-                raise SystemExit("%s: first line must be '# <problem> -- expect exit N: \"<fragment>\"'" % path)
-            a = ARGS.match(lines[1]) if len(lines) > 1 else None
-            argv = (a.group("args") if a else default).format(file=file).split()
+            problem, fragment, code, args = read_expectation(path, lines)
+            argv = (args or default).format(file=file).split()
             text = "\n".join(lines)
             uses_trace = "good.h5" in text
-            cases.append(Case("%s.%s" % (KIND[folder], file[:-4]), argv, m.group("problem"), m.group("fragment"),
-                              names=[file], inputs=support + [(path, file)], code=int(m.group("code")),
+            cases.append(Case("%s.%s" % (KIND[folder], file[:-4]), argv, problem, fragment,
+                              names=[file], inputs=support + [(path, file)], code=code,
                               setup=trace_setup if uses_trace else None))
+    return cases
+
+
+def read_expectation(path, lines):
+    """(problem, fragment, code, argv template or None) from a case's first one or two lines."""
+    m = HEADER.match(lines[0]) if lines else None
+    if not m:
+        raise SystemExit("%s: first line must be '# <problem> -- expect exit N: \"<fragment>\"'" % path)
+    a = ARGS.match(lines[1]) if len(lines) > 1 else None
+    return m.group("problem"), m.group("fragment"), int(m.group("code")), a.group("args") if a else None
+
+
+WORKLOAD_ARGS = "workload {file}"
+
+
+def workload_cases():
+    """One case per workloads/*.expect (see the docstring): the data file it names, if any, is
+    copied into the sandbox and must be named by the error."""
+    folder = os.path.join(HERE, "workloads")
+    cases = []
+    for expect in sorted(os.listdir(folder)):
+        if not expect.endswith(".expect"):
+            continue
+        file = expect[:-len(".expect")]
+        data = os.path.join(folder, file)
+        with open(os.path.join(folder, expect)) as f:
+            problem, fragment, code, args = read_expectation(os.path.join(folder, expect), f.read().splitlines())
+        has_data = os.path.isfile(data)
+        if not has_data and args is None:
+            raise SystemExit("%s: no %s beside it, so it needs an '# args:' line" % (expect, file))
+        argv = (args or WORKLOAD_ARGS).format(file=file).split()
+        cases.append(Case("workload." + file, argv, problem, fragment, names=[file] if has_data else [],
+                          inputs=[(data, file)] if has_data else [], code=code))
+    for data in sorted(os.listdir(folder)):
+        if not data.endswith(".expect") and not os.path.isfile(os.path.join(folder, data + ".expect")):
+            raise SystemExit("workloads/%s has no %s.expect saying what is wrong with it" % (data, data))
     return cases
 
 
@@ -388,6 +430,13 @@ def cli_cases(copy_good):
     add("hw_unknown_attach", ["hw", "show", "h100-sxm", "--attach", "cxl-gen9"], "hw show --attach unknown",
         "unknown hardware attachment 'cxl-gen9'")
     add("policies_unknown_option", ["policies", "--frobnicate"], "policies --frobnicate", "frobnicate")
+    add("workload_no_file", ["workload"], "kvsim workload without a file or spec", "FILE_OR_SPEC")
+    add("workload_negative_max_requests", ["workload", "poisson(rate=5,requests=10)", "--max-requests=-1"],
+        "--max-requests -1", "--max-requests: expected a whole number >= 0")
+    add("workload_bad_seed", ["workload", "poisson(rate=5,requests=10)", "--seed", "-3"], "--seed -3",
+        "--seed: expected a whole number >= 0, got '-3'")
+    add("workload_folder", ["workload", "folder.csv"], "the workload path is a folder", "folder.csv: is a folder",
+        setup=lambda sandbox: os.makedirs(os.path.join(sandbox, "folder.csv")))
     def hw_scenario(sandbox):
         with open(os.path.join(sandbox, "valid-scenario.ini")) as f:
             text = f.read()
@@ -490,7 +539,7 @@ def main():
     import h5py
 
     generated, copy_good = trace_cases(np, h5py, kvsim, workdir)
-    cases = static_cases(copy_good) + generated + cli_cases(copy_good)
+    cases = static_cases(copy_good) + workload_cases() + generated + cli_cases(copy_good)
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "duplicate case names"
     unknown = set(EXPECTED_FAILURES) - set(names)
@@ -503,7 +552,10 @@ def main():
     for name, argv in (("synthetic", ["run", "valid-scenario.ini", "--out", "out", "--quiet"]),
                        ("trace_file", ["run", "file-scenario.ini", "--out", "out", "--quiet"]),
                        ("inspect", ["inspect", "good.h5", "--quiet"]),
-                       ("hw_show", ["hw", "show", "h100-sxm", "--attach", "host-ddr5"])):
+                       ("hw_show", ["hw", "show", "h100-sxm", "--attach", "host-ddr5"]),
+                       ("workload_azure", ["workload", os.path.join(DATA, "azure_conv_sample.csv")]),
+                       ("workload_mooncake", ["workload", os.path.join(DATA, "mooncake_conversation_sample.jsonl")]),
+                       ("workload_synthetic", ["workload", "gamma(rate=5,cv=3,requests=100)"])):
         def setup(sandbox):
             copy_good(sandbox)
             with open(os.path.join(sandbox, "valid-scenario.ini")) as f:
@@ -554,7 +606,7 @@ def main():
             print("FAIL %s (%s): %s%s" % (case.name, case.problem, "; ".join(problems), detail))
 
     print("%d cases (%d static files, %d generated traces x 2 commands, %d command lines) + %d controls"
-          % (len(selected), sum(c.name.split(".")[0] in ("scenario", "hardware", "model") for c in selected),
+          % (len(selected), sum(c.name.split(".")[0] in ("scenario", "hardware", "model", "workload", "sweep") for c in selected),
              sum(c.name.startswith("trace.") for c in selected) // 2, sum(c.name.startswith("cli.") for c in selected),
              len(controls)))
     print("%d passed, %d failed (%d expected failures of known bugs, %d unexpected passes)"

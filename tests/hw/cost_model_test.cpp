@@ -1,5 +1,7 @@
 #include "hw/cost_model.h"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "tests/test_support.h"
@@ -69,6 +71,27 @@ TEST(CostModel, TensorParallelSplitsWorkAndAddsAllReduce) {
   EXPECT_DOUBLE_EQ(b.compute_s, a.compute_s / 2);
   // 2 layers x 2 all-reduces x 2(2-1)/2 x (1000 x 64 x 2 bytes) / 50 GB/s.
   EXPECT_DOUBLE_EQ(b.communication_s, 2 * 2 * 1.0 * 128000.0 / 50e9);
+}
+
+TEST(CostModel, LayerOverheadIsAddedOncePerLayerAndNotSplitByTp) {
+  Hardware hw = toy_device();
+  hw.device.layer_overhead_s = 10e-6;
+  const CostModel one(hw, toy_model(), 1, "t");
+  const CostModel two(hw, toy_model(), 2, "t");
+  const CostModel none(toy_device(), toy_model(), 1, "t");
+  PassWork w;
+  w.tokens = 1;
+  w.logits_tokens = 1;
+  w.kv_written_entries = 4;
+  const PassCost a = one.pass_cost(w);
+  const PassCost b = two.pass_cost(w);
+  // The toy model has 2 layers: 2 x 10 us on top of the roofline, on every rank.
+  EXPECT_DOUBLE_EQ(a.overhead_s, 20e-6);
+  EXPECT_DOUBLE_EQ(b.overhead_s, 20e-6);
+  EXPECT_DOUBLE_EQ(a.time_s, std::max(a.compute_s, a.memory_s) + 20e-6);
+  EXPECT_DOUBLE_EQ(b.time_s, std::max(b.compute_s, b.memory_s) + b.communication_s + 20e-6);
+  EXPECT_DOUBLE_EQ(a.time_s - none.pass_cost(w).time_s, 20e-6);
+  EXPECT_DOUBLE_EQ(none.pass_cost(w).overhead_s, 0.0);  // absent from the file: no overhead
 }
 
 TEST(CostModel, NeedsDenseShape) {

@@ -80,6 +80,8 @@ TEST(Hardware, BadFilesNameTheKey) {
                 .find("compute_efficiency"),
             std::string::npos);
   EXPECT_NE(hardware_error("[device]\nname = toy\n" + kHbm).find("flops_bf16"), std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "layer_overhead = -5 us\n" + kHbm).find("layer_overhead"), std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "layer_overhead = 30\n" + kHbm).find("layer_overhead: missing unit"), std::string::npos);
   EXPECT_THROW(load_hardware("no-such-gpu"), InputError);
 }
 
@@ -91,6 +93,8 @@ TEST(Hardware, PresetsLoadWithAttachments) {
   const Hardware hw = load_hardware("h100-sxm", {"host-ddr5", "cxl-gen5"});
   EXPECT_DOUBLE_EQ(hw.tier("hbm").read_bytes_per_s, 3.35e12);
   EXPECT_DOUBLE_EQ(hw.tier("cxl").capacity_bytes, 256e9);
+  EXPECT_DOUBLE_EQ(hw.device.layer_overhead_s, 30e-6);  // vidur's A100 small-kernel times (docs/validation.md)
+  EXPECT_DOUBLE_EQ(load_hardware(write("plain.ini", kDevice + kHbm)).device.layer_overhead_s, 0.0);
   EXPECT_THROW(load_hardware("gh200", {"host-ddr5"}), InputError);  // gh200 has its own host memory
 }
 

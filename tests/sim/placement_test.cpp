@@ -13,9 +13,9 @@ namespace {
 ModelShape toy_model() { return testing_support::toy_dense_model(); }
 
 // Weights: (2 x 36864 + 2 x 6400) x 2 bytes = 173056 B. One entry = 64 B; 4 entries per token.
-Hardware toy_hardware(double hbm_bytes) {
+Hardware toy_hardware(double hbm_bytes, double layer_overhead_s = 0) {
   Hardware hw;
-  hw.device = Device{"toy", 1e12, 0, 1.0, 1.0, 0, "hbm"};
+  hw.device = Device{"toy", 1e12, 0, 1.0, 1.0, 0, "hbm", layer_overhead_s};
   hw.tiers = {Tier{"hbm", "hbm", hbm_bytes, 1e12, 1e12, 0, ""}, Tier{"host", "switch", 0, 0, 0, 0, ""},
               Tier{"cxl", "cxl", 1e12, 1e9, 1e9, 0, ""}};
   hw.links = {Link{"pcie", "hbm", "host", 2e9, 0}, Link{"cxlink", "host", "cxl", 1e9, 0}};
@@ -36,8 +36,8 @@ struct Fixture {
     result = replay_request(source, source.header().requests[0], {&p, 1}, options).front();
   }
 
-  PolicyTiming time(double hbm_bytes, const std::string& placement_text) {
-    const Hardware hw = toy_hardware(hbm_bytes);
+  PolicyTiming time(double hbm_bytes, const std::string& placement_text, double layer_overhead_s = 0) {
+    const Hardware hw = toy_hardware(hbm_bytes, layer_overhead_s);
     const CostModel cost(hw, model, 1, "t");
     const Hierarchy hierarchy(hw);
     const Placement placement = parse_placement(placement_text, "t");
@@ -114,6 +114,46 @@ TEST(Placement, BadPlacementsAreClearErrors) {
   // The spec names the exact value (it used to cut 0.125 to "0.12").
   EXPECT_EQ(parse_placement("score_tiering(tier=cxl, hbm_reserve=0.125)", "x").spec(),
             "score_tiering(tier=cxl, hbm_reserve=0.125)");
+}
+
+// The per-layer overhead is part of each layer's compute: serial fetches add to it, a layer-ahead
+// prefetch hides behind it (or it behind the fetch).
+TEST(Placement, LayerOverheadIsComputeThatPrefetchOverlaps) {
+  Fixture f("full");
+  const double overhead = 2 * 40e-6;  // the toy model's 2 layers x 40 us: more than the 32 us fetch below
+  const PolicyTiming serial = f.time(kSmallHbm, "offload(tier=cxl, hbm_reserve=0)", 40e-6);
+  const PolicyTiming overlapped = f.time(kSmallHbm, "offload(tier=cxl, prefetch=layer, hbm_reserve=0)", 40e-6);
+  const std::size_t step = 4;  // as in OffloadFetchTimeByHand: 500 entries x 64 B over 1 GB/s
+  const double fetch_s = 500 * 64 / 1e9;
+  const PassCost& c = serial.passes[step];
+  EXPECT_DOUBLE_EQ(c.overhead_s, overhead);
+  const double compute_s = std::max(c.compute_s, c.memory_s) + overhead;
+  EXPECT_NEAR(c.time_s, compute_s + fetch_s, 1e-12);
+  EXPECT_NEAR(overlapped.passes[step].time_s, std::max(compute_s, fetch_s), 1e-12);
+  EXPECT_NEAR(overlapped.passes[step].time_s, compute_s, 1e-12);  // the fetch is hidden entirely
+}
+
+// Issue 5 names the overlapped placement layer_prefetch: it is offload with prefetch=layer.
+TEST(Placement, LayerPrefetchIsOffloadWithLayerPrefetch) {
+  const Placement p = parse_placement("layer_prefetch(tier=cxl)", "x");
+  EXPECT_EQ(p.kind, Placement::Kind::kOffload);
+  EXPECT_EQ(p.tier, "cxl");
+  EXPECT_TRUE(p.prefetch);
+  EXPECT_EQ(p.spec(), "offload(tier=cxl, prefetch=layer, hbm_reserve=0.1)");
+  EXPECT_EQ(parse_placement("layer_prefetch", "x").spec(), "offload(tier=dram, prefetch=layer, hbm_reserve=0.1)");
+  EXPECT_EQ(parse_placement("layer_prefetch(tier=cxl, hbm_reserve=0.25)", "x").spec(),
+            "offload(tier=cxl, prefetch=layer, hbm_reserve=0.25)");
+  // prefetch is implied, so naming it is an error rather than a silent override.
+  EXPECT_THROW(parse_placement("layer_prefetch(tier=cxl, prefetch=none)", "x"), InputError);
+  Fixture f("full");
+  const PolicyTiming alias = f.time(kSmallHbm, "layer_prefetch(tier=cxl, hbm_reserve=0)");
+  const PolicyTiming offload = f.time(kSmallHbm, "offload(tier=cxl, prefetch=layer, hbm_reserve=0)");
+  const PolicyTiming serial = f.time(kSmallHbm, "offload(tier=cxl, hbm_reserve=0)");
+  ASSERT_EQ(alias.passes.size(), offload.passes.size());
+  for (std::size_t i = 0; i < alias.passes.size(); ++i) {
+    EXPECT_DOUBLE_EQ(alias.passes[i].time_s, offload.passes[i].time_s) << i;
+  }
+  EXPECT_LT(alias.e2e_s.p50, serial.e2e_s.p50);  // the fetches really overlap
 }
 
 }  // namespace

@@ -297,6 +297,67 @@ TEST_F(TraceFileTest, NaNInKeysIsRejectedWhenTheLayerIsLoaded) {
   expect_input_error([&] { validate_trace_file(path_); }, parts);
 }
 
+// recon_queries (DESIGN.md §3, optional): present on one layer of the standard source only.
+TEST_F(TraceFileTest, ReconQueriesArePerLayerAndListedInTheHeader) {
+  write_trace_file(path_, make_source(), {});
+  const auto read = open_trace_file(path_);
+  EXPECT_EQ(read->header().recon_query_layers, (std::map<std::string, std::vector<int>>{{"b", {2}}}));
+  const LayerTrace with = read->load_layer("b", 2);
+  ASSERT_EQ(with.recon_queries.size(), 4u);  // num_q_heads
+  EXPECT_EQ(with.recon_queries[0].rows(), 3);
+  EXPECT_TRUE(read->load_layer("b", 0).recon_queries.empty());
+  EXPECT_TRUE(read->load_layer("a", 2).recon_queries.empty());
+}
+
+void replace_recon_queries(H5::H5File& file, hsize_t heads, hsize_t rows, hsize_t dim) {
+  const H5::Group layer = file.openGroup("/requests/b/layer_2");
+  layer.unlink("recon_queries");
+  const hsize_t dims[3] = {heads, rows, dim};
+  const H5::DataSet d = layer.createDataSet("recon_queries", H5::PredType::IEEE_F32LE, H5::DataSpace(3, dims));
+  std::vector<float> zeros(heads * rows * dim, 0.0f);
+  d.write(zeros.data(), H5::PredType::NATIVE_FLOAT);
+}
+
+TEST_F(TraceFileTest, ReconQueriesWithWrongShapeAreNamed) {
+  write_and_edit([](H5::H5File& file) { replace_recon_queries(file, 4, 3, 16); });
+  expect_input_error([&] { open_trace_file(path_); },
+                     {path_ + ": /requests/b/layer_2/recon_queries: shape [4,3,16] does not match "
+                              "[num_q_heads=4, T_r, head_dim=8]"});
+  write_and_edit([](H5::H5File& file) { replace_recon_queries(file, 2, 3, 8); });
+  expect_input_error([&] { open_trace_file(path_); }, {"/requests/b/layer_2/recon_queries: shape [2,3,8]"});
+}
+
+TEST_F(TraceFileTest, AnyNumberOfReconQueriesIsAccepted) {
+  write_and_edit([](H5::H5File& file) { replace_recon_queries(file, 4, 40, 8); });  // T_r above the prompt too
+  EXPECT_EQ(open_trace_file(path_)->load_layer("b", 2).recon_queries[3].rows(), 40);
+}
+
+TEST_F(TraceFileTest, NaNInReconQueriesIsRejectedWhenTheLayerIsLoaded) {
+  write_and_edit([](H5::H5File& file) {
+    H5::DataSet recon = file.openDataSet("/requests/b/layer_2/recon_queries");
+    H5::DataSpace space = recon.getSpace();
+    const hsize_t start[3] = {3, 2, 7};
+    const hsize_t count[3] = {1, 1, 1};
+    space.selectHyperslab(H5S_SELECT_SET, count, start);
+    const float inf = std::numeric_limits<float>::infinity();
+    const hsize_t one = 1;
+    recon.write(&inf, H5::PredType::NATIVE_FLOAT, H5::DataSpace(1, &one), space);
+  });
+  const auto source = open_trace_file(path_);
+  const std::vector<std::string> parts = {"/requests/b/layer_2/recon_queries", "non-finite value",
+                                          "[head 3, token row 2, dim 7]"};
+  expect_input_error([&] { source->load_layer("b", 2); }, parts);
+  expect_input_error([&] { validate_trace_file(path_); }, parts);
+  write_and_edit([](H5::H5File& file) {
+    H5::DataSet recon = file.openDataSet("/requests/b/layer_2/recon_queries");
+    std::vector<float> values(4 * 3 * 8, 0.5f);
+    values[5] = std::numeric_limits<float>::quiet_NaN();
+    recon.write(values.data(), H5::PredType::NATIVE_FLOAT);
+  });
+  expect_input_error([&] { open_trace_file(path_)->load_layer("b", 2); },
+                     {"/requests/b/layer_2/recon_queries", "non-finite value nan", "[head 0, token row 0, dim 5]"});
+}
+
 TEST_F(TraceFileTest, TruncatedFileIsAnInputError) {
   write_trace_file(path_, make_source(), {});
   fs::resize_file(path_, fs::file_size(path_) / 2);

@@ -4,37 +4,138 @@
 1. Linear operators: vidur's A100 profiles (tests/data/vidur_a100_linear_ops.csv: median time of
    the QKV, O, MLP up/gate and MLP down GEMMs of one layer) against `kvsim hw cost a100-80g
    ... linear_layer_s`, for Llama-3-8B and -70B (same shapes as 3.1) at TP 1/2/4/8.
-2. Published end-to-end single-request numbers (decode TPOT), each with its source.
+2. Published end-to-end latencies, each with its source: decode time per output token and prefill
+   time (time to first token) of Llama-2/3-class 7-8B and 70B models at batch 1 on A100 and H100
+   (`kvsim hw cost`, one pass), and the KV transfer of vLLM's CPU offloading connector on H100
+   (`kvsim run` on tests/validation/offload-h100-dram.ini, transfer slices of its Chrome trace).
 
-Regenerates the tables of docs/validation.md (--write) or checks that the committed file is
-current, and checks the accuracy targets. Prints "N passed, M failed"."""
+The published figures below are copied from their sources (or derived from them by the formula
+given next to them); nothing here is fitted to kvsim's output. Regenerates the tables of
+docs/validation.md (--write) or checks that the committed file is current, and checks the accuracy
+targets. Prints "N passed, M failed"."""
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DOC = os.path.join(ROOT, "docs", "validation.md")
 BEGIN, END = "<!-- BEGIN GENERATED: tests/validation/test_validation.py --write -->", "<!-- END GENERATED -->"
-
-# (what, hardware, model, tokens in the pass, cached context, measured seconds, source)
-PUBLISHED = [
-    ("Llama-3.1-8B decode TPOT, batch 1, short chat", "h100-sxm", "llama-3.1-8b", 1, 512, 6.48e-3,
-     "vLLM 0.21 concurrency sweep, H100-80GB, chatbot-short, concurrency 1, TPOT p50 "
-     "(yobitelcomm.github.io/bench/recipes/concurrency-sweep; model-configs.md §4c)"),
-    ("Llama-3.1-8B decode TPOT, batch 1, in 1024 / out 128", "a100-40g", "llama-3.1-8b", 1, 1088, 13.3e-3,
-     "vLLM 0.23 on A100-40GB, ~75 tok/s at batch 1 (johnmusgrave.com vllm-throughput-latency-sweep; "
-     "model-configs.md §4c)"),
-]
 TARGET = 0.25
+LLAMA2_7B = os.path.join(HERE, "llama-2-7b.ini")
+LLAMA2_70B = os.path.join(HERE, "llama-2-70b.ini")
+OFFLOAD_SCENARIO = os.path.join(HERE, "offload-h100-dram.ini")
+
+# Sources, cited by tag in the tables (full reference printed under them).
+SOURCES = [
+    ("vLLM-H100", "vLLM 0.21 concurrency sweep, H100-80GB-HBM3, Llama-3.1-8B-Instruct fp16, chatbot-short, concurrency 1 "
+                  "(yobitelcomm.github.io/bench/recipes/concurrency-sweep, run of 2026-05-16; model-configs.md §4c)"),
+    ("vLLM-A100", "vLLM 0.23, A100-40GB, Llama-3.1-8B-Instruct BF16, random 1024-token input / 128-token output, "
+                  "--ignore-eos, concurrency 1 (johnmusgrave.com/p/vllm-throughput-latency-sweep-on; model-configs.md §4c)"),
+    ("TRT-LLM", "TensorRT-LLM v0.5, docs/source/performance.md, \"Low Latency\" tables, \"A100 GPUs (FP16)\", batch 1, "
+                "1st token latency (github.com/NVIDIA/TensorRT-LLM, file at commit 138f96d; LLaMA = Llama-2)"),
+    ("LMDeploy", "LMDeploy v0.1.0a1 (TurboMind), docs/en/benchmark/a100_fp16.md, \"Static Inference Benchmark\", "
+                 "llama2-7b and llama2-70b tables, batch 1, A100-80G, FP16, CUDA 11.8 (github.com/InternLM/lmdeploy, "
+                 "file at commit 3e391df)"),
+    ("vLLM-offload", "vLLM blog \"Inside vLLM's New Offloading Connector\" (blog.vllm.ai/2026/01/08/kv-offloading-connector.html; "
+                     "vllm-project.github.io _posts/2025-12-29-offloading-connector.md), section \"Evaluating GPU-CPU "
+                     "Transfer Techniques\": NVIDIA H100 80GB HBM3, Xeon Sapphire Rapids host, cudaMemcpyAsync (DMA), 2 MB "
+                     "blocks (= 16 tokens of Llama-3.1-8B KV in vLLM >= 0.12)"),
+]
+
+
+def lmdeploy_tpot(out_tokens, throughput, first_token_s):
+    """Mean time per output token after the first from LMDeploy's table: its throughput column is
+    output tokens over the whole generation time (first token included)."""
+    return (out_tokens / throughput - first_token_s) / (out_tokens - 1)
+
+
+# Batch-1 single passes. kind: decode rows price one step at the mean context of the measured
+# steps (a decode step's cost is linear in its context); prefill rows price the whole prompt in
+# one pass. scope "target": held to +-25%; "miss": a documented miss (kvsim under-predicts by more
+# than 25%; the reason is in docs/validation.md) that the check keeps honest.
+# (id, kind, model, hardware, tp, tokens, context, published s, how the published figure is read, source, scope)
+PUBLISHED = [
+    ("D1", "decode", "llama-3.1-8b", "h100-sxm", 1, 1, 512, 6.48e-3,
+     "TPOT p50, concurrency 1; prompt length not stated (context 512 assumed: its KV read is 0.4% of the step)",
+     "vLLM-H100",
+     "target"),
+    ("D2", "decode", "llama-3.1-8b", "a100-40g", 1, 1, 1024 + 64, 13.3e-3,
+     "~75 tok/s at concurrency 1, in 1024 / out 128 fixed",
+     "vLLM-A100",
+     "target"),
+    ("D3", "decode", LLAMA2_7B, "a100-80g", 1, 1, 1 + 64, lmdeploy_tpot(128, 100.02, 0.011),
+     "prompt 1 / out 128: (128 / 100.02 tok/s - FTL 0.011 s) / 127", "LMDeploy", "target"),
+    ("D4", "decode", LLAMA2_7B, "a100-80g", 1, 1, 2048 + 1024, lmdeploy_tpot(2048, 93.78, 0.14),
+     "prompt 2048 / out 2048: (2048 / 93.78 tok/s - FTL 0.14 s) / 2047", "LMDeploy", "target"),
+    ("D5", "decode", LLAMA2_70B, "a100-80g", 4, 1, 1 + 64, lmdeploy_tpot(128, 33.94, 0.031),
+     "TP 4, prompt 1 / out 128: (128 / 33.94 tok/s - FTL 0.031 s) / 127", "LMDeploy", "target"),
+    ("D6", "decode", LLAMA2_70B, "a100-80g", 4, 1, 2048 + 1024, lmdeploy_tpot(2048, 31.9, 0.405),
+     "TP 4, prompt 2048 / out 2048: (2048 / 31.9 tok/s - FTL 0.405 s) / 2047", "LMDeploy", "target"),
+    ("P1", "prefill", LLAMA2_7B, "a100-80g", 1, 2048, 0, 133e-3,
+     "1st token latency, input 2048", "TRT-LLM", "target"),
+    ("P2", "prefill", LLAMA2_70B, "a100-80g", 4, 2048, 0, 377e-3,
+     "TP 4, 1st token latency, input 2048", "TRT-LLM", "target"),
+    ("P3", "prefill", LLAMA2_7B, "a100-80g", 1, 2048, 0, 0.139,
+     "FTL(ave), prompt 2048 / out 128", "LMDeploy", "target"),
+    ("P4", "prefill", LLAMA2_70B, "a100-80g", 4, 2048, 0, 0.402,
+     "TP 4, FTL(ave), prompt 2048 / out 128", "LMDeploy", "target"),
+    ("P5", "prefill", LLAMA2_7B, "a100-80g", 1, 128, 0, 16e-3,
+     "1st token latency, input 128", "TRT-LLM", "miss"),
+    ("P6", "prefill", LLAMA2_70B, "a100-80g", 4, 128, 0, 47e-3,
+     "TP 4, 1st token latency, input 128", "TRT-LLM", "miss"),
+    ("P7", "prefill", LLAMA2_7B, "a100-80g", 1, 128, 0, 0.022,
+     "FTL(ave), prompt 128 / out 128", "LMDeploy", "miss"),
+    ("P8", "prefill", LLAMA2_70B, "a100-80g", 4, 128, 0, 0.074,
+     "TP 4, FTL(ave), prompt 128 / out 128", "LMDeploy", "miss"),
+]
+
+# Llama-3.1-8B KV per token: 2 x 32 layers x 8 KV heads x 128 x 2 bytes (model-configs.md §2b).
+KV_BYTES_PER_TOKEN = 131072
+# The offload scenario: chunk 1 (8192 tokens out while the first 8192 come back) and decode step 0
+# (all 16384 tokens come back; its own new entries, 128 KiB, go out).
+# (id, pass name in the trace, bytes the published rate applies to, published bytes/s, reading, scope)
+OFFLOAD = [
+    ("O1", "decode step 0", 16384 * KV_BYTES_PER_TOKEN, 50e9,
+     "DRAM -> HBM, one direction: 'for single-direction both can get up to about 50GB/s'", "target"),
+    ("O2", "prefill chunk 1", 2 * 8192 * KV_BYTES_PER_TOKEN, 83.4e9,
+     "both directions at once, equal amounts: 'DMA achieves 83.4 GB/s' (bi-directional)", "miss"),
+]
+
+
+def short_model(model):
+    name = os.path.basename(model)
+    return name[:-len(".ini")] if name.endswith(".ini") else name
 
 
 def kvsim_cost(kvsim, hardware, model, tokens, tp=1, context=0):
     out = subprocess.run([kvsim, "hw", "cost", hardware, "--model", model, "--tp", str(tp), "--context", str(context),
                           "--tokens"] + [str(t) for t in tokens], capture_output=True, text=True, check=True).stdout
     return {int(r["tokens"]): r for r in csv.DictReader(out.splitlines())}
+
+
+def offload_transfers(kvsim):
+    """Per-pass KV transfer time (s) of the offload scenario, from its Chrome trace."""
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = os.path.join(tmp, "trace.json")
+        subprocess.run([kvsim, "run", OFFLOAD_SCENARIO, "--out", os.path.join(tmp, "out"), "--timeline", trace],
+                       capture_output=True, text=True, check=True)
+        events = json.load(open(trace))["traceEvents"]
+    passes = sorted((e for e in events if e.get("ph") == "X" and e.get("tid") == 0), key=lambda e: e["ts"])
+    transfers = {}
+    for p in passes:
+        # The transfer slice of a pass starts with it, one per link on the path (all equal).
+        durations = [e["dur"] for e in events if e.get("ph") == "X" and e["name"] == "KV transfer" and e["ts"] == p["ts"]]
+        transfers[p["name"]] = (max(durations) if durations else 0.0) * 1e-6
+    return transfers
+
+
+def fmt_ms(seconds):
+    return "%.1f ms" % (seconds * 1e3) if seconds >= 0.1 else "%.2f ms" % (seconds * 1e3)
 
 
 def generate(kvsim):
@@ -54,14 +155,38 @@ def generate(kvsim):
             regime = "compute" if float(cost[t]["compute_s"]) >= float(cost[t]["memory_s"]) else "memory"
             errors.append((model, tp, t, err))
             lines.append("| %s | %d | %d | %.3f | %.3f | %+.1f%% | %s |" % (model, tp, t, measured, predicted, 100 * err, regime))
-    lines += ["", "### Published single-request measurements", "",
-              "| measurement | hardware | measured | kvsim | error | source |", "|---|---|---|---|---|---|"]
-    published = []
-    for what, hw, model, tokens, context, measured, source in PUBLISHED:
-        predicted = float(kvsim_cost(kvsim, hw, model, [tokens], 1, context)[tokens]["pass_s"])
+
+    published = []  # (id, kind, hardware, model, scope, err)
+    titles = {"decode": "Decode: time per output token, batch 1", "prefill": "Prefill: time to first token, batch 1"}
+    for kind in ("decode", "prefill"):
+        lines += ["", "### " + titles[kind], "",
+                  "| # | model | hardware | TP | tokens | context | published | kvsim | error | published figure | source |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for pid, k, model, hw, tp, tokens, context, measured, reading, source, scope in PUBLISHED:
+            if k != kind:
+                continue
+            predicted = float(kvsim_cost(kvsim, hw, model, [tokens], tp, context)[tokens]["pass_s"])
+            err = predicted / measured - 1
+            published.append((pid, kind, hw, short_model(model), scope, err))
+            mark = " (miss, see below)" if scope == "miss" else ""
+            lines.append("| %s | %s | %s | %d | %d | %d | %s | %s | %+.1f%%%s | %s | %s |" % (
+                pid, short_model(model), hw, tp, tokens, context, fmt_ms(measured), fmt_ms(predicted), 100 * err, mark,
+                reading, source))
+
+    transfers = offload_transfers(kvsim)
+    lines += ["", "### KV offloading: Llama-3.1-8B KV between H100 HBM and host DRAM over PCIe Gen5", "",
+              "| # | pass of offload-h100-dram.ini | bytes moved | published | kvsim | error | published figure | source |",
+              "|---|---|---|---|---|---|---|---|"]
+    for pid, pass_name, nbytes, rate, reading, scope in OFFLOAD:
+        measured = nbytes / rate
+        predicted = transfers[pass_name]
         err = predicted / measured - 1
-        published.append((what, err))
-        lines.append("| %s | %s | %.2f ms | %.2f ms | %+.1f%% | %s |" % (what, hw, measured * 1e3, predicted * 1e3, 100 * err, source))
+        published.append((pid, "offload", "h100-sxm + host-ddr5", "llama-3.1-8b", scope, err))
+        mark = " (miss, see below)" if scope == "miss" else ""
+        lines.append("| %s | %s | %.2f GiB | %s (%.1f GB/s) | %s | %+.1f%%%s | %s | %s |" % (
+            pid, pass_name, nbytes / 2**30, fmt_ms(measured), rate / 1e9, fmt_ms(predicted), 100 * err, mark, reading,
+            "vLLM-offload"))
+    lines += ["", "Sources:", ""] + ["- **%s**: %s" % (tag, text) for tag, text in SOURCES]
     return "\n".join(lines) + "\n", errors, published
 
 
@@ -95,8 +220,23 @@ def main():
     for model, tp, t, err in errors:
         if (t == 1 and tp <= 4) or t >= 1024:
             check(abs(err) <= TARGET, "%s TP%d %d tokens: error %+.1f%% beyond %d%%" % (model, tp, t, 100 * err, 100 * TARGET))
-    for what, err in published:
-        check(abs(err) <= TARGET, "%s: error %+.1f%%" % (what, 100 * err))
+    for pid, kind, hw, model, scope, err in published:
+        if scope == "target":
+            check(abs(err) <= TARGET, "%s (%s %s on %s): error %+.1f%% beyond %d%%" % (pid, kind, model, hw, 100 * err, 100 * TARGET))
+        else:
+            # docs/validation.md explains these as under-predictions beyond the target; if kvsim
+            # stops missing (or misses the other way), the explanation is stale.
+            check(err < -TARGET, "%s (%s %s on %s) is documented as a miss by under-prediction but is %+.1f%%"
+                  % (pid, kind, model, hw, 100 * err))
+    # Issue 5 item 6: at least six published measurements within the target, covering decode and
+    # prefill, 7-8B and 70B models, A100 and H100, and one KV offloading measurement.
+    held = [p for p in published if p[4] == "target"]
+    check(len(held) >= 6, "only %d published measurements held to the target" % len(held))
+    for what, pred in (("decode", lambda p: p[1] == "decode"), ("prefill", lambda p: p[1] == "prefill"),
+                       ("offload", lambda p: p[1] == "offload"), ("70B", lambda p: "70b" in p[3]),
+                       ("7-8B", lambda p: "8b" in p[3] or "7b" in p[3]), ("A100", lambda p: p[2].startswith("a100")),
+                       ("H100", lambda p: p[2].startswith("h100"))):
+        check(any(pred(p) for p in held), "no %s measurement held to the target" % what)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

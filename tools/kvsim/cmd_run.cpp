@@ -9,6 +9,8 @@
 #include "sim/report.h"
 #include "sim/run.h"
 #include "sim/scenario.h"
+#include "sim/serving_report.h"
+#include "sim/serving_run.h"
 #include "tools/kvsim/commands.h"
 #include "util/error.h"
 
@@ -73,6 +75,21 @@ int cmd_run(const Args& args) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::cerr << "[" << std::fixed << std::setprecision(1) << s << " s] " << line << std::endl;
   };
+  if (scenario.serving_mode()) {
+    if (v.count("save-kept") || v.count("timeline")) {
+      fail_input(scenario.path, "--save-kept and --timeline are for single-request scenarios (this one has [workload] arrivals)");
+    }
+    const ServingStudy study(scenario, progress);
+    progress("simulating " + std::to_string(study.workload().requests.size()) + " requests x " +
+             std::to_string(study.num_policies()) + " policies");
+    const ServingRun run = run_serving(study);
+    write_serving_outputs(v["out"].as<std::string>(), study, run);
+    std::cout << scenario.model.name << " on " << run.hardware.device.name << ", " << study.workload().requests.size()
+              << " requests from " << study.workload().source << "\n";
+    print_serving_table(std::cout, study, run);
+    progress("wrote " + v["out"].as<std::string>() + "/summary.json");
+    return 0;
+  }
   const ScenarioRun run = run_scenario(scenario, v.count("save-kept") > 0, progress);
   write_run_outputs(v["out"].as<std::string>(), scenario, run);
   if (v.count("save-kept")) write_kept_masks(v["save-kept"].as<std::string>(), run);

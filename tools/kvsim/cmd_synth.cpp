@@ -27,7 +27,9 @@ of a GQA group share their KV head's K/V. The same options and seed give an iden
 
 Queries are stored for the last --query-window prompt positions and every generated position
 (plus, with --chunk-tokens and --window, the last W positions of every prefill chunk: what
-chunked SnapKV scores with).
+chunked SnapKV scores with). With --recon-queries T, recon_queries holds the queries of a
+context-reconstruction pass (what kvzip scores with): step i re-reads prompt position
+floor((2i+1)n/2T), each head with its archetype's behaviour as seen over the whole prompt.
 
 example:
   kvsim synth --model llama-3.1-8b --prompt-tokens 8192 --generated-tokens 64 \
@@ -73,6 +75,9 @@ int cmd_synth(const Args& args) {
       ("needle-tokens", po::value(&params.needle_tokens)->default_value(params.needle_tokens), "tokens per needle")
       ("question-tokens", po::value(&params.question_tokens)->default_value(params.question_tokens),
        "prompt tokens at the end whose retrieval queries seek the needles")
+      ("recon-queries", po::value(&params.recon_query_tokens)->default_value(0),
+       "also store recon_queries: this many steps of a context-reconstruction pass (KVzip), strided over "
+       "the prompt (0: none; kvsim run synthesises 2048 for a kvzip policy)")
       ("float16", po::bool_switch(&write.float16), "store K/V/Q as float16 (default float32)")
       ("gzip", po::value(&write.gzip_level)->default_value(0), "gzip level 0-9 (0: none)")
       ("out", po::value(&out)->required(), "output file (.h5, required)");
@@ -92,6 +97,9 @@ int cmd_synth(const Args& args) {
   }
   if (vm.count("chunk-tokens") && (chunk_tokens < 1 || window < 1)) {
     fail_input("--chunk-tokens", "--chunk-tokens and --window must be positive");
+  }
+  if (params.recon_query_tokens < 0) {
+    fail_input("--recon-queries", "must be >= 0, got " + std::to_string(params.recon_query_tokens));
   }
   if (write.gzip_level < 0 || write.gzip_level > 9) {
     fail_input("--gzip", "level must be in 0..9, got " + std::to_string(write.gzip_level));

@@ -10,9 +10,13 @@ namespace kvsim::cli {
 using Args = std::vector<std::string>;
 
 int cmd_run(const Args& args);
+int cmd_sweep(const Args& args);
+int cmd_merge(const Args& args);
 int cmd_synth(const Args& args);
 int cmd_inspect(const Args& args);
 int cmd_policies(const Args& args);
 int cmd_hw(const Args& args);
+int cmd_plan(const Args& args);
+int cmd_workload(const Args& args);
 
 }  // namespace kvsim::cli
