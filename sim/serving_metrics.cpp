@@ -2,16 +2,10 @@
 
 #include <vector>
 
-#include "sim/engine.h"
 
 namespace kvsim {
 
 namespace {
-
-Percentiles percentiles_of(const std::vector<double>& values) {
-  if (values.empty()) return {};
-  return {percentile(values, 50), percentile(values, 90), percentile(values, 99)};
-}
 
 // More than this fraction of iterations with a request refused for lack of blocks: memory-bound.
 constexpr double kMemoryBlockedFraction = 0.05;

@@ -107,13 +107,11 @@ class Scheduler {
   }
 
   void arrive(std::size_t index, double time_s) {
-    const WorkloadRequest& w = in_.workload.requests[index];
     Live l;
     l.index = index;
     l.curve = in_.curve(index);
     result_.requests[index].arrival_s = time_s;
     lives_.push_back(std::move(l));
-    (void)w;
     waiting_.push_back(lives_.size() - 1);
     event();
   }
@@ -182,14 +180,13 @@ class Scheduler {
     release_reservation(l);
     result_.requests[l.index].rejected = true;
     ++result_.rejected;
-    complete(l);
+    complete();
   }
 
-  void complete(Live& l) {
+  void complete() {
     ++done_;
     if (in_.concurrency > 0 && next_ < in_.workload.requests.size()) arrive(next_++, now_);
     event();
-    (void)l;
   }
 
   // Grows `l` by `tokens` this iteration if its blocks can be had. Returns false if not.
@@ -429,7 +426,7 @@ class Scheduler {
         release_reservation(l);
         r.finish_s = now_;
         running_.erase(std::find(running_.begin(), running_.end(), s.live));
-        complete(l);
+        complete();
       }
     }
     result_.peak_running = std::max<std::int64_t>(result_.peak_running, static_cast<std::int64_t>(running_.size()));

@@ -7,14 +7,10 @@
 
 namespace kvsim {
 
-namespace {
-
 Percentiles percentiles_of(const std::vector<double>& values) {
   if (values.empty()) return {};
   return {percentile(values, 50), percentile(values, 90), percentile(values, 99)};
 }
-
-}  // namespace
 
 PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
   const Hardware& hw = in.hierarchy.hardware();

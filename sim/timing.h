@@ -17,6 +17,9 @@ struct Percentiles {
   double p50 = 0, p90 = 0, p99 = 0;
 };
 
+// p50/p90/p99 of `values` (numpy's linear interpolation); zeros when empty.
+Percentiles percentiles_of(const std::vector<double>& values);
+
 struct TierTraffic {
   std::string tier;
   double bytes_read = 0;

@@ -5,11 +5,11 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
-#include <mutex>
 
 #include "sim/plan.h"
 #include "sim/scenario.h"
 #include "tools/kvsim/commands.h"
+#include "tools/kvsim/progress.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -145,13 +145,7 @@ int cmd_plan(const Args& args) {
   }
 
   const auto start = std::chrono::steady_clock::now();
-  std::mutex mutex;
-  auto progress = [&](const std::string& line) {
-    if (quiet) return;
-    const std::lock_guard<std::mutex> lock(mutex);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::cerr << "[" << std::fixed << std::setprecision(1) << s << " s] " << line << std::endl;
-  };
+  const auto progress = elapsed_log(quiet);
   const ServingStudy study(scenario, progress);
   progress("planning " + std::to_string(study.num_policies()) + " policies x " + std::to_string(presets.size()) +
            " hardware on " + std::to_string(study.workload().requests.size()) + " requests");

@@ -1,8 +1,6 @@
 // kvsim run: one scenario, every policy side by side.
 #include <boost/program_options.hpp>
-#include <chrono>
 #include <filesystem>
-#include <iomanip>
 #include <iostream>
 
 #include "sim/chrome_trace.h"
@@ -12,6 +10,7 @@
 #include "sim/serving_report.h"
 #include "sim/serving_run.h"
 #include "tools/kvsim/commands.h"
+#include "tools/kvsim/progress.h"
 #include "util/error.h"
 
 namespace kvsim::cli {
@@ -69,12 +68,7 @@ int cmd_run(const Args& args) {
   if (v.count("timeline") && scenario.hardware_preset.empty()) {
     fail_input(scenario.path, "--timeline needs a [hardware] section in the scenario (time comes from it)");
   }
-  const auto start = std::chrono::steady_clock::now();
-  auto progress = [&](const std::string& line) {
-    if (quiet) return;
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::cerr << "[" << std::fixed << std::setprecision(1) << s << " s] " << line << std::endl;
-  };
+  const auto progress = elapsed_log(quiet);
   if (scenario.serving_mode()) {
     if (v.count("save-kept") || v.count("timeline")) {
       fail_input(scenario.path, "--save-kept and --timeline are for single-request scenarios (this one has [workload] arrivals)");

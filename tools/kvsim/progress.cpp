@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <iomanip>
 #include <iostream>
+#include <memory>
 #include <unistd.h>
 
 namespace kvsim::cli {
@@ -70,6 +72,20 @@ void Progress::close() {
   }
   wake_.notify_all();
   if (ticker_.joinable()) ticker_.join();
+}
+
+std::function<void(const std::string&)> elapsed_log(bool quiet) {
+  if (quiet) return [](const std::string&) {};
+  struct Clock {
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    std::mutex mutex;
+  };
+  auto clock = std::make_shared<Clock>();
+  return [clock](const std::string& line) {
+    const std::lock_guard<std::mutex> lock(clock->mutex);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - clock->start).count();
+    std::cerr << "[" << std::fixed << std::setprecision(1) << s << " s] " << line << std::endl;
+  };
 }
 
 }  // namespace kvsim::cli

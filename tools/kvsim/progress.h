@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -36,6 +37,10 @@ class Progress {
   std::condition_variable wake_;
   std::thread ticker_;  // redraws the terminal line so elapsed time moves during long items
 };
+
+// Progress lines of one command on stderr, "[12.3 s] line", timed from the call; nothing when
+// `quiet`. Safe to call from several threads (a line is written whole).
+std::function<void(const std::string&)> elapsed_log(bool quiet);
 
 // "45s", "3m05s", "1h02m"
 std::string format_duration(double seconds);
