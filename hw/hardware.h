@@ -21,8 +21,13 @@ struct Link {
   std::string name;
   std::string from;  // tier names; a link carries traffic both ways, each at bytes_per_s
   std::string to;
-  double bytes_per_s = 0;
+  double bytes_per_s = 0;  // line rate
   double latency_s = 0;
+  // Achievable fraction of the line rate for bulk copies (protocol overhead, DMA engines): a
+  // transfer drains at bytes_per_s * efficiency.
+  double efficiency = 1;
+
+  double effective_bytes_per_s() const { return bytes_per_s * efficiency; }
 };
 
 struct Device {

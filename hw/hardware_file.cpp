@@ -118,7 +118,8 @@ void merge_file(const fs::path& path, Hardware& hw, bool device_allowed) {
       else if (field == "to") l.to = value;
       else if (field == "bandwidth") l.bytes_per_s = parse_quantity(value, UnitKind::kBytesPerSecond, where);
       else if (field == "latency") l.latency_s = parse_quantity(value, UnitKind::kSeconds, where);
-      else fail_input(where, "unknown key (link keys: from, to, bandwidth, latency)");
+      else if (field == "efficiency") l.efficiency = parse_fraction(value, where);
+      else fail_input(where, "unknown key (link keys: from, to, bandwidth, latency, efficiency)");
     } else {
       fail_input(file + ": [" + section + "]", "unknown section (expected [device], [tier.NAME] or [link.NAME])");
     }
@@ -154,6 +155,7 @@ void validate(const Hardware& hw, const std::string& where) {
     if (l.from == l.to) fail_input(at, "a link must join two different tiers");
     if (!(l.bytes_per_s > 0)) fail_input(at + " bandwidth", "must be > 0 (e.g. 64 GB/s per direction)");
     if (l.latency_s < 0) fail_input(at + " latency", "must be >= 0");
+    if (!(l.efficiency > 0 && l.efficiency <= 1)) fail_input(at + " efficiency", "must be in (0, 1] (e.g. 0.78)");
   }
 }
 

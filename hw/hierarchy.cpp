@@ -61,7 +61,7 @@ std::vector<Hierarchy::Hop> Hierarchy::path(const std::string& from, const std::
 
 double Hierarchy::bottleneck_bytes_per_s(const std::string& from, const std::string& to) const {
   double slowest = std::numeric_limits<double>::infinity();
-  for (const Hop& hop : path(from, to)) slowest = std::min(slowest, hardware_.links[static_cast<std::size_t>(hop.link)].bytes_per_s);
+  for (const Hop& hop : path(from, to)) slowest = std::min(slowest, hardware_.links[static_cast<std::size_t>(hop.link)].effective_bytes_per_s());
   return slowest;
 }
 
@@ -80,7 +80,7 @@ double Hierarchy::transfer_time_s(const std::vector<Transfer>& transfers, std::v
   double drain = 0.0;
   for (const auto& [key, b] : bytes) {
     const Link& link = hardware_.links[static_cast<std::size_t>(key.first)];
-    drain = std::max(drain, b / link.bytes_per_s);
+    drain = std::max(drain, b / link.effective_bytes_per_s());
     if (loads) {
       loads->push_back({link.name, key.second ? link.from : link.to, key.second ? link.to : link.from, b});
     }

@@ -31,7 +31,7 @@ std::vector<double> streaming_loss_scores(const LayerTrace& trace, const ModelSh
     const Eigen::Index n = last + 1;
     HeadMatrix q(group * obs, d);
     for (int g = 0; g < group; ++g) {
-      const HeadMatrix& queries = trace.queries[static_cast<std::size_t>(h * group + g)];
+      const HeadMatrix& queries = trace.queries[static_cast<std::size_t>(h) * static_cast<std::size_t>(group) + static_cast<std::size_t>(g)];
       for (Eigen::Index i = 0; i < obs; ++i) q.row(g * obs + i) = queries.row(rows[static_cast<std::size_t>(i)]);
     }
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));

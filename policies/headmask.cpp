@@ -84,7 +84,8 @@ class HeadMaskPolicy final : public Policy {
     int full = 0;
     if (table_) {
       check_table(model);
-      for (int h = 0; h < model.num_kv_heads; ++h) full += full_[static_cast<std::size_t>(layer * model.num_kv_heads + h)];
+      const auto row = static_cast<std::size_t>(layer) * static_cast<std::size_t>(model.num_kv_heads);
+      for (int h = 0; h < model.num_kv_heads; ++h) full += full_[row + static_cast<std::size_t>(h)];
     } else {
       full = static_cast<int>(proxy_full_count(model, layer));
     }

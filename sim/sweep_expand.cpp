@@ -153,10 +153,10 @@ class Expander {
     const std::string at = where(l.section, l.key);
     if (k.policy) {
       k.values = expand_braces(l.value, at);
-    } else if (repeated) {
+    } else if (repeated || (kCommaValueKeys.count(k.name()) && l.value.find('"') == std::string::npos)) {
+      // A repeated key is one value per line; a layer list such as 0,8,16 is one value (quote
+      // items to sweep it).
       k.values = {l.value};
-    } else if (kCommaValueKeys.count(k.name()) && l.value.find('"') == std::string::npos) {
-      k.values = {l.value};  // a layer list such as 0,8,16 is one value; quote items to sweep it
     } else {
       k.values = expand_list(l.value, at);
       for (const std::string& v : k.values) {

@@ -14,8 +14,8 @@ namespace {
 
 class FileTraceSource final : public TraceSource {
  public:
-  FileTraceSource(std::string path, H5::H5File file, TraceHeader header)
-      : path_(std::move(path)), file_(std::move(file)), header_(std::move(header)) {}
+  FileTraceSource(std::string path, const H5::H5File& file, TraceHeader header)
+      : path_(std::move(path)), file_(file), header_(std::move(header)) {}
 
   const TraceHeader& header() const override { return header_; }
 

@@ -29,7 +29,7 @@ constexpr std::int64_t kMaxSpanSeconds = 9'000'000'000;
 struct Moment {
   std::int64_t seconds = 0;
   std::int64_t nanos = 0;
-  auto operator<=>(const Moment&) const = default;
+  auto operator<=>(const Moment&) const = default;  // NOLINT(modernize-use-nullptr): clang-tidy 14 false positive
 };
 
 // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant, "chrono-compatible low-level

@@ -139,5 +139,24 @@ TEST(Hierarchy, ConcurrentTransfersShareLinks) {
   EXPECT_NEAR(h.transfer_time_s({{"a", "b", 20e9}, {"b", "a", 20e9}}), 2.0 + 1e-6, 1e-12);
 }
 
+TEST(Hierarchy, LinkEfficiencyScalesDrainNotLatency) {
+  Hierarchy plain = toy();
+  Hardware hw = plain.hardware();
+  hw.links[0].efficiency = 0.5;  // link as: 10 GB/s line rate, 5 GB/s achieved
+  const Hierarchy h(hw);
+  // 20 GB at 5 GB/s = 4 s, plus the unchanged 1 us latency; the 5 GB/s leg to c now ties with as.
+  EXPECT_NEAR(h.transfer_time_s({{"a", "b", 20e9}}), 4.0 + 1e-6, 1e-12);
+  EXPECT_DOUBLE_EQ(h.bottleneck_bytes_per_s("a", "b"), 5e9);
+  EXPECT_DOUBLE_EQ(h.bottleneck_bytes_per_s("b", "c"), 5e9);
+}
+
+TEST(HardwareFile, PresetPcieLinksCarryMeasuredEfficiency) {
+  // 0.78 = vLLM's ~50 GB/s one-way DMA over PCIe Gen5 x16's 64 GB/s (docs/validation.md O1).
+  const Hardware hw = load_hardware("h100-sxm");
+  ASSERT_FALSE(hw.links.empty());
+  EXPECT_DOUBLE_EQ(hw.links[0].efficiency, 0.78);
+  EXPECT_NEAR(hw.links[0].effective_bytes_per_s(), 49.92e9, 1e3);
+}
+
 }  // namespace
 }  // namespace kvsim

@@ -25,6 +25,7 @@ void print_hardware(const Hierarchy& hierarchy) {
   if (d.flops_per_s_fp8 > 0) std::cout << ", " << format_quantity(d.flops_per_s_fp8, UnitKind::kFlopsPerSecond) << " FP8";
   std::cout << " (dense); efficiency compute " << d.compute_efficiency << ", memory " << d.memory_efficiency;
   if (d.tp_bytes_per_s > 0) std::cout << "; TP link " << format_quantity(d.tp_bytes_per_s, UnitKind::kBytesPerSecond) << "/dir";
+  std::cout << "; overhead " << format_quantity(d.layer_overhead_s, UnitKind::kSeconds) << " per layer per pass";
   std::cout << "\n\ntiers:\n";
   char line[256];
   for (const Tier& t : hw.tiers) {
@@ -40,10 +41,10 @@ void print_hardware(const Hierarchy& hierarchy) {
     }
     std::cout << line;
   }
-  std::cout << "\nlinks (bandwidth per direction):\n";
+  std::cout << "\nlinks (bandwidth per direction, x efficiency for bulk copies):\n";
   for (const Link& l : hw.links) {
-    std::snprintf(line, sizeof line, "  %-8s %s <-> %s  %s  latency %s\n", l.name.c_str(), l.from.c_str(), l.to.c_str(),
-                  format_quantity(l.bytes_per_s, UnitKind::kBytesPerSecond).c_str(),
+    std::snprintf(line, sizeof line, "  %-8s %s <-> %s  %s x %g  latency %s\n", l.name.c_str(), l.from.c_str(),
+                  l.to.c_str(), format_quantity(l.bytes_per_s, UnitKind::kBytesPerSecond).c_str(), l.efficiency,
                   format_quantity(l.latency_s, UnitKind::kSeconds).c_str());
     std::cout << line;
   }

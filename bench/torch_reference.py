@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""The scoring kernels of bench/ in PyTorch on CPU (issue 8): the same computations on the same
+shapes (bench/bench_shapes.h), so tools/bench_report.py can print kvsim / PyTorch ratios.
+
+  SgemmPeak/T            square 1024 float32 GEMM, torch.set_num_threads(T)
+  WindowAttention/N      SnapKV scoring of one KV head: gather the resident keys, logits of the
+                         group's 4 x 32 window queries, causal softmax, sum over the window, mean
+                         over the group (1 thread)
+  WindowAttentionLayer/N/T  the same for 8 KV heads, T threads (torch parallelises inside ops)
+  KeyLeverage/N          exact centered leverage in float64: Gram, eigh, whitened row norms (1 thread)
+
+Writes JSON {name: {"real_time_ms": median, "GFLOP/s": ...}} to --out. GFLOP/s counts the same
+FLOPs as the C++ benchmarks (the GEMM work), so the ratio is a ratio of times.
+Needs python3-torch (Debian); run by tools/bench.sh with /usr/bin/python3.
+"""
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+
+try:
+    import torch
+except ImportError:
+    sys.exit("torch_reference.py: torch is not importable by %s (Debian package python3-torch)" % sys.executable)
+
+HEAD_DIM, GROUP, KV_HEADS, WINDOW, PEAK_N = 128, 4, 8, 32, 1024
+KEYS = (4096, 32768, 131072)
+
+
+def window_flops(keys):
+    return 2.0 * GROUP * WINDOW * keys * HEAD_DIM
+
+
+def leverage_flops(keys):
+    return 3.0 * keys * HEAD_DIM * HEAD_DIM
+
+
+def timed(fn, min_time_s):
+    fn()  # warm-up: allocator, threads
+    times = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start >= min_time_s and len(times) >= 3:
+            return statistics.median(times)
+
+
+def window_attention(keys, resident, queries):
+    """keys [S, d]; resident [r] int64; queries [GROUP*WINDOW, d] (group-major). Scores of the
+    r - WINDOW non-window entries."""
+    cached = keys.index_select(0, resident)
+    r = cached.shape[0]
+    prefix = r - WINDOW
+    logits = (queries * (1.0 / math.sqrt(HEAD_DIM))) @ cached.T
+    causal = torch.triu(torch.full((WINDOW, WINDOW), float("-inf")), diagonal=1)
+    logits[:, prefix:] += causal.repeat(GROUP, 1)
+    probs = torch.softmax(logits, dim=-1)
+    return probs[:, :prefix].sum(0) / GROUP
+
+
+def centered_leverage(x):
+    x = x - x.mean(0)
+    lam, vec = torch.linalg.eigh(x.T @ x)
+    keep = lam > 1e-10 * lam.max()
+    whiten = vec[:, keep] / lam[keep].sqrt()
+    return ((x @ whiten) ** 2).sum(1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--min-time", type=float, default=0.5, help="seconds per measurement (default 0.5)")
+    args = ap.parse_args()
+    gen = torch.Generator().manual_seed(1)
+    results = {}
+
+    def record(name, seconds, flops):
+        results[name] = {"real_time_ms": seconds * 1e3, "GFLOP/s": flops / seconds * 1e-9}
+        print("%-34s %10.3f ms %9.1f GFLOP/s" % (name, seconds * 1e3, flops / seconds * 1e-9), file=sys.stderr)
+
+    a = torch.randn(PEAK_N, PEAK_N, generator=gen)
+    b = torch.randn(PEAK_N, PEAK_N, generator=gen)
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        record("SgemmPeak/%d" % threads, timed(lambda: a @ b, args.min_time), 2.0 * PEAK_N ** 3)
+
+    for keys in KEYS:
+        heads = [(torch.randn(keys, HEAD_DIM, generator=gen), torch.randn(GROUP * WINDOW, HEAD_DIM, generator=gen))
+                 for _ in range(KV_HEADS)]
+        resident = torch.arange(keys)
+        torch.set_num_threads(1)
+        k0, q0 = heads[0]
+        record("WindowAttention/%d" % keys, timed(lambda: window_attention(k0, resident, q0), args.min_time),
+               window_flops(keys))
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            record("WindowAttentionLayer/%d/%d" % (keys, threads),
+                   timed(lambda: [window_attention(k, resident, q) for k, q in heads], args.min_time),
+                   KV_HEADS * window_flops(keys))
+        torch.set_num_threads(1)
+        x = torch.randn(keys, HEAD_DIM, generator=gen, dtype=torch.float64)
+        record("KeyLeverage/%d" % keys, timed(lambda: centered_leverage(x), args.min_time), leverage_flops(keys))
+        del heads
+
+    with open(args.out, "w") as f:
+        json.dump({"torch_version": torch.__version__, "benchmarks": results}, f, indent=1, sort_keys=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Prints the benchmark table of issue 8 from bench/results.json (Google Benchmark, kvsim) and
+bench/torch_results.json (bench/torch_reference.py, same shapes), with the ratios the targets are
+stated in: each scoring kernel's GFLOP/s as a fraction of this machine's single-thread Eigen SGEMM
+peak (BM_SgemmPeak/1), kvsim / PyTorch (same computation, same thread count), and the layer
+kernel's 2-thread / 1-thread speedup. Writes the table as Markdown to --out too.
+"""
+import argparse
+import json
+import sys
+
+TARGET_PEAK, TARGET_SCALING = 0.5, 1.8
+
+
+def load_kvsim(path):
+    with open(path) as f:
+        data = json.load(f)
+    rates = {}
+    for b in data["benchmarks"]:
+        if b.get("run_type", "iteration") != "iteration":
+            continue
+        name = b["name"].replace("BM_", "").replace("/real_time", "")
+        rates[name] = b
+    return data.get("context", {}), rates
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--kvsim", default="bench/results.json")
+    ap.add_argument("--torch", default="bench/torch_results.json")
+    ap.add_argument("--memory", default="bench/memory.json", help="tools/bench_memory.py output (optional)")
+    ap.add_argument("--out", default="bench/report.md")
+    args = ap.parse_args()
+    context, kv = load_kvsim(args.kvsim)
+    with open(args.torch) as f:
+        torch_data = json.load(f)
+    pt = torch_data["benchmarks"]
+
+    def gflops(name):
+        return kv[name]["GFLOP/s"] if name in kv else float("nan")
+
+    peak = gflops("SgemmPeak/1")
+    lines = ["# kvsim benchmark report", "",
+             "Machine: %s CPUs at %s MHz; PyTorch %s." % (
+                 context.get("num_cpus", "?"), context.get("mhz_per_cpu", "?"), torch_data.get("torch_version", "?")), "",
+             "SGEMM peak (Eigen, square 1024): %.1f GFLOP/s on 1 thread, %.1f on 2; PyTorch: %.1f and %.1f." % (
+                 peak, gflops("SgemmPeak/2"), pt["SgemmPeak/1"]["GFLOP/s"], pt["SgemmPeak/2"]["GFLOP/s"]), "",
+             "| kernel | keys | threads | kvsim GFLOP/s | of SGEMM peak | PyTorch GFLOP/s | kvsim / PyTorch | 2 / 1 threads |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    misses = []
+    for kernel, threads_list in (("WindowAttention", (None,)), ("WindowAttentionLayer", (1, 2)), ("KeyLeverage", (None,))):
+        for keys in (4096, 32768, 131072):
+            for threads in threads_list:
+                name = "%s/%d" % (kernel, keys) + ("" if threads is None else "/%d" % threads)
+                if name not in kv or name not in pt:
+                    continue
+                rate = gflops(name)
+                # Per-thread rate against the single-thread peak; leverage runs in double.
+                per_thread_peak = peak * (threads or 1) * (0.5 if kernel == "KeyLeverage" else 1.0)
+                of_peak = rate / per_thread_peak
+                ratio = rate / pt[name]["GFLOP/s"]
+                scaling = ""
+                if threads == 2:
+                    one = "%s/%d/1" % (kernel, keys)
+                    s = rate / gflops(one)
+                    scaling = "%.2fx" % s
+                    if s < TARGET_SCALING:
+                        misses.append("%s: 2 threads %.2fx of 1 (target %.1fx)" % (name, s, TARGET_SCALING))
+                if of_peak < TARGET_PEAK:
+                    misses.append("%s: %.0f%% of peak (target %.0f%%)" % (name, 100 * of_peak, 100 * TARGET_PEAK))
+                if ratio < 1.0:
+                    misses.append("%s: slower than PyTorch (%.2fx)" % (name, ratio))
+                lines.append("| %s | %d | %s | %.1f | %.0f%% | %.1f | %.2fx | %s |" % (
+                    kernel, keys, threads or 1, rate, 100 * of_peak, pt[name]["GFLOP/s"], ratio, scaling))
+    lines.append("")
+    lines.append("KeyLeverage runs in float64: its peak column is against half the float32 SGEMM peak.")
+    for name, unit in (("ServingEvents", "events/s"), ("TraceRead/0/0", "MB/s"), ("TraceRead/1/0", "MB/s"),
+                       ("TraceRead/1/1", "MB/s"), ("ReplayPasses/16384", "passes/s")):
+        match = [b for n, b in kv.items() if n.startswith(name)]
+        if match and unit in match[0]:
+            lines.append("- %s: %.3g %s" % (name, match[0][unit], unit))
+    try:
+        with open(args.memory) as f:
+            mem = json.load(f)
+        lines.append("- peak RSS of a %d-token run with %d traced layers: %.2f GiB = %.2fx one layer's K/V/Q "
+                     "(target < %.0fx)" % (mem["prompt_tokens"], mem["traced_layers"], mem["peak_rss_bytes"] / 2**30,
+                                           mem["ratio"], mem["target_ratio"]))
+        if mem["ratio"] >= mem["target_ratio"]:
+            misses.append("peak RSS %.2fx one layer" % mem["ratio"])
+    except FileNotFoundError:
+        lines.append("- peak RSS: not measured (%s missing)" % args.memory)
+    lines.append("")
+    lines.append("Targets missed: " + ("; ".join(misses) if misses else "none"))
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write(text)
+    with open(args.out, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
