@@ -19,6 +19,13 @@ const PolicyRegistry& PolicyRegistry::builtin() {
     register_tova(r);
     register_kvzip(r);
     register_head_masks(r);
+    register_expected_attention(r);
+    register_rkv(r);
+    register_morphkv(r);
+    register_obcache(r);
+    register_kivi(r);
+    register_think(r);
+    register_mixed_precision(r);
     return r;
   }();
   return registry;

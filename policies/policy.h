@@ -54,6 +54,30 @@ struct EvictionContext {
   PolicyState* state = nullptr;      // this layer's state from make_state(); null if it made none
 };
 
+// Bytes of one KV head's stored entries, keys and values apart (methods compress them differently).
+struct KvBytes {
+  double key_bytes = 0.0;
+  double value_bytes = 0.0;
+  double total() const { return key_bytes + value_bytes; }
+};
+
+// How a policy stores the `count` entries one KV head keeps from earlier passes (Policy::stored).
+// Entry classes by age: the first `key_compressed` of the head's sorted resident positions hold
+// compressed keys and the first `value_compressed` compressed values (e.g. KIVI's quantized
+// groups); the rest are at model.kv_bits (e.g. KIVI's full-precision residual window).
+struct StoredEntries {
+  std::int64_t key_compressed = 0;
+  std::int64_t value_compressed = 0;
+  KvBytes bytes;  // what the `count` entries occupy, scales and zero-points included
+};
+
+// One KV head's K/V as the policy's storage gives them back (dequantized, pruned channels zeroed),
+// every position of the trace, same shape as LayerTrace::keys/values.
+struct CompressedHead {
+  HeadMatrix keys;
+  HeadMatrix values;
+};
+
 class Policy {
  public:
   virtual ~Policy() = default;
@@ -88,6 +112,23 @@ class Policy {
   // Called after every pass, once its positions are appended to `residency` and before any
   // eviction: a policy that accumulates what each pass's queries attend to does it here.
   virtual void observe(const EvictionContext& /*ctx*/, const LayerResidency& /*residency*/) const {}
+
+  // Precision (DESIGN.md §2 "bytes per entry"). The accounting rule: the entries of the pass in
+  // flight count at model.kv_bits (they are compressed once the pass has them), the entries kept
+  // from earlier passes cost stored(count).bytes; footprint, peak and bandwidth use these bytes,
+  // and the fidelity proxies read an entry's K (V) from compressed_head() where it is in the
+  // compressed class, from the trace otherwise. Policies that keep model.kv_bits keep the default
+  // (compresses() false): the engine then counts entries x model.entry_bytes() exactly as before.
+  virtual bool compresses() const { return false; }
+  virtual StoredEntries stored(const ModelShape& model, const RequestInfo& /*request*/, std::int64_t count) const {
+    const double half = static_cast<double>(count) * static_cast<double>(model.entry_bytes()) / 2.0;
+    return {0, 0, {half, half}};
+  }
+  // REQUIRES compresses(). Called once per traced layer and KV head; deterministic.
+  virtual CompressedHead compressed_head(const ModelShape& /*model*/, const RequestInfo& /*request*/,
+                                         const LayerTrace& trace, int kv_head) const {
+    return {trace.keys[static_cast<std::size_t>(kv_head)], trace.values[static_cast<std::size_t>(kv_head)]};
+  }
 
   // Shrinks `residency` (sorted positions per head) at an eviction point.
   // REQUIRES: eviction_points().after(ctx.pass, ...) is true. Must be deterministic.

@@ -56,5 +56,12 @@ void register_h2o(PolicyRegistry& registry);
 void register_tova(PolicyRegistry& registry);
 void register_kvzip(PolicyRegistry& registry);
 void register_head_masks(PolicyRegistry& registry);  // duoattention, prulong
+void register_expected_attention(PolicyRegistry& registry);
+void register_rkv(PolicyRegistry& registry);
+void register_morphkv(PolicyRegistry& registry);
+void register_obcache(PolicyRegistry& registry);
+void register_kivi(PolicyRegistry& registry);
+void register_think(PolicyRegistry& registry);
+void register_mixed_precision(PolicyRegistry& registry);
 
 }  // namespace kvsim

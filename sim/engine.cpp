@@ -70,9 +70,12 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
     results[p].spec = policies[p]->spec();
     results[p].pass_entries.assign(plan.passes.size(), 0);
     results[p].pass_entry_steps.assign(plan.passes.size(), 0);
+    if (policies[p]->compresses()) results[p].pass_bytes.assign(plan.passes.size(), 0.0);
   }
   auto accumulate = [&](std::size_t p, const LayerReplay& replay) {
     results[p].footprint_entry_steps += replay.footprint_entry_steps;
+    results[p].footprint_byte_steps += replay.footprint_byte_steps;
+    for (std::size_t i = 0; i < replay.pass_bytes.size(); ++i) results[p].pass_bytes[i] += replay.pass_bytes[i];
     for (std::size_t i = 0; i < replay.pass_entries.size(); ++i) {
       results[p].pass_entries[i] += replay.pass_entries[i];
       results[p].pass_entry_steps[i] += replay.pass_entry_steps[i];
@@ -106,7 +109,8 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
                                                        std::vector<FidelitySamples>(np));
     if (!eval.empty()) {
       tbb::parallel_for(0, model.num_kv_heads, [&](int h) {
-        measure_head_fidelity(model, trace, h, eval, replay_ptrs, per_head[static_cast<std::size_t>(h)]);
+        measure_head_fidelity(model, request, trace, h, eval, policies, replay_ptrs,
+                              per_head[static_cast<std::size_t>(h)]);
       });
     }
     for (std::size_t p = 0; p < np; ++p) {
@@ -158,9 +162,18 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
   const double full_footprint = static_cast<double>(total) * static_cast<double>(total + 1) / 2.0;
   for (std::size_t p = 0; p < np; ++p) {
     PolicyResult& r = results[p];
-    r.footprint_normalized = static_cast<double>(r.footprint_entry_steps) / (full_footprint * heads);
     r.peak_entries = *std::max_element(r.pass_entries.begin(), r.pass_entries.end());
-    r.peak_bytes = r.peak_entries * model.entry_bytes();
+    const auto entry_bytes = static_cast<double>(model.entry_bytes());
+    if (policies[p]->compresses()) {
+      // Byte-weighted: the footprint in units of full-precision entries.
+      r.footprint_normalized = r.footprint_byte_steps / (full_footprint * heads * entry_bytes);
+      r.peak_bytes = std::llround(*std::max_element(r.pass_bytes.begin(), r.pass_bytes.end()));
+    } else {
+      r.footprint_normalized = static_cast<double>(r.footprint_entry_steps) / (full_footprint * heads);
+      r.peak_bytes = r.peak_entries * model.entry_bytes();
+      r.footprint_byte_steps = static_cast<double>(r.footprint_entry_steps) * entry_bytes;
+      for (std::int64_t entries : r.pass_entries) r.pass_bytes.push_back(static_cast<double>(entries) * entry_bytes);
+    }
     r.peak_normalized = static_cast<double>(r.peak_entries) / (static_cast<double>(total) * heads);
     if (!fidelity[p].recall.empty()) {
       r.attention_recall = summarise(fidelity[p].recall, 5.0);

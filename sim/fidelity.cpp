@@ -2,11 +2,14 @@
 
 #include <cmath>
 
+#include "sim/fidelity_compressed.h"
+
 namespace kvsim {
 
-void measure_head_fidelity(const ModelShape& model, const LayerTrace& trace, int kv_head,
-                           std::span<const std::int64_t> eval_positions,
-                           std::span<const LayerReplay* const> replays, std::vector<FidelitySamples>& out) {
+void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, const LayerTrace& trace,
+                           int kv_head, std::span<const std::int64_t> eval_positions,
+                           std::span<const Policy* const> policies, std::span<const LayerReplay* const> replays,
+                           std::vector<FidelitySamples>& out) {
   const int group = model.group_size();
   const auto evals = static_cast<Eigen::Index>(eval_positions.size());
   const HeadMatrix& keys = trace.keys[kv_head];
@@ -37,6 +40,11 @@ void measure_head_fidelity(const ModelShape& model, const LayerTrace& trace, int
   // Per policy, evaluation queries that share a cache snapshot are measured together: gather the
   // snapshot's probabilities and values once, one GEMM, then add the entries appended since.
   for (std::size_t p = 0; p < replays.size(); ++p) {
+    if (policies[p]->compresses()) {
+      measure_compressed_fidelity(model, request, trace, kv_head, eval_positions, *policies[p], *replays[p], q, probs,
+                                  full_out, out[p]);
+      continue;
+    }
     const auto& visible = replays[p]->visible;
     Eigen::Index first = 0;
     while (first < evals) {

@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "policies/policy.h"
 #include "sim/layer_replay.h"
 #include "traces/trace.h"
 
@@ -18,9 +19,11 @@ struct FidelitySamples {
 
 // For one KV head of one traced layer: computes the full-cache attention of the group's query
 // heads at `eval_positions` once, then each policy's samples from its visible sets.
-// `replays[p].visible` must hold one entry per evaluation position. Appends to out[p].
-void measure_head_fidelity(const ModelShape& model, const LayerTrace& trace, int kv_head,
-                           std::span<const std::int64_t> eval_positions,
-                           std::span<const LayerReplay* const> replays, std::vector<FidelitySamples>& out);
+// `replays[p].visible` must hold one entry per evaluation position. Appends to out[p]. A policy
+// that compresses() is measured on its stored K/V (sim/fidelity_compressed.h).
+void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, const LayerTrace& trace,
+                           int kv_head, std::span<const std::int64_t> eval_positions,
+                           std::span<const Policy* const> policies, std::span<const LayerReplay* const> replays,
+                           std::vector<FidelitySamples>& out);
 
 }  // namespace kvsim

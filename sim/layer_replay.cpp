@@ -35,6 +35,9 @@ LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy) {
   LayerReplay out;
   out.pass_entries.resize(plan.passes.size());
   out.pass_entry_steps.resize(plan.passes.size());
+  const bool compresses = policy.compresses();
+  const auto full_entry_bytes = static_cast<double>(input.model.entry_bytes());
+  if (compresses) out.pass_bytes.resize(plan.passes.size());
   LayerResidency residency(multiplicity.size());
   const std::unique_ptr<PolicyState> state = policy.make_state();
   bool evicted_since_snapshot = true;
@@ -51,6 +54,14 @@ LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy) {
       // Query t = a + k sees the kept entries plus k + 1 entries of its own pass.
       steps += (before * len + len * (len + 1) / 2) * multiplicity[h];
       during += (before + len) * multiplicity[h];
+      if (compresses) {
+        // Policy::stored's rule: kept entries at their stored bytes, the pass's own at full precision.
+        const double kept_bytes = policy.stored(input.model, input.request, before).bytes.total();
+        const double fresh = static_cast<double>(len);
+        out.pass_bytes[p] += (kept_bytes + fresh * full_entry_bytes) * multiplicity[h];
+        out.footprint_byte_steps +=
+            (fresh * kept_bytes + full_entry_bytes * fresh * (fresh + 1.0) / 2.0) * multiplicity[h];
+      }
     }
     out.footprint_entry_steps += steps;
     out.pass_entry_steps[p] = steps;

@@ -26,6 +26,10 @@ struct LayerReplay {
   // Sum over the layer's KV heads of V(t) for the pass's queries (attention work); index = pass.
   std::vector<std::int64_t> pass_entry_steps;
   std::int64_t footprint_entry_steps = 0;  // sum over heads of F = sum_t V(t)
+  // Only for a policy that compresses() (Policy::stored gives the bytes; empty / 0 otherwise):
+  // resident bytes during each pass and the byte-weighted footprint sum_t bytes(V(t)).
+  std::vector<double> pass_bytes;
+  double footprint_byte_steps = 0.0;
   LayerResidency final_residency;          // at the end of the request
   std::vector<std::unique_ptr<LayerResidency>> snapshots;
   std::vector<VisibleSet> visible;         // one per evaluation position, in order

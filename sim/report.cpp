@@ -1,6 +1,7 @@
 #include "sim/report.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -15,6 +16,12 @@
 namespace kvsim {
 
 namespace {
+
+// Resident KV bytes during pass i, precision-aware (PolicyResult::pass_bytes, which the engine
+// fills for every policy).
+std::int64_t resident_bytes(const PolicyResult& r, std::size_t i) {
+  return std::llround(r.pass_bytes.at(i));
+}
 
 void write_scenario(JsonWriter& json, const Scenario& s, const ScenarioRun& run) {
   json.begin_object();
@@ -96,7 +103,6 @@ void write_run_outputs(const std::string& dir, const Scenario& scenario, const S
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) fail_input(dir, "cannot create output folder: " + ec.message());
-  const std::int64_t entry_bytes = run.model.entry_bytes();
 
   write_file_atomically(dir + "/summary.json", [&](std::ostream& out) {
     JsonWriter json(out);
@@ -124,7 +130,7 @@ void write_run_outputs(const std::string& dir, const Scenario& scenario, const S
         const Pass& pass = run.plan.passes[i];
         if (timed) out << run.timings[p].pass_start_s[i] << "," << run.timings[p].passes[i].time_s << ",";
         out << p << "," << i << "," << (pass.prefill ? "prefill" : "decode") << "," << pass.begin << "," << pass.end
-            << "," << entries[i] << "," << entries[i] * entry_bytes << "\n";
+            << "," << entries[i] << "," << resident_bytes(run.results[p], i) << "\n";
       }
     }
   });

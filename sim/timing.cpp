@@ -34,7 +34,7 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
   std::map<std::string, LinkTraffic> links;
   double now = 0.0;
   double cold_prev = 0.0;  // lower-tier entries after the previous pass
-  double hbm_peak_entries = 0.0;
+  double hbm_peak_kv_bytes = 0.0;
   std::vector<double> decode_steps;
   for (std::size_t i = 0; i < in.plan.passes.size(); ++i) {
     const Pass& pass = in.plan.passes[i];
@@ -42,6 +42,10 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
     const double fresh = static_cast<double>(pass.tokens()) * heads;
     const double during = static_cast<double>(result.pass_entries[i]);
     const double before = during - fresh;
+    // Bytes per kept entry relative to a full-precision one (Policy::stored): 1 unless the policy
+    // compresses (or no pass_bytes given); the pass's own entries are always at full precision.
+    const double kept_scale =
+        before > 0 && i < result.pass_bytes.size() ? (result.pass_bytes[i] / entry_bytes - fresh) / before : 1.0;
     // Entries resident in each tier before and during the pass, and what must cross the links.
     double hot_before = before, cold_before = 0, cold_during = 0, fetch = 0, spill = 0;
     if (placement.kind == Placement::Kind::kOffload) {
@@ -60,22 +64,22 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
     work.logits_tokens = (!pass.prefill || static_cast<int>(i) == in.plan.num_prefill - 1) ? 1.0 : 0.0;
     work.attention_entry_steps = static_cast<double>(result.pass_entry_steps[i]);
     work.kv_written_entries = fresh;
-    work.kv_read_entries = hot_before;
+    work.kv_read_entries = hot_before * kept_scale;
     PassCost c = in.cost.pass_cost(work);
 
     double transfer_s = 0.0;
     if (tiered && (fetch > 0 || spill > 0)) {
       std::vector<LinkLoad> loads;
       // Each TP rank moves its share of the KV heads over its own link.
-      const double fetch_bytes = fetch * entry_bytes / tp, spill_bytes = spill * entry_bytes / tp;
+      const double fetch_bytes = fetch * kept_scale * entry_bytes / tp, spill_bytes = spill * kept_scale * entry_bytes / tp;
       transfer_s = in.hierarchy.transfer_time_s({{placement.tier, top, fetch_bytes}, {top, placement.tier, spill_bytes}}, &loads);
       const Tier& low = hw.tier(placement.tier);
       transfer_s = std::max({transfer_s, fetch_bytes / low.read_bytes_per_s, spill_bytes / low.write_bytes_per_s});
       for (const LinkLoad& load : loads) links[load.link].bytes += load.bytes;
-      lower.bytes_read += fetch * entry_bytes;
-      lower.bytes_written += spill * entry_bytes;
-      upper.bytes_read += spill * entry_bytes;   // spilled entries leave the compute tier
-      upper.bytes_written += fetch * entry_bytes;
+      lower.bytes_read += fetch * kept_scale * entry_bytes;
+      lower.bytes_written += spill * kept_scale * entry_bytes;
+      upper.bytes_read += spill * kept_scale * entry_bytes;   // spilled entries leave the compute tier
+      upper.bytes_written += fetch * kept_scale * entry_bytes;
       for (const LinkLoad& load : loads) {
         const double rate = load.bytes / std::max(transfer_s, 1e-30);
         links[load.link].peak_bytes_per_s = std::max(links[load.link].peak_bytes_per_s, rate);
@@ -91,10 +95,13 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
     entry.hbm_entries = placement.kind == Placement::Kind::kOffload ? during - cold_during : during;
     entry.lower_entries = cold_during;
     entry.evicted_entries = produced_before + fresh - entry.hbm_entries - entry.lower_entries;
-    entry.link_bytes = (fetch + spill) * entry_bytes;
+    entry.link_bytes = (fetch + spill) * kept_scale * entry_bytes;
     entry.transfer_s = transfer_s;
     t.ledger.push_back(entry);
-    hbm_peak_entries = std::max(hbm_peak_entries, entry.hbm_entries);
+    // The compute tier holds the pass's fresh entries (full precision) and kept ones (kept_scale).
+    const double hbm_kv_bytes =
+        (std::max(0.0, entry.hbm_entries - fresh) * kept_scale + std::min(entry.hbm_entries, fresh)) * entry_bytes;
+    hbm_peak_kv_bytes = std::max(hbm_peak_kv_bytes, hbm_kv_bytes);
 
     t.passes.push_back(c);
     t.pass_start_s.push_back(now);
@@ -104,12 +111,12 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
     if (c.compute_s >= c.memory_s) ++t.compute_bound_passes;
     upper.bytes_read += c.hbm_read_bytes;
     upper.bytes_written += c.hbm_write_bytes;
-    upper.byte_seconds += entry.hbm_entries * entry_bytes * c.time_s;
-    upper.peak_kv_bytes = std::max(upper.peak_kv_bytes, entry.hbm_entries * entry_bytes);
+    upper.byte_seconds += hbm_kv_bytes * c.time_s;
+    upper.peak_kv_bytes = std::max(upper.peak_kv_bytes, hbm_kv_bytes);
     upper.peak_read_bytes_per_s = std::max(upper.peak_read_bytes_per_s, c.hbm_read_bytes / c.time_s);
-    lower.byte_seconds += cold_during * entry_bytes * c.time_s;
-    lower.peak_kv_bytes = std::max(lower.peak_kv_bytes, cold_during * entry_bytes);
-    lower.peak_read_bytes_per_s = std::max(lower.peak_read_bytes_per_s, fetch * entry_bytes / c.time_s);
+    lower.byte_seconds += cold_during * kept_scale * entry_bytes * c.time_s;
+    lower.peak_kv_bytes = std::max(lower.peak_kv_bytes, cold_during * kept_scale * entry_bytes);
+    lower.peak_read_bytes_per_s = std::max(lower.peak_read_bytes_per_s, fetch * kept_scale * entry_bytes / c.time_s);
     cold_prev = cold_during;
   }
   upper.mean_read_bytes_per_s = now > 0 ? upper.bytes_read / now : 0.0;
@@ -125,7 +132,7 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
   t.tpot_s = percentiles_of(decode_steps);
   t.e2e_s = {now, now, now};
   t.weight_bytes = in.cost.weight_bytes();
-  t.peak_hbm_bytes = (t.weight_bytes + hbm_peak_entries * entry_bytes) / tp;
+  t.peak_hbm_bytes = (t.weight_bytes + hbm_peak_kv_bytes) / tp;
   t.fits_hbm = t.peak_hbm_bytes <= hw.tier(top).capacity_bytes * (1.0 - placement.hbm_reserve);
   if (!t.ledger.empty()) {
     t.offloaded_entries = t.ledger.back().lower_entries;

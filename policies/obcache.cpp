@@ -1,0 +1,158 @@
+// obcache: OBCache, optimal-brain-damage saliency of cached entries (2025; the paper and the original
+// repository were not read here; formulas from its functionality-equivalent
+// derivative MalachiAjayi/kv-cache-pruner kv_cache_pruner/cache_utils.py, KVScoreTracker v_update /
+// k_update with p = 2). The perturbation window -- the last `window` queries, whose entries are kept
+// -- attends causally to the resident entries with probabilities A[i,j], logits l[i,j] = q.k/sqrt(d)
+// and outputs o_i = sum_j A[i,j] v_j; the output change from pruning entry j is scored as
+//   value: sum_i A[i,j]^2 * ||v_j||^2                                (obcV, use_vnorm)
+//   key:   sum_i (A[i,j] l[i,j])^2 * ||v_j - o_i||^2                 (obcK)
+//   both:  value + key + sum_i 2 A[i,j]^2 l[i,j] (||v_j||^2 - v_j.o_i)   (obcVK, use_cross)
+// averaged over the query heads of a GQA group; each KV head keeps its sinks, its window and the
+// highest-saliency others. Scores come from the window at each eviction point (the reference's
+// prefill scoring, ptb_window = num_recent); its accumulation of decode-step scores is not modelled.
+#include <cmath>
+#include <tbb/parallel_for.h>
+
+#include "policies/leverage.h"
+#include "policies/registry.h"
+#include "policies/schedule.h"
+#include "policies/select.h"
+#include "policies/snapkv_select.h"
+#include "util/error.h"
+
+namespace kvsim {
+
+namespace {
+
+enum class Saliency { kValue, kKey, kBoth };
+
+const char* saliency_name(Saliency s) {
+  return s == Saliency::kValue ? "value" : s == Saliency::kKey ? "key" : "both";
+}
+
+class ObCachePolicy final : public Policy {
+ public:
+  ObCachePolicy(Budget budget, std::int64_t window, std::int64_t sinks, Saliency saliency, bool vnorm,
+                EvictionPoints points)
+      : budget_(budget), window_(window), sinks_(sinks), saliency_(saliency), vnorm_(vnorm), points_(points) {}
+
+  std::string spec() const override {
+    return "obcache(budget=" + budget_.format() + ", window=" + std::to_string(window_) + ", sinks=" +
+           std::to_string(sinks_) + ", saliency=" + saliency_name(saliency_) + ", vnorm=" + (vnorm_ ? "yes" : "no") +
+           ", " + format_eviction_points(points_) + ")";
+  }
+  EvictionPoints eviction_points() const override { return points_; }
+
+  void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
+                            std::vector<std::int64_t>* positions) const override {
+    snapkv_required_queries(request, prefill, window_, points_, positions);
+  }
+
+  void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
+    const std::int64_t capacity = budget_.capacity(ctx.pass, ctx.prefill, points_.prefill, window_ + sinks_);
+    const std::int64_t window_begin = snapkv_window_begin(ctx, window_, points_.prefill);
+    tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
+      auto& resident = residency[h];
+      const auto size = static_cast<std::int64_t>(resident.size());
+      if (size <= capacity) return;
+      if (ctx.trace == nullptr) {
+        resident.erase(resident.begin(), resident.end() - capacity);
+        return;
+      }
+      const std::int64_t window = snapkv_window_count(resident, window_begin);
+      const ProtectedEnds ends = ProtectedEnds{sinks_, window}.clipped(size);
+      const std::vector<float> all = head_scores(ctx, static_cast<int>(h), resident, window);
+      const std::vector<float> middle(all.begin() + ends.sinks, all.end());
+      resident = keep_ends_and_top(resident, middle, ends, capacity);
+    });
+  }
+
+ private:
+  // Saliency of the resident entries before the window (size resident.size() - window).
+  std::vector<float> head_scores(const EvictionContext& ctx, int h, std::span<const std::int32_t> resident,
+                                 std::int64_t window) const {
+    const LayerTrace& trace = *ctx.trace;
+    const auto r = static_cast<Eigen::Index>(resident.size());
+    const Eigen::Index prefix = r - window;
+    const HeadMatrix keys = gather_rows(trace.keys[static_cast<std::size_t>(h)], resident);
+    const Eigen::MatrixXd values = gather_rows(trace.values[static_cast<std::size_t>(h)], resident).cast<double>();
+    const Eigen::VectorXd v2 = values.rowwise().squaredNorm();
+    const int group = ctx.model.group_size();
+    const double scale = 1.0 / std::sqrt(static_cast<double>(ctx.model.head_dim));
+    Eigen::ArrayXd total = Eigen::ArrayXd::Zero(prefix);
+    for (int g = h * group; g < (h + 1) * group; ++g) {
+      HeadMatrix q(window, keys.cols());
+      for (Eigen::Index i = 0; i < window; ++i) {
+        const std::int64_t t = resident[static_cast<std::size_t>(prefix + i)];
+        const std::int64_t row = trace.query_row(t);
+        if (row < 0) throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
+                                      std::to_string(t) + ", which " + spec() + " scores with");
+        q.row(i) = trace.queries[static_cast<std::size_t>(g)].row(row);
+      }
+      const Eigen::MatrixXd logits = (q * keys.transpose()).cast<double>() * scale;
+      for (Eigen::Index i = 0; i < window; ++i) {
+        const Eigen::Index visible = prefix + i + 1;  // causal: the prefix and window entries up to i
+        const Eigen::ArrayXd l = logits.row(i).head(visible).transpose().array();
+        Eigen::ArrayXd a = (l - l.maxCoeff()).exp();
+        a /= a.sum();
+        const Eigen::VectorXd o = values.topRows(visible).transpose() * a.matrix();
+        const Eigen::ArrayXd lp = l.head(prefix), ap = a.head(prefix);
+        const Eigen::ArrayXd vo = (values.topRows(prefix) * o).array();
+        const Eigen::ArrayXd vv = v2.head(prefix).array();
+        const Eigen::ArrayXd a2 = ap.square();
+        if (saliency_ != Saliency::kKey) total += vnorm_ ? Eigen::ArrayXd(a2 * vv) : a2;
+        if (saliency_ != Saliency::kValue) {
+          // ||v_j - o_i||^2 = ||v_j||^2 + ||o_i||^2 - 2 v_j.o_i
+          total += (ap * lp).square() * (vv + o.squaredNorm() - 2.0 * vo);
+        }
+        if (saliency_ == Saliency::kBoth) total += 2.0 * a2 * lp * (vv - vo);
+      }
+    }
+    total /= static_cast<double>(group);
+    std::vector<float> out(static_cast<std::size_t>(prefix));
+    for (Eigen::Index j = 0; j < prefix; ++j) out[static_cast<std::size_t>(j)] = static_cast<float>(total[j]);
+    return out;
+  }
+
+  Budget budget_;
+  std::int64_t window_;
+  std::int64_t sinks_;
+  Saliency saliency_;
+  bool vnorm_;
+  EvictionPoints points_;
+};
+
+}  // namespace
+
+void register_obcache(PolicyRegistry& registry) {
+  registry.add(
+      {"obcache",
+       "OBCache: keep the entries whose removal would perturb the window's attention outputs most "
+       "(optimal-brain-damage saliency of values, keys or both)",
+       "OBCache (2025; paper not read here); formulas from MalachiAjayi/kv-cache-pruner "
+       "kv_cache_pruner/cache_utils.py (a functionality-equivalent derivative; the original repository was not found)",
+       {{"budget", "0.2", "fraction (<1) of the prompt kept besides the window and sinks, or a token count (>=1) incl. them"},
+        {"window", "32", "perturbation window: the most recent entries, always kept; their queries score the rest"},
+        {"sinks", "0", "first entries always kept (num_sink)"},
+        {"saliency", "both", "value (obcV) | key (obcK) | both (obcVK, with the cross term)"},
+        {"vnorm", "yes", "yes|no: weigh the value saliency by ||v||^2 (use_vnorm)"},
+        {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
+        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+       [](SpecArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget", 0.2);
+         const std::int64_t window = args.get_int("window", 32);
+         const std::int64_t sinks = args.get_int("sinks", 0);
+         const std::string saliency = args.get_choice("saliency", "both", {"value", "key", "both"});
+         const bool vnorm = args.get_choice("vnorm", "yes", {"yes", "no"}) == "yes";
+         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+         if (window < 1) args.fail("window", "must be >= 1");
+         if (sinks < 0) args.fail("sinks", "must be >= 0");
+         if (!budget.is_fraction && budget.tokens <= window + sinks) {
+           args.fail("budget", "a token budget must exceed the window plus the sinks (" + std::to_string(window + sinks) + ")");
+         }
+         const Saliency s = saliency == "value" ? Saliency::kValue : saliency == "key" ? Saliency::kKey : Saliency::kBoth;
+         return std::make_unique<ObCachePolicy>(budget, window, sinks, s, vnorm, points);
+       }});
+}
+
+}  // namespace kvsim

@@ -1,0 +1,75 @@
+// mixed_precision (MiKV-style): the high-precision class is SnapKV's kept set, everything else is
+// quantized at low_bits, nothing is evicted; bytes by hand.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "policies/quantize.h"
+#include "policies/registry.h"
+#include "sim/engine.h"
+#include "sim/layer_replay.h"
+#include "tests/test_support.h"
+#include "util/error.h"
+
+namespace kvsim {
+namespace {
+
+TEST(MixedPrecision, HighClassIsSnapKvKeptSetRestQuantized) {
+  const ModelShape model{"tiny", 1, 4, 2, 8};
+  const std::int64_t n = 40, m = 4;
+  const auto source = testing_support::random_trace(model, n, m, {0}, 11);
+  const LayerTrace trace = source.load_layer("0", 0);
+  const RequestInfo& request = source.header().requests[0];
+  const auto snap = PolicyRegistry::builtin().create("snapkv(budget=10, window=4, kernel=1)");
+  const auto mixed = PolicyRegistry::builtin().create(
+      "mixed_precision(budget=10, window=4, kernel=1, high_bits=16, low_bits=2, group=4)");
+  const PassPlan plan = make_pass_plan(n, m, n);
+  const LayerResidency kept = replay_layer({model, request, plan, 0, &trace, {}}, *snap).final_residency;
+  // Nothing evicted by mixed_precision.
+  const LayerResidency all = replay_layer({model, request, plan, 0, &trace, {}}, *mixed).final_residency;
+  for (const auto& head : all) EXPECT_EQ(head.size(), static_cast<std::size_t>(n + m));
+  for (int h = 0; h < 2; ++h) {
+    const CompressedHead c = mixed->compressed_head(model, request, trace, h);
+    int high = 0;
+    for (std::int64_t t = 0; t < n; ++t) {
+      const auto& k = kept[static_cast<std::size_t>(h)];
+      const bool important = std::binary_search(k.begin(), k.end(), static_cast<std::int32_t>(t));
+      const HeadMatrix key = trace.keys[static_cast<std::size_t>(h)].row(t);
+      const HeadMatrix value = trace.values[static_cast<std::size_t>(h)].row(t);
+      EXPECT_EQ(HeadMatrix(c.keys.row(t)), important ? key : fake_quantize_per_token(key, 2, 4)) << h << " " << t;
+      EXPECT_EQ(HeadMatrix(c.values.row(t)), important ? value : fake_quantize_per_token(value, 2, 4)) << h << " " << t;
+      high += important;
+    }
+    EXPECT_EQ(high, 10);  // the token budget, window included (positions >= n from snapkv's decode are not prompt)
+  }
+}
+
+TEST(MixedPrecision, BytesByHand) {
+  const ModelShape model{"l", 1, 32, 8, 128};  // fp16
+  RequestInfo request;
+  request.prompt_tokens = 1000;
+  const auto policy = PolicyRegistry::builtin().create("mixed_precision(budget=0.2, window=32)");
+  // High class: round(0.2 * 1000) + 32 = 232 entries at 256 bytes per K (or V); the other 768 at
+  // 2 bits: 128 * 2/8 + 128/32 * 4 = 48 bytes; 10 decode entries at 256.
+  StoredEntries s = policy->stored(model, request, 1010);
+  EXPECT_EQ(s.key_compressed, 1000);
+  EXPECT_DOUBLE_EQ(s.bytes.key_bytes, 232 * 256 + 768 * 48 + 10 * 256);
+  EXPECT_DOUBLE_EQ(s.bytes.value_bytes, 232 * 256 + 768 * 48 + 10 * 256);
+  // high_bits=8, low_bits=4: 128 + 16 = 144 and 64 + 16 = 80 bytes.
+  s = PolicyRegistry::builtin().create("mixed_precision(budget=0.2, window=32, high_bits=8, low_bits=4)")
+          ->stored(model, request, 1000);
+  EXPECT_DOUBLE_EQ(s.bytes.total(), 2.0 * (232 * 144 + 768 * 80));
+  // Mid-prompt: all at full precision.
+  EXPECT_DOUBLE_EQ(policy->stored(model, request, 500).bytes.total(), 500 * 512);
+}
+
+TEST(MixedPrecision, RejectsBadParameters) {
+  for (const char* spec : {"mixed_precision(low_bits=3)", "mixed_precision(high_bits=2)",
+                           "mixed_precision(high_bits=4, low_bits=8)", "mixed_precision(budget=4, window=32)",
+                           "mixed_precision(group=0)"}) {
+    EXPECT_THROW(PolicyRegistry::builtin().create(spec), InputError) << spec;
+  }
+}
+
+}  // namespace
+}  // namespace kvsim

@@ -1,0 +1,82 @@
+// think (ThinK key-channel pruning): the pruned channels and bytes of a hand-made head.
+#include <gtest/gtest.h>
+
+#include "policies/registry.h"
+#include "util/error.h"
+
+namespace kvsim {
+namespace {
+
+// One MHA head, head_dim 4, prompt 4, 2 decode tokens. Prompt keys give
+// kn = mean k^2 = [1, 2, 2, 1]; the window (last 2 prompt queries, rows 2 and 3) gives
+// qn = mean q^2 = [(9+1)/2, 1, 1, (0+9)/2] = [5, 1, 1, 4.5]; score = qn * kn = [5, 2, 2, 4.5].
+struct HandHead {
+  ModelShape model{"hand", 1, 1, 1, 4};
+  RequestInfo request;
+  LayerTrace layer;
+  HandHead() {
+    request.prompt_tokens = 4;
+    request.generated_tokens = 2;
+    HeadMatrix k(6, 4), v(6, 4), q(6, 4);
+    k << 1, 2, 0, 1,  1, 2, 0, 1,  1, 0, 2, 1,  1, 0, 2, 1,  7, 7, 7, 7,  5, 5, 5, 5;
+    v = k * 0.5f;
+    q << 0, 0, 0, 0,  0, 0, 0, 0,  3, 1, 1, 0,  1, 1, 1, 3,  1, 1, 1, 1,  1, 1, 1, 1;
+    layer.keys = {k};
+    layer.values = {v};
+    layer.queries = {q};
+    layer.query_positions = {0, 1, 2, 3, 4, 5};
+  }
+};
+
+TEST(Think, PrunesLowestScoredChannelsOfPromptKeys) {
+  const HandHead hand;
+  // ratio 0.5: floor(4 * 0.5) = 2 channels, the two scored 2: channels 1 and 2, every prompt key.
+  const auto half = PolicyRegistry::builtin().create("think(ratio=0.5, window=2)");
+  const CompressedHead c = half->compressed_head(hand.model, hand.request, hand.layer, 0);
+  HeadMatrix want = hand.layer.keys[0];
+  want.col(1).setZero();
+  want.col(2).setZero();
+  EXPECT_EQ(c.keys.topRows(4), want.topRows(4));
+  EXPECT_EQ(c.values, hand.layer.values[0]);
+  // ratio 0.25: one channel; channels 1 and 2 tie at 2 and the lower index goes.
+  const auto quarter = PolicyRegistry::builtin().create("think(ratio=0.25, window=2)");
+  const CompressedHead c1 = quarter->compressed_head(hand.model, hand.request, hand.layer, 0);
+  EXPECT_EQ(c1.keys.col(1).head(4).norm(), 0.0f);
+  EXPECT_GT(c1.keys.col(2).head(4).norm(), 0.0f);
+  // A window of 1 (row 3 only): qn = [1, 1, 1, 9] -> scores [1, 2, 2, 9]: channels 0 and 1 go.
+  const auto narrow = PolicyRegistry::builtin().create("think(ratio=0.5, window=1)");
+  const CompressedHead c2 = narrow->compressed_head(hand.model, hand.request, hand.layer, 0);
+  EXPECT_EQ(c2.keys.col(0).head(4).norm(), 0.0f);
+  EXPECT_EQ(c2.keys.col(1).head(4).norm(), 0.0f);
+  EXPECT_GT(c2.keys.col(2).head(4).norm(), 0.0f);
+}
+
+TEST(Think, BytesByHand) {
+  const HandHead hand;
+  const auto policy = PolicyRegistry::builtin().create("think(ratio=0.5, window=2)");
+  // 6 kept entries after the prompt of 4, fp16, head_dim 4: keys 4 * (4 - 2) * 2 + 2 * 4 * 2 = 32,
+  // values 6 * 4 * 2 = 48; the first 4 keys are the pruned class.
+  StoredEntries s = policy->stored(hand.model, hand.request, 6);
+  EXPECT_EQ(s.key_compressed, 4);
+  EXPECT_EQ(s.value_compressed, 0);
+  EXPECT_DOUBLE_EQ(s.bytes.key_bytes, 32);
+  EXPECT_DOUBLE_EQ(s.bytes.value_bytes, 48);
+  // Mid-prompt (chunked prefill): nothing pruned yet.
+  s = policy->stored(hand.model, hand.request, 3);
+  EXPECT_EQ(s.key_compressed, 0);
+  EXPECT_DOUBLE_EQ(s.bytes.total(), 3 * 16);
+  // llama-like head_dim 128 at ratio 0.4: floor(51.2) = 51 channels pruned -> 77 * 2 = 154 key bytes.
+  const ModelShape llama{"l", 1, 32, 8, 128};
+  RequestInfo r;
+  r.prompt_tokens = 10;
+  EXPECT_DOUBLE_EQ(PolicyRegistry::builtin().create("think(ratio=0.4)")->stored(llama, r, 10).bytes.key_bytes, 10 * 154);
+}
+
+TEST(Think, RejectsBadParameters) {
+  for (const char* spec : {"think(ratio=1)", "think(ratio=-0.1)", "think(window=0)", "think(bits=2)"}) {
+    EXPECT_THROW(PolicyRegistry::builtin().create(spec), InputError) << spec;
+  }
+}
+
+}  // namespace
+}  // namespace kvsim
