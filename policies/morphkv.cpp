@@ -11,7 +11,6 @@
 // The reference default of morph_type is not fixed in code (it is a run option); its LongBench runs
 // use window sizes 8..256; the defaults here are window=32, aggregate=max.
 #include <cmath>
-#include <tbb/parallel_for.h>
 
 #include "policies/leverage.h"
 #include "policies/registry.h"
@@ -44,18 +43,10 @@ class MorphKvPolicy final : public Policy {
     const std::int64_t protect = window_ + 1;  // the window and the current token
     const std::int64_t capacity = budget_.capacity(ctx.pass, ctx.prefill, points_.prefill, protect);
     const std::int64_t window_begin = snapkv_window_begin(ctx, protect, points_.prefill);
-    tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
-      auto& resident = residency[h];
-      const auto size = static_cast<std::int64_t>(resident.size());
-      if (size <= capacity) return;
-      if (ctx.trace == nullptr) {
-        resident.erase(resident.begin(), resident.end() - capacity);
-        return;
-      }
-      const std::int64_t recent = snapkv_window_count(resident, window_begin);
-      const std::vector<float> scores = head_scores(ctx, static_cast<int>(h), resident, recent);
-      resident = keep_ends_and_top(resident, scores, ProtectedEnds{0, recent}, capacity);
-    });
+    evict_heads_keeping_window(ctx, residency, capacity, window_begin, /*sinks=*/0,
+                               [&](int h, std::span<const std::int32_t> resident, std::int64_t recent) {
+                                 return head_scores(ctx, h, resident, recent);
+                               });
   }
 
  private:

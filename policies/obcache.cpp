@@ -11,7 +11,6 @@
 // highest-saliency others. Scores come from the window at each eviction point (the reference's
 // prefill scoring, ptb_window = num_recent); its accumulation of decode-step scores is not modelled.
 #include <cmath>
-#include <tbb/parallel_for.h>
 
 #include "policies/leverage.h"
 #include "policies/registry.h"
@@ -51,20 +50,10 @@ class ObCachePolicy final : public Policy {
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
     const std::int64_t capacity = budget_.capacity(ctx.pass, ctx.prefill, points_.prefill, window_ + sinks_);
     const std::int64_t window_begin = snapkv_window_begin(ctx, window_, points_.prefill);
-    tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
-      auto& resident = residency[h];
-      const auto size = static_cast<std::int64_t>(resident.size());
-      if (size <= capacity) return;
-      if (ctx.trace == nullptr) {
-        resident.erase(resident.begin(), resident.end() - capacity);
-        return;
-      }
-      const std::int64_t window = snapkv_window_count(resident, window_begin);
-      const ProtectedEnds ends = ProtectedEnds{sinks_, window}.clipped(size);
-      const std::vector<float> all = head_scores(ctx, static_cast<int>(h), resident, window);
-      const std::vector<float> middle(all.begin() + ends.sinks, all.end());
-      resident = keep_ends_and_top(resident, middle, ends, capacity);
-    });
+    evict_heads_keeping_window(ctx, residency, capacity, window_begin, sinks_,
+                               [&](int h, std::span<const std::int32_t> resident, std::int64_t window) {
+                                 return head_scores(ctx, h, resident, window);
+                               });
   }
 
  private:

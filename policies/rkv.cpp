@@ -55,18 +55,10 @@ class RkvPolicy final : public Policy {
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
     const std::int64_t capacity = budget_.capacity(ctx.pass, ctx.prefill, points_.prefill, window_);
     const std::int64_t window_begin = snapkv_window_begin(ctx, window_, points_.prefill);
-    tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
-      auto& resident = residency[h];
-      const auto size = static_cast<std::int64_t>(resident.size());
-      if (size <= capacity) return;
-      if (ctx.trace == nullptr) {
-        resident.erase(resident.begin(), resident.end() - capacity);
-        return;
-      }
-      const std::int64_t window = snapkv_window_count(resident, window_begin);
-      const std::vector<float> scores = head_scores(ctx, static_cast<int>(h), resident, window);
-      resident = keep_ends_and_top(resident, scores, ProtectedEnds{0, window}, capacity);
-    });
+    evict_heads_keeping_window(ctx, residency, capacity, window_begin, /*sinks=*/0,
+                               [&](int h, std::span<const std::int32_t> resident, std::int64_t window) {
+                                 return head_scores(ctx, h, resident, window);
+                               });
   }
 
  private:

@@ -4,6 +4,7 @@
 #include <string>
 #include <tbb/parallel_for.h>
 
+#include "policies/leverage.h"
 #include "policies/select.h"
 #include "policies/window_attention.h"
 #include "util/error.h"
@@ -110,6 +111,24 @@ void snapkv_required_queries(const RequestInfo& request, std::span<const Pass> p
     for (std::int64_t t = request.prompt_tokens; t < request.total_tokens(); ++t) positions->push_back(t);
     add_window(request.prompt_tokens, request.prompt_tokens);
   }
+}
+
+void evict_heads_keeping_window(const EvictionContext& ctx, LayerResidency& residency, std::int64_t capacity,
+                                std::int64_t window_begin, std::int64_t sinks, const WindowedHeadScorer& score) {
+  tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
+    auto& resident = residency[h];
+    const auto size = static_cast<std::int64_t>(resident.size());
+    if (size <= capacity) return;
+    if (ctx.trace == nullptr) {
+      resident.erase(resident.begin(), resident.end() - capacity);
+      return;
+    }
+    const std::int64_t window = snapkv_window_count(resident, window_begin);
+    const ProtectedEnds ends = ProtectedEnds{sinks, window}.clipped(size);
+    const std::vector<float> scores = score(static_cast<int>(h), resident, window);
+    resident = keep_ends_and_top(resident, std::span<const float>(scores).subspan(static_cast<std::size_t>(ends.sinks)),
+                                 ends, capacity);
+  });
 }
 
 }  // namespace kvsim

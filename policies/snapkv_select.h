@@ -3,6 +3,7 @@
 // chunkkv): the observation window, the pooled window-attention scores, and SnapKV's per-head
 // selection at a given capacity.
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -34,6 +35,17 @@ std::int64_t snapkv_window_begin(const EvictionContext& ctx, std::int64_t window
 
 // How many of the sorted `resident` positions lie in the window (>= window_begin).
 std::int64_t snapkv_window_count(std::span<const std::int32_t> resident, std::int64_t window_begin);
+
+// Scores of one KV head's resident entries before its observation window (resident.size() - window
+// values, oldest first).
+using WindowedHeadScorer =
+    std::function<std::vector<float>(int kv_head, std::span<const std::int32_t> resident, std::int64_t window)>;
+
+// Evicts every KV head of the layer to `capacity` entries, heads in parallel. An untraced layer keeps
+// the newest entries (only the count matters); a traced one keeps the first `sinks` entries, the
+// observation window (entries at positions >= window_begin) and the best-scored rest.
+void evict_heads_keeping_window(const EvictionContext& ctx, LayerResidency& residency, std::int64_t capacity,
+                                std::int64_t window_begin, std::int64_t sinks, const WindowedHeadScorer& score);
 
 // Pooled window-attention scores of the first resident.size() - window_count entries of KV head
 // `kv_head` (the window's queries vote; GQA: mean over the group). REQUIRES ctx.trace.
