@@ -7,7 +7,10 @@ Writes PNGs and a one-page report.html with the tables:
   pareto.png          footprint vs fidelity (attention recall), Pareto front per policy family
   peak_memory.png     peak KV bytes vs prompt length per policy (sweeps with prompt_tokens swept)
   memory_time.png     resident KV bytes over time for one scenario, post-fill vs chunked eviction
-  latency_cdf.png     TTFT and TPOT CDFs (over scenarios, p50 per scenario) when present
+  latency_cdf.png     TTFT and TPOT CDFs over scenarios (each scenario's p50) when a sweep has them
+  request_latency.png per-request TTFT and TPOT CDFs of a serving run (its requests.csv), one line per
+                      policy, with the scenario's SLO marked; in a sweep folder, of the scenario
+                      named by --scenario (default: the first one that served requests)
 """
 import argparse
 import csv
@@ -50,8 +53,10 @@ def read_rows(folder):
             summary = json.load(f)
         rows = []
         for p in summary.get("policies", []):
-            row = {"scenario": "0", "policy": p["spec"],
-                   "workload.prompt_tokens": str(summary["scenario"]["workload"]["prompt_tokens"])}
+            row = {"scenario": "0", "policy": p["spec"]}
+            prompt = summary.get("scenario", {}).get("workload", {}).get("prompt_tokens")
+            if prompt is not None:  # a serving run has many prompts, no single length
+                row["workload.prompt_tokens"] = str(prompt)
             flatten(p, "", row)
             rows.append(row)
         return rows
@@ -72,6 +77,12 @@ def family(spec):
     name = spec.split("(", 1)[0].strip()
     m = re.search(r"prefill=(\w+)", spec)
     return name + ("/" + m.group(1) if m and name != "full" else "")
+
+
+def short_label(spec):
+    """Family plus the size parameters that tell two specs of one family apart, for legends."""
+    sizes = re.findall(r"\b(budget|sinks|window|bits)=([\w.]+)", spec)
+    return " ".join([family(spec)] + ["%s=%s" % kv for kv in sizes])
 
 
 def pareto(points):
@@ -173,17 +184,18 @@ def plot_memory_time(folder, out):
     with open(os.path.join(run, "timeline.csv"), newline="") as f:
         for r in csv.DictReader(f):
             i = int(r["policy"])
-            t0, dt = number(r["time_s"]), number(r["duration_s"])
-            b = number(r["hbm_kv_bytes"]) / 2**30
+            t0, b = number(r["time_s"]), number(r["hbm_kv_bytes"]) / 2**30
             s = series.setdefault(i, ([], []))
-            s[0].extend([t0, t0 + dt])  # a step function: the level holds over each pass
-            s[1].extend([b, b])
+            if "duration_s" in r:  # a replay: the level holds over each pass
+                s[0].extend([t0, t0 + number(r["duration_s"])])
+                s[1].extend([b, b])
+            else:  # a serving run samples the level at each iteration's end
+                s[0].append(t0)
+                s[1].append(b)
     fig, ax = plt.subplots(figsize=(7, 5))
     table = [["policy", "peak resident GiB", "end time s"]]
     for i in sorted(series):
-        name = family(specs[i]) if i < len(specs) else str(i)
-        budget = re.search(r"budget=([\d.]+)", specs[i]) if i < len(specs) else None
-        label = name + (" b=" + budget.group(1) if budget else "")
+        label = short_label(specs[i]) if i < len(specs) else str(i)
         ax.plot(series[i][0], series[i][1], label=label,
                 ls="--" if "post_fill" in label else "-")
         table.append([html.escape(specs[i] if i < len(specs) else str(i)),
@@ -221,6 +233,97 @@ def plot_latency(rows, out):
     return save(fig, out, "latency_cdf.png"), table
 
 
+def pick_serving_folder(folder, scenario):
+    """The serving run whose requests.csv to draw: the folder itself, or one scenario of a sweep."""
+    def serving(d):
+        path = os.path.join(d, "requests.csv")
+        if not os.path.isfile(path):
+            return False
+        with open(path, newline="") as f:
+            return "ttft_s" in next(csv.reader(f), [])
+    if scenario is not None:
+        d = os.path.join(folder, "scenarios", scenario)
+        if not serving(d):
+            fail("--scenario %s: %s holds no serving requests.csv (with a ttft_s column)" % (scenario, d))
+        return d
+    if serving(folder):
+        return folder
+    scen = os.path.join(folder, "scenarios")
+    if os.path.isdir(scen):
+        for d in sorted(os.listdir(scen)):
+            if serving(os.path.join(scen, d)):
+                return os.path.join(scen, d)
+    return None
+
+
+def percentiles(values, qs):
+    """Linear-interpolated percentiles (numpy's default, as kvsim's summary.json computes them)."""
+    v = sorted(values)
+    out = []
+    for q in qs:
+        x = (len(v) - 1) * q / 100.0
+        lo = int(math.floor(x))
+        hi = min(lo + 1, len(v) - 1)
+        out.append(v[lo] + (v[hi] - v[lo]) * (x - lo))
+    return out
+
+
+def slo_seconds(text):
+    """{'ttft': 2.0, 'tpot': 0.1} from a scenario's slo string such as 'ttft=2s, tpot=100ms'."""
+    out = {}
+    for key, value, unit in re.findall(r"(\w+?)(?:_p\d+)?\s*=\s*([\d.eE+-]+)\s*(ms|s)?", text or ""):
+        out[key] = float(value) * (1e-3 if unit == "ms" else 1.0)
+    return out
+
+
+def plot_request_latency(folder, out, scenario=None):
+    run = pick_serving_folder(folder, scenario)
+    if run is None:
+        return None, []
+    specs, per_policy = {}, {}
+    with open(os.path.join(run, "requests.csv"), newline="") as f:
+        for r in csv.DictReader(f):
+            i = int(r["policy"])
+            specs[i] = r["spec"]
+            d = per_policy.setdefault(i, {"ttft_s": [], "tpot_s": [], "rejected": 0})
+            if r["rejected"] == "1":
+                d["rejected"] += 1
+                continue
+            for k in ("ttft_s", "tpot_s"):
+                v = number(r[k])
+                if not math.isnan(v):  # a one-token answer has no TPOT
+                    d[k].append(v)
+    slo = {}
+    try:
+        with open(os.path.join(run, "summary.json")) as f:
+            slo = slo_seconds(json.load(f)["scenario"]["serving"].get("slo"))
+    except (OSError, KeyError, ValueError):
+        pass
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    table = [["policy", "served", "rejected", "TTFT p50 s", "TTFT p90 s", "TTFT p99 s", "TPOT p50 s", "TPOT p99 s"]]
+    for i in sorted(per_policy):
+        d = per_policy[i]
+        for ax, k in zip(axes, ("ttft_s", "tpot_s")):
+            v = sorted(d[k])
+            if v:
+                ax.step(v, [(j + 1) / len(v) for j in range(len(v))], where="post", label=short_label(specs[i]))
+        row = [html.escape(specs[i]), len(d["ttft_s"]), d["rejected"]]
+        row += ["%.6g" % x for x in percentiles(d["ttft_s"], (50, 90, 99))] if d["ttft_s"] else ["-"] * 3
+        row += ["%.6g" % x for x in percentiles(d["tpot_s"], (50, 99))] if d["tpot_s"] else ["-"] * 2
+        table.append(row)
+    for ax, k in zip(axes, ("ttft_s", "tpot_s")):
+        name = k.split("_")[0]
+        if name in slo:
+            ax.axvline(slo[name], color="k", ls=":", lw=1, label="SLO %s = %g s" % (name.upper(), slo[name]))
+        ax.set_xlabel("%s per request (s)" % name.upper())
+        ax.set_ylabel("fraction of served requests")
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle("Per-request latency CDFs: " + os.path.basename(run.rstrip("/")))
+    return save(fig, out, "request_latency.png"), table
+
+
 def save(fig, out, name):
     fig.tight_layout()
     fig.savefig(os.path.join(out, name), dpi=110)
@@ -240,6 +343,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("dir", help="kvsim sweep/merge output folder, or a kvsim run folder")
     ap.add_argument("--out", help="folder for PNGs and report.html (default DIR/plots)")
+    ap.add_argument("--scenario", help="in a sweep folder, the scenario (its folder name under scenarios/) whose "
+                    "per-request latencies to draw")
     args = ap.parse_args()
     if not os.path.isdir(args.dir):
         fail("%s is not a folder" % args.dir)
@@ -249,7 +354,8 @@ def main():
     sections = [("Footprint vs fidelity", plot_pareto(rows, out)),
                 ("Peak memory vs context length", plot_peak(rows, out)),
                 ("Memory over time", plot_memory_time(args.dir, out)),
-                ("TTFT / TPOT CDFs", plot_latency(rows, out))]
+                ("TTFT / TPOT CDFs over scenarios", plot_latency(rows, out)),
+                ("Per-request TTFT / TPOT CDFs", plot_request_latency(args.dir, out, args.scenario))]
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>kvsim report</title>",
              "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}"
              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"

@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """tools/plot.py (issue 7): on a smoke-sweep results folder it writes valid, non-empty PNGs that
-report.html references; its Pareto front matches a hand-worked example; a folder with no results
-is one clear error and exit 1."""
+report.html references; its Pareto front matches a hand-worked example; on a serving run (300 Azure
+requests) it draws per-request TTFT/TPOT CDFs whose table percentiles, computed by plot.py from
+requests.csv, equal the ones kvsim wrote to summary.json; a folder with no results is one clear
+error and exit 1."""
 import argparse
 import importlib.util
+import json
 import os
 import shutil
 import struct
@@ -26,6 +29,31 @@ def check(cond, what):
         failures.append(what)
 
 
+def png_ok(path):
+    data = open(path, "rb").read() if os.path.exists(path) else b""
+    ok = data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    w, h = struct.unpack(">II", data[16:24]) if ok else (0, 0)
+    return ok and len(data) > 5000 and w >= 300 and h >= 200, "%dx%d, %d bytes" % (w, h, len(data))
+
+
+SERVING = """[model]
+preset = llama-3.1-8b
+[workload]
+arrivals = %s
+chunk_tokens = 1024
+seed = 3
+[policy]
+spec = snapkv(budget=0.2, prefill=chunk)
+spec = streaming(sinks=4, window=512)
+[hardware]
+preset = h100-sxm
+[serving]
+max_batch_tokens = 1024
+slo = ttft=0.5s, tpot=30ms
+profile_decode_tokens = 64
+"""
+
+
 # Hand-worked Pareto front (minimise footprint, maximise fidelity): (0.5,0.6) is dominated by
 # (0.4,0.7), (0.9,0.8) by (0.8,0.9); ties in footprint keep the better fidelity only.
 spec = importlib.util.spec_from_file_location("plot", plot_py)
@@ -34,6 +62,8 @@ spec.loader.exec_module(plot)
 pts = [(0.9, 0.8), (0.4, 0.7), (0.5, 0.6), (0.8, 0.9), (1.0, 1.0), (0.4, 0.5), (0.1, 0.2)]
 check(plot.pareto(pts) == [(0.1, 0.2), (0.4, 0.7), (0.8, 0.9), (1.0, 1.0)], "pareto front by hand")
 check(plot.family("snapkv(budget=0.2, window=16, prefill=chunk)") == "snapkv/chunk", "family names prefill mode")
+check(plot.percentiles([4.0, 1.0, 3.0, 2.0], (50, 90)) == [2.5, 3.7], "linear-interpolated percentiles by hand")
+check(plot.slo_seconds("ttft_p99=2s, tpot=100ms") == {"ttft": 2.0, "tpot": 0.1}, "SLO string to seconds")
 
 shutil.rmtree(args.workdir, ignore_errors=True)
 os.makedirs(args.workdir)
@@ -44,14 +74,38 @@ r = subprocess.run([sys.executable, plot_py, res, "--out", out], capture_output=
 check(r.returncode == 0, "plot.py exits 0 (stderr: %s)" % r.stderr.strip())
 report = open(os.path.join(out, "report.html")).read() if os.path.exists(os.path.join(out, "report.html")) else ""
 for name in ("pareto.png", "peak_memory.png", "memory_time.png", "latency_cdf.png"):
-    path = os.path.join(out, name)
-    data = open(path, "rb").read() if os.path.exists(path) else b""
-    ok = data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
-    w, h = struct.unpack(">II", data[16:24]) if ok else (0, 0)
-    check(ok and len(data) > 5000 and w >= 300 and h >= 200, "%s is a PNG of %dx%d, %d bytes" % (name, w, h, len(data)))
+    ok, what = png_ok(os.path.join(out, name))
+    check(ok, "%s is a PNG of %s" % (name, what))
     check("src='%s'" % name in report, "report.html shows %s" % name)
 # The report's Pareto table lists each policy family with as many points as results.csv rows.
 check(report.count("<td>snapkv/chunk</td><td>12</td>") == 1, "report counts 12 snapkv/chunk points (6 scenarios x 2 budgets)")
+
+# A serving run: per-request CDFs, and the table's percentiles (plot.py, from requests.csv) match
+# kvsim's own summary.json (C++, from its in-memory results) to the CSV's 9 significant digits.
+ini = os.path.join(args.workdir, "serve.ini")
+with open(ini, "w") as f:
+    f.write(SERVING % os.path.join(root, "tests", "data", "azure_conv_sample.csv"))
+serve = os.path.join(args.workdir, "serve")
+subprocess.run([args.kvsim, "run", ini, "--out", serve, "-q"], check=True)
+splots = os.path.join(args.workdir, "serve_plots")
+r = subprocess.run([sys.executable, plot_py, serve, "--out", splots], capture_output=True, text=True)
+check(r.returncode == 0, "plot.py on a serving run exits 0 (stderr: %s)" % r.stderr.strip())
+ok, what = png_ok(os.path.join(splots, "request_latency.png"))
+check(ok, "request_latency.png is a PNG of %s" % what)
+ok, what = png_ok(os.path.join(splots, "memory_time.png"))
+check(ok, "serving memory_time.png is a PNG of %s" % what)
+summary = json.load(open(os.path.join(serve, "summary.json")))
+served, table = plot.plot_request_latency(serve, splots)
+check(served == "request_latency.png" and len(table) == 1 + len(summary["policies"]), "one table row per policy")
+for row, pol in zip(table[1:], summary["policies"]):
+    check(int(row[1]) == pol["served"] and int(row[2]) == pol["rejected"],
+          "%s: served %s / rejected %s as summary.json" % (pol["spec"], row[1], row[2]))
+    want = [pol["ttft_s"]["p50"], pol["ttft_s"]["p90"], pol["ttft_s"]["p99"], pol["tpot_s"]["p50"], pol["tpot_s"]["p99"]]
+    got = [float(x) for x in row[3:8]]
+    check(all(abs(g - w) <= 1e-5 * w for g, w in zip(got, want)),
+          "%s: TTFT/TPOT percentiles %s match summary.json %s" % (pol["spec"], got, want))
+bad = subprocess.run([sys.executable, plot_py, res, "--scenario", "nope"], capture_output=True, text=True)
+check(bad.returncode == 1 and "--scenario nope" in bad.stderr, "unknown --scenario: clear error (%r)" % bad.stderr)
 
 empty = os.path.join(args.workdir, "empty")
 os.makedirs(empty)
