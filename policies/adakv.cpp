@@ -16,12 +16,6 @@ namespace kvsim {
 
 namespace {
 
-struct Candidate {
-  float score;
-  std::int32_t head;
-  std::int32_t index;  // into the head's resident vector
-};
-
 class AdaKvPolicy final : public SnapKvScoredPolicy {
  public:
   AdaKvPolicy(Budget budget, SnapKvScoring scoring, double alpha, EvictionPoints points)
@@ -63,7 +57,7 @@ class AdaKvPolicy final : public SnapKvScoredPolicy {
     });
 
     std::int64_t remaining = layer_budget;
-    std::vector<Candidate> pool;
+    std::vector<HeadCandidate> pool;
     for (std::size_t h = 0; h < residency.size(); ++h) {
       remaining -= windows[h] + static_cast<std::int64_t>(safe[h].size());
       std::vector<bool> is_safe(scores[h].size(), false);
@@ -72,14 +66,9 @@ class AdaKvPolicy final : public SnapKvScoredPolicy {
         if (!is_safe[i]) pool.push_back({scores[h][i], static_cast<std::int32_t>(h), static_cast<std::int32_t>(i)});
       }
     }
-    // The global pick across heads; ties go to the lower head, then the lower position, so the
-    // kept sets are a function of the scores alone.
-    const auto before = [](const Candidate& a, const Candidate& b) {
-      if (a.score != b.score) return a.score > b.score;
-      return a.head != b.head ? a.head < b.head : a.index < b.index;
-    };
+    // The global pick across heads (ties: lower head, then lower position).
     remaining = std::clamp<std::int64_t>(remaining, 0, static_cast<std::int64_t>(pool.size()));
-    std::nth_element(pool.begin(), pool.begin() + remaining, pool.end(), before);
+    std::nth_element(pool.begin(), pool.begin() + remaining, pool.end(), ranks_before);
     pool.resize(static_cast<std::size_t>(remaining));
 
     std::vector<std::vector<bool>> keep(residency.size());
@@ -88,7 +77,7 @@ class AdaKvPolicy final : public SnapKvScoredPolicy {
       for (std::int32_t i : safe[h]) keep[h][static_cast<std::size_t>(i)] = true;
       std::fill(keep[h].end() - windows[h], keep[h].end(), true);
     }
-    for (const Candidate& c : pool) keep[static_cast<std::size_t>(c.head)][static_cast<std::size_t>(c.index)] = true;
+    for (const HeadCandidate& c : pool) keep[static_cast<std::size_t>(c.head)][static_cast<std::size_t>(c.index)] = true;
     for (std::size_t h = 0; h < residency.size(); ++h) {
       std::vector<std::int32_t> kept;
       for (std::size_t i = 0; i < residency[h].size(); ++i) {

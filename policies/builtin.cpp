@@ -11,6 +11,7 @@ const PolicyRegistry& PolicyRegistry::builtin() {
     register_snapkv(r);
     register_pyramidkv(r);
     register_adakv(r);
+    register_lava(r);
     register_chunkkv(r);
     register_l2norm(r);
     register_compactor(r);
@@ -26,6 +27,8 @@ const PolicyRegistry& PolicyRegistry::builtin() {
     register_kivi(r);
     register_think(r);
     register_mixed_precision(r);
+    register_dbudget(r);
+    register_kvcompress(r);
     return r;
   }();
   return registry;

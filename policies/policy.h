@@ -95,6 +95,11 @@ class Policy {
   // §3). The engine checks every traced layer stores them, and the synthesiser generates them.
   virtual bool requires_recon_queries() const { return false; }
 
+  // True if the policy cannot keep the right *number* of entries in an untraced layer (its budget
+  // follows from the layer's own attention, e.g. DBudgetKV's mass threshold): the engine then
+  // refuses a trace that does not trace every layer, rather than report a wrong footprint.
+  virtual bool requires_every_layer_traced() const { return false; }
+
   // How the KV heads of untraced layer `layer` split into groups whose heads keep equal counts: the
   // number of heads in each group, summing to model.num_kv_heads. The layer is replayed with one
   // representative vector per group (each counted that many times), so untraced layers cost two

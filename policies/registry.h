@@ -48,6 +48,7 @@ void register_streaming(PolicyRegistry& registry);
 void register_snapkv(PolicyRegistry& registry);
 void register_pyramidkv(PolicyRegistry& registry);
 void register_adakv(PolicyRegistry& registry);
+void register_lava(PolicyRegistry& registry);
 void register_chunkkv(PolicyRegistry& registry);
 void register_l2norm(PolicyRegistry& registry);
 void register_compactor(PolicyRegistry& registry);
@@ -63,5 +64,7 @@ void register_obcache(PolicyRegistry& registry);
 void register_kivi(PolicyRegistry& registry);
 void register_think(PolicyRegistry& registry);
 void register_mixed_precision(PolicyRegistry& registry);
+void register_dbudget(PolicyRegistry& registry);
+void register_kvcompress(PolicyRegistry& registry);
 
 }  // namespace kvsim

@@ -11,6 +11,20 @@ namespace kvsim {
 // ties unspecified; DESIGN.md keeps sets comparable by fixing this rule).
 std::vector<std::int32_t> top_k_indices(std::span<const float> scores, std::int64_t k);
 
+// An entry of one head competing for a budget shared by a layer's heads (AdaKV, LAVa).
+struct HeadCandidate {
+  float score;
+  std::int32_t head;
+  std::int32_t index;  // into the head's resident vector
+};
+
+// Higher score first; ties go to the lower head, then the lower index, so a shared pick is a
+// function of the scores alone.
+inline bool ranks_before(const HeadCandidate& a, const HeadCandidate& b) {
+  if (a.score != b.score) return a.score > b.score;
+  return a.head != b.head ? a.head < b.head : a.index < b.index;
+}
+
 // Part `index` of `total` split as evenly as possible into `parts`: floor((i+1)T/P) - floor(iT/P).
 // E.g. how many of a model's full heads fall in each layer when they are counted over all layers
 // but chosen one layer at a time (head masks, KVzip-head).

@@ -54,13 +54,9 @@ std::int64_t snapkv_window_count(std::span<const std::int32_t> resident, std::in
   return static_cast<std::int64_t>(resident.end() - std::lower_bound(resident.begin(), resident.end(), window_begin));
 }
 
-std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& policy, int kv_head,
-                                      std::span<const std::int32_t> resident, std::int64_t window_count,
-                                      const SnapKvScoring& scoring) {
+std::vector<std::int64_t> window_query_rows(const EvictionContext& ctx, const Policy& policy,
+                                            std::span<const std::int32_t> resident, std::int64_t window_count) {
   const LayerTrace& trace = *ctx.trace;
-  const int group = ctx.model.group_size();
-  std::vector<const HeadMatrix*> heads;
-  for (int g = kv_head * group; g < (kv_head + 1) * group; ++g) heads.push_back(&trace.queries[g]);
   std::vector<std::int64_t> rows;
   for (std::int64_t t : resident.last(static_cast<std::size_t>(window_count))) {
     const std::int64_t row = trace.query_row(t);
@@ -68,6 +64,22 @@ std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& 
                                   std::to_string(t) + ", which " + policy.spec() + " scores with");
     rows.push_back(row);
   }
+  return rows;
+}
+
+std::vector<const HeadMatrix*> group_query_heads(const EvictionContext& ctx, int kv_head) {
+  const int group = ctx.model.group_size();
+  std::vector<const HeadMatrix*> heads;
+  for (int g = kv_head * group; g < (kv_head + 1) * group; ++g) heads.push_back(&ctx.trace->queries[g]);
+  return heads;
+}
+
+std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& policy, int kv_head,
+                                      std::span<const std::int32_t> resident, std::int64_t window_count,
+                                      const SnapKvScoring& scoring) {
+  const LayerTrace& trace = *ctx.trace;
+  const std::vector<const HeadMatrix*> heads = group_query_heads(ctx, kv_head);
+  const std::vector<std::int64_t> rows = window_query_rows(ctx, policy, resident, window_count);
   const std::vector<float> scores =
       window_attention_scores(trace.keys[kv_head], resident, window_count, {heads, rows});
   return scoring.max_pooling ? max_pool(scores, scoring.kernel) : avg_pool(scores, scoring.kernel);

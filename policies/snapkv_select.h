@@ -47,6 +47,15 @@ using WindowedHeadScorer =
 void evict_heads_keeping_window(const EvictionContext& ctx, LayerResidency& residency, std::int64_t capacity,
                                 std::int64_t window_begin, std::int64_t sinks, const WindowedHeadScorer& score);
 
+// The stored query rows of the observation window (the last `window_count` resident positions) of
+// KV head `kv_head`'s layer, in the trace's query matrices. REQUIRES ctx.trace. Throws InputError
+// naming `policy`'s spec if the trace lacks one of them.
+std::vector<std::int64_t> window_query_rows(const EvictionContext& ctx, const Policy& policy,
+                                            std::span<const std::int32_t> resident, std::int64_t window_count);
+
+// The query heads of KV head `kv_head`'s GQA group. REQUIRES ctx.trace.
+std::vector<const HeadMatrix*> group_query_heads(const EvictionContext& ctx, int kv_head);
+
 // Pooled window-attention scores of the first resident.size() - window_count entries of KV head
 // `kv_head` (the window's queries vote; GQA: mean over the group). REQUIRES ctx.trace.
 // Throws InputError naming `policy`'s spec if the trace lacks a window query.

@@ -82,6 +82,13 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
     }
   };
 
+  for (const Policy* policy : policies) {
+    if (policy->requires_every_layer_traced() && static_cast<int>(header.traced_layers.size()) != model.num_layers) {
+      throw InputError(policy->spec() + " sets each layer's budget from that layer's attention, so it needs every layer "
+                       "traced; the trace has " + std::to_string(header.traced_layers.size()) + " of " +
+                       std::to_string(model.num_layers) + " (use traced_layers = all)");
+    }
+  }
   std::vector<bool> traced(static_cast<std::size_t>(model.num_layers), false);
   for (int layer : header.traced_layers) traced[static_cast<std::size_t>(layer)] = true;
 

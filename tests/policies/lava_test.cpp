@@ -1,0 +1,138 @@
+// lava: hand-checked kept sets (value scale across heads, floor_alpha shares, GQA group maximum)
+// and per-layer totals equal to the allocation at every eviction.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "tests/policies/policy_test_util.h"
+
+namespace kvsim {
+namespace {
+
+using policy_test::HandLayer;
+
+// Kept positions per head after one post-fill eviction of `layer` (dimension 1, window queries 1).
+LayerResidency kept(const ModelShape& model, const LayerTrace& layer, const std::string& spec) {
+  RequestInfo request;
+  request.prompt_tokens = layer.keys[0].rows();
+  const auto policy = PolicyRegistry::builtin().create(spec);
+  const PassPlan plan = make_pass_plan(request.prompt_tokens, 0, request.prompt_tokens);
+  return replay_layer({model, request, plan, 0, &layer, {}}, *policy).final_residency;
+}
+
+TEST(Lava, ValueScaleWeighsHeadsAgainstEachOther) {
+  // T=6, window {5} (one query: mean attention = x / sum x), kernel 1, B=3 per head -> S = 6 - 2 = 4.
+  // Head 0: x = [8,7,6,5,1|1], sum 28 -> [.2857,.2500,.2143,.1786,.0357], values 1 (scale 1; the
+  //   window's value 100 is not part of the scale).
+  // Head 1: x = [1.2,1.1,4,.9,.8|2], sum 10 -> [.12,.11,.40,.09,.08]; values 1 except -3 at position 3:
+  //   scale max |v|_1 = 3 -> [.36,.33,1.2,.27,.24].
+  HandLayer hand({{8, 7, 6, 5, 1, 1}, {1.2, 1.1, 4, .9, .8, 2}});
+  hand.layer.values[0] = HeadMatrix::Ones(6, 1);
+  hand.layer.values[0](5, 0) = 100.0f;
+  hand.layer.values[1] = HeadMatrix::Ones(6, 1);
+  hand.layer.values[1](3, 0) = -3.0f;
+  // Top 4: 1.2 (h1 2), .36 (h1 0), .33 (h1 1), .2857 (h0 0): head 0 keeps 1 + window, head 1 3 + window.
+  const LayerResidency scaled{{0, 5}, {0, 1, 2, 5}};
+  EXPECT_EQ(hand.kept("lava(budget=3, window=1, kernel=1, floor_alpha=0)"), scaled);
+  // Without the scale (all values 1) the top 4 would be .40 (h1 2), .2857, .25, .2143 (h0 0..2).
+  HandLayer unscaled({{8, 7, 6, 5, 1, 1}, {1.2, 1.1, 4, .9, .8, 2}});
+  unscaled.layer.values = {HeadMatrix::Ones(6, 1), HeadMatrix::Ones(6, 1)};
+  EXPECT_EQ(unscaled.kept("lava(budget=3, window=1, kernel=1, floor_alpha=0)"), (LayerResidency{{0, 1, 2, 5}, {2, 5}}));
+  // floor_alpha 1: every head keeps S/H = 2 of its own best (head 1: 1.2 at 2, .36 at 0).
+  EXPECT_EQ(hand.kept("lava(budget=3, window=1, kernel=1, floor_alpha=1)"), (LayerResidency{{0, 1, 5}, {0, 2, 5}}));
+}
+
+TEST(Lava, FloorAlphaSharesSumToTheLayerBudget) {
+  // T=7, window {6}, B=4 per head -> S = 8 - 2 = 6, mean S/H = 3; values 1 (scale 1).
+  // Head 0: x = [1.6,1.5,1.4,1.3,1.2,1.1|10], sum 18.1 -> [.0884,.0829,.0773,.0718,.0663,.0608].
+  // Head 1: x = [9,8,7,6,5,4|1], sum 40 -> [.225,.200,.175,.150,.125,.100].
+  HandLayer hand({{1.6, 1.5, 1.4, 1.3, 1.2, 1.1, 10}, {9, 8, 7, 6, 5, 4, 1}});
+  hand.layer.values = {HeadMatrix::Ones(7, 1), HeadMatrix::Ones(7, 1)};
+  // alpha 0: all 6 of head 1 beat head 0's best (.100 > .0884): counts 0, 6.
+  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=0)"),
+            (LayerResidency{{6}, {0, 1, 2, 3, 4, 5, 6}}));
+  // alpha 0.5: shares .5 x 0 + .5 x 3 = 1.5 and .5 x 6 + 1.5 = 4.5 -> floors 1 and 4; the one left
+  // over goes to the best remaining score: head 1's .125 (position 4) over head 0's .0829.
+  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=0.5)"),
+            (LayerResidency{{0, 6}, {0, 1, 2, 3, 4, 6}}));
+  // alpha 0.7: shares 2.1 and 3.9 -> 2 and 3; the one left over: head 1's .150 (position 3).
+  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=0.7)"),
+            (LayerResidency{{0, 1, 6}, {0, 1, 2, 3, 6}}));
+  // alpha 1: 3 each.
+  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=1)"),
+            (LayerResidency{{0, 1, 2, 6}, {0, 1, 2, 6}}));
+}
+
+// One KV head with keys ln x and two query heads of constant q0, q1 (dimension 1): the window query
+// of query head g attends to position j with weight x_j^q_g / sum_i x_i^q_g.
+LayerResidency gqa_kept(const std::vector<double>& x, float q0, float q1, const std::string& spec) {
+  const ModelShape model{"gqa", 1, 2, 1, 1};
+  LayerTrace layer;
+  HeadMatrix keys(static_cast<Eigen::Index>(x.size()), 1);
+  for (std::size_t j = 0; j < x.size(); ++j) keys(static_cast<Eigen::Index>(j), 0) = static_cast<float>(std::log(x[j]));
+  layer.keys = {keys};
+  layer.values = {HeadMatrix::Ones(keys.rows(), 1)};
+  layer.queries = {HeadMatrix::Constant(keys.rows(), 1, q0), HeadMatrix::Constant(keys.rows(), 1, q1)};
+  for (std::int64_t p = 0; p < keys.rows(); ++p) layer.query_positions.push_back(p);
+  return kept(model, layer, spec);
+}
+
+TEST(Lava, GqaTakesTheGroupMaximumOfPooledScores) {
+  // x = [1,1,2,4,4|1], q0 = 1, q1 = -2, window {5}, B=3 (2 scored):
+  //   head 0: x / 13 = [.0769,.0769,.1538,.3077,.3077]; head 1: x^-2 / 3.375 = [.2963,.2963,.0741,.0185,.0185].
+  //   Group maximum [.2963,.2963,.1538,.3077,.3077] keeps 3, 4; the group mean
+  //   [.1866,.1866,.1140,.1631,.1631] would keep 0, 1.
+  EXPECT_EQ(gqa_kept({1, 1, 2, 4, 4, 1}, 1.0f, -2.0f, "lava(budget=3, window=1, kernel=1)"), (LayerResidency{{3, 4, 5}}));
+  // x = [.5,.5,.5,1,2|1], q0 = 1, q1 = -1, avg pooling kernel 3 (zero padding, /3), B=2 (1 scored):
+  //   head 0: x / 5.5 = [.0909,.0909,.0909,.1818,.3636] -> pooled [.0606,.0909,.1212,.2121,.1818];
+  //   head 1: x^-1 / 8.5 = [.2353,.2353,.2353,.1176,.0588] -> pooled [.1569,.2353,.1961,.1373,.0588].
+  //   Pooling each query head, then the maximum: [.1569,.2353,.1961,.2121,.1818] keeps 1; pooling the
+  //   maximum [.2353,.2353,.2353,.1818,.3636] instead would give [.1569,.2353,.2175,.2602,.1818] and keep 3.
+  EXPECT_EQ(gqa_kept({.5, .5, .5, 1, 2, 1}, 1.0f, -1.0f, "lava(budget=2, window=1, kernel=3, pooling=avg)"),
+            (LayerResidency{{1, 5}}));
+}
+
+TEST(Lava, LayerTotalEqualsTheAllocationAtEveryEviction) {
+  // GQA 8 query / 4 KV heads; chunks 100,100,100,50 with b=0.3, w=8 -> capacity after chunk j
+  // = sum min(round(0.3 c) + 8, c) = 38, 76, 114, 137 per head; decode keeps 137.
+  const ModelShape model{"tiny", 2, 8, 4, 8};
+  const std::int64_t n = 350, m = 3;
+  auto source = testing_support::random_trace(model, n, m, {0}, 21, 2.0f);
+  const LayerTrace trace = source.load_layer("0", 0);
+  const RequestInfo& request = source.header().requests[0];
+  const PassPlan plan = make_pass_plan(n, m, 100);
+  const std::vector<std::int64_t> capacity{38, 76, 114, 137, 137, 137, 137};
+  for (const char* spec : {"lava(budget=0.3, window=8, kernel=3, floor_alpha=0, prefill=chunk, decode=step)",
+                           "lava(budget=0.3, window=8, kernel=3, floor_alpha=0.3, prefill=chunk, decode=step)",
+                           "lava(budget=0.3, window=8, kernel=3, pooling=avg, floor_alpha=0.7, prefill=chunk, decode=step)"}) {
+    testing_support::RecordingPolicy traced(PolicyRegistry::builtin().create(spec));
+    replay_layer({model, request, plan, 0, &trace, {}}, traced);
+    testing_support::RecordingPolicy untraced(PolicyRegistry::builtin().create(spec));
+    replay_layer({model, request, plan, 1, nullptr, {}}, untraced);
+    const auto traced_sizes = traced.sizes(), untraced_sizes = untraced.sizes();
+    ASSERT_EQ(traced_sizes.size(), capacity.size()) << spec;
+    ASSERT_EQ(untraced_sizes.size(), capacity.size()) << spec;
+    bool uneven = false;
+    for (std::size_t e = 0; e < capacity.size(); ++e) {
+      std::int64_t total = 0;
+      for (std::int64_t s : traced_sizes[e]) {
+        total += s;
+        uneven |= s != capacity[e];
+        EXPECT_GE(s, std::min<std::int64_t>(8, capacity[e])) << spec << " eviction " << e;  // the window stays
+      }
+      EXPECT_EQ(total, 4 * capacity[e]) << spec << " eviction " << e;
+      EXPECT_EQ(untraced_sizes[e], (std::vector<std::int64_t>{capacity[e]})) << spec << " eviction " << e;
+    }
+    EXPECT_TRUE(uneven) << spec << ": per-head budgets should differ on random heads";
+  }
+}
+
+TEST(Lava, RejectsBadParametersAndPrintsItsDefaults) {
+  policy_test::expect_rejected({"lava(floor_alpha=1.5)", "lava(floor_alpha=-0.1)", "lava(kernel=2)", "lava(budget=10)",
+                                "lava(window=0)", "lava(pooling=mean)"});
+  EXPECT_EQ(PolicyRegistry::builtin().create("lava")->spec(),
+            "lava(budget=0.2, window=32, kernel=7, pooling=max, floor_alpha=0.2, prefill=post_fill, decode=none)");
+}
+
+}  // namespace
+}  // namespace kvsim
