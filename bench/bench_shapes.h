@@ -13,6 +13,9 @@ inline constexpr int kWindow = 32;
 // Square SGEMM size for the machine's peak: large enough to be compute-bound, small enough to run
 // many iterations.
 inline constexpr int kPeakGemmSize = 1024;
+// KIVI's defaults (policies/kivi.cpp): 2-bit elements in groups of 32.
+inline constexpr int kKiviBits = 2;
+inline constexpr int kKiviGroup = 32;
 
 // FLOPs of the GEMM inside one KV head's window attention: [group*window x d] x [d x keys].
 inline double window_attention_flops(std::int64_t keys) {

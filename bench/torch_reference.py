@@ -8,6 +8,9 @@ shapes (bench/bench_shapes.h), so tools/bench_report.py can print kvsim / PyTorc
                          over the group (1 thread)
   WindowAttentionLayer/N/T  the same for 8 KV heads, T threads (torch parallelises inside ops)
   KeyLeverage/N          exact centered leverage in float64: Gram, eigh, whitened row norms (1 thread)
+  KiviQuantize/N         KIVI 2-bit fake quantization of one KV head: keys per channel in groups of 32
+                         tokens, values per token in groups of 32 channels, dequantized (1 thread;
+                         GB/s of float32 K and V read)
 
 Writes JSON {name: {"real_time_ms": median, "GFLOP/s": ...}} to --out. GFLOP/s counts the same
 FLOPs as the C++ benchmarks (the GEMM work), so the ratio is a ratio of times.
@@ -26,6 +29,7 @@ except ImportError:
     sys.exit("torch_reference.py: torch is not importable by %s (Debian package python3-torch)" % sys.executable)
 
 HEAD_DIM, GROUP, KV_HEADS, WINDOW, PEAK_N = 128, 4, 8, 32, 1024
+KIVI_BITS, KIVI_GROUP = 2, 32
 KEYS = (4096, 32768, 131072)
 
 
@@ -70,6 +74,22 @@ def centered_leverage(x):
     return ((x @ whiten) ** 2).sum(1)
 
 
+def fake_quantize(x, dim):
+    """Asymmetric min/scale quantization over `dim` of a grouped view, dequantized (policies/quantize.h)."""
+    levels = float((1 << KIVI_BITS) - 1)
+    lo = x.amin(dim, keepdim=True)
+    scale = (x.amax(dim, keepdim=True) - lo) / levels
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return ((x - lo) / safe).round().clamp_(0, levels) * scale + lo
+
+
+def kivi_quantize(keys, values):
+    n, d = keys.shape
+    k = fake_quantize(keys.view(n // KIVI_GROUP, KIVI_GROUP, d), 1).view(n, d)
+    v = fake_quantize(values.view(n, d // KIVI_GROUP, KIVI_GROUP), 2).view(n, d)
+    return k, v
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
@@ -78,9 +98,9 @@ def main():
     gen = torch.Generator().manual_seed(1)
     results = {}
 
-    def record(name, seconds, flops):
-        results[name] = {"real_time_ms": seconds * 1e3, "GFLOP/s": flops / seconds * 1e-9}
-        print("%-34s %10.3f ms %9.1f GFLOP/s" % (name, seconds * 1e3, flops / seconds * 1e-9), file=sys.stderr)
+    def record(name, seconds, work, unit="GFLOP/s"):
+        results[name] = {"real_time_ms": seconds * 1e3, unit: work / seconds * 1e-9}
+        print("%-34s %10.3f ms %9.1f %s" % (name, seconds * 1e3, work / seconds * 1e-9, unit), file=sys.stderr)
 
     a = torch.randn(PEAK_N, PEAK_N, generator=gen)
     b = torch.randn(PEAK_N, PEAK_N, generator=gen)
@@ -104,6 +124,9 @@ def main():
         torch.set_num_threads(1)
         x = torch.randn(keys, HEAD_DIM, generator=gen, dtype=torch.float64)
         record("KeyLeverage/%d" % keys, timed(lambda: centered_leverage(x), args.min_time), leverage_flops(keys))
+        kv = [torch.randn(keys, HEAD_DIM, generator=gen) for _ in range(2)]
+        record("KiviQuantize/%d" % keys, timed(lambda: kivi_quantize(*kv), args.min_time),
+               2.0 * keys * HEAD_DIM * 4, "GB/s")
         del heads
 
     with open(args.out, "w") as f:

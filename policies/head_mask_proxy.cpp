@@ -4,6 +4,7 @@
 #include <cmath>
 #include <tbb/parallel_for.h>
 
+#include "policies/scratch.h"
 #include "util/error.h"
 
 namespace kvsim {
@@ -35,7 +36,7 @@ std::vector<double> streaming_loss_scores(const LayerTrace& trace, const ModelSh
       for (Eigen::Index i = 0; i < obs; ++i) q.row(g * obs + i) = queries.row(rows[static_cast<std::size_t>(i)]);
     }
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-    HeadMatrix logits(group * obs, n);
+    Eigen::Map<HeadMatrix> logits = thread_scratch_matrix(group * obs, n);  // 64 MiB at 128K: policies/scratch.h
     logits.noalias() = (q * scale) * keys.topRows(n).transpose();
     double total = 0.0;
     for (Eigen::Index r = 0; r < logits.rows(); ++r) {

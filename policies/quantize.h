@@ -21,6 +21,11 @@ HeadMatrix fake_quantize_per_channel(const HeadMatrix& x, int bits, int group);
 // (KIVI values). A last partial group is quantized on its own.
 HeadMatrix fake_quantize_per_token(const HeadMatrix& x, int bits, int group);
 
+// The same, overwriting `x` (no allocation: callers that reuse a buffer avoid page-faulting a fresh
+// one per head, which on some VMs costs more than the quantization itself).
+void fake_quantize_per_channel_in_place(HeadMatrix& x, int bits, int group);
+void fake_quantize_per_token_in_place(HeadMatrix& x, int bits, int group);
+
 // Bytes of `elements` quantized elements in groups of `group` (REQUIRES group divides elements):
 // elements * bits / 8 + elements / group * kQuantScaleZeroBytes.
 double quantized_bytes(std::int64_t elements, int bits, int group);

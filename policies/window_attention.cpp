@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "policies/scratch.h"
+
 namespace kvsim {
 
 std::vector<float> window_attention_scores(const HeadMatrix& keys, std::span<const std::int32_t> resident,
@@ -17,7 +19,8 @@ std::vector<float> window_attention_scores(const HeadMatrix& keys, std::span<con
     for (Eigen::Index i = 0; i < window; ++i) q.row(g * window + i) = queries.heads[g]->row(queries.rows[i]);
   }
   q *= 1.0f / std::sqrt(static_cast<float>(d));
-  HeadMatrix logits(group * window, r);
+  // [group x window, r]: 64 MiB at 128K keys, so not a fresh allocation per call (policies/scratch.h).
+  Eigen::Map<HeadMatrix> logits = thread_scratch_matrix(group * window, r);
   // Before any eviction the resident entries are a contiguous run of positions: multiply by those
   // rows in place instead of gathering a copy (at 128K keys the copy is 64 MiB per head).
   const bool contiguous = r > 0 && resident[r - 1] - resident[0] == r - 1;

@@ -74,6 +74,19 @@ def main():
                     kernel, keys, threads or 1, rate, 100 * of_peak, pt[name]["GFLOP/s"], ratio, scaling))
     lines.append("")
     lines.append("KeyLeverage runs in float64: its peak column is against half the float32 SGEMM peak.")
+    # A memory-bound kernel: judged against copying the same bytes (its limit) and PyTorch.
+    lines += ["", "| kernel | keys | kvsim GB/s | of copy bandwidth | PyTorch GB/s | kvsim / PyTorch |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for keys in (4096, 32768, 131072):
+        name, copy = "KiviQuantize/%d" % keys, "KvCopy/%d" % keys
+        if name not in kv or name not in pt or copy not in kv:
+            continue
+        rate, ratio = kv[name]["GB/s"], kv[name]["GB/s"] / pt[name]["GB/s"]
+        if ratio < 1.0:
+            misses.append("%s: slower than PyTorch (%.2fx)" % (name, ratio))
+        lines.append("| KiviQuantize | %d | %.2f | %.0f%% | %.2f | %.2fx |" % (
+            keys, rate, 100 * rate / kv[copy]["GB/s"], pt[name]["GB/s"], ratio))
+    lines.append("")
     for name, unit in (("ServingEvents", "events/s"), ("TraceRead/0/0", "MB/s"), ("TraceRead/1/0", "MB/s"),
                        ("TraceRead/1/1", "MB/s"), ("ReplayPasses/16384", "passes/s")):
         match = [b for n, b in kv.items() if n.startswith(name)]

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "traces/hdf5_crash_guard.h"
 #include "traces/hdf5_util.h"
 #include "traces/trace_file.h"
 #include "traces/trace_file_internal.h"
@@ -28,6 +29,7 @@ class FileTraceSource final : public TraceSource {
     }
     const std::string group_path = "/requests/" + request_id + "/layer_" + std::to_string(layer);
     const detail::LayerContext context{path_, group_path, &header_.model, request->total_tokens(), layer};
+    const Hdf5CrashGuard guard(path_);
     try {
       return detail::read_layer(file_.openGroup(group_path), context);
     } catch (const H5::Exception& e) {
@@ -59,6 +61,7 @@ H5::H5File open_hdf5(const std::string& path) {
 
 std::unique_ptr<TraceSource> open_trace_file(const std::string& path) {
   H5::Exception::dontPrint();  // errors become InputErrors; HDF5's stack dump would be noise
+  const Hdf5CrashGuard guard(path);
   H5::H5File file = open_hdf5(path);
   try {
     TraceHeader header = detail::read_trace_header(file, path);
