@@ -7,8 +7,9 @@ A small decoder-only transformer (tools/record/llama_tiny.py: RMSNorm, RoPE, GQA
 domain; tools/record/corpus.py) with next-byte cross-entropy. Most training sequences carry a
 repeated passage (a span copied to a later place; 20% of them random letters, which only copying
 predicts), which rewards induction heads: attend to the token after the previous occurrence of the
-current context and copy it. The default curriculum (--stages) is the recipe of
-tests/data/recorded_tiny.h5 (tests/data/recorded_tiny.md has the command and the time it took).
+current context and copy it. The default curriculum (--stages) is the first of the two runs that
+made tests/data/recorded_tiny.h5 (tests/data/recorded_tiny.md has both commands and their times;
+the second, --init, continues at 1024 and 2048 tokens so the induction head reaches far back).
 
 Deterministic given --seed, the thread count and the BLAS library: torch.manual_seed, a numpy
 Generator for the data, torch.use_deterministic_algorithms(True), fixed torch.set_num_threads.
@@ -32,9 +33,9 @@ sys.path.insert(0, HERE)
 
 import corpus  # noqa: E402
 
-# The recipe of tests/data/recorded_tiny.h5: 1500 steps of 16 x 128-token sequences that are one
-# passage repeated with short gaps (induction forms here), then 400 steps of 8 x 512 tokens, 70%
-# repeated passages, so that copying works at distances of a few hundred tokens.
+# The first run of tests/data/recorded_tiny.h5's recipe: 1500 steps of 16 x 128-token sequences that
+# are one passage repeated with short gaps (induction forms here), then 400 steps of 8 x 512 tokens,
+# 70% repeated passages, so that copying works at distances of a few hundred tokens.
 DEFAULT_STAGES = "128:16:1500:1.0,512:8:400:0.7"
 
 np = torch = F = LlamaConfig = LlamaForCausalLM = tokenizers = None  # imported by main() after the thread count
