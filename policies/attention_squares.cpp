@@ -15,11 +15,7 @@ std::vector<double> window_attention_squares(const HeadMatrix& keys, std::span<c
   const auto group = static_cast<Eigen::Index>(queries.heads.size());
   const Eigen::Index prefix = r - window;
 
-  HeadMatrix q(group * window, d);
-  for (Eigen::Index g = 0; g < group; ++g) {
-    for (Eigen::Index i = 0; i < window; ++i) q.row(g * window + i) = queries.heads[g]->row(queries.rows[i]);
-  }
-  q *= 1.0f / std::sqrt(static_cast<float>(d));
+  const HeadMatrix q = scaled_window_queries(queries, d);
   // The window is small (tens of queries): gather the resident keys once, one GEMM.
   HeadMatrix cached(r, d);
   for (Eigen::Index j = 0; j < r; ++j) cached.row(j) = keys.row(resident[static_cast<std::size_t>(j)]);

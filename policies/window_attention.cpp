@@ -7,6 +7,17 @@
 
 namespace kvsim {
 
+HeadMatrix scaled_window_queries(const WindowQueries& queries, Eigen::Index head_dim) {
+  const auto group = static_cast<Eigen::Index>(queries.heads.size());
+  const auto window = static_cast<Eigen::Index>(queries.rows.size());
+  HeadMatrix q(group * window, head_dim);
+  for (Eigen::Index g = 0; g < group; ++g) {
+    for (Eigen::Index i = 0; i < window; ++i) q.row(g * window + i) = queries.heads[g]->row(queries.rows[i]);
+  }
+  q *= 1.0f / std::sqrt(static_cast<float>(head_dim));
+  return q;
+}
+
 std::vector<float> window_attention_scores(const HeadMatrix& keys, std::span<const std::int32_t> resident,
                                            std::int64_t window, const WindowQueries& queries) {
   const auto r = static_cast<Eigen::Index>(resident.size());
@@ -14,11 +25,7 @@ std::vector<float> window_attention_scores(const HeadMatrix& keys, std::span<con
   const auto group = static_cast<Eigen::Index>(queries.heads.size());
   const Eigen::Index prefix = r - window;
 
-  HeadMatrix q(group * window, d);
-  for (Eigen::Index g = 0; g < group; ++g) {
-    for (Eigen::Index i = 0; i < window; ++i) q.row(g * window + i) = queries.heads[g]->row(queries.rows[i]);
-  }
-  q *= 1.0f / std::sqrt(static_cast<float>(d));
+  const HeadMatrix q = scaled_window_queries(queries, d);
   // [group x window, r]: 64 MiB at 128K keys, so not a fresh allocation per call (policies/scratch.h).
   Eigen::Map<HeadMatrix> logits = thread_scratch_matrix(group * window, r);
   // Before any eviction the resident entries are a contiguous run of positions: multiply by those

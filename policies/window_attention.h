@@ -14,6 +14,10 @@ struct WindowQueries {
   std::span<const std::int64_t> rows;        // row in each head's matrix, one per window position
 };
 
+// The window queries of a GQA group stacked head-major ([group x window, d]) and scaled by
+// 1/sqrt(d), ready for one GEMM against the keys.
+HeadMatrix scaled_window_queries(const WindowQueries& queries, Eigen::Index head_dim);
+
 // For one KV head: `resident` are the cached positions (sorted); the last `window` of them are the
 // observation window, whose queries are `queries`. Each window query attends causally (softmax of
 // q·k/sqrt(d) over the resident entries at positions <= its own). Returns, for each non-window
