@@ -41,7 +41,8 @@ std::vector<std::string> ini_names(const fs::path& dir) {
 fs::path resolve(const std::string& name, const fs::path& dir, const std::vector<std::string>& known, const char* what) {
   fs::path path(name);
   if (path.extension() != ".ini") path = dir / (name + ".ini");
-  if (!fs::exists(path)) {
+  std::error_code ec;  // e.g. a name too long for the file system: "unknown", not an exception
+  if (!fs::exists(path, ec)) {
     std::string list;
     for (const auto& n : known) list += (list.empty() ? "" : ", ") + n;
     throw InputError(std::string("unknown ") + what + " '" + name + "' (known: " + list + "; or a path to an .ini)");

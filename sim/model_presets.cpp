@@ -31,7 +31,8 @@ std::vector<std::string> model_preset_names() {
 ModelShape load_model_preset(const std::string& name) {
   fs::path path(name);
   if (path.extension() != ".ini") path = fs::path(config_dir()) / "models" / (name + ".ini");
-  if (!fs::exists(path)) {
+  std::error_code ec;  // e.g. a name too long for the file system: "unknown", not an exception
+  if (!fs::exists(path, ec)) {
     std::string known;
     for (const auto& n : model_preset_names()) known += (known.empty() ? "" : ", ") + n;
     throw InputError("unknown model preset '" + name + "' (known: " + known + "; or a path to a model .ini)");

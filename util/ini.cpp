@@ -11,7 +11,8 @@ namespace kvsim {
 namespace po = boost::program_options;
 
 std::string read_ini_text(const std::string& path) {
-  if (std::filesystem::is_directory(path)) fail_input(path, "is a folder; expected an INI file");
+  std::error_code ec;  // a name too long for the file system is an error code, not an exception
+  if (std::filesystem::is_directory(path, ec)) fail_input(path, "is a folder; expected an INI file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail_input(path, "cannot open file");
   std::ostringstream text;

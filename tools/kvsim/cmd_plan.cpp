@@ -141,7 +141,8 @@ int cmd_plan(const Args& args) {
   if (v.count("out")) {
     const std::filesystem::path out(v["out"].as<std::string>());
     const auto parent = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
-    if (!std::filesystem::is_directory(parent)) fail_input(out.string(), "--out: folder " + parent.string() + " does not exist");
+    std::error_code ec;
+    if (!std::filesystem::is_directory(parent, ec)) fail_input(out.string(), "--out: folder " + parent.string() + " does not exist");
   }
 
   const auto start = std::chrono::steady_clock::now();

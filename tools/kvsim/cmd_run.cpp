@@ -61,7 +61,8 @@ int cmd_run(const Args& args) {
     if (!v.count(option)) continue;
     const std::filesystem::path file(v[option].as<std::string>());
     const std::filesystem::path folder = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
-    if (!std::filesystem::is_directory(folder)) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(folder, ec)) {
       fail_input(file.string(), std::string("--") + option + ": folder " + folder.string() + " does not exist");
     }
   }
