@@ -9,7 +9,6 @@
 #include <numeric>
 #include <tbb/parallel_for.h>
 
-#include "policies/attention_squares.h"
 #include "policies/registry.h"
 #include "policies/schedule.h"
 #include "policies/snapkv_select.h"
@@ -44,9 +43,10 @@ class DBudgetPolicy final : public Policy {
       const std::int64_t window = snapkv_window_count(resident, window_begin);
       const auto prefix = static_cast<std::int64_t>(resident.size()) - window;
       if (prefix <= 0) return;
-      const std::vector<float> scores =
-          snapkv_head_scores(ctx, *this, static_cast<int>(h), resident, window, scoring_);
-      const std::vector<double> squares = head_attention_squares(ctx, *this, static_cast<int>(h), resident, window);
+      // One softmax gives both the ranking (SnapKV's pooled scores) and the norm's squares.
+      const WindowAttention attention = head_window_attention(ctx, *this, static_cast<int>(h), resident, window);
+      const std::vector<float> scores = scoring_.pool(attention.scores);
+      const std::vector<double>& squares = attention.squares;
       // Best first; ties: the older entry first, so the kept set is a function of the scores alone.
       std::vector<std::int64_t> order(static_cast<std::size_t>(prefix));
       std::iota(order.begin(), order.end(), std::int64_t{0});

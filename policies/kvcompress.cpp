@@ -12,7 +12,6 @@
 #include <numeric>
 #include <tbb/parallel_for.h>
 
-#include "policies/attention_squares.h"
 #include "policies/registry.h"
 #include "policies/schedule.h"
 #include "policies/snapkv_select.h"
@@ -66,7 +65,7 @@ class KvCompressPolicy final : public Policy {
       const std::int64_t window = snapkv_window_count(resident, window_begin);
       const auto prefix = static_cast<std::int64_t>(resident.size()) - window;
       if (prefix <= 0) return;
-      metrics[h] = head_attention_squares(ctx, *this, static_cast<int>(h), resident, window);
+      metrics[h] = head_window_attention(ctx, *this, static_cast<int>(h), resident, window).squares;
       order[h].resize(static_cast<std::size_t>(prefix));
       std::iota(order[h].begin(), order[h].end(), std::int64_t{0});
       // Lowest metric first; ties: the older entry first.

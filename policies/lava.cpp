@@ -61,7 +61,7 @@ std::vector<float> lava_head_scores(const EvictionContext& ctx, const Policy& po
                                                       window_count, {std::span(&head, 1), rows});
     // window_attention_scores sums over the window queries; the reference averages them.
     for (float& x : mean) x /= static_cast<float>(window_count);
-    const std::vector<float> pooled = scoring.max_pooling ? max_pool(mean, scoring.kernel) : avg_pool(mean, scoring.kernel);
+    const std::vector<float> pooled = scoring.pool(mean);
     for (std::size_t i = 0; i < pooled.size(); ++i) best[i] = std::max(best[i], pooled[i] * value_scale);
   }
   return best;

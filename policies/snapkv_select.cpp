@@ -31,6 +31,10 @@ std::string SnapKvScoring::format() const {
          ", pooling=" + (max_pooling ? "max" : "avg");
 }
 
+std::vector<float> SnapKvScoring::pool(std::span<const float> scores) const {
+  return max_pooling ? max_pool(scores, kernel) : avg_pool(scores, kernel);
+}
+
 void SnapKvScoredPolicy::add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
                                               std::vector<std::int64_t>* positions) const {
   snapkv_required_queries(request, prefill, scoring_.window, points_, positions);
@@ -80,9 +84,14 @@ std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& 
   const LayerTrace& trace = *ctx.trace;
   const std::vector<const HeadMatrix*> heads = group_query_heads(ctx, kv_head);
   const std::vector<std::int64_t> rows = window_query_rows(ctx, policy, resident, window_count);
-  const std::vector<float> scores =
-      window_attention_scores(trace.keys[kv_head], resident, window_count, {heads, rows});
-  return scoring.max_pooling ? max_pool(scores, scoring.kernel) : avg_pool(scores, scoring.kernel);
+  return scoring.pool(window_attention_scores(trace.keys[kv_head], resident, window_count, {heads, rows}));
+}
+
+WindowAttention head_window_attention(const EvictionContext& ctx, const Policy& policy, int kv_head,
+                                      std::span<const std::int32_t> resident, std::int64_t window_count) {
+  const std::vector<const HeadMatrix*> heads = group_query_heads(ctx, kv_head);
+  const std::vector<std::int64_t> rows = window_query_rows(ctx, policy, resident, window_count);
+  return window_attention_with_squares(ctx.trace->keys[kv_head], resident, window_count, {heads, rows});
 }
 
 void snapkv_evict_to_capacity(const EvictionContext& ctx, const Policy& policy, LayerResidency& residency,

@@ -11,6 +11,7 @@
 #include "policies/policy.h"
 #include "policies/schedule.h"
 #include "policies/spec.h"
+#include "policies/window_attention.h"
 
 namespace kvsim {
 
@@ -26,6 +27,8 @@ struct SnapKvScoring {
   void check_budget(const SpecArgs& args, const Budget& budget) const;
   // "window=W, kernel=K, pooling=max|avg", as the canonical specs write them.
   std::string format() const;
+  // `scores` pooled along positions with this kernel and pooling.
+  std::vector<float> pool(std::span<const float> scores) const;
 };
 
 // First position of the observation window at this eviction point. After a chunk with
@@ -55,6 +58,12 @@ std::vector<std::int64_t> window_query_rows(const EvictionContext& ctx, const Po
 
 // The query heads of KV head `kv_head`'s GQA group. REQUIRES ctx.trace.
 std::vector<const HeadMatrix*> group_query_heads(const EvictionContext& ctx, int kv_head);
+
+// window_attention_with_squares for KV head `kv_head` of ctx's traced layer (scores not pooled),
+// the window being the last `window_count` resident entries. REQUIRES ctx.trace. Throws
+// InputError naming `policy`'s spec if the trace lacks one of the window's queries.
+WindowAttention head_window_attention(const EvictionContext& ctx, const Policy& policy, int kv_head,
+                                      std::span<const std::int32_t> resident, std::int64_t window_count);
 
 // Pooled window-attention scores of the first resident.size() - window_count entries of KV head
 // `kv_head` (the window's queries vote; GQA: mean over the group). REQUIRES ctx.trace.

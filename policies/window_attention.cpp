@@ -7,6 +7,10 @@
 
 namespace kvsim {
 
+namespace {
+
+// The window queries of a GQA group stacked head-major ([group x window, d]) and scaled by
+// 1/sqrt(d), ready for one GEMM against the keys.
 HeadMatrix scaled_window_queries(const WindowQueries& queries, Eigen::Index head_dim) {
   const auto group = static_cast<Eigen::Index>(queries.heads.size());
   const auto window = static_cast<Eigen::Index>(queries.rows.size());
@@ -18,8 +22,12 @@ HeadMatrix scaled_window_queries(const WindowQueries& queries, Eigen::Index head
   return q;
 }
 
-std::vector<float> window_attention_scores(const HeadMatrix& keys, std::span<const std::int32_t> resident,
-                                           std::int64_t window, const WindowQueries& queries) {
+// The window's attention: softmax rows of q k^T / sqrt(d) (window query i sees the prefix plus
+// window entries 0..i), each row handed to `row(probabilities, visible, inv_total)` unnormalised
+// (exp(x - max), the caller scales by inv_total) so a caller accumulates what it needs.
+template <typename RowFn>
+void for_each_attention_row(const HeadMatrix& keys, std::span<const std::int32_t> resident, std::int64_t window,
+                            const WindowQueries& queries, RowFn&& row_fn) {
   const auto r = static_cast<Eigen::Index>(resident.size());
   const Eigen::Index d = keys.cols();
   const auto group = static_cast<Eigen::Index>(queries.heads.size());
@@ -47,19 +55,41 @@ std::vector<float> window_attention_scores(const HeadMatrix& keys, std::span<con
       logits.middleCols(begin, len).noalias() = q * cached.topRows(len).transpose();
     }
   }
-
-  Eigen::ArrayXf sum = Eigen::ArrayXf::Zero(prefix);
   for (Eigen::Index row = 0; row < group * window; ++row) {
-    // Window query i sees the prefix plus window entries 0..i (causal).
     const Eigen::Index visible = prefix + (row % window) + 1;
     auto x = logits.row(row).head(visible).array();
     const float max = x.maxCoeff();
     x = (x - max).exp();
-    const float inv_total = 1.0f / x.sum();
-    sum += x.head(prefix).transpose() * inv_total;
+    row_fn(x, visible, 1.0f / x.sum());
   }
-  sum /= static_cast<float>(group);
+}
+
+}  // namespace
+
+std::vector<float> window_attention_scores(const HeadMatrix& keys, std::span<const std::int32_t> resident,
+                                           std::int64_t window, const WindowQueries& queries) {
+  const auto prefix = static_cast<Eigen::Index>(resident.size()) - window;
+  Eigen::ArrayXf sum = Eigen::ArrayXf::Zero(prefix);
+  for_each_attention_row(keys, resident, window, queries, [&](const auto& x, Eigen::Index, float inv_total) {
+    sum += x.head(prefix).transpose() * inv_total;
+  });
+  sum /= static_cast<float>(queries.heads.size());
   return std::vector<float>(sum.data(), sum.data() + prefix);
+}
+
+WindowAttention window_attention_with_squares(const HeadMatrix& keys, std::span<const std::int32_t> resident,
+                                              std::int64_t window, const WindowQueries& queries) {
+  const auto r = static_cast<Eigen::Index>(resident.size());
+  const Eigen::Index prefix = r - window;
+  Eigen::ArrayXf sum = Eigen::ArrayXf::Zero(prefix);
+  // In double: DBudgetKV compares prefix sums of these against a fraction of their total.
+  Eigen::ArrayXd squares = Eigen::ArrayXd::Zero(r);
+  for_each_attention_row(keys, resident, window, queries, [&](const auto& x, Eigen::Index visible, float inv_total) {
+    sum += x.head(prefix).transpose() * inv_total;
+    squares.head(visible) += (x * inv_total).square().transpose().template cast<double>();
+  });
+  sum /= static_cast<float>(queries.heads.size());
+  return {std::vector<float>(sum.data(), sum.data() + prefix), std::vector<double>(squares.data(), squares.data() + r)};
 }
 
 }  // namespace kvsim

@@ -14,10 +14,6 @@ struct WindowQueries {
   std::span<const std::int64_t> rows;        // row in each head's matrix, one per window position
 };
 
-// The window queries of a GQA group stacked head-major ([group x window, d]) and scaled by
-// 1/sqrt(d), ready for one GEMM against the keys.
-HeadMatrix scaled_window_queries(const WindowQueries& queries, Eigen::Index head_dim);
-
 // For one KV head: `resident` are the cached positions (sorted); the last `window` of them are the
 // observation window, whose queries are `queries`. Each window query attends causally (softmax of
 // q·k/sqrt(d) over the resident entries at positions <= its own). Returns, for each non-window
@@ -25,5 +21,17 @@ HeadMatrix scaled_window_queries(const WindowQueries& queries, Eigen::Index head
 // query heads (size resident.size() - window). Computed in float32 with one GEMM per group.
 std::vector<float> window_attention_scores(const HeadMatrix& keys, std::span<const std::int32_t> resident,
                                            std::int64_t window, const WindowQueries& queries);
+
+// window_attention_scores plus, from the same softmax, for EVERY resident entry j (window
+// included) the sum over the window queries and the group's query heads of attention(q, j)^2
+// (size resident.size(), accumulated in double). KV-Compress ranks entries by these squares ("L2-sum")
+// and DBudgetKV compares Frobenius norms of the window's attention restricted to kept columns,
+// which are sums of them.
+struct WindowAttention {
+  std::vector<float> scores;
+  std::vector<double> squares;
+};
+WindowAttention window_attention_with_squares(const HeadMatrix& keys, std::span<const std::int32_t> resident,
+                                              std::int64_t window, const WindowQueries& queries);
 
 }  // namespace kvsim
