@@ -93,37 +93,10 @@ TEST(Lava, GqaTakesTheGroupMaximumOfPooledScores) {
 }
 
 TEST(Lava, LayerTotalEqualsTheAllocationAtEveryEviction) {
-  // GQA 8 query / 4 KV heads; chunks 100,100,100,50 with b=0.3, w=8 -> capacity after chunk j
-  // = sum min(round(0.3 c) + 8, c) = 38, 76, 114, 137 per head; decode keeps 137.
-  const ModelShape model{"tiny", 2, 8, 4, 8};
-  const std::int64_t n = 350, m = 3;
-  auto source = testing_support::random_trace(model, n, m, {0}, 21, 2.0f);
-  const LayerTrace trace = source.load_layer("0", 0);
-  const RequestInfo& request = source.header().requests[0];
-  const PassPlan plan = make_pass_plan(n, m, 100);
-  const std::vector<std::int64_t> capacity{38, 76, 114, 137, 137, 137, 137};
   for (const char* spec : {"lava(budget=0.3, window=8, kernel=3, floor_alpha=0, prefill=chunk, decode=step)",
                            "lava(budget=0.3, window=8, kernel=3, floor_alpha=0.3, prefill=chunk, decode=step)",
                            "lava(budget=0.3, window=8, kernel=3, pooling=avg, floor_alpha=0.7, prefill=chunk, decode=step)"}) {
-    testing_support::RecordingPolicy traced(PolicyRegistry::builtin().create(spec));
-    replay_layer({model, request, plan, 0, &trace, {}}, traced);
-    testing_support::RecordingPolicy untraced(PolicyRegistry::builtin().create(spec));
-    replay_layer({model, request, plan, 1, nullptr, {}}, untraced);
-    const auto traced_sizes = traced.sizes(), untraced_sizes = untraced.sizes();
-    ASSERT_EQ(traced_sizes.size(), capacity.size()) << spec;
-    ASSERT_EQ(untraced_sizes.size(), capacity.size()) << spec;
-    bool uneven = false;
-    for (std::size_t e = 0; e < capacity.size(); ++e) {
-      std::int64_t total = 0;
-      for (std::int64_t s : traced_sizes[e]) {
-        total += s;
-        uneven |= s != capacity[e];
-        EXPECT_GE(s, std::min<std::int64_t>(8, capacity[e])) << spec << " eviction " << e;  // the window stays
-      }
-      EXPECT_EQ(total, 4 * capacity[e]) << spec << " eviction " << e;
-      EXPECT_EQ(untraced_sizes[e], (std::vector<std::int64_t>{capacity[e]})) << spec << " eviction " << e;
-    }
-    EXPECT_TRUE(uneven) << spec << ": per-head budgets should differ on random heads";
+    policy_test::expect_shared_layer_budget(spec);
   }
 }
 

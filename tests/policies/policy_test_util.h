@@ -3,6 +3,7 @@
 // hand-built MHA layer for the SnapKV-scored policies.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
@@ -84,5 +85,39 @@ struct HandLayer {
     return replay_layer({model, request, plan, 0, &layer, {}}, *policy).final_residency;
   }
 };
+
+// For a policy whose KV heads share the layer's budget (adakv, lava), `spec` with b=0.3, w=8,
+// prefill=chunk, decode=step: on a GQA 8 query / 4 KV head layer with chunks 100,100,100,50 the
+// capacity after chunk j is sum min(round(0.3 c) + 8, c) = 38, 76, 114, 137 per head, and decode
+// keeps 137. At every eviction the traced layer's heads hold exactly 4 x capacity between them,
+// each keeps its window, their counts differ, and an untraced layer's head keeps the capacity.
+inline void expect_shared_layer_budget(const char* spec) {
+  const ModelShape model{"tiny", 2, 8, 4, 8};
+  const std::int64_t n = 350, m = 3;
+  auto source = testing_support::random_trace(model, n, m, {0}, 21, 2.0f);
+  const LayerTrace trace = source.load_layer("0", 0);
+  const RequestInfo& request = source.header().requests[0];
+  const PassPlan plan = make_pass_plan(n, m, 100);
+  const std::vector<std::int64_t> capacity{38, 76, 114, 137, 137, 137, 137};
+  testing_support::RecordingPolicy traced(PolicyRegistry::builtin().create(spec));
+  replay_layer({model, request, plan, 0, &trace, {}}, traced);
+  testing_support::RecordingPolicy untraced(PolicyRegistry::builtin().create(spec));
+  replay_layer({model, request, plan, 1, nullptr, {}}, untraced);
+  const auto traced_sizes = traced.sizes(), untraced_sizes = untraced.sizes();
+  ASSERT_EQ(traced_sizes.size(), capacity.size()) << spec;
+  ASSERT_EQ(untraced_sizes.size(), capacity.size()) << spec;
+  bool uneven = false;
+  for (std::size_t e = 0; e < capacity.size(); ++e) {
+    std::int64_t total = 0;
+    for (std::int64_t s : traced_sizes[e]) {
+      total += s;
+      uneven |= s != capacity[e];
+      EXPECT_GE(s, std::min<std::int64_t>(8, capacity[e])) << spec << " eviction " << e;  // the window stays
+    }
+    EXPECT_EQ(total, 4 * capacity[e]) << spec << " eviction " << e;
+    EXPECT_EQ(untraced_sizes[e], (std::vector<std::int64_t>{capacity[e]})) << spec << " eviction " << e;
+  }
+  EXPECT_TRUE(uneven) << spec << ": per-head budgets should differ on random heads";
+}
 
 }  // namespace kvsim::policy_test

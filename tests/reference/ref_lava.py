@@ -21,37 +21,9 @@ import numpy as np
 import kvref
 import ref_pyramidkv as rp
 
-DEFAULTS = dict(budget="0.2", window=32, kernel=7, pooling="max", floor_alpha=0.2, prefill="post_fill")
-
-
-class LavaParams:
-    def __init__(self, spec):
-        self.spec = spec
-        self.name, args = kvref.parse_spec(spec)
-        assert self.name == "lava", spec
-        d = dict(DEFAULTS)
-        d.update(args)
-        b = str(d.pop("budget"))
-        if "." in b:
-            self.budget_frac, self.budget_int = float(b), None
-            assert 0 < self.budget_frac < 1
-        else:
-            self.budget_frac, self.budget_int = None, int(b)
-        self.window = int(d.pop("window"))
-        self.kernel = int(d.pop("kernel"))
-        self.pooling = d.pop("pooling")
-        self.alpha = float(d.pop("floor_alpha"))
-        self.prefill = d.pop("prefill")
-        assert d.pop("decode", "none") == "none", "reference models decode=none only"
-        assert self.prefill in ("post_fill", "chunk")
-        assert not d, "unknown arguments %r" % d
-
-    def evicts_after(self, n, chunks, j):
-        return self.prefill == "chunk" or chunks[j][1] == n
-
-    def window_positions(self, a, b):
-        w = min(self.window, b - a) if self.prefill == "chunk" else min(self.window, b)
-        return np.arange(b - w, b, dtype=np.int64)
+# A lava spec parsed with its defaults (budget 0.2, window 32, kernel 7, max pooling, floor_alpha
+# 0.2, post_fill): the same parameters as the other SnapKV-scored budgets.
+LavaParams = rp.PolicyParams
 
 
 def head_scores(p, lay, h, cache, wp, dtype):
@@ -82,7 +54,7 @@ def select(p, caches, scores, wins, cap):
     keep = [set(int(t) for t in caches[h][len(caches[h]) - wins[h]:]) for h in range(H)]
     taken = 0
     for h in range(H):
-        share = min(len(scores[h]), int(math.floor((1 - p.alpha) * count[h] + p.alpha * S / H + 1e-9)))
+        share = min(len(scores[h]), int(math.floor((1 - p.floor_alpha) * count[h] + p.floor_alpha * S / H + 1e-9)))
         own = sorted(range(len(scores[h])), key=lambda i: (-float(scores[h][i]), i))[:share]
         keep[h].update(int(caches[h][i]) for i in own)
         taken += share

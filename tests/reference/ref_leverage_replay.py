@@ -50,6 +50,13 @@ def read_layers(path, request="0"):
     return meta, out
 
 
+class ReferenceModel:
+    """What a reference policy may need of the model: its GQA group size and the trace's root attributes."""
+
+    def __init__(self, group, meta):
+        self.group, self.meta = group, meta
+
+
 def ends_of(size, sinks, recent):
     s = min(sinks, size)
     return s, min(recent, size - s)
@@ -116,17 +123,23 @@ def replay(spec, sinks, recent, scorer, layer, n, m, chunk, hkv, observed=None, 
     return masks, problems, ties
 
 
-def run_reference_test(ck, args, name, models, scenarios, make_policy, n, m, query_window=None):
-    """For each model (tag, hq, hkv, d, seed): synthesise a trace, run every scenario
-    (tag, chunk or None, [specs]) through `kvsim run --save-kept` and compare every head's final
-    mask with the reference. make_policy(spec) -> (Spec, sinks, recent, scorer, rel_tol)."""
+def run_reference_test(ck, args, name, models, scenarios, make_policy, n, m, query_window=None, synth_args=(),
+                       with_model=False):
+    """For each model (tag, hq, hkv, d, seed): synthesise a trace (--query-window query_window if given,
+    plus synth_args), run every scenario (tag, chunk or None, [specs]) through `kvsim run --save-kept`
+    and compare every head's final mask with the reference.
+    make_policy(spec) -> (Spec, sinks, recent, scorer, rel_tol); with with_model=True it is called as
+    make_policy(spec, model, chunk), model = ReferenceModel(group size, trace root attributes)."""
+    extra = (["--query-window", query_window] if query_window else []) + list(synth_args)
     for tag, hq, hkv, d, seed in models:
-        def compare(kept_file, specs, layers, chunk, where, hkv=hkv):
+        def compare(kept_file, specs, loaded, chunk, where, hkv=hkv, group=hq // hkv):
+            meta, layers = loaded
             kept = kvref.read_kept(kept_file)
             for idx, spec in enumerate(specs, start=1):   # after `full`, which kvsim always runs first
                 kspec, klayers = kept[idx]
                 ck.check(kspec is not None and kspec.startswith(name + "("), "%s %s: spec attribute" % (where, spec), kspec)
-                pol, sinks, recent, scorer, rel_tol = make_policy(spec)
+                made = make_policy(spec, ReferenceModel(group, meta), chunk) if with_model else make_policy(spec)
+                pol, sinks, recent, scorer, rel_tol = made
                 for L, lay in sorted(layers.items()):
                     obs = klayers[L].astype(bool)
                     _, problems, ties = replay(pol, sinks, recent, scorer, lay, n, m, chunk, hkv, obs, rel_tol)
@@ -134,6 +147,5 @@ def run_reference_test(ck, args, name, models, scenarios, make_policy, n, m, que
                     ck.check(not problems, what + ": kept masks == reference", "\n".join(problems[:5]))
                     ck.near_ties(what, ties)
 
-        kvref.run_kept_model(ck, args, tag, hq, hkv, d, n, m, seed, scenarios, compare,
-                             synth_args=["--query-window", query_window] if query_window else [],
-                             load=lambda trace: read_layers(trace)[1])
+        kvref.run_kept_model(ck, args, tag, hq, hkv, d, n, m, seed, scenarios, compare, synth_args=extra,
+                             load=read_layers)

@@ -24,6 +24,7 @@ DEFAULTS = {
     "pyramidkv": dict(budget="0.2", window=64, kernel=5, pooling="avg", beta=20),
     "adakv": dict(budget="0.2", window=64, kernel=5, pooling="avg", alpha_safeguard=0.2),
     "chunkkv": dict(budget="0.2", window=64, kernel=5, pooling="avg", chunk_length=20),
+    "lava": dict(budget="0.2", window=32, kernel=7, pooling="max", floor_alpha=0.2),
 }
 
 
@@ -48,6 +49,7 @@ class PolicyParams:
         self.beta = float(d.pop("beta", 20))
         self.alpha = float(d.pop("alpha_safeguard", 0.2))
         self.chunk_length = int(d.pop("chunk_length", 20))
+        self.floor_alpha = float(d.pop("floor_alpha", 0.2))
         assert not d, "unknown arguments %r" % d
 
     def evicts_after(self, n, chunks, j):

@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kvref  # noqa: E402
-from ref_leverage_replay import Spec, read_layers, replay  # noqa: E402
+from ref_leverage_replay import Spec, replay, run_reference_test  # noqa: E402
 
 
 def rope(x, pos, theta):
@@ -159,29 +159,14 @@ SCENARIOS = [
 ]
 
 
+def reference_policy(spec, model, chunk):
+    pr, scorer = make_policy(spec, N, chunk, float(model.meta.get("rope_theta", 10000.0)), model.group)
+    return pr.budget, pr.sinks, 0, scorer, 1e-4
+
+
 def run(ck, args):
-    for tag, hq, hkv, d, seed in MODELS:
-        made = kvref.synth_trace(ck, args, tag, hq, hkv, d, N, M, seed, ["--query-window", N])
-        if made is None:
-            continue
-        wd, model_ini, trace = made
-        meta, layers = read_layers(trace)
-        theta = float(meta.get("rope_theta", 10000.0))
-
-        def compare(kept_file, specs, chunk, where, hkv=hkv, G=hq // hkv, layers=layers, theta=theta):
-            kept = kvref.read_kept(kept_file)
-            for idx, spec in enumerate(specs, start=1):
-                kspec, klayers = kept[idx]
-                ck.check(kspec is not None and kspec.startswith("expected_attention("), "%s %s: spec" % (where, spec), kspec)
-                pr, scorer = make_policy(spec, N, chunk, theta, G)
-                for L, lay in sorted(layers.items()):
-                    _, problems, ties = replay(pr.budget, pr.sinks, 0, scorer, lay, N, M, chunk, hkv,
-                                               klayers[L].astype(bool), 1e-4)
-                    what = "%s %s layer %d" % (where, spec, L)
-                    ck.check(not problems, what + ": kept masks == reference", "\n".join(problems[:5]))
-                    ck.near_ties(what, ties)
-
-        kvref.run_scenarios(ck, args, tag, wd, model_ini, SCENARIOS, compare)
+    run_reference_test(ck, args, "expected_attention", MODELS, SCENARIOS, reference_policy, N, M, synth_args=["--query-window", N],
+                       with_model=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kvref  # noqa: E402
-from ref_leverage_replay import Spec, read_layers, replay  # noqa: E402
+from ref_leverage_replay import Spec, replay, run_reference_test  # noqa: E402
 
 
 class Params:
@@ -85,29 +85,14 @@ SCENARIOS = [
 ]
 
 
+def reference_policy(spec, model, chunk):
+    pr, scorer = make_policy(spec, model.group)
+    return pr.budget, 0, pr.window + 1, scorer, 1e-4
+
+
 def run(ck, args):
-    for tag, hq, hkv, d, seed in MODELS:
-        made = kvref.synth_trace(ck, args, tag, hq, hkv, d, N, M, seed, ["--query-window", 16, "--chunk-tokens", 96,
-                                                                         "--window", 9])
-        if made is None:
-            continue
-        wd, model_ini, trace = made
-        _, layers = read_layers(trace)
-
-        def compare(kept_file, specs, chunk, where, hkv=hkv, G=hq // hkv, layers=layers):
-            kept = kvref.read_kept(kept_file)
-            for idx, spec in enumerate(specs, start=1):
-                kspec, klayers = kept[idx]
-                ck.check(kspec is not None and kspec.startswith("morphkv("), "%s %s: spec" % (where, spec), kspec)
-                pr, scorer = make_policy(spec, G)
-                for L, lay in sorted(layers.items()):
-                    _, problems, ties = replay(pr.budget, 0, pr.window + 1, scorer, lay, N, M, chunk, hkv,
-                                               klayers[L].astype(bool), 1e-4)
-                    what = "%s %s layer %d" % (where, spec, L)
-                    ck.check(not problems, what + ": kept masks == reference", "\n".join(problems[:5]))
-                    ck.near_ties(what, ties)
-
-        kvref.run_scenarios(ck, args, tag, wd, model_ini, SCENARIOS, compare)
+    run_reference_test(ck, args, "morphkv", MODELS, SCENARIOS, reference_policy, N, M, synth_args=["--query-window", 16, "--chunk-tokens", 96, "--window", 9],
+                       with_model=True)
 
 
 if __name__ == "__main__":
