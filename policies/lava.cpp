@@ -17,13 +17,20 @@
 // every layer, so its layer total may differ from H x capacity by a few entries per head; with
 // floor_alpha = 0 both are the plain global top-S.
 //
-// Layer budget: NOT the reference's. LAVa gives layer l the share s_l / sum_l' s_l' of the model's
-// budget (L x (capacity - window)), with s_l the normalized entropy of layer l's flattened score
-// map; the sum runs over ALL layers, which the reference computes one after another during the
-// prefill forward and re-trims earlier layers as later ones arrive. kvsim replays layers
-// independently and concurrently (policy.h), and untraced layers have no scores at all, so here
-// every layer keeps the uniform capacity of DESIGN.md §4. Exact LAVa would need a two-phase evict
-// (score every layer of the request, all layers traced, then allocate and select).
+// Layer budget (layer_budget=entropy, the default; reference adaptive_mistral_hijack_lava.py): layer
+// l's mean per-head scored capacity is the share s_l / sum_l' s_l' of L x (C - w), with s_l the
+// normalized entropy -sum p log p / log N of layer l's flattened score map (every KV head's pooled,
+// value-scaled, group-maximum scores of the non-window prompt entries, p = score / sum; eps 1e-16 as
+// the reference). The reference computes it layer after layer during the prefill forward and
+// re-trims earlier layers as later ones arrive; its shares only shrink, so its end state is this
+// split, which kvsim computes in one go: the engine hands every traced layer's s_l to evict()
+// (Policy::layer_statistic). Hence post_fill only, as the paper (it compresses once after prefill).
+// Differences, both for an exact count: the split is integerized by largest remainder (the
+// reference floors each layer's share, so the model keeps up to L tokens per head less); and only
+// traced layers have scores: the traced layers share their own uniform total |T| x (C - w) by s_l
+// and untraced layers keep the uniform C, i.e. an untraced layer counts as having the traced layers'
+// mean entropy (exact LAVa when every layer is traced). A layer whose share reaches its prompt
+// keeps everything; the surplus is not passed on (as in the reference).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -67,19 +74,88 @@ std::vector<float> lava_head_scores(const EvictionContext& ctx, const Policy& po
   return best;
 }
 
+// Each head's LAVa scores (non-window entries) and window entry count at ctx's eviction point.
+struct LayerScores {
+  std::vector<std::vector<float>> scores;
+  std::vector<std::int64_t> windows;
+};
+
+LayerScores lava_layer_scores(const EvictionContext& ctx, const Policy& policy, const LayerResidency& residency,
+                              const SnapKvScoring& scoring, PrefillEviction mode) {
+  const std::int64_t window_begin = snapkv_window_begin(ctx, scoring.window, mode);
+  LayerScores out{std::vector<std::vector<float>>(residency.size()), std::vector<std::int64_t>(residency.size())};
+  tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
+    out.windows[h] = snapkv_window_count(residency[h], window_begin);
+    out.scores[h] = lava_head_scores(ctx, policy, static_cast<int>(h), residency[h], out.windows[h], scoring);
+  });
+  return out;
+}
+
+// The reference's layer "sparsity": normalized entropy of the flattened score map, in [0, 1].
+double normalized_entropy(const std::vector<std::vector<float>>& scores) {
+  double sum = 0.0;
+  std::size_t count = 0;
+  for (const auto& head : scores) {
+    for (float x : head) sum += x;
+    count += head.size();
+  }
+  if (count < 2) return 1.0;  // log N = 0: a single entry is as spread as it can be
+  double entropy = 0.0;
+  for (const auto& head : scores) {
+    for (float x : head) {
+      const double p = x / (sum + 1e-16);
+      entropy -= p * std::log(p + 1e-16);
+    }
+  }
+  return entropy / std::log(static_cast<double>(count));
+}
+
+// Largest-remainder split of `pool` in proportion to the finite weights (NaN: not a party; ties
+// in the remainder go to the lower index); all-zero weights split evenly.
+std::vector<std::int64_t> apportion(std::span<const double> weights, std::int64_t pool) {
+  std::vector<std::size_t> parties;
+  double total = 0.0;
+  for (std::size_t i = 0; i < weights.size(); ++i) {
+    if (std::isnan(weights[i])) continue;
+    parties.push_back(i);
+    total += weights[i];
+  }
+  std::vector<std::int64_t> shares(weights.size(), 0);
+  if (parties.empty()) return shares;
+  std::vector<std::pair<double, std::size_t>> remainders;
+  std::int64_t given = 0;
+  for (std::size_t i : parties) {
+    const double exact = total > 0.0 ? static_cast<double>(pool) * weights[i] / total
+                                     : static_cast<double>(pool) / static_cast<double>(parties.size());
+    shares[i] = static_cast<std::int64_t>(std::floor(exact));
+    given += shares[i];
+    remainders.emplace_back(exact - std::floor(exact), i);
+  }
+  std::stable_sort(remainders.begin(), remainders.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (std::size_t k = 0; k < remainders.size() && given < pool; ++k, ++given) ++shares[remainders[k].second];
+  return shares;
+}
+
 class LavaPolicy final : public SnapKvScoredPolicy {
  public:
-  LavaPolicy(Budget budget, SnapKvScoring scoring, double floor_alpha, EvictionPoints points)
-      : SnapKvScoredPolicy(budget, scoring, points), floor_alpha_(floor_alpha) {}
+  LavaPolicy(Budget budget, SnapKvScoring scoring, double floor_alpha, bool entropy_layers, EvictionPoints points)
+      : SnapKvScoredPolicy(budget, scoring, points), floor_alpha_(floor_alpha), entropy_layers_(entropy_layers) {}
 
   std::string spec() const override {
     char alpha[32];
     std::snprintf(alpha, sizeof alpha, "%g", floor_alpha_);
-    return format_spec("lava", std::string("floor_alpha=") + alpha);
+    return format_spec("lava", std::string("floor_alpha=") + alpha +
+                                   ", layer_budget=" + (entropy_layers_ ? "entropy" : "uniform"));
+  }
+
+  bool uses_layer_statistics() const override { return entropy_layers_; }
+
+  double layer_statistic(const EvictionContext& ctx, const LayerResidency& prompt) const override {
+    return normalized_entropy(lava_layer_scores(ctx, *this, prompt, scoring_, points_.prefill).scores);
   }
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
-    const std::int64_t capacity = uniform_capacity(ctx);
+    const std::int64_t capacity = layer_capacity(ctx);
     if (ctx.trace == nullptr) {
       // One representative head stands for all: the uniform count gives the layer total H x capacity.
       snapkv_evict_to_capacity(ctx, *this, residency, capacity, scoring_, points_.prefill);
@@ -91,13 +167,7 @@ class LavaPolicy final : public SnapKvScoredPolicy {
     const std::int64_t layer_budget = static_cast<std::int64_t>(heads) * capacity;
     if (total <= layer_budget) return;
 
-    const std::int64_t window_begin = snapkv_window_begin(ctx, scoring_.window, points_.prefill);
-    std::vector<std::vector<float>> scores(heads);
-    std::vector<std::int64_t> windows(heads);
-    tbb::parallel_for(std::size_t{0}, heads, [&](std::size_t h) {
-      windows[h] = snapkv_window_count(residency[h], window_begin);
-      scores[h] = lava_head_scores(ctx, *this, static_cast<int>(h), residency[h], windows[h], scoring_);
-    });
+    auto [scores, windows] = lava_layer_scores(ctx, *this, residency, scoring_, points_.prefill);
     std::int64_t scored_budget = layer_budget;
     for (std::int64_t w : windows) scored_budget -= w;
     scored_budget = std::max<std::int64_t>(0, scored_budget);
@@ -132,6 +202,18 @@ class LavaPolicy final : public SnapKvScoredPolicy {
   }
 
  private:
+  // Entries per KV head (window included) layer ctx.layer keeps on average: the uniform capacity,
+  // or with entropy layers its share of the traced layers' scored total (file header).
+  std::int64_t layer_capacity(const EvictionContext& ctx) const {
+    const std::int64_t capacity = uniform_capacity(ctx);
+    if (!entropy_layers_ || ctx.trace == nullptr || ctx.layer_statistics.empty()) return capacity;
+    const std::int64_t window = std::min<std::int64_t>(scoring_.window, ctx.request.prompt_tokens);
+    const std::int64_t scored = std::max<std::int64_t>(0, capacity - window);
+    std::int64_t traced = 0;
+    for (double s : ctx.layer_statistics) traced += std::isnan(s) ? 0 : 1;
+    return window + apportion(ctx.layer_statistics, traced * scored)[static_cast<std::size_t>(ctx.layer)];
+  }
+
   // Entries each head keeps besides its window before the remainder: count_h = its entries among
   // the layer's `scored_budget` best, share = min(entries, floor((1-a) count_h + a S/H)).
   std::vector<std::int64_t> head_shares(const std::vector<std::vector<float>>& scores, std::int64_t scored_budget) const {
@@ -156,6 +238,7 @@ class LavaPolicy final : public SnapKvScoredPolicy {
   }
 
   double floor_alpha_;
+  bool entropy_layers_;
 };
 
 }  // namespace
@@ -163,11 +246,12 @@ class LavaPolicy final : public SnapKvScoredPolicy {
 void register_lava(PolicyRegistry& registry) {
   registry.add(
       {"lava",
-       "LAVa: window attention x head value scale, the layer's budget to its best scores across heads (floor_alpha "
-       "floor); layer budget uniform (the reference's entropy-based layer split needs all layers at once)",
+       "LAVa: window attention x head value scale; layers share the budget by the entropy of their score maps, "
+       "heads share a layer's budget by their best scores (floor_alpha floor)",
        "Shen et al. 2025, LAVa: Layer-wise KV Cache Eviction with Dynamic Budget Allocation (EMNLP 2025); "
-       "MGDDestiny/Lava adaptive_snapkv/monkeypatch/snapkv_utils.py LavaKVCluster. Differs: uniform layer budget "
-       "(exact LAVa needs a two-phase evict over all layers), head shares integerized to sum to the layer budget",
+       "MGDDestiny/Lava adaptive_snapkv/monkeypatch/snapkv_utils.py LavaKVCluster, adaptive_mistral_hijack_lava.py. "
+       "Differs: layer and head shares integerized to sum exactly to the budget; on a partial trace only the traced "
+       "layers share their total by entropy, untraced layers keep the uniform capacity",
        {{"budget", "0.2",
          "per-head mean: fraction (<1) of the prompt kept besides the window, or a token count (>=1) incl. the window"},
         {"window", "32", "observation window: the most recent queries, kept in every head"},
@@ -175,16 +259,24 @@ void register_lava(PolicyRegistry& registry) {
         {"pooling", "max", "max|avg"},
         {"floor_alpha", "0.2",
          "head h keeps (1 - floor_alpha) x its entries among the layer's best + floor_alpha x the mean; in [0, 1]"},
+        {"layer_budget", "entropy",
+         "entropy (layers share L x the scored budget by their score maps' normalized entropy; needs "
+         "prefill=post_fill) | uniform (every layer the same)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
        [](SpecArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget", 0.2);
          const SnapKvScoring scoring = SnapKvScoring::read(args, {32, 7, true});
          const double alpha = args.get_double("floor_alpha", 0.2);
+         const bool entropy = args.get_choice("layer_budget", "entropy", {"entropy", "uniform"}) == "entropy";
          const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
          if (!(alpha >= 0.0 && alpha <= 1.0)) args.fail("floor_alpha", "must be in [0, 1]");
+         if (entropy && points.prefill != PrefillEviction::kPostFill) {
+           args.fail("layer_budget", "entropy splits the budget once, after the whole prompt (as LAVa does): use "
+                                     "prefill=post_fill, or layer_budget=uniform");
+         }
          scoring.check_budget(args, budget);
-         return std::make_unique<LavaPolicy>(budget, scoring, alpha, points);
+         return std::make_unique<LavaPolicy>(budget, scoring, alpha, entropy, points);
        }});
 }
 

@@ -52,6 +52,10 @@ struct EvictionContext {
   const Pass& pass;                  // the pass just processed
   std::span<const Pass> prefill;     // all prefill chunks of the request
   PolicyState* state = nullptr;      // this layer's state from make_state(); null if it made none
+  // Only for a policy that uses_layer_statistics(): its layer_statistic() of every layer of the
+  // model (index = layer), NaN for untraced layers. Empty when the layer is replayed alone (unit
+  // tests): there is no other layer to weigh it against.
+  std::span<const double> layer_statistics = {};
 };
 
 // Bytes of one KV head's stored entries, keys and values apart (methods compress them differently).
@@ -110,6 +114,15 @@ class Policy {
   virtual std::vector<int> untraced_head_groups(const ModelShape& model, int /*layer*/) const {
     return {model.num_kv_heads};
   }
+
+  // Cross-layer budgets (LAVa's layer split): a policy whose layer budgets depend on the attention
+  // of every layer returns true. Before replaying a request the engine then loads each traced layer
+  // once more and calls layer_statistic() with the layer as it stands at the end of the prompt (every
+  // prompt position resident in every KV head, ctx.pass the last prefill chunk, no state); evict()
+  // reads all layers' values from EvictionContext::layer_statistics. Only meaningful for a policy
+  // that first evicts after the whole prompt (the values describe that cache).
+  virtual bool uses_layer_statistics() const { return false; }
+  virtual double layer_statistic(const EvictionContext& /*ctx*/, const LayerResidency& /*prompt*/) const { return 0.0; }
 
   // Per-layer state for policies whose scores accumulate over the request; null for the rest.
   virtual std::unique_ptr<PolicyState> make_state() const { return nullptr; }

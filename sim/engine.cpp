@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <tbb/parallel_for.h>
 
@@ -49,6 +50,37 @@ void check_queries(const LayerTrace& trace, std::span<const std::int64_t> positi
   }
 }
 
+// Policy::layer_statistic of every traced layer for each policy that uses_layer_statistics() (NaN
+// elsewhere; an empty vector for the other policies). A pass of its own over the traced layers,
+// one layer in memory at a time, because every layer's value is needed before any layer evicts.
+std::vector<std::vector<double>> prompt_layer_statistics(const TraceSource& source, const RequestInfo& request,
+                                                         std::span<const Pass> prefill,
+                                                         std::span<const Policy* const> policies,
+                                                         const ReplayOptions& options) {
+  const ModelShape& model = source.header().model;
+  std::vector<std::vector<double>> statistics(policies.size());
+  std::vector<std::size_t> users;
+  for (std::size_t p = 0; p < policies.size(); ++p) {
+    if (!policies[p]->uses_layer_statistics()) continue;
+    statistics[p].assign(static_cast<std::size_t>(model.num_layers), std::numeric_limits<double>::quiet_NaN());
+    users.push_back(p);
+  }
+  if (users.empty() || prefill.empty()) return statistics;
+  std::vector<std::int32_t> prompt(static_cast<std::size_t>(request.prompt_tokens));
+  std::iota(prompt.begin(), prompt.end(), 0);
+  const LayerResidency residency(static_cast<std::size_t>(model.num_kv_heads), prompt);
+  for (int layer : source.header().traced_layers) {
+    if (options.progress) options.progress("layer " + std::to_string(layer) + ": layer budget statistics");
+    const LayerTrace trace = source.load_layer(request.id, layer);
+    const EvictionContext ctx{model, request, layer, &trace, prefill.back(), prefill, nullptr};
+    tbb::parallel_for(std::size_t{0}, users.size(), [&](std::size_t u) {
+      const std::size_t p = users[u];
+      statistics[p][static_cast<std::size_t>(layer)] = policies[p]->layer_statistic(ctx, residency);
+    });
+  }
+  return statistics;
+}
+
 }  // namespace
 
 std::vector<PolicyResult> replay_request(const TraceSource& source, const RequestInfo& request,
@@ -91,6 +123,8 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
   }
   std::vector<bool> traced(static_cast<std::size_t>(model.num_layers), false);
   for (int layer : header.traced_layers) traced[static_cast<std::size_t>(layer)] = true;
+  const std::vector<std::vector<double>> layer_statistics =
+      prompt_layer_statistics(source, request, prefill, policies, options);
 
   // Traced layers one at a time, so only one layer's K/V/Q is in memory.
   for (int layer : header.traced_layers) {
@@ -107,8 +141,9 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
       }
     }
     std::vector<LayerReplay> replays(np);
-    const LayerReplayInput input{model, request, plan, layer, &trace, eval};
-    tbb::parallel_for(std::size_t{0}, np, [&](std::size_t p) { replays[p] = replay_layer(input, *policies[p]); });
+    tbb::parallel_for(std::size_t{0}, np, [&](std::size_t p) {
+      replays[p] = replay_layer({model, request, plan, layer, &trace, eval, layer_statistics[p]}, *policies[p]);
+    });
 
     std::vector<const LayerReplay*> replay_ptrs;
     for (const auto& r : replays) replay_ptrs.push_back(&r);
@@ -160,7 +195,7 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
   }
   std::vector<LayerReplay> counted(untraced.size() * np);
   tbb::parallel_for(std::size_t{0}, counted.size(), [&](std::size_t i) {
-    const LayerReplayInput input{model, request, plan, untraced[i / np], nullptr, {}};
+    const LayerReplayInput input{model, request, plan, untraced[i / np], nullptr, {}, layer_statistics[i % np]};
     counted[i] = replay_layer(input, *policies[i % np]);
   });
   for (std::size_t i = 0; i < counted.size(); ++i) accumulate(i % np, counted[i]);

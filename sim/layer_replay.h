@@ -42,6 +42,7 @@ struct LayerReplayInput {
   int layer = 0;
   const LayerTrace* trace = nullptr;  // nullptr: untraced, one representative vector per head group
   std::span<const std::int64_t> eval_positions;  // sorted; only used with a trace
+  std::span<const double> layer_statistics = {};  // EvictionContext::layer_statistics
 };
 
 LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy);

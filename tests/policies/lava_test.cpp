@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <span>
 
 #include "tests/policies/policy_test_util.h"
 
@@ -93,18 +95,65 @@ TEST(Lava, GqaTakesTheGroupMaximumOfPooledScores) {
 }
 
 TEST(Lava, LayerTotalEqualsTheAllocationAtEveryEviction) {
-  for (const char* spec : {"lava(budget=0.3, window=8, kernel=3, floor_alpha=0, prefill=chunk, decode=step)",
-                           "lava(budget=0.3, window=8, kernel=3, floor_alpha=0.3, prefill=chunk, decode=step)",
-                           "lava(budget=0.3, window=8, kernel=3, pooling=avg, floor_alpha=0.7, prefill=chunk, decode=step)"}) {
+  for (const char* spec :
+       {"lava(budget=0.3, window=8, kernel=3, floor_alpha=0, layer_budget=uniform, prefill=chunk, decode=step)",
+        "lava(budget=0.3, window=8, kernel=3, floor_alpha=0.3, layer_budget=uniform, prefill=chunk, decode=step)",
+        "lava(budget=0.3, window=8, kernel=3, pooling=avg, floor_alpha=0.7, layer_budget=uniform, prefill=chunk, "
+        "decode=step)"}) {
     policy_test::expect_shared_layer_budget(spec);
   }
 }
 
+TEST(Lava, LayersShareTheBudgetByTheEntropyOfTheirScoreMaps) {
+  // Three layers of one KV head (dimension 1, values 1: scale 1), prompt 9, window {8}, kernel 1,
+  // budget 5 per head -> 4 scored. Layers 0 and 1 are traced, layer 2 is not.
+  //   layer 0: x = [1 x 8 | 1]: flat scores, normalized entropy 1.
+  //   layer 1: x = [64,32,16,8,4,2,1,1 | 1]: p = [1/2,1/4,...,1/64,1/128,1/128], entropy 1.984375 bits
+  //     over log2(8) = 3 bits -> 0.661458.
+  // The traced layers share 2 x 4 = 8 scored entries: 8 x 1/1.661458 = 4.815 and 3.185 -> floors 4
+  // and 3, the one left to the larger remainder (layer 0): 5 and 3. The untraced layer keeps 5 - 1.
+  const ModelShape model{"hand3", 3, 1, 1, 1};
+  RequestInfo request;
+  request.prompt_tokens = 9;
+  LayerTrace flat = policy_test::log_weight_layer({{1, 1, 1, 1, 1, 1, 1, 1, 1}}, 0);
+  LayerTrace peaked = policy_test::log_weight_layer({{64, 32, 16, 8, 4, 2, 1, 1, 1}}, 1);
+  flat.values = {HeadMatrix::Ones(9, 1)};
+  peaked.values = {HeadMatrix::Ones(9, 1)};
+  const auto policy = PolicyRegistry::builtin().create("lava(budget=5, window=1, kernel=1)");
+  ASSERT_TRUE(policy->uses_layer_statistics());
+  const PassPlan plan = make_pass_plan(9, 0, 9);
+  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
+  const LayerResidency prompt{{0, 1, 2, 3, 4, 5, 6, 7, 8}};
+  auto statistic = [&](const LayerTrace& layer) {
+    return policy->layer_statistic({model, request, layer.layer, &layer, prefill.back(), prefill, nullptr}, prompt);
+  };
+  EXPECT_NEAR(statistic(flat), 1.0, 1e-6);
+  EXPECT_NEAR(statistic(peaked), 1.984375 / 3.0, 1e-6);
+
+  const std::vector<double> statistics{statistic(flat), statistic(peaked), std::nan("")};
+  auto replay = [&](int layer, const LayerTrace* trace, std::span<const double> stats) {
+    return replay_layer({model, request, plan, layer, trace, {}, stats}, *policy).final_residency;
+  };
+  EXPECT_EQ(replay(0, &flat, statistics), (LayerResidency{{0, 1, 2, 3, 4, 8}}));  // ties: lower positions
+  EXPECT_EQ(replay(1, &peaked, statistics), (LayerResidency{{0, 1, 2, 8}}));
+  EXPECT_EQ(replay(2, nullptr, statistics).front().size(), 5u);
+  // Replayed alone (no statistics) or with layer_budget=uniform, every layer keeps 5.
+  EXPECT_EQ(replay(1, &peaked, {}), (LayerResidency{{0, 1, 2, 3, 8}}));
+  const auto uniform = PolicyRegistry::builtin().create("lava(budget=5, window=1, kernel=1, layer_budget=uniform)");
+  EXPECT_FALSE(uniform->uses_layer_statistics());
+  EXPECT_EQ(replay_layer({model, request, plan, 1, &peaked, {}, statistics}, *uniform).final_residency,
+            (LayerResidency{{0, 1, 2, 3, 8}}));
+}
+
 TEST(Lava, RejectsBadParametersAndPrintsItsDefaults) {
   policy_test::expect_rejected({"lava(floor_alpha=1.5)", "lava(floor_alpha=-0.1)", "lava(kernel=2)", "lava(budget=10)",
-                                "lava(window=0)", "lava(pooling=mean)"});
+                                "lava(window=0)", "lava(pooling=mean)", "lava(layer_budget=pyramid)"});
+  // The entropy split is computed once for the cache after the whole prompt.
+  policy_test::expect_error("lava(prefill=chunk)", "layer_budget=uniform");
+  policy_test::expect_error("lava(prefill=none, decode=step)", "prefill=post_fill");
   EXPECT_EQ(PolicyRegistry::builtin().create("lava")->spec(),
-            "lava(budget=0.2, window=32, kernel=7, pooling=max, floor_alpha=0.2, prefill=post_fill, decode=none)");
+            "lava(budget=0.2, window=32, kernel=7, pooling=max, floor_alpha=0.2, layer_budget=entropy, prefill=post_fill, "
+            "decode=none)");
 }
 
 }  // namespace

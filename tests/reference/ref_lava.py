@@ -7,8 +7,14 @@ the window queries' mean attention to j (softmax over the cache, causal inside t
 along positions (kernel, padding kernel//2, stride 1); times the head's value scale
 max_j' ||V_j'||_1 over its non-window entries; the maximum over g.
 
-Selection at an eviction point with per-head capacity C (DESIGN.md §4, uniform across layers: the
-reference's entropy-based layer split needs every layer and is documented as not reproduced):
+Layer capacity (layer_budget=entropy, post_fill only; adaptive_mistral_hijack_lava.py): s_l =
+-sum p log(p + 1e-16) / log N over layer l's flattened post-fill score map (all KV heads' non-window
+scores, p = score / (sum + 1e-16)); the traced layers T share |T| x (C - w) per head in proportion
+to s_l, integerized by largest remainder (ties: lower layer; kvsim's choice where the reference
+floors); layer l keeps C_l = w + its share. Untraced layers keep the uniform C (kvsim's rule for
+partial traces). layer_budget=uniform: every layer C (DESIGN.md §4).
+
+Selection at an eviction point with per-head capacity C:
   S = H*C - (window entries); count_h = head h's entries among the layer's S best scores
   (ties: lower head, then lower position); share_h = min(entries_h, floor((1-a) count_h + a S/H));
   head h keeps its window and its own top share_h; the S - sum(share) left go to the best remaining
@@ -64,9 +70,38 @@ def select(p, caches, scores, wins, cap):
     return [np.array(sorted(k), dtype=np.int64) for k in keep]
 
 
-def replay(p, lay, chunk=None, dtype=np.float64):
+def layer_statistic(p, lay, dtype=np.float64):
+    """Normalized entropy of the layer's post-fill score map (the reference's "sparsity")."""
+    n = lay.n
+    wp = p.window_positions(0, n)
+    cache = np.arange(n, dtype=np.int64)
+    flat = np.concatenate([head_scores(p, lay, h, cache, wp, dtype) for h in range(lay.hkv)]).astype(np.float64)
+    if flat.size < 2:
+        return 1.0
+    probs = flat / (flat.sum() + 1e-16)
+    return float(-np.sum(probs * np.log(probs + 1e-16)) / math.log(flat.size))
+
+
+def entropy_capacities(p, lays, n, dtype=np.float64):
+    """{layer: C_l} for the traced layers `lays` ({layer: LayerData}) under layer_budget=entropy."""
+    cap = rp.uniform_capacity(p, n, [(0, n)], 0)
+    window = min(p.window, n)
+    layers = sorted(lays)
+    s = {L: layer_statistic(p, lays[L], dtype) for L in layers}
+    pool = len(layers) * max(0, cap - window)
+    total = sum(s.values())
+    exact = {L: (pool * s[L] / total if total > 0 else pool / len(layers)) for L in layers}
+    share = {L: int(math.floor(exact[L])) for L in layers}
+    left = pool - sum(share.values())
+    for L in sorted(layers, key=lambda L: (-(exact[L] - math.floor(exact[L])), L))[:left]:
+        share[L] += 1
+    return {L: window + share[L] for L in layers}
+
+
+def replay(p, lay, chunk=None, dtype=np.float64, capacity=None):
     """Final kept mask [H, n+m] (decode=none: generated tokens all kept) and the capacity of the
-    last eviction point if it evicted (None otherwise: the layer then holds fewer)."""
+    last eviction point if it evicted (None otherwise: the layer then holds fewer). `capacity`
+    replaces the uniform one (entropy_capacities; post_fill)."""
     n, m, H = lay.n, lay.m, lay.hkv
     chunks = kvref.prefill_chunks(n, chunk)
     resident = [np.zeros(0, dtype=np.int64) for _ in range(H)]
@@ -75,7 +110,7 @@ def replay(p, lay, chunk=None, dtype=np.float64):
         resident = [np.concatenate([r, np.arange(a, b, dtype=np.int64)]) for r in resident]
         if not p.evicts_after(n, chunks, j):
             continue
-        cap = rp.uniform_capacity(p, n, chunks, j)
+        cap = rp.uniform_capacity(p, n, chunks, j) if capacity is None else capacity
         last_cap = None
         if sum(len(r) for r in resident) <= H * cap:
             continue

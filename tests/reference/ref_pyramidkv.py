@@ -50,6 +50,7 @@ class PolicyParams:
         self.alpha = float(d.pop("alpha_safeguard", 0.2))
         self.chunk_length = int(d.pop("chunk_length", 20))
         self.floor_alpha = float(d.pop("floor_alpha", 0.2))
+        self.layer_budget = d.pop("layer_budget", "entropy" if self.name == "lava" else "uniform")
         assert not d, "unknown arguments %r" % d
 
     def evicts_after(self, n, chunks, j):

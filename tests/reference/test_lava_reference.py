@@ -5,12 +5,17 @@ Self-tests (always run; alone with --self-test): the hand examples of tests/poli
 (the value scale decides between heads; floor_alpha shares; the GQA maximum of per-query-head pooled
 scores) and the layer total H x capacity on random data.
 
-Then for MHA and GQA tiny models: `kvsim synth` (n=600, m=8, two layers, values included), `kvsim run
---save-kept` with lava post_fill and chunk, fractional and integer budgets, several floor_alpha values
-and both poolings. Every final kept mask must equal the float64 reference, or (reported as a note)
-the same reference computed in float32, kvsim's precision, where a float64 near-tie falls the other
-way; every layer that evicted must hold exactly H x capacity prompt entries, each head at least its
-window.
+Self-test of the entropy layer split: the hand example of Lava.LayersShareTheBudgetByTheEntropyOf-
+TheirScoreMaps (normalized entropies 1 and 1.984375/3; capacities 6 and 4).
+
+Then for MHA and GQA tiny models: `kvsim synth` (n=600, m=8, two layers, both traced, values
+included), `kvsim run --save-kept` with lava post_fill (layer_budget entropy and uniform) and chunk
+(uniform), fractional and integer budgets, several floor_alpha values and both poolings; and a
+three-layer GQA model with layers 0 and 1 traced (the traced layers share their uniform total).
+Every final kept mask must equal the float64 reference, or (reported as a note) the same reference
+computed in float32, kvsim's precision, where a float64 near-tie falls the other way; every layer
+that evicted must hold exactly H x its capacity prompt entries, each head at least its window; the
+entropy capacities must sum to the traced layers' uniform total and differ from it somewhere.
 
 usage: /usr/bin/python3 tests/reference/test_lava_reference.py --kvsim BIN --workdir DIR
 """
@@ -76,20 +81,34 @@ def self_tests(ck):
         ck.eq(sum(len(s) for s in sets), 3 * cap, "random: layer total for " + spec)
         ck.check(len({len(s) for s in sets}) > 1, "random: per-head counts vary for " + spec, [len(s) for s in sets])
         ck.check(all(set(range(76, 80)) <= set(s) for s in sets), "random: windows kept for " + spec)
+    # The entropy layer split (hand example of lava_test.cpp).
+    flat = hand([[1] * 9], np.ones((1, 9)))
+    peaked = hand([[64, 32, 16, 8, 4, 2, 1, 1, 1]], np.ones((1, 9)))
+    p = ref_lava.LavaParams("lava(budget=5, window=1, kernel=1)")
+    ck.close(ref_lava.layer_statistic(p, flat), 1.0, "hand: flat score map, normalized entropy 1", rel=1e-9)
+    ck.close(ref_lava.layer_statistic(p, peaked), 1.984375 / 3, "hand: halving score map", rel=1e-9)
+    ck.eq(ref_lava.entropy_capacities(p, {0: flat, 1: peaked}, 9), {0: 6, 1: 4}, "hand: entropy split 4.815/3.185")
+    kept, _ = ref_lava.replay(p, peaked, capacity=4)
+    ck.eq(np.nonzero(kept[0])[0].tolist(), [0, 1, 2, 8], "hand: the peaked layer keeps its top 3 + window")
 
 
 MODELS = [("mha", 2, 2, 16, 256, 41), ("gqa", 8, 4, 16, 296, 42)]
+PARTIAL = [("gqa-3layers", 8, 4, 16, 296, 43)]   # num_layers 3, layers 0 and 1 traced
 N, M = 600, 8
 UNCHUNKED = [
     "lava(budget=0.3)",                                                  # defaults: w=32 k=7 max alpha=0.2
     "lava(budget=0.2, window=16, kernel=5, pooling=avg, floor_alpha=0.5)",
-    "lava(budget=150, window=32, kernel=3, floor_alpha=0)",
+    "lava(budget=150, window=32, kernel=3, floor_alpha=0, layer_budget=uniform)",
 ]
 CHUNKED = [
-    "lava(budget=0.3, window=16, kernel=5, prefill=chunk)",
-    "lava(budget=120, window=8, kernel=3, pooling=avg, floor_alpha=0.4, prefill=chunk)",
+    "lava(budget=0.3, window=16, kernel=5, layer_budget=uniform, prefill=chunk)",
+    "lava(budget=120, window=8, kernel=3, pooling=avg, floor_alpha=0.4, layer_budget=uniform, prefill=chunk)",
     "lava(budget=0.1, window=8, kernel=5, prefill=post_fill)",
 ]
+
+# The traced layers of the model being checked (load() sets it; the entropy split needs them all,
+# the per-layer check sees one). Models run one after another.
+TRACED = {}
 
 
 def load(ck, tag, shape, trace):
@@ -99,16 +118,34 @@ def load(ck, tag, shape, trace):
     with h5py.File(trace, "r") as f:
         for L, lay in lays.items():
             lay.values = f["requests"]["0"]["layer_%d" % L]["values"][...].astype(np.float64)
+    TRACED.clear()
+    TRACED.update(lays)
     return lays
+
+
+def capacity_of(ck, p, what, L, dtype):
+    """Layer L's capacity under p's layer split (None: the uniform rule of the replay)."""
+    if p.layer_budget != "entropy":
+        return None
+    caps = ref_lava.entropy_capacities(p, TRACED, TRACED[L].n, dtype)
+    if dtype is np.float64:
+        n = TRACED[L].n
+        uniform = ref_lava.rp.uniform_capacity(p, n, [(0, n)], 0)
+        ck.eq(sum(caps.values()), len(caps) * uniform, what + ": entropy capacities sum to the traced total")
+        SPLITS.append(len(set(caps.values())) > 1)
+    return caps[L]
+
+
+SPLITS = []
 
 
 def make_check(ck, chunk):
     def check(spec, what, L, lay, mask):
         p = ref_lava.LavaParams(spec)
         obs = mask.astype(bool)
-        want, cap = ref_lava.replay(p, lay, chunk)
+        want, cap = ref_lava.replay(p, lay, chunk, capacity=capacity_of(ck, p, what, L, np.float64))
         if not np.array_equal(want, obs):
-            want32, _ = ref_lava.replay(p, lay, chunk, np.float32)
+            want32, _ = ref_lava.replay(p, lay, chunk, np.float32, capacity_of(ck, p, what, L, np.float32))
             if np.array_equal(want32, obs):
                 ck.note("%s: matches the float32 reference (a float64 near-tie falls the other way)" % what)
             else:
@@ -123,9 +160,13 @@ def make_check(ck, chunk):
 
 
 def run(ck, args):
-    kvref.run_kept_models(ck, args, MODELS, N, M, UNCHUNKED, CHUNKED, lambda chunk: make_check(ck, chunk),
-                          synth_args=lambda chunk: ["--chunk-tokens", chunk, "--window", 64], load=load,
-                          with_full=False, spec_prefix=lambda spec: "lava(", shape_label="kept shape")
+    for models, num_layers in ((MODELS, 2), (PARTIAL, 3)):
+        kvref.run_kept_models(ck, args, models, N, M, UNCHUNKED, CHUNKED, lambda chunk: make_check(ck, chunk),
+                              synth_args=lambda chunk: ["--chunk-tokens", chunk, "--window", 64], load=load,
+                              num_layers=num_layers, with_full=False, spec_prefix=lambda spec: "lava(",
+                              shape_label="kept shape")
+    ck.check(any(SPLITS), "the entropy split differs from the uniform capacity in some model",
+             "%d splits, all uniform" % len(SPLITS))
 
 
 if __name__ == "__main__":
