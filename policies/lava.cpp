@@ -206,7 +206,10 @@ class LavaPolicy final : public SnapKvScoredPolicy {
   // or with entropy layers its share of the traced layers' scored total (file header).
   std::int64_t layer_capacity(const EvictionContext& ctx) const {
     const std::int64_t capacity = uniform_capacity(ctx);
-    if (!entropy_layers_ || ctx.trace == nullptr || ctx.layer_statistics.empty()) return capacity;
+    if (!entropy_layers_ || ctx.trace == nullptr || ctx.layer_statistics.empty() ||
+        std::isnan(ctx.layer_statistics[static_cast<std::size_t>(ctx.layer)])) {
+      return capacity;
+    }
     const std::int64_t window = std::min<std::int64_t>(scoring_.window, ctx.request.prompt_tokens);
     const std::int64_t scored = std::max<std::int64_t>(0, capacity - window);
     std::int64_t traced = 0;
