@@ -195,7 +195,7 @@ void register_h2o(PolicyRegistry& registry) {
          const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 1});
          if (!(recent >= 0.0)) args.fail("recent", "must be a share in [0, 1) or a token count >= 1");
          if (recent >= 1.0 && recent != std::floor(recent)) args.fail("recent", "a value >= 1 is a token count and must be an integer");
-         if (recent > 1e12) args.fail("recent", "a token count must be at most 10^12");
+         if (recent > static_cast<double>(kMaxSpecInteger)) args.fail("recent", "a token count must be at most 10^12");
          const std::int64_t recent_tokens = recent >= 1.0 ? static_cast<std::int64_t>(recent) : 0;
          if (!budget.is_fraction && recent_tokens > 0 && budget.tokens <= recent_tokens) {
            args.fail("budget", "a token budget must exceed the recent window (" + std::to_string(recent_tokens) + ")");

@@ -76,7 +76,7 @@ Budget Budget::read(SpecArgs& args, const std::string& key, double default_fract
   } else {
     if (value != std::floor(value)) args.fail(key, "a budget >= 1 is a token count and must be an integer");
     // Beyond this no request exists, and the count must fit an integer (found by fuzz_policy_spec).
-    if (value > 1e12) args.fail(key, "a token budget must be at most 10^12");
+    if (value > static_cast<double>(kMaxSpecInteger)) args.fail(key, "a token budget must be at most 10^12");
     budget.is_fraction = false;
     budget.tokens = static_cast<std::int64_t>(value);
   }

@@ -109,6 +109,11 @@ std::int64_t SpecArgs::get_int(const std::string& key, std::int64_t default_valu
   std::int64_t value = 0;
   const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
   if (ec != std::errc() || end != text->data() + text->size()) fail(key, "expected an integer, got '" + *text + "'");
+  // No count a policy takes (tokens, heads, steps) comes near this; the bound keeps the sums and
+  // products the policies form from it (window + budget, K x steps) from overflowing int64.
+  if (value > kMaxSpecInteger || value < -kMaxSpecInteger) {
+    fail(key, "expected an integer of magnitude at most 10^12, got '" + *text + "'");
+  }
   return value;
 }
 

@@ -21,6 +21,9 @@ std::string format_spec_number(double x);
 // Throws InputError("policy spec '<text>': ...") on malformed text or a repeated key.
 ParsedSpec parse_policy_spec(std::string_view text);
 
+// Largest magnitude get_int accepts (and Budget's token counts): 10^12.
+inline constexpr std::int64_t kMaxSpecInteger = 1'000'000'000'000;
+
 // Typed access to a spec's arguments. Every get_* marks a key as used; finish() rejects keys that
 // no get_* asked for, listing the known ones, so a typo never silently falls back to a default.
 class SpecArgs {

@@ -38,6 +38,10 @@ TEST(PolicySpec, RejectsMalformedSpecsWithClearErrors) {
   expect_error("streaming(decode=every:0)", "every:K with K >= 1");
   expect_error("streaming(decode=sometimes)", "expected none|step|every:K");
   expect_error("streaming(window=0)", "must be >= 1");
+  // Integers beyond 10^12 are refused before any arithmetic (snapkv's window + budget overflowed).
+  expect_error("snapkv(window=9223372036854775807)", "magnitude at most 10^12");
+  expect_error("streaming(sinks=-1000000000001)", "magnitude at most 10^12");
+  EXPECT_NO_THROW(PolicyRegistry::builtin().create("streaming(window=1000000000000)"));
 }
 
 TEST(PolicySpec, CanonicalSpecsSpellOutDefaults) {
