@@ -165,6 +165,7 @@ class ExpectedAttentionPolicy final : public Policy {
     const int d = ctx.model.head_dim;
     const int half = d / 2;
     const auto n = static_cast<Eigen::Index>(resident.size()) - sinks;
+    if (n <= 0) return {};  // every resident entry is a protected sink: nothing to score
     // u = Rbar^T k, so that mu'.k = mu.u and k^T Sigma' k = u^T Sigma u.
     Eigen::MatrixXf u(n, d);
     for (Eigen::Index j = 0; j < n; ++j) {

@@ -146,6 +146,10 @@ void evict_heads_keeping_window(const EvictionContext& ctx, LayerResidency& resi
     }
     const std::int64_t window = snapkv_window_count(resident, window_begin);
     const ProtectedEnds ends = ProtectedEnds{sinks, window}.clipped(size);
+    if (ends.total() >= size) {  // every entry is protected: nothing to score (the scorers assume some)
+      resident = keep_ends_and_top(resident, {}, ends, capacity);
+      return;
+    }
     const std::vector<float> scores = score(static_cast<int>(h), resident, window);
     resident = keep_ends_and_top(resident, std::span<const float>(scores).subspan(static_cast<std::size_t>(ends.sinks)),
                                  ends, capacity);

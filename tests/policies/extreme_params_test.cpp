@@ -1,4 +1,5 @@
-// Every built-in policy with each numeric parameter at the edges of what the spec parser accepts:
+// Every built-in policy with each parameter at the edges of what the spec parser accepts, evicting
+// at its default points and after every chunk and decode step:
 // the spec is refused with an InputError, or a small run completes with finite footprints in
 // [0, 1]. Never a crash, a hang or a silently wrong number; under UBSan (CI's sanitizer job) any
 // overflow or bad cast in the replay arithmetic fails here. Found: snapkv(window=2^63-1) overflowed
@@ -40,8 +41,16 @@ TEST(ExtremeParameters, EveryPolicyRefusesOrRunsCleanly) {
           is_number(param.default_value)
               ? std::vector<const char*>{"1000000000000", "999999999999.5", "1", "0", "1e-300"}
               : std::vector<const char*>{"1000000000000", "9223372036854775807", "0"};
+      // Each value under the policy's default eviction points and under chunked + per-step eviction.
+      std::vector<std::string> specs;
       for (const char* value : values) {
-        const std::string spec = info.name + "(" + param.name + "=" + value + ")";
+        const std::string arg = param.name + "=" + value;
+        specs.push_back(info.name + "(" + arg + ")");
+        if (param.name != "prefill" && param.name != "decode") {
+          specs.push_back(info.name + "(" + arg + ", prefill=chunk, decode=step)");
+        }
+      }
+      for (const std::string& spec : specs) {
         try {
           const ScenarioRun run = run_scenario(load_scenario_text(scenario_text(spec), "/extreme/s.ini"), false);
           ++ran;
