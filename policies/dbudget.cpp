@@ -5,13 +5,22 @@
 // abstract and figure caption say "rank tokens, evict the least significant per layer, halt on the
 // norm value of the reduced attention matrix"; the importance ranking here is SnapKV's pooled window
 // attention (the paper's simplified ranking is by position) and the threshold is a kvsim choice.
+//
+// An untraced layer has no attention to size its budget from. It keeps the mean, over the traced
+// layers, of the fraction of their non-window prompt entries the rule keeps at the end of the prompt
+// (Policy::layer_statistic): at each eviction point it keeps its window plus that fraction of the
+// rest, rounded half to even. Exact DBudgetKV when every layer is traced; a proxy otherwise that
+// holds the untraced layers to the traced layers' typical pruning depth.
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <tbb/parallel_for.h>
 
 #include "policies/registry.h"
 #include "policies/schedule.h"
+#include "policies/select.h"
 #include "policies/snapkv_select.h"
+#include "util/error.h"
 
 namespace kvsim {
 
@@ -32,51 +41,104 @@ class DBudgetPolicy final : public Policy {
     snapkv_required_queries(request, prefill, scoring_.window, points_, positions);
   }
 
-  // The kept count follows from the layer's attention, which an untraced layer does not have.
-  bool requires_every_layer_traced() const override { return true; }
+  // Untraced layers take their kept fraction from the traced ones (file header).
+  bool uses_layer_statistics(bool every_layer_traced) const override { return !every_layer_traced; }
+
+  // The fraction of the non-window prompt entries the rule keeps in this (traced) layer.
+  double layer_statistic(const EvictionContext& ctx, const LayerResidency& prompt) const override {
+    LayerResidency residency = prompt;
+    const HeadCounts counts = prune_traced(ctx, residency);
+    return counts.prunable > 0 ? static_cast<double>(counts.kept) / static_cast<double>(counts.prunable) : 1.0;
+  }
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
-    if (ctx.trace == nullptr) return;  // unreachable: the engine refuses partial traces (above)
+    if (ctx.trace != nullptr) {
+      prune_traced(ctx, residency);
+      return;
+    }
+    const double fraction = traced_mean_fraction(ctx);
     const std::int64_t window_begin = snapkv_window_begin(ctx, scoring_.window, points_.prefill);
-    tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
-      auto& resident = residency[h];
+    for (auto& resident : residency) {
       const std::int64_t window = snapkv_window_count(resident, window_begin);
       const auto prefix = static_cast<std::int64_t>(resident.size()) - window;
-      if (prefix <= 0) return;
-      // One softmax gives both the ranking (SnapKV's pooled scores) and the norm's squares.
-      const WindowAttention attention = head_window_attention(ctx, *this, static_cast<int>(h), resident, window);
-      const std::vector<float> scores = scoring_.pool(attention.scores);
-      const std::vector<double>& squares = attention.squares;
-      // Best first; ties: the older entry first, so the kept set is a function of the scores alone.
-      std::vector<std::int64_t> order(static_cast<std::size_t>(prefix));
-      std::iota(order.begin(), order.end(), std::int64_t{0});
-      std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
-        return scores[static_cast<std::size_t>(a)] > scores[static_cast<std::size_t>(b)];
-      });
-      // ||A_S||_F >= threshold ||A||_F  <=>  sum_S a^2 >= threshold^2 sum a^2, the sums taken in rank
-      // order (window first) so that keeping everything meets the bound exactly.
-      double kept = 0.0;
-      for (std::int64_t j = prefix; j < static_cast<std::int64_t>(resident.size()); ++j) {
-        kept += squares[static_cast<std::size_t>(j)];
-      }
-      double total = kept;
-      for (std::int64_t i : order) total += squares[static_cast<std::size_t>(i)];
-      const double need = threshold_ * threshold_ * total;
-      std::size_t keep = 0;
-      while (keep < order.size() && kept < need) kept += squares[static_cast<std::size_t>(order[keep++])];
-      std::vector<bool> is_kept(static_cast<std::size_t>(prefix), false);
-      for (std::size_t k = 0; k < keep; ++k) is_kept[static_cast<std::size_t>(order[k])] = true;
-      std::vector<std::int32_t> out;
-      out.reserve(keep + static_cast<std::size_t>(window));
-      for (std::int64_t i = 0; i < prefix; ++i) {
-        if (is_kept[static_cast<std::size_t>(i)]) out.push_back(resident[static_cast<std::size_t>(i)]);
-      }
-      out.insert(out.end(), resident.end() - window, resident.end());
-      resident = std::move(out);
-    });
+      keep_newest(resident, window + round_half_even(fraction * static_cast<double>(prefix)));
+    }
   }
 
  private:
+  struct HeadCounts {
+    std::int64_t kept = 0;      // non-window entries kept
+    std::int64_t prunable = 0;  // non-window entries before
+  };
+
+  // Mean of the traced layers' statistics; the engine supplies them whenever a layer is untraced.
+  double traced_mean_fraction(const EvictionContext& ctx) const {
+    double sum = 0.0;
+    int traced = 0;
+    for (double s : ctx.layer_statistics) {
+      if (std::isnan(s)) continue;
+      sum += s;
+      ++traced;
+    }
+    if (traced == 0) {
+      throw InputError(spec() + ": layer " + std::to_string(ctx.layer) +
+                       " is untraced and no traced layer gives a kept fraction to follow");
+    }
+    return sum / traced;
+  }
+
+  HeadCounts prune_traced(const EvictionContext& ctx, LayerResidency& residency) const {
+    const std::int64_t window_begin = snapkv_window_begin(ctx, scoring_.window, points_.prefill);
+    std::vector<HeadCounts> counts(residency.size());
+    tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
+      counts[h] = prune_head(ctx, static_cast<int>(h), residency[h], window_begin);
+    });
+    HeadCounts total;
+    for (const HeadCounts& c : counts) {
+      total.kept += c.kept;
+      total.prunable += c.prunable;
+    }
+    return total;
+  }
+
+  HeadCounts prune_head(const EvictionContext& ctx, int h, std::vector<std::int32_t>& resident,
+                        std::int64_t window_begin) const {
+    const std::int64_t window = snapkv_window_count(resident, window_begin);
+    const auto prefix = static_cast<std::int64_t>(resident.size()) - window;
+    if (prefix <= 0) return {};
+    // One softmax gives both the ranking (SnapKV's pooled scores) and the norm's squares.
+    const WindowAttention attention = head_window_attention(ctx, *this, h, resident, window);
+    const std::vector<float> scores = scoring_.pool(attention.scores);
+    const std::vector<double>& squares = attention.squares;
+    // Best first; ties: the older entry first, so the kept set is a function of the scores alone.
+    std::vector<std::int64_t> order(static_cast<std::size_t>(prefix));
+    std::iota(order.begin(), order.end(), std::int64_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+      return scores[static_cast<std::size_t>(a)] > scores[static_cast<std::size_t>(b)];
+    });
+    // ||A_S||_F >= threshold ||A||_F  <=>  sum_S a^2 >= threshold^2 sum a^2, the sums taken in rank
+    // order (window first) so that keeping everything meets the bound exactly.
+    double kept = 0.0;
+    for (std::int64_t j = prefix; j < static_cast<std::int64_t>(resident.size()); ++j) {
+      kept += squares[static_cast<std::size_t>(j)];
+    }
+    double total = kept;
+    for (std::int64_t i : order) total += squares[static_cast<std::size_t>(i)];
+    const double need = threshold_ * threshold_ * total;
+    std::size_t keep = 0;
+    while (keep < order.size() && kept < need) kept += squares[static_cast<std::size_t>(order[keep++])];
+    std::vector<bool> is_kept(static_cast<std::size_t>(prefix), false);
+    for (std::size_t k = 0; k < keep; ++k) is_kept[static_cast<std::size_t>(order[k])] = true;
+    std::vector<std::int32_t> out;
+    out.reserve(keep + static_cast<std::size_t>(window));
+    for (std::int64_t i = 0; i < prefix; ++i) {
+      if (is_kept[static_cast<std::size_t>(i)]) out.push_back(resident[static_cast<std::size_t>(i)]);
+    }
+    out.insert(out.end(), resident.end() - window, resident.end());
+    resident = std::move(out);
+    return {static_cast<std::int64_t>(keep), prefix};
+  }
+
   double threshold_;
   SnapKvScoring scoring_;
   EvictionPoints points_;
@@ -91,7 +153,7 @@ void register_dbudget(PolicyRegistry& registry) {
        "norm over the kept entries would drop below threshold x the full norm",
        "Ni et al. 2025, DBudgetKV: Dynamic Budget in KV Cache Compression for Ensuring Optimal Performance "
        "(arXiv 2502.16886); implemented from the paper's description (no reference code found): SnapKV ranking "
-       "and the threshold default are kvsim choices; needs every layer traced",
+       "and the threshold default are kvsim choices; an untraced layer keeps the traced layers' mean kept fraction",
        {{"threshold", "0.99",
          "in (0, 1]: the kept entries must carry >= threshold x the Frobenius norm of the window's attention"},
         {"window", "32", "observation window: the most recent queries, always kept"},

@@ -26,6 +26,7 @@
 #include "policies/leverage.h"
 #include "policies/registry.h"
 #include "policies/schedule.h"
+#include "policies/select.h"
 #include "traces/rope.h"
 #include "util/error.h"
 
@@ -74,10 +75,7 @@ class ExpectedAttentionPolicy final : public Policy {
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
     const std::int64_t capacity = budget_.capacity(ctx.pass, ctx.prefill, points_.prefill, sinks_);
     if (ctx.trace == nullptr) {
-      // Untraced layer: only the count matters.
-      for (auto& resident : residency) {
-        if (static_cast<std::int64_t>(resident.size()) > capacity) resident.erase(resident.begin(), resident.end() - capacity);
-      }
+      keep_newest(residency, capacity);  // untraced layer: only the count matters
       return;
     }
     const auto [first, last] = eviction_range(ctx);

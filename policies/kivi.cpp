@@ -35,7 +35,7 @@ class KiviPolicy final : public Policy {
 
   bool compresses() const override { return true; }
 
-  StoredEntries stored(const ModelShape& model, const RequestInfo&, std::int64_t count) const override {
+  StoredEntries stored(const ModelShape& model, const RequestInfo&, std::span<const Pass>, std::int64_t count) const override {
     check_head_dim(model);
     const std::int64_t d = model.head_dim;
     const std::int64_t keys_quantized = count / residual_ * residual_;
@@ -50,7 +50,7 @@ class KiviPolicy final : public Policy {
     return {keys_quantized, values_quantized, {bytes(keys_quantized), bytes(values_quantized)}};
   }
 
-  CompressedHead compressed_head(const ModelShape& model, const RequestInfo&, const LayerTrace& trace,
+  CompressedHead compressed_head(const ModelShape& model, const RequestInfo&, std::span<const Pass>, const LayerTrace& trace,
                                  int kv_head) const override {
     check_head_dim(model);
     const auto h = static_cast<std::size_t>(kv_head);

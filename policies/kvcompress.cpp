@@ -14,6 +14,7 @@
 
 #include "policies/registry.h"
 #include "policies/schedule.h"
+#include "policies/select.h"
 #include "policies/snapkv_select.h"
 
 namespace kvsim {
@@ -46,9 +47,7 @@ class KvCompressPolicy final : public Policy {
     if (ctx.trace == nullptr) {
       // One representative head stands for all: the uniform count gives the layer total H x capacity,
       // within block_tokens of what a traced layer keeps (only the total is accounted).
-      for (auto& resident : residency) {
-        if (static_cast<std::int64_t>(resident.size()) > capacity) resident.erase(resident.begin(), resident.end() - capacity);
-      }
+      keep_newest(residency, capacity);
       return;
     }
     std::int64_t total = 0;

@@ -75,10 +75,7 @@ class KvzipPolicy final : public Policy {
       evict_heads(ctx, residency);
     } else if (ctx.trace == nullptr) {
       // Untraced: only the count matters (pooling across heads keeps the same layer total).
-      const std::int64_t capacity = this->capacity(ctx);
-      for (auto& head : residency) {
-        if (static_cast<std::int64_t>(head.size()) > capacity) head.erase(head.begin(), head.end() - capacity);
-      }
+      keep_newest(residency, this->capacity(ctx));
     } else {
       evict_tokens(ctx, residency);
     }

@@ -148,7 +148,7 @@ class LavaPolicy final : public SnapKvScoredPolicy {
                                    ", layer_budget=" + (entropy_layers_ ? "entropy" : "uniform"));
   }
 
-  bool uses_layer_statistics() const override { return entropy_layers_; }
+  bool uses_layer_statistics(bool /*every_layer_traced*/) const override { return entropy_layers_; }
 
   double layer_statistic(const EvictionContext& ctx, const LayerResidency& prompt) const override {
     return normalized_entropy(lava_layer_scores(ctx, *this, prompt, scoring_, points_.prefill).scores);

@@ -99,11 +99,6 @@ class Policy {
   // §3). The engine checks every traced layer stores them, and the synthesiser generates them.
   virtual bool requires_recon_queries() const { return false; }
 
-  // True if the policy cannot keep the right *number* of entries in an untraced layer (its budget
-  // follows from the layer's own attention, e.g. DBudgetKV's mass threshold): the engine then
-  // refuses a trace that does not trace every layer, rather than report a wrong footprint.
-  virtual bool requires_every_layer_traced() const { return false; }
-
   // How the KV heads of untraced layer `layer` split into groups whose heads keep equal counts: the
   // number of heads in each group, summing to model.num_kv_heads. The layer is replayed with one
   // representative vector per group (each counted that many times), so untraced layers cost two
@@ -115,13 +110,13 @@ class Policy {
     return {model.num_kv_heads};
   }
 
-  // Cross-layer budgets (LAVa's layer split): a policy whose layer budgets depend on the attention
-  // of every layer returns true. Before replaying a request the engine then loads each traced layer
-  // once more and calls layer_statistic() with the layer as it stands at the end of the prompt (every
-  // prompt position resident in every KV head, ctx.pass the last prefill chunk, no state); evict()
-  // reads all layers' values from EvictionContext::layer_statistics. Only meaningful for a policy
-  // that first evicts after the whole prompt (the values describe that cache).
-  virtual bool uses_layer_statistics() const { return false; }
+  // Cross-layer budgets: a policy whose layer budgets depend on the attention of other layers (LAVa's
+  // layer split; DBudgetKV's untraced layers, which follow the traced ones) returns true, told
+  // whether the trace holds every layer of the model. Before replaying a request the engine then
+  // loads each traced layer once more and calls layer_statistic() with the layer as it stands at the
+  // end of the prompt (every prompt position resident in every KV head, ctx.pass the last prefill
+  // chunk, no state); evict() reads all layers' values from EvictionContext::layer_statistics.
+  virtual bool uses_layer_statistics(bool /*every_layer_traced*/) const { return false; }
   virtual double layer_statistic(const EvictionContext& /*ctx*/, const LayerResidency& /*prompt*/) const { return 0.0; }
 
   // Per-layer state for policies whose scores accumulate over the request; null for the rest.
@@ -138,13 +133,16 @@ class Policy {
   // compressed class, from the trace otherwise. Policies that keep model.kv_bits keep the default
   // (compresses() false): the engine then counts entries x model.entry_bytes() exactly as before.
   virtual bool compresses() const { return false; }
-  virtual StoredEntries stored(const ModelShape& model, const RequestInfo& /*request*/, std::int64_t count) const {
+  // `prefill` is the request's prefill chunks (empty: the whole prompt in one), for a policy that
+  // compresses after every chunk.
+  virtual StoredEntries stored(const ModelShape& model, const RequestInfo& /*request*/, std::span<const Pass> /*prefill*/,
+                               std::int64_t count) const {
     const double half = static_cast<double>(count) * static_cast<double>(model.entry_bytes()) / 2.0;
     return {0, 0, {half, half}};
   }
   // REQUIRES compresses(). Called once per traced layer and KV head; deterministic.
   virtual CompressedHead compressed_head(const ModelShape& /*model*/, const RequestInfo& /*request*/,
-                                         const LayerTrace& trace, int kv_head) const {
+                                         std::span<const Pass> /*prefill*/, const LayerTrace& trace, int kv_head) const {
     return {trace.keys[static_cast<std::size_t>(kv_head)], trace.values[static_cast<std::size_t>(kv_head)]};
   }
 

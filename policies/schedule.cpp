@@ -61,6 +61,24 @@ std::string format_eviction_points(const EvictionPoints& points) {
   return std::string("prefill=") + prefill_name(points.prefill) + ", decode=" + decode;
 }
 
+PrefillEviction read_compression_point(SpecArgs& args, PrefillEviction default_mode) {
+  const std::string mode = args.get_choice("prefill", prefill_name(default_mode), {"post_fill", "chunk"});
+  return mode == "chunk" ? PrefillEviction::kChunk : PrefillEviction::kPostFill;
+}
+
+std::string format_compression_point(PrefillEviction mode) { return std::string("prefill=") + prefill_name(mode); }
+
+std::vector<Pass> compression_spans(const RequestInfo& request, std::span<const Pass> prefill, PrefillEviction mode) {
+  if (mode == PrefillEviction::kChunk && !prefill.empty()) return {prefill.begin(), prefill.end()};
+  return {Pass{0, request.prompt_tokens, true, 0}};
+}
+
+int last_compressed_span(std::span<const Pass> spans, std::int64_t count) {
+  int last = -1;
+  while (last + 1 < static_cast<int>(spans.size()) && spans[static_cast<std::size_t>(last + 1)].end <= count) ++last;
+  return last;
+}
+
 std::int64_t round_half_even(double x) {
   const double r = std::round(x);  // half away from zero
   if (std::abs(x - std::trunc(x)) == 0.5) return static_cast<std::int64_t>(2.0 * std::round(x / 2.0));

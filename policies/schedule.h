@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "policies/policy.h"
 #include "policies/spec.h"
@@ -12,6 +13,20 @@ namespace kvsim {
 // Reads `prefill=none|post_fill|chunk` and `decode=none|step|every:K`, defaulting to `defaults`.
 EvictionPoints read_eviction_points(SpecArgs& args, EvictionPoints defaults);
 std::string format_eviction_points(const EvictionPoints& points);
+
+// Reads `prefill=post_fill|chunk` for a policy that compresses instead of evicting (precision
+// policies): once after the prompt, or each prefill chunk once it is done. It has no decode point.
+PrefillEviction read_compression_point(SpecArgs& args, PrefillEviction default_mode);
+std::string format_compression_point(PrefillEviction mode);  // "prefill=post_fill|chunk"
+
+// The prompt spans such a policy compresses, one at a time and in order: the prefill chunks with
+// prefill=chunk (a non-empty `prefill`), else the whole prompt as one span. The result is itself a
+// valid `prefill` for Budget::capacity.
+std::vector<Pass> compression_spans(const RequestInfo& request, std::span<const Pass> prefill, PrefillEviction mode);
+
+// Index of the last span that ends within the first `count` positions (those spans are
+// compressed), or -1 if none does yet.
+int last_compressed_span(std::span<const Pass> spans, std::int64_t count);
 
 // A budget: a fraction b in (0, 1) of the prompt (plus the protected window), or a token count
 // B >= 1 that includes the window (SnapKV's convention).

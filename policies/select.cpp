@@ -55,4 +55,12 @@ std::vector<float> max_pool(std::span<const float> x, int kernel) {
   return out;
 }
 
+void keep_newest(std::vector<std::int32_t>& resident, std::int64_t capacity) {
+  if (static_cast<std::int64_t>(resident.size()) > capacity) resident.erase(resident.begin(), resident.end() - capacity);
+}
+
+void keep_newest(std::vector<std::vector<std::int32_t>>& residency, std::int64_t capacity) {
+  for (auto& resident : residency) keep_newest(resident, capacity);
+}
+
 }  // namespace kvsim

@@ -25,6 +25,11 @@ inline bool ranks_before(const HeadCandidate& a, const HeadCandidate& b) {
   return a.head != b.head ? a.head < b.head : a.index < b.index;
 }
 
+// Keeps the newest `capacity` entries of one head's sorted positions, or of every head: how an
+// untraced layer, where only the count matters, evicts.
+void keep_newest(std::vector<std::int32_t>& resident, std::int64_t capacity);
+void keep_newest(std::vector<std::vector<std::int32_t>>& residency, std::int64_t capacity);
+
 // Part `index` of `total` split as evenly as possible into `parts`: floor((i+1)T/P) - floor(iT/P).
 // E.g. how many of a model's full heads fall in each layer when they are counted over all layers
 // but chosen one layer at a time (head masks, KVzip-head).

@@ -136,14 +136,14 @@ void snapkv_required_queries(const RequestInfo& request, std::span<const Pass> p
 
 void evict_heads_keeping_window(const EvictionContext& ctx, LayerResidency& residency, std::int64_t capacity,
                                 std::int64_t window_begin, std::int64_t sinks, const WindowedHeadScorer& score) {
+  if (ctx.trace == nullptr) {
+    keep_newest(residency, capacity);
+    return;
+  }
   tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
     auto& resident = residency[h];
     const auto size = static_cast<std::int64_t>(resident.size());
     if (size <= capacity) return;
-    if (ctx.trace == nullptr) {
-      resident.erase(resident.begin(), resident.end() - capacity);
-      return;
-    }
     const std::int64_t window = snapkv_window_count(resident, window_begin);
     const ProtectedEnds ends = ProtectedEnds{sinks, window}.clipped(size);
     if (ends.total() >= size) {  // every entry is protected: nothing to score (the scorers assume some)

@@ -1,19 +1,24 @@
 // think: prune key channels by query-driven magnitude (Xu et al. 2024, "ThinK: Thinner Key Cache by
 // Query-Driven Pruning", arXiv 2407.21018; reference NVIDIA/kvpress kvpress/presses/think_press.py,
-// ThinKPress.compress). Evicts nothing; after the prompt, each KV head drops the same
-// n_pruned = floor(head_dim * ratio) key channels of every prompt key (zeroed, as kvpress does),
-// those with the lowest score[c] = qn[c] * kn[c]:
+// ThinKPress.compress). Evicts nothing; after the prompt (prefill=post_fill), each KV head drops the
+// same n_pruned = floor(head_dim * ratio) key channels of every prompt key (zeroed, as kvpress
+// does), those with the lowest score[c] = qn[c] * kn[c]:
 //   qn[c] = mean over the group's query heads of the mean over the last `window` prompt queries of q[c]^2,
 //   kn[c] = mean over the prompt's keys of k[c]^2.
 // Ties go to the lower channel index. Values and the keys generated during decode stay whole.
-// Bytes (kept entries, s of them after a prompt of n; before the prompt is done nothing is pruned):
-//   key bytes   = n * (head_dim - n_pruned) * kv_bits/8 + (s - n) * head_dim * kv_bits/8
+// prefill=chunk prunes each prefill chunk's keys once the chunk is done, scored by that chunk alone
+// (its last `window` queries, its keys: the earlier chunks' keys are pruned already), so channels
+// may differ from chunk to chunk.
+// Bytes (kept entries, s of them, the first e pruned: e = n after a prompt of n with post_fill, the
+// end of the last finished chunk with chunk; entries not yet pruned are whole):
+//   key bytes   = e * (head_dim - n_pruned) * kv_bits/8 + (s - e) * head_dim * kv_bits/8
 //   value bytes = s * head_dim * kv_bits/8
 // The per-head channel mask (head_dim bits) is not counted.
 #include <algorithm>
 #include <cmath>
 
 #include "policies/registry.h"
+#include "policies/schedule.h"
 #include "policies/select.h"
 #include "util/error.h"
 
@@ -23,24 +28,29 @@ namespace {
 
 class ThinkPolicy final : public Policy {
  public:
-  ThinkPolicy(double ratio, std::int64_t window) : ratio_(ratio), window_(window) {}
+  ThinkPolicy(double ratio, std::int64_t window, PrefillEviction mode) : ratio_(ratio), window_(window), mode_(mode) {}
 
   std::string spec() const override {
-    return "think(ratio=" + format_spec_number(ratio_) + ", window=" + std::to_string(window_) + ")";
+    return "think(ratio=" + format_spec_number(ratio_) + ", window=" + std::to_string(window_) + ", " +
+           format_compression_point(mode_) + ")";
   }
   EvictionPoints eviction_points() const override { return {}; }
   void evict(const EvictionContext&, LayerResidency&) const override {}
 
-  void add_required_queries(const RequestInfo& request, std::span<const Pass>,
+  void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
                             std::vector<std::int64_t>* positions) const override {
-    for (std::int64_t t = window_begin(request); t < request.prompt_tokens; ++t) positions->push_back(t);
+    for (const Pass& span : compression_spans(request, prefill, mode_)) {
+      for (std::int64_t t = window_begin(span); t < span.end; ++t) positions->push_back(t);
+    }
   }
 
   bool compresses() const override { return true; }
 
-  StoredEntries stored(const ModelShape& model, const RequestInfo& request, std::int64_t count) const override {
-    const std::int64_t n = request.prompt_tokens;
-    const std::int64_t pruned_keys = count >= n ? n : 0;  // pruned once the prompt is done
+  StoredEntries stored(const ModelShape& model, const RequestInfo& request, std::span<const Pass> prefill,
+                       std::int64_t count) const override {
+    const std::vector<Pass> spans = compression_spans(request, prefill, mode_);
+    const int last = last_compressed_span(spans, std::min(count, request.prompt_tokens));
+    const std::int64_t pruned_keys = last < 0 ? 0 : spans[static_cast<std::size_t>(last)].end;
     const double element_bytes = model.kv_bits / 8.0;
     const auto d = static_cast<double>(model.head_dim);
     const double key_bytes = (static_cast<double>(pruned_keys) * (d - static_cast<double>(pruned_channels(model))) +
@@ -48,49 +58,51 @@ class ThinkPolicy final : public Policy {
     return {pruned_keys, 0, {key_bytes, static_cast<double>(count) * d * element_bytes}};
   }
 
-  CompressedHead compressed_head(const ModelShape& model, const RequestInfo& request, const LayerTrace& trace,
-                                 int kv_head) const override {
+  CompressedHead compressed_head(const ModelShape& model, const RequestInfo& request, std::span<const Pass> prefill,
+                                 const LayerTrace& trace, int kv_head) const override {
     const auto h = static_cast<std::size_t>(kv_head);
     CompressedHead out{trace.keys[h], trace.values[h]};
-    const std::vector<std::int32_t> channels = pruned_channel_indices(model, request, trace, kv_head);
-    for (std::int32_t c : channels) out.keys.col(c).setZero();
+    for (const Pass& span : compression_spans(request, prefill, mode_)) {
+      for (std::int32_t c : pruned_channel_indices(model, trace, kv_head, span)) {
+        out.keys.col(c).segment(span.begin, span.tokens()).setZero();
+      }
+    }
     return out;
   }
 
-  // The channels head `kv_head` prunes, ascending (exposed for the tests through compressed_head).
-  std::vector<std::int32_t> pruned_channel_indices(const ModelShape& model, const RequestInfo& request,
-                                                   const LayerTrace& trace, int kv_head) const {
-    const std::int64_t n = request.prompt_tokens;
+ private:
+  // The channels head `kv_head` prunes from the keys of `span`, ascending, scored by that span.
+  std::vector<std::int32_t> pruned_channel_indices(const ModelShape& model, const LayerTrace& trace, int kv_head,
+                                                   const Pass& span) const {
     const int d = model.head_dim;
     const int group = model.group_size();
     const HeadMatrix& keys = trace.keys[static_cast<std::size_t>(kv_head)];
     Eigen::ArrayXd qn = Eigen::ArrayXd::Zero(d);
-    const std::int64_t begin = window_begin(request);
+    const std::int64_t begin = window_begin(span);
     for (int g = 0; g < group; ++g) {
       const HeadMatrix& queries = trace.queries[static_cast<std::size_t>(kv_head) * static_cast<std::size_t>(group) + static_cast<std::size_t>(g)];
       Eigen::ArrayXd head = Eigen::ArrayXd::Zero(d);
-      for (std::int64_t t = begin; t < n; ++t) {
+      for (std::int64_t t = begin; t < span.end; ++t) {
         head += queries.row(trace.query_row(t)).cast<double>().array().square().transpose();
       }
-      qn += head / static_cast<double>(n - begin);
+      qn += head / static_cast<double>(span.end - begin);
     }
     qn /= group;
-    const Eigen::ArrayXd kn = keys.topRows(n).cast<double>().array().square().colwise().mean().transpose();
+    const Eigen::ArrayXd kn =
+        keys.middleRows(span.begin, span.tokens()).cast<double>().array().square().colwise().mean().transpose();
     std::vector<float> negated(static_cast<std::size_t>(d));
     for (int c = 0; c < d; ++c) negated[static_cast<std::size_t>(c)] = static_cast<float>(-(qn(c) * kn(c)));
     return top_k_indices(negated, pruned_channels(model));
   }
 
- private:
-  std::int64_t window_begin(const RequestInfo& request) const {
-    return std::max<std::int64_t>(0, request.prompt_tokens - window_);
-  }
+  std::int64_t window_begin(const Pass& span) const { return std::max<std::int64_t>(span.begin, span.end - window_); }
   std::int64_t pruned_channels(const ModelShape& model) const {
     return static_cast<std::int64_t>(std::floor(model.head_dim * ratio_));
   }
 
   double ratio_;
   std::int64_t window_;
+  PrefillEviction mode_;
 };
 
 }  // namespace
@@ -102,13 +114,15 @@ void register_think(PolicyRegistry& registry) {
        "Xu et al. 2024, ThinK: Thinner Key Cache by Query-Driven Pruning (arXiv 2407.21018); "
        "NVIDIA/kvpress kvpress/presses/think_press.py",
        {{"ratio", "0.5", "fraction of key channels pruned per KV head, in [0, 1) (kvpress key_channel_compression_ratio)"},
-        {"window", "32", "last prompt queries that score the channels (kvpress window_size)"}},
+        {"window", "32", "last prompt queries that score the channels (kvpress window_size)"},
+        {"prefill", "post_fill", "post_fill (prune the prompt's keys once after it) | chunk (each chunk's keys once it is done, scored by that chunk)"}},
        [](SpecArgs& args) -> std::unique_ptr<Policy> {
          const double ratio = args.get_double("ratio", 0.5);
          const std::int64_t window = args.get_int("window", 32);
          if (!(ratio >= 0.0 && ratio < 1.0)) args.fail("ratio", "must be in [0, 1)");
          if (window < 1) args.fail("window", "must be >= 1");
-         return std::make_unique<ThinkPolicy>(ratio, window);
+         const PrefillEviction mode = read_compression_point(args, PrefillEviction::kPostFill);
+         return std::make_unique<ThinkPolicy>(ratio, window, mode);
        }});
 }
 

@@ -58,10 +58,11 @@ std::vector<std::vector<double>> prompt_layer_statistics(const TraceSource& sour
                                                          std::span<const Policy* const> policies,
                                                          const ReplayOptions& options) {
   const ModelShape& model = source.header().model;
+  const bool every_layer_traced = static_cast<int>(source.header().traced_layers.size()) == model.num_layers;
   std::vector<std::vector<double>> statistics(policies.size());
   std::vector<std::size_t> users;
   for (std::size_t p = 0; p < policies.size(); ++p) {
-    if (!policies[p]->uses_layer_statistics()) continue;
+    if (!policies[p]->uses_layer_statistics(every_layer_traced)) continue;
     statistics[p].assign(static_cast<std::size_t>(model.num_layers), std::numeric_limits<double>::quiet_NaN());
     users.push_back(p);
   }
@@ -114,13 +115,6 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
     }
   };
 
-  for (const Policy* policy : policies) {
-    if (policy->requires_every_layer_traced() && static_cast<int>(header.traced_layers.size()) != model.num_layers) {
-      throw InputError(policy->spec() + " sets each layer's budget from that layer's attention, so it needs every layer "
-                       "traced; the trace has " + std::to_string(header.traced_layers.size()) + " of " +
-                       std::to_string(model.num_layers) + " (use traced_layers = all)");
-    }
-  }
   std::vector<bool> traced(static_cast<std::size_t>(model.num_layers), false);
   for (int layer : header.traced_layers) traced[static_cast<std::size_t>(layer)] = true;
   const std::vector<std::vector<double>> layer_statistics =
@@ -151,7 +145,7 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
                                                        std::vector<FidelitySamples>(np));
     if (!eval.empty()) {
       tbb::parallel_for(0, model.num_kv_heads, [&](int h) {
-        measure_head_fidelity(model, request, trace, h, eval, policies, replay_ptrs,
+        measure_head_fidelity(model, request, prefill, trace, h, eval, policies, replay_ptrs,
                               per_head[static_cast<std::size_t>(h)]);
       });
     }

@@ -6,7 +6,8 @@
 
 namespace kvsim {
 
-void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, const LayerTrace& trace,
+void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, std::span<const Pass> prefill,
+                           const LayerTrace& trace,
                            int kv_head, std::span<const std::int64_t> eval_positions,
                            std::span<const Policy* const> policies, std::span<const LayerReplay* const> replays,
                            std::vector<FidelitySamples>& out) {
@@ -41,7 +42,7 @@ void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, 
   // snapshot's probabilities and values once, one GEMM, then add the entries appended since.
   for (std::size_t p = 0; p < replays.size(); ++p) {
     if (policies[p]->compresses()) {
-      measure_compressed_fidelity(model, request, trace, kv_head, eval_positions, *policies[p], *replays[p], q, probs,
+      measure_compressed_fidelity(model, request, prefill, trace, kv_head, eval_positions, *policies[p], *replays[p], q, probs,
                                   full_out, out[p]);
       continue;
     }

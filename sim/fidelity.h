@@ -21,7 +21,8 @@ struct FidelitySamples {
 // heads at `eval_positions` once, then each policy's samples from its visible sets.
 // `replays[p].visible` must hold one entry per evaluation position. Appends to out[p]. A policy
 // that compresses() is measured on its stored K/V (sim/fidelity_compressed.h).
-void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, const LayerTrace& trace,
+void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, std::span<const Pass> prefill,
+                           const LayerTrace& trace,
                            int kv_head, std::span<const std::int64_t> eval_positions,
                            std::span<const Policy* const> policies, std::span<const LayerReplay* const> replays,
                            std::vector<FidelitySamples>& out);

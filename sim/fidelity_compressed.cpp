@@ -5,7 +5,8 @@
 
 namespace kvsim {
 
-void measure_compressed_fidelity(const ModelShape& model, const RequestInfo& request, const LayerTrace& trace,
+void measure_compressed_fidelity(const ModelShape& model, const RequestInfo& request,
+                                 std::span<const Pass> prefill, const LayerTrace& trace,
                                  int kv_head, std::span<const std::int64_t> eval_positions, const Policy& policy,
                                  const LayerReplay& replay, const HeadMatrix& queries, const HeadMatrix& probs,
                                  const HeadMatrix& full_out, FidelitySamples& out) {
@@ -15,7 +16,7 @@ void measure_compressed_fidelity(const ModelShape& model, const RequestInfo& req
   const HeadMatrix& keys = trace.keys[h];
   const HeadMatrix& values = trace.values[h];
   const Eigen::Index d = keys.cols();
-  const CompressedHead stored_kv = policy.compressed_head(model, request, trace, kv_head);
+  const CompressedHead stored_kv = policy.compressed_head(model, request, prefill, trace, kv_head);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
 
   std::vector<std::pair<double, double>> samples(static_cast<std::size_t>(probs.rows()));
@@ -27,7 +28,7 @@ void measure_compressed_fidelity(const ModelShape& model, const RequestInfo& req
     for (std::int64_t pos = vis.append_begin; pos <= vis.position; ++pos) visible.push_back(pos);
     const auto count = static_cast<Eigen::Index>(visible.size());
     // Everything but the query's own entry is stored; Policy::stored says which of it is compressed.
-    const StoredEntries split = policy.stored(model, request, count - 1);
+    const StoredEntries split = policy.stored(model, request, prefill, count - 1);
     HeadMatrix k(count, d), v(count, d);
     for (Eigen::Index j = 0; j < count; ++j) {
       const auto pos = static_cast<Eigen::Index>(visible[static_cast<std::size_t>(j)]);

@@ -56,7 +56,7 @@ LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy) {
       during += (before + len) * multiplicity[h];
       if (compresses) {
         // Policy::stored's rule: kept entries at their stored bytes, the pass's own at full precision.
-        const double kept_bytes = policy.stored(input.model, input.request, before).bytes.total();
+        const double kept_bytes = policy.stored(input.model, input.request, prefill, before).bytes.total();
         const double fresh = static_cast<double>(len);
         out.pass_bytes[p] += (kept_bytes + fresh * full_entry_bytes) * multiplicity[h];
         out.footprint_byte_steps +=

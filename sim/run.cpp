@@ -200,15 +200,6 @@ ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
   run.model = source->header().model;
   run.traced_layers = source->header().traced_layers;
   run.trace_source = source->header().source;
-  for (const Policy* policy : policy_ptrs) {
-    if (policy->requires_every_layer_traced() && static_cast<int>(run.traced_layers.size()) != run.model.num_layers) {
-      fail_input(scenario.path + ": [workload] traced_layers",
-                 policy->spec() + " sets each layer's budget from that layer's attention, so every layer must be "
-                 "traced; " + std::to_string(run.traced_layers.size()) + " of " + std::to_string(run.model.num_layers) +
-                 " are (use traced_layers = all)");
-    }
-  }
-
   ReplayOptions options;
   options.chunk_tokens = scenario.chunk_tokens;
   options.max_eval_queries = scenario.fidelity_queries;

@@ -1,6 +1,10 @@
 // dbudget: hand-checked kept sets of the Frobenius-norm halting rule, and its bad inputs.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <numeric>
+
+#include "policies/schedule.h"
 #include "sim/engine.h"
 #include "tests/policies/policy_test_util.h"
 #include "util/error.h"
@@ -64,21 +68,55 @@ TEST(DBudget, ChunksAndStepsEvict) {
   EXPECT_TRUE(pruned);
 }
 
-// Its budget comes from each layer's attention, so an untraced layer has none: a trace of 1 of 2
-// layers is refused instead of reporting that layer at some made-up count.
-TEST(DBudget, RefusesATraceWithUntracedLayers) {
+// An untraced layer keeps its window plus the traced layers' mean kept fraction of the rest.
+TEST(DBudget, UntracedLayersFollowTheTracedKeptFraction) {
+  // HandNormThreshold's layer at t = 0.9 keeps 2 + 4 of its 5 + 5 non-window entries: 0.6.
+  const HandLayer hand({{8, 4, 2, 1, 1, 4}, {1, 1, 1, 1, 1, 1}});
+  const auto policy = PolicyRegistry::builtin().create("dbudget(threshold=0.9, window=1, kernel=1)");
+  EXPECT_TRUE(policy->uses_layer_statistics(false));
+  EXPECT_FALSE(policy->uses_layer_statistics(true));  // every layer traced: nothing to follow
+  const PassPlan plan = make_pass_plan(6, 0, 6);
+  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
+  const LayerResidency prompt(2, std::vector<std::int32_t>{0, 1, 2, 3, 4, 5});
+  EXPECT_DOUBLE_EQ(policy->layer_statistic({hand.model, hand.request, 0, &hand.layer, prefill.back(), prefill, nullptr}, prompt), 0.6);
+  auto untraced = [&](std::vector<double> statistics) {
+    return replay_layer({hand.model, hand.request, plan, 2, nullptr, {}, statistics}, *policy).final_residency;
+  };
+  // Mean 0.6 of 5: 3 kept besides the window -> the newest 4.
+  EXPECT_EQ(untraced({0.6, std::nan(""), std::nan("")}), (LayerResidency{{2, 3, 4, 5}}));
+  // Mean 0.5 of 5 = 2.5 rounds half to even: 2 -> the newest 3.
+  EXPECT_EQ(untraced({0.6, 0.4, std::nan("")}), (LayerResidency{{3, 4, 5}}));
+  // No traced layer to follow: an error, not a made-up count.
+  EXPECT_THROW(untraced({}), InputError);
+}
+
+// Through the engine: a trace of 1 of 2 layers runs, and the untraced layer holds what the rule says.
+TEST(DBudget, PartialTraceCountsTheUntracedLayerByTheTracedFraction) {
   const ModelShape model{"tiny", 2, 4, 2, 8};
-  const auto source = testing_support::random_trace(model, 300, 4, {0}, 9, 3.0f);
+  const std::int64_t n = 300, m = 4, window = 8;
+  const auto source = testing_support::random_trace(model, n, m, {0}, 9, 3.0f);
+  const RequestInfo& request = source.header().requests[0];
   const auto policy = PolicyRegistry::builtin().create("dbudget(threshold=0.9, window=8, kernel=3)");
   const std::vector<const Policy*> policies{policy.get()};
-  try {
-    replay_request(source, source.header().requests[0], policies, {});
-    FAIL() << "a trace of 1 of 2 layers was accepted";
-  } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("1 of 2"), std::string::npos) << e.what();
-  }
-  const auto all = testing_support::random_trace(model, 300, 4, {0, 1}, 9, 3.0f);
-  EXPECT_NO_THROW(replay_request(all, all.header().requests[0], policies, {}));
+  const std::vector<PolicyResult> results = replay_request(source, request, policies, {});
+
+  const LayerTrace trace = source.load_layer("0", 0);
+  const PassPlan plan = make_pass_plan(n, m, n);
+  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
+  const LayerResidency prompt(2, [&] {
+    std::vector<std::int32_t> all(static_cast<std::size_t>(n));
+    std::iota(all.begin(), all.end(), 0);
+    return all;
+  }());
+  const double fraction = policy->layer_statistic({model, request, 0, &trace, prefill.back(), prefill, nullptr}, prompt);
+  const LayerResidency traced = replay_layer({model, request, plan, 0, &trace, {}}, *policy).final_residency;
+  std::int64_t traced_kept = -2 * m;  // prompt entries only: every head also holds the m decode ones
+  for (const auto& head : traced) traced_kept += static_cast<std::int64_t>(head.size());
+  ASSERT_LT(traced_kept, 2 * n);  // the rule pruned something
+  EXPECT_NEAR(fraction, static_cast<double>(traced_kept - 2 * window) / static_cast<double>(2 * (n - window)), 1e-12);
+  const std::int64_t untraced_kept = 2 * (window + round_half_even(fraction * static_cast<double>(n - window)));
+  // The first decode step sees every kept entry plus its own, in both heads of both layers.
+  EXPECT_EQ(results[0].pass_entries[1], traced_kept + untraced_kept + 2 * 2);
 }
 
 TEST(DBudget, RejectsBadParameters) {

@@ -86,26 +86,26 @@ TEST(Kivi, BytesPerEntryByHand) {
   // Per quantized entry and K or V, 128 channels: bits/8 bytes each + fp16 scale and zero per 32.
   //   2 bits: 128 * 2/8 + 128/32 * 4 = 32 + 16 = 48 bytes; 4 bits: 64 + 16 = 80 bytes. Full: 256.
   const auto two = PolicyRegistry::builtin().create("kivi(bits=2, group=32, residual=128)");
-  StoredEntries s = two->stored(model, request, 1000);
+  StoredEntries s = two->stored(model, request, {}, 1000);
   EXPECT_EQ(s.key_compressed, 896);
   EXPECT_EQ(s.value_compressed, 872);
   EXPECT_DOUBLE_EQ(s.bytes.key_bytes, 896 * 48 + 104 * 256);
   EXPECT_DOUBLE_EQ(s.bytes.value_bytes, 872 * 48 + 128 * 256);
   const auto four = PolicyRegistry::builtin().create("kivi(bits=4)");
-  s = four->stored(model, request, 1000);
+  s = four->stored(model, request, {}, 1000);
   EXPECT_DOUBLE_EQ(s.bytes.key_bytes, 896 * 80 + 104 * 256);
   EXPECT_DOUBLE_EQ(s.bytes.value_bytes, 872 * 80 + 128 * 256);
   // Fewer than R entries: nothing quantized yet.
-  s = two->stored(model, request, 100);
+  s = two->stored(model, request, {}, 100);
   EXPECT_EQ(s.key_compressed, 0);
   EXPECT_EQ(s.value_compressed, 0);
   EXPECT_DOUBLE_EQ(s.bytes.total(), 100 * 512);
   // Long-run bytes per entry: 96 (2 bits) and 160 (4 bits) of 512.
   const double n = 1 << 20;
-  EXPECT_NEAR(two->stored(model, request, 1 << 20).bytes.total() / n, 96, 0.1);
-  EXPECT_NEAR(four->stored(model, request, 1 << 20).bytes.total() / n, 160, 0.1);
+  EXPECT_NEAR(two->stored(model, request, {}, 1 << 20).bytes.total() / n, 96, 0.1);
+  EXPECT_NEAR(four->stored(model, request, {}, 1 << 20).bytes.total() / n, 160, 0.1);
   // The default (every other policy): entries x entry_bytes, split evenly.
-  s = PolicyRegistry::builtin().create("full")->stored(model, request, 10);
+  s = PolicyRegistry::builtin().create("full")->stored(model, request, {}, 10);
   EXPECT_DOUBLE_EQ(s.bytes.key_bytes, 10 * 256);
   EXPECT_DOUBLE_EQ(s.bytes.value_bytes, 10 * 256);
 }
@@ -116,7 +116,7 @@ TEST(Kivi, RejectsBadParameters) {
     EXPECT_THROW(PolicyRegistry::builtin().create(spec), InputError) << spec;
   }
   const ModelShape model{"odd", 1, 2, 2, 48};
-  EXPECT_THROW(PolicyRegistry::builtin().create("kivi(group=32, residual=64)")->stored(model, RequestInfo{}, 10),
+  EXPECT_THROW(PolicyRegistry::builtin().create("kivi(group=32, residual=64)")->stored(model, RequestInfo{}, {}, 10),
                InputError);
 }
 

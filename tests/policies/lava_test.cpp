@@ -120,7 +120,7 @@ TEST(Lava, LayersShareTheBudgetByTheEntropyOfTheirScoreMaps) {
   flat.values = {HeadMatrix::Ones(9, 1)};
   peaked.values = {HeadMatrix::Ones(9, 1)};
   const auto policy = PolicyRegistry::builtin().create("lava(budget=5, window=1, kernel=1)");
-  ASSERT_TRUE(policy->uses_layer_statistics());
+  ASSERT_TRUE(policy->uses_layer_statistics(false));
   const PassPlan plan = make_pass_plan(9, 0, 9);
   const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
   const LayerResidency prompt{{0, 1, 2, 3, 4, 5, 6, 7, 8}};
@@ -140,7 +140,7 @@ TEST(Lava, LayersShareTheBudgetByTheEntropyOfTheirScoreMaps) {
   // Replayed alone (no statistics) or with layer_budget=uniform, every layer keeps 5.
   EXPECT_EQ(replay(1, &peaked, {}), (LayerResidency{{0, 1, 2, 3, 8}}));
   const auto uniform = PolicyRegistry::builtin().create("lava(budget=5, window=1, kernel=1, layer_budget=uniform)");
-  EXPECT_FALSE(uniform->uses_layer_statistics());
+  EXPECT_FALSE(uniform->uses_layer_statistics(false));
   EXPECT_EQ(replay_layer({model, request, plan, 1, &peaked, {}, statistics}, *uniform).final_residency,
             (LayerResidency{{0, 1, 2, 3, 8}}));
 }

@@ -29,7 +29,7 @@ TEST(MixedPrecision, HighClassIsSnapKvKeptSetRestQuantized) {
   const LayerResidency all = replay_layer({model, request, plan, 0, &trace, {}}, *mixed).final_residency;
   for (const auto& head : all) EXPECT_EQ(head.size(), static_cast<std::size_t>(n + m));
   for (int h = 0; h < 2; ++h) {
-    const CompressedHead c = mixed->compressed_head(model, request, trace, h);
+    const CompressedHead c = mixed->compressed_head(model, request, {}, trace, h);
     int high = 0;
     for (std::int64_t t = 0; t < n; ++t) {
       const auto& k = kept[static_cast<std::size_t>(h)];
@@ -51,22 +51,83 @@ TEST(MixedPrecision, BytesByHand) {
   const auto policy = PolicyRegistry::builtin().create("mixed_precision(budget=0.2, window=32)");
   // High class: round(0.2 * 1000) + 32 = 232 entries at 256 bytes per K (or V); the other 768 at
   // 2 bits: 128 * 2/8 + 128/32 * 4 = 48 bytes; 10 decode entries at 256.
-  StoredEntries s = policy->stored(model, request, 1010);
+  StoredEntries s = policy->stored(model, request, {}, 1010);
   EXPECT_EQ(s.key_compressed, 1000);
   EXPECT_DOUBLE_EQ(s.bytes.key_bytes, 232 * 256 + 768 * 48 + 10 * 256);
   EXPECT_DOUBLE_EQ(s.bytes.value_bytes, 232 * 256 + 768 * 48 + 10 * 256);
   // high_bits=8, low_bits=4: 128 + 16 = 144 and 64 + 16 = 80 bytes.
   s = PolicyRegistry::builtin().create("mixed_precision(budget=0.2, window=32, high_bits=8, low_bits=4)")
-          ->stored(model, request, 1000);
+          ->stored(model, request, {}, 1000);
   EXPECT_DOUBLE_EQ(s.bytes.total(), 2.0 * (232 * 144 + 768 * 80));
   // Mid-prompt: all at full precision.
-  EXPECT_DOUBLE_EQ(policy->stored(model, request, 500).bytes.total(), 500 * 512);
+  EXPECT_DOUBLE_EQ(policy->stored(model, request, {}, 500).bytes.total(), 500 * 512);
+}
+
+// prefill=chunk: after every chunk, what chunked SnapKV would evict drops to low precision for good,
+// so the high class at the end is chunked SnapKV's kept set.
+TEST(MixedPrecision, ChunkModeHighClassIsChunkedSnapKvKeptSet) {
+  const ModelShape model{"tiny", 1, 4, 2, 8};
+  const std::int64_t n = 40, m = 4;
+  const auto source = testing_support::random_trace(model, n, m, {0}, 12);
+  const LayerTrace trace = source.load_layer("0", 0);
+  const RequestInfo& request = source.header().requests[0];
+  const auto snap = PolicyRegistry::builtin().create("snapkv(budget=0.2, window=2, kernel=1, prefill=chunk)");
+  const auto mixed = PolicyRegistry::builtin().create(
+      "mixed_precision(budget=0.2, window=2, kernel=1, high_bits=16, low_bits=2, group=4, prefill=chunk)");
+  const PassPlan plan = make_pass_plan(n, m, 10);
+  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
+  const LayerResidency kept = replay_layer({model, request, plan, 0, &trace, {}}, *snap).final_residency;
+  const auto post_fill = PolicyRegistry::builtin().create(
+      "mixed_precision(budget=0.2, window=2, kernel=1, high_bits=16, low_bits=2, group=4)");
+  bool differs_from_post_fill = false;
+  for (int h = 0; h < 2; ++h) {
+    const CompressedHead c = mixed->compressed_head(model, request, prefill, trace, h);
+    const CompressedHead once = post_fill->compressed_head(model, request, prefill, trace, h);
+    int high = 0;
+    for (std::int64_t t = 0; t < n; ++t) {
+      const auto& k = kept[static_cast<std::size_t>(h)];
+      const bool important = std::binary_search(k.begin(), k.end(), static_cast<std::int32_t>(t));
+      const HeadMatrix key = trace.keys[static_cast<std::size_t>(h)].row(t);
+      EXPECT_EQ(HeadMatrix(c.keys.row(t)), important ? key : fake_quantize_per_token(key, 2, 4)) << h << " " << t;
+      high += important;
+      differs_from_post_fill |= HeadMatrix(c.keys.row(t)) != HeadMatrix(once.keys.row(t));
+    }
+    // 4 chunks of 10: min(round(0.2 x 10) + 2, 10) = 4 each.
+    EXPECT_EQ(high, 16);
+  }
+  EXPECT_TRUE(differs_from_post_fill);  // the chunked split is not the post-fill one on this trace
+}
+
+TEST(MixedPrecision, ChunkModeBytesByHand) {
+  const ModelShape model{"l", 1, 32, 8, 128};  // fp16: 256 bytes per K (or V), 48 at 2 bits
+  RequestInfo request;
+  request.prompt_tokens = 1000;
+  const PassPlan plan = make_pass_plan(1000, 10, 400);  // chunks 400, 400, 200
+  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
+  const auto policy = PolicyRegistry::builtin().create("mixed_precision(budget=0.2, window=32, prefill=chunk)");
+  // High class after each chunk: min(round(0.2 c) + 32, c) = 112, 112, 72 -> 112, 224, 296.
+  StoredEntries s = policy->stored(model, request, prefill, 399);
+  EXPECT_EQ(s.key_compressed, 0);
+  EXPECT_DOUBLE_EQ(s.bytes.key_bytes, 399 * 256);
+  s = policy->stored(model, request, prefill, 400);
+  EXPECT_EQ(s.key_compressed, 400);
+  EXPECT_DOUBLE_EQ(s.bytes.key_bytes, 112 * 256 + 288 * 48);
+  s = policy->stored(model, request, prefill, 800);
+  EXPECT_DOUBLE_EQ(s.bytes.value_bytes, 224 * 256 + 576 * 48);
+  s = policy->stored(model, request, prefill, 1010);
+  EXPECT_EQ(s.value_compressed, 1000);
+  EXPECT_DOUBLE_EQ(s.bytes.total(), 2.0 * (296 * 256 + 704 * 48 + 10 * 256));
+  // post_fill on the same chunks: nothing compressed until the prompt is done, then 232 high.
+  const auto once = PolicyRegistry::builtin().create("mixed_precision(budget=0.2, window=32)");
+  EXPECT_DOUBLE_EQ(once->stored(model, request, prefill, 800).bytes.key_bytes, 800 * 256);
+  EXPECT_DOUBLE_EQ(once->stored(model, request, prefill, 1000).bytes.key_bytes, 232 * 256 + 768 * 48);
 }
 
 TEST(MixedPrecision, RejectsBadParameters) {
   for (const char* spec : {"mixed_precision(low_bits=3)", "mixed_precision(high_bits=2)",
                            "mixed_precision(high_bits=4, low_bits=8)", "mixed_precision(budget=4, window=32)",
-                           "mixed_precision(group=0)"}) {
+                           "mixed_precision(group=0)", "mixed_precision(prefill=none)",
+                           "mixed_precision(decode=step)"}) {
     EXPECT_THROW(PolicyRegistry::builtin().create(spec), InputError) << spec;
   }
 }

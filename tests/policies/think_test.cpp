@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "policies/registry.h"
+#include "sim/pass_plan.h"
 #include "util/error.h"
 
 namespace kvsim {
@@ -32,7 +33,7 @@ TEST(Think, PrunesLowestScoredChannelsOfPromptKeys) {
   const HandHead hand;
   // ratio 0.5: floor(4 * 0.5) = 2 channels, the two scored 2: channels 1 and 2, every prompt key.
   const auto half = PolicyRegistry::builtin().create("think(ratio=0.5, window=2)");
-  const CompressedHead c = half->compressed_head(hand.model, hand.request, hand.layer, 0);
+  const CompressedHead c = half->compressed_head(hand.model, hand.request, {}, hand.layer, 0);
   HeadMatrix want = hand.layer.keys[0];
   want.col(1).setZero();
   want.col(2).setZero();
@@ -40,12 +41,12 @@ TEST(Think, PrunesLowestScoredChannelsOfPromptKeys) {
   EXPECT_EQ(c.values, hand.layer.values[0]);
   // ratio 0.25: one channel; channels 1 and 2 tie at 2 and the lower index goes.
   const auto quarter = PolicyRegistry::builtin().create("think(ratio=0.25, window=2)");
-  const CompressedHead c1 = quarter->compressed_head(hand.model, hand.request, hand.layer, 0);
+  const CompressedHead c1 = quarter->compressed_head(hand.model, hand.request, {}, hand.layer, 0);
   EXPECT_EQ(c1.keys.col(1).head(4).norm(), 0.0f);
   EXPECT_GT(c1.keys.col(2).head(4).norm(), 0.0f);
   // A window of 1 (row 3 only): qn = [1, 1, 1, 9] -> scores [1, 2, 2, 9]: channels 0 and 1 go.
   const auto narrow = PolicyRegistry::builtin().create("think(ratio=0.5, window=1)");
-  const CompressedHead c2 = narrow->compressed_head(hand.model, hand.request, hand.layer, 0);
+  const CompressedHead c2 = narrow->compressed_head(hand.model, hand.request, {}, hand.layer, 0);
   EXPECT_EQ(c2.keys.col(0).head(4).norm(), 0.0f);
   EXPECT_EQ(c2.keys.col(1).head(4).norm(), 0.0f);
   EXPECT_GT(c2.keys.col(2).head(4).norm(), 0.0f);
@@ -56,24 +57,52 @@ TEST(Think, BytesByHand) {
   const auto policy = PolicyRegistry::builtin().create("think(ratio=0.5, window=2)");
   // 6 kept entries after the prompt of 4, fp16, head_dim 4: keys 4 * (4 - 2) * 2 + 2 * 4 * 2 = 32,
   // values 6 * 4 * 2 = 48; the first 4 keys are the pruned class.
-  StoredEntries s = policy->stored(hand.model, hand.request, 6);
+  StoredEntries s = policy->stored(hand.model, hand.request, {}, 6);
   EXPECT_EQ(s.key_compressed, 4);
   EXPECT_EQ(s.value_compressed, 0);
   EXPECT_DOUBLE_EQ(s.bytes.key_bytes, 32);
   EXPECT_DOUBLE_EQ(s.bytes.value_bytes, 48);
   // Mid-prompt (chunked prefill): nothing pruned yet.
-  s = policy->stored(hand.model, hand.request, 3);
+  s = policy->stored(hand.model, hand.request, {}, 3);
   EXPECT_EQ(s.key_compressed, 0);
   EXPECT_DOUBLE_EQ(s.bytes.total(), 3 * 16);
   // llama-like head_dim 128 at ratio 0.4: floor(51.2) = 51 channels pruned -> 77 * 2 = 154 key bytes.
   const ModelShape llama{"l", 1, 32, 8, 128};
   RequestInfo r;
   r.prompt_tokens = 10;
-  EXPECT_DOUBLE_EQ(PolicyRegistry::builtin().create("think(ratio=0.4)")->stored(llama, r, 10).bytes.key_bytes, 10 * 154);
+  EXPECT_DOUBLE_EQ(PolicyRegistry::builtin().create("think(ratio=0.4)")->stored(llama, r, {}, 10).bytes.key_bytes, 10 * 154);
+}
+
+// prefill=chunk, chunks [0, 2) and [2, 4), window 2: chunk [0, 2) is scored by queries 0 and 1
+// (zero) -> all scores 0, channels 0 and 1 go (ties: lower index); chunk [2, 4) has kn = [1, 0, 4, 1]
+// and qn = [5, 1, 1, 4.5] -> scores [5, 0, 4, 4.5]: channels 1 and 2 go.
+TEST(Think, ChunkModePrunesEachChunkByItsOwnScores) {
+  const HandHead hand;
+  const auto policy = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, prefill=chunk)");
+  EXPECT_EQ(policy->spec(), "think(ratio=0.5, window=2, prefill=chunk)");
+  const PassPlan plan = make_pass_plan(4, 2, 2);
+  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
+  const CompressedHead c = policy->compressed_head(hand.model, hand.request, prefill, hand.layer, 0);
+  HeadMatrix want = hand.layer.keys[0];
+  want.block(0, 0, 2, 2).setZero();
+  want.block(2, 1, 2, 2).setZero();
+  EXPECT_EQ(c.keys, want);  // decode keys (rows 4, 5) whole
+  // Bytes: after chunk 0 (2 stored entries) both are pruned; mid-chunk (3) only the first 2.
+  StoredEntries s = policy->stored(hand.model, hand.request, prefill, 2);
+  EXPECT_EQ(s.key_compressed, 2);
+  EXPECT_DOUBLE_EQ(s.bytes.key_bytes, 2 * 2 * 2);
+  s = policy->stored(hand.model, hand.request, prefill, 3);
+  EXPECT_EQ(s.key_compressed, 2);
+  EXPECT_DOUBLE_EQ(s.bytes.key_bytes, 2 * 2 * 2 + 4 * 2);
+  // Its queries: the window of each chunk.
+  std::vector<std::int64_t> positions;
+  policy->add_required_queries(hand.request, prefill, &positions);
+  EXPECT_EQ(positions, (std::vector<std::int64_t>{0, 1, 2, 3}));
 }
 
 TEST(Think, RejectsBadParameters) {
-  for (const char* spec : {"think(ratio=1)", "think(ratio=-0.1)", "think(window=0)", "think(bits=2)"}) {
+  for (const char* spec : {"think(ratio=1)", "think(ratio=-0.1)", "think(window=0)", "think(bits=2)",
+                           "think(prefill=none)", "think(decode=step)"}) {
     EXPECT_THROW(PolicyRegistry::builtin().create(spec), InputError) << spec;
   }
 }

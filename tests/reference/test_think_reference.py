@@ -9,6 +9,9 @@ every prompt key; values and decode keys are untouched. Checked: output error (m
 decode queries attending with the pruned prompt keys, recall 1, and the byte-weighted footprint
 and peak_bytes of the rule in policies/policy.h (kept entries at stored bytes, the pass in flight
 at full precision): stored key bytes = n (D - pruned) * 2 + (s - n) D * 2 once s >= n.
+With prefill=chunk each chunk's keys are pruned once the chunk is done, scored by that chunk alone
+(its last `window` queries, its keys), and the pruned class is everything up to the last finished
+chunk.
 """
 import os
 import sys
@@ -25,11 +28,12 @@ except ImportError:  # reported by kvref.common_args
     h5py = None
 
 
-def pruned_channels(keys_h, queries_group, qpos_index, n, window, ratio):
+def pruned_channels(keys_h, queries_group, qpos_index, n, window, ratio, begin=0):
+    """Channels pruned from the keys of positions [begin, n), scored by that span."""
     d = keys_h.shape[1]
-    rows = [qpos_index[t] for t in range(max(0, n - window), n)]
+    rows = [qpos_index[t] for t in range(max(begin, n - window), n)]
     qn = np.mean([np.mean(q[rows].astype(np.float64) ** 2, axis=0) for q in queries_group], axis=0)
-    kn = np.mean(keys_h[:n].astype(np.float64) ** 2, axis=0)
+    kn = np.mean(keys_h[begin:n].astype(np.float64) ** 2, axis=0)
     order = sorted(range(d), key=lambda c: (np.float32(qn[c] * kn[c]), c))
     return sorted(order[:int(np.floor(d * ratio))])
 
@@ -42,11 +46,15 @@ def self_tests(ck):
     ck.eq(pruned_channels(k, [q], idx, 4, 2, 0.5), [1, 2], "hand: ratio 0.5 prunes channels 1, 2")
     ck.eq(pruned_channels(k, [q], idx, 4, 2, 0.25), [1], "hand: tie goes to the lower channel")
     ck.eq(pruned_channels(k, [q], idx, 4, 1, 0.5), [0, 1], "hand: window 1")
+    # Span [2, 4) alone: kn = [1, 0, 4, 1], qn = [5, 1, 1, 4.5] -> scores [5, 0, 4, 4.5]: channels 1, 2.
+    ck.eq(pruned_channels(k, [q], idx, 4, 2, 0.5, begin=2), [1, 2], "hand: span [2, 4)")
+    # Span [0, 2): window queries rows 0, 1 are zero -> all scores 0, ties to the lower channels.
+    ck.eq(pruned_channels(k, [q], idx, 2, 2, 0.5, begin=0), [0, 1], "hand: span [0, 2), zero queries")
 
 
 def run(ck, args):
     tag, hq, hkv, d, n, m, chunk, window = "gqa", 8, 2, 32, 300, 24, 100, 32
-    made = kvref.synth_trace(ck, args, tag, hq, hkv, d, n, m, 41)
+    made = kvref.synth_trace(ck, args, tag, hq, hkv, d, n, m, 41, extra=["--chunk-tokens", chunk, "--window", 40])
     if made is None:
         return
     wd, model_ini, trace = made
@@ -57,7 +65,8 @@ def run(ck, args):
             if name.startswith("layer_"):
                 g = req[name]
                 layers.append((g["keys"][...], g["values"][...], g["queries"][...], g["query_positions"][...]))
-    specs = ["think(ratio=0.5, window=32)", "think(ratio=0.25, window=16)"]
+    specs = ["think(ratio=0.5, window=32, prefill=post_fill)", "think(ratio=0.25, window=16, prefill=post_fill)",
+             "think(ratio=0.5, window=32, prefill=chunk)", "think(ratio=0.25, window=40, prefill=chunk)"]
     scen = kvref.write_ini(os.path.join(wd, "think.ini"),
                            [("model", [("preset", model_ini)]), ("workload", [("trace", "trace.h5"), ("chunk_tokens", chunk)]),
                             ("policy", [("spec", s) for s in specs]), ("sim", [("threads", 2)])])
@@ -70,6 +79,7 @@ def run(ck, args):
     for spec in specs:
         _, a = kvref.parse_spec(spec)
         ratio, window = float(a["ratio"]), int(a["window"])
+        spans = [(b, min(b + chunk, n)) for b in range(0, n, chunk)] if a["prefill"] == "chunk" else [(0, n)]
         r = got.get(spec)
         if not ck.check(r is not None, "%s in summary" % spec, sorted(got)):
             continue
@@ -79,9 +89,9 @@ def run(ck, args):
             G = hq // hkv
             for h in range(hkv):
                 group = [queries[h * G + g] for g in range(G)]
-                cut = pruned_channels(keys[h], group, index, n, window, ratio)
                 kp = keys[h].astype(np.float64)
-                kp[:n, cut] = 0.0
+                for b, e in spans:
+                    kp[b:e, pruned_channels(keys[h], group, index, e, window, ratio, begin=b)] = 0.0
                 for t in eval_positions(n, m):
                     for g in range(G):
                         q = group[g][index[t]].astype(np.float64)
@@ -100,7 +110,8 @@ def run(ck, args):
         entry = 2 * d * 2
 
         def stored(s):
-            return s * entry if s < n else n * (2 * d - pruned) * 2 + (s - n) * entry
+            done = max([e for _, e in spans if e <= min(s, n)], default=0)  # keys pruned so far
+            return done * (2 * d - pruned) * 2 + (s - done) * entry
         fp = peak = 0.0
         for b, e in passes(n, m, chunk):
             fp += (e - b) * stored(b) + entry * (e - b) * (e - b + 1) / 2
