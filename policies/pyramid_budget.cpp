@@ -4,25 +4,22 @@
 
 namespace kvsim {
 
-std::int64_t pyramid_layer_budget(std::int64_t tokens, std::int64_t uniform, std::int64_t window, double beta,
+std::int64_t pyramid_layer_budget(std::int64_t tokens, std::int64_t uniform, std::int64_t window, std::int64_t beta,
                                   int layer, int num_layers) {
-  if (num_layers < 2) return uniform;
-  const auto t = static_cast<double>(tokens);
-  const auto u = static_cast<double>(uniform);
-  const auto w = static_cast<double>(window);
-  double min_num = u / beta;
-  double max_num = 2.0 * u - min_num;
-  if (max_num >= t - w) {
-    max_num = t - w;
-    min_num = 2.0 * u - max_num;
+  const std::int64_t scored = uniform - window;  // B: the reference's pyramid spreads the scored part
+  if (num_layers < 2 || uniform >= tokens || scored <= 0 || tokens < 2 * scored) return uniform;
+  std::int64_t min_num = scored / beta;
+  std::int64_t max_num = 2 * scored - min_num;
+  if (max_num >= tokens - window) {
+    max_num = tokens - window;
+    min_num = 2 * scored - max_num;
   }
-  if (!(t >= max_num && max_num >= min_num && min_num >= w)) return uniform;
-  const double steps = (max_num - min_num) / static_cast<double>(num_layers - 1);
-  return round_half_even(max_num - static_cast<double>(layer) * steps);
+  const std::int64_t steps = (max_num - min_num) / (num_layers - 1);
+  return max_num - layer * steps + window;
 }
 
 std::int64_t pyramid_capacity(const Budget& budget, const Pass& pass, std::span<const Pass> prefill,
-                              PrefillEviction mode, std::int64_t window, double beta, int layer, int num_layers) {
+                              PrefillEviction mode, std::int64_t window, std::int64_t beta, int layer, int num_layers) {
   const std::int64_t prompt = prefill.empty() ? 0 : prefill.back().end;
   const bool chunked = mode == PrefillEviction::kChunk;
   if (!budget.is_fraction) {

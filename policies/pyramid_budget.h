@@ -1,6 +1,7 @@
 #pragma once
 // PyramidKV's layer allocation (Cai et al. 2024, arXiv 2406.02069): the same mean budget per
-// layer as a uniform policy, spread as an arithmetic series that shrinks from layer 0 upwards.
+// layer as a uniform policy (up to rounding), spread as an arithmetic series that shrinks from layer
+// 0 upwards.
 #include <cstdint>
 #include <span>
 
@@ -10,13 +11,16 @@
 namespace kvsim {
 
 // Entries kept by `layer` of `num_layers` for a cache of `tokens` entries whose uniform allocation
-// is `uniform` entries per layer (window included), as NVIDIA/kvpress pyramidkv_press.py
-// get_layer_budget (budget formula of Zefan-Cai/KVCache-Factory pyramidkv/pyramidkv_utils.py):
-//   min = U/beta, max = 2U - min; if max >= T - w: max = T - w, min = 2U - max;
-//   unless T >= max >= min >= w: U (uniform fallback); else round(max - layer*(max - min)/(L - 1)),
-// round half to even; layer 0 gets the most, and the mean over layers is U (exactly, before
-// rounding). A single-layer model has no slope: U.
-std::int64_t pyramid_layer_budget(std::int64_t tokens, std::int64_t uniform, std::int64_t window, double beta,
+// is `uniform` entries per layer (window w included), as Zefan-Cai/KVCache-Factory
+// pyramidkv/pyramidkv_utils.py PyramidKVCluster.update_kv, in integers: with B = U - w scored entries,
+//   T <= U: U (nothing to evict);  T < 2B: U (the reference's uniform SnapKV branch);
+//   else min = B // beta, max = 2B - min; if max >= T - w: max = T - w, min = 2B - max;
+//        steps = (max - min) // (L - 1); layer l keeps max - l*steps scored entries + w.
+// Layer 0 gets the most. The mean over layers is U up to the floor of steps (at most (L-1)/2
+// above). A single-layer model has no slope: U. (NVIDIA/kvpress's port builds the pyramid on the
+// whole budget with the window inside and falls back to uniform when min < w; kvsim follows the
+// original.)
+std::int64_t pyramid_layer_budget(std::int64_t tokens, std::int64_t uniform, std::int64_t window, std::int64_t beta,
                                   int layer, int num_layers);
 
 // The layer's capacity (entries per KV head) after `pass`, the pyramid version of
@@ -28,6 +32,6 @@ std::int64_t pyramid_layer_budget(std::int64_t tokens, std::int64_t uniform, std
 //  token count B: pyramid(T, U = min(B, T)) with T the tokens processed so far (prefill=chunk) or
 //    the prompt (otherwise, and in decode).
 std::int64_t pyramid_capacity(const Budget& budget, const Pass& pass, std::span<const Pass> prefill,
-                              PrefillEviction mode, std::int64_t window, double beta, int layer, int num_layers);
+                              PrefillEviction mode, std::int64_t window, std::int64_t beta, int layer, int num_layers);
 
 }  // namespace kvsim

@@ -2,6 +2,8 @@
 // pyramidkv/pyramidkv_utils.py, NVIDIA/kvpress kvpress/presses/pyramidkv_press.py). SnapKV's
 // scores and per-head selection, with a per-layer capacity that shrinks from the lower layers to
 // the higher ones ("pyramidal information funneling"); the mean over layers is SnapKV's capacity.
+// The layer split is the original's (KVCache-Factory; policies/pyramid_budget.h), the defaults
+// (window 64, kernel 5, avg pooling, beta 20) kvpress's.
 #include "policies/pyramid_budget.h"
 #include "policies/registry.h"
 #include "policies/schedule.h"
@@ -22,7 +24,7 @@ class PyramidKvPolicy final : public SnapKvScoredPolicy {
     // The capacity depends only on the layer index, never on scores, so an untraced layer (one
     // representative head) keeps its own layer's count too.
     const std::int64_t capacity = pyramid_capacity(budget_, ctx.pass, ctx.prefill, points_.prefill, scoring_.window,
-                                                   static_cast<double>(beta_), ctx.layer, ctx.model.num_layers);
+                                                   beta_, ctx.layer, ctx.model.num_layers);
     snapkv_evict_to_capacity(ctx, *this, residency, capacity, scoring_, points_.prefill);
   }
 
@@ -44,7 +46,7 @@ void register_pyramidkv(PolicyRegistry& registry) {
         {"window", "64", "observation window: the most recent queries, always kept"},
         {"kernel", "5", "pooling kernel along positions (odd)"},
         {"pooling", "avg", "max|avg"},
-        {"beta", "20", "pyramid steepness: the top layer gets about 1/beta of the mean budget (>= 1)"},
+        {"beta", "20", "pyramid steepness: the top layer scores about 1/beta of the mean scored budget, plus the window (integer >= 1)"},
         {"prefill", "post_fill",
          "post_fill (once after the prompt) | chunk (after every prefill chunk; each chunk's share scaled per layer) "
          "| none"},

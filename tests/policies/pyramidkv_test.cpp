@@ -1,8 +1,7 @@
-// pyramidkv: the layer budget formula on policy-notes.md's examples, hand-checked kept sets, and
+// pyramidkv: the layer budget formula (KVCache-Factory's) by hand, hand-checked kept sets, and
 // the kept counts of traced and untraced layers at every eviction.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 
 #include "policies/pyramid_budget.h"
 #include "policies/registry.h"
@@ -14,41 +13,46 @@
 namespace kvsim {
 namespace {
 
-std::int64_t sum_over_layers(std::int64_t t, std::int64_t u, std::int64_t w, double beta, int layers) {
+std::int64_t sum_over_layers(std::int64_t t, std::int64_t u, std::int64_t w, std::int64_t beta, int layers) {
   std::int64_t sum = 0;
   for (int l = 0; l < layers; ++l) sum += pyramid_layer_budget(t, u, w, beta, l, layers);
   return sum;
 }
 
-TEST(PyramidKvBudget, PolicyNotesExamples) {
-  // w=64, beta=20, L=32. T=1000, r=0.5 (U=500): max clipped to T-w=936, min=2U-936=64.
-  EXPECT_EQ(pyramid_layer_budget(1000, 500, 64, 20, 0, 32), 936);
-  EXPECT_EQ(pyramid_layer_budget(1000, 500, 64, 20, 1, 32), 908);  // round(936 - 872/31) = round(907.87)
-  EXPECT_EQ(pyramid_layer_budget(1000, 500, 64, 20, 31, 32), 64);
-  EXPECT_EQ(sum_over_layers(1000, 500, 64, 20, 32), 32 * 500);
-  // T=10000, r=0.5: min=250, max=9750, steps=306.45.
-  EXPECT_EQ(pyramid_layer_budget(10000, 5000, 64, 20, 0, 32), 9750);
-  EXPECT_EQ(pyramid_layer_budget(10000, 5000, 64, 20, 1, 32), 9444);
-  EXPECT_EQ(pyramid_layer_budget(10000, 5000, 64, 20, 31, 32), 250);
-  EXPECT_EQ(sum_over_layers(10000, 5000, 64, 20, 32), 32 * 5000);
-  // T=10000, r=0.9: min=50 < w -> uniform fallback.
-  for (int l : {0, 1, 17, 31}) EXPECT_EQ(pyramid_layer_budget(10000, 1000, 64, 20, l, 32), 1000);
-  // One layer: no slope.
-  EXPECT_EQ(pyramid_layer_budget(1000, 500, 64, 20, 0, 1), 500);
+// KVCache-Factory's PyramidKVCluster.update_kv by hand, w=64, beta=20, L=32.
+TEST(PyramidKvBudget, KvCacheFactoryExamples) {
+  // T=10000, C=2112: B=2048, T >= 2B: min=102, max=3994 (< T-w), steps=3892//31=125.
+  EXPECT_EQ(pyramid_layer_budget(10000, 2112, 64, 20, 0, 32), 3994 + 64);
+  EXPECT_EQ(pyramid_layer_budget(10000, 2112, 64, 20, 1, 32), 3869 + 64);
+  EXPECT_EQ(pyramid_layer_budget(10000, 2112, 64, 20, 31, 32), 3994 - 31 * 125 + 64);  // 183
+  // T=10000, C=576: B=512: min=25, max=999, steps=974//31=31 -> 1063 ... 102 (a pyramid even though
+  // min < w, which kvpress's port would turn into a uniform budget).
+  EXPECT_EQ(pyramid_layer_budget(10000, 576, 64, 20, 0, 32), 1063);
+  EXPECT_EQ(pyramid_layer_budget(10000, 576, 64, 20, 31, 32), 102);
+  // T=1000, C=564: B=500, T = 2B: max=975 clipped to T-w=936, min=1000-936=64, steps=872//31=28.
+  EXPECT_EQ(pyramid_layer_budget(1000, 564, 64, 20, 0, 32), 1000);
+  EXPECT_EQ(pyramid_layer_budget(1000, 564, 64, 20, 1, 32), 972);
+  EXPECT_EQ(pyramid_layer_budget(1000, 564, 64, 20, 31, 32), 132);
+  // T < 2B: the reference's uniform branch; T <= C: nothing to evict; one layer: no slope.
+  for (int l : {0, 1, 17, 31}) EXPECT_EQ(pyramid_layer_budget(3000, 2112, 64, 20, l, 32), 2112);
+  EXPECT_EQ(pyramid_layer_budget(500, 500, 64, 20, 0, 32), 500);
+  EXPECT_EQ(pyramid_layer_budget(10000, 2112, 64, 20, 0, 1), 2112);
 }
 
-TEST(PyramidKvBudget, MeanOverLayersIsTheUniformBudget) {
-  // Exact before rounding (an arithmetic series around U); half-to-even rounding of float
-  // artefacts can move the sum by a few entries at most.
+TEST(PyramidKvBudget, MeanOverLayersIsTheUniformBudgetUpToTheFlooredStep) {
+  // min + max = 2B, so with exact steps the mean is B + w = U; flooring the step leaves the last
+  // layer above min, the mean at most (L - 1)/2 above U.
   for (std::int64_t t : {300, 1000, 4096, 12345}) {
     for (std::int64_t u : {t / 10, t / 4, t / 2, (3 * t) / 4}) {
       for (int layers : {2, 7, 32, 80}) {
-        for (double beta : {1.0, 2.0, 20.0}) {
-          EXPECT_LE(std::llabs(sum_over_layers(t, u, 16, beta, layers) - layers * u), 3)
-              << "T=" << t << " U=" << u << " L=" << layers << " beta=" << beta;
-          for (int l = 1; l < layers; ++l) {  // non-increasing from layer 0
+        for (std::int64_t beta : {1, 2, 20}) {
+          const std::int64_t excess = sum_over_layers(t, u, 16, beta, layers) - layers * u;
+          EXPECT_GE(excess, 0) << "T=" << t << " U=" << u << " L=" << layers << " beta=" << beta;
+          EXPECT_LT(2 * excess, layers * (layers - 1)) << "T=" << t << " U=" << u << " L=" << layers;
+          for (int l = 1; l < layers; ++l) {  // non-increasing from layer 0, never beyond the cache
             EXPECT_LE(pyramid_layer_budget(t, u, 16, beta, l, layers), pyramid_layer_budget(t, u, 16, beta, l - 1, layers));
           }
+          EXPECT_LE(pyramid_layer_budget(t, u, 16, beta, 0, layers), t);
         }
       }
     }
@@ -68,36 +72,34 @@ std::int64_t untraced_count(const std::string& spec, int layer, int layers, std:
 }
 
 TEST(PyramidKv, UntracedLayersKeepTheirOwnLayersBudget) {
-  // The policy-notes example through the policy: a 500-token budget (window included) or the
-  // fraction 0.436 (round(436) + 64 = 500) over a 1000-token prompt, 32 layers.
-  for (const char* spec : {"pyramidkv(budget=500)", "pyramidkv(budget=0.436, window=64, beta=20)"}) {
+  // Through the policy: a 564-token budget (window included) or the fraction 0.5 (round(500) + 64)
+  // over a 1000-token prompt, 32 layers: B = 500, max clipped to 936, min 64, steps 28, so layer l
+  // keeps 1000 - 28 l, 18112 in all (64 above 32 x 564: the floored step).
+  for (const char* spec : {"pyramidkv(budget=564)", "pyramidkv(budget=0.5, window=64, beta=20)"}) {
     std::int64_t sum = 0;
     for (int l = 0; l < 32; ++l) {
       const std::int64_t kept = untraced_count(spec, l, 32, 1000, 3, 1000);
-      EXPECT_EQ(kept, pyramid_layer_budget(1000, 500, 64, 20, l, 32)) << spec << " layer " << l;
+      EXPECT_EQ(kept, 1000 - 28 * l) << spec << " layer " << l;
       sum += kept;
     }
-    EXPECT_EQ(sum, 32 * 500) << spec;
-    EXPECT_EQ(untraced_count(spec, 0, 32, 1000, 0, 1000), 936);
-    EXPECT_EQ(untraced_count(spec, 1, 32, 1000, 0, 1000), 908);
-    EXPECT_EQ(untraced_count(spec, 31, 32, 1000, 0, 1000), 64);
+    EXPECT_EQ(sum, 18112) << spec;
   }
-  // r = 0.9 at T = 10000: uniform 1000 (fraction 0.0936 -> round(936) + 64).
-  EXPECT_EQ(untraced_count("pyramidkv(budget=0.0936)", 0, 32, 10000, 0, 10000), 1000);
-  EXPECT_EQ(untraced_count("pyramidkv(budget=0.0936)", 31, 32, 10000, 0, 10000), 1000);
+  // Fraction 0.0936 at T = 10000: U = round(936) + 64 = 1000, B = 936: min 46, max 1826, steps
+  // 1780//31 = 57 -> 1890 ... 123.
+  EXPECT_EQ(untraced_count("pyramidkv(budget=0.0936)", 0, 32, 10000, 0, 10000), 1890);
+  EXPECT_EQ(untraced_count("pyramidkv(budget=0.0936)", 31, 32, 10000, 0, 10000), 123);
 }
 
 TEST(PyramidKv, ChunkModeScalesEachChunksShare) {
   // Chunks 400, 400, 200 with b=0.5, w=16, beta=2, 4 layers: per chunk U = min(round(b c) + 16, c).
+  // Chunk 400: U=216, B=200: min=100, max=300, steps=66 -> 316, 250, 184, 118.
+  // Chunk 200: U=116, B=100: min=50, max=150, steps=33 -> 166, 133, 100, 67.
   const std::string spec = "pyramidkv(budget=0.5, window=16, beta=2, prefill=chunk)";
-  std::int64_t total = 0;
+  const std::int64_t want[4] = {2 * 316 + 166, 2 * 250 + 133, 2 * 184 + 100, 2 * 118 + 67};
   for (int l = 0; l < 4; ++l) {
-    const std::int64_t want = 2 * pyramid_layer_budget(400, 216, 16, 2, l, 4) + pyramid_layer_budget(200, 116, 16, 2, l, 4);
-    const std::int64_t got = untraced_count(spec, l, 4, 1000, 2, 400);
-    EXPECT_EQ(got, want) << "layer " << l;
-    total += got;
+    EXPECT_EQ(pyramid_layer_budget(400, 216, 16, 2, l, 4) * 2 + pyramid_layer_budget(200, 116, 16, 2, l, 4), want[l]);
+    EXPECT_EQ(untraced_count(spec, l, 4, 1000, 2, 400), want[l]) << "layer " << l;
   }
-  EXPECT_EQ(total, 4 * (216 + 216 + 116));
   EXPECT_GT(untraced_count(spec, 0, 4, 1000, 2, 400), untraced_count(spec, 3, 4, 1000, 2, 400));
 }
 
@@ -161,10 +163,10 @@ TEST(PyramidKv, ChunkedFootprintPerLayerMatchesClosedForm) {
     want += 2 * (m * (m + 1) / 2 + past * m);
   }
   EXPECT_EQ(r.footprint_entry_steps, want);
-  // Sanity of the capacities themselves: chunk 64 -> U = round(19.2) + 4 = 23, min 11.5, max 34.5:
-  // layer 0 keeps round(34.5) = 34 (half to even) of each full chunk, layer 3 round(11.5) = 12.
-  EXPECT_EQ(pyramid_layer_budget(64, 23, 4, 2, 0, 4), 34);
-  EXPECT_EQ(pyramid_layer_budget(64, 23, 4, 2, 3, 4), 12);
+  // Sanity of the capacities themselves: chunk 64 -> U = round(19.2) + 4 = 23, B = 19: min 9, max
+  // 29, steps 20//3 = 6: layer 0 keeps 29 + 4 = 33 of each full chunk, layer 3 29 - 18 + 4 = 15.
+  EXPECT_EQ(pyramid_layer_budget(64, 23, 4, 2, 0, 4), 33);
+  EXPECT_EQ(pyramid_layer_budget(64, 23, 4, 2, 3, 4), 15);
 }
 
 TEST(PyramidKv, RejectsBadParameters) {

@@ -46,7 +46,7 @@ class PolicyParams:
         self.prefill = d.pop("prefill", "post_fill")
         assert d.pop("decode", "none") == "none", "reference models decode=none only"
         assert self.prefill in ("post_fill", "chunk")
-        self.beta = float(d.pop("beta", 20))
+        self.beta = int(d.pop("beta", 20))
         self.alpha = float(d.pop("alpha_safeguard", 0.2))
         self.chunk_length = int(d.pop("chunk_length", 20))
         self.floor_alpha = float(d.pop("floor_alpha", 0.2))
@@ -74,18 +74,20 @@ def uniform_capacity(p, n, chunks, j):
 
 
 def pyramid_layer_budget(T, U, w, beta, layer, L):
-    """policy-notes.md PyramidKV: U plays kvpress's T(1-r) (the uniform kept count, window included)."""
-    if L < 2:
+    """Zefan-Cai/KVCache-Factory pyramidkv_utils.py PyramidKVCluster.update_kv, with
+    max_capacity_prompt = U (window included): the pyramid spreads the scored part U - w."""
+    if L < 2 or T <= U:
         return U
-    min_num = U / beta
-    max_num = 2 * U - min_num
+    scored = U - w
+    if scored <= 0 or T < 2 * scored:  # the reference's uniform SnapKV branch
+        return U
+    min_num = scored // beta
+    max_num = scored * 2 - min_num
     if max_num >= T - w:
         max_num = T - w
-        min_num = 2 * U - max_num
-    if not (T >= max_num >= min_num >= w):
-        return U
-    steps = (max_num - min_num) / (L - 1)
-    return kvref.round_half_even(max_num - layer * steps)
+        min_num = scored * 2 - max_num
+    steps = (max_num - min_num) // (L - 1)
+    return max_num - layer * steps + w
 
 
 def pyramid_capacity(p, n, chunks, j, layer, L):

@@ -28,22 +28,24 @@ def replay(p, lay, layer, num_layers, chunk, observed=None):
 
 def self_tests(ck):
     f = rp.pyramid_layer_budget
-    ck.eq([f(1000, 500, 64, 20, l, 32) for l in (0, 1, 31)], [936, 908, 64], "notes: T=1000 r=0.5")
-    ck.eq([f(10000, 5000, 64, 20, l, 32) for l in (0, 1, 31)], [9750, 9444, 250], "notes: T=10000 r=0.5")
-    ck.eq({f(10000, 1000, 64, 20, l, 32) for l in range(32)}, {1000}, "notes: T=10000 r=0.9 falls back to uniform")
-    ck.eq(sum(f(1000, 500, 64, 20, l, 32) for l in range(32)), 32 * 500, "notes: sum over layers, T=1000")
-    ck.eq(sum(f(10000, 5000, 64, 20, l, 32) for l in range(32)), 32 * 5000, "notes: sum over layers, T=10000")
-    # Through the spec: budget 500 (window included) or 0.436 (round(436) + 64) at n=1000.
-    for spec in ("pyramidkv(budget=500)", "pyramidkv(budget=0.436)"):
+    # KVCache-Factory by hand, w=64, beta=20, L=32 (as tests/policies/pyramidkv_test.cpp).
+    ck.eq([f(10000, 2112, 64, 20, l, 32) for l in (0, 1, 31)], [4058, 3933, 183], "T=10000 C=2112")
+    ck.eq([f(10000, 576, 64, 20, l, 32) for l in (0, 1, 31)], [1063, 1032, 102], "T=10000 C=576: min < w, a pyramid")
+    ck.eq([f(1000, 564, 64, 20, l, 32) for l in (0, 1, 31)], [1000, 972, 132], "T=1000 C=564: max clipped to T-w")
+    ck.eq({f(3000, 2112, 64, 20, l, 32) for l in range(32)}, {2112}, "T < 2B: uniform branch")
+    # Through the spec: budget 564 (window included) or 0.5 (round(500) + 64) at n=1000; layer l keeps
+    # 1000 - 28 l, summing to 32 x 1000 - 28 x 496 = 18112 (the floored step: 64 above 32 x 564).
+    for spec in ("pyramidkv(budget=564)", "pyramidkv(budget=0.5)"):
         p = rp.PolicyParams(spec)
         got = [rp.pyramid_capacity(p, 1000, [(0, 1000)], 0, l, 32) for l in range(32)]
-        ck.eq((got[0], got[1], got[31], sum(got)), (936, 908, 64, 16000), "capacity via spec " + spec)
+        ck.eq((got[0], got[1], got[31], sum(got)), (1000, 972, 132, 18112), "capacity via spec " + spec)
     # Chunk mode: each chunk's share is scaled; chunks 256, 256, 88 with b=0.3, w=16, beta=3, 4 layers.
     p = rp.PolicyParams("pyramidkv(budget=0.3, window=16, beta=3, prefill=chunk)")
     chunks = kvref.prefill_chunks(600, 256)
     caps = [rp.pyramid_capacity(p, 600, chunks, 2, l, 4) for l in range(4)]
-    # 256: U = 77 + 16 = 93, min 31, max 155 -> 155, 114, 72, 31; 88: U = 26 + 16 = 42, min 14 < 16: uniform.
-    ck.eq(caps, [2 * 155 + 42, 2 * 114 + 42, 2 * 72 + 42, 2 * 31 + 42], "chunk-mode scaled shares by hand")
+    # 256: U = 77 + 16, B = 77: min 25, max 129, steps 34 -> 145, 111, 77, 43;
+    # 88: U = 26 + 16, B = 26: min 8, max 44, steps 12 -> 60, 48, 36, 24.
+    ck.eq(caps, [2 * 145 + 60, 2 * 111 + 48, 2 * 77 + 36, 2 * 43 + 24], "chunk-mode scaled shares by hand")
     # Hand selection (as tests/policies/pyramidkv_test.cpp): T=8, window {7}, B=4, beta=2, 2 layers:
     # layer 0 keeps 6, layer 1 keeps 2; scores ~ x[0..6] = [3,1,4,1.5,5,9,2].
     lay = rp.hand_layer([[3, 1, 4, 1.5, 5, 9, 2, 6]], 8)
@@ -63,7 +65,7 @@ N, M, NUM_LAYERS, LAYERS = 600, 8, 4, [0, 1, 3]
 UNCHUNKED = [
     "pyramidkv(budget=0.5)",                                          # defaults w=64 k=5 avg beta=20: pyramid
     "pyramidkv(budget=0.2, window=16, kernel=7, pooling=max, beta=2)",
-    "pyramidkv(budget=200, window=32, kernel=3)",                     # min 10 < w: uniform fallback
+    "pyramidkv(budget=200, window=32, kernel=3)",                     # min 8 < w: still a pyramid
     "pyramidkv(budget=250, window=8, kernel=5, beta=4, prefill=chunk)",  # unchunked: one chunk
 ]
 CHUNKED = [
