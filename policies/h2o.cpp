@@ -18,6 +18,7 @@
 
 #include "policies/h2o_attention.h"
 #include "policies/registry.h"
+#include "policies/shared_results.h"
 #include "policies/schedule.h"
 #include "util/error.h"
 
@@ -124,8 +125,26 @@ class H2oPolicy final : public Policy {
       positions.push_back(t);
       rows.push_back(row);
     }
-    add_pass_attention(trace.keys[static_cast<std::size_t>(h)], s.resident, cached, pass.begin, {heads, rows, positions},
-                       s.score);
+    // The pass's attention sums, added to the running ones. While nothing has been evicted (the
+    // resident entries are exactly 0 .. pass.end - 1) they depend only on the pass and the queries
+    // accumulated, not on the budget: other H2O policies on this layer share them.
+    const auto compute = [&] {
+      std::vector<double> sums(s.resident.size(), 0.0);
+      add_pass_attention(trace.keys[static_cast<std::size_t>(h)], s.resident, cached, pass.begin,
+                         {heads, rows, positions}, sums);
+      return sums;
+    };
+    const bool untouched = static_cast<std::int64_t>(s.resident.size()) == pass.end;  // sorted, distinct
+    std::shared_ptr<const std::vector<double>> sums;
+    if (untouched && ctx.shared != nullptr) {
+      sums = ctx.shared->get_or_compute<std::vector<double>>(
+          "h2o pass attention: head " + std::to_string(h) + ", pass [" + std::to_string(pass.begin) + ", " +
+              std::to_string(pass.end) + "), queries from " + std::to_string(first_query(pass)),
+          compute);
+    } else {
+      sums = std::make_shared<const std::vector<double>>(compute());
+    }
+    for (std::size_t j = 0; j < sums->size(); ++j) s.score[j] += (*sums)[j];
     const auto nq = static_cast<std::int64_t>(positions.size());
     for (std::size_t j = 0; j < s.resident.size(); ++j) {
       // Queries of this pass at positions >= the entry's saw it (all of them for cached entries).

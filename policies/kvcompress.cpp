@@ -1,13 +1,17 @@
 // kvcompress: KV-Compress (Rehg 2024, arXiv 2410.00161; IsaacRe/vllm-kvcompress
 // vllm/kvcompress/metrics.py schedule_evictions, scheduler.py _schedule_seq_evictions). A paged
 // cache whose blocks hold one KV head's entries, so heads can keep different counts. Each entry's
-// metric is the squared attention it receives from the observation window ("L2-sum", summed over
-// the group's query heads). Per head the evictable entries are sorted by metric and cut, lowest
+// metric is the squared attention it receives from the observation window ("L2-sum"), per query
+// head max-pooled along positions with `kernel` (the reference's kv_metric_use_maxpool, kernel 7,
+// flash_attn.py _collect_kv_prefill_metrics; pooled over the non-window entries, whose metric the
+// reference's buffer mask leaves), then summed over the group's query heads (aggregate_prefill). Per head the evictable entries are sorted by metric and cut, lowest
 // first, into eviction blocks of block_tokens; a block's metric is that of its last (highest)
 // entry, and a block that would include a protected entry is never evicted. The layer then evicts
 // its floor((entries - H x capacity) / block_tokens) lowest-metric blocks across heads, as the
 // reference evicts floor(excess / block_size) blocks per sequence (the reference ranks across all
 // layers of a sequence; kvsim evicts one layer at a time, so the budget holds per layer).
+// Also unlike the reference (docs/policy-sources.md): its protected window (50) differs from its
+// metric window (32); kvsim uses one window for both.
 #include <algorithm>
 #include <numeric>
 #include <tbb/parallel_for.h>
@@ -29,12 +33,13 @@ struct EvictionBlock {
 
 class KvCompressPolicy final : public Policy {
  public:
-  KvCompressPolicy(Budget budget, std::int64_t block_tokens, std::int64_t window, EvictionPoints points)
-      : budget_(budget), block_tokens_(block_tokens), window_(window), points_(points) {}
+  KvCompressPolicy(Budget budget, std::int64_t block_tokens, std::int64_t window, int kernel, EvictionPoints points)
+      : budget_(budget), block_tokens_(block_tokens), window_(window), kernel_(kernel), points_(points) {}
 
   std::string spec() const override {
     return "kvcompress(budget=" + budget_.format() + ", block_tokens=" + std::to_string(block_tokens_) +
-           ", window=" + std::to_string(window_) + ", " + format_eviction_points(points_) + ")";
+           ", window=" + std::to_string(window_) + ", kernel=" + std::to_string(kernel_) + ", " +
+           format_eviction_points(points_) + ")";
   }
   EvictionPoints eviction_points() const override { return points_; }
   void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
@@ -64,7 +69,7 @@ class KvCompressPolicy final : public Policy {
       const std::int64_t window = snapkv_window_count(resident, window_begin);
       const auto prefix = static_cast<std::int64_t>(resident.size()) - window;
       if (prefix <= 0) return;
-      metrics[h] = head_window_attention(ctx, *this, static_cast<int>(h), resident, window).squares;
+      metrics[h] = metric(ctx, static_cast<int>(h), resident, window);
       order[h].resize(static_cast<std::size_t>(prefix));
       std::iota(order[h].begin(), order[h].end(), std::int64_t{0});
       // Lowest metric first; ties: the older entry first.
@@ -109,9 +114,26 @@ class KvCompressPolicy final : public Policy {
   }
 
  private:
+  // The metric of KV head `kv_head`'s non-window entries (file header).
+  std::vector<double> metric(const EvictionContext& ctx, int kv_head, std::span<const std::int32_t> resident,
+                             std::int64_t window) const {
+    const std::vector<std::int64_t> rows = window_query_rows(ctx, *this, resident, window);
+    const auto prefix = resident.size() - static_cast<std::size_t>(window);
+    std::vector<double> total(prefix, 0.0);
+    for (const HeadMatrix* head : group_query_heads(ctx, kv_head)) {
+      const WindowAttention attention = window_attention_with_squares(
+          ctx.trace->keys[static_cast<std::size_t>(kv_head)], resident, window, {std::span(&head, 1), rows});
+      const std::span<const double> squares(attention.squares.data(), prefix);
+      const std::vector<double> pooled = max_pool(squares, kernel_);
+      for (std::size_t i = 0; i < prefix; ++i) total[i] += pooled[i];
+    }
+    return total;
+  }
+
   Budget budget_;
   std::int64_t block_tokens_;
   std::int64_t window_;
+  int kernel_;
   EvictionPoints points_;
 };
 
@@ -130,19 +152,24 @@ void register_kvcompress(PolicyRegistry& registry) {
          "per-head mean: fraction (<1) of the prompt kept besides the window, or a token count (>=1) incl. the window"},
         {"block_tokens", "16", "entries per cache block; each head evicts whole blocks of its lowest-metric entries"},
         {"window", "32", "observation window (the reference's protected window and metric window): always kept"},
+        {"kernel", "7", "max-pooling kernel of each query head's metric along positions (odd; 1: no pooling)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
        [](SpecArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget", 0.2);
          const std::int64_t block_tokens = args.get_int("block_tokens", 16);
          const std::int64_t window = args.get_int("window", 32);
+         const std::int64_t kernel = args.get_int("kernel", 7);
          const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
          if (block_tokens < 1) args.fail("block_tokens", "must be an integer >= 1");
+         if (kernel < 1 || kernel % 2 == 0 || kernel > kMaxPoolKernel) {
+           args.fail("kernel", "must be an odd integer in [1, " + std::to_string(kMaxPoolKernel) + "]");
+         }
          if (window < 1) args.fail("window", "must be >= 1");
          if (!budget.is_fraction && budget.tokens <= window) {
            args.fail("budget", "a token budget must exceed the window (" + std::to_string(window) + ")");
          }
-         return std::make_unique<KvCompressPolicy>(budget, block_tokens, window, points);
+         return std::make_unique<KvCompressPolicy>(budget, block_tokens, window, static_cast<int>(kernel), points);
        }});
 }
 

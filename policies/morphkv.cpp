@@ -10,6 +10,12 @@
 //
 // The reference default of morph_type is not fixed in code (it is a run option); its LongBench runs
 // use window sizes 8..256; the defaults here are window=32, aggregate=max.
+// Against the reference (docs/policy-sources.md): the scoring is that of commit 0e6819e (a later
+// one, 36fefc7, takes the group max of per-head probabilities and W - 1 voting queries); `budget`
+// counts every kept entry, window and current token included, so budget=B is the reference's
+// max_capacity = B - 1; the reference first evicts at decode step 1, kvsim's default prefill=post_fill
+// right after the prompt (prefill=none, decode=step gives the reference's schedule); its protection
+// of cache index 0 (start_idx) is not modelled.
 #include <cmath>
 
 #include "policies/leverage.h"

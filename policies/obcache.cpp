@@ -78,23 +78,38 @@ class ObCachePolicy final : public Policy {
                                       std::to_string(t) + ", which " + spec() + " scores with");
         q.row(i) = trace.queries[static_cast<std::size_t>(g)].row(row);
       }
+      // All window queries at once, as GEMMs: A [window x r] (causal: query i sees the prefix and
+      // window entries up to i), O = A V, and v_j.o_i for the prefix entries.
       const Eigen::MatrixXd logits = (q * keys.transpose()).cast<double>() * scale;
+      Eigen::MatrixXd attention = Eigen::MatrixXd::Zero(window, r);
       for (Eigen::Index i = 0; i < window; ++i) {
-        const Eigen::Index visible = prefix + i + 1;  // causal: the prefix and window entries up to i
-        const Eigen::ArrayXd l = logits.row(i).head(visible).transpose().array();
-        Eigen::ArrayXd a = (l - l.maxCoeff()).exp();
+        const Eigen::Index visible = prefix + i + 1;
+        const auto l = logits.row(i).head(visible).array();
+        auto a = attention.row(i).head(visible).array();
+        a = (l - l.maxCoeff()).exp();
         a /= a.sum();
-        const Eigen::VectorXd o = values.topRows(visible).transpose() * a.matrix();
-        const Eigen::ArrayXd lp = l.head(prefix), ap = a.head(prefix);
-        const Eigen::ArrayXd vo = (values.topRows(prefix) * o).array();
-        const Eigen::ArrayXd vv = v2.head(prefix).array();
-        const Eigen::ArrayXd a2 = ap.square();
-        if (saliency_ != Saliency::kKey) total += vnorm_ ? Eigen::ArrayXd(a2 * vv) : a2;
-        if (saliency_ != Saliency::kValue) {
-          // ||v_j - o_i||^2 = ||v_j||^2 + ||o_i||^2 - 2 v_j.o_i
-          total += (ap * lp).square() * (vv + o.squaredNorm() - 2.0 * vo);
-        }
-        if (saliency_ == Saliency::kBoth) total += 2.0 * a2 * lp * (vv - vo);
+      }
+      const Eigen::MatrixXd outputs = attention * values;                               // [window x d]
+      const Eigen::ArrayXXd vo = (outputs * values.topRows(prefix).transpose()).array();  // [window x prefix]
+      const Eigen::ArrayXXd ap = attention.leftCols(prefix).array();
+      const Eigen::ArrayXXd lp = logits.leftCols(prefix).array();
+      const Eigen::ArrayXXd a2 = ap.square();
+      const Eigen::RowVectorXd vv = v2.head(prefix).transpose();
+      if (saliency_ != Saliency::kKey) {
+        const Eigen::ArrayXd a2_sum = a2.colwise().sum().transpose();
+        total += vnorm_ ? Eigen::ArrayXd(a2_sum * vv.transpose().array()) : a2_sum;
+      }
+      if (saliency_ != Saliency::kValue) {
+        // ||v_j - o_i||^2 = ||v_j||^2 + ||o_i||^2 - 2 v_j.o_i
+        Eigen::ArrayXXd distance = -2.0 * vo;
+        distance.rowwise() += vv.array();
+        distance.colwise() += outputs.rowwise().squaredNorm().array();
+        total += ((ap * lp).square() * distance).colwise().sum().transpose();
+      }
+      if (saliency_ == Saliency::kBoth) {
+        Eigen::ArrayXXd cross = -vo;
+        cross.rowwise() += vv.array();
+        total += (2.0 * a2 * lp * cross).colwise().sum().transpose();
       }
     }
     total /= static_cast<double>(group);

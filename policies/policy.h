@@ -17,6 +17,8 @@
 
 namespace kvsim {
 
+class SharedResults;
+
 enum class PrefillEviction { kNone, kPostFill, kChunk };
 
 struct EvictionPoints {
@@ -56,6 +58,9 @@ struct EvictionContext {
   // model (index = layer), NaN for untraced layers. Empty when the layer is replayed alone (unit
   // tests): there is no other layer to weigh it against.
   std::span<const double> layer_statistics = {};
+  // Results other policies may compute identically on this traced layer (policies/shared_results.h);
+  // null when the layer is replayed alone.
+  SharedResults* shared = nullptr;
 };
 
 // Bytes of one KV head's stored entries, keys and values apart (methods compress them differently).

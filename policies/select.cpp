@@ -38,10 +38,13 @@ std::vector<float> avg_pool(std::span<const float> x, int kernel) {
   return out;
 }
 
-std::vector<float> max_pool(std::span<const float> x, int kernel) {
+namespace {
+
+template <typename T>
+std::vector<T> max_pool_of(std::span<const T> x, int kernel) {
   const auto n = static_cast<std::int64_t>(x.size());
   const int half = kernel / 2;
-  std::vector<float> out(x.size());
+  std::vector<T> out(x.size());
   std::deque<std::int64_t> window;  // indices with decreasing values: monotonic queue
   std::int64_t next = 0;
   for (std::int64_t i = 0; i < n; ++i) {
@@ -54,6 +57,11 @@ std::vector<float> max_pool(std::span<const float> x, int kernel) {
   }
   return out;
 }
+
+}  // namespace
+
+std::vector<float> max_pool(std::span<const float> x, int kernel) { return max_pool_of(x, kernel); }
+std::vector<double> max_pool(std::span<const double> x, int kernel) { return max_pool_of(x, kernel); }
 
 void keep_newest(std::vector<std::int32_t>& resident, std::int64_t capacity) {
   if (static_cast<std::int64_t>(resident.size()) > capacity) resident.erase(resident.begin(), resident.end() - capacity);

@@ -37,8 +37,10 @@ std::int64_t even_share(std::int64_t total, int parts, int index);
 
 // 1-D pooling along the cache order with stride 1 and padding kernel/2, as torch's
 // avg_pool1d (zero padding, divided by kernel: count_include_pad) and max_pool1d (padding ignored).
-// REQUIRES: kernel odd and >= 1.
+// REQUIRES: kernel odd, >= 1 and at most kMaxPoolKernel (specs refuse larger ones).
+constexpr std::int64_t kMaxPoolKernel = 1 << 20;
 std::vector<float> avg_pool(std::span<const float> x, int kernel);
 std::vector<float> max_pool(std::span<const float> x, int kernel);
+std::vector<double> max_pool(std::span<const double> x, int kernel);
 
 }  // namespace kvsim

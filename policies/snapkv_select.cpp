@@ -16,7 +16,9 @@ SnapKvScoring SnapKvScoring::read(SpecArgs& args, const SnapKvScoring& defaults)
   const std::int64_t kernel = args.get_int("kernel", defaults.kernel);
   const bool max_pooling = args.get_choice("pooling", defaults.max_pooling ? "max" : "avg", {"max", "avg"}) == "max";
   if (window < 1) args.fail("window", "must be >= 1");
-  if (kernel < 1 || kernel % 2 == 0) args.fail("kernel", "must be an odd integer >= 1");
+  if (kernel < 1 || kernel % 2 == 0 || kernel > kMaxPoolKernel) {
+    args.fail("kernel", "must be an odd integer in [1, " + std::to_string(kMaxPoolKernel) + "]");
+  }
   return {window, static_cast<int>(kernel), max_pooling};
 }
 

@@ -1,11 +1,14 @@
 #include "sim/engine.h"
 
+#include "policies/shared_results.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
 #include <tbb/parallel_for.h>
 
+#include "policies/shared_results.h"
 #include "sim/fidelity.h"
 #include "sim/layer_replay.h"
 #include "util/error.h"
@@ -135,8 +138,9 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
       }
     }
     std::vector<LayerReplay> replays(np);
+    SharedResults shared;
     tbb::parallel_for(std::size_t{0}, np, [&](std::size_t p) {
-      replays[p] = replay_layer({model, request, plan, layer, &trace, eval, layer_statistics[p]}, *policies[p]);
+      replays[p] = replay_layer({model, request, plan, layer, &trace, eval, layer_statistics[p], &shared}, *policies[p]);
     });
 
     std::vector<const LayerReplay*> replay_ptrs;

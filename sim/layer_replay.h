@@ -43,6 +43,7 @@ struct LayerReplayInput {
   const LayerTrace* trace = nullptr;  // nullptr: untraced, one representative vector per head group
   std::span<const std::int64_t> eval_positions;  // sorted; only used with a trace
   std::span<const double> layer_statistics = {};  // EvictionContext::layer_statistics
+  SharedResults* shared = nullptr;                 // EvictionContext::shared
 };
 
 LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy);

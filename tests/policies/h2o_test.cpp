@@ -2,11 +2,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <numeric>
+#include <random>
+#include <tbb/task_arena.h>
 
 #include "policies/h2o_attention.h"
 #include "policies/registry.h"
+#include "policies/shared_results.h"
 #include "sim/layer_replay.h"
 #include "tests/policies/policy_test_util.h"
+#include "tests/test_support.h"
 
 namespace kvsim {
 namespace {
@@ -103,6 +108,54 @@ TEST(H2o, KernelMatchesDefinitionWithGqaAndGaps) {
   for (std::size_t j = 0; j < want.size(); ++j) EXPECT_NEAR(got[j], want[j], 1e-6 * std::max(1.0, want[j])) << j;
 }
 
+// Many query blocks (1100 queries: 18 blocks of 64, in waves of 8) give the definition's sums, and
+// the same bits on one thread as on two.
+TEST(H2o, KernelOverManyBlocksIsThreadCountIndependent) {
+  std::mt19937_64 rng(4);
+  const std::int64_t n = 1100;
+  const HeadMatrix keys = testing_support::random_matrix(rng, n, 8, 1.0f);
+  const HeadMatrix q0 = testing_support::random_matrix(rng, n, 8, 1.0f);
+  std::vector<std::int32_t> visible(static_cast<std::size_t>(n));
+  std::iota(visible.begin(), visible.end(), 0);
+  std::vector<std::int64_t> positions(static_cast<std::size_t>(n));
+  std::iota(positions.begin(), positions.end(), 0);
+  const std::vector<const HeadMatrix*> heads{&q0};
+  auto sums_on = [&](int threads) {
+    std::vector<double> out(visible.size(), 0.0);
+    tbb::task_arena(threads).execute([&] { add_pass_attention(keys, visible, 0, 0, {heads, positions, positions}, out); });
+    return out;
+  };
+  const std::vector<double> one = sums_on(1);
+  EXPECT_EQ(sums_on(2), one);
+  // Spot-check entries against the definition: entry j gets sum over t >= j of softmax_t(j).
+  const Eigen::MatrixXd weights =
+      ((q0.cast<double>() * keys.cast<double>().transpose()) / std::sqrt(8.0)).array().exp().matrix();
+  for (std::int64_t j : {0, 63, 64, 511, 512, 1099}) {
+    double want = 0.0;
+    for (std::int64_t t = j; t < n; ++t) want += weights(t, j) / weights.row(t).head(t + 1).sum();
+    EXPECT_NEAR(one[static_cast<std::size_t>(j)], want, 1e-4 * std::max(1.0, want)) << j;
+  }
+}
+
+// The prompt's attention sums, shared between H2O policies while nothing is evicted, leave every
+// policy's kept sets exactly as it computes them alone.
+TEST(H2o, SharedPromptSumsKeepTheSameSets) {
+  const ModelShape model{"tiny", 1, 4, 2, 8};
+  const std::int64_t n = 300, m = 4;
+  const auto source = testing_support::random_trace(model, n, m, {0}, 5, 2.0f);
+  const LayerTrace trace = source.load_layer("0", 0);
+  const RequestInfo& request = source.header().requests[0];
+  const PassPlan plan = make_pass_plan(n, m, 100);
+  SharedResults shared;
+  for (const char* spec : {"h2o(budget=0.1, prefill=post_fill, decode=none)", "h2o(budget=0.3, prefill=post_fill, decode=none)",
+                           "h2o(budget=0.2, prefill=chunk, decode=step)"}) {
+    const auto policy = PolicyRegistry::builtin().create(spec);
+    const LayerResidency alone = replay_layer({model, request, plan, 0, &trace, {}}, *policy).final_residency;
+    const LayerResidency together =
+        replay_layer({model, request, plan, 0, &trace, {}, {}, &shared}, *policy).final_residency;
+    EXPECT_EQ(together, alone) << spec;
+  }
+}
 
 // Kept count per head after each eviction point equals the capacity rule (DESIGN.md §4), traced or not.
 void expect_counts(const std::string& spec, std::int64_t n, std::int64_t m, std::int64_t chunk,

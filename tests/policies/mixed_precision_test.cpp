@@ -14,22 +14,27 @@
 namespace kvsim {
 namespace {
 
-TEST(MixedPrecision, HighClassIsSnapKvKeptSetRestQuantized) {
+// On a random 1-layer GQA trace (4 query / 2 KV heads, head_dim 8, 40 + 4 tokens, chunks of
+// `chunk`): mixed_precision `mixed` (low_bits 2, group 4) keeps at full precision exactly the prompt
+// entries SnapKV `snap` keeps, `want_high` per head, and quantizes the rest; nothing is evicted.
+// Returns each head's stored keys.
+std::vector<HeadMatrix> expect_high_class_is_snapkv_kept_set(std::uint64_t seed, std::int64_t chunk, const char* snap,
+                                                            const char* mixed, int want_high) {
   const ModelShape model{"tiny", 1, 4, 2, 8};
   const std::int64_t n = 40, m = 4;
-  const auto source = testing_support::random_trace(model, n, m, {0}, 11);
+  const auto source = testing_support::random_trace(model, n, m, {0}, seed);
   const LayerTrace trace = source.load_layer("0", 0);
   const RequestInfo& request = source.header().requests[0];
-  const auto snap = PolicyRegistry::builtin().create("snapkv(budget=10, window=4, kernel=1)");
-  const auto mixed = PolicyRegistry::builtin().create(
-      "mixed_precision(budget=10, window=4, kernel=1, high_bits=16, low_bits=2, group=4)");
-  const PassPlan plan = make_pass_plan(n, m, n);
-  const LayerResidency kept = replay_layer({model, request, plan, 0, &trace, {}}, *snap).final_residency;
-  // Nothing evicted by mixed_precision.
-  const LayerResidency all = replay_layer({model, request, plan, 0, &trace, {}}, *mixed).final_residency;
+  const auto snap_policy = PolicyRegistry::builtin().create(snap);
+  const auto mixed_policy = PolicyRegistry::builtin().create(mixed);
+  const PassPlan plan = make_pass_plan(n, m, chunk);
+  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
+  const LayerResidency kept = replay_layer({model, request, plan, 0, &trace, {}}, *snap_policy).final_residency;
+  const LayerResidency all = replay_layer({model, request, plan, 0, &trace, {}}, *mixed_policy).final_residency;
   for (const auto& head : all) EXPECT_EQ(head.size(), static_cast<std::size_t>(n + m));
+  std::vector<HeadMatrix> keys;
   for (int h = 0; h < 2; ++h) {
-    const CompressedHead c = mixed->compressed_head(model, request, {}, trace, h);
+    const CompressedHead c = mixed_policy->compressed_head(model, request, prefill, trace, h);
     int high = 0;
     for (std::int64_t t = 0; t < n; ++t) {
       const auto& k = kept[static_cast<std::size_t>(h)];
@@ -40,8 +45,17 @@ TEST(MixedPrecision, HighClassIsSnapKvKeptSetRestQuantized) {
       EXPECT_EQ(HeadMatrix(c.values.row(t)), important ? value : fake_quantize_per_token(value, 2, 4)) << h << " " << t;
       high += important;
     }
-    EXPECT_EQ(high, 10);  // the token budget, window included (positions >= n from snapkv's decode are not prompt)
+    EXPECT_EQ(high, want_high) << mixed;
+    keys.push_back(c.keys);
   }
+  return keys;
+}
+
+TEST(MixedPrecision, HighClassIsSnapKvKeptSetRestQuantized) {
+  // The token budget, window included (positions >= n from snapkv's decode are not prompt).
+  expect_high_class_is_snapkv_kept_set(11, 40, "snapkv(budget=10, window=4, kernel=1)",
+                                       "mixed_precision(budget=10, window=4, kernel=1, high_bits=16, low_bits=2, group=4)",
+                                       10);
 }
 
 TEST(MixedPrecision, BytesByHand) {
@@ -64,38 +78,16 @@ TEST(MixedPrecision, BytesByHand) {
 }
 
 // prefill=chunk: after every chunk, what chunked SnapKV would evict drops to low precision for good,
-// so the high class at the end is chunked SnapKV's kept set.
+// so the high class at the end is chunked SnapKV's kept set: 4 chunks of 10, min(round(0.2 x 10) + 2,
+// 10) = 4 each.
 TEST(MixedPrecision, ChunkModeHighClassIsChunkedSnapKvKeptSet) {
-  const ModelShape model{"tiny", 1, 4, 2, 8};
-  const std::int64_t n = 40, m = 4;
-  const auto source = testing_support::random_trace(model, n, m, {0}, 12);
-  const LayerTrace trace = source.load_layer("0", 0);
-  const RequestInfo& request = source.header().requests[0];
-  const auto snap = PolicyRegistry::builtin().create("snapkv(budget=0.2, window=2, kernel=1, prefill=chunk)");
-  const auto mixed = PolicyRegistry::builtin().create(
-      "mixed_precision(budget=0.2, window=2, kernel=1, high_bits=16, low_bits=2, group=4, prefill=chunk)");
-  const PassPlan plan = make_pass_plan(n, m, 10);
-  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
-  const LayerResidency kept = replay_layer({model, request, plan, 0, &trace, {}}, *snap).final_residency;
-  const auto post_fill = PolicyRegistry::builtin().create(
-      "mixed_precision(budget=0.2, window=2, kernel=1, high_bits=16, low_bits=2, group=4)");
-  bool differs_from_post_fill = false;
-  for (int h = 0; h < 2; ++h) {
-    const CompressedHead c = mixed->compressed_head(model, request, prefill, trace, h);
-    const CompressedHead once = post_fill->compressed_head(model, request, prefill, trace, h);
-    int high = 0;
-    for (std::int64_t t = 0; t < n; ++t) {
-      const auto& k = kept[static_cast<std::size_t>(h)];
-      const bool important = std::binary_search(k.begin(), k.end(), static_cast<std::int32_t>(t));
-      const HeadMatrix key = trace.keys[static_cast<std::size_t>(h)].row(t);
-      EXPECT_EQ(HeadMatrix(c.keys.row(t)), important ? key : fake_quantize_per_token(key, 2, 4)) << h << " " << t;
-      high += important;
-      differs_from_post_fill |= HeadMatrix(c.keys.row(t)) != HeadMatrix(once.keys.row(t));
-    }
-    // 4 chunks of 10: min(round(0.2 x 10) + 2, 10) = 4 each.
-    EXPECT_EQ(high, 16);
-  }
-  EXPECT_TRUE(differs_from_post_fill);  // the chunked split is not the post-fill one on this trace
+  const std::vector<HeadMatrix> chunked = expect_high_class_is_snapkv_kept_set(
+      12, 10, "snapkv(budget=0.2, window=2, kernel=1, prefill=chunk)",
+      "mixed_precision(budget=0.2, window=2, kernel=1, high_bits=16, low_bits=2, group=4, prefill=chunk)", 16);
+  const std::vector<HeadMatrix> once = expect_high_class_is_snapkv_kept_set(
+      12, 10, "snapkv(budget=0.2, window=2, kernel=1)",
+      "mixed_precision(budget=0.2, window=2, kernel=1, high_bits=16, low_bits=2, group=4)", 10);
+  EXPECT_NE(chunked, once);  // the chunked split is not the post-fill one on this trace
 }
 
 TEST(MixedPrecision, ChunkModeBytesByHand) {

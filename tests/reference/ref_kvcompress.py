@@ -3,7 +3,9 @@
 From IsaacRe/vllm-kvcompress (vllm/kvcompress/metrics.py schedule_evictions, scheduler.py
 _schedule_seq_evictions), as kvsim's registry text adapts it, never from kvsim's C++ sources:
   - metric of an entry: squared attention from the observation window's queries, summed over the
-    queries and the group's query heads ("L2-sum");
+    queries ("L2-sum"), max-pooled along the non-window entries with `kernel` per query head
+    (vllm/attention/backends/flash_attn.py _collect_kv_prefill_metrics, kv_metric_use_maxpool),
+    then summed over the group's query heads;
   - per KV head, the non-window entries sorted by metric (ascending; ties: lower position) and cut
     into blocks of block_tokens from the lowest; a block's metric is that of its last entry; the
     remainder (fewer than block_tokens, it would share a block with protected entries) stays;
@@ -15,7 +17,7 @@ import numpy as np
 import kvref
 import ref_window_squares as rw
 
-DEFAULTS = dict(budget="0.2", block_tokens=16, window=32, prefill="post_fill", decode="none")
+DEFAULTS = dict(budget="0.2", block_tokens=16, window=32, kernel=7, prefill="post_fill", decode="none")
 
 
 def params(spec):
@@ -24,7 +26,7 @@ def params(spec):
     p = dict(DEFAULTS)
     p.update(args)
     assert p["decode"] == "none", "reference models decode=none only"
-    return str(p["budget"]), int(p["block_tokens"]), int(p["window"]), p["prefill"]
+    return str(p["budget"]), int(p["block_tokens"]), int(p["window"]), int(p["kernel"]), p["prefill"]
 
 
 def capacity(budget, window, prefill, n, chunks, j):
@@ -38,7 +40,7 @@ def capacity(budget, window, prefill, n, chunks, j):
     return sum(cap(e - a) for a, e in chunks[: j + 1])
 
 
-def evict_layer(lay, resident, wp, cap, bs):
+def evict_layer(lay, resident, wp, cap, bs, kernel):
     H = len(resident)
     excess = sum(len(r) for r in resident) - H * cap
     if excess < bs:
@@ -46,7 +48,8 @@ def evict_layer(lay, resident, wp, cap, bs):
     orders, blocks = [], []
     for h, cache in enumerate(resident):
         nonwin = len(cache) - len(wp)
-        sq = rw.attention_squares(lay, h, cache, wp)[:max(nonwin, 0)]
+        per_head = rw.attention_squares(lay, h, cache, wp, per_head=True)[:, :max(nonwin, 0)]
+        sq = sum(kvref.pool1d(row, kernel, "max") for row in per_head) if nonwin > 0 else np.zeros(0)
         order = np.lexsort((np.arange(len(sq)), sq))          # lowest first; ties: lower position
         orders.append(order)
         for b in range(len(order) // bs):
@@ -64,9 +67,9 @@ def evict_layer(lay, resident, wp, cap, bs):
 
 
 def kept_mask(spec, lay, chunk=None):
-    budget, bs, window, prefill = params(spec)
+    budget, bs, window, kernel, prefill = params(spec)
 
     def evict(resident, wp, j, chunks):
-        return evict_layer(lay, resident, wp, capacity(budget, window, prefill, lay.n, chunks, j), bs)
+        return evict_layer(lay, resident, wp, capacity(budget, window, prefill, lay.n, chunks, j), bs, kernel)
 
     return rw.replay(lay, prefill, window, chunk, evict)

@@ -18,9 +18,10 @@ def window_positions(prefill, window, a, b):
     return np.arange(b - w, b, dtype=np.int64)
 
 
-def attention_squares(lay, h, cache, window_pos):
+def attention_squares(lay, h, cache, window_pos, per_head=False):
     """For KV head h with resident positions `cache` (sorted) whose last entries are `window_pos`:
-    sum over the window queries and the group's query heads of attention^2, per resident entry."""
+    sum over the window queries and the group's query heads of attention^2, per resident entry
+    (per_head: one row per query head of the group, [G, C])."""
     K = lay.keys[h][cache]                                           # [C, d]
     rows = [lay.qpos_index[int(p)] for p in window_pos]
     Q = lay.queries[h * lay.G:(h + 1) * lay.G][:, rows, :]          # [G, w, d]
@@ -30,7 +31,7 @@ def attention_squares(lay, h, cache, window_pos):
     logits -= logits.max(axis=2, keepdims=True)
     p = np.exp(logits)
     p /= p.sum(axis=2, keepdims=True)
-    return (p ** 2).sum(axis=(0, 1))
+    return (p ** 2).sum(axis=1) if per_head else (p ** 2).sum(axis=(0, 1))
 
 
 def replay(lay, prefill, window, chunk, evict):

@@ -71,6 +71,25 @@ def passes(n, m, chunk):
     return out + [(t, t + 1) for t in range(n, n + m)]
 
 
+def check_compressed_run(ck, r, what, stored, errs, n, m, chunk, d, heads):
+    """What every precision policy's run is checked on: output error (mean, p95) against the numpy
+    errors, recall 1 (nothing evicted), and the byte-weighted footprint and peak_bytes of the rule
+    in policies/policy.h: per head, the s entries kept from earlier passes cost stored(s) bytes (K
+    and V), the pass in flight full precision; `heads` = layers x KV heads."""
+    ck.close(r["output_error"]["mean"], errs.mean(), "%s output_error mean" % what, rel=2e-4)
+    ck.close(r["output_error"]["p95"], np.percentile(errs, 95), "%s output_error p95" % what, rel=2e-4)
+    ck.close(r["attention_recall"]["mean"], 1.0, "%s recall" % what, rel=0, abs_=1e-5)
+    entry = 2 * d * 2
+    fp = peak = 0.0
+    for b, e in passes(n, m, chunk):
+        fp += (e - b) * stored(b) + entry * (e - b) * (e - b + 1) / 2
+        peak = max(peak, stored(b) + (e - b) * entry)
+    ck.close(r["footprint_normalized"], fp / (entry * kvref.A(n + m)), "%s footprint_normalized" % what)
+    ck.eq(r["peak_bytes"], round(peak * heads), "%s peak_bytes" % what)
+    print("%s: footprint %.5f peak %d output_error %.4g (numpy %.4g)" % (
+        what, r["footprint_normalized"], r["peak_bytes"], r["output_error"]["mean"], errs.mean()))
+
+
 def self_tests(ck):
     k = np.array([[0.0], [0.4], [0.6], [3.0]], dtype=np.float32)
     ck.eq(quant_keys(k, 2, 4)[:, 0].tolist(), [0.0, 0.0, 1.0, 3.0], "hand: 2-bit grid, scale 1")
@@ -165,22 +184,9 @@ def run(ck, args):
             r = got.get(spec)
             if not ck.check(r is not None, "%s: %s in summary" % (where, spec), sorted(got)):
                 continue
-            entry = 2 * d * 2
-            fp = peak = 0.0
-            for b, e in passes(n, m, sc_chunk or n):
-                kept = stored_bytes(b, d, bits, group, residual)
-                fp += (e - b) * kept + entry * (e - b) * (e - b + 1) / 2
-                peak = max(peak, kept + (e - b) * entry)
-            heads = 2 * hkv  # 2 layers
-            ck.close(r["footprint_normalized"], fp / (entry * kvref.A(n + m)), "%s: %s footprint_normalized" % (where, spec))
-            ck.eq(r["peak_bytes"], round(peak * heads), "%s: %s peak_bytes" % (where, spec))
-            errs, rec = reference_errors(layers, n, m, bits, group, residual)
-            ck.close(r["output_error"]["mean"], errs.mean(), "%s: %s output_error mean" % (where, spec), rel=2e-4)
-            ck.close(r["output_error"]["p95"], np.percentile(errs, 95), "%s: %s output_error p95" % (where, spec), rel=2e-4)
-            ck.close(r["attention_recall"]["mean"], 1.0, "%s: %s recall" % (where, spec), rel=0, abs_=1e-5)
-            print("%s: %s footprint %.4f peak %d output_error %.4g (numpy %.4g)" % (
-                where, spec, r["footprint_normalized"], r["peak_bytes"], r["output_error"]["mean"], errs.mean()))
-
+            errs, _ = reference_errors(layers, n, m, bits, group, residual)
+            check_compressed_run(ck, r, "%s: %s" % (where, spec), lambda b: stored_bytes(b, d, bits, group, residual),
+                                 errs, n, m, sc_chunk or n, d, 2 * hkv)  # 2 layers
 
 if __name__ == "__main__":
     kvref.main(__doc__, __file__, self_tests, run)

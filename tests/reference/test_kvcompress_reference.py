@@ -34,14 +34,19 @@ def self_tests(ck):
              ("4", 2, [[6, 7], [0, 2, 4, 5, 6, 7]]), ("5", 3, [[3, 4, 5, 6, 7], [0, 2, 4, 6, 7]]),
              ("4", 3, [[3, 4, 5, 6, 7], [0, 2, 4, 6, 7]]), ("7", 3, [list(range(8))] * 2)]
     for b, bs, want in cases:
-        spec = "kvcompress(budget=%s, block_tokens=%d, window=1)" % (b, bs)
+        spec = "kvcompress(budget=%s, block_tokens=%d, window=1, kernel=1)" % (b, bs)
         ck.eq(sets(ref_kvcompress.kept_mask(spec, lay)), want, "hand: " + spec)
+    # Max pooling (k=3) of the squares x^2: head 0 [1,4,9,16,25,36,49]/32^2 -> [4,9,16,25,36,49,49]/32^2,
+    # head 1 [64,1,64,...]/39^2 -> 64/39^2 = .0421 everywhere. Budget 5, blocks of 2: evict 3 of
+    # h0 {0,1} (.0088), h0 {2,3} (.0244), h1 {0,1} (.0421), h1 {2,3}, h1 {4,5}, h0 {4,5} (.0479).
+    spec = "kvcompress(budget=5, block_tokens=2, window=1, kernel=3)"
+    ck.eq(sets(ref_kvcompress.kept_mask(spec, lay)), [[4, 5, 6, 7], [2, 3, 4, 5, 6, 7]], "hand: " + spec)
     rng = np.random.default_rng(7)
     lay = kvref.LayerData(rng.normal(size=(4, 200, 4)) * 2, rng.normal(size=(8, 200, 4)) * 2, np.arange(200),
                           200, 0, 8, 4, 4)
     for bs in (1, 5, 16):
         cache = [np.arange(200)] * 4
-        out = ref_kvcompress.evict_layer(lay, cache, np.arange(192, 200), 50, bs)
+        out = ref_kvcompress.evict_layer(lay, cache, np.arange(192, 200), 50, bs, 7)
         counts = [len(r) for r in out]
         ck.check(all((200 - c) % bs == 0 for c in counts), "random: whole blocks of %d" % bs, counts)
         ck.check(all(set(range(192, 200)) <= set(r.tolist()) for r in out), "random: window kept, blocks of %d" % bs)
@@ -51,11 +56,11 @@ def self_tests(ck):
 
 MODELS = [("mha", 2, 2, 16, 256, 41), ("gqa", 8, 4, 16, 296, 42)]
 N, M = 600, 8
-UNCHUNKED = ["kvcompress", "kvcompress(budget=0.1, block_tokens=8, window=16)",
-             "kvcompress(budget=150, block_tokens=5, window=64)"]
+UNCHUNKED = ["kvcompress", "kvcompress(budget=0.1, block_tokens=8, window=16, kernel=1)",
+             "kvcompress(budget=150, block_tokens=5, window=64, kernel=3)"]
 CHUNKED = ["kvcompress(budget=0.3, block_tokens=4, window=16, prefill=chunk)",
-           "kvcompress(budget=120, block_tokens=16, window=8, prefill=chunk)",
-           "kvcompress(budget=0.2, block_tokens=1, window=32, prefill=post_fill)"]
+           "kvcompress(budget=120, block_tokens=16, window=8, kernel=1, prefill=chunk)",
+           "kvcompress(budget=0.2, block_tokens=1, window=32, kernel=5, prefill=post_fill)"]
 
 
 def run(ck, args):
@@ -63,7 +68,7 @@ def run(ck, args):
         def check(spec, what, L, lay, mask):
             want = ref_kvcompress.kept_mask(spec, lay, chunk)
             rw.compare_masks(ck, what, mask.astype(bool), want)
-            budget, bs, window, prefill = ref_kvcompress.params(spec)
+            budget, bs, window, _, prefill = ref_kvcompress.params(spec)
             kept = mask[:, :lay.n].sum(axis=1)
             if prefill == "post_fill":
                 ck.check(all((lay.n - k) % bs == 0 for k in kept), what + ": evicted counts are whole blocks",

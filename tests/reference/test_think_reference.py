@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kvref  # noqa: E402
-from test_kivi_reference import eval_positions, passes  # noqa: E402
+from test_kivi_reference import check_compressed_run, eval_positions  # noqa: E402
 
 try:
     import h5py
@@ -102,25 +102,12 @@ def run(ck, args):
                             return (p / p.sum()) @ values[h][:t + 1].astype(np.float64)
                         o = attend(keys[h].astype(np.float64))
                         errs.append(np.linalg.norm(attend(kp) - o) / np.linalg.norm(o))
-        errs = np.array(errs)
-        ck.close(r["output_error"]["mean"], errs.mean(), "%s output_error mean" % spec, rel=2e-4)
-        ck.close(r["output_error"]["p95"], np.percentile(errs, 95), "%s output_error p95" % spec, rel=2e-4)
-        ck.close(r["attention_recall"]["mean"], 1.0, "%s recall" % spec, rel=0, abs_=1e-5)
         pruned = int(np.floor(d * ratio))
-        entry = 2 * d * 2
 
         def stored(s):
             done = max([e for _, e in spans if e <= min(s, n)], default=0)  # keys pruned so far
-            return done * (2 * d - pruned) * 2 + (s - done) * entry
-        fp = peak = 0.0
-        for b, e in passes(n, m, chunk):
-            fp += (e - b) * stored(b) + entry * (e - b) * (e - b + 1) / 2
-            peak = max(peak, stored(b) + (e - b) * entry)
-        ck.close(r["footprint_normalized"], fp / (entry * kvref.A(n + m)), "%s footprint_normalized" % spec)
-        ck.eq(r["peak_bytes"], round(peak * 2 * hkv), "%s peak_bytes" % spec)
-        print("%s: output_error %.4g (numpy %.4g), footprint %.5f" % (spec, r["output_error"]["mean"], errs.mean(),
-                                                                        r["footprint_normalized"]))
-
+            return done * (2 * d - pruned) * 2 + (s - done) * 2 * d * 2
+        check_compressed_run(ck, r, spec, stored, np.array(errs), n, m, chunk, d, 2 * hkv)  # 2 layers
 
 if __name__ == "__main__":
     kvref.main(__doc__, __file__, self_tests, run)
