@@ -39,8 +39,8 @@ void register_pyramidkv(PolicyRegistry& registry) {
       {"pyramidkv",
        "PyramidKV: SnapKV scores with a per-layer budget shrinking linearly from layer 0 to the last (same mean)",
        "Cai et al. 2024, PyramidKV: Dynamic KV Cache Compression based on Pyramidal Information Funneling "
-       "(arXiv 2406.02069); Zefan-Cai/KVCache-Factory pyramidkv/pyramidkv_utils.py, "
-       "NVIDIA/kvpress kvpress/presses/pyramidkv_press.py",
+       "(arXiv 2406.02069); Zefan-Cai/KVCache-Factory pyramidkv/pyramidkv_utils.py (the layer split), "
+       "NVIDIA/kvpress kvpress/presses/pyramidkv_press.py (the defaults)",
        {{"budget", "0.2",
          "mean over layers: fraction (<1) of the prompt kept besides the window, or a token count (>=1) incl. the window"},
         {"window", "64", "observation window: the most recent queries, always kept"},

@@ -74,9 +74,9 @@ std::vector<Pass> compression_spans(const RequestInfo& request, std::span<const 
 }
 
 int last_compressed_span(std::span<const Pass> spans, std::int64_t count) {
-  int last = -1;
-  while (last + 1 < static_cast<int>(spans.size()) && spans[static_cast<std::size_t>(last + 1)].end <= count) ++last;
-  return last;
+  std::size_t done = 0;  // spans that end within `count`
+  while (done < spans.size() && spans[done].end <= count) ++done;
+  return static_cast<int>(done) - 1;
 }
 
 std::int64_t round_half_even(double x) {
