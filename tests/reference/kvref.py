@@ -731,6 +731,20 @@ def read_summary(out_dir):
         return json.load(f)
 
 
+def run_policies(ck, kvsim, wd, model_ini, specs, chunk, name):
+    """`kvsim run` of `specs` on wd/trace.h5 prefilled in chunks of `chunk` (2 threads), in
+    wd/<name>.ini -> {canonical spec: its summary.json entry}, or None after a failed check."""
+    scen = write_ini(os.path.join(wd, name + ".ini"),
+                     [("model", [("preset", model_ini)]), ("workload", [("trace", "trace.h5"), ("chunk_tokens", chunk)]),
+                      ("policy", [("spec", s) for s in specs]), ("sim", [("threads", 2)])])
+    out = os.path.join(wd, "out_" + name)
+    fresh(out)
+    ok, msg = run_kvsim(kvsim, ["run", scen, "--out", out], timeout=180)
+    if not ck.check(ok, "kvsim run " + name, msg):
+        return None
+    return {p["spec"]: p for p in read_summary(out)["policies"]}
+
+
 def attr_str(v):
     if isinstance(v, bytes):
         return v.decode()

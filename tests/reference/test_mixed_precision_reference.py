@@ -81,15 +81,9 @@ def run(ck, args):
         "mixed_precision(budget=0.2, window=16, kernel=5, pooling=max, high_bits=16, low_bits=2, group=8, prefill=chunk)",
         "mixed_precision(budget=0.5, window=16, kernel=3, pooling=avg, high_bits=8, low_bits=4, group=16, prefill=chunk)",
     ]
-    scen = kvref.write_ini(os.path.join(wd, "mixed.ini"),
-                           [("model", [("preset", model_ini)]), ("workload", [("trace", "trace.h5"), ("chunk_tokens", chunk)]),
-                            ("policy", [("spec", s) for s in specs]), ("sim", [("threads", 2)])])
-    out = os.path.join(wd, "out")
-    kvref.fresh(out)
-    ok, msg = kvref.run_kvsim(args.kvsim, ["run", scen, "--out", out], timeout=180)
-    if not ck.check(ok, "kvsim run", msg):
+    got = kvref.run_policies(ck, args.kvsim, wd, model_ini, specs, chunk, "mixed")
+    if got is None:
         return
-    got = {p["spec"]: p for p in kvref.read_summary(out)["policies"]}
     for spec in specs:
         _, a = kvref.parse_spec(spec)
         budget, win, mode = float(a["budget"]), int(a["window"]), a["prefill"]

@@ -67,15 +67,9 @@ def run(ck, args):
                 layers.append((g["keys"][...], g["values"][...], g["queries"][...], g["query_positions"][...]))
     specs = ["think(ratio=0.5, window=32, prefill=post_fill)", "think(ratio=0.25, window=16, prefill=post_fill)",
              "think(ratio=0.5, window=32, prefill=chunk)", "think(ratio=0.25, window=40, prefill=chunk)"]
-    scen = kvref.write_ini(os.path.join(wd, "think.ini"),
-                           [("model", [("preset", model_ini)]), ("workload", [("trace", "trace.h5"), ("chunk_tokens", chunk)]),
-                            ("policy", [("spec", s) for s in specs]), ("sim", [("threads", 2)])])
-    out = os.path.join(wd, "out")
-    kvref.fresh(out)
-    ok, msg = kvref.run_kvsim(args.kvsim, ["run", scen, "--out", out], timeout=180)
-    if not ck.check(ok, "kvsim run", msg):
+    got = kvref.run_policies(ck, args.kvsim, wd, model_ini, specs, chunk, "think")
+    if got is None:
         return
-    got = {p["spec"]: p for p in kvref.read_summary(out)["policies"]}
     for spec in specs:
         _, a = kvref.parse_spec(spec)
         ratio, window = float(a["ratio"]), int(a["window"])
