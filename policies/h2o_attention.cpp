@@ -29,13 +29,14 @@ void add_pass_attention(const HeadMatrix& keys, std::span<const std::int32_t> vi
   // keeps its own sums, added to `score` in block order, so the result is the serial one to the bit
   // at any thread count.
   constexpr Eigen::Index kBlock = 64, kWave = 8;
-  // Per thread, sized once for the widest block: a fresh multi-MiB allocation per block costs its
-  // page faults, which here cost as much as the GEMM.
+  // Per thread, sized once for the widest block (a fresh multi-MiB allocation per block costs its
+  // page faults, which here cost as much as the GEMM), and no taller than the call's queries need
+  // (a decode step has one).
   struct Scratch {
     HeadMatrix q;
     HeadMatrix logits;
   };
-  const Eigen::Index max_cols = visible_to(count - 1);
+  const Eigen::Index max_rows = group * std::min(kBlock, count), max_cols = visible_to(count - 1);
   tbb::enumerable_thread_specific<Scratch> scratch;
   const Eigen::Index blocks = (count + kBlock - 1) / kBlock;
   std::vector<Eigen::ArrayXf> sums(static_cast<std::size_t>(std::min(kWave, blocks)));
@@ -47,8 +48,8 @@ void add_pass_attention(const HeadMatrix& keys, std::span<const std::int32_t> vi
       const Eigen::Index cols = visible_to(b0 + bn - 1);
       Scratch& s = scratch.local();
       if (s.logits.size() == 0) {
-        s.q.resize(group * kBlock, d);
-        s.logits.resize(group * kBlock, max_cols);
+        s.q.resize(max_rows, d);
+        s.logits.resize(max_rows, max_cols);
       }
       for (Eigen::Index g = 0; g < group; ++g) {
         for (Eigen::Index i = 0; i < bn; ++i) {

@@ -50,7 +50,7 @@ class MixedPrecisionPolicy final : public SnapKvScoredPolicy {
     check_head_dim(model);
     const double full = model.head_dim * model.kv_bits / 8.0;
     const std::vector<Pass> spans = compression_spans(request, prefill, points_.prefill);
-    const int last = last_compressed_span(spans, std::min(count, request.prompt_tokens));
+    const int last = last_compressed_span(spans, count);
     if (last < 0) return {0, 0, {count * full, count * full}};
     const std::int64_t split = spans[static_cast<std::size_t>(last)].end;
     const std::int64_t high = high_count(spans, last);

@@ -25,7 +25,8 @@ std::string format_compression_point(PrefillEviction mode);  // "prefill=post_fi
 std::vector<Pass> compression_spans(const RequestInfo& request, std::span<const Pass> prefill, PrefillEviction mode);
 
 // Index of the last span that ends within the first `count` positions (those spans are
-// compressed), or -1 if none does yet.
+// compressed), or -1 if none does yet. Spans cover the prompt, so any count >= the prompt gives
+// the last one.
 int last_compressed_span(std::span<const Pass> spans, std::int64_t count);
 
 // A budget: a fraction b in (0, 1) of the prompt (plus the protected window), or a token count

@@ -98,24 +98,22 @@ WindowAttention head_window_attention(const EvictionContext& ctx, const Policy& 
 
 void snapkv_evict_to_capacity(const EvictionContext& ctx, const Policy& policy, LayerResidency& residency,
                               std::int64_t capacity, const SnapKvScoring& scoring, PrefillEviction mode) {
+  if (ctx.trace == nullptr) {
+    keep_newest(residency, capacity);  // untraced layer: only the count matters
+    return;
+  }
   const std::int64_t window_begin = snapkv_window_begin(ctx, scoring.window, mode);
   tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
     auto& resident = residency[h];
     const auto size = static_cast<std::int64_t>(resident.size());
     if (size <= capacity) return;
     const std::int64_t window = snapkv_window_count(resident, window_begin);
-    const std::int64_t keep_scored = capacity - window;
+    const auto prefix = static_cast<std::size_t>(size - window);
     std::vector<std::int32_t> kept;
     kept.reserve(static_cast<std::size_t>(capacity));
-    if (ctx.trace == nullptr) {
-      // Untraced layer: only the count matters.
-      kept.assign(resident.end() - capacity, resident.end());
-    } else {
-      const auto prefix = static_cast<std::size_t>(size - window);
-      const std::vector<float> scores = snapkv_head_scores(ctx, policy, static_cast<int>(h), resident, window, scoring);
-      for (std::int32_t index : top_k_indices(scores, keep_scored)) kept.push_back(resident[index]);
-      kept.insert(kept.end(), resident.begin() + static_cast<std::ptrdiff_t>(prefix), resident.end());
-    }
+    const std::vector<float> scores = snapkv_head_scores(ctx, policy, static_cast<int>(h), resident, window, scoring);
+    for (std::int32_t index : top_k_indices(scores, capacity - window)) kept.push_back(resident[index]);
+    kept.insert(kept.end(), resident.begin() + static_cast<std::ptrdiff_t>(prefix), resident.end());
     resident = std::move(kept);
   });
 }

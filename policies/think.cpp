@@ -49,7 +49,7 @@ class ThinkPolicy final : public Policy {
   StoredEntries stored(const ModelShape& model, const RequestInfo& request, std::span<const Pass> prefill,
                        std::int64_t count) const override {
     const std::vector<Pass> spans = compression_spans(request, prefill, mode_);
-    const int last = last_compressed_span(spans, std::min(count, request.prompt_tokens));
+    const int last = last_compressed_span(spans, count);
     const std::int64_t pruned_keys = last < 0 ? 0 : spans[static_cast<std::size_t>(last)].end;
     const double element_bytes = model.kv_bits / 8.0;
     const auto d = static_cast<double>(model.head_dim);

@@ -1,7 +1,5 @@
 #include "sim/engine.h"
 
-#include "policies/shared_results.h"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
