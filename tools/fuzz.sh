@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Fuzzes kvsim's input parsers with libFuzzer (issue 8): scenario INI files, policy specs,
 # workload traces (Azure CSV, Mooncake JSONL, synthetic specs) and HDF5 attention traces.
-#   bash tools/fuzz.sh [SECONDS_PER_TARGET]      (default 60; CI runs it bounded)
+#   bash tools/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]   (default 60 s, every target; CI runs it bounded)
+#   e.g. bash tools/fuzz.sh 600 trace
 # Builds build-fuzz/ with clang (-fsanitize=fuzzer,address,undefined), replays the regression
 # inputs in fuzz/regressions/<target>/ (crashes found earlier), then fuzzes each target from a
 # seed corpus made of the repository's own valid and malformed inputs. A crash fails the run and
 # leaves its input in build-fuzz/crashes/<target>/: add it to fuzz/regressions/<target>/ once fixed.
-# The trace target tolerates crashes inside libhdf5 itself (a known libhdf5 1.10 bug on corrupt
-# global heaps, listed in tests/bad_inputs/run_bad_inputs.py); any other crash fails.
+# The trace target tolerates crashes, huge allocations and hangs inside libhdf5 itself: libhdf5 1.10
+# trusts the size fields of a corrupt file (global heaps of variable-length strings, metadata cache
+# entries), see tests/bad_inputs/run_bad_inputs.py and traces/hdf5_crash_guard.h. A report is
+# blamed on the first stack frame that is not sanitizer, libFuzzer or C/C++ runtime code: inside
+# libhdf5 it is the known libhdf5 weakness; anywhere else (kvsim's code) it fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
+shift $(($# > 0 ? 1 : 0))
+targets="${*:-scenario policy_spec workload trace}"
 build=build-fuzz
 # clang and its libFuzzer runtime, from Debian's packages (as root; the rest comes from bootstrap.sh).
 if ! command -v clang++ >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
@@ -21,7 +27,9 @@ CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKVSIM_F
   -DKVSIM_BUILD_TESTS=OFF -DKVSIM_BUILD_BENCH=OFF ${KVSIM_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j"$(nproc)" --target kvsim fuzz_scenario fuzz_policy_spec fuzz_workload fuzz_trace
 
-export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1"
+# A small quarantine: libhdf5 frees large buffers on every corrupt file, and the default one (256
+# MiB, more with big chunks) pushed the trace target over its RSS limit with 26 MB live.
+export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:quarantine_size_mb=32"
 export UBSAN_OPTIONS="print_stacktrace=1"
 corpus="$build/corpus"
 rm -rf "$corpus" "$build/crashes"
@@ -31,11 +39,33 @@ grep -h "^spec = " configs/scenarios/*.ini tests/bad_inputs/scenarios/*.ini | se
   awk -v dir="$corpus/policy_spec" '{ print > (dir "/spec" NR) }'
 cp tests/data/azure_conv_sample.csv tests/data/mooncake_conversation_sample.jsonl "$corpus/workload/"
 find tests/bad_inputs/workloads -type f ! -name '*.expect' -exec cp {} "$corpus/workload/" \;
-"$build/tools/kvsim/kvsim" synth --model llama-3.1-8b --prompt-tokens 64 --generated-tokens 4 --layers 0 \
-  --out "$corpus/trace/small.h5" >/dev/null
+# Seed traces of a tiny model: libFuzzer ignores inputs over 1 MiB, and a small file lets the
+# mutations reach every attribute and dataset (a 1.7 MB Llama trace left it fuzzing the superblock).
+"$build/tools/kvsim/kvsim" synth --model fuzz/seed_model.ini --prompt-tokens 24 --generated-tokens 2 \
+  --query-window 4 --needles 1 --needle-tokens 2 --question-tokens 2 --recon-queries 4 --float16 \
+  --out "$corpus/trace/tiny_f16.h5" >/dev/null
+"$build/tools/kvsim/kvsim" synth --model fuzz/seed_model.ini --prompt-tokens 24 --generated-tokens 2 \
+  --query-window 4 --needles 1 --needle-tokens 2 --question-tokens 2 --layers 1 --gzip 1 \
+  --out "$corpus/trace/tiny_gzip.h5" >/dev/null
+
+# The first frame of a sanitizer or libFuzzer report that is not runtime code: the sanitizers,
+# libFuzzer, the C functions they intercept (linked into the fuzz binary: malloc, strdup, memcpy
+# are plain C names there, while all of kvsim is namespaced C++), libc and libstdc++.
+blamed_frame() {
+  awk '
+    /^ +#[0-9]+ 0x/ {
+      func_name = ""; module = ""
+      if (match($0, / in [^ ]+/)) func_name = substr($0, RSTART + 4, RLENGTH - 4)
+      if (match($0, /\((\/[^ )]*)\+0x[0-9a-f]+\)/)) module = substr($0, RSTART + 1, RLENGTH - 2)
+      if (func_name ~ /^(_*(sanitizer|asan|ubsan|lsan|interceptor)|fuzzer::|operator$)/) next
+      if (module ~ /\/fuzz_[a-z_]+\+/ && func_name != "" && func_name !~ /::/) next
+      if (module ~ /\/(libc|libstdc\+\+|libgcc_s|libm)\.so/) next
+      print; exit
+    }'
+}
 
 status=0
-for target in scenario policy_spec workload trace; do
+for target in $targets; do
   binary="$build/fuzz/fuzz_$target"
   regressions="fuzz/regressions/$target"
   if [ -d "$regressions" ] && [ -n "$(ls -A "$regressions")" ]; then
@@ -45,22 +75,33 @@ for target in scenario policy_spec workload trace; do
   echo "== fuzz_$target: ${seconds} s" >&2
   log="$build/fuzz_$target.log"
   if [ "$target" = trace ]; then
-    # Fork mode keeps going after a crash, so that crashes inside libhdf5 can be told apart.
-    "$binary" "$corpus/$target" -max_total_time="$seconds" -fork=1 -ignore_crashes=1 -rss_limit_mb=2048 \
-      -artifact_prefix="$build/crashes/$target/" >"$log" 2>&1 || true
-    for crash in "$build/crashes/$target"/*; do
-      [ -e "$crash" ] || continue
-      report=$("$binary" "$crash" 2>&1 || true)
-      # The first three frames of the report: all inside libhdf5 means the known libhdf5 bug.
-      frames=$(printf '%s\n' "$report" | grep -E '^ +#[0-2] ' || true)
-      if printf '%s\n' "$frames" | grep -qv 'libhdf5'; then
-        echo "FAIL: fuzz_trace crash outside libhdf5: $crash" >&2
-        printf '%s\n' "$report" | grep -E 'ERROR|^ +#[0-5] ' | head -8 >&2
-        status=1
+    # Run in process, restarting after each crash until the time is spent: the report then comes
+    # from the process that crashed, with its whole stack (libhdf5 keeps state across files, so a
+    # crash does not always replay from its input alone; fork mode keeps only one line of it).
+    deadline=$((SECONDS + seconds)); run=0; known=0
+    : >"$log"
+    while [ $((deadline - SECONDS)) -gt 0 ] && [ $run -lt 500 ]; do
+      run=$((run + 1))
+      if "$binary" "$corpus/$target" -max_total_time=$((deadline - SECONDS)) -timeout=10 -rss_limit_mb=2048 \
+          -artifact_prefix="$build/crashes/$target/" >"$log.run" 2>&1; then
+        cat "$log.run" >>"$log"; break
+      fi
+      cat "$log.run" >>"$log"
+      what=$(grep -m1 -oE 'ERROR: [A-Za-z]+: [a-z-]+' "$log.run" || true)
+      blamed=$(blamed_frame <"$log.run")
+      if grep -q 'libhdf5 crashed reading it' "$log.run"; then
+        # traces/hdf5_crash_guard.h turned a fault inside a libhdf5 call into kvsim's one-line error.
+        echo "known: a fault inside libhdf5, reported by kvsim's crash guard" >&2; known=$((known + 1))
+      elif printf '%s\n' "$blamed" | grep -q 'libhdf5'; then
+        echo "known: $what inside libhdf5:$(printf '%s\n' "$blamed" | sed -E 's/^ +#[0-9]+ 0x[0-9a-f]+//')" >&2
+        known=$((known + 1))
       else
-        echo "known: libhdf5-internal crash ($crash)" >&2
+        echo "FAIL: fuzz_trace: $what outside libhdf5 (input in $build/crashes/$target/):" >&2
+        grep -E 'ERROR|^ +#([0-9]|1[0-5]) ' "$log.run" | head -16 >&2
+        status=1
       fi
     done
+    echo "fuzz_trace: $known reports inside libhdf5 in $run fuzzing processes (tolerated: see above)" >&2
   else
     if ! "$binary" "$corpus/$target" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
         -artifact_prefix="$build/crashes/$target/" >"$log" 2>&1; then
@@ -69,6 +110,6 @@ for target in scenario policy_spec workload trace; do
       status=1
     fi
   fi
-  grep -E '^#[0-9]+.*DONE|Done [0-9]+ runs' "$log" | tail -1 >&2 || true
+  grep -E 'Done [0-9]+ runs' "$log" | tail -1 >&2 || true
 done
 exit $status
