@@ -9,6 +9,8 @@
 namespace kvsim::detail {
 namespace {
 
+constexpr std::int64_t kMaxTraceTokens = std::int64_t{1} << 40;
+
 constexpr const char* kFormat = "kvsim-trace";
 constexpr std::int64_t kVersion = 1;
 constexpr std::string_view kGeneratorPrefix = "gen_";
@@ -98,9 +100,14 @@ RequestInfo read_request(const H5::Group& requests, const std::string& id, Trace
   request.id = id;
   request.prompt_tokens = attrs.integer("prompt_tokens");
   request.generated_tokens = attrs.integer("generated_tokens");
-  if (request.prompt_tokens < 1) attrs.fail("prompt_tokens", std::to_string(request.prompt_tokens) + "; expected >= 1");
-  if (request.generated_tokens < 0) {
-    attrs.fail("generated_tokens", std::to_string(request.generated_tokens) + "; expected >= 0");
+  // Far above any memory (the memory check below refuses real excess) and enough to keep
+  // total_tokens() and the byte counts from overflowing.
+  if (request.prompt_tokens < 1 || request.prompt_tokens > kMaxTraceTokens) {
+    attrs.fail("prompt_tokens", std::to_string(request.prompt_tokens) + "; expected 1.." + std::to_string(kMaxTraceTokens));
+  }
+  if (request.generated_tokens < 0 || request.generated_tokens > kMaxTraceTokens) {
+    attrs.fail("generated_tokens",
+               std::to_string(request.generated_tokens) + "; expected 0.." + std::to_string(kMaxTraceTokens));
   }
   request.needles = read_needles(attrs, request.total_tokens());
   // kvsim holds one layer's keys and values (float32) at a time; refuse what cannot fit up front.

@@ -275,6 +275,9 @@ def trace_mutations(np, h5py):
                                    set_attr(R, "prompt_tokens", -256)),
         "prompt_tokens_disagree_with_shapes": ("request attribute prompt_tokens = 300 but keys hold 264 tokens", "keys",
                                                set_attr(R, "prompt_tokens", 300)),
+        # Found by the trace fuzzer: prompt + generated overflowed int64 before any check.
+        "generated_tokens_int64_max": ("request attribute generated_tokens = 2^63 - 1", "generated_tokens",
+                                       set_attr(R, "generated_tokens", np.int64(2**63 - 1))),
         "missing_generated_tokens": ("request attribute 'generated_tokens' is missing", "generated_tokens",
                                      del_attr(R, "generated_tokens")),
         "needle_span_out_of_range": ("request attribute needle_spans has a span past the end of the request",
