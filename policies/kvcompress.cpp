@@ -159,17 +159,14 @@ void register_kvcompress(PolicyRegistry& registry) {
          const Budget budget = Budget::read(args, "budget", 0.2);
          const std::int64_t block_tokens = args.get_int("block_tokens", 16);
          const std::int64_t window = args.get_int("window", 32);
-         const std::int64_t kernel = args.get_int("kernel", 7);
+         const int kernel = read_pool_kernel(args, "kernel", 7);
          const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
          if (block_tokens < 1) args.fail("block_tokens", "must be an integer >= 1");
-         if (kernel < 1 || kernel % 2 == 0 || kernel > kMaxPoolKernel) {
-           args.fail("kernel", "must be an odd integer in [1, " + std::to_string(kMaxPoolKernel) + "]");
-         }
          if (window < 1) args.fail("window", "must be >= 1");
          if (!budget.is_fraction && budget.tokens <= window) {
            args.fail("budget", "a token budget must exceed the window (" + std::to_string(window) + ")");
          }
-         return std::make_unique<KvCompressPolicy>(budget, block_tokens, window, static_cast<int>(kernel), points);
+         return std::make_unique<KvCompressPolicy>(budget, block_tokens, window, kernel, points);
        }});
 }
 

@@ -202,19 +202,18 @@ void register_rkv(PolicyRegistry& registry) {
        [](SpecArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget", 0.2);
          const std::int64_t window = args.get_int("window", 8);
-         const std::int64_t kernel = args.get_int("kernel", 7);
+         const int kernel = read_pool_kernel(args, "kernel", 7);
          const double mix_lambda = args.get_double("mix_lambda", 0.07);
          const double threshold = args.get_double("threshold", 0.5);
          const bool max_group = args.get_choice("group_pooling", "max", {"max", "mean"}) == "max";
          const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 128});
          if (window < 1) args.fail("window", "must be >= 1");
-         if (kernel < 1 || kernel % 2 == 0) args.fail("kernel", "must be an odd integer >= 1");
          if (!(mix_lambda >= 0.0 && mix_lambda <= 1.0)) args.fail("mix_lambda", "must be in [0, 1]");
          if (!(threshold >= -1.0 && threshold <= 1.0)) args.fail("threshold", "must be a cosine in [-1, 1]");
          if (!budget.is_fraction && budget.tokens <= window) {
            args.fail("budget", "a token budget must exceed the window (" + std::to_string(window) + ")");
          }
-         return std::make_unique<RkvPolicy>(budget, window, static_cast<int>(kernel), mix_lambda, threshold, max_group,
+         return std::make_unique<RkvPolicy>(budget, window, kernel, mix_lambda, threshold, max_group,
                                             points);
        }});
 }

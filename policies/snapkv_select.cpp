@@ -13,13 +13,18 @@ namespace kvsim {
 
 SnapKvScoring SnapKvScoring::read(SpecArgs& args, const SnapKvScoring& defaults) {
   const std::int64_t window = args.get_int("window", defaults.window);
-  const std::int64_t kernel = args.get_int("kernel", defaults.kernel);
+  const int kernel = read_pool_kernel(args, "kernel", defaults.kernel);
   const bool max_pooling = args.get_choice("pooling", defaults.max_pooling ? "max" : "avg", {"max", "avg"}) == "max";
   if (window < 1) args.fail("window", "must be >= 1");
+  return {window, kernel, max_pooling};
+}
+
+int read_pool_kernel(SpecArgs& args, const std::string& key, std::int64_t default_kernel) {
+  const std::int64_t kernel = args.get_int(key, default_kernel);
   if (kernel < 1 || kernel % 2 == 0 || kernel > kMaxPoolKernel) {
-    args.fail("kernel", "must be an odd integer in [1, " + std::to_string(kMaxPoolKernel) + "]");
+    args.fail(key, "must be an odd integer in [1, " + std::to_string(kMaxPoolKernel) + "]");
   }
-  return {window, static_cast<int>(kernel), max_pooling};
+  return static_cast<int>(kernel);
 }
 
 void SnapKvScoring::check_budget(const SpecArgs& args, const Budget& budget) const {

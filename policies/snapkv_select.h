@@ -20,8 +20,8 @@ struct SnapKvScoring {
   int kernel = 7;            // pooling kernel along positions (odd)
   bool max_pooling = true;   // max_pool, else avg_pool
 
-  // Reads `window`, `kernel` and `pooling=max|avg` (defaults: those of `defaults`); fails on a
-  // window < 1 or a kernel that is not an odd integer >= 1.
+  // Reads `window`, `kernel` (read_pool_kernel) and `pooling=max|avg` (defaults: those of
+  // `defaults`); fails on a window < 1.
   static SnapKvScoring read(SpecArgs& args, const SnapKvScoring& defaults);
   // Fails on a token budget that does not exceed the window (the window is part of it).
   void check_budget(const SpecArgs& args, const Budget& budget) const;
@@ -30,6 +30,10 @@ struct SnapKvScoring {
   // `scores` pooled along positions with this kernel and pooling.
   std::vector<float> pool(std::span<const float> scores) const;
 };
+
+// Reads a pooling kernel along positions from `key`: fails unless it is an odd integer in
+// [1, kMaxPoolKernel] (max_pool/avg_pool's contract; the bound keeps it an int).
+int read_pool_kernel(SpecArgs& args, const std::string& key, std::int64_t default_kernel);
 
 // First position of the observation window at this eviction point. After a chunk with
 // prefill=chunk it is that chunk's last `window` tokens (a chunk never scores with queries of an
