@@ -3,7 +3,7 @@
 #include <benchmark/benchmark.h>
 
 #include "policies/registry.h"
-#include "sim/layer_replay.h"
+#include "sim/replay/layer_replay.h"
 
 namespace kvsim::bench {
 namespace {

@@ -9,8 +9,8 @@
 #include "hw/cost_model.h"
 #include "hw/hardware.h"
 #include "hw/hierarchy.h"
-#include "sim/model_presets.h"
-#include "sim/serving_sim.h"
+#include "traces/model_presets.h"
+#include "sim/serving/scheduler.h"
 #include "traces/workload.h"
 
 namespace {

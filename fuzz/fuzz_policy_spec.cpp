@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "policies/registry.h"
-#include "sim/run.h"
+#include "sim/replay/run.h"
 #include "sim/scenario.h"
 #include "util/error.h"
 

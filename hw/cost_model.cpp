@@ -42,6 +42,8 @@ double CostModel::linear_layer_time_s(double tokens) const {
   return std::max(compute_s, memory_s);
 }
 
+const char* bound_name(Bound bound) { return bound == Bound::kCompute ? "compute" : "memory"; }
+
 PassCost CostModel::pass_cost(const PassWork& work) const {
   const Device& d = hardware_.device;
   const Tier& memory = hardware_.tier(d.compute_tier);
@@ -64,7 +66,7 @@ PassCost CostModel::pass_cost(const PassWork& work) const {
   }
   // Each TP rank runs every layer's small kernels itself, so the overhead does not divide by tp.
   c.overhead_s = model_.num_layers * d.layer_overhead_s;
-  c.bound = c.compute_s >= c.memory_s ? "compute" : "memory";
+  c.bound = c.compute_s >= c.memory_s ? Bound::kCompute : Bound::kMemory;
   c.time_s = std::max(c.compute_s, c.memory_s) + c.communication_s + c.overhead_s;
   return c;
 }

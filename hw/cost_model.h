@@ -21,6 +21,10 @@ struct PassWork {
   double kv_written_entries = 0;     // new entries written, all layers and KV heads
 };
 
+// Which roofline term is the slower one for a pass.
+enum class Bound { kCompute, kMemory };
+const char* bound_name(Bound bound);  // "compute" or "memory"
+
 struct PassCost {
   double time_s = 0;
   double compute_s = 0;
@@ -30,7 +34,7 @@ struct PassCost {
   double flops = 0;            // whole model, all TP ranks
   double hbm_read_bytes = 0;   // all TP ranks
   double hbm_write_bytes = 0;
-  const char* bound = "";      // "compute" or "memory"
+  Bound bound = Bound::kCompute;
 };
 
 class CostModel {

@@ -6,8 +6,8 @@
 #include <set>
 
 #include "hw/hardware.h"
-#include "sim/model_presets.h"
 #include "util/error.h"
+#include "util/presets.h"
 #include "util/units.h"
 
 namespace kvsim {
@@ -27,28 +27,6 @@ bool Hardware::has_tier(const std::string& name) const {
 }
 
 namespace {
-
-std::vector<std::string> ini_names(const fs::path& dir) {
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().extension() == ".ini") names.push_back(entry.path().stem().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-fs::path resolve(const std::string& name, const fs::path& dir, const std::vector<std::string>& known, const char* what) {
-  fs::path path(name);
-  if (path.extension() != ".ini") path = dir / (name + ".ini");
-  std::error_code ec;  // e.g. a name too long for the file system: "unknown", not an exception
-  if (!fs::exists(path, ec)) {
-    std::string list;
-    for (const auto& n : known) list += (list.empty() ? "" : ", ") + n;
-    throw InputError(std::string("unknown ") + what + " '" + name + "' (known: " + list + "; or a path to an .ini)");
-  }
-  return path;
-}
 
 double parse_fraction(const std::string& text, const std::string& where) {
   std::size_t used = 0;
@@ -162,17 +140,17 @@ void validate(const Hardware& hw, const std::string& where) {
 
 }  // namespace
 
-std::vector<std::string> hardware_preset_names() { return ini_names(fs::path(config_dir()) / "hardware"); }
-std::vector<std::string> hardware_attachment_names() { return ini_names(fs::path(config_dir()) / "hardware" / "attach"); }
+std::vector<std::string> hardware_preset_names() { return preset_names(fs::path(config_dir()) / "hardware"); }
+std::vector<std::string> hardware_attachment_names() { return preset_names(fs::path(config_dir()) / "hardware" / "attach"); }
 
 Hardware load_hardware(const std::string& preset, const std::vector<std::string>& attachments) {
   const fs::path dir = fs::path(config_dir()) / "hardware";
-  const fs::path path = resolve(preset, dir, hardware_preset_names(), "hardware preset");
+  const fs::path path = resolve_preset(preset, dir, "hardware preset", "an .ini");
   Hardware hw;
   merge_file(path, hw, true);
   std::string where = path.string();
   for (const auto& name : attachments) {
-    const fs::path attach = resolve(name, dir / "attach", hardware_attachment_names(), "hardware attachment");
+    const fs::path attach = resolve_preset(name, dir / "attach", "hardware attachment", "an .ini");
     merge_file(attach, hw, false);
     where += " + " + attach.filename().string();
   }

@@ -176,11 +176,7 @@ class KvzipPolicy final : public Policy {
     }
     for (std::size_t h = 0; h < residency.size(); ++h) {
       if (full[h]) continue;
-      auto& head = residency[h];
-      const std::int64_t recent_begin = std::max<std::int64_t>(0, static_cast<std::int64_t>(head.size()) - window_);
-      std::int64_t sink_end = 0;
-      while (sink_end < recent_begin && head[static_cast<std::size_t>(sink_end)] < sinks_) ++sink_end;
-      head.erase(head.begin() + sink_end, head.begin() + recent_begin);
+      keep_sinks_and_window(residency[h], sinks_, window_);
     }
   }
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "sim/pass_plan.h"
+#include "policies/pass_plan.h"
 #include "traces/trace.h"
 
 namespace kvsim {

@@ -71,4 +71,11 @@ void keep_newest(std::vector<std::vector<std::int32_t>>& residency, std::int64_t
   for (auto& resident : residency) keep_newest(resident, capacity);
 }
 
+void keep_sinks_and_window(std::vector<std::int32_t>& resident, std::int64_t sinks, std::int64_t window) {
+  const std::int64_t recent_begin = std::max<std::int64_t>(0, static_cast<std::int64_t>(resident.size()) - window);
+  std::int64_t sink_end = 0;
+  while (sink_end < recent_begin && resident[static_cast<std::size_t>(sink_end)] < sinks) ++sink_end;
+  resident.erase(resident.begin() + sink_end, resident.begin() + recent_begin);
+}
+
 }  // namespace kvsim

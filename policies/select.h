@@ -30,6 +30,10 @@ inline bool ranks_before(const HeadCandidate& a, const HeadCandidate& b) {
 void keep_newest(std::vector<std::int32_t>& resident, std::int64_t capacity);
 void keep_newest(std::vector<std::vector<std::int32_t>>& residency, std::int64_t capacity);
 
+// StreamingLLM's cache on one head's sorted positions: keeps the positions below `sinks` and the
+// `window` newest entries, drops the rest (streaming, the streaming heads of head masks, KVzip-head).
+void keep_sinks_and_window(std::vector<std::int32_t>& resident, std::int64_t sinks, std::int64_t window);
+
 // Part `index` of `total` split as evenly as possible into `parts`: floor((i+1)T/P) - floor(iT/P).
 // E.g. how many of a model's full heads fall in each layer when they are counted over all layers
 // but chosen one layer at a time (head masks, KVzip-head).

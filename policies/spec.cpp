@@ -8,73 +8,18 @@
 
 namespace kvsim {
 
-namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
-bool is_identifier(std::string_view s) {
-  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
-  for (char c : s) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
-std::string format_spec_number(double x) {
-  char buffer[32];
-  const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, x);
-  return std::string(buffer, end);
-}
-
 ParsedSpec parse_policy_spec(std::string_view text) {
-  const std::string where = "policy spec '" + std::string(text) + "'";
-  const std::string_view s = trim(text);
-  ParsedSpec spec;
-  const auto open = s.find('(');
-  if (open == std::string_view::npos) {
-    if (!is_identifier(s)) fail_input(where, "expected name or name(key=value, ...)");
-    spec.name = std::string(s);
-    return spec;
-  }
-  if (s.back() != ')') fail_input(where, "missing closing ')'");
-  spec.name = std::string(trim(s.substr(0, open)));
-  if (!is_identifier(spec.name)) fail_input(where, "expected a policy name before '('");
-  std::string_view body = s.substr(open + 1, s.size() - open - 2);
-  if (body.find_first_of("()") != std::string_view::npos) fail_input(where, "nested parentheses are not allowed");
-  if (trim(body).empty()) return spec;
-  while (true) {
-    const auto comma = body.find(',');
-    const std::string_view item = trim(body.substr(0, comma));
-    const auto eq = item.find('=');
-    if (eq == std::string_view::npos) fail_input(where, "expected key=value, got '" + std::string(item) + "'");
-    const std::string key(trim(item.substr(0, eq)));
-    const std::string value(trim(item.substr(eq + 1)));
-    if (!is_identifier(key)) fail_input(where, "bad parameter name '" + key + "'");
-    if (value.empty()) fail_input(where, "parameter '" + key + "' has no value");
-    for (const auto& [k, v] : spec.args) {
-      if (k == key) fail_input(where, "parameter '" + key + "' given twice");
-    }
-    spec.args.emplace_back(key, value);
-    if (comma == std::string_view::npos) break;
-    body = body.substr(comma + 1);
-  }
-  return spec;
+  return parse_spec(text, "policy spec '" + std::string(text) + "'");
 }
 
-SpecArgs::SpecArgs(ParsedSpec spec) : spec_(std::move(spec)) {}
+SpecArgs::SpecArgs(ParsedSpec spec, std::string label) : spec_(std::move(spec)), label_(std::move(label)) {}
 
 void SpecArgs::fail(const std::string& key, const std::string& what) const {
   std::string text = spec_.name + "(";
   for (std::size_t i = 0; i < spec_.args.size(); ++i) {
     text += (i ? ", " : "") + spec_.args[i].first + "=" + spec_.args[i].second;
   }
-  fail_input("policy spec '" + text + ")'", key.empty() ? what : "parameter '" + key + "': " + what);
+  fail_input(label_ + " '" + text + ")'", key.empty() ? what : "parameter '" + key + "': " + what);
 }
 
 const std::string* SpecArgs::find(const std::string& key) {

@@ -1,5 +1,5 @@
 #pragma once
-// Policy spec strings: `name(key=value, key=value)` or just `name` (DESIGN.md §4).
+// Policy specs (DESIGN.md §4): the spec text of util/spec_text.h, read with typed, checked access.
 #include <cstdint>
 #include <map>
 #include <set>
@@ -7,16 +7,9 @@
 #include <string_view>
 #include <vector>
 
+#include "util/spec_text.h"
+
 namespace kvsim {
-
-struct ParsedSpec {
-  std::string name;
-  std::vector<std::pair<std::string, std::string>> args;  // in order written
-};
-
-// A number as canonical specs write it: the shortest text that reads back to the same double
-// (0.2, 0.125, 1e-05), so a spec printed by kvsim names exactly the value it ran with.
-std::string format_spec_number(double x);
 
 // Throws InputError("policy spec '<text>': ...") on malformed text or a repeated key.
 ParsedSpec parse_policy_spec(std::string_view text);
@@ -28,7 +21,8 @@ inline constexpr std::int64_t kMaxSpecInteger = 1'000'000'000'000;
 // no get_* asked for, listing the known ones, so a typo never silently falls back to a default.
 class SpecArgs {
  public:
-  explicit SpecArgs(ParsedSpec spec);
+  // `label` names the kind of spec in errors: "<label> 'name(k=v)': parameter 'k': ...".
+  explicit SpecArgs(ParsedSpec spec, std::string label = "policy spec");
 
   const std::string& name() const { return spec_.name; }
   double get_double(const std::string& key, double default_value);
@@ -45,6 +39,7 @@ class SpecArgs {
   const std::string* find(const std::string& key);
   ParsedSpec spec_;
   std::set<std::string> known_;
+  std::string label_;
 };
 
 }  // namespace kvsim

@@ -1,6 +1,7 @@
 // streaming: StreamingLLM (Xiao et al. 2023, arXiv 2309.17453) -- attention sinks plus a recent window.
 #include "policies/registry.h"
 #include "policies/schedule.h"
+#include "policies/select.h"
 
 #include <algorithm>
 
@@ -22,13 +23,7 @@ class StreamingPolicy final : public Policy {
   // Keeps positions < sinks and the `window` most recent resident entries: the cache the footprint
   // paper's streaming_mask_stats accounts for (sink + local window, applied at chunk granularity).
   void evict(const EvictionContext&, LayerResidency& residency) const override {
-    for (auto& head : residency) {
-      const auto size = static_cast<std::int64_t>(head.size());
-      const std::int64_t recent_begin = std::max<std::int64_t>(0, size - window_);
-      std::int64_t sink_end = 0;
-      while (sink_end < recent_begin && head[sink_end] < sinks_) ++sink_end;
-      head.erase(head.begin() + sink_end, head.begin() + recent_begin);
-    }
+    for (auto& head : residency) keep_sinks_and_window(head, sinks_, window_);
   }
 
  private:

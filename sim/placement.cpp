@@ -17,7 +17,7 @@ std::string Placement::spec() const {
 
 Placement parse_placement(const std::string& text, const std::string& where) {
   try {
-    SpecArgs args(parse_policy_spec(text));
+    SpecArgs args(parse_spec(text, "placement '" + text + "'"), "placement");
     Placement p;
     if (args.name() == "hbm_only") {
       p.kind = Placement::Kind::kHbmOnly;

@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <sstream>
 
-#include "sim/model_presets.h"
+#include "traces/model_presets.h"
 #include "sim/placement.h"
 #include "util/error.h"
 #include "util/ini.h"
@@ -226,11 +226,12 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   read(v, "hardware.preset", s.hardware_preset);
   if (v.count("hardware.attach")) s.hardware_attach = v["hardware.attach"].as<std::vector<std::string>>();
   read(v, "hardware.tp", s.tensor_parallel);
-  read(v, "hardware.placement", s.placement);
+  std::string placement = "hbm_only";
+  read(v, "hardware.placement", placement);
   const bool hardware_keys = v.count("hardware.attach") || v.count("hardware.tp") || v.count("hardware.placement");
   if (hardware_keys && s.hardware_preset.empty()) fail_input(where("hardware") + " preset", "missing (kvsim hw list shows the presets)");
   if (s.tensor_parallel < 1) fail_input(where("hardware") + " tp", "must be >= 1");
-  parse_placement(s.placement, where("hardware") + " placement");  // validated now, used by the runner
+  s.placement = parse_placement(placement, where("hardware") + " placement");
   read(v, "sim.threads", s.threads);
   read(v, "sim.fidelity_queries", s.fidelity_queries);
   if (s.threads < 0) fail_input(where("sim") + " threads", "must be >= 0 (0: all cores)");

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "sim/placement.h"
 #include "sim/serving_config.h"
 #include "traces/model_shape.h"
 
@@ -43,7 +44,7 @@ struct Scenario {
   std::string hardware_preset;            // configs/hardware/<preset>.ini or a path
   std::vector<std::string> hardware_attach;
   int tensor_parallel = 1;
-  std::string placement = "hbm_only";  // see sim/placement.h
+  Placement placement;                 // [hardware] placement, parsed (default hbm_only)
 
   // [sim]
   int threads = 0;            // 0: all cores
@@ -51,10 +52,6 @@ struct Scenario {
 
   bool synthetic() const { return trace == "synthetic"; }
   bool serving_mode() const { return !arrivals.empty(); }
-  // The prefill chunk size for a prompt of `prompt_tokens`: chunk_tokens, or the whole prompt.
-  std::int64_t chunk_tokens_for(std::int64_t prompt_tokens) const {
-    return chunk_tokens > 0 ? chunk_tokens : prompt_tokens;
-  }
 };
 
 // Parses and validates `path`. Throws InputError("<path>: [section] key: ...") on unknown sections

@@ -19,7 +19,7 @@ std::string ServingConfig::preemption_spec() const {
 
 void parse_preemption(const std::string& text, const std::string& where, ServingConfig* config) {
   try {
-    SpecArgs args(parse_policy_spec(text));
+    SpecArgs args(parse_spec(text, "preemption '" + text + "'"), "preemption");
     if (args.name() == "recompute") {
       config->preemption = ServingConfig::Preemption::kRecompute;
     } else if (args.name() == "swap") {

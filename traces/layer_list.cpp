@@ -6,20 +6,14 @@
 #include <numeric>
 
 #include "util/error.h"
+#include "util/strings.h"
 
 namespace kvsim {
 
 namespace {
 
-std::string trim(const std::string& s) {
-  std::size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-  return s.substr(b, e - b);
-}
-
 int parse_index(const std::string& token, const std::string& text, const std::string& where) {
-  const std::string t = trim(token);
+  const std::string t = std::string(trim(token));
   int value = 0;
   const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), value);
   if (t.empty() || ec != std::errc() || end != t.data() + t.size()) {
@@ -33,7 +27,7 @@ int parse_index(const std::string& token, const std::string& text, const std::st
 
 std::vector<int> parse_layer_list(const std::string& text, int num_layers, const std::string& where) {
   std::vector<int> layers;
-  if (trim(text) == "all") {
+  if (std::string(trim(text)) == "all") {
     layers.resize(std::max(num_layers, 0));
     std::iota(layers.begin(), layers.end(), 0);
     return layers;
@@ -42,14 +36,14 @@ std::vector<int> parse_layer_list(const std::string& text, int num_layers, const
   while (start <= text.size()) {
     const std::size_t comma = std::min(text.find(',', start), text.size());
     const std::string item = text.substr(start, comma - start);
-    const std::size_t dash = item.find('-', trim(item).empty() ? 0 : item.find_first_not_of(" \t") + 1);
+    const std::size_t dash = item.find('-', std::string(trim(item)).empty() ? 0 : item.find_first_not_of(" \t") + 1);
     int first = 0, last = 0;
     if (dash == std::string::npos) {
       first = last = parse_index(item, text, where);
     } else {
       first = parse_index(item.substr(0, dash), text, where);
       last = parse_index(item.substr(dash + 1), text, where);
-      if (last < first) fail_input(where, "bad layer list '" + text + "': range " + trim(item) + " is backwards");
+      if (last < first) fail_input(where, "bad layer list '" + text + "': range " + std::string(trim(item)) + " is backwards");
     }
     for (int layer : {first, last}) {
       if (layer < 0 || layer >= num_layers) {

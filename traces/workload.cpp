@@ -8,6 +8,7 @@
 
 #include "traces/workload_detail.h"
 #include "util/error.h"
+#include "util/strings.h"
 
 namespace kvsim {
 
@@ -25,7 +26,7 @@ double Workload::duration_s() const { return requests.empty() ? 0.0 : requests.b
 
 Workload load_workload(const std::string& text, const std::string& base_dir, std::uint64_t seed,
                        const WorkloadLimits& limits, const std::string& where) {
-  const std::string trimmed(workload_detail::trim(text));
+  const std::string trimmed(trim(text));
   const bool azure = ends_with_ignoring_case(trimmed, ".csv");
   const bool mooncake = ends_with_ignoring_case(trimmed, ".jsonl");
   if (!azure && !mooncake) {

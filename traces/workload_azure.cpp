@@ -17,7 +17,6 @@ namespace {
 
 using workload_detail::LineReader;
 using workload_detail::quote;
-using workload_detail::trim;
 
 constexpr std::array<std::string_view, 3> kColumns = {"TIMESTAMP", "ContextTokens", "GeneratedTokens"};
 constexpr const char* kTimeForm = "a time YYYY-MM-DD HH:MM:SS[.fraction] such as 2023-11-16 18:15:46.6805900";

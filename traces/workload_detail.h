@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "traces/workload.h"
+#include "util/strings.h"
 
 namespace kvsim::workload_detail {
 
@@ -37,7 +38,6 @@ class LineReader {
 };
 
 bool is_blank(std::string_view line);
-std::string_view trim(std::string_view s);
 
 // Text from an input file quoted for a one-line error: at most 40 characters, with an ellipsis.
 std::string quote(std::string_view text);

@@ -6,6 +6,7 @@
 
 #include "traces/workload_detail.h"
 #include "util/error.h"
+#include "util/strings.h"
 
 namespace kvsim::workload_detail {
 
@@ -45,12 +46,6 @@ bool LineReader::next(std::string& line) {
 std::string LineReader::where() const { return path_ + " line " + std::to_string(line_number_); }
 
 bool is_blank(std::string_view line) { return trim(line).empty(); }
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 std::string quote(std::string_view text) {
   constexpr std::size_t kMax = 40;

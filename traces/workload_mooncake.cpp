@@ -5,7 +5,7 @@
 #include <cmath>
 #include <string_view>
 
-#include "policies/spec.h"
+#include "util/spec_text.h"
 #include "traces/flat_json.h"
 #include "traces/workload.h"
 #include "traces/workload_detail.h"

@@ -9,14 +9,13 @@
 #include <charconv>
 #include <cmath>
 #include <optional>
-#include <set>
 #include <stdexcept>
 
-#include "policies/spec.h"
 #include "traces/workload.h"
 #include "traces/workload_random.h"
 #include "util/error.h"
 #include "util/rng.h"
+#include "util/spec_text.h"
 
 namespace kvsim {
 
@@ -46,22 +45,10 @@ std::string bound_text(double x) {
 // Typed, range-checked access to a workload spec's arguments; errors name the spec and the key.
 class WorkloadSpec {
  public:
-  WorkloadSpec(const std::string& text, const std::string& where) : context_(where) {
-    if (!context_.empty()) context_ += ": ";
-    context_ += "workload spec '" + text + "'";
-    try {
-      spec_ = parse_policy_spec(text);
-    } catch (const InputError& e) {
-      // A bare word that is not a name ("data/trace.json") is most likely a mistyped file.
-      if (text.find('(') == std::string::npos) fail(unknown_text(text));
-      // parse_policy_spec says "policy spec '<text>': <what>"; keep <what> under our own name.
-      const std::string message = e.what();
-      const std::string prefix = "policy spec '" + text + "': ";
-      fail_input(context_, message.starts_with(prefix) ? message.substr(prefix.size()) : message);
-    }
-  }
+  WorkloadSpec(const std::string& text, const std::string& where)
+      : context_(context(text, where)), spec_(parse(text, context_)) {}
 
-  const std::string& name() const { return spec_.name; }
+  const std::string& name() const { return spec_.name(); }
   [[noreturn]] void fail(const std::string& what) const { fail_input(context_, what); }
 
   // A number in [lowest, highest] (lowest excluded when `open`); `fallback` when absent, or an
@@ -99,27 +86,30 @@ class WorkloadSpec {
   }
 
   void finish() const {
-    for (const auto& [key, value] : spec_.args) {
-      if (used_.count(key) == 0) {
-        std::string known;
-        for (const auto& k : used_) known += (known.empty() ? "" : ", ") + k;
-        fail("unknown parameter '" + key + "' for " + spec_.name + " (known: " + known + ")");
-      }
+    if (const std::string* key = spec_.first_unknown()) {
+      fail("unknown parameter '" + *key + "' for " + spec_.name() + " (known: " + spec_.known_list() + ")");
     }
   }
 
  private:
-  const std::string* find(const std::string& key) {
-    used_.insert(key);
-    for (const auto& [k, v] : spec_.args) {
-      if (k == key) return &v;
-    }
-    return nullptr;
+  static std::string context(const std::string& text, const std::string& where) {
+    return (where.empty() ? "" : where + ": ") + "workload spec '" + text + "'";
   }
+  static SpecFields parse(const std::string& text, const std::string& context) {
+    // A bare word that is not a name ("data/trace.json") is most likely a mistyped file.
+    if (text.find('(') == std::string::npos) {
+      try {
+        return SpecFields(parse_spec(text, context));
+      } catch (const InputError&) {
+        fail_input(context, unknown_text(text));
+      }
+    }
+    return SpecFields(parse_spec(text, context));
+  }
+  const std::string* find(const std::string& key) { return spec_.find(key); }
 
   std::string context_;
-  ParsedSpec spec_;
-  std::set<std::string> used_;
+  SpecFields spec_;
 };
 
 struct LengthModel {

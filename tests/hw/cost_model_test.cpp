@@ -41,7 +41,8 @@ TEST(CostModel, ComputeBoundPrefillByHand) {
   const double read = (2 * 36864.0 + 6400.0) * 2;
   const double write = w.kv_written_entries * 64;  // entry = 2 x 16 x 2 bytes
   EXPECT_DOUBLE_EQ(c.memory_s, read / (2e12 * 0.8) + write / (1e12 * 0.8));
-  EXPECT_STREQ(c.bound, "compute");
+  EXPECT_EQ(c.bound, Bound::kCompute);
+  EXPECT_STREQ(bound_name(c.bound), "compute");
   EXPECT_DOUBLE_EQ(c.time_s, c.compute_s);
 }
 
@@ -57,7 +58,8 @@ TEST(CostModel, BandwidthBoundDecodeByHand) {
   const double read = (2 * 36864.0 + 6400.0) * 2 + 1e9 * 64;
   EXPECT_DOUBLE_EQ(c.hbm_read_bytes, read);
   EXPECT_DOUBLE_EQ(c.time_s, read / (2e12 * 0.8) + 4 * 64 / (1e12 * 0.8));
-  EXPECT_STREQ(c.bound, "memory");
+  EXPECT_EQ(c.bound, Bound::kMemory);
+  EXPECT_STREQ(bound_name(c.bound), "memory");
 }
 
 TEST(CostModel, TensorParallelSplitsWorkAndAddsAllReduce) {

@@ -5,7 +5,7 @@
 #include <numeric>
 
 #include "policies/schedule.h"
-#include "sim/engine.h"
+#include "sim/replay/engine.h"
 #include "tests/policies/policy_test_util.h"
 #include "util/error.h"
 

@@ -11,7 +11,7 @@
 #include "policies/head_mask_file.h"
 #include "policies/head_mask_proxy.h"
 #include "policies/registry.h"
-#include "sim/layer_replay.h"
+#include "sim/replay/layer_replay.h"
 #include "tests/policies/policy_test_util.h"
 #include "util/error.h"
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "policies/registry.h"
-#include "sim/run.h"
+#include "sim/replay/run.h"
 #include "sim/scenario.h"
 #include "util/error.h"
 

@@ -9,7 +9,7 @@
 #include "policies/h2o_attention.h"
 #include "policies/registry.h"
 #include "policies/shared_results.h"
-#include "sim/layer_replay.h"
+#include "sim/replay/layer_replay.h"
 #include "tests/policies/policy_test_util.h"
 #include "tests/test_support.h"
 

@@ -8,7 +8,7 @@
 
 #include "policies/quantize.h"
 #include "policies/registry.h"
-#include "sim/engine.h"
+#include "sim/replay/engine.h"
 #include "tests/test_support.h"
 #include "util/error.h"
 

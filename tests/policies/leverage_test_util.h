@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "policies/registry.h"
-#include "sim/layer_replay.h"
+#include "sim/replay/layer_replay.h"
 #include "tests/policies/recording_policy.h"
 #include "tests/test_support.h"
 

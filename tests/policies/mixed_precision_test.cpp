@@ -6,8 +6,8 @@
 
 #include "policies/quantize.h"
 #include "policies/registry.h"
-#include "sim/engine.h"
-#include "sim/layer_replay.h"
+#include "sim/replay/engine.h"
+#include "sim/replay/layer_replay.h"
 #include "tests/test_support.h"
 #include "util/error.h"
 

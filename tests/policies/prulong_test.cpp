@@ -6,7 +6,7 @@
 #include <fstream>
 
 #include "policies/registry.h"
-#include "sim/layer_replay.h"
+#include "sim/replay/layer_replay.h"
 #include "tests/policies/policy_test_util.h"
 
 namespace kvsim {

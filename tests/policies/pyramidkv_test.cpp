@@ -5,8 +5,8 @@
 
 #include "policies/pyramid_budget.h"
 #include "policies/registry.h"
-#include "sim/engine.h"
-#include "sim/layer_replay.h"
+#include "sim/replay/engine.h"
+#include "sim/replay/layer_replay.h"
 #include "tests/policies/policy_test_util.h"
 #include "tests/test_support.h"
 

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "sim/pass_plan.h"
+#include "policies/pass_plan.h"
 
 namespace kvsim {
 namespace {

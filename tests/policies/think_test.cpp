@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "policies/registry.h"
-#include "sim/pass_plan.h"
+#include "policies/pass_plan.h"
 #include "util/error.h"
 
 namespace kvsim {

@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "policies/registry.h"
-#include "sim/layer_replay.h"
+#include "sim/replay/layer_replay.h"
 #include "tests/policies/policy_test_util.h"
 
 namespace kvsim {

@@ -1,4 +1,4 @@
-#include "sim/timing.h"
+#include "sim/replay/timing.h"
 
 #include <gtest/gtest.h>
 

@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "sim/run.h"
+#include "sim/replay/run.h"
 #include "util/error.h"
 
 namespace kvsim {

@@ -5,8 +5,9 @@
 
 #include "hw/cost_model.h"
 #include "hw/hardware.h"
-#include "sim/model_presets.h"
+#include "traces/model_presets.h"
 #include "hw/hierarchy.h"
+#include "tools/kvsim/command_line.h"
 #include "tools/kvsim/commands.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -84,7 +85,7 @@ int hw_cost(const Hardware& hw, const po::variables_map& v) {
     w.attention_entry_steps = heads * (static_cast<double>(context) * w.tokens + w.tokens * (w.tokens + 1) / 2);
     const PassCost c = cost.pass_cost(w);
     std::cout << tokens << "," << context << "," << tp << "," << c.time_s << "," << c.compute_s << "," << c.memory_s << ","
-              << c.communication_s << "," << c.bound << "," << cost.linear_layer_time_s(w.tokens) << "\n";
+              << c.communication_s << "," << bound_name(c.bound) << "," << cost.linear_layer_time_s(w.tokens) << "\n";
   }
   return 0;
 }
@@ -106,12 +107,7 @@ int cmd_hw(const Args& args) {
       ("tp", po::value<int>()->default_value(1), "cost: tensor-parallel degree");
   po::positional_options_description positional;
   positional.add("action", 1).add("preset", 1);
-  po::variables_map v;
-  try {
-    po::store(po::command_line_parser(args).options(options).positional(positional).run(), v);
-  } catch (const po::error& e) {
-    fail_input("kvsim hw", std::string(e.what()) + " (see kvsim hw --help)");
-  }
+  const po::variables_map v = parse_command_line(args, options, positional, "kvsim hw");
   const std::string action = v.count("action") ? v["action"].as<std::string>() : "";
   if (action.empty() && !v.count("help")) {
     fail_input("kvsim hw", "missing action: show PRESET, list or cost PRESET (kvsim hw --help)");

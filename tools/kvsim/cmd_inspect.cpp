@@ -4,6 +4,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "tools/kvsim/command_line.h"
 #include "tools/kvsim/commands.h"
 #include "traces/trace_file.h"
 #include "util/error.h"
@@ -91,12 +92,7 @@ int cmd_inspect(const Args& args) {
       ("quiet,q", "no progress output on stderr");
   po::positional_options_description positional;
   positional.add("file", 1);
-  po::variables_map v;
-  try {
-    po::store(po::command_line_parser(args).options(options).positional(positional).run(), v);
-  } catch (const po::error& e) {
-    fail_input("kvsim inspect", std::string(e.what()) + " (see kvsim inspect --help)");
-  }
+  const po::variables_map v = parse_command_line(args, options, positional, "kvsim inspect");
   if (v.count("help")) {
     std::cout << options << "\n"
               << "Reads every layer of every request of an attention trace file and checks it: root\n"

@@ -2,7 +2,8 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
-#include "sim/sweep_merge.h"
+#include "sim/sweep/merge.h"
+#include "tools/kvsim/command_line.h"
 #include "tools/kvsim/commands.h"
 #include "util/error.h"
 
@@ -18,12 +19,7 @@ int cmd_merge(const Args& args) {
       ("out,o", po::value<std::string>(), "output folder (created; may be one of the inputs)");
   po::positional_options_description positional;
   positional.add("inputs", -1);
-  po::variables_map v;
-  try {
-    po::store(po::command_line_parser(args).options(options).positional(positional).run(), v);
-  } catch (const po::error& e) {
-    fail_input("kvsim merge", std::string(e.what()) + " (see kvsim merge --help)");
-  }
+  const po::variables_map v = parse_command_line(args, options, positional, "kvsim merge");
   if (v.count("help")) {
     std::cout << options << "\n"
               << "Checks that the folders hold the same sweep (the hash in each sweep.id) and, together, every\n"

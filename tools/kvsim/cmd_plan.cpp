@@ -6,8 +6,9 @@
 #include <iomanip>
 #include <iostream>
 
-#include "sim/plan.h"
+#include "sim/serving/capacity_plan.h"
 #include "sim/scenario.h"
+#include "tools/kvsim/command_line.h"
 #include "tools/kvsim/commands.h"
 #include "tools/kvsim/progress.h"
 #include "util/atomic_file.h"
@@ -87,13 +88,7 @@ int cmd_plan(const Args& args) {
       ("quiet,q", "no progress output on stderr");
   po::positional_options_description positional;
   positional.add("scenario", 1);
-  po::variables_map v;
-  try {
-    po::store(po::command_line_parser(args).options(options).positional(positional).run(), v);
-    po::notify(v);
-  } catch (const po::error& e) {
-    fail_input("kvsim plan", std::string(e.what()) + " (see kvsim plan --help)");
-  }
+  const po::variables_map v = parse_command_line(args, options, positional, "kvsim plan");
   if (v.count("help")) {
     std::cout << options << "\n"
               << "For each policy of the scenario (full included) on each hardware preset, finds by bisection\n"

@@ -3,12 +3,13 @@
 #include <filesystem>
 #include <iostream>
 
-#include "sim/chrome_trace.h"
-#include "sim/report.h"
-#include "sim/run.h"
+#include "sim/replay/chrome_trace.h"
+#include "sim/replay/report.h"
+#include "sim/replay/run.h"
 #include "sim/scenario.h"
-#include "sim/serving_report.h"
-#include "sim/serving_run.h"
+#include "sim/serving/report.h"
+#include "sim/serving/study.h"
+#include "tools/kvsim/command_line.h"
 #include "tools/kvsim/commands.h"
 #include "tools/kvsim/progress.h"
 #include "util/error.h"
@@ -29,12 +30,7 @@ int cmd_run(const Args& args) {
       ("quiet,q", "no progress output on stderr");
   po::positional_options_description positional;
   positional.add("scenario", 1);
-  po::variables_map v;
-  try {
-    po::store(po::command_line_parser(args).options(options).positional(positional).run(), v);
-  } catch (const po::error& e) {
-    fail_input("kvsim run", std::string(e.what()) + " (see kvsim run --help)");
-  }
+  const po::variables_map v = parse_command_line(args, options, positional, "kvsim run");
   if (v.count("help")) {
     std::cout << options << "\n"
               << "Replays one request prefill (in chunks) then decode, calling each policy at its eviction\n"
@@ -92,7 +88,7 @@ int cmd_run(const Args& args) {
 
   std::cout << run.model.name << ", prompt " << run.request.prompt_tokens << " + generated "
             << run.request.generated_tokens << " tokens, chunk "
-            << scenario.chunk_tokens_for(run.request.prompt_tokens) << ", "
+            << run.plan.chunk_tokens << ", "
             << run.traced_layers.size() << "/" << run.model.num_layers << " layers traced (" << run.trace_source
             << ")\n";
   print_run_table(std::cout, run);

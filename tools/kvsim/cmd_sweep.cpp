@@ -5,10 +5,11 @@
 #include <iostream>
 #include <tbb/info.h>
 
-#include "sim/sweep_expand.h"
-#include "sim/sweep_run.h"
-#include "sim/sweep_store.h"
-#include "sim/sweep_table.h"
+#include "sim/sweep/expand.h"
+#include "sim/sweep/run.h"
+#include "sim/sweep/store.h"
+#include "sim/sweep/table.h"
+#include "tools/kvsim/command_line.h"
 #include "tools/kvsim/commands.h"
 #include "tools/kvsim/progress.h"
 #include "util/error.h"
@@ -87,12 +88,7 @@ int cmd_sweep(const Args& args) {
       ("quiet,q", "no progress output on stderr");
   po::positional_options_description positional;
   positional.add("sweep", 1);
-  po::variables_map v;
-  try {
-    po::store(po::command_line_parser(args).options(options).positional(positional).run(), v);
-  } catch (const po::error& e) {
-    fail_input("kvsim sweep", std::string(e.what()) + " (see kvsim sweep --help)");
-  }
+  const po::variables_map v = parse_command_line(args, options, positional, "kvsim sweep");
   if (v.count("help")) {
     std::cout << options << kHelp << sweep_help() << "\nExample:\n"
               << "  kvsim sweep configs/sweeps/smoke.ini --out results/smoke\n";

@@ -5,7 +5,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "sim/model_presets.h"
+#include "traces/model_presets.h"
 #include "tools/kvsim/commands.h"
 #include "traces/layer_list.h"
 #include "traces/synth.h"

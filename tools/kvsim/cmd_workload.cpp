@@ -10,6 +10,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "tools/kvsim/command_line.h"
 #include "tools/kvsim/commands.h"
 #include "traces/workload.h"
 #include "util/error.h"
@@ -103,12 +104,7 @@ int cmd_workload(const Args& args) {
       ("max-prompt-tokens", po::value<std::string>(), "refuse a request with a longer prompt (0: no limit)");
   po::positional_options_description positional;
   positional.add("workload", 1);
-  po::variables_map v;
-  try {
-    po::store(po::command_line_parser(args).options(options).positional(positional).run(), v);
-  } catch (const po::error& e) {
-    fail_input("kvsim workload", std::string(e.what()) + " (see kvsim workload --help)");
-  }
+  const po::variables_map v = parse_command_line(args, options, positional, "kvsim workload");
   if (v.count("help")) {
     std::cout << options << kHelp;
     return 0;

@@ -1,0 +1,221 @@
+#include "sim/replay/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <tbb/parallel_for.h>
+
+#include "policies/shared_results.h"
+#include "sim/replay/fidelity.h"
+#include "sim/replay/layer_replay.h"
+#include "util/error.h"
+
+namespace kvsim {
+
+std::vector<std::int64_t> evaluation_positions(const RequestInfo& request, int max_queries) {
+  std::vector<std::int64_t> positions;
+  const std::int64_t m = request.generated_tokens;
+  if (m <= 0 || max_queries <= 0) return positions;
+  const std::int64_t count = std::min<std::int64_t>(m, max_queries);
+  for (std::int64_t i = 0; i < count; ++i) {
+    const std::int64_t step = count == 1 ? m - 1 : (i * (m - 1)) / (count - 1);
+    positions.push_back(request.prompt_tokens + step);
+  }
+  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  return positions;
+}
+
+namespace {
+
+Summary summarise(const std::vector<double>& samples, double tail_q) {
+  const double sum = std::accumulate(samples.begin(), samples.end(), 0.0);
+  return {sum / static_cast<double>(samples.size()), percentile(samples, tail_q)};
+}
+
+void check_queries(const LayerTrace& trace, std::span<const std::int64_t> positions, const std::string& why) {
+  for (std::int64_t t : positions) {
+    if (trace.query_row(t) < 0) {
+      throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
+                       std::to_string(t) + ", needed by " + why +
+                       " (synthesise with matching --chunk-tokens/--window, or record those positions)");
+    }
+  }
+}
+
+// Policy::layer_statistic of every traced layer for each policy that uses_layer_statistics() (NaN
+// elsewhere; an empty vector for the other policies). A pass of its own over the traced layers,
+// one layer in memory at a time, because every layer's value is needed before any layer evicts.
+std::vector<std::vector<double>> prompt_layer_statistics(const TraceSource& source, const RequestInfo& request,
+                                                         std::span<const Pass> prefill,
+                                                         std::span<const Policy* const> policies,
+                                                         const ReplayOptions& options) {
+  const ModelShape& model = source.header().model;
+  const bool every_layer_traced = static_cast<int>(source.header().traced_layers.size()) == model.num_layers;
+  std::vector<std::vector<double>> statistics(policies.size());
+  std::vector<std::size_t> users;
+  for (std::size_t p = 0; p < policies.size(); ++p) {
+    if (!policies[p]->uses_layer_statistics(every_layer_traced)) continue;
+    statistics[p].assign(static_cast<std::size_t>(model.num_layers), std::numeric_limits<double>::quiet_NaN());
+    users.push_back(p);
+  }
+  if (users.empty() || prefill.empty()) return statistics;
+  std::vector<std::int32_t> prompt(static_cast<std::size_t>(request.prompt_tokens));
+  std::iota(prompt.begin(), prompt.end(), 0);
+  const LayerResidency residency(static_cast<std::size_t>(model.num_kv_heads), prompt);
+  for (int layer : source.header().traced_layers) {
+    if (options.progress) options.progress("layer " + std::to_string(layer) + ": layer budget statistics");
+    const LayerTrace trace = source.load_layer(request.id, layer);
+    const EvictionContext ctx{model, request, layer, &trace, prefill.back(), prefill, nullptr};
+    tbb::parallel_for(std::size_t{0}, users.size(), [&](std::size_t u) {
+      const std::size_t p = users[u];
+      statistics[p][static_cast<std::size_t>(layer)] = policies[p]->layer_statistic(ctx, residency);
+    });
+  }
+  return statistics;
+}
+
+}  // namespace
+
+std::vector<PolicyResult> replay_request(const TraceSource& source, const RequestInfo& request,
+                                         std::span<const Policy* const> policies, const ReplayOptions& options) {
+  return replay_request(source, request, make_pass_plan(request.prompt_tokens, request.generated_tokens, options.chunk_tokens),
+                        policies, options);
+}
+
+std::vector<PolicyResult> replay_request(const TraceSource& source, const RequestInfo& request, const PassPlan& plan,
+                                         std::span<const Policy* const> policies, const ReplayOptions& options) {
+  const TraceHeader& header = source.header();
+  const ModelShape& model = header.model;
+  const std::int64_t total = request.total_tokens();
+  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
+  const std::vector<std::int64_t> eval = evaluation_positions(request, options.max_eval_queries);
+  const std::size_t np = policies.size();
+
+  std::vector<PolicyResult> results(np);
+  std::vector<FidelitySamples> fidelity(np);
+  std::vector<double> needle_sum(np, 0.0);
+  std::vector<int> needle_heads(np, 0);
+  for (std::size_t p = 0; p < np; ++p) {
+    results[p].spec = policies[p]->spec();
+    results[p].pass_entries.assign(plan.passes.size(), 0);
+    results[p].pass_entry_steps.assign(plan.passes.size(), 0);
+    if (policies[p]->compresses()) results[p].pass_bytes.assign(plan.passes.size(), 0.0);
+  }
+  auto accumulate = [&](std::size_t p, const LayerReplay& replay) {
+    results[p].footprint_entry_steps += replay.footprint_entry_steps;
+    results[p].footprint_byte_steps += replay.footprint_byte_steps;
+    for (std::size_t i = 0; i < replay.pass_bytes.size(); ++i) results[p].pass_bytes[i] += replay.pass_bytes[i];
+    for (std::size_t i = 0; i < replay.pass_entries.size(); ++i) {
+      results[p].pass_entries[i] += replay.pass_entries[i];
+      results[p].pass_entry_steps[i] += replay.pass_entry_steps[i];
+    }
+  };
+
+  std::vector<bool> traced(static_cast<std::size_t>(model.num_layers), false);
+  for (int layer : header.traced_layers) traced[static_cast<std::size_t>(layer)] = true;
+  const std::vector<std::vector<double>> layer_statistics =
+      prompt_layer_statistics(source, request, prefill, policies, options);
+
+  // Traced layers one at a time, so only one layer's K/V/Q is in memory.
+  for (int layer : header.traced_layers) {
+    if (options.progress) options.progress("layer " + std::to_string(layer) + ": loading");
+    const LayerTrace trace = source.load_layer(request.id, layer);
+    check_queries(trace, eval, "the fidelity measurement (decode positions)");
+    for (const Policy* policy : policies) {
+      std::vector<std::int64_t> needed;
+      policy->add_required_queries(request, prefill, &needed);
+      check_queries(trace, needed, policy->spec());
+      if (policy->requires_recon_queries() && trace.recon_queries.empty()) {
+        throw InputError("trace layer " + std::to_string(layer) + ": no recon_queries dataset, which " +
+                         policy->spec() + " scores with (record a context-reconstruction pass, or synthesise one)");
+      }
+    }
+    std::vector<LayerReplay> replays(np);
+    SharedResults shared;
+    tbb::parallel_for(std::size_t{0}, np, [&](std::size_t p) {
+      replays[p] = replay_layer({model, request, plan, layer, &trace, eval, layer_statistics[p], &shared}, *policies[p]);
+    });
+
+    std::vector<const LayerReplay*> replay_ptrs;
+    for (const auto& r : replays) replay_ptrs.push_back(&r);
+    std::vector<std::vector<FidelitySamples>> per_head(static_cast<std::size_t>(model.num_kv_heads),
+                                                       std::vector<FidelitySamples>(np));
+    if (!eval.empty()) {
+      tbb::parallel_for(0, model.num_kv_heads, [&](int h) {
+        measure_head_fidelity(model, request, prefill, trace, h, eval, policies, replay_ptrs,
+                              per_head[static_cast<std::size_t>(h)]);
+      });
+    }
+    for (std::size_t p = 0; p < np; ++p) {
+      accumulate(p, replays[p]);
+      for (const auto& head : per_head) {
+        fidelity[p].recall.insert(fidelity[p].recall.end(), head[p].recall.begin(), head[p].recall.end());
+        fidelity[p].output_error.insert(fidelity[p].output_error.end(), head[p].output_error.begin(),
+                                        head[p].output_error.end());
+      }
+      const LayerResidency& final_res = replays[p].final_residency;
+      for (int h : trace.needle_heads) {
+        std::int64_t kept = 0, needles = 0;
+        for (const NeedleSpan& span : request.needles) {
+          const auto& res = final_res[static_cast<std::size_t>(h)];
+          needles += span.end - span.begin;
+          kept += std::lower_bound(res.begin(), res.end(), span.end) - std::lower_bound(res.begin(), res.end(), span.begin);
+        }
+        if (needles > 0) {
+          needle_sum[p] += static_cast<double>(kept) / static_cast<double>(needles);
+          ++needle_heads[p];
+        }
+      }
+      if (options.keep_masks) {
+        auto& mask = results[p].kept_masks[layer];
+        mask.assign(static_cast<std::size_t>(model.num_kv_heads * total), 0);
+        for (int h = 0; h < model.num_kv_heads; ++h) {
+          for (std::int32_t pos : final_res[static_cast<std::size_t>(h)]) mask[static_cast<std::size_t>(h * total + pos)] = 1;
+        }
+      }
+    }
+  }
+
+  // Untraced layers: counts only, every (layer, policy) independent.
+  std::vector<int> untraced;
+  for (int layer = 0; layer < model.num_layers; ++layer) {
+    if (!traced[static_cast<std::size_t>(layer)]) untraced.push_back(layer);
+  }
+  if (options.progress && !untraced.empty()) {
+    options.progress(std::to_string(untraced.size()) + " untraced layers: counting");
+  }
+  std::vector<LayerReplay> counted(untraced.size() * np);
+  tbb::parallel_for(std::size_t{0}, counted.size(), [&](std::size_t i) {
+    const LayerReplayInput input{model, request, plan, untraced[i / np], nullptr, {}, layer_statistics[i % np]};
+    counted[i] = replay_layer(input, *policies[i % np]);
+  });
+  for (std::size_t i = 0; i < counted.size(); ++i) accumulate(i % np, counted[i]);
+
+  const double heads = static_cast<double>(model.num_layers) * model.num_kv_heads;
+  const double full_footprint = static_cast<double>(total) * static_cast<double>(total + 1) / 2.0;
+  for (std::size_t p = 0; p < np; ++p) {
+    PolicyResult& r = results[p];
+    r.peak_entries = *std::max_element(r.pass_entries.begin(), r.pass_entries.end());
+    const auto entry_bytes = static_cast<double>(model.entry_bytes());
+    if (policies[p]->compresses()) {
+      // Byte-weighted: the footprint in units of full-precision entries.
+      r.footprint_normalized = r.footprint_byte_steps / (full_footprint * heads * entry_bytes);
+      r.peak_bytes = std::llround(*std::max_element(r.pass_bytes.begin(), r.pass_bytes.end()));
+    } else {
+      r.footprint_normalized = static_cast<double>(r.footprint_entry_steps) / (full_footprint * heads);
+      r.peak_bytes = r.peak_entries * model.entry_bytes();
+      r.footprint_byte_steps = static_cast<double>(r.footprint_entry_steps) * entry_bytes;
+      for (std::int64_t entries : r.pass_entries) r.pass_bytes.push_back(static_cast<double>(entries) * entry_bytes);
+    }
+    r.peak_normalized = static_cast<double>(r.peak_entries) / (static_cast<double>(total) * heads);
+    if (!fidelity[p].recall.empty()) {
+      r.attention_recall = summarise(fidelity[p].recall, 5.0);
+      r.output_error = summarise(fidelity[p].output_error, 95.0);
+    }
+    if (needle_heads[p] > 0) r.needle_retention = needle_sum[p] / needle_heads[p];
+  }
+  return results;
+}
+
+}  // namespace kvsim

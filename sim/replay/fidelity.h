@@ -1,0 +1,30 @@
+#pragma once
+// Fidelity proxies (DESIGN.md §2): how much of the full-cache attention the kept entries carry
+// (attention recall) and how far the attention output moves when only they are attended
+// (output error), for every evaluation query and query head.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "policies/policy.h"
+#include "sim/replay/layer_replay.h"
+#include "traces/trace.h"
+
+namespace kvsim {
+
+struct FidelitySamples {
+  std::vector<double> recall;        // sum of full-cache probabilities over visible entries
+  std::vector<double> output_error;  // ||o' - o|| / ||o||, o' renormalised over visible entries
+};
+
+// For one KV head of one traced layer: computes the full-cache attention of the group's query
+// heads at `eval_positions` once, then each policy's samples from its visible sets.
+// `replays[p].visible` must hold one entry per evaluation position. Appends to out[p]. A policy
+// that compresses() is measured on its stored K/V (sim/replay/fidelity_compressed.h).
+void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, std::span<const Pass> prefill,
+                           const LayerTrace& trace,
+                           int kv_head, std::span<const std::int64_t> eval_positions,
+                           std::span<const Policy* const> policies, std::span<const LayerReplay* const> replays,
+                           std::vector<FidelitySamples>& out);
+
+}  // namespace kvsim

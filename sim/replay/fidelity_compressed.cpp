@@ -1,0 +1,61 @@
+#include "sim/replay/fidelity_compressed.h"
+
+#include <cmath>
+#include <vector>
+
+namespace kvsim {
+
+void measure_compressed_fidelity(const ModelShape& model, const RequestInfo& request,
+                                 std::span<const Pass> prefill, const LayerTrace& trace,
+                                 int kv_head, std::span<const std::int64_t> eval_positions, const Policy& policy,
+                                 const LayerReplay& replay, const HeadMatrix& queries, const HeadMatrix& probs,
+                                 const HeadMatrix& full_out, FidelitySamples& out) {
+  const int group = model.group_size();
+  const auto evals = static_cast<Eigen::Index>(eval_positions.size());
+  const auto h = static_cast<std::size_t>(kv_head);
+  const HeadMatrix& keys = trace.keys[h];
+  const HeadMatrix& values = trace.values[h];
+  const Eigen::Index d = keys.cols();
+  const CompressedHead stored_kv = policy.compressed_head(model, request, prefill, trace, kv_head);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+
+  std::vector<std::pair<double, double>> samples(static_cast<std::size_t>(probs.rows()));
+  std::vector<std::int64_t> visible;
+  for (Eigen::Index e = 0; e < evals; ++e) {
+    const VisibleSet& vis = replay.visible[static_cast<std::size_t>(e)];
+    const auto& kept = (*vis.snapshot)[h];
+    visible.assign(kept.begin(), kept.end());
+    for (std::int64_t pos = vis.append_begin; pos <= vis.position; ++pos) visible.push_back(pos);
+    const auto count = static_cast<Eigen::Index>(visible.size());
+    // Everything but the query's own entry is stored; Policy::stored says which of it is compressed.
+    const StoredEntries split = policy.stored(model, request, prefill, count - 1);
+    HeadMatrix k(count, d), v(count, d);
+    for (Eigen::Index j = 0; j < count; ++j) {
+      const auto pos = static_cast<Eigen::Index>(visible[static_cast<std::size_t>(j)]);
+      k.row(j) = j < split.key_compressed ? stored_kv.keys.row(pos) : keys.row(pos);
+      v.row(j) = j < split.value_compressed ? stored_kv.values.row(pos) : values.row(pos);
+    }
+    HeadMatrix q(group, d);
+    for (int g = 0; g < group; ++g) q.row(g) = queries.row(g * evals + e);
+    HeadMatrix logits(group, count);
+    logits.noalias() = (q * scale) * k.transpose();
+    for (int g = 0; g < group; ++g) {
+      const Eigen::Index row = g * evals + e;
+      Eigen::RowVectorXd p = logits.row(g).cast<double>();
+      p = (p.array() - p.maxCoeff()).exp().matrix();
+      p /= p.sum();
+      const Eigen::RowVectorXd o = p * v.cast<double>();
+      double recall = 0.0;
+      for (std::int64_t pos : visible) recall += probs(row, static_cast<Eigen::Index>(pos));
+      const Eigen::RowVectorXd reference = full_out.row(row).cast<double>();
+      const double ref_norm = reference.norm();
+      samples[static_cast<std::size_t>(row)] = {recall, ref_norm > 0 ? (o - reference).norm() / ref_norm : 0.0};
+    }
+  }
+  for (const auto& [recall, error] : samples) {
+    out.recall.push_back(recall);
+    out.output_error.push_back(error);
+  }
+}
+
+}  // namespace kvsim

@@ -1,0 +1,183 @@
+#include "sim/replay/run.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <tbb/global_control.h>
+#include <tbb/info.h>
+
+#include "hw/hardware.h"
+#include "policies/spec.h"
+#include "traces/layer_list.h"
+#include "traces/trace_file.h"
+#include "util/error.h"
+
+namespace kvsim {
+
+namespace {
+
+// A view of a trace file restricted to some of its traced layers, with the model as the scenario
+// describes it: a trace stores attention shapes only, so the KV precision and the dense-layer shape
+// (for the cost model) come from the scenario's [model] when it has one.
+class ScenarioTraceView final : public TraceSource {
+ public:
+  ScenarioTraceView(std::unique_ptr<TraceSource> inner, std::vector<int> layers, const Scenario& scenario)
+      : inner_(std::move(inner)), header_(inner_->header()) {
+    header_.traced_layers = std::move(layers);
+    if (scenario.model_given) {
+      header_.model.kv_bits = scenario.model.kv_bits;
+      header_.model.hidden_size = scenario.model.hidden_size;
+      header_.model.intermediate_size = scenario.model.intermediate_size;
+      header_.model.vocab_size = scenario.model.vocab_size;
+    }
+  }
+  const TraceHeader& header() const override { return header_; }
+  LayerTrace load_layer(const std::string& request_id, int layer) const override {
+    return inner_->load_layer(request_id, layer);
+  }
+
+ private:
+  std::unique_ptr<TraceSource> inner_;
+  TraceHeader header_;
+};
+
+void check_model_matches(const Scenario& s, const ModelShape& file_model) {
+  auto mismatch = [&](const char* key, long long scenario_value, long long file_value) {
+    if (scenario_value != file_value) {
+      fail_input(s.path + ": [model] " + key, "is " + std::to_string(scenario_value) + " but the trace file " +
+                                                  s.trace + " has " + std::to_string(file_value));
+    }
+  };
+  mismatch("num_layers", s.model.num_layers, file_model.num_layers);
+  mismatch("num_q_heads", s.model.num_q_heads, file_model.num_q_heads);
+  mismatch("num_kv_heads", s.model.num_kv_heads, file_model.num_kv_heads);
+  mismatch("head_dim", s.model.head_dim, file_model.head_dim);
+}
+
+std::unique_ptr<TraceSource> open_file_source(const Scenario& s, RequestInfo* request) {
+  std::unique_ptr<TraceSource> source;
+  try {
+    source = open_trace_file(s.trace);
+  } catch (const InputError& e) {
+    fail_input(s.path + ": [workload] trace", e.what());
+  }
+  const TraceHeader& header = source->header();
+  if (s.model_given) check_model_matches(s, header.model);
+  const auto& requests = header.requests;
+  const auto it = s.request.empty() ? requests.begin()
+                                    : std::find_if(requests.begin(), requests.end(),
+                                                   [&](const RequestInfo& r) { return r.id == s.request; });
+  if (it == requests.end()) fail_input(s.path + ": [workload] request", "no request '" + s.request + "' in " + s.trace);
+  *request = *it;
+  auto check_length = [&](const char* key, std::int64_t scenario_value, std::int64_t file_value) {
+    if (scenario_value != 0 && scenario_value != file_value) {
+      fail_input(s.path + ": [workload] " + key, "is " + std::to_string(scenario_value) + " but request '" +
+                                                     request->id + "' in " + s.trace + " has " + std::to_string(file_value));
+    }
+  };
+  check_length("prompt_tokens", s.prompt_tokens, request->prompt_tokens);
+  check_length("generated_tokens", s.generated_tokens, request->generated_tokens);
+  std::vector<int> layers = header.traced_layers;
+  if (s.traced_layers != "all") {
+    layers = parse_layer_list(s.traced_layers, header.model.num_layers, s.path + ": [workload] traced_layers");
+    for (int layer : layers) {
+      if (!std::binary_search(header.traced_layers.begin(), header.traced_layers.end(), layer)) {
+        fail_input(s.path + ": [workload] traced_layers", "layer " + std::to_string(layer) + " is not traced in " + s.trace);
+      }
+    }
+  }
+  return std::make_unique<ScenarioTraceView>(std::move(source), std::move(layers), s);
+}
+
+// A policy that scores with a reconstruction pass needs recon_queries in every traced layer:
+// refused before any layer is loaded, naming the scenario, the trace and the dataset.
+void check_recon_queries(const Scenario& s, const TraceHeader& header, const RequestInfo& request,
+                         std::span<const Policy* const> policies) {
+  const auto found = header.recon_query_layers.find(request.id);
+  for (const Policy* policy : policies) {
+    if (!policy->requires_recon_queries()) continue;
+    for (const int layer : header.traced_layers) {
+      if (found != header.recon_query_layers.end() &&
+          std::binary_search(found->second.begin(), found->second.end(), layer)) {
+        continue;
+      }
+      fail_input(s.path + ": [policy] spec",
+                 policy->spec() + " scores with a context-reconstruction pass, but the trace " + s.trace +
+                     " has no dataset /requests/" + request.id + "/layer_" + std::to_string(layer) +
+                     "/recon_queries (record it, or use trace = synthetic)");
+    }
+  }
+}
+
+// A token budget at or above the prompt keeps every entry: the policy would silently be the full
+// cache. Refused for a single-request replay, where the prompt is known (serving workloads mix
+// prompt lengths, so there a count above some prompts is normal and allowed).
+void check_token_budgets(const Scenario& s, std::int64_t prompt_tokens) {
+  for (const std::string& text : s.policy_specs) {
+    for (const auto& [key, value] : parse_policy_spec(text).args) {
+      if (key != "budget") continue;
+      const double tokens = std::strtod(value.c_str(), nullptr);  // registry.create() validated it
+      if (tokens >= 1.0 && tokens >= static_cast<double>(prompt_tokens)) {
+        fail_input(s.path + ": [policy] spec",
+                   "'" + text + "': budget=" + value + " tokens is not below the prompt (" +
+                       std::to_string(prompt_tokens) +
+                       " tokens), so nothing would be evicted; give a count below the prompt or a fraction in (0, 1)");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
+                         const std::function<void(const std::string&)>& progress) {
+  const int threads = scenario.threads > 0 ? scenario.threads : tbb::info::default_concurrency();
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
+
+  const auto policies = make_scenario_policies(scenario);
+  std::vector<const Policy*> policy_ptrs;
+  for (const auto& p : policies) policy_ptrs.push_back(p.get());
+
+  ScenarioRun run;
+  std::unique_ptr<TraceSource> source;
+  if (scenario.synthetic()) {
+    check_token_budgets(scenario, scenario.prompt_tokens);
+    run.plan = make_pass_plan(scenario.prompt_tokens, scenario.generated_tokens, scenario.chunk_tokens);
+    source = make_synthetic_request(scenario, run.plan, scenario.seed, scenario.needles, policy_ptrs);
+    run.request = source->header().requests.front();
+  } else {
+    source = open_file_source(scenario, &run.request);
+    check_token_budgets(scenario, run.request.prompt_tokens);
+    check_recon_queries(scenario, source->header(), run.request, policy_ptrs);
+    run.plan = make_pass_plan(run.request.prompt_tokens, run.request.generated_tokens, scenario.chunk_tokens);
+  }
+  run.model = source->header().model;
+  run.traced_layers = source->header().traced_layers;
+  run.trace_source = source->header().source;
+  ReplayOptions options;
+  options.max_eval_queries = scenario.fidelity_queries;
+  options.keep_masks = keep_masks;
+  options.progress = progress;
+  run.results = replay_request(*source, run.request, run.plan, policy_ptrs, options);
+  if (!scenario.hardware_preset.empty()) {
+    try {
+      run.hardware = load_hardware(scenario.hardware_preset, scenario.hardware_attach);
+    } catch (const InputError& e) {
+      fail_input(scenario.path + ": [hardware] preset", e.what());
+    }
+    const ModelShape& model = run.model;
+    const CostModel cost(*run.hardware, model, scenario.tensor_parallel, scenario.path + ": [hardware]");
+    const Hierarchy hierarchy(*run.hardware);
+    const Placement& placement = scenario.placement;
+    const TimingInput input{cost, hierarchy, model, run.plan, placement, scenario.tensor_parallel};
+    for (const auto& result : run.results) {
+      try {
+        run.timings.push_back(time_request(input, result));
+      } catch (const InputError& e) {
+        fail_input(scenario.path + ": [hardware] placement", e.what());
+      }
+    }
+  }
+  return run;
+}
+
+}  // namespace kvsim

@@ -1,0 +1,33 @@
+#pragma once
+// Runs a scenario end to end: trace source, policies, replay. The command-line front end and the
+// tests both go through here.
+#include <functional>
+#include <span>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "policies/policy.h"
+#include "sim/replay/engine.h"
+#include "sim/scenario.h"
+#include "sim/scenario_sources.h"
+#include "sim/replay/timing.h"
+#include <optional>
+
+namespace kvsim {
+
+struct ScenarioRun {
+  ModelShape model;                    // as resolved (preset or trace file)
+  RequestInfo request;
+  std::vector<int> traced_layers;
+  std::string trace_source;            // "synthetic" or "recorded"
+  PassPlan plan;
+  std::vector<PolicyResult> results;   // `full` first, then the scenario's policies in order
+  std::optional<Hardware> hardware;    // with [hardware]: and then one timing per result
+  std::vector<PolicyTiming> timings;
+};
+
+ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
+                         const std::function<void(const std::string&)>& progress = {});
+
+}  // namespace kvsim

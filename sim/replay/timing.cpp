@@ -1,0 +1,139 @@
+#include "sim/replay/timing.h"
+
+#include <algorithm>
+#include <map>
+
+#include "util/error.h"
+
+namespace kvsim {
+
+PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
+  const Hardware& hw = in.hierarchy.hardware();
+  const std::string& top = hw.device.compute_tier;
+  const Placement& placement = in.placement;
+  const bool tiered = placement.kind != Placement::Kind::kHbmOnly;
+  if (tiered && (!hw.has_tier(placement.tier) || placement.tier == top)) {
+    throw InputError("placement " + placement.spec() + ": hardware " + hw.device.name + " has no lower tier '" +
+                     placement.tier + "' (attach one, e.g. [hardware] attach = cxl-gen5)");
+  }
+  const double tp = in.tensor_parallel;
+  const double heads = static_cast<double>(in.model.num_layers) * in.model.num_kv_heads;
+  const double entry_bytes = static_cast<double>(in.model.entry_bytes());
+  // KV entries the compute tiers of all TP ranks can hold next to the weights.
+  const double hbm_kv_capacity = std::max(
+      0.0, (hw.tier(top).capacity_bytes * (1.0 - placement.hbm_reserve) * tp - in.cost.weight_bytes()) / entry_bytes);
+
+  PolicyTiming t;
+  TierTraffic upper{top};
+  TierTraffic lower{placement.tier};
+  std::map<std::string, LinkTraffic> links;
+  double now = 0.0;
+  double cold_prev = 0.0;  // lower-tier entries after the previous pass
+  double hbm_peak_kv_bytes = 0.0;
+  std::vector<double> decode_steps;
+  for (std::size_t i = 0; i < in.plan.passes.size(); ++i) {
+    const Pass& pass = in.plan.passes[i];
+    const double produced_before = static_cast<double>(pass.begin) * heads;
+    const double fresh = static_cast<double>(pass.tokens()) * heads;
+    const double during = static_cast<double>(result.pass_entries[i]);
+    const double before = during - fresh;
+    // Bytes per kept entry relative to a full-precision one (Policy::stored): 1 unless the policy
+    // compresses (or no pass_bytes given); the pass's own entries are always at full precision.
+    const double kept_scale =
+        before > 0 && i < result.pass_bytes.size() ? (result.pass_bytes[i] / entry_bytes - fresh) / before : 1.0;
+    // Entries resident in each tier before and during the pass, and what must cross the links.
+    double hot_before = before, cold_before = 0, cold_during = 0, fetch = 0, spill = 0;
+    if (placement.kind == Placement::Kind::kOffload) {
+      hot_before = std::min(before, hbm_kv_capacity);
+      cold_before = before - hot_before;
+      cold_during = std::max(0.0, during - hbm_kv_capacity);
+      fetch = cold_before;                                   // attended to, so streamed back
+      spill = cold_during - cold_before;                    // newly spilled
+    } else if (placement.kind == Placement::Kind::kScoreTiering) {
+      cold_before = produced_before - before;                // everything the policy let go
+      cold_during = cold_before;
+      spill = std::max(0.0, cold_before - cold_prev);        // demoted since the last pass
+    }
+    PassWork work;
+    work.tokens = static_cast<double>(pass.tokens());
+    work.logits_tokens = (!pass.prefill || static_cast<int>(i) == in.plan.num_prefill - 1) ? 1.0 : 0.0;
+    work.attention_entry_steps = static_cast<double>(result.pass_entry_steps[i]);
+    work.kv_written_entries = fresh;
+    work.kv_read_entries = hot_before * kept_scale;
+    PassCost c = in.cost.pass_cost(work);
+
+    double transfer_s = 0.0;
+    if (tiered && (fetch > 0 || spill > 0)) {
+      std::vector<LinkLoad> loads;
+      // Each TP rank moves its share of the KV heads over its own link.
+      const double fetch_bytes = fetch * kept_scale * entry_bytes / tp, spill_bytes = spill * kept_scale * entry_bytes / tp;
+      transfer_s = in.hierarchy.transfer_time_s({{placement.tier, top, fetch_bytes}, {top, placement.tier, spill_bytes}}, &loads);
+      const Tier& low = hw.tier(placement.tier);
+      transfer_s = std::max({transfer_s, fetch_bytes / low.read_bytes_per_s, spill_bytes / low.write_bytes_per_s});
+      for (const LinkLoad& load : loads) links[load.link].bytes += load.bytes;
+      lower.bytes_read += fetch * kept_scale * entry_bytes;
+      lower.bytes_written += spill * kept_scale * entry_bytes;
+      upper.bytes_read += spill * kept_scale * entry_bytes;   // spilled entries leave the compute tier
+      upper.bytes_written += fetch * kept_scale * entry_bytes;
+      for (const LinkLoad& load : loads) {
+        const double rate = load.bytes / std::max(transfer_s, 1e-30);
+        links[load.link].peak_bytes_per_s = std::max(links[load.link].peak_bytes_per_s, rate);
+      }
+    }
+    // A layer's small kernels (layer_overhead) are part of its compute, which a layer-ahead fetch overlaps.
+    const double roofline_s = std::max(c.compute_s, c.memory_s) + c.overhead_s;
+    // Fetches the pass needs are serialised with compute unless prefetched; demotions are write-backs.
+    const bool overlapped = placement.prefetch || placement.kind == Placement::Kind::kScoreTiering;
+    c.time_s = (overlapped ? std::max(roofline_s, transfer_s) : roofline_s + transfer_s) + c.communication_s;
+
+    PassLedger entry;
+    entry.hbm_entries = placement.kind == Placement::Kind::kOffload ? during - cold_during : during;
+    entry.lower_entries = cold_during;
+    entry.evicted_entries = produced_before + fresh - entry.hbm_entries - entry.lower_entries;
+    entry.link_bytes = (fetch + spill) * kept_scale * entry_bytes;
+    entry.transfer_s = transfer_s;
+    t.ledger.push_back(entry);
+    // The compute tier holds the pass's fresh entries (full precision) and kept ones (kept_scale).
+    const double hbm_kv_bytes =
+        (std::max(0.0, entry.hbm_entries - fresh) * kept_scale + std::min(entry.hbm_entries, fresh)) * entry_bytes;
+    hbm_peak_kv_bytes = std::max(hbm_peak_kv_bytes, hbm_kv_bytes);
+
+    t.passes.push_back(c);
+    t.pass_start_s.push_back(now);
+    now += c.time_s;
+    (pass.prefill ? t.prefill_s : t.decode_s) += c.time_s;
+    if (!pass.prefill) decode_steps.push_back(c.time_s);
+    if (c.compute_s >= c.memory_s) ++t.compute_bound_passes;
+    upper.bytes_read += c.hbm_read_bytes;
+    upper.bytes_written += c.hbm_write_bytes;
+    upper.byte_seconds += hbm_kv_bytes * c.time_s;
+    upper.peak_kv_bytes = std::max(upper.peak_kv_bytes, hbm_kv_bytes);
+    upper.peak_read_bytes_per_s = std::max(upper.peak_read_bytes_per_s, c.hbm_read_bytes / c.time_s);
+    lower.byte_seconds += cold_during * kept_scale * entry_bytes * c.time_s;
+    lower.peak_kv_bytes = std::max(lower.peak_kv_bytes, cold_during * kept_scale * entry_bytes);
+    lower.peak_read_bytes_per_s = std::max(lower.peak_read_bytes_per_s, fetch * kept_scale * entry_bytes / c.time_s);
+    cold_prev = cold_during;
+  }
+  upper.mean_read_bytes_per_s = now > 0 ? upper.bytes_read / now : 0.0;
+  lower.mean_read_bytes_per_s = now > 0 ? lower.bytes_read / now : 0.0;
+  t.tiers.push_back(upper);
+  if (tiered) t.tiers.push_back(lower);
+  for (auto& [name, link] : links) {
+    link.link = name;
+    link.mean_bytes_per_s = now > 0 ? link.bytes / now : 0.0;
+    t.links.push_back(link);
+  }
+  t.ttft_s = {t.prefill_s, t.prefill_s, t.prefill_s};
+  t.tpot_s = percentiles_of(decode_steps);
+  t.e2e_s = {now, now, now};
+  t.weight_bytes = in.cost.weight_bytes();
+  t.peak_hbm_bytes = (t.weight_bytes + hbm_peak_kv_bytes) / tp;
+  t.fits_hbm = t.peak_hbm_bytes <= hw.tier(top).capacity_bytes * (1.0 - placement.hbm_reserve);
+  if (!t.ledger.empty()) {
+    t.offloaded_entries = t.ledger.back().lower_entries;
+    t.evicted_entries = t.ledger.back().evicted_entries;
+  }
+  return t;
+}
+
+}  // namespace kvsim

@@ -1,0 +1,232 @@
+#include "sim/serving/report.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "sim/placement.h"
+#include "sim/serving/metrics.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+#include "util/json.h"
+
+namespace kvsim {
+
+namespace {
+
+void write_percentiles(JsonWriter& json, const char* key, const Percentiles& p) {
+  json.key(key);
+  json.begin_object();
+  json.field("p50", p.p50);
+  json.field("p90", p.p90);
+  json.field("p99", p.p99);
+  json.end_object();
+}
+
+void write_scenario(JsonWriter& json, const ServingStudy& study, const ServingRun& run) {
+  const Scenario& s = study.scenario();
+  const Workload& w = study.workload();
+  json.begin_object();
+  json.field("path", s.path);
+  json.key("model");
+  json.begin_object();
+  json.field("name", s.model.name);
+  json.field("num_layers", s.model.num_layers);
+  json.field("num_q_heads", s.model.num_q_heads);
+  json.field("num_kv_heads", s.model.num_kv_heads);
+  json.field("head_dim", s.model.head_dim);
+  json.field("kv_bits", s.model.kv_bits);
+  json.end_object();
+  json.key("workload");
+  json.begin_object();
+  json.field("arrivals", w.source);
+  json.field("requests", static_cast<std::int64_t>(w.requests.size()));
+  if (s.concurrency > 0) {
+    json.field("concurrency", s.concurrency);
+  } else {
+    json.field("duration_s", w.duration_s());
+    json.field("mean_arrival_rate_per_s", mean_arrival_rate(w));
+  }
+  if (w.prefix_block_tokens > 0) {
+    json.field("prefix_block_tokens", w.prefix_block_tokens);
+    json.field("ideal_prefix_reuse", ideal_prefix_reuse(w));
+  }
+  json.field("chunk_tokens", s.chunk_tokens);
+  json.field("traced_layers", s.traced_layers);
+  json.field("seed", static_cast<std::uint64_t>(s.seed));
+  json.end_object();
+  json.key("hardware");
+  json.begin_object();
+  json.field("preset", s.hardware_preset);
+  json.field("device", run.hardware.device.name);
+  json.key("attach");
+  json.begin_array();
+  for (const auto& a : s.hardware_attach) json.value(a);
+  json.end_array();
+  json.field("tp", s.tensor_parallel);
+  json.field("placement", s.placement.spec());
+  json.end_object();
+  const ServingConfig& c = s.serving;
+  json.key("serving");
+  json.begin_object();
+  json.field("block_tokens", c.block_tokens);
+  json.field("max_batch_tokens", c.max_batch_tokens);
+  json.field("max_running", c.max_running);
+  json.field("preemption", c.preemption_spec());
+  json.field("admission", c.admission == ServingConfig::Admission::kReserve ? "reserve" : "on_demand");
+  json.field("mode", c.mode == ServingConfig::Mode::kFast ? "fast" : "exact");
+  if (c.mode == ServingConfig::Mode::kFast) {
+    json.field("profile_buckets", static_cast<std::int64_t>(study.profile_buckets()));
+    json.field("profile_buckets_per_octave", c.profile_buckets_per_octave);
+    json.field("profile_decode_tokens", c.profile_decode_tokens);
+  }
+  json.field("slo", c.slo.spec());
+  json.end_object();
+  json.end_object();
+}
+
+void write_policy(JsonWriter& json, const std::string& spec, const ServingResult& r, bool prefix_caching,
+                  const Slo& slo, const std::string& top, const std::string& swap_tier) {
+  const ServingMetrics m = summarize_serving(r, slo);
+  json.begin_object();
+  json.field("spec", spec);
+  json.field("requests", m.requests);
+  json.field("served", m.served);
+  json.field("rejected", r.rejected);
+  write_percentiles(json, "ttft_s", m.ttft_s);
+  if (m.has_tpot) write_percentiles(json, "tpot_s", m.tpot_s);
+  write_percentiles(json, "e2e_s", m.e2e_s);
+  write_percentiles(json, "queue_s", m.queue_s);
+  json.field("makespan_s", r.makespan_s);
+  json.field("throughput_output_tokens_per_s", m.output_tokens_per_s);
+  json.field("throughput_tokens_per_s", m.tokens_per_s);
+  json.field("throughput_requests_per_s", m.requests_per_s);
+  if (slo.any()) {
+    json.field("slo_attainment", m.slo_attainment);
+    json.field("goodput_requests_per_s", m.goodput_requests_per_s);
+  }
+  json.field("limiting_resource", m.limiting_resource);
+  json.field("peak_bytes", r.peak_hbm_kv_bytes);
+  const bool swaps = !swap_tier.empty();
+  auto per_tier = [&](const char* key, double hbm, double swap) {
+    json.key(key);
+    json.begin_object();
+    json.field(top, hbm);
+    if (swaps) json.field(swap_tier, swap);
+    json.end_object();
+  };
+  per_tier("peak_kv_bytes", r.peak_hbm_kv_bytes, r.peak_swap_bytes);
+  per_tier("mean_kv_bytes", r.mean_hbm_kv_bytes, r.mean_swap_bytes);
+  per_tier("byte_seconds", r.hbm_kv_byte_seconds, r.swap_byte_seconds);
+  per_tier("bytes_read", r.hbm_read_bytes, r.swap_out_bytes > 0 ? r.swap_in_bytes : 0.0);
+  per_tier("bytes_written", r.hbm_write_bytes, r.swap_out_bytes);
+  if (!r.link_bytes.empty()) {
+    json.key("link_bytes");
+    json.begin_object();
+    for (const auto& [link, bytes] : r.link_bytes) json.field(link, bytes);
+    json.end_object();
+  }
+  json.field("kv_capacity_blocks", r.capacity_blocks);
+  json.field("block_bytes", r.block_bytes);
+  json.field("peak_running", r.peak_running);
+  json.field("preemptions", r.preemptions);
+  json.field("swap_out_bytes", r.swap_out_bytes);
+  json.field("swap_in_bytes", r.swap_in_bytes);
+  json.field("prefix_caching", prefix_caching);
+  if (prefix_caching) json.field("prefix_hit_tokens", m.prefix_hit_tokens);
+  json.field("prompt_tokens_computed", r.prompt_tokens_computed);
+  json.field("iterations", r.iterations);
+  json.field("memory_blocked_iterations", r.memory_blocked_iterations);
+  json.key("iteration_time_s");
+  json.begin_object();
+  json.field("compute_bound", r.compute_bound_s);
+  json.field("memory_bound", r.memory_bound_s);
+  json.field("swap_transfers", r.link_s);
+  json.end_object();
+  json.end_object();
+}
+
+std::string csv_number(double x) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.9g", x);
+  return buffer;
+}
+
+}  // namespace
+
+void write_serving_outputs(const std::string& dir, const ServingStudy& study, const ServingRun& run) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) fail_input(dir, "cannot create output folder: " + ec.message());
+  const Scenario& s = study.scenario();
+  const std::string top = run.hardware.device.compute_tier;
+  const std::string swap_tier = s.serving.preemption == ServingConfig::Preemption::kSwap ? s.serving.swap_tier : "";
+
+  write_file_atomically(dir + "/summary.json", [&](std::ostream& out) {
+    JsonWriter json(out);
+    json.begin_object();
+    json.key("scenario");
+    write_scenario(json, study, run);
+    json.key("policies");
+    json.begin_array();
+    for (std::size_t p = 0; p < run.results.size(); ++p) {
+      write_policy(json, run.specs[p], run.results[p], run.prefix_caching[p] != 0, s.serving.slo, top, swap_tier);
+    }
+    json.end_array();
+    json.end_object();
+  });
+
+  write_file_atomically(dir + "/requests.csv", [&](std::ostream& out) {
+    out << "policy,spec,request,arrival_s,prompt_tokens,output_tokens,cached_prompt_tokens,queue_s,ttft_s,tpot_s,"
+           "e2e_s,preemptions,rejected,peak_"
+        << top << "_kv_bytes,peak_swap_bytes\n";
+    for (std::size_t p = 0; p < run.results.size(); ++p) {
+      for (const ServingRequestResult& q : run.results[p].requests) {
+        out << p << ",\"" << run.specs[p] << "\"," << q.id << "," << csv_number(q.arrival_s) << "," << q.prompt_tokens
+            << "," << q.output_tokens << "," << q.cached_prompt_tokens << ",";
+        if (q.rejected) {
+          out << ",,,,";  // never served: no latencies (absent, not zero)
+        } else {
+          const auto tpot = q.tpot_s();
+          out << csv_number(q.queue_s()) << "," << csv_number(q.ttft_s()) << ","
+              << (tpot ? csv_number(*tpot) : std::string()) << "," << csv_number(q.e2e_s()) << ",";
+        }
+        out << q.preemptions << "," << (q.rejected ? 1 : 0) << "," << csv_number(q.peak_hbm_kv_bytes) << ","
+            << csv_number(q.peak_swap_bytes) << "\n";
+      }
+    }
+  });
+
+  write_file_atomically(dir + "/timeline.csv", [&](std::ostream& out) {
+    out << "policy,time_s,running,waiting," << top << "_kv_bytes,prefix_cache_bytes,swap_bytes\n";
+    for (std::size_t p = 0; p < run.results.size(); ++p) {
+      for (const ServingSample& t : run.results[p].timeline) {
+        out << p << "," << csv_number(t.time_s) << "," << t.running << "," << t.waiting << ","
+            << csv_number(t.hbm_kv_bytes) << "," << csv_number(t.prefix_cache_bytes) << "," << csv_number(t.swap_bytes)
+            << "\n";
+      }
+    }
+  });
+}
+
+void print_serving_table(std::ostream& out, const ServingStudy& study, const ServingRun& run) {
+  const Slo& slo = study.scenario().serving.slo;
+  int width = 6;
+  for (const auto& spec : run.specs) width = std::max(width, static_cast<int>(spec.size()));
+  char line[1024];
+  std::snprintf(line, sizeof line, "%-*s %8s %9s %9s %9s %9s %9s %9s %8s %9s %s\n", width, "policy", "served",
+                "TTFT_p50", "TTFT_p99", "TPOT_p50", "TPOT_p99", "out_tok/s", slo.any() ? "goodput" : "req/s",
+                "preempt", "peak_GiB", "limit");
+  out << line;
+  for (std::size_t p = 0; p < run.results.size(); ++p) {
+    const ServingResult& r = run.results[p];
+    const ServingMetrics m = summarize_serving(r, slo);
+    std::snprintf(line, sizeof line, "%-*s %8lld %8.3fs %8.3fs %7.1fms %7.1fms %9.0f %9.3f %8lld %9.2f %s\n", width,
+                  run.specs[p].c_str(), static_cast<long long>(m.served), m.ttft_s.p50, m.ttft_s.p99,
+                  m.tpot_s.p50 * 1e3, m.tpot_s.p99 * 1e3, m.output_tokens_per_s,
+                  slo.any() ? m.goodput_requests_per_s : m.requests_per_s, static_cast<long long>(r.preemptions),
+                  r.peak_hbm_kv_bytes / (1024.0 * 1024.0 * 1024.0), m.limiting_resource.c_str());
+    out << line;
+  }
+}
+
+}  // namespace kvsim

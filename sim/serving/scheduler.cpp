@@ -1,0 +1,532 @@
+#include "sim/serving/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <limits>
+
+#include "util/error.h"
+
+namespace kvsim {
+
+namespace {
+
+constexpr std::size_t kMaxTimelineRows = 20000;
+
+// One request while the scheduler knows it. Positions count the request's private tokens: the
+// prompt after its prefix-cache hits, then what it generates.
+struct Live {
+  std::size_t index = 0;
+  RetentionCurve curve;
+  std::int64_t prompt = 0;         // private prompt tokens at the last admission
+  std::int64_t target = 0;         // tokens to process before the next output token
+  std::int64_t processed = 0;      // private tokens processed since the last admission
+  std::int64_t generated = 0;      // output tokens emitted
+  bool prefilling = true;
+  bool admitted_once = false;
+  double resident = 0;             // private entries per (layer, KV head) after the last pass
+  double shared_offset = 0;        // of those, tokens whose blocks moved to the prefix cache
+  std::int64_t blocks = 0;         // private blocks in the compute tier
+  std::int64_t swapped_blocks = 0; // blocks in the swap tier (preempted by swap)
+  std::int64_t cached_tokens = 0;  // prompt tokens attended from the prefix cache
+  std::int64_t pinned = 0;         // leading prefix hashes pinned in the cache
+  std::int64_t reserved = 0;       // admission=reserve: blocks set aside for its peak
+  std::int64_t scheduled_in = -1;  // the iteration it last took part in
+};
+
+struct Step {
+  std::size_t live = 0;
+  std::int64_t tokens = 0;
+  double context_before = 0;  // entries per (layer, KV head) attended before the step
+};
+
+class Scheduler {
+ public:
+  explicit Scheduler(const ServingInput& in)
+      : in_(in), cfg_(in.config), pool_(kv_capacity_blocks(in)) {
+    const ModelShape& m = in.model;
+    layer_heads_ = static_cast<double>(m.num_layers) * m.num_kv_heads;
+    block_bytes_ = static_cast<double>(cfg_.block_tokens) * static_cast<double>(m.bytes_per_token());
+    const Hardware& hw = in.hierarchy.hardware();
+    compute_tier_ = hw.device.compute_tier;
+    if (cfg_.preemption == ServingConfig::Preemption::kSwap) {
+      if (!hw.has_tier(cfg_.swap_tier) || cfg_.swap_tier == compute_tier_) {
+        throw InputError("preemption " + cfg_.preemption_spec() + ": hardware " + hw.device.name +
+                         " has no lower tier '" + cfg_.swap_tier + "' (attach one, e.g. [hardware] attach = host-ddr5)");
+      }
+      in.hierarchy.path(compute_tier_, cfg_.swap_tier);  // throws if no path
+      swap_capacity_blocks_ = static_cast<std::int64_t>(hw.tier(cfg_.swap_tier).capacity_bytes / block_bytes_);
+    }
+    prefix_block_tokens_ = in.workload.prefix_block_tokens;
+    prefix_caching_ = in.prefix_caching && prefix_block_tokens_ > 0 &&
+                      prefix_block_tokens_ % cfg_.block_tokens == 0 &&
+                      cfg_.admission == ServingConfig::Admission::kOnDemand;
+    const std::size_t n = in.workload.requests.size();
+    result_.requests.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const WorkloadRequest& w = in.workload.requests[i];
+      ServingRequestResult& r = result_.requests[i];
+      r.id = w.id;
+      r.arrival_s = w.arrival_s;
+      r.prompt_tokens = w.prompt_tokens;
+      r.output_tokens = w.output_tokens;
+    }
+    result_.capacity_blocks = pool_.capacity();
+    result_.block_bytes = block_bytes_;
+  }
+
+  ServingResult run() {
+    const std::size_t n = in_.workload.requests.size();
+    if (in_.concurrency > 0) {
+      while (next_ < n && next_ < static_cast<std::size_t>(in_.concurrency)) arrive(next_++, 0.0);
+    }
+    while (done_ < n) {
+      if (in_.concurrency <= 0) {
+        while (next_ < n && in_.workload.requests[next_].arrival_s <= now_) arrive(next_, in_.workload.requests[next_].arrival_s), ++next_;
+      }
+      if (running_.empty() && waiting_.empty()) {
+        if (next_ >= n) break;  // closed loop: nothing left to issue
+        advance_to(in_.workload.requests[next_].arrival_s);
+        continue;
+      }
+      iterate();
+    }
+    finish_result();
+    return std::move(result_);
+  }
+
+ private:
+  std::int64_t blocks_for(double entries) const {
+    return entries <= 0 ? 0 : static_cast<std::int64_t>(std::ceil(entries / static_cast<double>(cfg_.block_tokens) - 1e-9));
+  }
+  double stored(const Live& l, double resident) const { return resident - l.shared_offset; }
+
+  void event() {
+    ++result_.events;
+    if (in_.after_event) in_.after_event(pool_);
+  }
+
+  void arrive(std::size_t index, double time_s) {
+    Live l;
+    l.index = index;
+    l.curve = in_.curve(index);
+    result_.requests[index].arrival_s = time_s;
+    lives_.push_back(std::move(l));
+    waiting_.push_back(lives_.size() - 1);
+    event();
+  }
+
+  // Time passes with nothing running: memory integrals advance.
+  void advance_to(double time_s) {
+    if (time_s > now_) {
+      integrate(time_s - now_);
+      now_ = time_s;
+    }
+  }
+
+  void integrate(double dt_s) {
+    const double hbm = static_cast<double>(pool_.private_blocks() + pool_.cached_blocks()) * block_bytes_;
+    const double swap = static_cast<double>(swap_used_blocks_) * block_bytes_;
+    result_.hbm_kv_byte_seconds += hbm * dt_s;
+    result_.swap_byte_seconds += swap * dt_s;
+  }
+
+  // Preempts `victim` (in running_): its blocks go to the swap tier, or are dropped to be recomputed.
+  void preempt(std::size_t victim) {
+    Live& l = lives_[victim];
+    running_.erase(std::find(running_.begin(), running_.end(), victim));
+    ServingRequestResult& r = result_.requests[l.index];
+    ++r.preemptions;
+    ++result_.preemptions;
+    const bool swap = cfg_.preemption == ServingConfig::Preemption::kSwap &&
+                      swap_used_blocks_ + l.blocks <= swap_capacity_blocks_ && !l.prefilling;
+    pool_.release(l.blocks);
+    if (swap) {
+      l.swapped_blocks = l.blocks;
+      swap_used_blocks_ += l.blocks;
+      swap_out_blocks_ += l.blocks;
+      r.peak_swap_bytes = std::max(r.peak_swap_bytes, static_cast<double>(l.blocks) * block_bytes_);
+    } else {
+      unpin(l);
+      l.processed = 0;
+      l.resident = 0;
+      l.shared_offset = 0;
+      l.prefilling = true;
+    }
+    l.blocks = 0;
+    release_reservation(l);
+    waiting_.push_front(victim);
+    event();
+  }
+
+  void unpin(Live& l) {
+    if (l.pinned > 0) {
+      pool_.unpin_prefix(in_.workload.requests[l.index].prefix_blocks, l.pinned, ++tick_);
+      l.pinned = 0;
+    }
+    l.cached_tokens = 0;
+  }
+
+  void release_reservation(Live& l) {
+    reserved_blocks_ -= l.reserved;
+    l.reserved = 0;
+  }
+
+  void reject(std::size_t live) {
+    Live& l = lives_[live];
+    pool_.release(l.blocks);
+    l.blocks = 0;
+    unpin(l);
+    release_reservation(l);
+    result_.requests[l.index].rejected = true;
+    ++result_.rejected;
+    complete();
+  }
+
+  void complete() {
+    ++done_;
+    if (in_.concurrency > 0 && next_ < in_.workload.requests.size()) arrive(next_++, now_);
+    event();
+  }
+
+  // Grows `l` by `tokens` this iteration if its blocks can be had. Returns false if not.
+  bool reserve_blocks(Live& l, std::int64_t tokens) {
+    const std::int64_t need = blocks_for(stored(l, l.resident) + static_cast<double>(tokens)) - l.blocks;
+    if (need <= 0) return true;
+    if (!pool_.allocate(need)) return false;
+    l.blocks += need;
+    return true;
+  }
+
+  // Most tokens `l` may add now within the free blocks, and at most `limit`.
+  std::int64_t tokens_that_fit(const Live& l, std::int64_t limit) const {
+    const double room = static_cast<double>((l.blocks + pool_.available()) * cfg_.block_tokens) - stored(l, l.resident);
+    return std::clamp<std::int64_t>(static_cast<std::int64_t>(std::floor(room + 1e-9)), 0, limit);
+  }
+
+  // The chunk a prefilling request may process: within the token budget, and never across the
+  // policy's next eviction point inside the prompt (the policy evicts where its chunks end).
+  std::int64_t prefill_chunk(const Live& l, std::int64_t budget) const {
+    std::int64_t chunk = std::min(l.target - l.processed, budget);
+    if (l.processed < l.prompt) {
+      const std::int64_t knot = l.curve.next_knot_after(l.processed);
+      if (knot > 0) chunk = std::min(chunk, knot - l.processed);
+    }
+    return chunk;
+  }
+
+  std::int64_t peak_blocks(const Live& l) const {
+    const WorkloadRequest& w = in_.workload.requests[l.index];
+    return blocks_for(l.curve.peak_resident(w.prompt_tokens + w.output_tokens - 1));
+  }
+
+  // Sets up a new or recomputed request's prefill; pins its cached prefix.
+  void begin_prefill(Live& l) {
+    const WorkloadRequest& w = in_.workload.requests[l.index];
+    l.cached_tokens = 0;
+    if (prefix_caching_ && !w.prefix_blocks.empty()) {
+      l.pinned = pool_.pin_prefix(w.prefix_blocks, ++tick_);
+      l.cached_tokens = std::min(l.pinned * prefix_block_tokens_, w.prompt_tokens - 1);
+    }
+    l.prompt = w.prompt_tokens - l.cached_tokens;
+    l.target = l.prompt + std::max<std::int64_t>(0, l.generated - 1);
+    l.processed = 0;
+    l.resident = 0;
+    l.shared_offset = 0;
+    l.prefilling = true;
+  }
+
+  void iterate() {
+    std::int64_t budget = cfg_.max_batch_tokens;
+    std::vector<Step> steps;
+    const std::int64_t iteration = ++attempts_;
+    std::int64_t swap_in_blocks = 0;
+    const std::int64_t swap_out_before = swap_out_blocks_;
+    bool memory_blocked = false;
+
+    // 1. Decodes, in admission order; out of blocks, the latest admitted request is preempted.
+    for (std::size_t pos = 0; pos < running_.size() && budget > 0;) {
+      const std::size_t id = running_[pos];
+      Live& l = lives_[id];
+      if (l.prefilling) { ++pos; continue; }
+      bool self_preempted = false;
+      while (!reserve_blocks(l, 1)) {
+        const std::size_t victim = running_.back();
+        if (victim == id) {
+          if (running_.size() == 1 && pool_.available() + l.blocks < blocks_for(stored(l, l.resident) + 1)) {
+            running_.pop_back();
+            reject(id);
+          } else {
+            preempt(id);
+          }
+          self_preempted = true;
+          break;
+        }
+        preempt(victim);
+      }
+      if (self_preempted) continue;  // running_[pos] is now the next request
+      steps.push_back({id, 1, static_cast<double>(l.cached_tokens) + l.resident});
+      l.scheduled_in = iteration;
+      --budget;
+      ++pos;
+    }
+    // 2. Prefill chunks of running requests.
+    for (const std::size_t id : running_) {
+      if (budget <= 0) break;
+      Live& l = lives_[id];
+      if (!l.prefilling || l.scheduled_in == iteration) continue;
+      const std::int64_t chunk = tokens_that_fit(l, prefill_chunk(l, budget));
+      if (chunk <= 0) { memory_blocked = true; continue; }
+      reserve_blocks(l, chunk);
+      steps.push_back({id, chunk, static_cast<double>(l.cached_tokens) + l.resident});
+      l.scheduled_in = iteration;
+      budget -= chunk;
+    }
+    // 3. Admissions, first come first served (preempted requests are at the front).
+    while (budget > 0 && !waiting_.empty() && static_cast<int>(running_.size()) < cfg_.max_running) {
+      const std::size_t id = waiting_.front();
+      Live& l = lives_[id];
+      if (l.swapped_blocks > 0) {
+        if (!pool_.allocate(l.swapped_blocks)) { memory_blocked = true; break; }
+        l.blocks = l.swapped_blocks;
+        swap_used_blocks_ -= l.swapped_blocks;
+        swap_in_blocks += l.swapped_blocks;
+        l.swapped_blocks = 0;
+        waiting_.pop_front();
+        running_.push_back(id);
+        l.scheduled_in = iteration;  // joins the batch from the next iteration
+        continue;
+      }
+      if (cfg_.admission == ServingConfig::Admission::kReserve) {
+        const std::int64_t peak = peak_blocks(l);
+        if (peak > pool_.capacity()) {
+          waiting_.pop_front();
+          reject(id);
+          continue;
+        }
+        if (reserved_blocks_ + peak > pool_.capacity()) { memory_blocked = true; break; }
+        l.reserved = peak;
+        reserved_blocks_ += peak;
+      }
+      begin_prefill(l);
+      const std::int64_t chunk = tokens_that_fit(l, prefill_chunk(l, budget));
+      if (chunk <= 0) {
+        unpin(l);
+        release_reservation(l);
+        memory_blocked = true;
+        break;
+      }
+      reserve_blocks(l, chunk);
+      waiting_.pop_front();
+      running_.push_back(id);
+      ServingRequestResult& r = result_.requests[l.index];
+      if (!l.admitted_once) {
+        l.admitted_once = true;
+        r.first_scheduled_s = now_;
+        r.cached_prompt_tokens = l.cached_tokens;
+      }
+      steps.push_back({id, chunk, static_cast<double>(l.cached_tokens) + l.resident});
+      l.scheduled_in = iteration;
+      budget -= chunk;
+    }
+    if (memory_blocked && !waiting_.empty()) ++result_.memory_blocked_iterations;
+
+    const std::int64_t swap_out = swap_out_blocks_ - swap_out_before;
+    if (steps.empty() && swap_in_blocks == 0 && swap_out == 0) {
+      // Nothing could run. Either a waiting request does not fit an empty cache, or running
+      // requests hold the memory each other's prefill needs: free it from the back.
+      if (running_.empty()) {
+        const std::size_t id = waiting_.front();
+        waiting_.pop_front();
+        reject(id);
+      } else if (running_.size() == 1) {
+        const std::size_t id = running_.back();  // alone and still stuck: it can never fit
+        running_.pop_back();
+        reject(id);
+      } else {
+        preempt(running_.back());
+      }
+      return;
+    }
+    run_iteration(steps, swap_in_blocks, swap_out);
+  }
+
+  void run_iteration(const std::vector<Step>& steps, std::int64_t swap_in_blocks, std::int64_t swap_out_blocks) {
+    PassWork work;
+    double decodes = 0;
+    for (const Step& s : steps) {
+      if (!lives_[s.live].prefilling) decodes += 1;
+      const double t = static_cast<double>(s.tokens);
+      const Live& l = lives_[s.live];
+      work.tokens += t;
+      work.attention_entry_steps += layer_heads_ * (t * s.context_before + t * (t + 1) / 2);
+      work.kv_read_entries += layer_heads_ * s.context_before;
+      work.kv_written_entries += layer_heads_ * t;
+      if (!l.prefilling || l.processed + s.tokens == l.target) work.logits_tokens += 1;
+    }
+    double time_s = 0;
+    if (work.tokens > 0) {
+      const PassCost cost = in_.cost.pass_cost(work);
+      time_s += cost.time_s;
+      const bool compute = cost.bound == Bound::kCompute;
+      (compute ? result_.compute_bound_s : result_.memory_bound_s) += cost.time_s;
+      (compute ? result_.decode_compute_bound_s : result_.decode_memory_bound_s) += cost.time_s * decodes;
+      result_.hbm_read_bytes += cost.hbm_read_bytes;
+      result_.hbm_write_bytes += cost.hbm_write_bytes;
+    }
+    if (swap_in_blocks > 0 || swap_out_blocks > 0) {
+      const double tp = in_.tensor_parallel;
+      const double in_bytes = static_cast<double>(swap_in_blocks) * block_bytes_;
+      const double out_bytes = static_cast<double>(swap_out_blocks) * block_bytes_;
+      std::vector<LinkLoad> loads;
+      double link_s = in_.hierarchy.transfer_time_s(
+          {{cfg_.swap_tier, compute_tier_, in_bytes / tp}, {compute_tier_, cfg_.swap_tier, out_bytes / tp}}, &loads);
+      const Tier& low = in_.hierarchy.hardware().tier(cfg_.swap_tier);
+      link_s = std::max({link_s, in_bytes / tp / low.read_bytes_per_s, out_bytes / tp / low.write_bytes_per_s});
+      for (const LinkLoad& load : loads) result_.link_bytes[load.link] += load.bytes * tp;
+      result_.swap_in_bytes += in_bytes;
+      result_.swap_out_bytes += out_bytes;
+      result_.link_s += link_s;
+      result_.decode_link_s += link_s * decodes;
+      time_s += link_s;  // vLLM swaps synchronously before the step
+    }
+    integrate(time_s);
+    now_ += time_s;
+    result_.busy_s += time_s;
+    ++result_.iterations;
+
+    for (const Step& s : steps) {
+      Live& l = lives_[s.live];
+      ServingRequestResult& r = result_.requests[l.index];
+      if (l.prefilling) result_.prompt_tokens_computed += s.tokens;
+      l.processed += s.tokens;
+      l.resident = l.curve.resident_after(l.processed);
+      const std::int64_t keep = blocks_for(stored(l, l.resident));
+      if (keep < l.blocks) {
+        pool_.release(l.blocks - keep);
+        l.blocks = keep;
+      }
+      r.peak_hbm_kv_bytes = std::max(r.peak_hbm_kv_bytes, static_cast<double>(l.blocks) * block_bytes_);
+      bool emits = !l.prefilling;
+      if (l.prefilling && l.processed == l.target) {
+        l.prefilling = false;
+        emits = true;
+        share_prefix(l);
+      }
+      if (emits) {
+        ++l.generated;
+        ++result_.output_tokens;
+        if (r.first_token_s < 0) r.first_token_s = now_;
+      }
+      event();
+      if (l.generated >= in_.workload.requests[l.index].output_tokens) {
+        pool_.release(l.blocks);
+        l.blocks = 0;
+        unpin(l);
+        release_reservation(l);
+        r.finish_s = now_;
+        running_.erase(std::find(running_.begin(), running_.end(), s.live));
+        complete();
+      }
+    }
+    result_.peak_running = std::max<std::int64_t>(result_.peak_running, static_cast<std::int64_t>(running_.size()));
+    ServingSample sample;
+    sample.time_s = now_;
+    sample.running = static_cast<int>(running_.size());
+    sample.waiting = static_cast<int>(waiting_.size());
+    sample.prefix_cache_bytes = static_cast<double>(pool_.cached_blocks()) * block_bytes_;
+    sample.hbm_kv_bytes = static_cast<double>(pool_.private_blocks()) * block_bytes_ + sample.prefix_cache_bytes;
+    sample.swap_bytes = static_cast<double>(swap_used_blocks_) * block_bytes_;
+    result_.peak_hbm_kv_bytes = std::max(result_.peak_hbm_kv_bytes, sample.hbm_kv_bytes);
+    result_.peak_swap_bytes = std::max(result_.peak_swap_bytes, sample.swap_bytes);
+    timeline_.push_back(sample);
+  }
+
+  // After its prefill, a request's full prompt blocks become shareable prefix-cache blocks.
+  void share_prefix(Live& l) {
+    if (!prefix_caching_) return;
+    const WorkloadRequest& w = in_.workload.requests[l.index];
+    const std::int64_t full_blocks = std::min<std::int64_t>(static_cast<std::int64_t>(w.prefix_blocks.size()),
+                                                            w.prompt_tokens / prefix_block_tokens_);
+    if (full_blocks <= l.pinned) return;
+    const std::span<const std::uint64_t> fresh(w.prefix_blocks.data() + l.pinned,
+                                               static_cast<std::size_t>(full_blocks - l.pinned));
+    const std::int64_t blocks_each = prefix_block_tokens_ / cfg_.block_tokens;
+    // The private tokens of these blocks start after the cached tokens.
+    const std::int64_t moved = pool_.insert_prefix(fresh, blocks_each, ++tick_);
+    l.blocks -= moved * blocks_each;
+    l.pinned += moved;
+    l.shared_offset += static_cast<double>(moved * prefix_block_tokens_);
+  }
+
+  void finish_result() {
+    if (!result_.requests.empty()) {
+      double first = std::numeric_limits<double>::infinity(), last = 0;
+      for (const ServingRequestResult& r : result_.requests) {
+        first = std::min(first, r.arrival_s);
+        if (!r.rejected) last = std::max(last, r.finish_s);
+      }
+      result_.makespan_s = std::max(0.0, last - first);
+      if (result_.makespan_s > 0) {
+        result_.mean_hbm_kv_bytes = result_.hbm_kv_byte_seconds / result_.makespan_s;
+        result_.mean_swap_bytes = result_.swap_byte_seconds / result_.makespan_s;
+      }
+    }
+    // Downsample, keeping the sample with the most KV of each run of consecutive ones (peaks survive).
+    const std::size_t stride = (timeline_.size() + kMaxTimelineRows - 1) / kMaxTimelineRows;
+    if (stride <= 1) {
+      result_.timeline = std::move(timeline_);
+    } else {
+      for (std::size_t i = 0; i < timeline_.size(); i += stride) {
+        const auto end = timeline_.begin() + static_cast<std::ptrdiff_t>(std::min(i + stride, timeline_.size()));
+        result_.timeline.push_back(*std::max_element(
+            timeline_.begin() + static_cast<std::ptrdiff_t>(i), end,
+            [](const ServingSample& a, const ServingSample& b) { return a.hbm_kv_bytes < b.hbm_kv_bytes; }));
+      }
+    }
+  }
+
+  const ServingInput& in_;
+  const ServingConfig& cfg_;
+  BlockPool pool_;
+  ServingResult result_;
+  std::vector<ServingSample> timeline_;
+  std::vector<Live> lives_;
+  std::vector<std::size_t> running_;  // indices into lives_, in admission order
+  std::deque<std::size_t> waiting_;
+  std::string compute_tier_;
+  double layer_heads_ = 0;
+  double block_bytes_ = 0;
+  std::int64_t swap_capacity_blocks_ = 0;
+  std::int64_t swap_used_blocks_ = 0;
+  std::int64_t swap_out_blocks_ = 0;
+  std::int64_t reserved_blocks_ = 0;
+  std::int64_t prefix_block_tokens_ = 0;
+  bool prefix_caching_ = false;
+  std::uint64_t tick_ = 0;
+  std::int64_t attempts_ = 0;  // scheduling rounds, including those that ran nothing
+  std::size_t next_ = 0;
+  std::size_t done_ = 0;
+  double now_ = 0;
+};
+
+}  // namespace
+
+std::int64_t kv_capacity_blocks(const ServingInput& in) {
+  const Hardware& hw = in.hierarchy.hardware();
+  const double hbm_bytes = hw.tier(hw.device.compute_tier).capacity_bytes * (1.0 - in.hbm_reserve) * in.tensor_parallel;
+  const double kv_bytes = hbm_bytes - in.cost.weight_bytes();
+  const double block_bytes = static_cast<double>(in.config.block_tokens) * static_cast<double>(in.model.bytes_per_token());
+  const auto blocks = static_cast<std::int64_t>(std::floor(kv_bytes / block_bytes));
+  if (blocks < 1) {
+    throw InputError("hardware " + hw.device.name + ": the weights of " + in.model.name + " (" +
+                     std::to_string(in.cost.weight_bytes() / 1e9) + " GB) leave no room for one KV block in " +
+                     std::to_string(hbm_bytes / 1e9) + " GB of " + hw.device.compute_tier +
+                     " (raise [hardware] tp or use a larger device)");
+  }
+  return blocks;
+}
+
+ServingResult simulate_serving(const ServingInput& input) { return Scheduler(input).run(); }
+
+}  // namespace kvsim

@@ -1,0 +1,115 @@
+#pragma once
+// The serving simulator (DESIGN.md §6): requests of a workload arrive, a continuous-batching
+// scheduler (vLLM/Sarathi style) runs them in iterations over paged KV blocks, and each request's
+// KV follows its policy's retention curve. Time per iteration comes from the roofline cost model
+// over the whole batch; what a preempted request swaps crosses the links of the hierarchy.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hw/cost_model.h"
+#include "hw/hierarchy.h"
+#include "sim/serving/block_pool.h"
+#include "sim/serving/retention.h"
+#include "sim/serving_config.h"
+#include "traces/workload.h"
+
+namespace kvsim {
+
+struct ServingRequestResult {
+  std::int64_t id = 0;
+  double arrival_s = 0;
+  std::int64_t prompt_tokens = 0;
+  std::int64_t output_tokens = 0;
+  std::int64_t cached_prompt_tokens = 0;  // prompt tokens found in the prefix cache (first admission)
+  double first_scheduled_s = -1;
+  double first_token_s = -1;
+  double finish_s = -1;
+  int preemptions = 0;
+  bool rejected = false;                  // its KV can never fit: not served
+  double peak_hbm_kv_bytes = 0;           // its private blocks in the compute tier
+  double peak_swap_bytes = 0;             // its blocks in the swap tier
+
+  double queue_s() const { return first_scheduled_s - arrival_s; }
+  double ttft_s() const { return first_token_s - arrival_s; }
+  double e2e_s() const { return finish_s - arrival_s; }
+  // Mean time per output token after the first; absent for single-token outputs.
+  std::optional<double> tpot_s() const {
+    if (output_tokens < 2) return std::nullopt;
+    return (finish_s - first_token_s) / static_cast<double>(output_tokens - 1);
+  }
+};
+
+struct ServingSample {  // the state after one iteration
+  double time_s = 0;
+  int running = 0;
+  int waiting = 0;
+  double hbm_kv_bytes = 0;        // private + prefix-cache blocks in use
+  double prefix_cache_bytes = 0;
+  double swap_bytes = 0;
+};
+
+struct ServingResult {
+  std::vector<ServingRequestResult> requests;  // in workload order
+  std::vector<ServingSample> timeline;         // per iteration (downsampled to at most ~20,000 rows)
+  std::int64_t capacity_blocks = 0;
+  double block_bytes = 0;                      // one block, all layers and KV heads, all TP ranks
+  std::int64_t iterations = 0;
+  std::int64_t events = 0;        // arrivals + request steps (a request's part in an iteration) + completions
+  double makespan_s = 0;          // first arrival to last completion
+  double busy_s = 0;              // time spent in iterations
+  // Iteration time by what bound it: the roofline's compute or memory term, or swap transfers.
+  double compute_bound_s = 0;
+  double memory_bound_s = 0;
+  double link_s = 0;
+  // The same split weighted by the decode steps each iteration held back: what TPOT waits on.
+  double decode_compute_bound_s = 0;
+  double decode_memory_bound_s = 0;
+  double decode_link_s = 0;
+  std::int64_t memory_blocked_iterations = 0;  // a waiting request could not be admitted for lack of blocks
+  std::int64_t preemptions = 0;
+  std::int64_t rejected = 0;
+  double swap_out_bytes = 0;
+  double swap_in_bytes = 0;
+  double peak_hbm_kv_bytes = 0;
+  double mean_hbm_kv_bytes = 0;   // time-weighted over the makespan
+  double peak_swap_bytes = 0;
+  double mean_swap_bytes = 0;
+  double hbm_kv_byte_seconds = 0;
+  double swap_byte_seconds = 0;
+  double hbm_read_bytes = 0;      // weights + KV, all TP ranks (roofline traffic)
+  double hbm_write_bytes = 0;
+  std::map<std::string, double> link_bytes;  // swap traffic per link, all TP ranks
+  std::int64_t prompt_tokens_computed = 0;   // prefill tokens processed (recompute included)
+  std::int64_t output_tokens = 0;
+  std::int64_t peak_running = 0;
+};
+
+struct ServingInput {
+  const ServingConfig& config;
+  const Workload& workload;
+  int concurrency = 0;  // > 0: closed loop; arrival times ignored
+  const CostModel& cost;
+  const Hierarchy& hierarchy;
+  const ModelShape& model;
+  int tensor_parallel = 1;
+  double hbm_reserve = 0.1;  // fraction of the compute tier kept for activations and runtime
+  // The retention curve of workload request `index` (its policy applied to its prompt).
+  std::function<RetentionCurve(std::size_t index)> curve;
+  // Share prompt prefixes by hash (only sound when curves keep every entry: a compressed cache
+  // cannot be shared as a prefix).
+  bool prefix_caching = false;
+  std::function<void(const BlockPool&)> after_event;  // tests check invariants here; may be empty
+};
+
+// Throws InputError if the model's weights leave no KV block in the compute tier or the swap
+// tier is unknown.
+ServingResult simulate_serving(const ServingInput& input);
+
+// KV blocks the compute tiers of all TP ranks hold next to the weights.
+std::int64_t kv_capacity_blocks(const ServingInput& input);
+
+}  // namespace kvsim

@@ -1,0 +1,121 @@
+#include "sim/serving/study.h"
+
+#include <filesystem>
+#include <tbb/parallel_for.h>
+
+#include "hw/cost_model.h"
+#include "hw/hierarchy.h"
+#include "sim/placement.h"
+#include "sim/scenario_sources.h"
+#include "util/error.h"
+
+namespace kvsim {
+
+Workload load_scenario_workload(const Scenario& s) {
+  WorkloadLimits limits;
+  limits.max_requests = s.max_requests;
+  // s.arrivals is already resolved against the scenario's folder.
+  Workload w;
+  try {
+    w = load_workload(s.arrivals, "", s.seed, limits, s.path + ": [workload] arrivals");
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    if (what.rfind(s.path, 0) == 0) throw;  // already names the scenario
+    fail_input(s.path + ": [workload] arrivals", what);
+  }
+  if (w.requests.empty()) fail_input(s.path + ": [workload] arrivals", "no requests in " + s.arrivals);
+  if (s.arrival_rate_per_s > 0) {
+    if (w.requests.size() < 2 || w.duration_s() <= 0) {
+      fail_input(s.path + ": [workload] arrival_rate", "needs at least two requests arriving at different times");
+    }
+    w = with_arrival_rate(w, s.arrival_rate_per_s);
+  }
+  return w;
+}
+
+double mean_arrival_rate(const Workload& w) {
+  if (w.requests.size() < 2 || w.duration_s() <= 0) return 0;
+  return static_cast<double>(w.requests.size() - 1) / w.duration_s();
+}
+
+Workload with_arrival_rate(const Workload& w, double rate_per_s) {
+  Workload out = w;
+  const double scale = mean_arrival_rate(w) / rate_per_s;
+  for (WorkloadRequest& r : out.requests) r.arrival_s *= scale;
+  return out;
+}
+
+Hardware load_scenario_hardware(const Scenario& s) {
+  try {
+    return load_hardware(s.hardware_preset, s.hardware_attach);
+  } catch (const InputError& e) {
+    fail_input(s.path + ": [hardware] preset", e.what());
+  }
+}
+
+ServingStudy::ServingStudy(const Scenario& scenario, const std::function<void(const std::string&)>& progress)
+    : scenario_(scenario), workload_(load_scenario_workload(scenario)), policies_(make_scenario_policies(scenario)) {
+  std::vector<const Policy*> ptrs;
+  for (const auto& p : policies_) ptrs.push_back(p.get());
+  const std::size_t n = workload_.requests.size();
+  if (scenario.serving.mode == ServingConfig::Mode::kFast) {
+    std::vector<std::int64_t> lengths;
+    for (const WorkloadRequest& r : workload_.requests) lengths.push_back(r.prompt_tokens);
+    profiles_.emplace(scenario_, ptrs, lengths, progress);
+  } else {
+    if (progress) progress("exact mode: replaying " + std::to_string(n) + " requests x " + std::to_string(ptrs.size()) + " policies");
+    exact_.resize(n);
+    tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) {
+      const WorkloadRequest& r = workload_.requests[i];
+      exact_[i] = measure_retention(scenario_, ptrs, r.prompt_tokens, r.output_tokens);
+    });
+  }
+  keeps_everything_.assign(policies_.size(), 1);
+  for (std::size_t p = 0; p < policies_.size(); ++p) {
+    for (std::size_t i = 0; i < n && keeps_everything_[p]; ++i) {
+      if (!curve(p, i).keeps_everything()) keeps_everything_[p] = 0;
+    }
+  }
+}
+
+bool ServingStudy::prefix_caching(std::size_t policy) const {
+  return keeps_everything_[policy] && workload_.prefix_block_tokens > 0;
+}
+
+RetentionCurve ServingStudy::curve(std::size_t policy, std::size_t request) const {
+  if (profiles_) return profiles_->curve(policy, workload_.requests[request].prompt_tokens);
+  return exact_[request][policy];
+}
+
+ServingResult ServingStudy::simulate(std::size_t policy, const Workload& workload, const Hardware& hardware,
+                                     int concurrency, const std::function<void(const BlockPool&)>& after_event) const {
+  const Scenario& s = scenario_;
+  const CostModel cost(hardware, s.model, s.tensor_parallel, s.path + ": [hardware]");
+  const Hierarchy hierarchy(hardware);
+  const Placement& placement = s.placement;
+  ServingInput input{s.serving, workload, concurrency < 0 ? s.concurrency : concurrency, cost, hierarchy, s.model, s.tensor_parallel,
+                     placement.hbm_reserve, {}, prefix_caching(policy), after_event};
+  input.curve = [&](std::size_t request) { return curve(policy, request); };
+  try {
+    return simulate_serving(input);
+  } catch (const InputError& e) {
+    fail_input(s.path + ": [serving]", e.what());
+  }
+}
+
+ServingRun run_serving(const ServingStudy& study) {
+  ServingRun run;
+  run.hardware = load_scenario_hardware(study.scenario());
+  const std::size_t n = study.num_policies();
+  run.results.resize(n);
+  tbb::parallel_for(std::size_t{0}, n, [&](std::size_t p) {
+    run.results[p] = study.simulate(p, study.workload(), run.hardware);
+  });
+  for (std::size_t p = 0; p < n; ++p) {
+    run.specs.push_back(study.spec(p));
+    run.prefix_caching.push_back(study.prefix_caching(p) ? 1 : 0);
+  }
+  return run;
+}
+
+}  // namespace kvsim

@@ -1,0 +1,71 @@
+#pragma once
+// A serving scenario end to end (DESIGN.md §6): the workload, the policies' retention curves
+// (measured once), and one serving simulation per policy on the scenario's hardware. `kvsim run`
+// on a scenario with [workload] arrivals and `kvsim plan` both go through here.
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hw/hardware.h"
+#include "policies/policy.h"
+#include "sim/serving/retention_profiles.h"
+#include "sim/scenario.h"
+#include "sim/serving/scheduler.h"
+#include "traces/workload.h"
+
+namespace kvsim {
+
+// The scenario's arrivals with its limits; arrival times rescaled to [workload] arrival_rate.
+Workload load_scenario_workload(const Scenario& scenario);
+
+// `workload` with arrival times scaled so that its mean rate is `rate_per_s`.
+Workload with_arrival_rate(const Workload& workload, double rate_per_s);
+
+// Requests over the span of their arrivals (the first arrives at 0): (n - 1) / last arrival.
+double mean_arrival_rate(const Workload& workload);
+
+class ServingStudy {
+ public:
+  // Loads the workload and measures every policy's retention curves (the expensive part).
+  ServingStudy(const Scenario& scenario, const std::function<void(const std::string&)>& progress);
+
+  const Scenario& scenario() const { return scenario_; }
+  const Workload& workload() const { return workload_; }
+  const ModelShape& model() const { return scenario_.model; }
+  std::size_t num_policies() const { return policies_.size(); }
+  std::string spec(std::size_t policy) const { return policies_[policy]->spec(); }
+  // Prefix blocks are shared only under a policy that keeps every entry (see scheduler.h).
+  bool prefix_caching(std::size_t policy) const;
+  std::size_t profile_buckets() const { return profiles_ ? profiles_->buckets() : 0; }
+
+  // One serving simulation of `workload` (this study's, or a rescaled copy of it); `concurrency`
+  // < 0 takes the scenario's.
+  ServingResult simulate(std::size_t policy, const Workload& workload, const Hardware& hardware,
+                         int concurrency = -1, const std::function<void(const BlockPool&)>& after_event = {}) const;
+
+ private:
+  RetentionCurve curve(std::size_t policy, std::size_t request) const;
+
+  Scenario scenario_;
+  Workload workload_;
+  std::vector<std::unique_ptr<Policy>> policies_;
+  std::optional<RetentionProfiles> profiles_;            // fast mode
+  std::vector<std::vector<RetentionCurve>> exact_;       // exact mode: [request][policy]
+  std::vector<char> keeps_everything_;                   // per policy
+};
+
+struct ServingRun {
+  Hardware hardware;
+  std::vector<std::string> specs;
+  std::vector<ServingResult> results;  // one per policy, `full` first
+  std::vector<char> prefix_caching;
+};
+
+ServingRun run_serving(const ServingStudy& study);
+
+// The scenario's hardware (preset + attachments), errors naming the scenario's [hardware].
+Hardware load_scenario_hardware(const Scenario& scenario);
+
+}  // namespace kvsim

@@ -1,0 +1,49 @@
+#pragma once
+// Sweep files (kvsim sweep): a scenario file whose values may be lists or ranges
+// (sim/sweep/values.h), plus a [sweep] section with `seed`, `zip` and `exclude`. Expansion is pure
+// text processing: every scenario comes out as scenario INI text, parsed later by
+// load_scenario_text() as if it were the sweep file (so relative paths resolve against its folder).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kvsim {
+
+struct SweepScenario {
+  std::size_t index = 0;            // position in expansion order, 0-based
+  std::vector<std::string> values;  // one per Sweep::columns
+  std::string seed;                 // its [workload] seed: as listed, or derived (see expand_sweep)
+  std::string text;                 // scenario INI text
+  std::string hash;                 // 16 hex digits of `text`
+};
+
+struct Sweep {
+  std::string path;                      // the sweep file
+  std::vector<std::string> columns;      // swept keys "section.key", in file order
+  std::vector<SweepScenario> scenarios;  // expansion order
+  std::string hash;                      // 16 hex digits identifying the whole expansion
+
+  // "scenario 3 (workload.prompt_tokens=8192, workload.chunk_tokens=2048)"
+  std::string describe(std::size_t index) const;
+  // "000003-<hash>": the scenario's folder under DIR/scenarios/
+  std::string folder_name(std::size_t index) const;
+};
+
+// Expands sweep text as if it were the file `path`. The cartesian product runs over the swept keys
+// in file order (the first varies slowest); keys of one `zip` line advance together; combinations
+// matching an `exclude` line are dropped. Each [policy] spec line is brace-expanded and stays a
+// row of every scenario, never a scenario of its own. Without a [workload] seed in the file, each
+// scenario's seed is derived from [sweep] seed and its [model] and [workload] values only, so the
+// synthetic trace of a scenario does not change when policies or hardware are added to the sweep.
+// Throws InputError("<path>: [section] key: ...") for malformed values, zip of unequal lengths,
+// unknown keys in zip/exclude, or an empty expansion.
+Sweep expand_sweep(const std::string& text, const std::string& path);
+
+// expand_sweep() of the file's text.
+Sweep load_sweep(const std::string& path);
+
+// The help text for the sweep file syntax (kvsim sweep --help).
+std::string sweep_help();
+
+}  // namespace kvsim

@@ -1,0 +1,275 @@
+// The serving simulator against queueing theory, hand-counted memory, and its own invariants.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "hw/cost_model.h"
+#include "hw/hardware.h"
+#include "hw/hierarchy.h"
+#include "traces/model_presets.h"
+#include "sim/serving/metrics.h"
+#include "sim/serving/scheduler.h"
+#include "traces/workload.h"
+
+namespace kvsim {
+namespace {
+
+constexpr std::int64_t kForever = std::numeric_limits<std::int64_t>::max() / 4;
+
+RetentionCurve keep_everything(std::int64_t prompt) { return RetentionCurve(prompt, {}, kForever, 1.0); }
+
+// A hand-made workload: (arrival_s, prompt, output) per request.
+Workload make_workload(const std::vector<std::tuple<double, std::int64_t, std::int64_t>>& rows) {
+  Workload w;
+  w.source = "test";
+  for (const auto& [t, p, o] : rows) {
+    WorkloadRequest r;
+    r.id = static_cast<std::int64_t>(w.requests.size());
+    r.arrival_s = t;
+    r.prompt_tokens = p;
+    r.output_tokens = o;
+    w.requests.push_back(r);
+  }
+  return w;
+}
+
+struct Rig {
+  ModelShape model = load_model_preset("llama-3.1-8b");
+  Hardware hardware = load_hardware("h100-sxm", {"host-ddr5"});
+  CostModel cost{hardware, model, 1, "test"};
+  Hierarchy hierarchy{hardware};
+
+  ServingInput input(const ServingConfig& config, const Workload& w, double hbm_reserve = 0.1) const {
+    ServingInput in{config, w, 0, cost, hierarchy, model, 1, hbm_reserve, {}, false, {}};
+    in.curve = [&w](std::size_t i) { return keep_everything(w.requests[i].prompt_tokens); };
+    return in;
+  }
+  // The hbm_reserve that leaves exactly `blocks` KV blocks of `block_tokens` next to the weights.
+  double reserve_for_blocks(std::int64_t blocks, std::int64_t block_tokens) const {
+    const double hbm = hardware.tier(hardware.device.compute_tier).capacity_bytes;
+    const double kv = (static_cast<double>(blocks) + 0.5) * static_cast<double>(block_tokens * model.bytes_per_token());
+    return 1.0 - (kv + cost.weight_bytes()) / hbm;
+  }
+};
+
+TEST(RetentionCurve, ResidentPeakAndRescale) {
+  // Prompt 100 in chunks of 40: evictions to 10 after 40, to 20 after 80, to 25 after 100; then
+  // decode keeps 25 + growth (slope 1), measured to 110.
+  const RetentionCurve c(100, {{40, 10}, {80, 20}, {100, 25}}, 110, 1.0);
+  EXPECT_DOUBLE_EQ(c.resident_after(39), 39);
+  EXPECT_DOUBLE_EQ(c.resident_after(40), 10);
+  EXPECT_DOUBLE_EQ(c.resident_after(79), 49);
+  EXPECT_DOUBLE_EQ(c.resident_after(100), 25);
+  EXPECT_DOUBLE_EQ(c.resident_after(105), 30);
+  EXPECT_DOUBLE_EQ(c.resident_after(120), 45);  // extrapolated with slope 1
+  EXPECT_EQ(c.next_knot_after(0), 40);
+  EXPECT_EQ(c.next_knot_after(40), 80);
+  EXPECT_EQ(c.next_knot_after(100), -1);
+  // Just before each eviction: 40, 10 + 40 = 50, 20 + 20 = 40; at 105: 30.
+  EXPECT_DOUBLE_EQ(c.peak_resident(105), 50);
+  // Knots at 40/80/100 are the ends of 40-token chunks of a 100-token prompt. At twice the prompt,
+  // evictions follow the new chunk ends 40, 80, ..., 200 and keep the fraction kept at the same
+  // relative position x: 40 -> 0.25 (x=0.2, before the first measured knot at x=0.4), 200 -> 0.25.
+  const RetentionCurve d = c.rescaled(200, 40);
+  EXPECT_EQ(d.next_knot_after(0), 40);
+  EXPECT_EQ(d.next_knot_after(160), 200);
+  EXPECT_DOUBLE_EQ(d.resident_after(40), 10);
+  EXPECT_DOUBLE_EQ(d.resident_after(120), 120 * 0.25);  // x = 0.6: between 0.25 (x 0.4) and 0.25 (x 0.8)
+  EXPECT_DOUBLE_EQ(d.resident_after(200), 50);
+  EXPECT_DOUBLE_EQ(d.resident_after(205), 55);  // decode growth kept
+  // Evicting only after the prompt: the new curve evicts only after the new prompt.
+  const RetentionCurve post(100, {{100, 30}}, 110, 1.0);
+  const RetentionCurve post2 = post.rescaled(150, 40);
+  EXPECT_EQ(post2.next_knot_after(0), 150);
+  EXPECT_DOUBLE_EQ(post2.resident_after(150), 45);
+}
+
+TEST(RetentionCurve, FlatDecodeSlopeEvictsEveryStepPastTheMeasuredRange) {
+  const RetentionCurve c(10, {{10, 4}, {11, 4}, {12, 4}}, 12, 0.0);
+  EXPECT_DOUBLE_EQ(c.resident_after(50), 4);
+  EXPECT_EQ(c.next_knot_after(20), 21);
+  EXPECT_DOUBLE_EQ(c.peak_resident(50), 10);  // the prompt before its eviction
+}
+
+// With one request at a time and identical requests, the server is M/D/1: the mean wait in queue
+// is rho * S / (2 (1 - rho)) (Pollaczek-Khinchine with zero service variance).
+TEST(Serving, QueueingDelayMatchesMD1) {
+  const Rig rig;
+  ServingConfig config;
+  config.max_running = 1;
+  config.max_batch_tokens = 4096;
+  // Service time of one 1024-token prefill that emits the only output token.
+  const Workload probe = make_workload({{0.0, 1024, 1}});
+  const ServingResult one = simulate_serving(rig.input(config, probe));
+  const double service_s = one.busy_s;
+  ASSERT_GT(service_s, 0);
+  for (const double rho : {0.3, 0.6, 0.8}) {
+    const double rate = rho / service_s;
+    const std::string spec = "poisson(rate=" + std::to_string(rate) +
+                             ", requests=60000, prompt_mean=1024, prompt_cv=0, prompt_max=1024, output_mean=1, "
+                             "output_cv=0, output_max=1)";
+    const Workload w = make_synthetic_workload(spec, 7, "test");
+    const ServingResult r = simulate_serving(rig.input(config, w));
+    double wait = 0;
+    for (const auto& q : r.requests) wait += q.queue_s();
+    wait /= static_cast<double>(r.requests.size());
+    // The realised load of the sampled arrivals, not the nominal one.
+    const double realised_rho = service_s * static_cast<double>(w.requests.size() - 1) / w.duration_s();
+    const double theory = realised_rho * service_s / (2 * (1 - realised_rho));
+    EXPECT_NEAR(wait / theory, 1.0, 0.05) << "rho " << rho << ": simulated " << wait << " s, M/D/1 " << theory << " s";
+    EXPECT_NEAR(r.busy_s / static_cast<double>(r.iterations) / service_s, 1.0, 1e-9);
+  }
+}
+
+// Blocks by hand: a 100-token prompt with 16-token blocks takes 7 blocks, 8 once it has 113 tokens.
+TEST(Serving, BlocksAreCountedPerRequestAndReturned) {
+  const Rig rig;
+  ServingConfig config;
+  const Workload w = make_workload({{0.0, 100, 14}});
+  bool consistent = true;
+  std::int64_t most_used = 0;
+  ServingInput in = rig.input(config, w);
+  in.after_event = [&](const BlockPool& pool) {
+    consistent = consistent && pool.consistent();
+    most_used = std::max(most_used, pool.private_blocks());
+  };
+  const ServingResult r = simulate_serving(in);
+  EXPECT_TRUE(consistent);
+  // Decode step j processes token 100 + j: the 13th step holds 113 entries = 8 blocks.
+  EXPECT_EQ(most_used, 8);
+  EXPECT_DOUBLE_EQ(r.requests[0].peak_hbm_kv_bytes, 8 * r.block_bytes);
+  EXPECT_EQ(r.iterations, 14);  // one prefill, 13 decodes
+  EXPECT_EQ(r.output_tokens, 14);
+}
+
+// Under memory pressure, preemption by recompute or by swap never loses a request, every block
+// comes back, and what is swapped out is swapped back in.
+TEST(Serving, PreemptionConservesMemoryAndRequests) {
+  const Rig rig;
+  for (const auto preemption : {ServingConfig::Preemption::kRecompute, ServingConfig::Preemption::kSwap}) {
+    ServingConfig config;
+    config.preemption = preemption;
+    config.swap_tier = "dram";
+    config.max_batch_tokens = 512;
+    const Workload w = make_synthetic_workload(
+        "poisson(rate=200, requests=300, prompt_mean=600, prompt_cv=0.5, prompt_max=2000, output_mean=300, "
+        "output_cv=0.5, output_max=900)",
+        3, "test");
+    ServingInput in = rig.input(config, w, rig.reserve_for_blocks(400, config.block_tokens));
+    std::int64_t checks = 0, broken = 0;
+    in.after_event = [&](const BlockPool& pool) {
+      ++checks;
+      if (!pool.consistent()) ++broken;
+    };
+    const ServingResult r = simulate_serving(in);
+    EXPECT_EQ(r.capacity_blocks, 400);
+    EXPECT_EQ(broken, 0) << checks << " checks";
+    EXPECT_GT(r.preemptions, 0) << "the case must exercise preemption";
+    std::int64_t outputs = 0, prompts = 0;
+    for (const auto& q : r.requests) {
+      prompts += q.prompt_tokens;
+      EXPECT_FALSE(q.rejected);
+      EXPECT_GE(q.finish_s, q.first_token_s);
+      outputs += q.output_tokens;
+    }
+    EXPECT_EQ(r.output_tokens, outputs);
+    EXPECT_LE(r.peak_hbm_kv_bytes, 400 * r.block_bytes);
+    if (preemption == ServingConfig::Preemption::kSwap) {
+      EXPECT_GT(r.swap_out_bytes, 0);
+      EXPECT_DOUBLE_EQ(r.swap_in_bytes, r.swap_out_bytes);
+      EXPECT_GT(r.link_bytes.size(), 0u);
+    } else {
+      EXPECT_GT(r.prompt_tokens_computed, prompts);  // recompute prefills preempted requests again
+    }
+  }
+}
+
+// Admission by reservation with a closed loop of clients: the running batch is capped at
+// floor(capacity / blocks per request), the memory-bound concurrency.
+TEST(Serving, ReserveAdmissionCapsConcurrencyAtCapacityOverPerRequestKv) {
+  const Rig rig;
+  ServingConfig config;
+  config.admission = ServingConfig::Admission::kReserve;
+  std::vector<std::tuple<double, std::int64_t, std::int64_t>> rows(200, {0.0, 1000, 200});
+  const Workload w = make_workload(rows);
+  // 1000 + 199 tokens at the last decode -> ceil(1199 / 16) = 75 blocks per request.
+  ServingInput in = rig.input(config, w, rig.reserve_for_blocks(75 * 7 + 40, 16));
+  in.concurrency = 32;
+  const ServingResult r = simulate_serving(in);
+  EXPECT_EQ(r.capacity_blocks, 75 * 7 + 40);
+  EXPECT_EQ(r.peak_running, 7);
+  EXPECT_EQ(r.preemptions, 0);
+  in.concurrency = 5;  // below the cap: all clients run
+  EXPECT_EQ(simulate_serving(in).peak_running, 5);
+}
+
+// A request that cannot fit an empty cache is rejected, not retried forever.
+TEST(Serving, RequestLargerThanTheCacheIsRejected) {
+  const Rig rig;
+  ServingConfig config;
+  const Workload w = make_workload({{0.0, 100, 10}, {0.0, 5000, 10}, {0.1, 100, 10}});
+  const ServingResult r = simulate_serving(rig.input(config, w, rig.reserve_for_blocks(100, 16)));
+  EXPECT_FALSE(r.requests[0].rejected);
+  EXPECT_TRUE(r.requests[1].rejected);
+  EXPECT_FALSE(r.requests[2].rejected);
+  EXPECT_EQ(r.rejected, 1);
+}
+
+// Two requests with the same first two 512-token prefix blocks: the second one finds them cached
+// and prefills only the rest; the shared blocks are stored once.
+TEST(Serving, PrefixBlocksAreSharedAndStoredOnce) {
+  const Rig rig;
+  ServingConfig config;
+  Workload w = make_workload({{0.0, 1500, 50}, {1.0, 1300, 50}});
+  w.prefix_block_tokens = 512;
+  w.requests[0].prefix_blocks = {11, 12, 13};
+  w.requests[1].prefix_blocks = {11, 12, 99};
+  ServingInput in = rig.input(config, w);
+  in.prefix_caching = true;
+  std::int64_t most_cached = 0;
+  bool consistent = true;
+  in.after_event = [&](const BlockPool& pool) {
+    most_cached = std::max(most_cached, pool.cached_blocks());
+    consistent = consistent && pool.consistent();
+  };
+  const ServingResult r = simulate_serving(in);
+  EXPECT_TRUE(consistent);
+  EXPECT_EQ(r.requests[0].cached_prompt_tokens, 0);
+  EXPECT_EQ(r.requests[1].cached_prompt_tokens, 1024);
+  EXPECT_EQ(r.prompt_tokens_computed, 1500 + (1300 - 1024));
+  // Request 0 shares its two full blocks (1500 / 512 = 2); request 1 adds none of its own (its
+  // third block holds 276 tokens, not a full one): 2 * 32 cache blocks.
+  EXPECT_EQ(most_cached, 2 * 512 / 16);
+}
+
+TEST(ServingMetrics, PercentilesThroughputAndGoodput) {
+  ServingResult r;
+  r.makespan_s = 10;
+  r.output_tokens = 30;
+  for (int i = 0; i < 3; ++i) {
+    ServingRequestResult q;
+    q.arrival_s = i;
+    q.first_scheduled_s = i;
+    q.first_token_s = i + 0.5 * (i + 1);  // TTFT 0.5, 1.0, 1.5
+    q.finish_s = q.first_token_s + 9 * 0.1 * (i + 1);  // TPOT 0.1, 0.2, 0.3 over 10 outputs
+    q.prompt_tokens = 100;
+    q.output_tokens = 10;
+    r.requests.push_back(q);
+  }
+  Slo slo;
+  slo.ttft_s = 1.2;
+  slo.tpot_s = 0.25;
+  const ServingMetrics m = summarize_serving(r, slo);
+  EXPECT_DOUBLE_EQ(m.ttft_s.p50, 1.0);
+  EXPECT_NEAR(m.ttft_s.p90, 1.4, 1e-12);
+  EXPECT_NEAR(m.tpot_s.p50, 0.2, 1e-12);
+  EXPECT_DOUBLE_EQ(m.output_tokens_per_s, 3.0);
+  EXPECT_DOUBLE_EQ(m.tokens_per_s, 33.0);
+  EXPECT_NEAR(m.slo_attainment, 2.0 / 3.0, 1e-12);
+  EXPECT_DOUBLE_EQ(m.goodput_requests_per_s, 0.2);
+  EXPECT_EQ(m.limiting_resource, "compute");
+}
+
+}  // namespace
+}  // namespace kvsim
