@@ -4,7 +4,6 @@
 // guaranteed its window and its own top floor(alpha_safeguard x capacity) entries.
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <tbb/parallel_for.h>
 
 #include "policies/registry.h"
@@ -18,14 +17,8 @@ namespace {
 
 class AdaKvPolicy final : public SnapKvScoredPolicy {
  public:
-  AdaKvPolicy(Budget budget, SnapKvScoring scoring, double alpha, EvictionPoints points)
-      : SnapKvScoredPolicy(budget, scoring, points), alpha_(alpha) {}
-
-  std::string spec() const override {
-    char alpha[32];
-    std::snprintf(alpha, sizeof alpha, "%g", alpha_);
-    return format_spec("adakv", std::string("alpha_safeguard=") + alpha);
-  }
+  AdaKvPolicy(std::string spec, Budget budget, SnapKvScoring scoring, double alpha, EvictionPoints points)
+      : SnapKvScoredPolicy(std::move(spec), budget, scoring, points), alpha_(alpha) {}
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
     const std::int64_t capacity = uniform_capacity(ctx);
@@ -109,14 +102,15 @@ void register_adakv(PolicyRegistry& registry) {
          "in [0, 1]"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const SnapKvScoring scoring = SnapKvScoring::read(args, {64, 5, false});
-         const double alpha = args.get_double("alpha_safeguard", 0.2);
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const SnapKvScoring scoring = SnapKvScoring::read(args);
+         const double alpha = args.get_double("alpha_safeguard");
+         args.set_canonical("alpha_safeguard", format_printf_g(alpha));  // as its spec has always printed it
+         const auto points = read_eviction_points(args);
          if (!(alpha >= 0.0 && alpha <= 1.0)) args.fail("alpha_safeguard", "must be in [0, 1]");
          scoring.check_budget(args, budget);
-         return std::make_unique<AdaKvPolicy>(budget, scoring, alpha, points);
+         return std::make_unique<AdaKvPolicy>(args.canonical(), budget, scoring, alpha, points);
        }});
 }
 

@@ -30,12 +30,9 @@ namespace {
 
 class ChunkKvPolicy final : public SnapKvScoredPolicy {
  public:
-  ChunkKvPolicy(Budget budget, SnapKvScoring scoring, std::int64_t chunk_length, EvictionPoints points)
-      : SnapKvScoredPolicy(budget, scoring, points), chunk_length_(chunk_length) {}
-
-  std::string spec() const override {
-    return format_spec("chunkkv", "chunk_length=" + std::to_string(chunk_length_));
-  }
+  ChunkKvPolicy(std::string spec, Budget budget, SnapKvScoring scoring, std::int64_t chunk_length,
+                EvictionPoints points)
+      : SnapKvScoredPolicy(std::move(spec), budget, scoring, points), chunk_length_(chunk_length) {}
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
     const std::int64_t capacity = uniform_capacity(ctx);
@@ -111,14 +108,14 @@ void register_chunkkv(PolicyRegistry& registry) {
         {"chunk_length", "20", "entries per chunk, the unit of eviction (>= 1)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const SnapKvScoring scoring = SnapKvScoring::read(args, {64, 5, false});
-         const std::int64_t chunk_length = args.get_int("chunk_length", 20);
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const SnapKvScoring scoring = SnapKvScoring::read(args);
+         const std::int64_t chunk_length = args.get_int("chunk_length");
+         const auto points = read_eviction_points(args);
          if (chunk_length < 1) args.fail("chunk_length", "must be >= 1");
          scoring.check_budget(args, budget);
-         return std::make_unique<ChunkKvPolicy>(budget, scoring, chunk_length, points);
+         return std::make_unique<ChunkKvPolicy>(args.canonical(), budget, scoring, chunk_length, points);
        }});
 }
 

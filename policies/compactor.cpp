@@ -6,7 +6,6 @@
 // few resident entries are protected. The reference sketches the keys with a fresh random Gaussian
 // (dimension 48) and a jittered Cholesky; kvsim uses the exact hat-matrix leverage instead, which
 // is what the sketch approximates and is deterministic.
-#include <cstdio>
 #include <cstdlib>
 #include <tbb/parallel_for.h>
 
@@ -21,10 +20,10 @@ namespace kvsim {
 
 namespace {
 
-struct CompactorParams {
+struct CompactorParams {  // every field read from the spec (defaults: the parameter table)
   Budget budget;
-  ProtectedEnds ends{8, 4};
-  std::int64_t chunk = 256;
+  ProtectedEnds ends;
+  std::int64_t chunk = 0;
   double blending = -1.0;  // < 0: the fraction evicted at this eviction (kvpress: compression_ratio)
   bool attention = true;
   bool pre_rope = true;
@@ -33,17 +32,9 @@ struct CompactorParams {
 
 class CompactorPolicy final : public Policy {
  public:
-  explicit CompactorPolicy(CompactorParams p) : p_(p) {}
+  CompactorPolicy(std::string spec, CompactorParams p) : spec_(std::move(spec)), p_(p) {}
 
-  std::string spec() const override {
-    char blend[32];
-    std::snprintf(blend, sizeof blend, "%g", p_.blending);
-    return "compactor(budget=" + p_.budget.format() + ", sink_start=" + std::to_string(p_.ends.sinks) +
-           ", sink_end=" + std::to_string(p_.ends.recent) + ", chunk=" + std::to_string(p_.chunk) +
-           ", blending=" + (p_.blending < 0 ? std::string("auto") : std::string(blend)) +
-           ", attention=" + (p_.attention ? "on" : "off") + ", keys=" + (p_.pre_rope ? "pre_rope" : "post_rope") +
-           ", " + format_eviction_points(p_.points) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return p_.points; }
 
   // The attention term needs the query of every entry it scores: every prompt position, and every
@@ -138,6 +129,7 @@ class CompactorPolicy final : public Policy {
     return Eigen::Map<const Eigen::VectorXf>(pooled.data(), static_cast<Eigen::Index>(pooled.size())).cast<double>();
   }
 
+  std::string spec_;
   CompactorParams p_;
 };
 
@@ -158,15 +150,15 @@ void register_compactor(PolicyRegistry& registry) {
         {"keys", "pre_rope", "pre_rope (undo RoPE with the model's rope_theta, as the reference) | post_rope"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          CompactorParams p;
-         p.budget = Budget::read(args, "budget", 0.2);
-         p.ends = {args.get_int("sink_start", 8), args.get_int("sink_end", 4)};
-         p.chunk = args.get_int("chunk", 256);
-         const std::string blending = args.get_string("blending", "auto");
-         p.attention = args.get_choice("attention", "on", {"on", "off"}) == "on";
-         p.pre_rope = args.get_choice("keys", "pre_rope", {"pre_rope", "post_rope"}) == "pre_rope";
-         p.points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+         p.budget = Budget::read(args, "budget");
+         p.ends = {args.get_int("sink_start"), args.get_int("sink_end")};
+         p.chunk = args.get_int("chunk");
+         const std::string blending = args.get_string("blending");
+         p.attention = args.get_choice("attention", {"on", "off"}) == "on";
+         p.pre_rope = args.get_choice("keys", {"pre_rope", "post_rope"}) == "pre_rope";
+         p.points = read_eviction_points(args);
          if (p.ends.sinks < 0) args.fail("sink_start", "must be >= 0");
          if (p.ends.recent < 0) args.fail("sink_end", "must be >= 0");
          if (p.chunk < 1) args.fail("chunk", "must be >= 1");
@@ -174,11 +166,12 @@ void register_compactor(PolicyRegistry& registry) {
            char* end = nullptr;
            p.blending = std::strtod(blending.c_str(), &end);
            if (blending.empty() || *end != '\0' || !(p.blending >= 0.0)) args.fail("blending", "expected auto or a number >= 0");
+           args.set_canonical("blending", format_printf_g(p.blending));  // as its spec has always printed it
          }
          if (!p.budget.is_fraction && p.budget.tokens < p.ends.total()) {
            args.fail("budget", "a token budget must hold the protected ends (" + std::to_string(p.ends.total()) + ")");
          }
-         return std::make_unique<CompactorPolicy>(p);
+         return std::make_unique<CompactorPolicy>(args.canonical(), p);
        }});
 }
 

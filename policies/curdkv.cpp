@@ -15,16 +15,6 @@ namespace {
 
 enum class LeverageType { kKey, kValue, kKvAvg, kKvProduct };
 
-const char* type_name(LeverageType t) {
-  switch (t) {
-    case LeverageType::kKey: return "key";
-    case LeverageType::kValue: return "value";
-    case LeverageType::kKvAvg: return "kv_avg";
-    case LeverageType::kKvProduct: return "kv_product";
-  }
-  return "kv_product";
-}
-
 // Squared row norms of the resident entries, normalised to sum 1 within consecutive blocks of
 // `block` entries counted from the oldest resident (block 0: no local normalisation). kvpress
 // zero-pads the last block, which leaves its sum unchanged; an all-zero block (0/0 there) scores 0.
@@ -43,14 +33,12 @@ Eigen::VectorXd local_squared_norms(const HeadMatrix& m, std::span<const std::in
 
 class CurDkvPolicy final : public Policy {
  public:
-  CurDkvPolicy(Budget budget, std::int64_t sinks, LeverageType type, std::int64_t local_window, EvictionPoints points)
-      : budget_(budget), sinks_(sinks), type_(type), local_window_(local_window), points_(points) {}
+  CurDkvPolicy(std::string spec, Budget budget, std::int64_t sinks, LeverageType type, std::int64_t local_window,
+               EvictionPoints points)
+      : spec_(std::move(spec)), budget_(budget), sinks_(sinks), type_(type), local_window_(local_window),
+        points_(points) {}
 
-  std::string spec() const override {
-    return "curdkv(budget=" + budget_.format() + ", sinks=" + std::to_string(sinks_) + ", leverage=" +
-           type_name(type_) + ", local_window=" + std::to_string(local_window_) + ", " +
-           format_eviction_points(points_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
@@ -86,6 +74,7 @@ class CurDkvPolicy final : public Policy {
     return s;
   }
 
+  std::string spec_;
   Budget budget_;
   std::int64_t sinks_;
   LeverageType type_;
@@ -107,12 +96,12 @@ void register_curdkv(PolicyRegistry& registry) {
         {"local_window", "16", "block size of the local normalisation (CURPress local_window_size); 0: none"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const std::int64_t sinks = args.get_int("sinks", 4);
-         const std::string type = args.get_choice("leverage", "kv_product", {"key", "value", "kv_avg", "kv_product"});
-         const std::int64_t local_window = args.get_int("local_window", 16);
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const std::int64_t sinks = args.get_int("sinks");
+         const std::string type = args.get_choice("leverage", {"key", "value", "kv_avg", "kv_product"});
+         const std::int64_t local_window = args.get_int("local_window");
+         const auto points = read_eviction_points(args);
          if (sinks < 0) args.fail("sinks", "must be >= 0");
          if (local_window < 0) args.fail("local_window", "must be >= 0 (0: no local normalisation)");
          if (!budget.is_fraction && budget.tokens < sinks) {
@@ -122,7 +111,7 @@ void register_curdkv(PolicyRegistry& registry) {
                                 : type == "value"  ? LeverageType::kValue
                                 : type == "kv_avg" ? LeverageType::kKvAvg
                                                    : LeverageType::kKvProduct;
-         return std::make_unique<CurDkvPolicy>(budget, sinks, t, local_window, points);
+         return std::make_unique<CurDkvPolicy>(args.canonical(), budget, sinks, t, local_window, points);
        }});
 }
 

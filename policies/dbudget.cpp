@@ -28,13 +28,10 @@ namespace {
 
 class DBudgetPolicy final : public Policy {
  public:
-  DBudgetPolicy(double threshold, SnapKvScoring scoring, EvictionPoints points)
-      : threshold_(threshold), scoring_(scoring), points_(points) {}
+  DBudgetPolicy(std::string spec, double threshold, SnapKvScoring scoring, EvictionPoints points)
+      : spec_(std::move(spec)), threshold_(threshold), scoring_(scoring), points_(points) {}
 
-  std::string spec() const override {
-    return "dbudget(threshold=" + format_spec_number(threshold_) + ", " + scoring_.format() + ", " +
-           format_eviction_points(points_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
   void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
                             std::vector<std::int64_t>* positions) const override {
@@ -139,6 +136,7 @@ class DBudgetPolicy final : public Policy {
     return {static_cast<std::int64_t>(keep), prefix};
   }
 
+  std::string spec_;
   double threshold_;
   SnapKvScoring scoring_;
   EvictionPoints points_;
@@ -161,12 +159,12 @@ void register_dbudget(PolicyRegistry& registry) {
         {"pooling", "max", "max|avg"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (re-applies the rule to the resident entries)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const double threshold = args.get_double("threshold", 0.99);
-         const SnapKvScoring scoring = SnapKvScoring::read(args, {32, 7, true});
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const double threshold = args.get_double("threshold");
+         const SnapKvScoring scoring = SnapKvScoring::read(args);
+         const auto points = read_eviction_points(args);
          if (!(threshold > 0.0 && threshold <= 1.0)) args.fail("threshold", "must be in (0, 1]");
-         return std::make_unique<DBudgetPolicy>(threshold, scoring, points);
+         return std::make_unique<DBudgetPolicy>(args.canonical(), threshold, scoring, points);
        }});
 }
 

@@ -41,18 +41,12 @@ struct QueryStats {
 
 class ExpectedAttentionPolicy final : public Policy {
  public:
-  ExpectedAttentionPolicy(Budget budget, std::int64_t sinks, std::int64_t future, bool covariance, bool vnorm,
-                          double epsilon, std::int64_t stats_queries, EvictionPoints points)
-      : budget_(budget), sinks_(sinks), future_(future), covariance_(covariance), vnorm_(vnorm), epsilon_(epsilon),
-        stats_queries_(stats_queries), points_(points) {}
+  ExpectedAttentionPolicy(std::string spec, Budget budget, std::int64_t sinks, std::int64_t future, bool covariance,
+                          bool vnorm, double epsilon, std::int64_t stats_queries, EvictionPoints points)
+      : spec_(std::move(spec)), budget_(budget), sinks_(sinks), future_(future), covariance_(covariance), vnorm_(vnorm),
+        epsilon_(epsilon), stats_queries_(stats_queries), points_(points) {}
 
-  std::string spec() const override {
-    return "expected_attention(budget=" + budget_.format() + ", sinks=" + std::to_string(sinks_) +
-           ", future=" + std::to_string(future_) + ", covariance=" + (covariance_ ? "yes" : "no") +
-           ", vnorm=" + (vnorm_ ? "yes" : "no") + ", epsilon=" + format_spec_number(epsilon_) +
-           ", stats_queries=" + (stats_queries_ > 0 ? std::to_string(stats_queries_) : "all") + ", " +
-           format_eviction_points(points_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
 
   void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
@@ -199,6 +193,7 @@ class ExpectedAttentionPolicy final : public Policy {
     return scores;
   }
 
+  std::string spec_;
   Budget budget_;
   std::int64_t sinks_;
   std::int64_t future_;
@@ -209,8 +204,8 @@ class ExpectedAttentionPolicy final : public Policy {
   EvictionPoints points_;
 };
 
-bool read_yes_no(SpecArgs& args, const std::string& key, bool default_value) {
-  return args.get_choice(key, default_value ? "yes" : "no", {"yes", "no"}) == "yes";
+bool read_yes_no(PolicyArgs& args, const std::string& key) {
+  return args.get_choice(key, {"yes", "no"}) == "yes";
 }
 
 }  // namespace
@@ -232,15 +227,15 @@ void register_expected_attention(PolicyRegistry& registry) {
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (statistics of the last K steps' queries; keeps the capacity reached at "
                            "the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const std::int64_t sinks = args.get_int("sinks", 4);
-         const std::int64_t future = args.get_int("future", 512);
-         const bool covariance = read_yes_no(args, "covariance", true);
-         const bool vnorm = read_yes_no(args, "vnorm", true);
-         const double epsilon = args.get_double("epsilon", 0.0);
-         const std::string queries = args.get_string("stats_queries", "all");
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const std::int64_t sinks = args.get_int("sinks");
+         const std::int64_t future = args.get_int("future");
+         const bool covariance = read_yes_no(args, "covariance");
+         const bool vnorm = read_yes_no(args, "vnorm");
+         const double epsilon = args.get_double("epsilon");
+         const std::string queries = args.get_string("stats_queries");
+         const auto points = read_eviction_points(args);
          if (sinks < 0) args.fail("sinks", "must be >= 0");
          if (future < 1) args.fail("future", "must be >= 1 (positions)");
          if (!(epsilon >= 0.0)) args.fail("epsilon", "must be >= 0");
@@ -254,8 +249,9 @@ void register_expected_attention(PolicyRegistry& registry) {
              args.fail("stats_queries", "expected all or an integer >= 1, got '" + queries + "'");
            }
          }
-         return std::make_unique<ExpectedAttentionPolicy>(budget, sinks, future, covariance, vnorm, epsilon,
-                                                          stats_queries, points);
+         args.set_canonical("stats_queries", stats_queries > 0 ? std::to_string(stats_queries) : "all");
+         return std::make_unique<ExpectedAttentionPolicy>(args.canonical(), budget, sinks, future, covariance, vnorm,
+                                                          epsilon, stats_queries, points);
        }});
 }
 

@@ -16,7 +16,7 @@ class FullPolicy final : public Policy {
 
 void register_full(PolicyRegistry& registry) {
   registry.add({"full", "keep every KV entry (the baseline every scenario runs)", "-", {},
-                [](SpecArgs&) -> std::unique_ptr<Policy> { return std::make_unique<FullPolicy>(); }});
+                [](PolicyArgs&) -> std::unique_ptr<Policy> { return std::make_unique<FullPolicy>(); }});
 }
 
 }  // namespace kvsim

@@ -40,17 +40,12 @@ class H2oPolicy final : public Policy {
  public:
   // recent_share in [0, 1): the recent window's share of the capacity; recent_tokens > 0 instead
   // makes it a protected window of that many tokens added to a fractional budget (DESIGN.md §4).
-  H2oPolicy(Budget budget, double recent_share, std::int64_t recent_tokens, std::int64_t prompt_queries,
-            bool normalize, EvictionPoints points)
-      : budget_(budget), recent_share_(recent_share), recent_tokens_(recent_tokens),
+  H2oPolicy(std::string spec, Budget budget, double recent_share, std::int64_t recent_tokens,
+            std::int64_t prompt_queries, bool normalize, EvictionPoints points)
+      : spec_(std::move(spec)), budget_(budget), recent_share_(recent_share), recent_tokens_(recent_tokens),
         prompt_queries_(prompt_queries), normalize_(normalize), points_(points) {}
 
-  std::string spec() const override {
-    return "h2o(budget=" + budget_.format() +
-           ", recent=" + (recent_tokens_ > 0 ? std::to_string(recent_tokens_) : format_spec_number(recent_share_)) +
-           ", prompt_queries=" + (prompt_queries_ > 0 ? std::to_string(prompt_queries_) : "all") +
-           ", normalize=" + (normalize_ ? "count" : "none") + ", " + format_eviction_points(points_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
 
   void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
@@ -181,6 +176,7 @@ class H2oPolicy final : public Policy {
     s = std::move(kept);
   }
 
+  std::string spec_;
   Budget budget_;
   double recent_share_;
   std::int64_t recent_tokens_;
@@ -206,12 +202,12 @@ void register_h2o(PolicyRegistry& registry) {
         {"normalize", "none", "none (H2O: sum) | count (kvpress ObservedAttention: divide by the queries that saw it)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "step", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const double recent = args.get_double("recent", 0.5);
-         const std::string queries = args.get_string("prompt_queries", "all");
-         const bool normalize = args.get_choice("normalize", "none", {"none", "count"}) == "count";
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 1});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const double recent = args.get_double("recent");
+         const std::string queries = args.get_string("prompt_queries");
+         const bool normalize = args.get_choice("normalize", {"none", "count"}) == "count";
+         const auto points = read_eviction_points(args);
          if (!(recent >= 0.0)) args.fail("recent", "must be a share in [0, 1) or a token count >= 1");
          if (recent >= 1.0 && recent != std::floor(recent)) args.fail("recent", "a value >= 1 is a token count and must be an integer");
          if (recent > static_cast<double>(kMaxSpecInteger)) args.fail("recent", "a token count must be at most 10^12");
@@ -226,8 +222,10 @@ void register_h2o(PolicyRegistry& registry) {
              args.fail("prompt_queries", "expected all or an integer >= 1, got '" + queries + "'");
            }
          }
-         return std::make_unique<H2oPolicy>(budget, recent_tokens > 0 ? 0.0 : recent, recent_tokens, prompt_queries,
-                                            normalize, points);
+         args.set_canonical("recent", recent_tokens > 0 ? std::to_string(recent_tokens) : format_spec_number(recent));
+         args.set_canonical("prompt_queries", prompt_queries > 0 ? std::to_string(prompt_queries) : "all");
+         return std::make_unique<H2oPolicy>(args.canonical(), budget, recent_tokens > 0 ? 0.0 : recent, recent_tokens,
+                                            prompt_queries, normalize, points);
        }});
 }
 

@@ -57,19 +57,14 @@ struct HeadMaskState final : PolicyState {
 
 class HeadMaskPolicy final : public Policy {
  public:
-  HeadMaskPolicy(const Method& method, double sparsity, std::int64_t sinks, std::int64_t window,
+  HeadMaskPolicy(std::string spec, const Method& method, double sparsity, std::int64_t sinks, std::int64_t window,
                  std::optional<HeadScoreTable> table, std::int64_t proxy_window, EvictionPoints points)
-      : method_(method), sparsity_(sparsity), sinks_(sinks), window_(window), table_(std::move(table)),
-        proxy_window_(proxy_window), points_(points) {
+      : spec_(std::move(spec)), method_(method), sparsity_(sparsity), sinks_(sinks), window_(window),
+        table_(std::move(table)), proxy_window_(proxy_window), points_(points) {
     if (table_) full_ = top_score_mask(table_->values, full_count(static_cast<std::int64_t>(table_->values.size())));
   }
 
-  std::string spec() const override {
-    return std::string(method_.name) + "(sparsity=" + format_spec_number(sparsity_) + ", sinks=" + std::to_string(sinks_) +
-           ", window=" + std::to_string(window_) +
-           (table_ ? ", mask=" + table_->path : ", proxy_window=" + std::to_string(proxy_window_)) + ", " +
-           format_eviction_points(points_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
 
   void add_required_queries(const RequestInfo& request, std::span<const Pass> /*prefill*/,
@@ -149,6 +144,7 @@ class HeadMaskPolicy final : public Policy {
     return state.full;
   }
 
+  std::string spec_;
   Method method_;
   double sparsity_;
   std::int64_t sinks_;
@@ -166,7 +162,7 @@ PolicyInfo head_mask_info(const Method& m, const std::string& summary, const std
           {{"sparsity", format_spec_number(m.sparsity), "fraction of KV heads that are streaming heads, in [0, 1]"},
            {"sinks", std::to_string(m.sinks), "first tokens a streaming head keeps"},
            {"window", std::to_string(m.window), "most recent tokens a streaming head keeps"},
-           {"mask", "(none: proxy)",
+           {"mask", "",
             "file of gate values (path relative to the working directory): one line per layer, one value in [0, 1] per KV head (DuoAttention "
             "full_attention_heads.tsv / PruLong masks.tsv); without it, heads are ranked per traced layer by "
             "the attention mass the last proxy_window prompt queries pay outside sinks + window, the model's full heads "
@@ -174,18 +170,19 @@ PolicyInfo head_mask_info(const Method& m, const std::string& summary, const std
            {"proxy_window", "32", "observation queries of the proxy (without mask)"},
            {"prefill", "chunk", "none|post_fill|chunk"},
            {"decode", "step", "none|step|every:K"}},
-          [&m](SpecArgs& args) -> std::unique_ptr<Policy> {
-            const double sparsity = args.get_double("sparsity", m.sparsity);
-            const std::int64_t sinks = args.get_int("sinks", m.sinks);
-            const std::int64_t window = args.get_int("window", m.window);
-            const std::string mask = args.get_string("mask", "");
-            const std::int64_t proxy_window = args.get_int("proxy_window", 32);
-            const auto points = read_eviction_points(args, {PrefillEviction::kChunk, 1});
+          [&m](PolicyArgs& args) -> std::unique_ptr<Policy> {
+            const double sparsity = args.get_double("sparsity");
+            const std::int64_t sinks = args.get_int("sinks");
+            const std::int64_t window = args.get_int("window");
+            const std::string mask = args.get_string("mask");
+            const std::int64_t proxy_window = args.get_int("proxy_window");
+            const auto points = read_eviction_points(args);
             if (!(sparsity >= 0.0 && sparsity <= 1.0)) args.fail("sparsity", "must be in [0, 1]");
             if (sinks < 0) args.fail("sinks", "must be >= 0");
             if (window < 1) args.fail("window", "must be >= 1");
             if (proxy_window < 1) args.fail("proxy_window", "must be >= 1");
             if (!mask.empty() && args.has("proxy_window")) args.fail("proxy_window", "applies only without mask");
+            if (!mask.empty()) args.set_canonical("proxy_window", "");  // the mask replaces the proxy
             std::optional<HeadScoreTable> table;
             if (!mask.empty()) {
               try {
@@ -194,7 +191,8 @@ PolicyInfo head_mask_info(const Method& m, const std::string& summary, const std
                 args.fail("mask", e.what());
               }
             }
-            return std::make_unique<HeadMaskPolicy>(m, sparsity, sinks, window, std::move(table), proxy_window, points);
+            return std::make_unique<HeadMaskPolicy>(args.canonical(), m, sparsity, sinks, window, std::move(table),
+                                                    proxy_window, points);
           }};
 }
 

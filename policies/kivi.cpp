@@ -24,12 +24,10 @@ namespace {
 
 class KiviPolicy final : public Policy {
  public:
-  KiviPolicy(int bits, int group, std::int64_t residual) : bits_(bits), group_(group), residual_(residual) {}
+  KiviPolicy(std::string spec, int bits, int group, std::int64_t residual)
+      : spec_(std::move(spec)), bits_(bits), group_(group), residual_(residual) {}
 
-  std::string spec() const override {
-    return "kivi(bits=" + std::to_string(bits_) + ", group=" + std::to_string(group_) +
-           ", residual=" + std::to_string(residual_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return {}; }
   void evict(const EvictionContext&, LayerResidency&) const override {}
 
@@ -66,6 +64,7 @@ class KiviPolicy final : public Policy {
     }
   }
 
+  std::string spec_;
   int bits_;
   int group_;
   std::int64_t residual_;
@@ -83,16 +82,17 @@ void register_kivi(PolicyRegistry& registry) {
         {"group", "32", "quantization group size (tokens per key group, channels per value group); divides head_dim"},
         {"residual", "128", "tokens kept in full precision (a multiple of group): keys quantized R at a time, "
                             "values once older than the last R"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const std::int64_t bits = args.get_int("bits", 2);
-         const std::int64_t group = args.get_int("group", 32);
-         const std::int64_t residual = args.get_int("residual", 128);
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const std::int64_t bits = args.get_int("bits");
+         const std::int64_t group = args.get_int("group");
+         const std::int64_t residual = args.get_int("residual");
          if (bits != 2 && bits != 4) args.fail("bits", "must be 2 or 4");
          if (group < 1 || group > 4096) args.fail("group", "must be an integer in [1, 4096]");
          if (residual < group || residual % group != 0) {
            args.fail("residual", "must be a positive multiple of group (" + std::to_string(group) + ")");
          }
-         return std::make_unique<KiviPolicy>(static_cast<int>(bits), static_cast<int>(group), residual);
+         return std::make_unique<KiviPolicy>(args.canonical(), static_cast<int>(bits), static_cast<int>(group),
+                                             residual);
        }});
 }
 

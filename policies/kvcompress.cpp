@@ -33,14 +33,12 @@ struct EvictionBlock {
 
 class KvCompressPolicy final : public Policy {
  public:
-  KvCompressPolicy(Budget budget, std::int64_t block_tokens, std::int64_t window, int kernel, EvictionPoints points)
-      : budget_(budget), block_tokens_(block_tokens), window_(window), kernel_(kernel), points_(points) {}
+  KvCompressPolicy(std::string spec, Budget budget, std::int64_t block_tokens, std::int64_t window, int kernel,
+                   EvictionPoints points)
+      : spec_(std::move(spec)), budget_(budget), block_tokens_(block_tokens), window_(window), kernel_(kernel),
+        points_(points) {}
 
-  std::string spec() const override {
-    return "kvcompress(budget=" + budget_.format() + ", block_tokens=" + std::to_string(block_tokens_) +
-           ", window=" + std::to_string(window_) + ", kernel=" + std::to_string(kernel_) + ", " +
-           format_eviction_points(points_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
   void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
                             std::vector<std::int64_t>* positions) const override {
@@ -130,6 +128,7 @@ class KvCompressPolicy final : public Policy {
     return total;
   }
 
+  std::string spec_;
   Budget budget_;
   std::int64_t block_tokens_;
   std::int64_t window_;
@@ -155,18 +154,18 @@ void register_kvcompress(PolicyRegistry& registry) {
         {"kernel", "7", "max-pooling kernel of each query head's metric along positions (odd; 1: no pooling)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const std::int64_t block_tokens = args.get_int("block_tokens", 16);
-         const std::int64_t window = args.get_int("window", 32);
-         const int kernel = read_pool_kernel(args, "kernel", 7);
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const std::int64_t block_tokens = args.get_int("block_tokens");
+         const std::int64_t window = args.get_int("window");
+         const int kernel = read_pool_kernel(args, "kernel");
+         const auto points = read_eviction_points(args);
          if (block_tokens < 1) args.fail("block_tokens", "must be an integer >= 1");
          if (window < 1) args.fail("window", "must be >= 1");
          if (!budget.is_fraction && budget.tokens <= window) {
            args.fail("budget", "a token budget must exceed the window (" + std::to_string(window) + ")");
          }
-         return std::make_unique<KvCompressPolicy>(budget, block_tokens, window, kernel, points);
+         return std::make_unique<KvCompressPolicy>(args.canonical(), budget, block_tokens, window, kernel, points);
        }});
 }
 

@@ -49,17 +49,12 @@ struct Candidate {
 
 class KvzipPolicy final : public Policy {
  public:
-  KvzipPolicy(Budget budget, bool head_level, bool pool_layer, std::int64_t sinks, std::int64_t window,
-              EvictionPoints points)
-      : budget_(budget), head_level_(head_level), pool_layer_(pool_layer), sinks_(sinks), window_(window),
-        points_(points) {}
+  KvzipPolicy(std::string spec, Budget budget, bool head_level, bool pool_layer, std::int64_t sinks,
+              std::int64_t window, EvictionPoints points)
+      : spec_(std::move(spec)), budget_(budget), head_level_(head_level), pool_layer_(pool_layer), sinks_(sinks),
+        window_(window), points_(points) {}
 
-  std::string spec() const override {
-    return "kvzip(budget=" + budget_.format() + ", level=" + (head_level_ ? "head" : "token") +
-           (head_level_ ? "" : std::string(", alloc=") + (pool_layer_ ? "layer" : "head")) +
-           ", sinks=" + std::to_string(sinks_) + ", window=" + std::to_string(window_) + ", " +
-           format_eviction_points(points_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
   bool requires_recon_queries() const override { return true; }
   std::unique_ptr<PolicyState> make_state() const override { return std::make_unique<KvzipState>(); }
@@ -198,6 +193,7 @@ class KvzipPolicy final : public Policy {
     return full;
   }
 
+  std::string spec_;
   Budget budget_;
   bool head_level_;
   bool pool_layer_;
@@ -215,9 +211,10 @@ void register_kvzip(PolicyRegistry& registry) {
        "(trace recon_queries); keep the top entries (level=token) or whole top heads (level=head)",
        "Kim et al. 2025, KVzip: Query-Agnostic KV Cache Compression with Context Reconstruction "
        "(arXiv 2505.23416); snu-mllab/KVzip, NVIDIA/kvpress kvzip_press.py",
-       {{"budget", "0.3 (token), 0.6 (head)",
+       {{"budget", "0.3",
          "level=token: fraction (<1) of the prompt kept besides the window, or a token count (>=1) incl. the window; "
-         "level=head: fraction of the KV heads kept whole (floor(budget x layers x heads), spread evenly over layers)"},
+         "level=head: fraction of the KV heads kept whole (floor(budget x layers x heads), spread evenly over layers)",
+         {{"level", "head", "0.6"}}},
         {"level", "token", "token (every KV entry competes; KVzip's pair level) | head (one score per KV head)"},
         {"alloc", "layer",
          "level=token: layer (the layer's heads share heads x capacity entries) | head (same capacity per head)"},
@@ -225,23 +222,24 @@ void register_kvzip(PolicyRegistry& registry) {
         {"window", "32", "most recent entries always kept (stands for the query after KVzip's context)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const bool head_level = args.get_choice("level", "token", {"token", "head"}) == "head";
-         const Budget budget = Budget::read(args, "budget", head_level ? 0.6 : 0.3);
-         const bool pool_layer = args.get_choice("alloc", "layer", {"layer", "head"}) == "layer";
-         const std::int64_t sinks = args.get_int("sinks", 4);
-         const std::int64_t window = args.get_int("window", 32);
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const bool head_level = args.get_choice("level", {"token", "head"}) == "head";
+         const Budget budget = Budget::read(args, "budget");
+         const bool pool_layer = args.get_choice("alloc", {"layer", "head"}) == "layer";
+         const std::int64_t sinks = args.get_int("sinks");
+         const std::int64_t window = args.get_int("window");
+         const auto points = read_eviction_points(args);
          if (sinks < 0) args.fail("sinks", "must be >= 0");
          if (window < 0) args.fail("window", "must be >= 0");
          if (head_level && !budget.is_fraction) {
            args.fail("budget", "level=head takes a fraction of the KV heads (< 1), not a token count");
          }
          if (head_level && args.has("alloc")) args.fail("alloc", "applies to level=token only");
+         if (head_level) args.set_canonical("alloc", "");  // level=head has no allocation
          if (!budget.is_fraction && budget.tokens <= window) {
            args.fail("budget", "a token budget must exceed the window (" + std::to_string(window) + ")");
          }
-         return std::make_unique<KvzipPolicy>(budget, head_level, pool_layer, sinks, window, points);
+         return std::make_unique<KvzipPolicy>(args.canonical(), budget, head_level, pool_layer, sinks, window, points);
        }});
 }
 

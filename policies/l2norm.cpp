@@ -15,13 +15,10 @@ namespace {
 
 class L2NormPolicy final : public Policy {
  public:
-  L2NormPolicy(Budget budget, ProtectedEnds ends, EvictionPoints points)
-      : budget_(budget), ends_(ends), points_(points) {}
+  L2NormPolicy(std::string spec, Budget budget, ProtectedEnds ends, EvictionPoints points)
+      : spec_(std::move(spec)), budget_(budget), ends_(ends), points_(points) {}
 
-  std::string spec() const override {
-    return "l2norm(budget=" + budget_.format() + ", sinks=" + std::to_string(ends_.sinks) +
-           ", window=" + std::to_string(ends_.recent) + ", " + format_eviction_points(points_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
@@ -46,6 +43,7 @@ class L2NormPolicy final : public Policy {
   }
 
  private:
+  std::string spec_;
   Budget budget_;
   ProtectedEnds ends_;
   EvictionPoints points_;
@@ -64,17 +62,17 @@ void register_l2norm(PolicyRegistry& registry) {
         {"window", "0", "most recent resident entries always kept (kvpress: none)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const std::int64_t sinks = args.get_int("sinks", 0);
-         const std::int64_t window = args.get_int("window", 0);
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const std::int64_t sinks = args.get_int("sinks");
+         const std::int64_t window = args.get_int("window");
+         const auto points = read_eviction_points(args);
          if (sinks < 0) args.fail("sinks", "must be >= 0");
          if (window < 0) args.fail("window", "must be >= 0");
          if (!budget.is_fraction && budget.tokens < sinks + window) {
            args.fail("budget", "a token budget must hold the sinks and window (" + std::to_string(sinks + window) + ")");
          }
-         return std::make_unique<L2NormPolicy>(budget, ProtectedEnds{sinks, window}, points);
+         return std::make_unique<L2NormPolicy>(args.canonical(), budget, ProtectedEnds{sinks, window}, points);
        }});
 }
 

@@ -33,7 +33,6 @@
 // keeps everything; the surplus is not passed on (as in the reference).
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <string>
 #include <tbb/parallel_for.h>
 
@@ -138,15 +137,10 @@ std::vector<std::int64_t> apportion(std::span<const double> weights, std::int64_
 
 class LavaPolicy final : public SnapKvScoredPolicy {
  public:
-  LavaPolicy(Budget budget, SnapKvScoring scoring, double floor_alpha, bool entropy_layers, EvictionPoints points)
-      : SnapKvScoredPolicy(budget, scoring, points), floor_alpha_(floor_alpha), entropy_layers_(entropy_layers) {}
-
-  std::string spec() const override {
-    char alpha[32];
-    std::snprintf(alpha, sizeof alpha, "%g", floor_alpha_);
-    return format_spec("lava", std::string("floor_alpha=") + alpha +
-                                   ", layer_budget=" + (entropy_layers_ ? "entropy" : "uniform"));
-  }
+  LavaPolicy(std::string spec, Budget budget, SnapKvScoring scoring, double floor_alpha, bool entropy_layers,
+             EvictionPoints points)
+      : SnapKvScoredPolicy(std::move(spec), budget, scoring, points), floor_alpha_(floor_alpha),
+        entropy_layers_(entropy_layers) {}
 
   bool uses_layer_statistics(bool /*every_layer_traced*/) const override { return entropy_layers_; }
 
@@ -267,19 +261,20 @@ void register_lava(PolicyRegistry& registry) {
          "prefill=post_fill) | uniform (every layer the same)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const SnapKvScoring scoring = SnapKvScoring::read(args, {32, 7, true});
-         const double alpha = args.get_double("floor_alpha", 0.2);
-         const bool entropy = args.get_choice("layer_budget", "entropy", {"entropy", "uniform"}) == "entropy";
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const SnapKvScoring scoring = SnapKvScoring::read(args);
+         const double alpha = args.get_double("floor_alpha");
+         args.set_canonical("floor_alpha", format_printf_g(alpha));  // as its spec has always printed it
+         const bool entropy = args.get_choice("layer_budget", {"entropy", "uniform"}) == "entropy";
+         const auto points = read_eviction_points(args);
          if (!(alpha >= 0.0 && alpha <= 1.0)) args.fail("floor_alpha", "must be in [0, 1]");
          if (entropy && points.prefill != PrefillEviction::kPostFill) {
            args.fail("layer_budget", "entropy splits the budget once, after the whole prompt (as LAVa does): use "
                                      "prefill=post_fill, or layer_budget=uniform");
          }
          scoring.check_budget(args, budget);
-         return std::make_unique<LavaPolicy>(budget, scoring, alpha, entropy, points);
+         return std::make_unique<LavaPolicy>(args.canonical(), budget, scoring, alpha, entropy, points);
        }});
 }
 

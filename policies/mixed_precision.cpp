@@ -29,15 +29,12 @@ namespace {
 
 class MixedPrecisionPolicy final : public SnapKvScoredPolicy {
  public:
-  MixedPrecisionPolicy(Budget budget, SnapKvScoring scoring, PrefillEviction mode, int high_bits, int low_bits,
-                       int group)
-      : SnapKvScoredPolicy(budget, scoring, {mode, 0}), high_bits_(high_bits), low_bits_(low_bits), group_(group) {}
+  MixedPrecisionPolicy(std::string spec, Budget budget, SnapKvScoring scoring, PrefillEviction mode, int high_bits,
+                       int low_bits, int group)
+      : SnapKvScoredPolicy(std::move(spec), budget, scoring, {mode, 0}), high_bits_(high_bits), low_bits_(low_bits),
+        group_(group) {}
 
-  std::string spec() const override {
-    return "mixed_precision(budget=" + budget_.format() + ", " + scoring_.format() +
-           ", high_bits=" + std::to_string(high_bits_) + ", low_bits=" + std::to_string(low_bits_) +
-           ", group=" + std::to_string(group_) + ", " + format_compression_point(points_.prefill) + ")";
-  }
+  std::string spec() const override { return spec_; }
   // Nothing is evicted; the prefill points only decide precision (points_ still names them, so
   // SnapKvScoredPolicy asks the trace for the window queries they score with).
   EvictionPoints eviction_points() const override { return {}; }
@@ -134,19 +131,19 @@ void register_mixed_precision(PolicyRegistry& registry) {
         {"low_bits", "2", "bits of the other prompt entries: 2 | 4 | 8"},
         {"group", "32", "quantization group (channels per token); divides head_dim"},
         {"prefill", "post_fill", "post_fill (split the prompt once after it) | chunk (split each chunk once it is done)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const SnapKvScoring scoring = SnapKvScoring::read(args, {32, 7, true});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const SnapKvScoring scoring = SnapKvScoring::read(args);
          scoring.check_budget(args, budget);
-         const std::int64_t high = args.get_int("high_bits", 16);
-         const std::int64_t low = args.get_int("low_bits", 2);
-         const std::int64_t group = args.get_int("group", 32);
+         const std::int64_t high = args.get_int("high_bits");
+         const std::int64_t low = args.get_int("low_bits");
+         const std::int64_t group = args.get_int("group");
          if (high != 4 && high != 8 && high != 16) args.fail("high_bits", "must be 4, 8 or 16");
          if (low != 2 && low != 4 && low != 8) args.fail("low_bits", "must be 2, 4 or 8");
          if (low > high) args.fail("low_bits", "must not exceed high_bits (" + std::to_string(high) + ")");
          if (group < 1 || group > 4096) args.fail("group", "must be an integer in [1, 4096]");
-         const PrefillEviction mode = read_compression_point(args, PrefillEviction::kPostFill);
-         return std::make_unique<MixedPrecisionPolicy>(budget, scoring, mode, static_cast<int>(high),
+         const PrefillEviction mode = read_compression_point(args);
+         return std::make_unique<MixedPrecisionPolicy>(args.canonical(), budget, scoring, mode, static_cast<int>(high),
                                                        static_cast<int>(low), static_cast<int>(group));
        }});
 }

@@ -30,13 +30,10 @@ namespace {
 
 class MorphKvPolicy final : public Policy {
  public:
-  MorphKvPolicy(Budget budget, std::int64_t window, bool max_aggregate, EvictionPoints points)
-      : budget_(budget), window_(window), max_aggregate_(max_aggregate), points_(points) {}
+  MorphKvPolicy(std::string spec, Budget budget, std::int64_t window, bool max_aggregate, EvictionPoints points)
+      : spec_(std::move(spec)), budget_(budget), window_(window), max_aggregate_(max_aggregate), points_(points) {}
 
-  std::string spec() const override {
-    return "morphkv(budget=" + budget_.format() + ", window=" + std::to_string(window_) +
-           ", aggregate=" + (max_aggregate_ ? "max" : "sum") + ", " + format_eviction_points(points_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
 
   // The window queries precede the current token: the last window + 1 positions of each pass cover them.
@@ -95,6 +92,7 @@ class MorphKvPolicy final : public Policy {
     return out;
   }
 
+  std::string spec_;
   Budget budget_;
   std::int64_t window_;
   bool max_aggregate_;
@@ -116,17 +114,17 @@ void register_morphkv(PolicyRegistry& registry) {
         {"aggregate", "max", "max|sum over the window queries of their attention (morph_type)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "step", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const std::int64_t window = args.get_int("window", 32);
-         const bool max_aggregate = args.get_choice("aggregate", "max", {"max", "sum"}) == "max";
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 1});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const std::int64_t window = args.get_int("window");
+         const bool max_aggregate = args.get_choice("aggregate", {"max", "sum"}) == "max";
+         const auto points = read_eviction_points(args);
          if (window < 1) args.fail("window", "must be >= 1");
          if (!budget.is_fraction && budget.tokens <= window + 1) {
            args.fail("budget", "a token budget must exceed the window plus the current token (" +
                                    std::to_string(window + 1) + ")");
          }
-         return std::make_unique<MorphKvPolicy>(budget, window, max_aggregate, points);
+         return std::make_unique<MorphKvPolicy>(args.canonical(), budget, window, max_aggregate, points);
        }});
 }
 

@@ -25,21 +25,14 @@ namespace {
 
 enum class Saliency { kValue, kKey, kBoth };
 
-const char* saliency_name(Saliency s) {
-  return s == Saliency::kValue ? "value" : s == Saliency::kKey ? "key" : "both";
-}
-
 class ObCachePolicy final : public Policy {
  public:
-  ObCachePolicy(Budget budget, std::int64_t window, std::int64_t sinks, Saliency saliency, bool vnorm,
+  ObCachePolicy(std::string spec, Budget budget, std::int64_t window, std::int64_t sinks, Saliency saliency, bool vnorm,
                 EvictionPoints points)
-      : budget_(budget), window_(window), sinks_(sinks), saliency_(saliency), vnorm_(vnorm), points_(points) {}
+      : spec_(std::move(spec)), budget_(budget), window_(window), sinks_(sinks), saliency_(saliency), vnorm_(vnorm),
+        points_(points) {}
 
-  std::string spec() const override {
-    return "obcache(budget=" + budget_.format() + ", window=" + std::to_string(window_) + ", sinks=" +
-           std::to_string(sinks_) + ", saliency=" + saliency_name(saliency_) + ", vnorm=" + (vnorm_ ? "yes" : "no") +
-           ", " + format_eviction_points(points_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
 
   void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
@@ -118,6 +111,7 @@ class ObCachePolicy final : public Policy {
     return out;
   }
 
+  std::string spec_;
   Budget budget_;
   std::int64_t window_;
   std::int64_t sinks_;
@@ -142,20 +136,20 @@ void register_obcache(PolicyRegistry& registry) {
         {"vnorm", "yes", "yes|no: weigh the value saliency by ||v||^2 (use_vnorm)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const std::int64_t window = args.get_int("window", 32);
-         const std::int64_t sinks = args.get_int("sinks", 0);
-         const std::string saliency = args.get_choice("saliency", "both", {"value", "key", "both"});
-         const bool vnorm = args.get_choice("vnorm", "yes", {"yes", "no"}) == "yes";
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const std::int64_t window = args.get_int("window");
+         const std::int64_t sinks = args.get_int("sinks");
+         const std::string saliency = args.get_choice("saliency", {"value", "key", "both"});
+         const bool vnorm = args.get_choice("vnorm", {"yes", "no"}) == "yes";
+         const auto points = read_eviction_points(args);
          if (window < 1) args.fail("window", "must be >= 1");
          if (sinks < 0) args.fail("sinks", "must be >= 0");
          if (!budget.is_fraction && budget.tokens <= window + sinks) {
            args.fail("budget", "a token budget must exceed the window plus the sinks (" + std::to_string(window + sinks) + ")");
          }
          const Saliency s = saliency == "value" ? Saliency::kValue : saliency == "key" ? Saliency::kKey : Saliency::kBoth;
-         return std::make_unique<ObCachePolicy>(budget, window, sinks, s, vnorm, points);
+         return std::make_unique<ObCachePolicy>(args.canonical(), budget, window, sinks, s, vnorm, points);
        }});
 }
 

@@ -15,10 +15,8 @@ namespace {
 
 class PyramidKvPolicy final : public SnapKvScoredPolicy {
  public:
-  PyramidKvPolicy(Budget budget, SnapKvScoring scoring, std::int64_t beta, EvictionPoints points)
-      : SnapKvScoredPolicy(budget, scoring, points), beta_(beta) {}
-
-  std::string spec() const override { return format_spec("pyramidkv", "beta=" + std::to_string(beta_)); }
+  PyramidKvPolicy(std::string spec, Budget budget, SnapKvScoring scoring, std::int64_t beta, EvictionPoints points)
+      : SnapKvScoredPolicy(std::move(spec), budget, scoring, points), beta_(beta) {}
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
     // The capacity depends only on the layer index, never on scores, so an untraced layer (one
@@ -51,14 +49,14 @@ void register_pyramidkv(PolicyRegistry& registry) {
          "post_fill (once after the prompt) | chunk (after every prefill chunk; each chunk's share scaled per layer) "
          "| none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const SnapKvScoring scoring = SnapKvScoring::read(args, {64, 5, false});
-         const std::int64_t beta = args.get_int("beta", 20);
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const SnapKvScoring scoring = SnapKvScoring::read(args);
+         const std::int64_t beta = args.get_int("beta");
+         const auto points = read_eviction_points(args);
          if (beta < 1) args.fail("beta", "must be >= 1");
          scoring.check_budget(args, budget);
-         return std::make_unique<PyramidKvPolicy>(budget, scoring, beta, points);
+         return std::make_unique<PyramidKvPolicy>(args.canonical(), budget, scoring, beta, points);
        }});
 }
 

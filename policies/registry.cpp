@@ -12,9 +12,10 @@ void PolicyRegistry::add(PolicyInfo info) {
 }
 
 std::unique_ptr<Policy> PolicyRegistry::create(std::string_view spec) const {
-  SpecArgs args(parse_policy_spec(spec));
+  ParsedSpec parsed = parse_policy_spec(spec);
   for (const auto& info : infos_) {
-    if (info.name == args.name()) {
+    if (info.name == parsed.name) {
+      PolicyArgs args(SpecArgs(std::move(parsed)), info.params);
       auto policy = info.make(args);
       args.finish();
       return policy;
@@ -22,7 +23,7 @@ std::unique_ptr<Policy> PolicyRegistry::create(std::string_view spec) const {
   }
   std::string known;
   for (const auto& info : infos_) known += (known.empty() ? "" : ", ") + info.name;
-  fail_input("policy spec '" + std::string(spec) + "'", "unknown policy '" + args.name() + "' (known: " + known + ")");
+  fail_input("policy spec '" + std::string(spec) + "'", "unknown policy '" + parsed.name + "' (known: " + known + ")");
 }
 
 }  // namespace kvsim

@@ -1,31 +1,26 @@
 #pragma once
-// Policy registry: name -> factory, with parameter docs for `kvsim policies`.
-// Adding a policy is one new file that defines a register_<name>() function, plus one line in
-// policies/builtin.cpp that calls it.
+// Policy registry: name -> factory, with the parameter table (policies/params.h) that documents,
+// parses and canonicalises its spec. Adding a policy is one new file that defines a
+// register_<name>() function, plus one line in policies/builtin.cpp that calls it.
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "policies/params.h"
 #include "policies/policy.h"
-#include "policies/spec.h"
 
 namespace kvsim {
-
-struct PolicyParamDoc {
-  std::string name;
-  std::string default_value;
-  std::string help;
-};
 
 struct PolicyInfo {
   std::string name;
   std::string summary;    // one line
   std::string reference;  // paper / reference implementation
-  std::vector<PolicyParamDoc> params;
-  // Builds the policy from its arguments; must call args.finish().
-  std::function<std::unique_ptr<Policy>(SpecArgs& args)> make;
+  std::vector<PolicyParam> params;  // every parameter, in the order the canonical spec writes them
+  // Builds the policy from its arguments (each default from `params`); its spec() is
+  // args.canonical(). The registry calls args.finish() afterwards.
+  std::function<std::unique_ptr<Policy>(PolicyArgs& args)> make;
 };
 
 class PolicyRegistry {

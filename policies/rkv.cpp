@@ -34,17 +34,12 @@ namespace {
 
 class RkvPolicy final : public Policy {
  public:
-  RkvPolicy(Budget budget, std::int64_t window, int kernel, double mix_lambda, double threshold, bool max_group,
-            EvictionPoints points)
-      : budget_(budget), window_(window), kernel_(kernel), mix_lambda_(mix_lambda), threshold_(threshold),
-        max_group_(max_group), points_(points) {}
+  RkvPolicy(std::string spec, Budget budget, std::int64_t window, int kernel, double mix_lambda, double threshold,
+            bool max_group, EvictionPoints points)
+      : spec_(std::move(spec)), budget_(budget), window_(window), kernel_(kernel), mix_lambda_(mix_lambda),
+        threshold_(threshold), max_group_(max_group), points_(points) {}
 
-  std::string spec() const override {
-    return "rkv(budget=" + budget_.format() + ", window=" + std::to_string(window_) + ", kernel=" +
-           std::to_string(kernel_) + ", mix_lambda=" + format_spec_number(mix_lambda_) + ", threshold=" +
-           format_spec_number(threshold_) + ", group_pooling=" + (max_group_ ? "max" : "mean") + ", " +
-           format_eviction_points(points_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
 
   void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
@@ -172,6 +167,7 @@ class RkvPolicy final : public Policy {
     return e / e.sum();
   }
 
+  std::string spec_;
   Budget budget_;
   std::int64_t window_;
   int kernel_;
@@ -199,21 +195,21 @@ void register_rkv(PolicyRegistry& registry) {
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "every:128", "none|step|every:K: R1KV compacts every `buffer` = 128 decoded tokens (the cache "
                                 "returns to the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const std::int64_t window = args.get_int("window", 8);
-         const int kernel = read_pool_kernel(args, "kernel", 7);
-         const double mix_lambda = args.get_double("mix_lambda", 0.07);
-         const double threshold = args.get_double("threshold", 0.5);
-         const bool max_group = args.get_choice("group_pooling", "max", {"max", "mean"}) == "max";
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 128});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const std::int64_t window = args.get_int("window");
+         const int kernel = read_pool_kernel(args, "kernel");
+         const double mix_lambda = args.get_double("mix_lambda");
+         const double threshold = args.get_double("threshold");
+         const bool max_group = args.get_choice("group_pooling", {"max", "mean"}) == "max";
+         const auto points = read_eviction_points(args);
          if (window < 1) args.fail("window", "must be >= 1");
          if (!(mix_lambda >= 0.0 && mix_lambda <= 1.0)) args.fail("mix_lambda", "must be in [0, 1]");
          if (!(threshold >= -1.0 && threshold <= 1.0)) args.fail("threshold", "must be a cosine in [-1, 1]");
          if (!budget.is_fraction && budget.tokens <= window) {
            args.fail("budget", "a token budget must exceed the window (" + std::to_string(window) + ")");
          }
-         return std::make_unique<RkvPolicy>(budget, window, kernel, mix_lambda, threshold, max_group,
+         return std::make_unique<RkvPolicy>(args.canonical(), budget, window, kernel, mix_lambda, threshold, max_group,
                                             points);
        }});
 }

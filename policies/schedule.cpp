@@ -18,25 +18,19 @@ bool EvictionPoints::after(const Pass& pass, int num_prefill) const {
 
 namespace {
 
-const char* prefill_name(PrefillEviction mode) {
-  switch (mode) {
-    case PrefillEviction::kNone: return "none";
-    case PrefillEviction::kPostFill: return "post_fill";
-    case PrefillEviction::kChunk: return "chunk";
-  }
-  return "none";
+std::string decode_name(int decode_every) {
+  return decode_every == 0 ? "none" : decode_every == 1 ? "step" : "every:" + std::to_string(decode_every);
 }
 
 }  // namespace
 
-EvictionPoints read_eviction_points(SpecArgs& args, EvictionPoints defaults) {
-  EvictionPoints points = defaults;
-  const std::string prefill =
-      args.get_choice("prefill", prefill_name(defaults.prefill), {"none", "post_fill", "chunk"});
+EvictionPoints read_eviction_points(PolicyArgs& args) {
+  EvictionPoints points;
+  const std::string prefill = args.get_choice("prefill", {"none", "post_fill", "chunk"});
   points.prefill = prefill == "none"        ? PrefillEviction::kNone
                    : prefill == "post_fill" ? PrefillEviction::kPostFill
                                             : PrefillEviction::kChunk;
-  const std::string decode = args.get_string("decode", "");
+  const std::string decode = args.get_string("decode");
   if (decode == "none") {
     points.decode_every = 0;
   } else if (decode == "step") {
@@ -48,25 +42,17 @@ EvictionPoints read_eviction_points(SpecArgs& args, EvictionPoints defaults) {
     const auto [ptr, ec] = std::from_chars(begin, end, k);
     if (ec != std::errc() || ptr != end || k < 1) args.fail("decode", "expected none|step|every:K with K >= 1, got '" + decode + "'");
     points.decode_every = k;
-  } else if (!decode.empty()) {
+  } else {
     args.fail("decode", "expected none|step|every:K, got '" + decode + "'");
   }
+  args.set_canonical("decode", decode_name(points.decode_every));
   return points;
 }
 
-std::string format_eviction_points(const EvictionPoints& points) {
-  std::string decode = points.decode_every == 0   ? "none"
-                       : points.decode_every == 1 ? "step"
-                                                  : "every:" + std::to_string(points.decode_every);
-  return std::string("prefill=") + prefill_name(points.prefill) + ", decode=" + decode;
+PrefillEviction read_compression_point(PolicyArgs& args) {
+  return args.get_choice("prefill", {"post_fill", "chunk"}) == "chunk" ? PrefillEviction::kChunk
+                                                                       : PrefillEviction::kPostFill;
 }
-
-PrefillEviction read_compression_point(SpecArgs& args, PrefillEviction default_mode) {
-  const std::string mode = args.get_choice("prefill", prefill_name(default_mode), {"post_fill", "chunk"});
-  return mode == "chunk" ? PrefillEviction::kChunk : PrefillEviction::kPostFill;
-}
-
-std::string format_compression_point(PrefillEviction mode) { return std::string("prefill=") + prefill_name(mode); }
 
 std::vector<Pass> compression_spans(const RequestInfo& request, std::span<const Pass> prefill, PrefillEviction mode) {
   if (mode == PrefillEviction::kChunk && !prefill.empty()) return {prefill.begin(), prefill.end()};
@@ -85,9 +71,9 @@ std::int64_t round_half_even(double x) {
   return static_cast<std::int64_t>(r);
 }
 
-Budget Budget::read(SpecArgs& args, const std::string& key, double default_fraction) {
+Budget Budget::read(PolicyArgs& args, const std::string& key) {
   Budget budget;
-  const double value = args.get_double(key, default_fraction);
+  const double value = args.get_double(key);
   if (!(value > 0.0)) args.fail(key, "must be > 0 (a fraction below 1 or a token count >= 1)");
   if (value < 1.0) {
     budget.fraction = value;
@@ -98,6 +84,7 @@ Budget Budget::read(SpecArgs& args, const std::string& key, double default_fract
     budget.is_fraction = false;
     budget.tokens = static_cast<std::int64_t>(value);
   }
+  args.set_canonical(key, budget.format());
   return budget;
 }
 

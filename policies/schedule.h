@@ -5,19 +5,18 @@
 #include <string>
 #include <vector>
 
+#include "policies/params.h"
 #include "policies/policy.h"
-#include "policies/spec.h"
 
 namespace kvsim {
 
-// Reads `prefill=none|post_fill|chunk` and `decode=none|step|every:K`, defaulting to `defaults`.
-EvictionPoints read_eviction_points(SpecArgs& args, EvictionPoints defaults);
-std::string format_eviction_points(const EvictionPoints& points);
+// Reads `prefill=none|post_fill|chunk` and `decode=none|step|every:K` (defaults: the policy's
+// table); the canonical spec writes decode as none, step or every:K with K >= 2.
+EvictionPoints read_eviction_points(PolicyArgs& args);
 
 // Reads `prefill=post_fill|chunk` for a policy that compresses instead of evicting (precision
 // policies): once after the prompt, or each prefill chunk once it is done. It has no decode point.
-PrefillEviction read_compression_point(SpecArgs& args, PrefillEviction default_mode);
-std::string format_compression_point(PrefillEviction mode);  // "prefill=post_fill|chunk"
+PrefillEviction read_compression_point(PolicyArgs& args);
 
 // The prompt spans such a policy compresses, one at a time and in order: the prefill chunks with
 // prefill=chunk (a non-empty `prefill`), else the whole prompt as one span. The result is itself a
@@ -36,7 +35,8 @@ struct Budget {
   double fraction = 1.0;
   std::int64_t tokens = 0;
 
-  static Budget read(SpecArgs& args, const std::string& key, double default_fraction);
+  // Reads `key` (default: the policy's table); the canonical spec writes format().
+  static Budget read(PolicyArgs& args, const std::string& key);
   std::string format() const;
 
   // Capacity (entries per head) after the pass that just ran, per DESIGN.md §4:

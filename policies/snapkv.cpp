@@ -14,8 +14,6 @@ class SnapKvPolicy final : public SnapKvScoredPolicy {
  public:
   using SnapKvScoredPolicy::SnapKvScoredPolicy;
 
-  std::string spec() const override { return format_spec("snapkv", ""); }
-
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
     snapkv_evict_to_capacity(ctx, *this, residency, uniform_capacity(ctx), scoring_, points_.prefill);
   }
@@ -35,12 +33,12 @@ void register_snapkv(PolicyRegistry& registry) {
         {"pooling", "max", "max|avg"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const SnapKvScoring scoring = SnapKvScoring::read(args, {32, 7, true});
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 0});
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const SnapKvScoring scoring = SnapKvScoring::read(args);
+         const auto points = read_eviction_points(args);
          scoring.check_budget(args, budget);
-         return std::make_unique<SnapKvPolicy>(budget, scoring, points);
+         return std::make_unique<SnapKvPolicy>(args.canonical(), budget, scoring, points);
        }});
 }
 

@@ -11,31 +11,26 @@
 
 namespace kvsim {
 
-SnapKvScoring SnapKvScoring::read(SpecArgs& args, const SnapKvScoring& defaults) {
-  const std::int64_t window = args.get_int("window", defaults.window);
-  const int kernel = read_pool_kernel(args, "kernel", defaults.kernel);
-  const bool max_pooling = args.get_choice("pooling", defaults.max_pooling ? "max" : "avg", {"max", "avg"}) == "max";
+SnapKvScoring SnapKvScoring::read(PolicyArgs& args) {
+  const std::int64_t window = args.get_int("window");
+  const int kernel = read_pool_kernel(args, "kernel");
+  const bool max_pooling = args.get_choice("pooling", {"max", "avg"}) == "max";
   if (window < 1) args.fail("window", "must be >= 1");
   return {window, kernel, max_pooling};
 }
 
-int read_pool_kernel(SpecArgs& args, const std::string& key, std::int64_t default_kernel) {
-  const std::int64_t kernel = args.get_int(key, default_kernel);
+int read_pool_kernel(PolicyArgs& args, const std::string& key) {
+  const std::int64_t kernel = args.get_int(key);
   if (kernel < 1 || kernel % 2 == 0 || kernel > kMaxPoolKernel) {
     args.fail(key, "must be an odd integer in [1, " + std::to_string(kMaxPoolKernel) + "]");
   }
   return static_cast<int>(kernel);
 }
 
-void SnapKvScoring::check_budget(const SpecArgs& args, const Budget& budget) const {
+void SnapKvScoring::check_budget(const PolicyArgs& args, const Budget& budget) const {
   if (!budget.is_fraction && budget.tokens <= window) {
     args.fail("budget", "a token budget must exceed the window (" + std::to_string(window) + ")");
   }
-}
-
-std::string SnapKvScoring::format() const {
-  return "window=" + std::to_string(window) + ", kernel=" + std::to_string(kernel) +
-         ", pooling=" + (max_pooling ? "max" : "avg");
 }
 
 std::vector<float> SnapKvScoring::pool(std::span<const float> scores) const {
@@ -45,11 +40,6 @@ std::vector<float> SnapKvScoring::pool(std::span<const float> scores) const {
 void SnapKvScoredPolicy::add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
                                               std::vector<std::int64_t>* positions) const {
   snapkv_required_queries(request, prefill, scoring_.window, points_, positions);
-}
-
-std::string SnapKvScoredPolicy::format_spec(const std::string& name, const std::string& extra) const {
-  return name + "(budget=" + budget_.format() + ", " + scoring_.format() + (extra.empty() ? "" : ", " + extra) + ", " +
-         format_eviction_points(points_) + ")";
 }
 
 std::int64_t SnapKvScoredPolicy::uniform_capacity(const EvictionContext& ctx) const {

@@ -8,32 +8,30 @@
 #include <string>
 #include <vector>
 
+#include "policies/params.h"
 #include "policies/policy.h"
 #include "policies/schedule.h"
-#include "policies/spec.h"
 #include "policies/window_attention.h"
 
 namespace kvsim {
 
-struct SnapKvScoring {
-  std::int64_t window = 32;  // observation window: the most recent queries, always kept
-  int kernel = 7;            // pooling kernel along positions (odd)
+struct SnapKvScoring {  // read() from the spec; each policy's defaults are in its parameter table
+  std::int64_t window = 0;   // observation window: the most recent queries, always kept
+  int kernel = 1;            // pooling kernel along positions (odd)
   bool max_pooling = true;   // max_pool, else avg_pool
 
-  // Reads `window`, `kernel` (read_pool_kernel) and `pooling=max|avg` (defaults: those of
-  // `defaults`); fails on a window < 1.
-  static SnapKvScoring read(SpecArgs& args, const SnapKvScoring& defaults);
+  // Reads `window`, `kernel` (read_pool_kernel) and `pooling=max|avg` (defaults: the policy's
+  // table); fails on a window < 1.
+  static SnapKvScoring read(PolicyArgs& args);
   // Fails on a token budget that does not exceed the window (the window is part of it).
-  void check_budget(const SpecArgs& args, const Budget& budget) const;
-  // "window=W, kernel=K, pooling=max|avg", as the canonical specs write them.
-  std::string format() const;
+  void check_budget(const PolicyArgs& args, const Budget& budget) const;
   // `scores` pooled along positions with this kernel and pooling.
   std::vector<float> pool(std::span<const float> scores) const;
 };
 
 // Reads a pooling kernel along positions from `key`: fails unless it is an odd integer in
-// [1, kMaxPoolKernel] (max_pool/avg_pool's contract; the bound keeps it an int).
-int read_pool_kernel(SpecArgs& args, const std::string& key, std::int64_t default_kernel);
+// [1, kMaxPoolKernel] (max_pool/avg_pool's contract; the bound keeps it an int). Default: the table's.
+int read_pool_kernel(PolicyArgs& args, const std::string& key);
 
 // First position of the observation window at this eviction point. After a chunk with
 // prefill=chunk it is that chunk's last `window` tokens (a chunk never scores with queries of an
@@ -76,23 +74,23 @@ std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& 
                                       std::span<const std::int32_t> resident, std::int64_t window_count,
                                       const SnapKvScoring& scoring);
 
-// Base of the SnapKV-scored policies (snapkv, pyramidkv, adakv, chunkkv): their budget, scorer and
-// eviction points, the queries the scorer needs, and the canonical spec they share.
+// Base of the SnapKV-scored policies (snapkv, pyramidkv, adakv, chunkkv, lava): their canonical
+// spec (PolicyArgs::canonical()), budget, scorer and eviction points, and the queries the scorer needs.
 class SnapKvScoredPolicy : public Policy {
  public:
-  SnapKvScoredPolicy(Budget budget, SnapKvScoring scoring, EvictionPoints points)
-      : budget_(budget), scoring_(scoring), points_(points) {}
+  SnapKvScoredPolicy(std::string spec, Budget budget, SnapKvScoring scoring, EvictionPoints points)
+      : spec_(std::move(spec)), budget_(budget), scoring_(scoring), points_(points) {}
 
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
   void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
                             std::vector<std::int64_t>* positions) const override;
 
  protected:
-  // "name(budget=B, window=W, kernel=K, pooling=P, <extra>, prefill=..., decode=...)"; no extra if empty.
-  std::string format_spec(const std::string& name, const std::string& extra) const;
   // The capacity of DESIGN.md §4 after ctx's pass, the window included.
   std::int64_t uniform_capacity(const EvictionContext& ctx) const;
 
+  std::string spec_;
   Budget budget_;
   SnapKvScoring scoring_;
   EvictionPoints points_;

@@ -11,13 +11,10 @@ namespace {
 
 class StreamingPolicy final : public Policy {
  public:
-  StreamingPolicy(std::int64_t sinks, std::int64_t window, EvictionPoints points)
-      : sinks_(sinks), window_(window), points_(points) {}
+  StreamingPolicy(std::string spec, std::int64_t sinks, std::int64_t window, EvictionPoints points)
+      : spec_(std::move(spec)), sinks_(sinks), window_(window), points_(points) {}
 
-  std::string spec() const override {
-    return "streaming(sinks=" + std::to_string(sinks_) + ", window=" + std::to_string(window_) + ", " +
-           format_eviction_points(points_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
 
   // Keeps positions < sinks and the `window` most recent resident entries: the cache the footprint
@@ -27,6 +24,7 @@ class StreamingPolicy final : public Policy {
   }
 
  private:
+  std::string spec_;
   std::int64_t sinks_;
   std::int64_t window_;
   EvictionPoints points_;
@@ -42,13 +40,13 @@ void register_streaming(PolicyRegistry& registry) {
                  {"window", "1024", "most recent tokens kept"},
                  {"prefill", "chunk", "none|post_fill|chunk: evict after the prompt or after every chunk"},
                  {"decode", "step", "none|step|every:K"}},
-                [](SpecArgs& args) -> std::unique_ptr<Policy> {
-                  const std::int64_t sinks = args.get_int("sinks", 4);
-                  const std::int64_t window = args.get_int("window", 1024);
+                [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+                  const std::int64_t sinks = args.get_int("sinks");
+                  const std::int64_t window = args.get_int("window");
                   if (sinks < 0) args.fail("sinks", "must be >= 0");
                   if (window < 1) args.fail("window", "must be >= 1");
-                  const auto points = read_eviction_points(args, {PrefillEviction::kChunk, 1});
-                  return std::make_unique<StreamingPolicy>(sinks, window, points);
+                  const auto points = read_eviction_points(args);
+                  return std::make_unique<StreamingPolicy>(args.canonical(), sinks, window, points);
                 }});
 }
 

@@ -28,12 +28,10 @@ namespace {
 
 class ThinkPolicy final : public Policy {
  public:
-  ThinkPolicy(double ratio, std::int64_t window, PrefillEviction mode) : ratio_(ratio), window_(window), mode_(mode) {}
+  ThinkPolicy(std::string spec, double ratio, std::int64_t window, PrefillEviction mode)
+      : spec_(std::move(spec)), ratio_(ratio), window_(window), mode_(mode) {}
 
-  std::string spec() const override {
-    return "think(ratio=" + format_spec_number(ratio_) + ", window=" + std::to_string(window_) + ", " +
-           format_compression_point(mode_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return {}; }
   void evict(const EvictionContext&, LayerResidency&) const override {}
 
@@ -100,6 +98,7 @@ class ThinkPolicy final : public Policy {
     return static_cast<std::int64_t>(std::floor(model.head_dim * ratio_));
   }
 
+  std::string spec_;
   double ratio_;
   std::int64_t window_;
   PrefillEviction mode_;
@@ -116,13 +115,13 @@ void register_think(PolicyRegistry& registry) {
        {{"ratio", "0.5", "fraction of key channels pruned per KV head, in [0, 1) (kvpress key_channel_compression_ratio)"},
         {"window", "32", "last prompt queries that score the channels (kvpress window_size)"},
         {"prefill", "post_fill", "post_fill (prune the prompt's keys once after it) | chunk (each chunk's keys once it is done, scored by that chunk)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const double ratio = args.get_double("ratio", 0.5);
-         const std::int64_t window = args.get_int("window", 32);
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const double ratio = args.get_double("ratio");
+         const std::int64_t window = args.get_int("window");
          if (!(ratio >= 0.0 && ratio < 1.0)) args.fail("ratio", "must be in [0, 1)");
          if (window < 1) args.fail("window", "must be >= 1");
-         const PrefillEviction mode = read_compression_point(args, PrefillEviction::kPostFill);
-         return std::make_unique<ThinkPolicy>(ratio, window, mode);
+         const PrefillEviction mode = read_compression_point(args);
+         return std::make_unique<ThinkPolicy>(args.canonical(), ratio, window, mode);
        }});
 }
 

@@ -22,11 +22,10 @@ namespace {
 
 class TovaPolicy final : public Policy {
  public:
-  TovaPolicy(Budget budget, EvictionPoints points) : budget_(budget), points_(points) {}
+  TovaPolicy(std::string spec, Budget budget, EvictionPoints points)
+      : spec_(std::move(spec)), budget_(budget), points_(points) {}
 
-  std::string spec() const override {
-    return "tova(budget=" + budget_.format() + ", " + format_eviction_points(points_) + ")";
-  }
+  std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
 
   // The current query of every eviction point: the last position of each pass that evicts.
@@ -92,6 +91,7 @@ class TovaPolicy final : public Policy {
     return std::vector<float>(mean.data(), mean.data() + r);
   }
 
+  std::string spec_;
   Budget budget_;
   EvictionPoints points_;
 };
@@ -109,10 +109,10 @@ void register_tova(PolicyRegistry& registry) {
         {"prefill", "post_fill", "post_fill (once after the prompt, scored by its last query) | chunk (after "
                                  "every prefill chunk, by the chunk's last query) | none"},
         {"decode", "step", "none|step|every:K (the cache size stays the one reached at the end of prefill)"}},
-       [](SpecArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget", 0.2);
-         const auto points = read_eviction_points(args, {PrefillEviction::kPostFill, 1});
-         return std::make_unique<TovaPolicy>(budget, points);
+       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+         const Budget budget = Budget::read(args, "budget");
+         const auto points = read_eviction_points(args);
+         return std::make_unique<TovaPolicy>(args.canonical(), budget, points);
        }});
 }
 

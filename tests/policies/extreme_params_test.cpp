@@ -35,7 +35,7 @@ std::string scenario_text(const std::string& spec) {
 TEST(ExtremeParameters, EveryPolicyRefusesOrRunsCleanly) {
   int ran = 0, refused = 0;
   for (const PolicyInfo& info : PolicyRegistry::builtin().all()) {
-    for (const PolicyParamDoc& param : info.params) {
+    for (const PolicyParam& param : info.params) {
       // Parameters with a word default (prompt_queries=all, decode=none) may still take numbers.
       const std::vector<const char*> values =
           is_number(param.default_value)

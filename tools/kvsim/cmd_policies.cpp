@@ -18,7 +18,7 @@ int cmd_policies(const Args& args) {
     std::cout << info.name << ": " << info.summary << "\n";
     std::cout << "    reference: " << info.reference << "\n";
     for (const auto& p : info.params) {
-      std::cout << "    " << p.name << " = " << p.default_value << "    " << p.help << "\n";
+      std::cout << "    " << p.name << " = " << documented_default(p, info.params) << "    " << p.help << "\n";
     }
     std::cout << "\n";
   }
