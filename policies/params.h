@@ -64,6 +64,10 @@ class PolicyArgs {
   // `name(key=value, ...)` with every table row in table order (just `name` without any).
   std::string canonical() const;
 
+  // A token budget read by Budget::read (0: a fraction or none), for Policy::token_budget().
+  void note_token_budget(std::int64_t tokens) { token_budget_ = tokens; }
+  std::int64_t token_budget() const { return token_budget_; }
+
   void finish() const { args_.finish(); }
   [[noreturn]] void fail(const std::string& key, const std::string& what) const { args_.fail(key, what); }
 
@@ -75,6 +79,7 @@ class PolicyArgs {
   SpecArgs args_;
   std::span<const PolicyParam> table_;
   std::map<std::string, std::string> canonical_;  // key -> canonical text of the value read
+  std::int64_t token_budget_ = 0;
 };
 
 }  // namespace kvsim

@@ -154,6 +154,15 @@ class Policy {
   // Shrinks `residency` (sorted positions per head) at an eviction point.
   // REQUIRES: eviction_points().after(ctx.pass, ...) is true. Must be deterministic.
   virtual void evict(const EvictionContext& ctx, LayerResidency& residency) const = 0;
+
+  // The token count its spec's budget gives (budget=N, N >= 1), or 0 for a fractional budget or
+  // none. A count at or above a request's prompt would keep every entry, so the single-request
+  // runner refuses it. Set by PolicyRegistry::create from the budget the policy read.
+  std::int64_t token_budget() const { return token_budget_; }
+
+ private:
+  friend class PolicyRegistry;
+  std::int64_t token_budget_ = 0;
 };
 
 }  // namespace kvsim

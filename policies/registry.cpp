@@ -18,6 +18,7 @@ std::unique_ptr<Policy> PolicyRegistry::create(std::string_view spec) const {
       PolicyArgs args(SpecArgs(std::move(parsed)), info.params);
       auto policy = info.make(args);
       args.finish();
+      policy->token_budget_ = args.token_budget();
       return policy;
     }
   }

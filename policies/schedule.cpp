@@ -83,6 +83,7 @@ Budget Budget::read(PolicyArgs& args, const std::string& key) {
     if (value > static_cast<double>(kMaxSpecInteger)) args.fail(key, "a token budget must be at most 10^12");
     budget.is_fraction = false;
     budget.tokens = static_cast<std::int64_t>(value);
+    args.note_token_budget(budget.tokens);
   }
   args.set_canonical(key, budget.format());
   return budget;

@@ -1,12 +1,10 @@
 #include "sim/replay/run.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <tbb/global_control.h>
 #include <tbb/info.h>
 
 #include "hw/hardware.h"
-#include "policies/spec.h"
 #include "traces/layer_list.h"
 #include "traces/trace_file.h"
 #include "util/error.h"
@@ -111,17 +109,14 @@ void check_recon_queries(const Scenario& s, const TraceHeader& header, const Req
 // A token budget at or above the prompt keeps every entry: the policy would silently be the full
 // cache. Refused for a single-request replay, where the prompt is known (serving workloads mix
 // prompt lengths, so there a count above some prompts is normal and allowed).
-void check_token_budgets(const Scenario& s, std::int64_t prompt_tokens) {
-  for (const std::string& text : s.policy_specs) {
-    for (const auto& [key, value] : parse_policy_spec(text).args) {
-      if (key != "budget") continue;
-      const double tokens = std::strtod(value.c_str(), nullptr);  // registry.create() validated it
-      if (tokens >= 1.0 && tokens >= static_cast<double>(prompt_tokens)) {
-        fail_input(s.path + ": [policy] spec",
-                   "'" + text + "': budget=" + value + " tokens is not below the prompt (" +
-                       std::to_string(prompt_tokens) +
-                       " tokens), so nothing would be evicted; give a count below the prompt or a fraction in (0, 1)");
-      }
+void check_token_budgets(const Scenario& s, std::span<const Policy* const> policies, std::int64_t prompt_tokens) {
+  for (const Policy* policy : policies) {
+    const std::int64_t tokens = policy->token_budget();
+    if (tokens > 0 && tokens >= prompt_tokens) {
+      fail_input(s.path + ": [policy] spec",
+                 "'" + policy->spec() + "': budget=" + std::to_string(tokens) + " tokens is not below the prompt (" +
+                     std::to_string(prompt_tokens) +
+                     " tokens), so nothing would be evicted; give a count below the prompt or a fraction in (0, 1)");
     }
   }
 }
@@ -140,13 +135,13 @@ ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
   ScenarioRun run;
   std::unique_ptr<TraceSource> source;
   if (scenario.synthetic()) {
-    check_token_budgets(scenario, scenario.prompt_tokens);
+    check_token_budgets(scenario, policy_ptrs, scenario.prompt_tokens);
     run.plan = make_pass_plan(scenario.prompt_tokens, scenario.generated_tokens, scenario.chunk_tokens);
     source = make_synthetic_request(scenario, run.plan, scenario.seed, scenario.needles, policy_ptrs);
     run.request = source->header().requests.front();
   } else {
     source = open_file_source(scenario, &run.request);
-    check_token_budgets(scenario, run.request.prompt_tokens);
+    check_token_budgets(scenario, policy_ptrs, run.request.prompt_tokens);
     check_recon_queries(scenario, source->header(), run.request, policy_ptrs);
     run.plan = make_pass_plan(run.request.prompt_tokens, run.request.generated_tokens, scenario.chunk_tokens);
   }

@@ -55,5 +55,24 @@ TEST(PolicySpec, CanonicalSpecsSpellOutDefaults) {
             "snapkv(budget=1024, window=32, kernel=7, pooling=max, prefill=chunk, decode=none)");
 }
 
+TEST(PolicySpec, TokenBudgetIsTheCountABudgetGives) {
+  const PolicyRegistry& registry = PolicyRegistry::builtin();
+  EXPECT_EQ(registry.create("snapkv(budget=512)")->token_budget(), 512);
+  EXPECT_EQ(registry.create("h2o(budget=100, recent=8)")->token_budget(), 100);
+  EXPECT_EQ(registry.create("snapkv(budget=0.5)")->token_budget(), 0);  // a fraction
+  EXPECT_EQ(registry.create("snapkv")->token_budget(), 0);              // default 0.2
+  EXPECT_EQ(registry.create("streaming(sinks=4, window=1024)")->token_budget(), 0);  // no budget
+}
+
+// The spec parser names the caller's kind of spec, not "policy spec".
+TEST(SpecText, ErrorsNameTheCallersContext) {
+  try {
+    parse_spec("offload(tier=)", "placement 'offload(tier=)'");
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()), "placement 'offload(tier=)': parameter 'tier' has no value");
+  }
+}
+
 }  // namespace
 }  // namespace kvsim
