@@ -98,7 +98,7 @@ class CompactorPolicy final : public Policy {
     HeadMatrix keys = gather_rows(ctx.trace->keys[h], middle);
     if (p_.pre_rope) {
       // The reference recomputes pre-RoPE keys from hidden states; undoing the rotation is the same.
-      const std::vector<double> inv_freq = rope_inv_freq(ctx.model.head_dim, ctx.model.rope_theta);
+      const std::vector<double> inv_freq = rope_inv_freq(ctx.model);
       for (Eigen::Index i = 0; i < keys.rows(); ++i) {
         apply_rope(keys.row(i).data(), ctx.model.head_dim, -static_cast<std::int64_t>(middle[static_cast<std::size_t>(i)]), inv_freq);
       }

@@ -12,7 +12,8 @@
 // the prompt after prefill, one chunk in chunked prefill, the buffered steps of DecodingPress), so
 // kvsim takes the queries of the passes since the previous eviction point: the prompt (post_fill),
 // the chunk (chunk), the last K steps (decode=every:K). Trace queries are post-RoPE, so they are
-// rotated back by their own position. kvpress drops the first n_sink hidden states of every forward;
+// rotated back by their own position with the model's own frequencies (rope_theta and rope_scaling,
+// traces/rope.h; kvpress uses the model's rotary_emb), which Rbar uses too. kvpress drops the first n_sink hidden states of every forward;
 // kvsim drops the queries at positions < sinks (the sequence's sinks), which is the same after the
 // prompt. The future positions start at the pass end (kvpress: at q_len, the same after the prompt).
 // stats_queries=N uses only the last N of those queries (a cheaper trace; default: all, exact).
@@ -98,7 +99,7 @@ class ExpectedAttentionPolicy final : public Policy {
   // Closed form of (1/F) sum_{p=a}^{a+F-1} e^{i f p} = e^{i f (a + (F-1)/2)} sin(f F / 2) / (F sin(f / 2)):
   // O(1) in F (a loop over F = 10^12 positions hung), and no rounding error growing with F.
   Rotation average_rotation(const ModelShape& model, std::int64_t first_future) const {
-    const std::vector<double> inv_freq = rope_inv_freq(model.head_dim, model.rope_theta);
+    const std::vector<double> inv_freq = rope_inv_freq(model);  // the model's own (scaled) RoPE
     const auto pairs = static_cast<Eigen::Index>(inv_freq.size());
     const auto count = static_cast<double>(future_);
     const double centre = static_cast<double>(first_future) + (count - 1.0) / 2.0;
@@ -130,7 +131,7 @@ class ExpectedAttentionPolicy final : public Policy {
   QueryStats query_stats(const EvictionContext& ctx, int g, std::int64_t a, std::int64_t b) const {
     const LayerTrace& trace = *ctx.trace;
     const int d = ctx.model.head_dim;
-    const std::vector<double> inv_freq = rope_inv_freq(d, ctx.model.rope_theta);
+    const std::vector<double> inv_freq = rope_inv_freq(ctx.model);  // the model's own (scaled) RoPE
     Eigen::MatrixXd q(b - a, d);
     for (std::int64_t t = a; t < b; ++t) {
       const std::int64_t row = trace.query_row(t);

@@ -6,6 +6,7 @@
 
 #include "traces/model_presets.h"
 #include "sim/placement.h"
+#include "traces/rope_scaling_ini.h"
 #include "util/error.h"
 #include "util/ini.h"
 #include "util/memory.h"
@@ -30,7 +31,9 @@ po::options_description scenario_options() {
       ("model.rope_theta", po::value<double>(), "RoPE base")
       ("model.hidden_size", po::value<std::int64_t>(), "hidden size (cost model)")
       ("model.intermediate_size", po::value<std::int64_t>(), "MLP intermediate size (cost model)")
-      ("model.vocab_size", po::value<std::int64_t>(), "vocabulary size (cost model)")
+      ("model.vocab_size", po::value<std::int64_t>(), "vocabulary size (cost model)");
+  add_rope_scaling_options(o, "model");
+  o.add_options()
       ("workload.prompt_tokens", po::value<std::int64_t>(), "prompt length n (synthetic traces)")
       ("workload.generated_tokens", po::value<std::int64_t>(), "generated tokens m (synthetic traces)")
       ("workload.chunk_tokens", po::value<std::int64_t>(), "prefill chunk size c (default: n, unchunked)")
@@ -100,7 +103,8 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
 
   const bool has_model_keys = v.count("model.num_layers") || v.count("model.num_q_heads") ||
                               v.count("model.num_kv_heads") || v.count("model.head_dim") ||
-                              v.count("model.rope_theta") || v.count("model.name") || v.count("model.kv_bits");
+                              v.count("model.rope_theta") || v.count("model.name") || v.count("model.kv_bits") ||
+                              has_rope_scaling_keys(v, "model");
   if (v.count("model.preset")) {
     s.model_preset = v["model.preset"].as<std::string>();
     fs::path preset(s.model_preset);
@@ -124,6 +128,7 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   read(v, "model.head_dim", s.model.head_dim);
   read(v, "model.kv_bits", s.model.kv_bits);
   read(v, "model.rope_theta", s.model.rope_theta);
+  read_rope_scaling(v, "model", s.model.rope_scaling);
   read(v, "model.hidden_size", s.model.hidden_size);
   read(v, "model.intermediate_size", s.model.intermediate_size);
   read(v, "model.vocab_size", s.model.vocab_size);

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "traces/rope_scaling_ini.h"
 #include "util/error.h"
 #include "util/ini.h"
 #include "util/presets.h"
@@ -30,8 +31,10 @@ ModelShape load_model_preset(const std::string& name) {
       ("model.intermediate_size", po::value(&m.intermediate_size))
       ("model.vocab_size", po::value(&m.vocab_size))
       ("model.max_position_embeddings", po::value<int>());
+  add_rope_scaling_options(options, "model");
   po::variables_map values;
   parse_ini_file(path.string(), options, values);
+  read_rope_scaling(values, "model", m.rope_scaling);
   m.validate(path.string());
   return m;
 }

@@ -1,9 +1,29 @@
 #pragma once
 // The shape of a transformer's attention as far as the KV cache is concerned.
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace kvsim {
+
+// RoPE frequency scaling: the `rope_scaling` object of a Hugging Face config.json, with its
+// parameters under the same names (traces/rope.cpp computes the frequencies). Written in model
+// .ini files and scenarios as rope_scaling_type, rope_scaling_factor, ... and as root attributes
+// of the same names in trace files; absent means none.
+struct RopeScaling {
+  // none | linear | llama3 | yarn ("default" in a config.json is none). yarn is recognised and
+  // refused by ModelShape::validate: kvsim does not model it.
+  std::string type = "none";
+  std::optional<double> factor;                 // linear, llama3 (and yarn)
+  std::optional<double> low_freq_factor;        // llama3
+  std::optional<double> high_freq_factor;       // llama3
+  std::optional<std::int64_t> original_max_position_embeddings;  // llama3
+
+  bool none() const { return type == "none"; }
+  // "none", or e.g. "llama3 (factor 8, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192)".
+  std::string text() const;
+  bool operator==(const RopeScaling&) const = default;
+};
 
 struct ModelShape {
   std::string name;
@@ -13,6 +33,7 @@ struct ModelShape {
   int head_dim = 0;
   int kv_bits = 16;  // bits per stored K or V element
   double rope_theta = 10000.0;
+  RopeScaling rope_scaling = {};  // none
   // Dense-layer shape for the cost model (0: unknown; then only KV metrics can be computed).
   std::int64_t hidden_size = 0;
   std::int64_t intermediate_size = 0;  // SwiGLU MLP width

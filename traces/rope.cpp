@@ -1,17 +1,52 @@
 #include "traces/rope.h"
 
 #include <cmath>
+#include <numbers>
+#include <stdexcept>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 namespace kvsim {
 
-std::vector<double> rope_inv_freq(int head_dim, double rope_theta) {
+std::vector<double> rope_inv_freq(int head_dim, double rope_theta, const RopeScaling& scaling) {
   const int pairs = head_dim / 2;
+  // _compute_default_rope_parameters: 1 / base^(arange(0, dim, 2) / dim).
   std::vector<double> inv_freq(pairs);
   for (int i = 0; i < pairs; ++i) inv_freq[i] = std::pow(rope_theta, -2.0 * i / head_dim);
-  return inv_freq;
+  if (scaling.type == "none") return inv_freq;
+  if (scaling.type == "linear") {
+    // _compute_linear_scaling_rope_parameters: inv_freq /= factor (positions divided by factor).
+    for (double& f : inv_freq) f /= *scaling.factor;
+    return inv_freq;
+  }
+  if (scaling.type == "llama3") {
+    // _compute_llama3_parameters: wavelengths shorter than original / high_freq_factor keep their
+    // frequency, longer than original / low_freq_factor are divided by factor, and those between
+    // (both bounds included) interpolate smoothly between the two.
+    const double factor = *scaling.factor;
+    const double low = *scaling.low_freq_factor;
+    const double high = *scaling.high_freq_factor;
+    const auto old_context = static_cast<double>(*scaling.original_max_position_embeddings);
+    const double low_freq_wavelen = old_context / low;
+    const double high_freq_wavelen = old_context / high;
+    for (double& f : inv_freq) {
+      const double wavelen = 2.0 * std::numbers::pi / f;
+      if (wavelen > low_freq_wavelen) {
+        f /= factor;
+      } else if (!(wavelen < high_freq_wavelen)) {
+        const double smooth = (old_context / wavelen - low) / (high - low);
+        f = (1.0 - smooth) * f / factor + smooth * f;
+      }
+    }
+    return inv_freq;
+  }
+  // ModelShape::validate refuses every other type (yarn included) with an InputError.
+  throw std::logic_error("rope_inv_freq: unvalidated rope_scaling_type '" + scaling.type + "'");
+}
+
+std::vector<double> rope_inv_freq(const ModelShape& model) {
+  return rope_inv_freq(model.head_dim, model.rope_theta, model.rope_scaling);
 }
 
 void apply_rope(float* x, int head_dim, std::int64_t position, const std::vector<double>& inv_freq) {

@@ -26,7 +26,7 @@ class SyntheticSource final : public TraceSource {
   explicit SyntheticSource(SynthParams params) : params_(std::move(params)) {
     validate_synth_params(params_, "synth");
     layout_ = make_layout(params_);
-    inv_freq_ = rope_inv_freq(params_.model.head_dim, params_.model.rope_theta);
+    inv_freq_ = rope_inv_freq(params_.model);  // with the model's rope_scaling
     query_positions_ = stored_query_positions(params_);
     recon_targets_ = recon_target_positions(params_.prompt_tokens, params_.recon_query_tokens);
     key_noise_std_.assign(layout_.head_dim, kContentDimNoise);

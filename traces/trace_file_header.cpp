@@ -15,6 +15,20 @@ constexpr const char* kFormat = "kvsim-trace";
 constexpr std::int64_t kVersion = 1;
 constexpr std::string_view kGeneratorPrefix = "gen_";
 
+// rope_scaling_type and its parameters (a compatible addition to format version 1: absent means
+// none, as in every file written before them). ModelShape::validate checks that they agree.
+RopeScaling read_rope_scaling(const h5::AttrReader& root) {
+  RopeScaling scaling;
+  if (root.has("rope_scaling_type")) scaling.type = root.string("rope_scaling_type");
+  if (root.has("rope_scaling_factor")) scaling.factor = root.real("rope_scaling_factor");
+  if (root.has("rope_scaling_low_freq_factor")) scaling.low_freq_factor = root.real("rope_scaling_low_freq_factor");
+  if (root.has("rope_scaling_high_freq_factor")) scaling.high_freq_factor = root.real("rope_scaling_high_freq_factor");
+  if (root.has("rope_scaling_original_max_position_embeddings")) {
+    scaling.original_max_position_embeddings = root.integer("rope_scaling_original_max_position_embeddings");
+  }
+  return scaling;
+}
+
 ModelShape read_model(const h5::AttrReader& root, const std::string& path) {
   ModelShape model;
   model.name = root.string("model");
@@ -23,6 +37,7 @@ ModelShape read_model(const h5::AttrReader& root, const std::string& path) {
   model.num_kv_heads = root.small_integer("num_kv_heads");
   model.head_dim = root.small_integer("head_dim");
   model.rope_theta = root.real("rope_theta");
+  model.rope_scaling = read_rope_scaling(root);
   if (root.has("kv_bits")) model.kv_bits = root.small_integer("kv_bits");
   model.validate(path + ": root attributes");
   return model;

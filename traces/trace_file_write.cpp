@@ -26,6 +26,17 @@ void write_header(const H5::H5File& file, const TraceHeader& header) {
   h5::write_integer(file, "num_kv_heads", model.num_kv_heads);
   h5::write_integer(file, "head_dim", model.head_dim);
   h5::write_real(file, "rope_theta", model.rope_theta);
+  // Only when there is one: files of unscaled models stay as they were before rope scaling existed.
+  const RopeScaling& scaling = model.rope_scaling;
+  if (!scaling.none()) {
+    h5::write_string(file, "rope_scaling_type", scaling.type);
+    if (scaling.factor) h5::write_real(file, "rope_scaling_factor", *scaling.factor);
+    if (scaling.low_freq_factor) h5::write_real(file, "rope_scaling_low_freq_factor", *scaling.low_freq_factor);
+    if (scaling.high_freq_factor) h5::write_real(file, "rope_scaling_high_freq_factor", *scaling.high_freq_factor);
+    if (scaling.original_max_position_embeddings) {
+      h5::write_integer(file, "rope_scaling_original_max_position_embeddings", *scaling.original_max_position_embeddings);
+    }
+  }
   h5::write_integer(file, "kv_bits", model.kv_bits);
   h5::write_string(file, "source", header.source);
   const std::vector<std::int64_t> layers(header.traced_layers.begin(), header.traced_layers.end());

@@ -248,6 +248,9 @@ def trace_mutations(np, h5py):
     def empty_requests(f):
         del f["requests/0"]
 
+    def set_attrs(**values):
+        return attrs(lambda f: f.attrs.update(values))
+
     return {
         # root attributes
         "missing_format": ("root attribute 'format' is missing", "format", del_attr("/", "format")),
@@ -262,6 +265,16 @@ def trace_mutations(np, h5py):
         "wrong_source": ("root attribute source = 'guessed'", "source", set_attr("/", "source", "guessed")),
         "missing_traced_layers": ("root attribute 'traced_layers' is missing", "traced_layers",
                                   del_attr("/", "traced_layers")),
+        # RoPE scaling (a compatible addition to version 1; absent means none)
+        "rope_scaling_unknown_type": ("root attribute rope_scaling_type = 'dynamic' (kvsim models none, linear, llama3)",
+                                      "rope_scaling_type", set_attrs(rope_scaling_type="dynamic", rope_scaling_factor=2.0)),
+        "rope_scaling_zero_factor": ("linear rope scaling with rope_scaling_factor = 0", "rope_scaling_factor",
+                                     set_attrs(rope_scaling_type="linear", rope_scaling_factor=0.0)),
+        "rope_scaling_missing_parameter": ("llama3 rope scaling without rope_scaling_low_freq_factor",
+                                           "rope_scaling_low_freq_factor",
+                                           set_attrs(rope_scaling_type="llama3", rope_scaling_factor=8.0,
+                                                     rope_scaling_high_freq_factor=4.0,
+                                                     rope_scaling_original_max_position_embeddings=np.int64(8192))),
         "traced_layers_out_of_range": ("traced_layers = [0, 5] with num_layers = 3", "traced_layers",
                                        set_attr("/", "traced_layers", np.array([0, 5], dtype=np.int64))),
         "traced_layers_unsorted": ("traced_layers = [2, 0] is not ascending", "traced_layers",

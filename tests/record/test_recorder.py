@@ -51,20 +51,22 @@ def rms_norm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def rope(x, positions, theta):
-    """x [T, H, d]; dim i pairs with i + d/2; angle = position * theta^(-2i/d)."""
+def rope(x, positions, theta, inv=None):
+    """x [T, H, d]; dim i pairs with i + d/2; angle = position * inv[i], inv[i] = theta^(-2i/d) unless given."""
     d = x.shape[-1]
     half = d // 2
-    inv = theta ** (-2.0 * np.arange(half) / d)
+    if inv is None:
+        inv = theta ** (-2.0 * np.arange(half) / d)
     ang = np.asarray(positions, dtype=np.float64)[:, None] * inv[None, :]
     c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
     a, b = x[..., :half], x[..., half:]
     return np.concatenate([a * c - b * s, b * c + a * s], axis=-1)
 
 
-def forward(W, cfg, ids, kv_of=lambda h, hq, hkv: h // (hq // hkv)):
+def forward(W, cfg, ids, kv_of=lambda h, hq, hkv: h // (hq // hkv), inv=None):
     """Full causal forward of token ids (positions 0..T-1). Returns per layer the post-RoPE keys,
-    values [T, Hkv, d], post-RoPE queries [T, Hq, d], attention output [T, Hq*d], and logits."""
+    values [T, Hkv, d], post-RoPE queries [T, Hq, d], attention output [T, Hq*d], and logits.
+    inv: the RoPE frequencies (default: plain theta^(-2i/d))."""
     hq, hkv, d = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     eps, theta = cfg["rms_norm_eps"], cfg["rope_theta"]
     T = len(ids)
@@ -75,8 +77,8 @@ def forward(W, cfg, ids, kv_of=lambda h, hq, hkv: h // (hq // hkv)):
     for L in range(cfg["num_hidden_layers"]):
         p = "model.layers.%d." % L
         h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
-        q = rope((h @ W[p + "self_attn.q_proj.weight"].T).reshape(T, hq, d), pos, theta)
-        k = rope((h @ W[p + "self_attn.k_proj.weight"].T).reshape(T, hkv, d), pos, theta)
+        q = rope((h @ W[p + "self_attn.q_proj.weight"].T).reshape(T, hq, d), pos, theta, inv)
+        k = rope((h @ W[p + "self_attn.k_proj.weight"].T).reshape(T, hkv, d), pos, theta, inv)
         v = (h @ W[p + "self_attn.v_proj.weight"].T).reshape(T, hkv, d)
         out = np.zeros((T, hq, d))
         for g in range(hq):
@@ -109,20 +111,20 @@ def run_recorder(*argv, timeout=300):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
-def make_checkpoint(wd):
+def make_checkpoint(wd, config=CONFIG, name="ckpt"):
     """A random checkpoint written by llama_tiny (torch); returns its weights as numpy float64."""
     import torch
     sys.path.insert(0, RECORD)
     from llama_tiny import LlamaConfig, LlamaForCausalLM
     torch.manual_seed(7)
-    model = LlamaForCausalLM(LlamaConfig(**CONFIG))
+    model = LlamaForCausalLM(LlamaConfig(**config))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
                 p.uniform_(0.5, 1.5)
             else:
                 p.normal_(0.0, 0.35)
-    ckpt = os.path.join(wd, "ckpt")
+    ckpt = os.path.join(wd, name)
     model.save_pretrained(ckpt)
     state = torch.load(os.path.join(ckpt, "pytorch_model.bin"), map_location="cpu")
     return ckpt, {k: v.double().numpy() for k, v in state.items()}

@@ -694,10 +694,12 @@ def write_ini(path, sections):
     return path
 
 
-def write_model_ini(path, name, num_layers, num_q_heads, num_kv_heads, head_dim, kv_bits=16, rope_theta=10000):
+def write_model_ini(path, name, num_layers, num_q_heads, num_kv_heads, head_dim, kv_bits=16, rope_theta=10000,
+                    extra=()):
+    """extra: more (key, value) pairs of [model], e.g. rope_scaling_type and its parameters."""
     return write_ini(path, [("model", [("name", name), ("num_layers", num_layers), ("num_q_heads", num_q_heads),
                                        ("num_kv_heads", num_kv_heads), ("head_dim", head_dim),
-                                       ("kv_bits", kv_bits), ("rope_theta", rope_theta)])])
+                                       ("kv_bits", kv_bits), ("rope_theta", rope_theta)] + list(extra))])
 
 
 def fresh(*paths):
@@ -798,12 +800,12 @@ def two_scenarios(chunk, unchunked, chunked):
     return [("unchunked", None, unchunked), ("chunk%d" % chunk, chunk, chunked)]
 
 
-def synth_trace(ck, args, tag, hq, hkv, d, n, m, seed, extra=(), layers=(0, 1), num_layers=2):
-    """`kvsim synth` a trace of model "tiny-<tag>" in workdir/<tag> (extra: more synth options).
-    -> (directory, model ini, trace), or None after a failed check."""
+def synth_trace(ck, args, tag, hq, hkv, d, n, m, seed, extra=(), layers=(0, 1), num_layers=2, model_keys=()):
+    """`kvsim synth` a trace of model "tiny-<tag>" in workdir/<tag> (extra: more synth options;
+    model_keys: more [model] keys of its ini). -> (directory, model ini, trace), or None after a failed check."""
     wd = os.path.join(args.workdir, tag)
     os.makedirs(wd, exist_ok=True)
-    model_ini = write_model_ini(os.path.join(wd, "model.ini"), "tiny-" + tag, num_layers, hq, hkv, d)
+    model_ini = write_model_ini(os.path.join(wd, "model.ini"), "tiny-" + tag, num_layers, hq, hkv, d, extra=model_keys)
     trace = os.path.join(wd, "trace.h5")
     fresh(trace)
     argv = ["synth", "--model", model_ini, "--prompt-tokens", n, "--generated-tokens", m,
@@ -833,10 +835,10 @@ def run_scenarios(ck, args, tag, wd, model_ini, scenarios, compare):
 
 
 def run_kept_model(ck, args, tag, hq, hkv, d, n, m, seed, scenarios, compare, synth_args=(), layers=(0, 1),
-                   num_layers=2, load=None):
+                   num_layers=2, load=None, model_keys=()):
     """synth_trace, load(trace) -> {layer: data} (None: stop; default: read_trace_layers and check
     the traced layers), then run_scenarios with compare(kept_file, specs, layers, chunk, where)."""
-    made = synth_trace(ck, args, tag, hq, hkv, d, n, m, seed, synth_args, layers, num_layers)
+    made = synth_trace(ck, args, tag, hq, hkv, d, n, m, seed, synth_args, layers, num_layers, model_keys)
     if made is None:
         return
     wd, model_ini, trace = made

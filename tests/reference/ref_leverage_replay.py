@@ -125,13 +125,13 @@ def replay(spec, sinks, recent, scorer, layer, n, m, chunk, hkv, observed=None, 
 
 def run_reference_test(ck, args, name, models, scenarios, make_policy, n, m, query_window=None, synth_args=(),
                        with_model=False):
-    """For each model (tag, hq, hkv, d, seed): synthesise a trace (--query-window query_window if given,
+    """For each model (tag, hq, hkv, d, seed[, extra [model] keys]): synthesise a trace (--query-window query_window if given,
     plus synth_args), run every scenario (tag, chunk or None, [specs]) through `kvsim run --save-kept`
     and compare every head's final mask with the reference.
     make_policy(spec) -> (Spec, sinks, recent, scorer, rel_tol); with with_model=True it is called as
     make_policy(spec, model, chunk), model = ReferenceModel(group size, trace root attributes)."""
     extra = (["--query-window", query_window] if query_window else []) + list(synth_args)
-    for tag, hq, hkv, d, seed in models:
+    for tag, hq, hkv, d, seed, *model_keys in models:
         def compare(kept_file, specs, loaded, chunk, where, hkv=hkv, group=hq // hkv):
             meta, layers = loaded
             kept = kvref.read_kept(kept_file)
@@ -148,4 +148,4 @@ def run_reference_test(ck, args, name, models, scenarios, make_policy, n, m, que
                     ck.near_ties(what, ties)
 
         kvref.run_kept_model(ck, args, tag, hq, hkv, d, n, m, seed, scenarios, compare, synth_args=extra,
-                             load=read_layers)
+                             load=read_layers, model_keys=model_keys[0] if model_keys else ())

@@ -22,10 +22,35 @@ import kvref  # noqa: E402
 from ref_leverage_replay import Spec, replay, run_reference_test  # noqa: E402
 
 
+def inv_freq(d, theta):
+    """theta: the RoPE base (plain frequencies theta^(-2i/d)) or already the [d/2] frequencies."""
+    if isinstance(theta, np.ndarray):
+        return theta
+    return theta ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+
+
+def model_inv_freq(meta, d):
+    """The trace's own RoPE frequencies: rope_theta, and rope_scaling_* when the root attributes have
+    them (type llama3: transliterated from transformers' modeling_rope_utils.py, _compute_llama3_parameters)."""
+    theta = float(meta.get("rope_theta", 10000.0))
+    kind = kvref.attr_str(meta["rope_scaling_type"]) if "rope_scaling_type" in meta else "none"
+    inv = inv_freq(d, theta)
+    if kind == "none":
+        return inv
+    assert kind == "llama3", kind
+    factor, low, high = (float(meta["rope_scaling_" + k]) for k in ("factor", "low_freq_factor", "high_freq_factor"))
+    old = float(meta["rope_scaling_original_max_position_embeddings"])
+    wavelen = 2 * math.pi / inv
+    llama = np.where(wavelen > old / low, inv / factor, inv)
+    smooth = (old / wavelen - low) / (high - low)
+    medium = ~(wavelen < old / high) * ~(wavelen > old / low)
+    return np.where(medium, (1 - smooth) * llama / factor + smooth * llama, llama)
+
+
 def rope(x, pos, theta):
-    """rotate_half RoPE of rows x [N, d] to positions pos [N] (negative: rotate back)."""
+    """rotate_half RoPE of rows x [N, d] to positions pos [N] (negative: rotate back); theta as inv_freq's."""
     d = x.shape[1]
-    inv = theta ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+    inv = inv_freq(d, theta)
     ang = np.asarray(pos, dtype=np.float64)[:, None] * inv[None, :]
     c, s = np.cos(ang), np.sin(ang)
     x1, x2 = x[:, : d // 2], x[:, d // 2:]
@@ -33,7 +58,7 @@ def rope(x, pos, theta):
 
 
 def mean_rotation(d, first, future, theta):
-    inv = theta ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+    inv = inv_freq(d, theta)
     p = np.arange(first, first + future, dtype=np.float64)
     cos = np.cos(np.concatenate([p[:, None] * inv, p[:, None] * inv], axis=1))   # [F, d]
     sin = np.sin(np.concatenate([p[:, None] * inv, p[:, None] * inv], axis=1))
@@ -145,9 +170,23 @@ def self_tests(ck):
     # Rbar over one position is that position's rotation; over a full period of the pair it vanishes.
     x = np.array([[0.3, -1.2, 0.7, 2.0]])
     ck.check(np.allclose(mean_rotation(4, 9, 1, 100.0) @ x[0], rope(x, [9], 100.0)[0]), "R_p == rope rotation")
+    # llama3 scaling at Llama 3.1's shape: pair 0 unchanged, pair 63 divided by 8, pair 32 blended by hand
+    # (smooth = (8192 / (2 pi sqrt(500000)) - 1) / 3 = 0.281283; inv * (0.718717 / 8 + 0.281283)).
+    meta = {"rope_theta": 500000.0, "rope_scaling_type": "llama3", "rope_scaling_factor": 8.0,
+            "rope_scaling_low_freq_factor": 1.0, "rope_scaling_high_freq_factor": 4.0,
+            "rope_scaling_original_max_position_embeddings": 8192}
+    f, plain = model_inv_freq(meta, 128), inv_freq(128, 500000.0)
+    ck.check(f[0] == 1.0 and np.isclose(f[63], plain[63] / 8, rtol=1e-14) and
+             np.isclose(f[32], plain[32] * (0.718717 / 8 + 0.281283), rtol=1e-5) and
+             int((~np.isclose(f, plain, rtol=1e-14)).sum()) == 35, "llama3 frequencies: hand values, 35 of 64 scaled")
 
 
-MODELS = [("mha", 2, 2, 16, 41), ("gqa4", 8, 2, 16, 42)]
+# gqa4-llama3: the model's RoPE has llama3 scaling (head_dim 16, theta 10000, original context 64):
+# pair 0 keeps its frequency, 1-2 are blended and 3-7 divided by 8, so queries un-rotated or
+# averaged with plain frequencies would give other statistics (issue 20).
+LLAMA3 = [("rope_scaling_type", "llama3"), ("rope_scaling_factor", 8), ("rope_scaling_low_freq_factor", 1),
+          ("rope_scaling_high_freq_factor", 4), ("rope_scaling_original_max_position_embeddings", 64)]
+MODELS = [("mha", 2, 2, 16, 41), ("gqa4", 8, 2, 16, 42), ("gqa4-llama3", 8, 2, 16, 43, LLAMA3)]
 N, M = 320, 6
 SCENARIOS = [
     ("unchunked", None, ["expected_attention(budget=0.2)", "expected_attention(budget=0.3, covariance=no, future=64)",
@@ -160,7 +199,8 @@ SCENARIOS = [
 
 
 def reference_policy(spec, model, chunk):
-    pr, scorer = make_policy(spec, N, chunk, float(model.meta.get("rope_theta", 10000.0)), model.group)
+    d = int(model.meta["head_dim"])
+    pr, scorer = make_policy(spec, N, chunk, model_inv_freq(model.meta, d), model.group)
     return pr.budget, pr.sinks, 0, scorer, 1e-4
 
 

@@ -239,6 +239,31 @@ TEST_F(TraceFileTest, AcceptsH5pyStyleAttributes) {
   EXPECT_EQ(read->load_layer("b", 0).head_archetypes, (std::vector<std::string>{"local", "diffuse"}));
 }
 
+TEST_F(TraceFileTest, RopeScalingRoundTripsAndIsAbsentWhenNone) {
+  MemorySource source = make_source();
+  write_trace_file(path_, source, {false, 0});
+  {
+    EXPECT_EQ(open_trace_file(path_)->header().model.rope_scaling, RopeScaling{});  // absent: none
+    const H5::H5File file(path_, H5F_ACC_RDONLY);
+    EXPECT_FALSE(file.attrExists("rope_scaling_type"));  // unscaled files stay as before
+  }
+  RopeScaling& r = source.trace_header.model.rope_scaling;
+  r.type = "llama3";
+  r.factor = 8.0;
+  r.low_freq_factor = 1.0;
+  r.high_freq_factor = 4.0;
+  r.original_max_position_embeddings = 8192;
+  write_trace_file(path_, source, {false, 0});
+  EXPECT_EQ(open_trace_file(path_)->header().model.rope_scaling, r);
+  // A llama3 type without its parameters is refused, naming the file and the missing attribute.
+  write_and_edit([](H5::H5File& file) {
+    const H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+    file.createAttribute("rope_scaling_type", type, H5::DataSpace(H5S_SCALAR)).write(type, std::string("llama3"));
+  });
+  expect_input_error([&] { open_trace_file(path_); },
+                     {path_ + ": root attributes: rope_scaling_factor is missing; rope_scaling_type = llama3 needs"});
+}
+
 TEST_F(TraceFileTest, MissingRootAttributeIsNamed) {
   write_and_edit([](H5::H5File& file) { file.removeAttr("num_kv_heads"); });
   expect_input_error([&] { open_trace_file(path_); }, {path_ + ": /num_kv_heads: missing required attribute"});

@@ -1,11 +1,14 @@
 // kvsim inspect: what a trace file holds, after checking every value in it.
 #include <boost/program_options.hpp>
 #include <cmath>
+#include <cstdio>
 #include <iostream>
+#include <numbers>
 #include <sstream>
 
 #include "tools/kvsim/command_line.h"
 #include "tools/kvsim/commands.h"
+#include "traces/rope.h"
 #include "traces/trace_file.h"
 #include "util/error.h"
 
@@ -62,6 +65,29 @@ std::string layer_summary(const LayerTrace& layer) {
   return out.str();
 }
 
+// "llama3 (factor 8, ...): 35 of 64 rotary pairs scaled" -- pairs whose frequency the scaling changes.
+std::string rope_scaling_summary(const ModelShape& m) {
+  if (m.rope_scaling.none()) return "none";
+  const std::vector<double> plain = rope_inv_freq(m.head_dim, m.rope_theta);
+  const std::vector<double> scaled = rope_inv_freq(m);
+  std::size_t changed = 0;
+  for (std::size_t i = 0; i < plain.size(); ++i) changed += scaled[i] != plain[i] ? 1 : 0;
+  return m.rope_scaling.text() + ": " + std::to_string(changed) + " of " + std::to_string(plain.size()) +
+         " rotary pairs scaled";
+}
+
+// One line per rotary pair: the frequency kvsim rotates with, the unscaled one, the wavelength.
+void print_rope_frequencies(const ModelShape& m) {
+  const std::vector<double> plain = rope_inv_freq(m.head_dim, m.rope_theta);
+  const std::vector<double> scaled = rope_inv_freq(m);
+  std::cout << "rope frequencies (pair, inv_freq, unscaled inv_freq, wavelength in tokens):\n";
+  for (std::size_t i = 0; i < scaled.size(); ++i) {
+    char line[160];
+    std::snprintf(line, sizeof line, "  %zu %.17g %.17g %.6g\n", i, scaled[i], plain[i], 2.0 * std::numbers::pi / scaled[i]);
+    std::cout << line;
+  }
+}
+
 void print_header(const std::string& path, const TraceHeader& header) {
   const ModelShape& m = header.model;
   std::cout << "file:          " << path << "\n"
@@ -76,7 +102,8 @@ void print_header(const std::string& path, const TraceHeader& header) {
   }
   std::cout << "model:         " << m.name << ": " << m.num_layers << " layers, " << m.num_q_heads << " q heads, "
             << m.num_kv_heads << " kv heads, head_dim " << m.head_dim << ", kv_bits " << m.kv_bits << ", rope_theta "
-            << number_text(m.rope_theta) << ", GQA group " << m.group_size() << "\n";
+            << number_text(m.rope_theta) << ", GQA group " << m.group_size() << "\n"
+            << "rope scaling:  " << rope_scaling_summary(m) << "\n";
   const std::vector<std::int64_t> layers(header.traced_layers.begin(), header.traced_layers.end());
   std::cout << "traced layers: " << runs_text(layers, layers.size()) << " (" << layers.size() << " of " << m.num_layers << ")\n"
             << "requests:      " << header.requests.size() << "\n";
@@ -89,6 +116,7 @@ int cmd_inspect(const Args& args) {
   options.add_options()
       ("help,h", "show this help")
       ("file", po::value<std::string>(), "HDF5 trace file (format v1)")
+      ("rope-frequencies", "also print the RoPE frequency of every rotary pair (rope_theta and rope_scaling applied)")
       ("quiet,q", "no progress output on stderr");
   po::positional_options_description positional;
   positional.add("file", 1);
@@ -100,7 +128,9 @@ int cmd_inspect(const Args& args) {
                  "request, every key, value and query finite. Then prints the model, the traced layers\n"
                  "and, per request, its token counts, planted needles, the positions of the stored\n"
                  "queries per layer (layers with identical contents share a line), recon queries, needle\n"
-                 "heads and head archetypes, and a last line `valid`. A problem is reported as one line\n"
+                 "heads and head archetypes, and a last line `valid`. The model lines include the RoPE\n"
+                 "scaling (root attribute rope_scaling_type and its parameters; absent: none) and how many\n"
+                 "rotary pairs it changes. A problem is reported as one line\n"
                  "naming the dataset or attribute, with exit status 2.\n\n"
                  "Trace files come from `kvsim synth` or from recording a real model (DESIGN.md §3).\n"
                  "Example:\n"
@@ -127,6 +157,7 @@ int cmd_inspect(const Args& args) {
   }
 
   print_header(path, header);
+  if (v.count("rope-frequencies")) print_rope_frequencies(header.model);
   for (std::size_t r = 0; r < header.requests.size(); ++r) {
     const RequestInfo& request = header.requests[r];
     std::cout << "request " << request.id << ": prompt " << request.prompt_tokens << " + generated "

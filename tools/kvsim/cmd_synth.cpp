@@ -121,7 +121,8 @@ int cmd_synth(const Args& args) {
   std::error_code ec;
   const auto bytes = std::filesystem::file_size(out, ec);
   std::cout << "wrote " << out << ": " << params.model.name << ", " << total << " layers, "
-            << params.prompt_tokens << "+" << params.generated_tokens << " tokens, seed " << params.seed << ", "
+            << params.prompt_tokens << "+" << params.generated_tokens << " tokens, seed " << params.seed
+            << ", rope scaling " << params.model.rope_scaling.text() << ", "
             << (ec ? std::string("size unknown") : mebibytes(bytes)) << "\n";
   return 0;
 }

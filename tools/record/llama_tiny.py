@@ -10,7 +10,8 @@ and tools/record/record_trace.py captures it through exactly the hooks it uses o
 forward hooks on self_attn.{q,k,v}_proj (pre-RoPE projections) and on self_attn (layer done).
 
 Conventions follow transformers' modeling_llama: RMSNorm computed in float32, RoPE with
-inv_freq = rope_theta^(-2i/d) applied "rotate_half" style (dim i pairs with dim i + d/2), GQA
+inv_freq = rope_theta^(-2i/d) (rescaled by a rope_scaling of type linear or llama3, as
+transformers' modeling_rope_utils.py does) applied "rotate_half" style (dim i pairs with dim i + d/2), GQA
 where query head h reads KV head h // (num_attention_heads / num_key_value_heads), SwiGLU MLP
 down(silu(gate(x)) * up(x)), pre-norm residual blocks.
 
@@ -58,13 +59,18 @@ class LlamaConfig:
         self.attention_bias = bool(kw.get("attention_bias", False))
         self.tie_word_embeddings = bool(kw.get("tie_word_embeddings", False))
         self.rope_scaling = kw.get("rope_scaling")
-        if self.rope_scaling not in (None, {}) and self.rope_scaling.get("rope_type", self.rope_scaling.get("type")) != "default":
-            raise ValueError("llama_tiny implements plain RoPE only; rope_scaling %r is not supported" % (self.rope_scaling,))
+        if self.rope_scaling not in (None, {}) and self.rope_scaling_type() not in ("default", "linear", "llama3"):
+            raise ValueError("llama_tiny implements plain, linear and llama3 RoPE only; rope_scaling %r is not supported"
+                             % (self.rope_scaling,))
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError("num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)"
                              % (self.num_attention_heads, self.num_key_value_heads))
         if self.head_dim % 2:
             raise ValueError("head_dim must be even (RoPE rotates pairs), got %d" % self.head_dim)
+
+    def rope_scaling_type(self):
+        r = self.rope_scaling or {}
+        return r.get("rope_type", r.get("type", "default")) or "default"
 
     def to_dict(self):
         d = dict(self.extra)
@@ -85,6 +91,29 @@ class LlamaConfig:
 def rope_inv_freq(head_dim, theta):
     """inv_freq[i] = theta^(-2i/d), i < d/2, as transformers' default rotary embedding (float32)."""
     return 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+
+
+def scaled_rope_inv_freq(config):
+    """inv_freq with the config's rope_scaling, as transformers' modeling_rope_utils.py computes it
+    (float32): _compute_linear_scaling_rope_parameters divides every frequency by `factor`;
+    _compute_llama3_parameters keeps wavelengths below original_max_position_embeddings /
+    high_freq_factor, divides those above original_max_position_embeddings / low_freq_factor by
+    `factor`, and blends those between with smooth = (original / wavelength - low) / (high - low)."""
+    inv_freq = rope_inv_freq(config.head_dim, config.rope_theta)
+    kind = config.rope_scaling_type()
+    r = config.rope_scaling or {}
+    if kind == "linear":
+        return inv_freq / r["factor"]
+    if kind != "llama3":
+        return inv_freq
+    factor, low, high = r["factor"], r["low_freq_factor"], r["high_freq_factor"]
+    old_context = r["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > old_context / low, inv_freq / factor, inv_freq)
+    smooth = (old_context / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < old_context / high) * ~(wavelen > old_context / low)
+    return torch.where(medium, smoothed, scaled)
 
 
 def rotate_half(x):
@@ -118,7 +147,7 @@ class LlamaRotaryEmbedding(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.register_buffer("inv_freq", rope_inv_freq(config.head_dim, config.rope_theta), persistent=False)
+        self.register_buffer("inv_freq", scaled_rope_inv_freq(config), persistent=False)
         self.attention_scaling = 1.0
 
 

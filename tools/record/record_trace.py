@@ -211,6 +211,15 @@ class Backend:
         if self.inv_freq.numel() != self.head_dim // 2:
             raise RecordError("rotary inv_freq has %d entries; expected head_dim/2 = %d (partial RoPE is not supported)"
                               % (self.inv_freq.numel(), self.head_dim // 2))
+        # The root attributes kvsim un-rotates queries and keys with (expected_attention, compactor)
+        # must describe the RoPE the model applies: refuse a model whose rotary frequencies differ
+        # from those its config's rope_theta and rope_scaling give.
+        self.rope_scaling = kvsim_rope_scaling(c)
+        expected = default_inv_freq(c, self.head_dim).to(self.inv_freq.device)
+        err = float(((self.inv_freq.double() - expected.double()).abs() / expected.double()).max())
+        if err > 1e-4:
+            raise RecordError("the model's rotary inv_freq differs from its config's rope_theta/rope_scaling (relative "
+                              "error %.3g); kvsim would rotate with the config's frequencies" % err)
 
     def root_attributes(self):
         c = self.config
@@ -224,15 +233,47 @@ class Backend:
         return extra
 
 
+def rope_scaling_kind(config):
+    """The config's rope_scaling type ("default" when it has none)."""
+    scaling = getattr(config, "rope_scaling", None) or {}
+    return scaling.get("rope_type", scaling.get("type", "default")) or "default"
+
+
+def kvsim_rope_scaling(config):
+    """The config's rope_scaling as kvsim's root attributes (../shared/DESIGN.md §3; absent: none):
+    rope_scaling_type and its parameters under their config.json names. kvsim models none, linear and
+    llama3; any other type is refused here, before the model runs, rather than written to a trace
+    whose RoPE kvsim would get wrong."""
+    import numpy as np
+    scaling = getattr(config, "rope_scaling", None) or {}
+    kind = rope_scaling_kind(config)
+    if kind == "default":
+        return {}
+    needs = {"linear": ("factor",),
+             "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
+    if kind not in needs:
+        raise RecordError("rope_scaling type '%s' is not supported by kvsim's trace format (none, linear, llama3)" % kind)
+    attrs = {"rope_scaling_type": kind}
+    for key in needs[kind]:
+        if scaling.get(key) is None:
+            raise RecordError("rope_scaling of type '%s' has no '%s'" % (kind, key))
+        value = scaling[key]
+        attrs["rope_scaling_" + key] = np.int64(value) if key == "original_max_position_embeddings" else np.float64(value)
+    return attrs
+
+
 def default_inv_freq(config, head_dim):
-    """inv_freq from the config when the model exposes none: plain RoPE, or Llama 3's scaling."""
+    """inv_freq from the config (when the model exposes none, and to check the one it exposes):
+    plain RoPE, linear scaling or Llama 3's scaling, as transformers' modeling_rope_utils.py."""
     import math
     import torch
     theta = float(getattr(config, "rope_theta", 10000.0))
     inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
     scaling = getattr(config, "rope_scaling", None) or {}
-    kind = scaling.get("rope_type", scaling.get("type", "default"))
-    if kind == "llama3":
+    kind = rope_scaling_kind(config)
+    if kind == "linear":
+        inv = inv / scaling["factor"]
+    elif kind == "llama3":
         factor, lo, hi = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
         old = scaling["original_max_position_embeddings"]
         wavelen = 2 * math.pi / inv
@@ -426,6 +467,8 @@ class TraceWriter:
         f.attrs["num_kv_heads"] = np.int64(backend.num_kv_heads)
         f.attrs["head_dim"] = np.int64(backend.head_dim)
         f.attrs["rope_theta"] = np.float64(backend.rope_theta)
+        for key, value in backend.rope_scaling.items():
+            f.attrs[key] = value
         f.attrs["kv_bits"] = np.int64(args.kv_bits)
         f.attrs["source"] = "recorded"
         f.attrs["traced_layers"] = np.asarray(layers, dtype=np.int64)
