@@ -33,14 +33,15 @@ OFFLOAD_SCENARIO = os.path.join(HERE, "offload-h100-dram.ini")
 
 # Sources, cited by tag in the tables (full reference printed under them).
 SOURCES = [
-    ("vLLM-H100", "vLLM 0.21 concurrency sweep, H100-80GB-HBM3, Llama-3.1-8B-Instruct fp16, chatbot-short, concurrency 1 "
+    ("vLLM-H100", "vLLM 0.21 concurrency sweep, H100-80GB-HBM3, Llama-3.1-8B-Instruct fp16, chatbot-short, concurrency 1 (D1), 4 and 16 (B14, B15) "
                   "(yobitelcomm.github.io/bench/recipes/concurrency-sweep, run of 2026-05-16; model-configs.md §4c)"),
     ("vLLM-A100", "vLLM 0.23, A100-40GB, Llama-3.1-8B-Instruct BF16, random 1024-token input / 128-token output, "
                   "--ignore-eos, concurrency 1 (johnmusgrave.com/p/vllm-throughput-latency-sweep-on; model-configs.md §4c)"),
     ("TRT-LLM", "TensorRT-LLM v0.5, docs/source/performance.md, \"Low Latency\" tables, \"A100 GPUs (FP16)\", batch 1, "
                 "1st token latency (github.com/NVIDIA/TensorRT-LLM, file at commit 138f96d; LLaMA = Llama-2)"),
     ("LMDeploy", "LMDeploy v0.1.0a1 (TurboMind), docs/en/benchmark/a100_fp16.md, \"Static Inference Benchmark\", "
-                 "llama2-7b and llama2-70b tables, batch 1, A100-80G, FP16, CUDA 11.8 (github.com/InternLM/lmdeploy, "
+                 "llama2-7b and llama2-70b tables, batch 1 (D, P rows) and 16/32/64 (B rows; '50%(s)' = median per-token "
+                 "latency), A100-80G, FP16, CUDA 11.8 (github.com/InternLM/lmdeploy, "
                  "file at commit 3e391df)"),
     ("vLLM-offload", "vLLM blog \"Inside vLLM's New Offloading Connector\" (blog.vllm.ai/2026/01/08/kv-offloading-connector.html; "
                      "vllm-project.github.io _posts/2025-12-29-offloading-connector.md), section \"Evaluating GPU-CPU "
