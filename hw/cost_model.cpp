@@ -44,6 +44,37 @@ double CostModel::linear_layer_time_s(double tokens) const {
 
 const char* bound_name(Bound bound) { return bound == Bound::kCompute ? "compute" : "memory"; }
 
+double CostModel::activation_bytes_per_layer(double tokens) const {
+  const double h = static_cast<double>(model_.hidden_size);
+  const double q_width = static_cast<double>(model_.num_q_heads) * model_.head_dim;
+  const double kv_width = static_cast<double>(model_.num_kv_heads) * model_.head_dim;
+  const double ffn = static_cast<double>(model_.intermediate_size);
+  return tokens * (20.0 * h + (4.0 * (q_width + kv_width) + 6.0 * ffn) / tp_);
+}
+
+double CostModel::small_kernels_layer_s(double tokens) const {
+  const Device& d = hardware_.device;
+  if (d.activation_efficiency <= 0) return d.layer_overhead_s;
+  const double streaming_s =
+      activation_bytes_per_layer(tokens) / (hardware_.tier(d.compute_tier).read_bytes_per_s * d.activation_efficiency);
+  return std::max(d.layer_overhead_s, streaming_s);
+}
+
+double CostModel::allreduce_s(double bytes) const {
+  if (tp_ <= 1) return 0.0;
+  const Device& d = hardware_.device;
+  for (const Device::AllReduce& a : d.allreduce) {
+    if (a.workers == tp_) return a.latency_s + bytes / a.bytes_per_s;
+  }
+  // Ring all-reduce: 2 (tp-1)/tp of the buffer crosses each link.
+  return 2.0 * (tp_ - 1) / tp_ * bytes / d.tp_bytes_per_s;
+}
+
+double CostModel::cpu_overhead_s(double requests) const {
+  const Device& d = hardware_.device;
+  return d.cpu_overhead_s + (tp_ > 1 ? d.cpu_overhead_tp_s : 0.0) + d.cpu_overhead_per_request_s * requests;
+}
+
 PassCost CostModel::pass_cost(const PassWork& work) const {
   const Device& d = hardware_.device;
   const Tier& memory = hardware_.tier(d.compute_tier);
@@ -59,15 +90,14 @@ PassCost CostModel::pass_cost(const PassWork& work) const {
   c.compute_s = c.flops / tp_ / (d.flops_per_s_bf16 * d.compute_efficiency);
   c.memory_s = (c.hbm_read_bytes / (memory.read_bytes_per_s * d.memory_efficiency) +
                 c.hbm_write_bytes / (memory.write_bytes_per_s * d.memory_efficiency)) / tp_;
-  if (tp_ > 1) {
-    // Two ring all-reduces of the activations per layer: 2 (tp-1)/tp of the buffer crosses each link.
-    const double buffer = work.tokens * static_cast<double>(model_.hidden_size) * kWeightBytesPerParam;
-    c.communication_s = 2.0 * model_.num_layers * 2.0 * (tp_ - 1) / tp_ * buffer / d.tp_bytes_per_s;
-  }
-  // Each TP rank runs every layer's small kernels itself, so the overhead does not divide by tp.
-  c.overhead_s = model_.num_layers * d.layer_overhead_s;
+  // Two all-reduces of the activations per layer (after attention and after the MLP).
+  const double buffer = work.tokens * static_cast<double>(model_.hidden_size) * kWeightBytesPerParam;
+  c.communication_s = 2.0 * model_.num_layers * allreduce_s(buffer);
+  // Each TP rank runs every layer's small kernels itself (on its share of the heads and MLP).
+  c.overhead_s = model_.num_layers * small_kernels_layer_s(work.tokens);
+  c.cpu_s = cpu_overhead_s(work.requests);
   c.bound = c.compute_s >= c.memory_s ? Bound::kCompute : Bound::kMemory;
-  c.time_s = std::max(c.compute_s, c.memory_s) + c.communication_s + c.overhead_s;
+  c.time_s = std::max(c.compute_s, c.memory_s) + c.communication_s + c.overhead_s + c.cpu_s;
   return c;
 }
 

@@ -1,9 +1,11 @@
 #pragma once
-// Roofline cost of one forward pass (a prefill chunk or a decode step) of one request on a device
-// (DESIGN.md §5): time = max(FLOPs / achievable compute, bytes / achievable HBM bandwidth), plus
-// the tensor-parallel all-reduces, which are not overlapped, plus a fixed per-layer overhead for
-// the small kernels a roofline over the GEMMs does not see ([device] layer_overhead). Attention
-// FLOPs and KV bytes count only the entries actually resident, so eviction speeds up attention.
+// Roofline cost of one forward pass (a prefill chunk, a decode step, or a serving iteration that
+// batches several requests) on a device (DESIGN.md §5): time = max(FLOPs / achievable compute,
+// bytes / achievable HBM bandwidth), plus the tensor-parallel all-reduces, which are not
+// overlapped, plus per layer the small kernels a roofline over the GEMMs does not see (norms,
+// rotary, SiLU-and-mul, residual adds: a latency floor or their activation traffic, whichever is
+// longer), plus the serving engine's CPU time per iteration. Attention FLOPs and KV bytes count
+// only the entries actually resident, so eviction speeds up attention.
 // docs/validation.md compares the result with measured operator times and published end-to-end
 // latencies.
 #include <string>
@@ -19,6 +21,7 @@ struct PassWork {
   double attention_entry_steps = 0;  // sum over layers and KV heads of V(t) for the pass's queries
   double kv_read_entries = 0;        // cached entries read (resident before the pass), all layers and KV heads
   double kv_written_entries = 0;     // new entries written, all layers and KV heads
+  double requests = 1;               // requests in the batch (the CPU cost grows with them)
 };
 
 // Which roofline term is the slower one for a pass.
@@ -30,7 +33,8 @@ struct PassCost {
   double compute_s = 0;
   double memory_s = 0;
   double communication_s = 0;
-  double overhead_s = 0;       // layers x [device] layer_overhead, serial with everything else
+  double overhead_s = 0;       // layers x small_kernels_layer_s(tokens), part of the GPU's compute
+  double cpu_s = 0;            // cpu_overhead_s(requests): serial with the GPU work
   double flops = 0;            // whole model, all TP ranks
   double hbm_read_bytes = 0;   // all TP ranks
   double hbm_write_bytes = 0;
@@ -48,6 +52,22 @@ class CostModel {
   // Roofline time of one layer's linear projections (Q, K, V, O and the SwiGLU MLP) for `tokens`
   // tokens on one TP rank: the quantity vidur profiles per operator, used for validation.
   double linear_layer_time_s(double tokens) const;
+
+  // Bytes the small kernels of one layer move through HBM on one TP rank for `tokens` tokens
+  // (BF16): two RMSNorms (read + write n x h each), rotary (read + write q and k), SiLU-and-mul
+  // (read 2 x ffn, write ffn) and two residual adds (read 2, write 1 x n x h):
+  // tokens x (20 h + 4 (q_width + kv_width) / tp + 6 ffn / tp).
+  double activation_bytes_per_layer(double tokens) const;
+  // Time of those kernels on one rank: max([device] layer_overhead, activation bytes / (HBM read
+  // bandwidth x activation_efficiency)); the floor alone when activation_efficiency is 0.
+  double small_kernels_layer_s(double tokens) const;
+  // One all-reduce of `bytes` (the buffer each rank holds) across the TP ranks: the measured fit
+  // for this worker count ([device] allreduce_tp<N>) or else a ring over tp_bandwidth,
+  // 2 (tp-1)/tp x bytes / tp_bandwidth. 0 at tp = 1.
+  double allreduce_s(double bytes) const;
+  // The serving engine's CPU time for one iteration of `requests` requests: cpu_overhead
+  // (+ cpu_overhead_tp when tp > 1) + cpu_overhead_per_request x requests.
+  double cpu_overhead_s(double requests) const;
 
   double weight_bytes() const { return weight_bytes_; }       // whole model
   double linear_params_per_layer() const { return layer_params_; }

@@ -43,6 +43,25 @@ struct Device {
   // launches, which run at their latency floor when a pass has few tokens. [device] layer_overhead;
   // 0 when absent. Presets take it from measured kernel times (docs/validation.md).
   double layer_overhead_s = 0;
+  // The same kernels at many tokens stream their activations through HBM: per layer they take
+  // max(layer_overhead, activation bytes / (HBM read bandwidth x activation_efficiency))
+  // (hw/cost_model.h). [device] activation_efficiency; 0 when absent: the floor alone.
+  double activation_efficiency = 0;
+  // Measured tensor-parallel all-reduce, per worker count: time = latency + bytes / bandwidth for
+  // one all-reduce of `bytes` (the buffer each rank holds). [device] allreduce_tp<N> = <latency>,
+  // <bandwidth>. A TP degree without an entry falls back to a ring over tp_bandwidth, no latency.
+  struct AllReduce {
+    int workers = 0;
+    double latency_s = 0;
+    double bytes_per_s = 0;
+  };
+  std::vector<AllReduce> allreduce{};
+  // CPU time of the serving engine per iteration (scheduling, input preparation, sampling, output
+  // processing), serial with the GPU: cpu_overhead + cpu_overhead_tp (when tp > 1) +
+  // cpu_overhead_per_request x requests in the batch. [device] keys of those names; 0 when absent.
+  double cpu_overhead_s = 0;
+  double cpu_overhead_tp_s = 0;
+  double cpu_overhead_per_request_s = 0;
 };
 
 struct Hardware {

@@ -40,6 +40,29 @@ double parse_fraction(const std::string& text, const std::string& where) {
   return value;
 }
 
+// `allreduce_tp<N> = <latency>, <bandwidth>`, e.g. allreduce_tp4 = 30.6 us, 253 GB/s.
+Device::AllReduce parse_allreduce(const std::string& field, const std::string& value, const std::string& where) {
+  Device::AllReduce a;
+  const std::string digits = field.substr(std::string("allreduce_tp").size());
+  if (digits.empty() || digits.size() > 4 || digits.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(digits) < 2) {
+    fail_input(where, "expected allreduce_tp<N> with a worker count N >= 2, e.g. allreduce_tp4");
+  }
+  a.workers = std::stoi(digits);
+  const auto comma = value.find(',');
+  if (comma == std::string::npos) fail_input(where, "expected '<latency>, <bandwidth>', e.g. 30 us, 250 GB/s");
+  auto trim = [](std::string s) {
+    s.erase(0, s.find_first_not_of(" \t"));
+    s.erase(s.find_last_not_of(" \t") + 1);
+    return s;
+  };
+  a.latency_s = parse_quantity(trim(value.substr(0, comma)), UnitKind::kSeconds, where);
+  a.bytes_per_s = parse_quantity(trim(value.substr(comma + 1)), UnitKind::kBytesPerSecond, where);
+  if (a.latency_s < 0) fail_input(where, "latency must be >= 0");
+  if (!(a.bytes_per_s > 0)) fail_input(where, "bandwidth must be > 0");
+  return a;
+}
+
 // Reads every `section.key = value` of an INI file (sections may be dotted: [tier.hbm]).
 std::vector<std::pair<std::string, std::string>> read_pairs(const fs::path& path) {
   std::ifstream in(path);
@@ -79,7 +102,14 @@ void merge_file(const fs::path& path, Hardware& hw, bool device_allowed) {
       else if (field == "compute_tier") d.compute_tier = value;
       else if (field == "tp_bandwidth") d.tp_bytes_per_s = parse_quantity(value, UnitKind::kBytesPerSecond, where);
       else if (field == "layer_overhead") d.layer_overhead_s = parse_quantity(value, UnitKind::kSeconds, where);
-      else fail_input(where, "unknown key (device keys: name, flops_bf16, flops_fp8, compute_efficiency, memory_efficiency, tp_bandwidth, layer_overhead, compute_tier)");
+      else if (field == "activation_efficiency") d.activation_efficiency = parse_fraction(value, where);
+      else if (field.rfind("allreduce_tp", 0) == 0) d.allreduce.push_back(parse_allreduce(field, value, where));
+      else if (field == "cpu_overhead") d.cpu_overhead_s = parse_quantity(value, UnitKind::kSeconds, where);
+      else if (field == "cpu_overhead_tp") d.cpu_overhead_tp_s = parse_quantity(value, UnitKind::kSeconds, where);
+      else if (field == "cpu_overhead_per_request") d.cpu_overhead_per_request_s = parse_quantity(value, UnitKind::kSeconds, where);
+      else fail_input(where, "unknown key (device keys: name, flops_bf16, flops_fp8, compute_efficiency, memory_efficiency, "
+                             "tp_bandwidth, layer_overhead, activation_efficiency, allreduce_tp<N>, cpu_overhead, "
+                             "cpu_overhead_tp, cpu_overhead_per_request, compute_tier)");
     } else if (section.rfind("tier.", 0) == 0) {
       Tier& t = tiers[section.substr(5)];
       t.name = section.substr(5);
@@ -126,6 +156,14 @@ void validate(const Hardware& hw, const std::string& where) {
   if (!(d.compute_efficiency > 0 && d.compute_efficiency <= 1)) fail_input(where + ": [device] compute_efficiency", "must be in (0, 1]");
   if (!(d.memory_efficiency > 0 && d.memory_efficiency <= 1)) fail_input(where + ": [device] memory_efficiency", "must be in (0, 1]");
   if (!(d.layer_overhead_s >= 0)) fail_input(where + ": [device] layer_overhead", "must be >= 0 (e.g. 30 us)");
+  if (!(d.activation_efficiency >= 0 && d.activation_efficiency <= 1)) {
+    fail_input(where + ": [device] activation_efficiency", "must be in [0, 1] (0: no activation-traffic term)");
+  }
+  for (const char* key : {"cpu_overhead", "cpu_overhead_tp", "cpu_overhead_per_request"}) {
+    const double v = std::string(key) == "cpu_overhead" ? d.cpu_overhead_s
+                     : std::string(key) == "cpu_overhead_tp" ? d.cpu_overhead_tp_s : d.cpu_overhead_per_request_s;
+    if (!(v >= 0)) fail_input(where + ": [device] " + key, "must be >= 0");
+  }
   if (!hw.has_tier(d.compute_tier)) fail_input(where + ": [device] compute_tier", "no tier named '" + d.compute_tier + "'");
   for (const Link& l : hw.links) {
     const std::string at = where + ": [link." + l.name + "]";

@@ -84,7 +84,7 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
     const double roofline_s = std::max(c.compute_s, c.memory_s) + c.overhead_s;
     // Fetches the pass needs are serialised with compute unless prefetched; demotions are write-backs.
     const bool overlapped = placement.prefetch || placement.kind == Placement::Kind::kScoreTiering;
-    c.time_s = (overlapped ? std::max(roofline_s, transfer_s) : roofline_s + transfer_s) + c.communication_s;
+    c.time_s = (overlapped ? std::max(roofline_s, transfer_s) : roofline_s + transfer_s) + c.communication_s + c.cpu_s;
 
     PassLedger entry;
     entry.hbm_entries = placement.kind == Placement::Kind::kOffload ? during - cold_during : during;

@@ -353,6 +353,7 @@ class Scheduler {
 
   void run_iteration(const std::vector<Step>& steps, std::int64_t swap_in_blocks, std::int64_t swap_out_blocks) {
     PassWork work;
+    work.requests = static_cast<double>(steps.size());
     double decodes = 0;
     for (const Step& s : steps) {
       if (!lives_[s.live].prefilling) decodes += 1;

@@ -96,6 +96,63 @@ TEST(CostModel, LayerOverheadIsAddedOncePerLayerAndNotSplitByTp) {
   EXPECT_DOUBLE_EQ(none.pass_cost(w).overhead_s, 0.0);  // absent from the file: no overhead
 }
 
+TEST(CostModel, SmallKernelsStreamActivationsAboveTheirFloor) {
+  Hardware hw = toy_device();
+  hw.device.layer_overhead_s = 10e-6;
+  hw.device.activation_efficiency = 0.5;  // 0.5 x 2 TB/s read bandwidth = 1e12 B/s
+  const CostModel one(hw, toy_model(), 1, "t");
+  const CostModel two(hw, toy_model(), 2, "t");
+  // Toy layer: h 64, q width 64, kv width 32, ffn 128. Per token: 20 x 64 + 4 x (64 + 32) + 6 x 128
+  // = 2432 bytes at TP 1; 20 x 64 + (4 x 96 + 6 x 128) / 2 = 1856 at TP 2 (norms and adds are replicated).
+  EXPECT_DOUBLE_EQ(one.activation_bytes_per_layer(1000), 2432000.0);
+  EXPECT_DOUBLE_EQ(two.activation_bytes_per_layer(1000), 1856000.0);
+  EXPECT_DOUBLE_EQ(one.small_kernels_layer_s(1000), 10e-6);         // 2.432 us of traffic: the floor
+  EXPECT_DOUBLE_EQ(one.small_kernels_layer_s(1e5), 2.432e8 / 1e12);  // 243.2 us
+  PassWork w;
+  w.tokens = 1e5;
+  w.logits_tokens = 1;
+  const PassCost c = one.pass_cost(w);
+  EXPECT_DOUBLE_EQ(c.overhead_s, 2 * 243.2e-6);  // 2 layers
+  EXPECT_DOUBLE_EQ(c.time_s, std::max(c.compute_s, c.memory_s) + c.overhead_s);
+  hw.device.activation_efficiency = 0;  // absent: the floor alone, at any size
+  EXPECT_DOUBLE_EQ(CostModel(hw, toy_model(), 1, "t").small_kernels_layer_s(1e5), 10e-6);
+}
+
+TEST(CostModel, MeasuredAllReduceFitReplacesTheRingWhereGiven) {
+  Hardware hw = toy_device();
+  hw.device.allreduce.push_back({2, 5e-6, 100e9});
+  const CostModel two(hw, toy_model(), 2, "t");
+  const CostModel four(hw, toy_model(), 4, "t");
+  // 1000 tokens x 64 x 2 bytes = 128 kB per all-reduce.
+  EXPECT_DOUBLE_EQ(two.allreduce_s(128000), 5e-6 + 128000 / 100e9);
+  EXPECT_DOUBLE_EQ(four.allreduce_s(128000), 2 * 3.0 / 4 * 128000 / 50e9);  // no TP 4 entry: ring over 50 GB/s
+  EXPECT_DOUBLE_EQ(CostModel(hw, toy_model(), 1, "t").allreduce_s(128000), 0.0);
+  PassWork w;
+  w.tokens = 1000;
+  w.logits_tokens = 1;
+  // 2 layers x 2 all-reduces x 6.28 us.
+  EXPECT_DOUBLE_EQ(two.pass_cost(w).communication_s, 4 * (5e-6 + 1.28e-6));
+}
+
+TEST(CostModel, CpuOverheadGrowsWithTheBatchAndIsSerial) {
+  Hardware hw = toy_device();
+  hw.device.cpu_overhead_s = 1e-3;
+  hw.device.cpu_overhead_tp_s = 0.5e-3;
+  hw.device.cpu_overhead_per_request_s = 40e-6;
+  const CostModel one(hw, toy_model(), 1, "t");
+  const CostModel two(hw, toy_model(), 2, "t");
+  EXPECT_DOUBLE_EQ(one.cpu_overhead_s(16), 1e-3 + 16 * 40e-6);          // 1.64 ms
+  EXPECT_DOUBLE_EQ(two.cpu_overhead_s(16), 1e-3 + 0.5e-3 + 16 * 40e-6);  // 2.14 ms
+  PassWork w;
+  w.tokens = 16;
+  w.logits_tokens = 16;
+  w.requests = 16;
+  const PassCost c = one.pass_cost(w);
+  EXPECT_DOUBLE_EQ(c.cpu_s, 1.64e-3);
+  EXPECT_DOUBLE_EQ(c.time_s, std::max(c.compute_s, c.memory_s) + c.cpu_s);
+  EXPECT_DOUBLE_EQ(CostModel(toy_device(), toy_model(), 1, "t").pass_cost(w).cpu_s, 0.0);  // absent: none
+}
+
 TEST(CostModel, NeedsDenseShape) {
   ModelShape m = toy_model();
   m.vocab_size = 0;

@@ -82,7 +82,32 @@ TEST(Hardware, BadFilesNameTheKey) {
   EXPECT_NE(hardware_error("[device]\nname = toy\n" + kHbm).find("flops_bf16"), std::string::npos);
   EXPECT_NE(hardware_error(kDevice + "layer_overhead = -5 us\n" + kHbm).find("layer_overhead"), std::string::npos);
   EXPECT_NE(hardware_error(kDevice + "layer_overhead = 30\n" + kHbm).find("layer_overhead: missing unit"), std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "activation_efficiency = 1.5\n" + kHbm).find("activation_efficiency"), std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "allreduce_tp1 = 30 us, 250 GB/s\n" + kHbm).find("worker count N >= 2"), std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "allreduce_tpx = 30 us, 250 GB/s\n" + kHbm).find("allreduce_tp<N>"), std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "allreduce_tp4 = 30 us\n" + kHbm).find("'<latency>, <bandwidth>'"), std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "allreduce_tp4 = 30 us, 250 GB\n" + kHbm).find("wrong unit"), std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "cpu_overhead = 1\n" + kHbm).find("cpu_overhead: missing unit"), std::string::npos);
   EXPECT_THROW(load_hardware("no-such-gpu"), InputError);
+}
+
+TEST(Hardware, ReadsKernelAllReduceAndCpuTerms) {
+  const Hardware hw = load_hardware(write("terms.ini", kDevice +
+                                                       "activation_efficiency = 0.56\n"
+                                                       "allreduce_tp4 = 30.6 us, 253 GB/s\n"
+                                                       "allreduce_tp2 = 16.6 us, 282 GB/s\n"
+                                                       "cpu_overhead = 0.85 ms\n"
+                                                       "cpu_overhead_tp = 0.87 ms\n"
+                                                       "cpu_overhead_per_request = 41.7 us\n" + kHbm));
+  EXPECT_DOUBLE_EQ(hw.device.activation_efficiency, 0.56);
+  ASSERT_EQ(hw.device.allreduce.size(), 2u);
+  EXPECT_EQ(hw.device.allreduce[0].workers, 4);
+  EXPECT_DOUBLE_EQ(hw.device.allreduce[0].latency_s, 30.6e-6);
+  EXPECT_DOUBLE_EQ(hw.device.allreduce[0].bytes_per_s, 253e9);
+  EXPECT_EQ(hw.device.allreduce[1].workers, 2);
+  EXPECT_DOUBLE_EQ(hw.device.cpu_overhead_s, 0.85e-3);
+  EXPECT_DOUBLE_EQ(hw.device.cpu_overhead_tp_s, 0.87e-3);
+  EXPECT_DOUBLE_EQ(hw.device.cpu_overhead_per_request_s, 41.7e-6);
 }
 
 TEST(Hardware, PresetsLoadWithAttachments) {
@@ -93,7 +118,9 @@ TEST(Hardware, PresetsLoadWithAttachments) {
   const Hardware hw = load_hardware("h100-sxm", {"host-ddr5", "cxl-gen5"});
   EXPECT_DOUBLE_EQ(hw.tier("hbm").read_bytes_per_s, 3.35e12);
   EXPECT_DOUBLE_EQ(hw.tier("cxl").capacity_bytes, 256e9);
-  EXPECT_DOUBLE_EQ(hw.device.layer_overhead_s, 30e-6);  // vidur's A100 small-kernel times (docs/validation.md)
+  EXPECT_DOUBLE_EQ(hw.device.layer_overhead_s, 20e-6);  // vidur's H100 small-kernel times (docs/validation.md)
+  EXPECT_DOUBLE_EQ(hw.device.activation_efficiency, 0.56);
+  EXPECT_EQ(hw.device.allreduce.size(), 3u);
   EXPECT_DOUBLE_EQ(load_hardware(write("plain.ini", kDevice + kHbm)).device.layer_overhead_s, 0.0);
   EXPECT_THROW(load_hardware("gh200", {"host-ddr5"}), InputError);  // gh200 has its own host memory
 }

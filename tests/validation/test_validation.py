@@ -25,27 +25,39 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DOC = os.path.join(ROOT, "docs", "validation.md")
 BEGIN, END = "<!-- BEGIN GENERATED: tests/validation/test_validation.py --write -->", "<!-- END GENERATED -->"
-TARGET = 0.25
+TARGET = 0.15           # published end-to-end measurements (issue 18 §2)
+OPERATOR_TARGET = 0.25  # single vidur operator rows
 LLAMA2_7B = os.path.join(HERE, "llama-2-7b.ini")
 LLAMA2_70B = os.path.join(HERE, "llama-2-70b.ini")
 OFFLOAD_SCENARIO = os.path.join(HERE, "offload-h100-dram.ini")
 
 # Sources, cited by tag in the tables (full reference printed under them).
 SOURCES = [
-    ("vLLM-H100", "vLLM 0.21 concurrency sweep, H100-80GB-HBM3, Llama-3.1-8B-Instruct fp16, chatbot-short, concurrency 1 "
+    ("vLLM-H100", "vLLM 0.21 concurrency sweep, H100-80GB-HBM3, Llama-3.1-8B-Instruct fp16, chatbot-short, concurrency 1 (D1), 4 and 16 (B14, B15) "
                   "(yobitelcomm.github.io/bench/recipes/concurrency-sweep, run of 2026-05-16; model-configs.md §4c)"),
     ("vLLM-A100", "vLLM 0.23, A100-40GB, Llama-3.1-8B-Instruct BF16, random 1024-token input / 128-token output, "
                   "--ignore-eos, concurrency 1 (johnmusgrave.com/p/vllm-throughput-latency-sweep-on; model-configs.md §4c)"),
     ("TRT-LLM", "TensorRT-LLM v0.5, docs/source/performance.md, \"Low Latency\" tables, \"A100 GPUs (FP16)\", batch 1, "
                 "1st token latency (github.com/NVIDIA/TensorRT-LLM, file at commit 138f96d; LLaMA = Llama-2)"),
     ("LMDeploy", "LMDeploy v0.1.0a1 (TurboMind), docs/en/benchmark/a100_fp16.md, \"Static Inference Benchmark\", "
-                 "llama2-7b and llama2-70b tables, batch 1, A100-80G, FP16, CUDA 11.8 (github.com/InternLM/lmdeploy, "
+                 "llama2-7b and llama2-70b tables, batch 1 (D, P rows) and 16/32/64 (B rows; '50%(s)' = median per-token "
+                 "latency), A100-80G, FP16, CUDA 11.8 (github.com/InternLM/lmdeploy, "
                  "file at commit 3e391df)"),
     ("vLLM-offload", "vLLM blog \"Inside vLLM's New Offloading Connector\" (blog.vllm.ai/2026/01/08/kv-offloading-connector.html; "
                      "vllm-project.github.io _posts/2025-12-29-offloading-connector.md), section \"Evaluating GPU-CPU "
                      "Transfer Techniques\": NVIDIA H100 80GB HBM3, Xeon Sapphire Rapids host, cudaMemcpyAsync (DMA), 2 MB "
                      "blocks (= 16 tokens of Llama-3.1-8B KV in vLLM >= 0.12)"),
 ]
+
+
+# Engines whose per-iteration CPU work is not vLLM's: TensorRT-LLM's and LMDeploy TurboMind's batch
+# loops run in C++, so their rows are priced without the presets' vLLM-measured CPU overhead
+# (`kvsim hw cost --cpu-overhead off`); vLLM rows include it.
+NO_VLLM_CPU = {"TRT-LLM", "LMDeploy"}
+
+
+def cpu_for(source):
+    return "off" if source in NO_VLLM_CPU else "on"
 
 
 def lmdeploy_tpot(out_tokens, throughput, first_token_s):
@@ -56,8 +68,8 @@ def lmdeploy_tpot(out_tokens, throughput, first_token_s):
 
 # Batch-1 single passes. kind: decode rows price one step at the mean context of the measured
 # steps (a decode step's cost is linear in its context); prefill rows price the whole prompt in
-# one pass. scope "target": held to +-25%; "miss": a documented miss (kvsim under-predicts by more
-# than 25%; the reason is in docs/validation.md) that the check keeps honest.
+# one pass. scope "target": held to +-15%; "miss-" / "miss+": a documented miss (kvsim under- /
+# over-predicts by more than 15%; the reason is in docs/validation.md) that the check keeps honest.
 # (id, kind, model, hardware, tp, tokens, context, published s, how the published figure is read, source, scope)
 PUBLISHED = [
     ("D1", "decode", "llama-3.1-8b", "h100-sxm", 1, 1, 512, 6.48e-3,
@@ -85,13 +97,40 @@ PUBLISHED = [
     ("P4", "prefill", LLAMA2_70B, "a100-80g", 4, 2048, 0, 0.402,
      "TP 4, FTL(ave), prompt 2048 / out 128", "LMDeploy", "target"),
     ("P5", "prefill", LLAMA2_7B, "a100-80g", 1, 128, 0, 16e-3,
-     "1st token latency, input 128", "TRT-LLM", "miss"),
+     "1st token latency, input 128", "TRT-LLM", "miss-"),
     ("P6", "prefill", LLAMA2_70B, "a100-80g", 4, 128, 0, 47e-3,
-     "TP 4, 1st token latency, input 128", "TRT-LLM", "miss"),
+     "TP 4, 1st token latency, input 128", "TRT-LLM", "miss-"),
     ("P7", "prefill", LLAMA2_7B, "a100-80g", 1, 128, 0, 0.022,
-     "FTL(ave), prompt 128 / out 128", "LMDeploy", "miss"),
+     "FTL(ave), prompt 128 / out 128", "LMDeploy", "miss-"),
     ("P8", "prefill", LLAMA2_70B, "a100-80g", 4, 128, 0, 0.074,
-     "TP 4, FTL(ave), prompt 128 / out 128", "LMDeploy", "miss"),
+     "TP 4, FTL(ave), prompt 128 / out 128", "LMDeploy", "miss-"),
+]
+
+# Batched decode: one decode step of `batch` requests, each after `context` cached tokens, against
+# a published median time per output token at that batch. LMDeploy's static benchmark runs `batch`
+# requests of fixed prompt/output lengths together; its "50%(s)" column is the median per-token
+# latency, i.e. the median decode step, priced at the median context prompt + output/2 (a step's
+# cost is linear in its context). Rows whose KV overflowed the cache (queued prefills, FTL(max) of
+# tens of seconds) are left out. The vLLM H100 rows are a closed loop at that concurrency.
+# (id, model, hardware, tp, batch, context, published s, how the figure is read, source, scope)
+BATCHED = [
+    ("B1", LLAMA2_7B, "a100-80g", 1, 16, 128 + 64, 0.011, "batch 16, prompt 128 / out 128, 50%(s)", "LMDeploy", "target"),
+    ("B2", LLAMA2_7B, "a100-80g", 1, 32, 128 + 64, 0.012, "batch 32, prompt 128 / out 128, 50%(s)", "LMDeploy", "target"),
+    ("B3", LLAMA2_7B, "a100-80g", 1, 64, 128 + 64, 0.014, "batch 64, prompt 128 / out 128, 50%(s)", "LMDeploy", "target"),
+    ("B4", LLAMA2_7B, "a100-80g", 1, 64, 1 + 64, 0.012, "batch 64, prompt 1 / out 128, 50%(s)", "LMDeploy", "target"),
+    ("B5", LLAMA2_7B, "a100-80g", 1, 16, 128 + 1024, 0.015, "batch 16, prompt 128 / out 2048, 50%(s)", "LMDeploy", "target"),
+    ("B6", LLAMA2_7B, "a100-80g", 1, 32, 128 + 1024, 0.021, "batch 32, prompt 128 / out 2048, 50%(s)", "LMDeploy", "target"),
+    ("B7", LLAMA2_7B, "a100-80g", 1, 16, 2048 + 1024, 0.025, "batch 16, prompt 2048 / out 2048, 50%(s)", "LMDeploy", "target"),
+    ("B8", LLAMA2_70B, "a100-80g", 4, 16, 128 + 64, 0.030, "TP 4, batch 16, prompt 128 / out 128, 50%(s)", "LMDeploy", "target"),
+    ("B9", LLAMA2_70B, "a100-80g", 4, 32, 128 + 64, 0.032, "TP 4, batch 32, prompt 128 / out 128, 50%(s)", "LMDeploy", "target"),
+    ("B10", LLAMA2_70B, "a100-80g", 4, 64, 128 + 64, 0.037, "TP 4, batch 64, prompt 128 / out 128, 50%(s)", "LMDeploy", "miss-"),
+    ("B11", LLAMA2_70B, "a100-80g", 4, 64, 128 + 1024, 0.043, "TP 4, batch 64, prompt 128 / out 2048, 50%(s)", "LMDeploy", "miss-"),
+    ("B12", LLAMA2_70B, "a100-80g", 4, 16, 2048 + 1024, 0.036, "TP 4, batch 16, prompt 2048 / out 2048, 50%(s)", "LMDeploy", "target"),
+    ("B13", LLAMA2_70B, "a100-80g", 4, 32, 2048 + 1024, 0.043, "TP 4, batch 32, prompt 2048 / out 2048, 50%(s)", "LMDeploy", "miss-"),
+    ("B14", "llama-3.1-8b", "h100-sxm", 1, 4, 512, 6.59e-3,
+     "TPOT p50 at concurrency 4; prompt length not stated (context 512 assumed, as D1)", "vLLM-H100", "target"),
+    ("B15", "llama-3.1-8b", "h100-sxm", 1, 16, 512, 10.94e-3,
+     "TPOT p50 at concurrency 16; prompt length not stated (context 512 assumed, as D1)", "vLLM-H100", "miss-"),
 ]
 
 # Llama-3.1-8B KV per token: 2 x 32 layers x 8 KV heads x 128 x 2 bytes (model-configs.md §2b).
@@ -103,7 +142,7 @@ OFFLOAD = [
     ("O1", "decode step 0", 16384 * KV_BYTES_PER_TOKEN, 50e9,
      "DRAM -> HBM, one direction: 'for single-direction both can get up to about 50GB/s'", "target"),
     ("O2", "prefill chunk 1", 2 * 8192 * KV_BYTES_PER_TOKEN, 83.4e9,
-     "both directions at once, equal amounts: 'DMA achieves 83.4 GB/s' (bi-directional)", "target"),
+     "both directions at once, equal amounts: 'DMA achieves 83.4 GB/s' (bi-directional)", "miss-"),
 ]
 
 
@@ -112,9 +151,10 @@ def short_model(model):
     return name[:-len(".ini")] if name.endswith(".ini") else name
 
 
-def kvsim_cost(kvsim, hardware, model, tokens, tp=1, context=0):
+def kvsim_cost(kvsim, hardware, model, tokens, tp=1, context=0, batch=1, cpu="on"):
     out = subprocess.run([kvsim, "hw", "cost", hardware, "--model", model, "--tp", str(tp), "--context", str(context),
-                          "--tokens"] + [str(t) for t in tokens], capture_output=True, text=True, check=True).stdout
+                          "--batch", str(batch), "--cpu-overhead", cpu, "--tokens"] + [str(t) for t in tokens],
+                         capture_output=True, text=True, check=True).stdout
     return {int(r["tokens"]): r for r in csv.DictReader(out.splitlines())}
 
 
@@ -165,13 +205,25 @@ def generate(kvsim):
         for pid, k, model, hw, tp, tokens, context, measured, reading, source, scope in PUBLISHED:
             if k != kind:
                 continue
-            predicted = float(kvsim_cost(kvsim, hw, model, [tokens], tp, context)[tokens]["pass_s"])
+            predicted = float(kvsim_cost(kvsim, hw, model, [tokens], tp, context, cpu=cpu_for(source))[tokens]["pass_s"])
             err = predicted / measured - 1
             published.append((pid, kind, hw, short_model(model), scope, err))
-            mark = " (miss, see below)" if scope == "miss" else ""
+            mark = " (miss, see below)" if scope.startswith("miss") else ""
             lines.append("| %s | %s | %s | %d | %d | %d | %s | %s | %+.1f%%%s | %s | %s |" % (
                 pid, short_model(model), hw, tp, tokens, context, fmt_ms(measured), fmt_ms(predicted), 100 * err, mark,
                 reading, source))
+
+    lines += ["", "### Batched decode: time per output token at batch >= 4", "",
+              "| # | model | hardware | TP | batch | context | published | kvsim | error | published figure | source |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for pid, model, hw, tp, batch, context, measured, reading, source, scope in BATCHED:
+        predicted = float(kvsim_cost(kvsim, hw, model, [1], tp, context, batch, cpu_for(source))[1]["pass_s"])
+        err = predicted / measured - 1
+        published.append((pid, "batched", hw, short_model(model), scope, err))
+        mark = " (miss, see below)" if scope.startswith("miss") else ""
+        lines.append("| %s | %s | %s | %d | %d | %d | %s | %s | %+.1f%%%s | %s | %s |" % (
+            pid, short_model(model), hw, tp, batch, context, fmt_ms(measured), fmt_ms(predicted), 100 * err, mark,
+            reading, source))
 
     transfers = offload_transfers(kvsim)
     lines += ["", "### KV offloading: Llama-3.1-8B KV between H100 HBM and host DRAM over PCIe Gen5", "",
@@ -182,10 +234,19 @@ def generate(kvsim):
         predicted = transfers[pass_name]
         err = predicted / measured - 1
         published.append((pid, "offload", "h100-sxm + host-ddr5", "llama-3.1-8b", scope, err))
-        mark = " (miss, see below)" if scope == "miss" else ""
+        mark = " (miss, see below)" if scope.startswith("miss") else ""
         lines.append("| %s | %s | %.2f GiB | %s (%.1f GB/s) | %s | %+.1f%%%s | %s | %s |" % (
             pid, pass_name, nbytes / 2**30, fmt_ms(measured), rate / 1e9, fmt_ms(predicted), 100 * err, mark, reading,
             "vLLM-offload"))
+    errs = [abs(p[5]) for p in published]
+    held = [p for p in published if p[4] == "target"]
+    lines += ["", "All %d published measurements above: mean absolute error %.1f%%; the %d held to +-%d%%: %.1f%%, "
+              "%d of them inside it; %d documented misses." % (
+                  len(errs), 100 * sum(errs) / len(errs), len(held), 100 * TARGET,
+                  100 * sum(abs(p[5]) for p in held) / len(held), sum(abs(p[5]) <= TARGET for p in held),
+                  len(published) - len(held))]
+    lines += ["", "Rows of TRT-LLM and LMDeploy (C++ batch loops) are priced without the presets' vLLM CPU "
+              "overhead (`kvsim hw cost --cpu-overhead off`); vLLM rows include it."]
     lines += ["", "Sources:", ""] + ["- **%s**: %s" % (tag, text) for tag, text in SOURCES]
     return "\n".join(lines) + "\n", errors, published
 
@@ -219,20 +280,29 @@ def main():
     # where fixed kernel costs dominate: mid-size or very small per-rank GEMMs (docs/validation.md).
     for model, tp, t, err in errors:
         if (t == 1 and tp <= 4) or t >= 1024:
-            check(abs(err) <= TARGET, "%s TP%d %d tokens: error %+.1f%% beyond %d%%" % (model, tp, t, 100 * err, 100 * TARGET))
+            check(abs(err) <= OPERATOR_TARGET, "%s TP%d %d tokens: error %+.1f%% beyond %d%%"
+                  % (model, tp, t, 100 * err, 100 * OPERATOR_TARGET))
     for pid, kind, hw, model, scope, err in published:
         if scope == "target":
             check(abs(err) <= TARGET, "%s (%s %s on %s): error %+.1f%% beyond %d%%" % (pid, kind, model, hw, 100 * err, 100 * TARGET))
-        else:
+        elif scope == "miss-":
             # docs/validation.md explains these as under-predictions beyond the target; if kvsim
             # stops missing (or misses the other way), the explanation is stale.
             check(err < -TARGET, "%s (%s %s on %s) is documented as a miss by under-prediction but is %+.1f%%"
+                  % (pid, kind, model, hw, 100 * err))
+        else:
+            assert scope == "miss+", scope
+            check(err > TARGET, "%s (%s %s on %s) is documented as a miss by over-prediction but is %+.1f%%"
                   % (pid, kind, model, hw, 100 * err))
     # Issue 5 item 6: at least six published measurements within the target, covering decode and
     # prefill, 7-8B and 70B models, A100 and H100, and one KV offloading measurement.
     held = [p for p in published if p[4] == "target"]
     check(len(held) >= 6, "only %d published measurements held to the target" % len(held))
+    # Issue 18 §2: at least 12 batched measurements in the table, most of them held to the target.
+    check(len([p for p in published if p[1] == "batched"]) >= 12, "fewer than 12 batched measurements")
+    check(len([p for p in held if p[1] == "batched"]) >= 8, "fewer than 8 batched measurements held to the target")
     for what, pred in (("decode", lambda p: p[1] == "decode"), ("prefill", lambda p: p[1] == "prefill"),
+                       ("batched", lambda p: p[1] == "batched"),
                        ("offload", lambda p: p[1] == "offload"), ("70B", lambda p: "70b" in p[3]),
                        ("7-8B", lambda p: "8b" in p[3] or "7b" in p[3]), ("A100", lambda p: p[2].startswith("a100")),
                        ("H100", lambda p: p[2].startswith("h100"))):

@@ -26,7 +26,18 @@ void print_hardware(const Hierarchy& hierarchy) {
   if (d.flops_per_s_fp8 > 0) std::cout << ", " << format_quantity(d.flops_per_s_fp8, UnitKind::kFlopsPerSecond) << " FP8";
   std::cout << " (dense); efficiency compute " << d.compute_efficiency << ", memory " << d.memory_efficiency;
   if (d.tp_bytes_per_s > 0) std::cout << "; TP link " << format_quantity(d.tp_bytes_per_s, UnitKind::kBytesPerSecond) << "/dir";
-  std::cout << "; overhead " << format_quantity(d.layer_overhead_s, UnitKind::kSeconds) << " per layer per pass";
+  std::cout << "; small kernels per layer per pass: max(" << format_quantity(d.layer_overhead_s, UnitKind::kSeconds);
+  if (d.activation_efficiency > 0) std::cout << ", activation bytes at " << d.activation_efficiency << " of HBM bandwidth";
+  std::cout << ")";
+  for (const Device::AllReduce& a : d.allreduce) {
+    std::cout << "; all-reduce TP" << a.workers << " " << format_quantity(a.latency_s, UnitKind::kSeconds) << " + bytes / "
+              << format_quantity(a.bytes_per_s, UnitKind::kBytesPerSecond);
+  }
+  if (d.cpu_overhead_s > 0 || d.cpu_overhead_tp_s > 0 || d.cpu_overhead_per_request_s > 0) {
+    std::cout << "; CPU per iteration " << format_quantity(d.cpu_overhead_s, UnitKind::kSeconds) << " (+"
+              << format_quantity(d.cpu_overhead_tp_s, UnitKind::kSeconds) << " at TP > 1) + "
+              << format_quantity(d.cpu_overhead_per_request_s, UnitKind::kSeconds) << " per request";
+  }
   std::cout << "\n\ntiers:\n";
   char line[256];
   for (const Tier& t : hw.tiers) {
@@ -70,22 +81,34 @@ int hw_cost(const Hardware& hw, const po::variables_map& v) {
   if (!v.count("model")) fail_input("kvsim hw cost", "missing --model PRESET");
   const ModelShape model = load_model_preset(v["model"].as<std::string>());
   const int tp = v["tp"].as<int>();
-  const CostModel cost(hw, model, tp, "kvsim hw cost");
   const auto tokens_list = v.count("tokens") ? v["tokens"].as<std::vector<std::int64_t>>() : std::vector<std::int64_t>{1, 128, 1024, 8192};
   const std::int64_t context = v["context"].as<std::int64_t>();
+  const int batch = v["batch"].as<int>();
+  if (batch < 1) fail_input("kvsim hw cost --batch", "must be >= 1");
+  const std::string cpu = v["cpu-overhead"].as<std::string>();
+  if (cpu != "on" && cpu != "off") fail_input("kvsim hw cost --cpu-overhead", "expected on or off");
+  Hardware priced = hw;
+  if (cpu == "off") {  // an engine without vLLM's per-iteration CPU work (e.g. a C++ runtime)
+    priced.device.cpu_overhead_s = priced.device.cpu_overhead_tp_s = priced.device.cpu_overhead_per_request_s = 0;
+  }
+  const CostModel cost(priced, model, tp, "kvsim hw cost");
   const double heads = static_cast<double>(model.num_layers) * model.num_kv_heads;
-  std::cout << "tokens,context,tp,pass_s,compute_s,memory_s,communication_s,bound,linear_layer_s\n";
+  std::cout << "tokens,context,tp,pass_s,compute_s,memory_s,communication_s,bound,linear_layer_s,batch,overhead_s,cpu_s\n";
   for (std::int64_t tokens : tokens_list) {
     if (tokens < 1) fail_input("kvsim hw cost --tokens", "must be >= 1");
-    PassWork w;  // a chunk of `tokens` after `context` cached tokens, full attention
-    w.tokens = static_cast<double>(tokens);
-    w.logits_tokens = 1;
-    w.kv_read_entries = static_cast<double>(context) * heads;
+    // `batch` requests in one pass, each a chunk of `tokens` after `context` cached tokens, full attention.
+    const double b = batch;
+    PassWork w;
+    w.tokens = b * static_cast<double>(tokens);
+    w.logits_tokens = b;
+    w.requests = b;
+    w.kv_read_entries = b * static_cast<double>(context) * heads;
     w.kv_written_entries = w.tokens * heads;
-    w.attention_entry_steps = heads * (static_cast<double>(context) * w.tokens + w.tokens * (w.tokens + 1) / 2);
+    w.attention_entry_steps = b * heads * (static_cast<double>(context) * tokens + tokens * (tokens + 1.0) / 2);
     const PassCost c = cost.pass_cost(w);
     std::cout << tokens << "," << context << "," << tp << "," << c.time_s << "," << c.compute_s << "," << c.memory_s << ","
-              << c.communication_s << "," << bound_name(c.bound) << "," << cost.linear_layer_time_s(w.tokens) << "\n";
+              << c.communication_s << "," << bound_name(c.bound) << "," << cost.linear_layer_time_s(static_cast<double>(tokens)) << ","
+              << batch << "," << c.overhead_s << "," << c.cpu_s << "\n";
   }
   return 0;
 }
@@ -93,7 +116,7 @@ int hw_cost(const Hardware& hw, const po::variables_map& v) {
 int cmd_hw(const Args& args) {
   po::options_description options(
       "kvsim hw show PRESET [--attach NAME]... [--dot FILE] | kvsim hw list |\n"
-      "kvsim hw cost PRESET --model M [--tokens N,...] [--context C] [--tp T]");
+      "kvsim hw cost PRESET --model M [--tokens N,...] [--context C] [--tp T] [--batch B] [--cpu-overhead on|off]");
   options.add_options()
       ("help,h", "show this help")
       ("action", po::value<std::string>(), "show | list")
@@ -104,7 +127,10 @@ int cmd_hw(const Args& args) {
       ("model", po::value<std::string>(), "cost: model preset")
       ("tokens", po::value<std::vector<std::int64_t>>()->multitoken(), "cost: tokens in the pass (several allowed)")
       ("context", po::value<std::int64_t>()->default_value(0), "cost: tokens already cached")
-      ("tp", po::value<int>()->default_value(1), "cost: tensor-parallel degree");
+      ("tp", po::value<int>()->default_value(1), "cost: tensor-parallel degree")
+      ("batch", po::value<int>()->default_value(1), "cost: requests in the pass, each with --tokens after --context")
+      ("cpu-overhead", po::value<std::string>()->default_value("on"),
+       "cost: on (the preset's per-iteration CPU time) or off (an engine without it)");
   po::positional_options_description positional;
   positional.add("action", 1).add("preset", 1);
   const po::variables_map v = parse_command_line(args, options, positional, "kvsim hw");
