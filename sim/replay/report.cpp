@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "sim/replay/metrics_row.h"
-#include "sim/placement.h"
+#include "sim/scenario_json.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -26,16 +26,7 @@ std::int64_t resident_bytes(const PolicyResult& r, std::size_t i) {
 void write_scenario(JsonWriter& json, const Scenario& s, const ScenarioRun& run) {
   json.begin_object();
   json.field("path", s.path);
-  json.key("model");
-  json.begin_object();
-  json.field("name", run.model.name);
-  json.field("num_layers", run.model.num_layers);
-  json.field("num_q_heads", run.model.num_q_heads);
-  json.field("num_kv_heads", run.model.num_kv_heads);
-  json.field("head_dim", run.model.head_dim);
-  json.field("kv_bits", run.model.kv_bits);
-  json.field("rope_theta", run.model.rope_theta);
-  json.end_object();
+  write_model_json(json, run.model);
   json.key("workload");
   json.begin_object();
   json.field("trace", s.trace);
@@ -50,19 +41,7 @@ void write_scenario(JsonWriter& json, const Scenario& s, const ScenarioRun& run)
   for (int layer : run.traced_layers) json.value(layer);
   json.end_array();
   json.end_object();
-  if (run.hardware) {
-    json.key("hardware");
-    json.begin_object();
-    json.field("preset", s.hardware_preset);
-    json.field("device", run.hardware->device.name);
-    json.key("attach");
-    json.begin_array();
-    for (const auto& a : s.hardware_attach) json.value(a);
-    json.end_array();
-    json.field("tp", s.tensor_parallel);
-    json.field("placement", s.placement.spec());
-    json.end_object();
-  }
+  if (run.hardware) write_hardware_json(json, s, run.hardware->device.name);
   json.key("sim");
   json.begin_object();
   json.field("fidelity_queries", s.fidelity_queries);

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "sim/placement.h"
+#include "sim/scenario_json.h"
 #include "sim/serving/metrics.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -27,15 +27,7 @@ void write_scenario(JsonWriter& json, const ServingStudy& study, const ServingRu
   const Workload& w = study.workload();
   json.begin_object();
   json.field("path", s.path);
-  json.key("model");
-  json.begin_object();
-  json.field("name", s.model.name);
-  json.field("num_layers", s.model.num_layers);
-  json.field("num_q_heads", s.model.num_q_heads);
-  json.field("num_kv_heads", s.model.num_kv_heads);
-  json.field("head_dim", s.model.head_dim);
-  json.field("kv_bits", s.model.kv_bits);
-  json.end_object();
+  write_model_json(json, s.model);
   json.key("workload");
   json.begin_object();
   json.field("arrivals", w.source);
@@ -54,17 +46,7 @@ void write_scenario(JsonWriter& json, const ServingStudy& study, const ServingRu
   json.field("traced_layers", s.traced_layers);
   json.field("seed", static_cast<std::uint64_t>(s.seed));
   json.end_object();
-  json.key("hardware");
-  json.begin_object();
-  json.field("preset", s.hardware_preset);
-  json.field("device", run.hardware.device.name);
-  json.key("attach");
-  json.begin_array();
-  for (const auto& a : s.hardware_attach) json.value(a);
-  json.end_array();
-  json.field("tp", s.tensor_parallel);
-  json.field("placement", s.placement.spec());
-  json.end_object();
+  write_hardware_json(json, s, run.hardware.device.name);
   const ServingConfig& c = s.serving;
   json.key("serving");
   json.begin_object();
