@@ -12,6 +12,19 @@ void write_model_json(JsonWriter& json, const ModelShape& model) {
   json.field("head_dim", model.head_dim);
   json.field("kv_bits", model.kv_bits);
   json.field("rope_theta", model.rope_theta);
+  if (!model.rope_scaling.none()) {  // absent: none, as in trace files
+    const RopeScaling& r = model.rope_scaling;
+    json.key("rope_scaling");
+    json.begin_object();
+    json.field("type", r.type);
+    if (r.factor) json.field("factor", *r.factor);
+    if (r.low_freq_factor) json.field("low_freq_factor", *r.low_freq_factor);
+    if (r.high_freq_factor) json.field("high_freq_factor", *r.high_freq_factor);
+    if (r.original_max_position_embeddings) {
+      json.field("original_max_position_embeddings", *r.original_max_position_embeddings);
+    }
+    json.end_object();
+  }
   json.end_object();
 }
 

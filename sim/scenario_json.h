@@ -9,7 +9,8 @@
 
 namespace kvsim {
 
-// "model": {name, num_layers, num_q_heads, num_kv_heads, head_dim, kv_bits, rope_theta}
+// "model": {name, num_layers, num_q_heads, num_kv_heads, head_dim, kv_bits, rope_theta, and
+// rope_scaling {type, its parameters} unless none}
 void write_model_json(JsonWriter& json, const ModelShape& model);
 
 // "hardware": {preset, device, attach, tp, placement}
