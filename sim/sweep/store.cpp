@@ -22,12 +22,6 @@ namespace {
 constexpr const char* kIdMagic = "kvsim-sweep 1";
 constexpr const char* kTemporaryPrefix = ".tmp-";
 
-std::string host_name() {
-  char buffer[256] = {};
-  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "localhost";
-  return buffer;
-}
-
 // ".tmp-<folder>~<host>~<pid>": the host and pid tell a later run whether its writer is dead.
 std::string temporary_folder(const std::string& dir, const Sweep& sweep, std::size_t index) {
   return dir + "/scenarios/" + kTemporaryPrefix + sweep.folder_name(index) + "~" + host_name() + "~" +
