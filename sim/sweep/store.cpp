@@ -130,7 +130,7 @@ void write_scenario_result(const std::string& dir, const Sweep& sweep, std::size
   std::error_code ec;
   fs::remove_all(temporary, ec);
   try {
-    write_run_outputs(temporary, scenario, run);
+    write_run_files(temporary, scenario, run);
     write_text(temporary + "/scenario.ini", "# " + sweep.describe(index) + " of " + sweep.path +
                                                 " (relative paths resolve against that file's folder)\n" +
                                                 sweep.scenarios.at(index).text);

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <chrono>
 #include <iostream>
+#include <set>
 #include <tbb/info.h>
 
 #include "sim/sweep/expand.h"
@@ -12,8 +13,10 @@
 #include "tools/kvsim/command_line.h"
 #include "tools/kvsim/commands.h"
 #include "tools/kvsim/progress.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/ini.h"
+#include "util/output_guard.h"
 
 namespace kvsim::cli {
 
@@ -111,8 +114,19 @@ int cmd_sweep(const Args& args) {
   const bool quiet = v.count("quiet") > 0;
   const auto start = std::chrono::steady_clock::now();
 
+  // No file the sweep writes may be one it reads (issue 17 item 2).
+  std::set<std::string> inputs = {path};
+  for (const Scenario& scenario : scenarios) {
+    for (const std::string& file : scenario_input_files(scenario)) inputs.insert(file);
+  }
+  const std::vector<std::string> input_list(inputs.begin(), inputs.end());
+  for (const char* name : {"results.csv", "results.h5", "sweep.ini", "sweep.id"}) {
+    refuse_output_over_inputs(dir + "/" + name, input_list, "--out");
+  }
+
   prepare_sweep_dir(dir, sweep, text);
   remove_stale_temporaries(dir);
+  remove_dead_temporaries(dir);  // results.csv/.h5 and sweep.id of a sweep killed while writing them
   std::vector<std::size_t> mine, pending;
   for (std::size_t i = shard.index; i < sweep.scenarios.size(); i += shard.count) {
     mine.push_back(i);
