@@ -133,7 +133,7 @@ void write_scenario_result(const std::string& dir, const Sweep& sweep, std::size
     write_run_files(temporary, scenario, run);
     write_text(temporary + "/scenario.ini", "# " + sweep.describe(index) + " of " + sweep.path +
                                                 " (relative paths resolve against that file's folder)\n" +
-                                                sweep.scenarios.at(index).text);
+                                                sweep.text(index));
     write_file_atomically(temporary + "/rows.csv", [&](std::ostream& out) { write_rows(out, scenario_rows(run)); });
   } catch (...) {
     fs::remove_all(temporary, ec);
