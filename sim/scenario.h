@@ -62,6 +62,11 @@ Scenario load_scenario(const std::string& path);
 // preset paths resolve against its folder and errors name it (kvsim sweep's expanded scenarios).
 Scenario load_scenario_text(const std::string& ini_text, const std::string& path);
 
+// The files the scenario reads: the scenario file, its trace, model and hardware preset files,
+// workload file and policy mask files (those that exist), for the check that no output of a
+// command overwrites one of them (util/output_guard.h).
+std::vector<std::string> scenario_input_files(const Scenario& scenario);
+
 // The help text for the scenario file format (kvsim run --help).
 std::string scenario_help();
 

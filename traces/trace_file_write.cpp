@@ -1,13 +1,12 @@
 // write_trace_file: streams a TraceSource into an HDF5 trace file (format v1), one layer in memory
-// at a time, and publishes it atomically by renaming a temporary file.
-#include <unistd.h>
-
+// at a time, and publishes it whole through an Hdf5Writer (temporary name, every handle closed and
+// checked, then rename).
 #include <algorithm>
-#include <filesystem>
 #include <stdexcept>
 
 #include "traces/float16.h"
 #include "traces/hdf5_util.h"
+#include "traces/hdf5_writer.h"
 #include "traces/trace_file.h"
 #include "util/error.h"
 
@@ -16,7 +15,7 @@ namespace {
 
 constexpr hsize_t kMaxChunkTokens = 4096;
 
-void write_header(const H5::H5File& file, const TraceHeader& header) {
+void write_header(const H5::Group& file, const TraceHeader& header) {
   const ModelShape& model = header.model;
   h5::write_string(file, "format", "kvsim-trace");
   h5::write_integer(file, "version", 1);
@@ -45,18 +44,6 @@ void write_header(const H5::H5File& file, const TraceHeader& header) {
   for (const auto& [key, value] : header.generator) h5::write_string(file, "gen_" + key, value);
 }
 
-// Tracks creation order so readers list requests in the order the source gave them.
-H5::Group create_requests_group(const H5::H5File& file) {
-  const hid_t plist = H5Pcreate(H5P_GROUP_CREATE);
-  H5Pset_link_creation_order(plist, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
-  H5Pset_obj_track_times(plist, false);
-  const hid_t group = H5Gcreate2(file.getId(), "requests", H5P_DEFAULT, plist, H5P_DEFAULT);
-  H5Pclose(plist);
-  if (group < 0) throw H5::GroupIException("create_requests_group", "H5Gcreate2 failed");
-  H5Gclose(group);
-  return file.openGroup("requests");
-}
-
 void write_request_attributes(const H5::Group& group, const RequestInfo& request) {
   h5::write_integer(group, "prompt_tokens", request.prompt_tokens);
   h5::write_integer(group, "generated_tokens", request.generated_tokens);
@@ -74,7 +61,7 @@ void check_heads(const std::vector<HeadMatrix>& heads, std::size_t count, Eigen:
   if (!ok) throw std::logic_error("write_trace_file: trace source returned " + what + " of the wrong shape");
 }
 
-void write_heads(const H5::Group& group, const std::string& name, const std::vector<HeadMatrix>& heads, hsize_t rows,
+void write_heads(Hdf5Writer& writer, const H5::Group& group, const std::string& name, const std::vector<HeadMatrix>& heads, hsize_t rows,
                  hsize_t cols, const TraceWriteOptions& options, const std::string& path, const std::string& where) {
   const hsize_t dims[3] = {heads.size(), rows, cols};
   H5::DataSpace file_space(3, dims);
@@ -84,8 +71,8 @@ void write_heads(const H5::Group& group, const std::string& name, const std::vec
     plist.setChunk(3, chunk);
     if (options.gzip_level > 0) plist.setDeflate(static_cast<unsigned>(options.gzip_level));
   }
-  const H5::DataSet dataset = options.float16 ? h5::create_dataset(group, name, h5::float16_type(), file_space, plist)
-                                              : h5::create_dataset(group, name, H5::PredType::IEEE_F32LE, file_space, plist);
+  const H5::DataSet& dataset = options.float16 ? writer.dataset(group, name, h5::float16_type(), file_space, plist)
+                                               : writer.dataset(group, name, H5::PredType::IEEE_F32LE, file_space, plist);
   const hsize_t mem_dims[2] = {rows, cols};
   const H5::DataSpace mem_space(2, mem_dims);
   const H5::FloatType half_type = h5::float16_type();
@@ -108,9 +95,10 @@ void write_heads(const H5::Group& group, const std::string& name, const std::vec
     }
     dataset.write(half.data(), half_type, mem_space, file_space);
   }
+  writer.close(dataset);  // its chunks are flushed here: a full disk is reported now, naming the file
 }
 
-void write_layer(const H5::Group& group, const LayerTrace& trace, const ModelShape& model, std::int64_t total_tokens,
+void write_layer(Hdf5Writer& writer, const H5::Group& group, const LayerTrace& trace, const ModelShape& model, std::int64_t total_tokens,
                  const TraceWriteOptions& options, const std::string& path, const std::string& where) {
   const auto num_queries = static_cast<Eigen::Index>(trace.query_positions.size());
   const auto kv_heads = static_cast<std::size_t>(model.num_kv_heads);
@@ -119,17 +107,17 @@ void write_layer(const H5::Group& group, const LayerTrace& trace, const ModelSha
   check_heads(trace.values, kv_heads, total_tokens, model.head_dim, where + " values");
   check_heads(trace.queries, q_heads, num_queries, model.head_dim, where + " queries");
   const hsize_t cols = static_cast<hsize_t>(model.head_dim);
-  write_heads(group, "keys", trace.keys, static_cast<hsize_t>(total_tokens), cols, options, path, where);
-  write_heads(group, "values", trace.values, static_cast<hsize_t>(total_tokens), cols, options, path, where);
-  write_heads(group, "queries", trace.queries, static_cast<hsize_t>(num_queries), cols, options, path, where);
+  write_heads(writer, group, "keys", trace.keys, static_cast<hsize_t>(total_tokens), cols, options, path, where);
+  write_heads(writer, group, "values", trace.values, static_cast<hsize_t>(total_tokens), cols, options, path, where);
+  write_heads(writer, group, "queries", trace.queries, static_cast<hsize_t>(num_queries), cols, options, path, where);
   const hsize_t positions_dims[1] = {trace.query_positions.size()};
-  const H5::DataSet positions =
-      h5::create_dataset(group, "query_positions", H5::PredType::STD_I64LE, H5::DataSpace(1, positions_dims));
+  const H5::DataSet& positions =
+      writer.dataset(group, "query_positions", H5::PredType::STD_I64LE, H5::DataSpace(1, positions_dims));
   if (!trace.query_positions.empty()) positions.write(trace.query_positions.data(), H5::PredType::NATIVE_INT64);
   if (!trace.recon_queries.empty()) {
     const Eigen::Index recon_rows = trace.recon_queries.front().rows();
     check_heads(trace.recon_queries, q_heads, recon_rows, model.head_dim, where + " recon_queries");
-    write_heads(group, "recon_queries", trace.recon_queries, static_cast<hsize_t>(recon_rows), cols, options, path,
+    write_heads(writer, group, "recon_queries", trace.recon_queries, static_cast<hsize_t>(recon_rows), cols, options, path,
                 where);
   }
   if (!trace.needle_heads.empty()) {
@@ -137,28 +125,34 @@ void write_layer(const H5::Group& group, const LayerTrace& trace, const ModelSha
     h5::write_integers(group, "needle_heads", heads, {heads.size()});
   }
   if (!trace.head_archetypes.empty()) h5::write_strings(group, "head_archetypes", trace.head_archetypes);
+  writer.close(positions);
 }
 
-void write_contents(const H5::H5File& file, const TraceSource& source, const TraceWriteOptions& options,
+void write_contents(Hdf5Writer& writer, const TraceSource& source, const TraceWriteOptions& options,
                     const std::string& path,
                     const std::function<void(const std::string& request, int layer)>& on_layer) {
   const TraceHeader& header = source.header();
-  write_header(file, header);
-  const H5::Group requests = create_requests_group(file);
+  write_header(writer.root(), header);
+  // Tracks creation order so readers list requests in the order the source gave them.
+  const H5::Group& requests = writer.group(writer.root(), "requests", /*track_creation_order=*/true);
   for (const RequestInfo& request : header.requests) {
     if (request.id.empty() || request.id == "." || request.id.find('/') != std::string::npos) {
       fail_input(path, "request id '" + request.id + "' cannot name an HDF5 group (empty, '.', or contains '/')");
     }
-    const H5::Group group = h5::create_group(requests, request.id);
+    const H5::Group& group = writer.group(requests, request.id);
     write_request_attributes(group, request);
     for (const int layer : header.traced_layers) {
       const std::string name = "layer_" + std::to_string(layer);
       const LayerTrace trace = source.load_layer(request.id, layer);  // dropped after this iteration
-      write_layer(h5::create_group(group, name), trace, header.model, request.total_tokens(), options, path,
+      const H5::Group& layer_group = writer.group(group, name);
+      write_layer(writer, layer_group, trace, header.model, request.total_tokens(), options, path,
                   "/requests/" + request.id + "/" + name);
+      writer.close(layer_group);
       if (on_layer) on_layer(request.id, layer);
     }
+    writer.close(group);
   }
+  writer.close(requests);
 }
 
 }  // namespace
@@ -168,23 +162,7 @@ void write_trace_file(const std::string& path, const TraceSource& source, const 
   if (options.gzip_level < 0 || options.gzip_level > 9) {
     fail_input(path, "gzip level " + std::to_string(options.gzip_level) + " is out of range; expected 0 (none) to 9");
   }
-  H5::Exception::dontPrint();
-  // Same directory as `path`, so the final rename is atomic and never crosses file systems.
-  const std::string temp = path + ".tmp." + std::to_string(::getpid());
-  try {
-    try {
-      H5::H5File file(temp, H5F_ACC_TRUNC);
-      write_contents(file, source, options, path, on_layer);
-      file.close();
-    } catch (const H5::Exception& e) {
-      fail_input(path, "cannot write trace file (via " + temp + "): " + h5::error_text(e));
-    }
-    std::filesystem::rename(temp, path);
-  } catch (...) {
-    std::error_code ignored;
-    std::filesystem::remove(temp, ignored);
-    throw;
-  }
+  write_hdf5_file(path, [&](Hdf5Writer& writer) { write_contents(writer, source, options, path, on_layer); });
 }
 
 }  // namespace kvsim

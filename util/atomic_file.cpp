@@ -1,5 +1,8 @@
 #include "util/atomic_file.h"
 
+#include <cerrno>
+#include <charconv>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <unistd.h>
@@ -10,8 +13,41 @@ namespace kvsim {
 
 namespace fs = std::filesystem;
 
+std::string host_name() {
+  char buffer[256] = {};
+  if (::gethostname(buffer, sizeof buffer - 1) != 0 || buffer[0] == '\0') return "localhost";
+  return buffer;
+}
+
 std::string temporary_path_for(const std::string& path) {
-  return path + ".tmp." + std::to_string(::getpid());
+  return path + ".tmp." + std::to_string(::getpid()) + "@" + host_name();
+}
+
+bool is_dead_temporary(const std::string& name) {
+  const auto at = name.rfind('@');
+  if (at == std::string::npos || name.substr(at + 1) != host_name()) return false;
+  const auto dot = name.rfind('.', at);
+  if (dot == std::string::npos || dot < 4) return false;
+  const std::string kind = name.substr(dot - 4, 5);  // ".tmp." or ".old."
+  if (kind != ".tmp." && kind != ".old.") return false;
+  pid_t pid = 0;
+  const char* begin = name.data() + dot + 1;
+  const char* end = name.data() + at;
+  const auto [stop, error] = std::from_chars(begin, end, pid);
+  if (error != std::errc() || stop != end || pid <= 0) return false;
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+int remove_dead_temporaries(const std::string& folder, const std::string& prefix) {
+  std::error_code ec;
+  int removed = 0;
+  for (const auto& entry : fs::directory_iterator(folder.empty() ? "." : folder, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0 || !is_dead_temporary(name)) continue;
+    std::error_code ignored;
+    if (fs::remove_all(entry.path(), ignored) > 0) ++removed;
+  }
+  return removed;
 }
 
 void commit_temporary(const std::string& temporary, const std::string& path) {
@@ -30,6 +66,8 @@ void write_file_atomically(const std::string& path, const std::function<void(std
     if (!out) fail_input(path, "cannot create file (does the folder exist and is it writable?)");
     write(out);
     out.flush();
+    if (!out) fail_input(path, "write failed (disk full?)");
+    out.close();  // the last buffered bytes are written here: a full disk shows up now or never
     if (!out) fail_input(path, "write failed (disk full?)");
   } catch (...) {
     std::error_code ec;

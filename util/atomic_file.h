@@ -11,10 +11,23 @@ namespace kvsim {
 // or the stream fails, the temporary file is removed and the error propagates.
 void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write);
 
-// A temporary path next to `path` for writers that need a file name (HDF5).
+// A temporary path next to `path`, "<path>.tmp.<pid>@<host>": the pid and host let a later run
+// tell the leftovers of a killed writer (remove_dead_temporaries) from those of a live one.
 std::string temporary_path_for(const std::string& path);
 
 // Renames `temporary` to `path`, or removes it and throws InputError naming `path`.
 void commit_temporary(const std::string& temporary, const std::string& path);
+
+// Whether `name` (a file or folder name) ends like temporary_path_for()'s names, ".tmp.<pid>@<host>"
+// or ".old.<pid>@<host>", and its writer ran on this host and is dead (kill -9, power loss of a
+// shard on this host). Names of other hosts are never judged dead: their pid means nothing here.
+bool is_dead_temporary(const std::string& name);
+
+// Removes the entries of `folder` whose name starts with `prefix` and is_dead_temporary(); returns
+// how many. Errors are ignored (a leftover that cannot be removed does no harm to a new result).
+int remove_dead_temporaries(const std::string& folder, const std::string& prefix = "");
+
+// This machine's host name (for temporary names); "localhost" if unknown.
+std::string host_name();
 
 }  // namespace kvsim

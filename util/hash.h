@@ -2,7 +2,6 @@
 // A stable 64-bit hash of text (FNV-1a, finished with splitmix64 for avalanche): the same bytes
 // give the same value on every machine and kvsim version, so it can name files and derive seeds.
 #include <cstdint>
-#include <cstdio>
 #include <string>
 #include <string_view>
 
@@ -10,20 +9,26 @@
 
 namespace kvsim {
 
-inline std::uint64_t text_hash(std::string_view text) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
+// FNV-1a in pieces: text_hash(a + b) == splitmix64(fnv1a(fnv1a(kFnvBasis, a), b)), so text built
+// piece by piece (sweep expansion) is hashed without hashing a shared prefix again.
+constexpr std::uint64_t kFnvBasis = 0xcbf29ce484222325ull;
+
+inline std::uint64_t fnv1a(std::uint64_t h, std::string_view text) {
   for (const char c : text) {
     h ^= static_cast<unsigned char>(c);
     h *= 0x100000001b3ull;
   }
-  return splitmix64(h);
+  return h;
 }
+
+inline std::uint64_t text_hash(std::string_view text) { return splitmix64(fnv1a(kFnvBasis, text)); }
 
 // 16 lowercase hex digits.
 inline std::string hex64(std::uint64_t value) {
-  char buffer[17];
-  std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(value));
-  return buffer;
+  // By hand, not snprintf: a sweep formats one per scenario (issue 17 item 9).
+  std::string text(16, '0');
+  for (int i = 15; i >= 0; --i, value >>= 4) text[static_cast<std::size_t>(i)] = "0123456789abcdef"[value & 15];
+  return text;
 }
 
 }  // namespace kvsim

@@ -10,6 +10,7 @@
 #include "sim/replay/metrics_row.h"
 #include "sim/scenario_json.h"
 #include "util/atomic_file.h"
+#include "util/atomic_folder.h"
 #include "util/error.h"
 #include "util/json.h"
 
@@ -78,7 +79,18 @@ void write_policy(JsonWriter& json, const ScenarioRun& run, std::size_t policy) 
 
 }  // namespace
 
+const std::vector<std::string>& run_output_names() {
+  static const std::vector<std::string> names = {"summary.json", "timeline.csv", "requests.csv", "plots"};
+  return names;
+}
+
 void write_run_outputs(const std::string& dir, const Scenario& scenario, const ScenarioRun& run) {
+  StagedFolder folder(dir, run_output_names());
+  write_run_files(folder.path(), scenario, run);
+  folder.commit();
+}
+
+void write_run_files(const std::string& dir, const Scenario& scenario, const ScenarioRun& run) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) fail_input(dir, "cannot create output folder: " + ec.message());

@@ -5,7 +5,9 @@
 
 #include "sim/scenario_json.h"
 #include "sim/serving/metrics.h"
+#include "sim/replay/report.h"
 #include "util/atomic_file.h"
+#include "util/atomic_folder.h"
 #include "util/error.h"
 #include "util/json.h"
 
@@ -135,10 +137,10 @@ std::string csv_number(double x) {
 
 }  // namespace
 
-void write_serving_outputs(const std::string& dir, const ServingStudy& study, const ServingRun& run) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) fail_input(dir, "cannot create output folder: " + ec.message());
+void write_serving_outputs(const std::string& out_dir, const ServingStudy& study, const ServingRun& run) {
+  // The three files replace out_dir as one set (util/atomic_folder.h), as kvsim run's do.
+  StagedFolder folder(out_dir, run_output_names());
+  const std::string& dir = folder.path();
   const Scenario& s = study.scenario();
   const std::string top = run.hardware.device.compute_tier;
   const std::string swap_tier = s.serving.preemption == ServingConfig::Preemption::kSwap ? s.serving.swap_tier : "";
@@ -188,6 +190,7 @@ void write_serving_outputs(const std::string& dir, const ServingStudy& study, co
       }
     }
   });
+  folder.commit();
 }
 
 void print_serving_table(std::ostream& out, const ServingStudy& study, const ServingRun& run) {

@@ -4,7 +4,9 @@
 // text processing: every scenario comes out as scenario INI text, parsed later by
 // load_scenario_text() as if it were the sweep file (so relative paths resolve against its folder).
 #include <cstddef>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,8 +16,7 @@ struct SweepScenario {
   std::size_t index = 0;            // position in expansion order, 0-based
   std::vector<std::string> values;  // one per Sweep::columns
   std::string seed;                 // its [workload] seed: as listed, or derived (see expand_sweep)
-  std::string text;                 // scenario INI text
-  std::string hash;                 // 16 hex digits of `text`
+  std::string hash;                 // 16 hex digits of its INI text (Sweep::text)
 };
 
 struct Sweep {
@@ -23,6 +24,19 @@ struct Sweep {
   std::vector<std::string> columns;      // swept keys "section.key", in file order
   std::vector<SweepScenario> scenarios;  // expansion order
   std::string hash;                      // 16 hex digits identifying the whole expansion
+
+  // Scenario `index`'s INI text, made from its values and seed on each call: the texts are not
+  // kept (10^6 scenarios' texts would take ~600 MB; issue 17 item 9).
+  std::string text(std::size_t index) const;
+
+  // How the texts are made: fixed text, a swept key's "key = " (its value and a newline follow),
+  // or the derived "seed = N" line. Filled by expand_sweep.
+  struct TextSegment {
+    std::string fixed;
+    std::ptrdiff_t column = -1;
+    bool seed = false;
+  };
+  std::shared_ptr<const std::vector<TextSegment>> text_segments;
 
   // "scenario 3 (workload.prompt_tokens=8192, workload.chunk_tokens=2048)"
   std::string describe(std::size_t index) const;

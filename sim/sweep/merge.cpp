@@ -1,14 +1,16 @@
 #include "sim/sweep/merge.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <cstdlib>
 #include <sstream>
 
 #include "sim/sweep/store.h"
 #include "sim/sweep/table.h"
 #include "util/error.h"
 #include "util/ini.h"
+#include "util/output_guard.h"
 
 namespace kvsim {
 
@@ -27,22 +29,51 @@ std::string file_text(const std::string& path) {
 
 MergeSummary merge_sweep_dirs(const std::vector<std::string>& inputs, const std::string& out) {
   if (inputs.empty()) fail_input("kvsim merge", "no input folders");
-  const SweepId first = read_sweep_id(inputs.front());
+  // Every shard's sweep.ini is re-expanded and checked against its own sweep.id (issue 17 item 4:
+  // only the first one was), and every shard must hold the same expansion.
+  const Sweep sweep = load_stored_sweep(inputs.front());
   for (const std::string& dir : inputs) {
     const SweepId id = read_sweep_id(dir);
-    if (id.expansion != first.expansion) {
+    if (id.expansion != sweep.hash) {
       fail_input(dir, "holds another sweep (" + std::to_string(id.scenarios) + " scenarios, expansion " + id.expansion +
-                          ") than " + inputs.front() + " (" + std::to_string(first.scenarios) + " scenarios, expansion " +
-                          first.expansion + ")");
+                          ") than " + inputs.front() + " (" + std::to_string(sweep.scenarios.size()) +
+                          " scenarios, expansion " + sweep.hash + ")");
     }
+    load_stored_sweep(dir);
   }
-  const Sweep sweep = load_stored_sweep(inputs.front());
   const std::size_t count = sweep.scenarios.size();
 
-  // Which inputs hold each scenario; anything else in scenarios/ is not from this sweep.
+  // `out` may already hold a merge (or be a shard itself): its scenario folders are compared with
+  // the inputs like any other copy, never trusted.
+  std::vector<std::string> sources = inputs;
+  std::error_code ec;
+  const bool out_is_input = std::any_of(inputs.begin(), inputs.end(), [&](const std::string& dir) {
+    std::error_code ignored;
+    return fs::equivalent(dir, out, ignored);
+  });
+  if (!out_is_input && fs::exists(out + "/sweep.id", ec)) {
+    const SweepId id = read_sweep_id(out);
+    if (id.expansion != sweep.hash) {
+      fail_input(out, "holds the results of another sweep (expansion " + id.expansion + ", not " + sweep.hash +
+                          "): use a new --out folder");
+    }
+    load_stored_sweep(out);
+    sources.push_back(out);
+  }
+  {
+    std::vector<std::string> read_files;
+    for (const std::string& dir : inputs) {
+      read_files.push_back(dir + "/sweep.ini");
+      read_files.push_back(dir + "/sweep.id");
+    }
+    for (const char* name : {"results.csv", "results.h5"}) {
+      refuse_output_over_inputs(out + "/" + name, read_files, "--out");
+    }
+  }
+
+  // Which folders hold each scenario; anything else in scenarios/ is not from this sweep.
   std::vector<std::vector<std::string>> holders(count);
-  for (const std::string& dir : inputs) {
-    std::error_code ec;
+  for (const std::string& dir : sources) {
     for (const auto& entry : fs::directory_iterator(dir + "/scenarios", ec)) {
       const std::string name = entry.path().filename().string();
       if (name.rfind(".tmp-", 0) == 0) continue;  // a scenario that was still running
@@ -61,7 +92,9 @@ MergeSummary merge_sweep_dirs(const std::vector<std::string>& inputs, const std:
   summary.scenarios = count;
   std::vector<std::size_t> missing;
   for (std::size_t i = 0; i < count; ++i) {
-    if (holders[i].empty()) missing.push_back(i);
+    // A folder only `out` holds is not evidence from any input.
+    const bool in_inputs = !holders[i].empty() && !(holders[i].size() == 1 && holders[i][0] == out && !out_is_input);
+    if (!in_inputs) missing.push_back(i);
   }
   if (!missing.empty()) {
     std::string also;
@@ -76,24 +109,35 @@ MergeSummary merge_sweep_dirs(const std::vector<std::string>& inputs, const std:
     fail_input(folders, sweep.describe(missing.front()) + " is in none of the input folders" + also +
                                   ": run its shard, or add the folder that holds it");
   }
+
+  // Every copy is parsed (a malformed rows.csv is refused here, naming it, before anything is
+  // written) and compared byte for byte with the first input's.
+  std::vector<RowSet> rows;
+  rows.reserve(count);
   for (std::size_t i = 0; i < count; ++i) {
-    if (holders[i].size() < 2) continue;
-    const std::string reference = file_text(scenario_dir(holders[i][0], sweep, i) + "/rows.csv");
+    const std::string& first = holders[i][0];  // an input: a scenario only `out` holds is missing above
+    const std::string reference = file_text(scenario_dir(first, sweep, i) + "/rows.csv");
+    rows.push_back(read_scenario_rows(first, sweep, i));
+    bool duplicate = false;
     for (std::size_t k = 1; k < holders[i].size(); ++k) {
-      if (file_text(scenario_dir(holders[i][k], sweep, i) + "/rows.csv") != reference) {
-        fail_input(scenario_dir(holders[i][k], sweep, i), sweep.describe(i) + " has other results than in " +
-                                                             holders[i][0] + " (different kvsim builds or inputs?)");
+      const std::string& dir = holders[i][k];
+      read_scenario_rows(dir, sweep, i);
+      if (file_text(scenario_dir(dir, sweep, i) + "/rows.csv") != reference) {
+        const std::string hint = dir == out && !out_is_input
+                                     ? " (a copy left by an earlier merge, changed since: delete it to copy it again)"
+                                     : " (different kvsim builds or inputs?)";
+        fail_input(scenario_dir(dir, sweep, i), sweep.describe(i) + " has other results than in " + first + hint);
       }
+      if (dir != out || out_is_input) duplicate = true;
     }
-    ++summary.duplicates;
+    summary.duplicates += duplicate ? 1 : 0;
+    summary.rows += rows.back().rows.size();
   }
 
   prepare_sweep_dir(out, sweep, read_ini_text(inputs.front() + "/sweep.ini"));
-  std::vector<RowSet> rows;
+  remove_stale_temporaries(out);
   for (std::size_t i = 0; i < count; ++i) {
     if (!scenario_done(out, sweep, i)) copy_scenario_result(holders[i][0], out, sweep, i);
-    rows.push_back(read_scenario_rows(out, sweep, i));
-    summary.rows += rows.back().rows.size();
   }
   write_sweep_results(out, sweep, rows);
   return summary;

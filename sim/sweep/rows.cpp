@@ -74,6 +74,22 @@ void write_rows(std::ostream& out, const RowSet& rows) {
   }
 }
 
+namespace {
+
+bool parses_as(const std::string& text, CellKind kind) {
+  const char* end = text.data() + text.size();
+  if (kind == CellKind::integer) {
+    std::int64_t value = 0;
+    const auto [stop, ec] = std::from_chars(text.data(), end, value);
+    return ec == std::errc() && stop == end;
+  }
+  double value = 0;
+  const auto [stop, ec] = std::from_chars(text.data(), end, value);
+  return ec == std::errc() && stop == end;
+}
+
+}  // namespace
+
 RowSet read_rows(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail_input(path, "cannot open file (an incomplete scenario folder?)");
@@ -102,8 +118,17 @@ RowSet read_rows(const std::string& path) {
     }
     std::vector<Cell> row;
     for (std::size_t c = 0; c < cells.size(); ++c) {
-      if (cells[c].empty() && set.kinds[c] != CellKind::text) row.emplace_back(std::nullopt);
-      else row.emplace_back(std::move(cells[c]));
+      if (cells[c].empty() && set.kinds[c] != CellKind::text) {
+        row.emplace_back(std::nullopt);
+        continue;
+      }
+      // A number cell that does not parse would only fail when results.h5 is written (kvsim merge
+      // copied such a file before: issue 17 item 4); refuse it where it is read.
+      if (set.kinds[c] != CellKind::text && !parses_as(cells[c], set.kinds[c])) {
+        fail_input(at, "column " + set.columns[c] + ": '" + cells[c] + "' is not " +
+                           (set.kinds[c] == CellKind::integer ? "an integer" : "a number"));
+      }
+      row.emplace_back(std::move(cells[c]));
     }
     set.rows.push_back(std::move(row));
   }

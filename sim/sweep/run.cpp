@@ -31,7 +31,7 @@ std::vector<Scenario> load_sweep_scenarios(const Sweep& sweep) {
   std::set<std::vector<std::string>> hardware_checked;
   for (const SweepScenario& s : sweep.scenarios) {
     try {
-      scenarios.push_back(load_scenario_text(s.text, sweep.path));
+      scenarios.push_back(load_scenario_text(sweep.text(s.index), sweep.path));
       if (scenarios.back().serving_mode()) {
         // run_sweep_scenarios replays one request per scenario; serving results have other tables.
         fail_input(sweep.path + ": [workload] arrivals",

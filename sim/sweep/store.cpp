@@ -22,12 +22,6 @@ namespace {
 constexpr const char* kIdMagic = "kvsim-sweep 1";
 constexpr const char* kTemporaryPrefix = ".tmp-";
 
-std::string host_name() {
-  char buffer[256] = {};
-  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "localhost";
-  return buffer;
-}
-
 // ".tmp-<folder>~<host>~<pid>": the host and pid tell a later run whether its writer is dead.
 std::string temporary_folder(const std::string& dir, const Sweep& sweep, std::size_t index) {
   return dir + "/scenarios/" + kTemporaryPrefix + sweep.folder_name(index) + "~" + host_name() + "~" +
@@ -136,10 +130,10 @@ void write_scenario_result(const std::string& dir, const Sweep& sweep, std::size
   std::error_code ec;
   fs::remove_all(temporary, ec);
   try {
-    write_run_outputs(temporary, scenario, run);
+    write_run_files(temporary, scenario, run);
     write_text(temporary + "/scenario.ini", "# " + sweep.describe(index) + " of " + sweep.path +
                                                 " (relative paths resolve against that file's folder)\n" +
-                                                sweep.scenarios.at(index).text);
+                                                sweep.text(index));
     write_file_atomically(temporary + "/rows.csv", [&](std::ostream& out) { write_rows(out, scenario_rows(run)); });
   } catch (...) {
     fs::remove_all(temporary, ec);

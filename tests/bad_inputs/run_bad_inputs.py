@@ -468,6 +468,63 @@ def cli_cases(copy_good):
         setup=hw_scenario)
     add("run_out_is_a_file", ["run", "valid-scenario.ini", "--out", "tiny-model.ini", "--quiet"],
         "--out names an existing regular file", "tiny-model.ini")
+
+    # Outputs naming an input (issue 17 item 2): refused before any work, the input untouched.
+    def file_scenario(sandbox):
+        copy_good(sandbox)
+        with open(os.path.join(sandbox, "valid-scenario.ini")) as f:
+            text = f.read().replace("trace = synthetic", "trace = good.h5")
+        with open(os.path.join(sandbox, "file-scenario.ini"), "w") as f:
+            f.write(text)
+
+    def hard_link(sandbox):
+        file_scenario(sandbox)
+        os.link(os.path.join(sandbox, "good.h5"), os.path.join(sandbox, "link.h5"))
+
+    def symlink(sandbox):
+        file_scenario(sandbox)
+        os.symlink("good.h5", os.path.join(sandbox, "alias.h5"))
+
+    def scenario_in_folder(sandbox):
+        os.makedirs(os.path.join(sandbox, "sub"))
+        shutil.copy(os.path.join(sandbox, "valid-scenario.ini"), os.path.join(sandbox, "sub", "s.ini"))
+        shutil.copy(os.path.join(sandbox, "tiny-model.ini"), os.path.join(sandbox, "sub", "tiny-model.ini"))
+
+    def sweep_reading_results(sandbox):
+        file_scenario(sandbox)
+        os.makedirs(os.path.join(sandbox, "out"))
+        os.link(os.path.join(sandbox, "good.h5"), os.path.join(sandbox, "out", "results.h5"))
+        with open(os.path.join(sandbox, "file-scenario.ini")) as f:
+            text = f.read().replace("trace = good.h5", "trace = out/results.h5")
+        with open(os.path.join(sandbox, "sweep.ini"), "w") as f:
+            f.write(text.replace("chunk_tokens = 128", "chunk_tokens = 64, 128"))
+
+    add("run_save_kept_over_trace", ["run", "file-scenario.ini", "--out", "out", "--save-kept", "good.h5", "--quiet"],
+        "--save-kept names the trace the scenario reads", "--save-kept names the same file as", setup=file_scenario)
+    add("run_save_kept_hard_link_to_trace", ["run", "file-scenario.ini", "--out", "out", "--save-kept", "link.h5",
+                                             "--quiet"],
+        "--save-kept is a hard link to the trace", "link.h5: --save-kept names the same file as", setup=hard_link)
+    add("run_save_kept_symlink_to_trace", ["run", "file-scenario.ini", "--out", "out", "--save-kept", "alias.h5",
+                                           "--quiet"],
+        "--save-kept is a symbolic link to the trace", "alias.h5: --save-kept names the same file as", setup=symlink)
+    add("run_save_kept_over_scenario", ["run", "valid-scenario.ini", "--out", "out", "--save-kept", "valid-scenario.ini",
+                                        "--quiet"], "--save-kept names the scenario file", "valid-scenario.ini")
+    add("run_save_kept_over_model", ["run", "valid-scenario.ini", "--out", "out", "--save-kept", "./tiny-model.ini",
+                                     "--quiet"], "--save-kept names the model preset file", "tiny-model.ini")
+    add("run_timeline_over_scenario", ["run", "hw-scenario.ini", "--out", "out", "--timeline", "hw-scenario.ini",
+                                       "--quiet"], "--timeline names the scenario file", "--timeline names the same file",
+        setup=hw_scenario)
+    add("run_out_holds_scenario", ["run", "sub/s.ini", "--out", "sub", "--quiet"],
+        "--out is the folder holding the scenario (it is replaced whole)", "--out holds", setup=scenario_in_folder)
+    add("run_out_is_dot", ["run", "valid-scenario.ini", "--out", ".", "--quiet"],
+        "--out . (the current folder, holding the scenario, would be replaced)", "--out holds valid-scenario.ini")
+    add("run_out_holds_other_files", ["run", "valid-scenario.ini", "--out", "sub", "--quiet"],
+        "--out holds files kvsim run does not write", "holds 's.ini'", setup=scenario_in_folder)
+    add("synth_out_over_model", synth + ["--out", "tiny-model.ini"], "synth --out names its --model file",
+        "tiny-model.ini: --out names the same file as")
+    add("sweep_out_results_is_trace", ["sweep", "sweep.ini", "--out", "out", "--quiet"],
+        "the sweep's trace is a hard link at out/results.h5, which the sweep writes", "results.h5: --out names the same file",
+        setup=sweep_reading_results)
     return c
 
 

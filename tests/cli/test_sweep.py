@@ -6,6 +6,9 @@
   (c) shards 1/3, 2/3, 3/3 merged give the unsharded tables; a missing shard fails with exit 2
       and one line naming a missing scenario and its key values; identical duplicates are
       accepted, conflicting ones refused;
+  (c') merge refuses a changed copy already in --out, a malformed input rows.csv (before writing
+      anything) and a shard whose sweep.ini does not match its sweep.id (issue 17 item 4);
+  (c'') --list of 50 000 scenarios in seconds (issue 17 item 9);
   (d) a changed sweep file into the same folder is refused (exit 2, one line), a comment-only
       change is not;
   (e) results.h5 holds the same table as results.csv (h5py), and results.csv holds the same
@@ -167,6 +170,74 @@ def test_shards(k, sweep, w, ref, total):
     one_error_line(r, ["other_sweep", "another sweep"], "merge of two sweeps")
 
 
+def edit(path, old, new):
+    with open(path) as f:
+        text = f.read()
+    check(old in text, "%s holds %r to edit" % (path, old))
+    with open(path, "w") as f:
+        f.write(text.replace(old, new, 1))
+
+
+def test_merge_checks(k, w, ref):
+    """Issue 17 item 4: merge compares what --out already holds with the inputs, checks every input
+    rows.csv before writing anything, and reads every shard's sweep.ini."""
+    merged = os.path.join(w, "merged")
+    first = finished_scenarios(ref)[0]
+
+    # (a) --out holds an earlier merge whose rows.csv was changed since: refused, naming it.
+    stale = os.path.join(w, "merged_stale")
+    shutil.copytree(merged, stale)
+    edit(os.path.join(stale, "scenarios", first, "rows.csv"), "full,", "full,9")
+    r = run(k, "merge", *[os.path.join(w, "shard%d" % i) for i in (1, 2, 3)], "--out", stale)
+    one_error_line(r, ["merged_stale", "scenario 0 (", "other results"], "merge into a folder with a changed copy")
+    check(same_file(os.path.join(stale, "results.csv"), os.path.join(ref, "results.csv")),
+          "the refused merge leaves --out's results.csv as it was")
+
+    # (b) a malformed input rows.csv is refused before anything is written.
+    bad = os.path.join(w, "shard2_bad")
+    shutil.copytree(os.path.join(w, "shard2"), bad)
+    bad_folder = finished_scenarios(bad)[0]
+    rows = os.path.join(bad, "scenarios", bad_folder, "rows.csv")
+    with open(rows) as f:
+        lines = f.read().splitlines()
+    cells = lines[2].split(",")
+    cells[-1] = "x" + cells[-1]  # the last column is a number in every row
+    lines[2] = ",".join(cells)
+    with open(rows, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    out = os.path.join(w, "merged_bad")
+    r = run(k, "merge", bad, merged, "--out", out)
+    one_error_line(r, ["shard2_bad", "rows.csv", "line 3"], "merge of a malformed rows.csv")
+    check(not os.path.exists(out), "a merge refused for a malformed input writes nothing")
+
+    # (c) every shard's sweep.ini is read, not only the first's.
+    edited = os.path.join(w, "shard3_edited")
+    shutil.copytree(os.path.join(w, "shard3"), edited)
+    edit(os.path.join(edited, "sweep.ini"), "seed = 7", "seed = 9")
+    out = os.path.join(w, "merged_edited")
+    r = run(k, "merge", merged, edited, "--out", out)
+    one_error_line(r, ["shard3_edited", "sweep.ini", "does not expand"], "merge with an edited sweep.ini in shard 2")
+    check(not os.path.exists(out), "a merge refused for an edited sweep.ini writes nothing")
+
+
+def test_list_speed(k, w):
+    """Issue 17 item 9: --list of 50 000 scenarios took 16 s (0.3 ms each, mostly parsing every
+    scenario); now the expansion alone, ~0.2 s. 4 s leaves room for a loaded machine."""
+    big = os.path.join(w, "big.ini")
+    with open(big, "w") as f:
+        f.write("[model]\npreset = llama-3.1-8b\n[workload]\nprompt_tokens = 1000..100000 +1000\n"
+                "generated_tokens = 1..100\nchunk_tokens = 128, 256, 512, 1024, 2048\ntrace = synthetic\n"
+                "[policy]\nspec = snapkv(budget={0.1,0.2}, prefill={post_fill,chunk})\n"
+                "[hardware]\npreset = h100-sxm\n[sweep]\nseed = 7\n")
+    start = time.monotonic()
+    r = run(k, "sweep", big, "--list")
+    seconds = time.monotonic() - start
+    lines = r.stdout.splitlines()
+    check(r.returncode == 0 and len(lines) == 50001, "--list of 50 000 scenarios: %s" % r.stderr[-300:])
+    check(seconds < 4, "--list of 50 000 scenarios in %.1f s (< 4 s)" % seconds)
+    check(lines[-1].startswith("049999-") and "workload.prompt_tokens=100000" in lines[-1], "last line: %r" % lines[-1:])
+
+
 def test_changed_sweep(k, sweep, w, ref):
     with open(sweep) as f:
         text = f.read()
@@ -280,6 +351,8 @@ def main():
 
     test_kill_and_resume(k, sweep, w, ref, total)
     test_shards(k, sweep, w, ref, total)
+    test_merge_checks(k, w, ref)
+    test_list_speed(k, w)
     test_changed_sweep(k, sweep, w, ref)
     test_tables(ref, total)
 

@@ -12,7 +12,9 @@
 #include "tools/kvsim/commands.h"
 #include "tools/kvsim/progress.h"
 #include "util/atomic_file.h"
+#include "util/atomic_folder.h"
 #include "util/error.h"
+#include "util/output_guard.h"
 #include "util/json.h"
 
 namespace kvsim::cli {
@@ -38,11 +40,10 @@ std::vector<std::string> split_list(const std::string& text) {
 
 void write_plan(const std::string& dir, const Scenario& s, const PlanOptions& options,
                 const std::vector<PlanRow>& rows) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) fail_input(dir, "cannot create output folder: " + ec.message());
+  // plan.json replaces DIR as a whole (util/atomic_folder.h), like kvsim run's folder.
+  StagedFolder folder(dir, {"plan.json"});
   const char* unit = options.axis == PlanAxis::kRate ? "max_rate_per_s" : "max_concurrency";
-  write_file_atomically(dir + "/plan.json", [&](std::ostream& out) {
+  write_file_atomically(folder.path() + "/plan.json", [&](std::ostream& out) {
     JsonWriter json(out);
     json.begin_object();
     json.field("scenario", s.path);
@@ -70,6 +71,7 @@ void write_plan(const std::string& dir, const Scenario& s, const PlanOptions& op
     json.end_array();
     json.end_object();
   });
+  folder.commit();
 }
 
 }  // namespace
@@ -138,6 +140,10 @@ int cmd_plan(const Args& args) {
     const auto parent = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
     std::error_code ec;
     if (!std::filesystem::is_directory(parent, ec)) fail_input(out.string(), "--out: folder " + parent.string() + " does not exist");
+    std::vector<std::string> inputs = scenario_input_files(scenario);
+    for (const std::string& preset : presets) inputs.push_back(preset);  // a path when it ends in .ini
+    refuse_folder_over_inputs(out.string(), inputs, "--out");
+    check_replaceable_folder(out.string(), {"plan.json"});
   }
 
   const auto start = std::chrono::steady_clock::now();

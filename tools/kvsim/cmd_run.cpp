@@ -12,11 +12,29 @@
 #include "tools/kvsim/command_line.h"
 #include "tools/kvsim/commands.h"
 #include "tools/kvsim/progress.h"
+#include "util/atomic_folder.h"
 #include "util/error.h"
+#include "util/output_guard.h"
 
 namespace kvsim::cli {
 
 namespace po = boost::program_options;
+
+namespace {
+
+// Whether `file` lies directly in the folder `dir` (then it joins the result set written as a whole).
+bool directly_in(const std::string& file, const std::string& dir) {
+  std::error_code ec;
+  const std::filesystem::path parent = std::filesystem::path(file).has_parent_path()
+                                           ? std::filesystem::path(file).parent_path()
+                                           : std::filesystem::path(".");
+  const auto a = std::filesystem::weakly_canonical(parent, ec);
+  if (ec) return false;
+  const auto b = std::filesystem::weakly_canonical(dir, ec);
+  return !ec && a == b;
+}
+
+}  // namespace
 
 int cmd_run(const Args& args) {
   po::options_description options("kvsim run SCENARIO.ini --out DIR [options]");
@@ -52,16 +70,24 @@ int cmd_run(const Args& args) {
     scenario.threads = v["threads"].as<int>();
     if (scenario.threads < 0) fail_input("kvsim run --threads", "must be >= 0");
   }
-  // Check every output location before any work, so a bad path never leaves partial results.
+  // Check every output location before any work, so a bad path never leaves partial results and
+  // no output replaces an input (issue 17 item 2).
+  const std::string out = v["out"].as<std::string>();
+  const std::vector<std::string> inputs = scenario_input_files(scenario);
+  std::vector<std::string> ours = run_output_names();  // what `out` may hold: it is replaced whole
   for (const char* option : {"save-kept", "timeline"}) {
     if (!v.count(option)) continue;
     const std::filesystem::path file(v[option].as<std::string>());
     const std::filesystem::path folder = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
     std::error_code ec;
-    if (!std::filesystem::is_directory(folder, ec)) {
+    if (!std::filesystem::is_directory(folder, ec) && !directly_in(file.string(), out)) {
       fail_input(file.string(), std::string("--") + option + ": folder " + folder.string() + " does not exist");
     }
+    refuse_output_over_inputs(file.string(), inputs, std::string("--") + option);
+    if (directly_in(file.string(), out)) ours.push_back(file.filename().string());
   }
+  refuse_folder_over_inputs(out, inputs, "--out");
+  check_replaceable_folder(out, ours);
   if (v.count("timeline") && scenario.hardware_preset.empty()) {
     fail_input(scenario.path, "--timeline needs a [hardware] section in the scenario (time comes from it)");
   }
@@ -74,17 +100,25 @@ int cmd_run(const Args& args) {
     progress("simulating " + std::to_string(study.workload().requests.size()) + " requests x " +
              std::to_string(study.num_policies()) + " policies");
     const ServingRun run = run_serving(study);
-    write_serving_outputs(v["out"].as<std::string>(), study, run);
+    write_serving_outputs(out, study, run);
     std::cout << scenario.model.name << " on " << run.hardware.device.name << ", " << study.workload().requests.size()
               << " requests from " << study.workload().source << "\n";
     print_serving_table(std::cout, study, run);
-    progress("wrote " + v["out"].as<std::string>() + "/summary.json");
+    progress("wrote " + out + "/summary.json");
     return 0;
   }
   const ScenarioRun run = run_scenario(scenario, v.count("save-kept") > 0, progress);
-  write_run_outputs(v["out"].as<std::string>(), scenario, run);
-  if (v.count("save-kept")) write_kept_masks(v["save-kept"].as<std::string>(), run);
-  if (v.count("timeline")) write_chrome_trace(v["timeline"].as<std::string>(), run);
+  // The result set replaces `out` as a whole (util/atomic_folder.h); --save-kept and --timeline
+  // files named inside `out` join the set, others are written on their own, each atomically.
+  StagedFolder folder(out, ours);
+  write_run_files(folder.path(), scenario, run);
+  const auto place = [&](const char* option) {
+    const std::string file = v[option].as<std::string>();
+    return directly_in(file, out) ? folder.path() + "/" + std::filesystem::path(file).filename().string() : file;
+  };
+  if (v.count("save-kept")) write_kept_masks(place("save-kept"), run);
+  if (v.count("timeline")) write_chrome_trace(place("timeline"), run);
+  folder.commit();
 
   std::cout << run.model.name << ", prompt " << run.request.prompt_tokens << " + generated "
             << run.request.generated_tokens << " tokens, chunk "
@@ -92,7 +126,7 @@ int cmd_run(const Args& args) {
             << run.traced_layers.size() << "/" << run.model.num_layers << " layers traced (" << run.trace_source
             << ")\n";
   print_run_table(std::cout, run);
-  progress("wrote " + v["out"].as<std::string>() + "/summary.json");
+  progress("wrote " + out + "/summary.json");
   return 0;
 }
 

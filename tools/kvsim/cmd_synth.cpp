@@ -11,6 +11,8 @@
 #include "traces/synth.h"
 #include "traces/trace_file.h"
 #include "util/error.h"
+#include "util/output_guard.h"
+#include "util/presets.h"
 
 namespace kvsim::cli {
 
@@ -106,6 +108,9 @@ int cmd_synth(const Args& args) {
   }
 
   params.model = load_model_preset(model);
+  refuse_output_over_inputs(
+      out, {resolve_preset(model, std::filesystem::path(config_dir()) / "models", "model preset", "a model .ini").string()},
+      "--out");
   params.traced_layers = parse_layer_list(layers, params.model.num_layers, "--layers");
   if (chunk_tokens > 0) {
     params.extra_query_positions = chunk_window_positions(params.prompt_tokens, chunk_tokens, window);

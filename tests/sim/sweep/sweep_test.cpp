@@ -13,6 +13,7 @@
 #include "sim/sweep/table.h"
 #include "sim/sweep/values.h"
 #include "util/error.h"
+#include "util/hash.h"
 
 namespace kvsim {
 namespace {
@@ -130,7 +131,7 @@ TEST(SweepExpand, RangesAndQuotedLayerLists) {
   const Sweep s = expand("[workload]\nprompt_tokens = 100\ntraced_layers = \"0\", \"0,1\"\n");
   ASSERT_EQ(s.scenarios.size(), 2u);
   EXPECT_EQ(s.scenarios[1].values, (Strings{"0,1"}));
-  EXPECT_NE(s.scenarios[1].text.find("traced_layers = 0,1\n"), std::string::npos);
+  EXPECT_NE(s.text(1).find("traced_layers = 0,1\n"), std::string::npos);
   EXPECT_EQ(expand("[workload]\nprompt_tokens = 100\n[serving]\nslo = ttft=2s, tpot=100ms\n").scenarios.size(), 1u)
       << "an SLO is one value";
 }
@@ -176,7 +177,7 @@ TEST(SweepExpand, PoliciesAreRowsNotScenarios) {
       "[workload]\nprompt_tokens = 100, 200\n[policy]\nspec = snapkv(budget={0.1,0.2,0.5}, prefill={post_fill,chunk})\n"
       "spec = streaming(sinks=4, window=16)\n");
   ASSERT_EQ(s.scenarios.size(), 2u);
-  const std::string& text = s.scenarios[0].text;
+  const std::string text = s.text(0);
   std::size_t specs = 0;
   for (std::size_t at = text.find("spec = "); at != std::string::npos; at = text.find("spec = ", at + 1)) ++specs;
   EXPECT_EQ(specs, 7u);
@@ -210,7 +211,7 @@ TEST(SweepExpand, SeedsAreDerivedFromTheTraceDefiningKeys) {
   ASSERT_EQ(a.scenarios.size(), 4u);
   EXPECT_EQ(a.scenarios[0].seed, a.scenarios[1].seed) << "hardware does not change the trace";
   EXPECT_NE(a.scenarios[0].seed, a.scenarios[2].seed) << "another prompt length gets its own trace";
-  EXPECT_NE(a.scenarios[0].text.find("seed = " + a.scenarios[0].seed + "\n"), std::string::npos);
+  EXPECT_NE(a.text(0).find("seed = " + a.scenarios[0].seed + "\n"), std::string::npos);
   const Sweep policies = expand(base + "[policy]\nspec = streaming(sinks=4, window=16)\n");
   EXPECT_EQ(policies.scenarios[0].seed, a.scenarios[0].seed) << "adding a policy keeps the traces";
   EXPECT_NE(policies.hash, a.hash);
@@ -221,14 +222,35 @@ TEST(SweepExpand, SeedsAreDerivedFromTheTraceDefiningKeys) {
   EXPECT_EQ(listed.scenarios[1].seed, "5") << "a listed seed is used as is";
   const Sweep swept = expand("[workload]\nprompt_tokens = 100\nseed = 1..3\n");
   EXPECT_EQ(swept.scenarios.size(), 3u);
-  EXPECT_EQ(load_scenario_text(swept.scenarios[2].text, swept.path).seed, 3u);
+  EXPECT_EQ(load_scenario_text(swept.text(2), swept.path).seed, 3u);
+}
+
+// Expansion hashes each text in pieces, rebuilding only what changed since the previous scenario
+// (issue 17 item 9); the hash must still be that of the whole text Sweep::text() gives, and the
+// text must be the one the pre-segment expander wrote (hand-written here).
+TEST(SweepExpand, IncrementalHashesMatchTheWholeText) {
+  const Sweep s = expand(
+      "[workload]\nprompt_tokens = 100, 200\ngenerated_tokens = 8\n[policy]\nspec = snapkv(budget={0.1,0.2})\n"
+      "[sim]\nfidelity_queries = 4..6\n[sweep]\nseed = 5\n");
+  ASSERT_EQ(s.scenarios.size(), 6u);
+  for (std::size_t i = 0; i < s.scenarios.size(); ++i) {
+    EXPECT_EQ(hex64(text_hash(s.text(i))), s.scenarios[i].hash) << "scenario " << i;
+  }
+  EXPECT_EQ(s.text(4), std::string(kModel) + "[workload]\nprompt_tokens = 200\ngenerated_tokens = 8\nseed = " +
+                           s.scenarios[4].seed +
+                           "\n[policy]\nspec = snapkv(budget=0.1)\nspec = snapkv(budget=0.2)\n[sim]\nfidelity_queries = 5\n");
+  EXPECT_EQ(s.scenarios[3].seed, s.scenarios[5].seed) << "fidelity_queries does not shape the trace";
+  EXPECT_NE(s.scenarios[2].seed, s.scenarios[3].seed);
+  std::string identity = "kvsim-sweep 1\nworkload.prompt_tokens\nsim.fidelity_queries\n";
+  for (const SweepScenario& scenario : s.scenarios) identity += scenario.hash + "\n";
+  EXPECT_EQ(s.hash, hex64(text_hash(identity)));
 }
 
 TEST(SweepExpand, ScenarioTextResolvesPathsAgainstTheSweepFile) {
   const Sweep s = expand_sweep("[workload]\ntrace = ../traces/a.h5, b.h5\n", "/data/sweeps/s.ini");
   ASSERT_EQ(s.scenarios.size(), 2u);
-  EXPECT_EQ(load_scenario_text(s.scenarios[0].text, s.path).trace, "/data/traces/a.h5");
-  EXPECT_EQ(load_scenario_text(s.scenarios[1].text, s.path).trace, "/data/sweeps/b.h5");
+  EXPECT_EQ(load_scenario_text(s.text(0), s.path).trace, "/data/traces/a.h5");
+  EXPECT_EQ(load_scenario_text(s.text(1), s.path).trace, "/data/sweeps/b.h5");
   try {
     load_scenario_text("[workload]\nprompt_tokens = 0\n" + std::string(kModel), "/data/sweeps/s.ini");
     ADD_FAILURE() << "prompt_tokens = 0 accepted";
