@@ -74,7 +74,10 @@ void read(const po::variables_map& v, const char* key, T& out) {
 std::string scenario_help() {
   std::ostringstream out;
   out << "Scenario file (INI; unknown sections or keys are errors):\n";
-  for (const auto& option : scenario_options().options()) {
+  // Named, not `scenario_options().options()` in the loop header: the range-for would keep only
+  // the returned reference alive and iterate a destroyed temporary (kvsim run --help crashed).
+  const po::options_description options = scenario_options();
+  for (const auto& option : options.options()) {
     const std::string& name = option->long_name();
     const auto dot = name.find('.');
     out << "  [" << name.substr(0, dot) << "] " << name.substr(dot + 1) << ": " << option->description() << "\n";
