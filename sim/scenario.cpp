@@ -9,6 +9,7 @@
 #include "util/error.h"
 #include "util/ini.h"
 #include "util/memory.h"
+#include "util/threads.h"
 
 namespace kvsim {
 
@@ -59,7 +60,7 @@ po::options_description scenario_options() {
        "extra tier from configs/hardware/attach/ (host-ddr5, cxl-gen5, ...), repeatable")
       ("hardware.tp", po::value<int>(), "tensor-parallel degree (default 1)")
       ("hardware.placement", po::value<std::string>(), "where KV lives: hbm_only (default), offload(tier=cxl, prefetch=none|layer), score_tiering(tier=dram)")
-      ("sim.threads", po::value<int>(), "worker threads (0: all cores)")
+      ("sim.threads", po::value<int>(), "worker threads (0: all cores; at most 1024)")
       ("sim.fidelity_queries", po::value<int>(), "decode positions used for fidelity (default 64)");
   return o;
 }
@@ -237,7 +238,7 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   s.placement = parse_placement(placement, where("hardware") + " placement");
   read(v, "sim.threads", s.threads);
   read(v, "sim.fidelity_queries", s.fidelity_queries);
-  if (s.threads < 0) fail_input(where("sim") + " threads", "must be >= 0 (0: all cores)");
+  check_thread_count(s.threads, 0, where("sim") + " threads");
   if (s.fidelity_queries < 0) fail_input(where("sim") + " fidelity_queries", "must be >= 0");
   return s;
 }

@@ -14,6 +14,7 @@
 #include "tools/kvsim/progress.h"
 #include "util/error.h"
 #include "util/ini.h"
+#include "util/threads.h"
 
 namespace kvsim::cli {
 
@@ -83,7 +84,7 @@ int cmd_sweep(const Args& args) {
       ("sweep", po::value<std::string>(), "sweep INI file")
       ("out,o", po::value<std::string>(), "output folder (created, or resumed)")
       ("shard", po::value<std::string>(), "i/N: run only the scenarios whose index is i-1 modulo N")
-      ("jobs,j", po::value<int>(), "threads in all, shared by the scenarios running at once (default: all cores)")
+      ("jobs,j", po::value<int>(), "threads in all, shared by the scenarios running at once (default: all cores; 1 to 1024, and their stacks (4 MiB each) within --max-memory)")
       ("list", "print the expanded scenarios (index, hash, seed, swept values) and exit")
       ("quiet,q", "no progress output on stderr");
   po::positional_options_description positional;
@@ -107,7 +108,7 @@ int cmd_sweep(const Args& args) {
   const std::string dir = v["out"].as<std::string>();
   const Shard shard = v.count("shard") ? parse_shard(v["shard"].as<std::string>()) : Shard{};
   const int jobs = v.count("jobs") ? v["jobs"].as<int>() : tbb::info::default_concurrency();
-  if (jobs < 1) fail_input("kvsim sweep --jobs", "must be >= 1");
+  check_thread_count(jobs, 1, "kvsim sweep --jobs");
   const bool quiet = v.count("quiet") > 0;
   const auto start = std::chrono::steady_clock::now();
 
