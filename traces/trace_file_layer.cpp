@@ -170,6 +170,7 @@ LayerTrace read_layer(const H5::Group& group, const LayerContext& context) {
   const ModelShape& model = *context.model;
   LayerTrace trace;
   trace.layer = context.layer;
+  trace.origin = context.file + ": " + context.group_path;
   trace.keys = read_heads(group.openDataSet("keys"), context, "keys", model.num_kv_heads, context.total_tokens);
   trace.values = read_heads(group.openDataSet("values"), context, "values", model.num_kv_heads, context.total_tokens);
   trace.queries = read_heads(group.openDataSet("queries"), context, "queries", model.num_q_heads, layout.num_queries);

@@ -36,7 +36,7 @@ Summary summarise(const std::vector<double>& samples, double tail_q) {
 void check_queries(const LayerTrace& trace, std::span<const std::int64_t> positions, const std::string& why) {
   for (std::int64_t t : positions) {
     if (trace.query_row(t) < 0) {
-      throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
+      throw InputError(trace.where() + ": no stored query at position " +
                        std::to_string(t) + ", needed by " + why +
                        " (synthesise with matching --chunk-tokens/--window, or record those positions)");
     }
@@ -127,7 +127,7 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
       policy->add_required_queries(request, prefill, &needed);
       check_queries(trace, needed, policy->spec());
       if (policy->requires_recon_queries() && trace.recon_queries.empty()) {
-        throw InputError("trace layer " + std::to_string(layer) + ": no recon_queries dataset, which " +
+        throw InputError(trace.where() + ": no recon_queries dataset, which " +
                          policy->spec() + " scores with (record a context-reconstruction pass, or synthesise one)");
       }
     }
