@@ -1,12 +1,13 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <map>
 #include <set>
 
 #include "hw/hardware.h"
 #include "util/error.h"
+#include "util/ini.h"
 #include "util/presets.h"
 #include "util/units.h"
 
@@ -42,8 +43,7 @@ double parse_fraction(const std::string& text, const std::string& where) {
 
 // Reads every `section.key = value` of an INI file (sections may be dotted: [tier.hbm]).
 std::vector<std::pair<std::string, std::string>> read_pairs(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) fail_input(path.string(), "cannot open file");
+  std::istringstream in(read_ini_text(path.string()));  // checked, and without a UTF-8 byte-order mark
   po::options_description none;
   try {
     const po::parsed_options parsed = po::parse_config_file(in, none, /*allow_unregistered=*/true);

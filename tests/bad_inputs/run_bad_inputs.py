@@ -103,7 +103,7 @@ def static_cases(trace_setup):
             if not file.endswith(".ini"):
                 continue
             path = os.path.join(HERE, folder, file)
-            with open(path) as f:
+            with open(path, encoding="utf-8-sig") as f:  # a case may start with a byte-order mark
                 lines = f.read().splitlines()
             problem, fragment, code, args = read_expectation(path, lines)
             argv = (args or default).format(file=file).split()
