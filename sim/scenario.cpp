@@ -86,6 +86,33 @@ std::string scenario_help() {
   return out.str();
 }
 
+namespace {
+
+void check_lower_tier(const Hardware& hw, const std::string& tier, const std::string& where, const std::string& spec) {
+  std::string problem;
+  if (!hw.has_tier(tier)) problem = "has no tier '" + tier + "'";
+  else if (tier == hw.device.compute_tier) problem = "computes from tier '" + tier + "' (it is not a lower tier)";
+  else if (hw.tier(tier).kind == "switch") problem = "has tier '" + tier + "' as a switch, which stores nothing";
+  if (problem.empty()) return;
+  std::string tiers;
+  for (const Tier& t : hw.tiers) {
+    if (t.name != hw.device.compute_tier && t.kind != "switch") tiers += (tiers.empty() ? "" : ", ") + t.name;
+  }
+  fail_input(where, spec + ": hardware " + hw.source + " " + problem + "; expected a storage tier below '" +
+                        hw.device.compute_tier + "' (" + (tiers.empty() ? "none: attach one, e.g. [hardware] attach = host-ddr5" : "here: " + tiers) + ")");
+}
+
+}  // namespace
+
+void check_scenario_tiers(const Scenario& s, const Hardware& hw) {
+  if (s.placement.kind != Placement::Kind::kHbmOnly) {
+    check_lower_tier(hw, s.placement.tier, s.path + ": [hardware] placement", s.placement.spec());
+  }
+  if (s.serving_mode() && s.serving.preemption == ServingConfig::Preemption::kSwap) {
+    check_lower_tier(hw, s.serving.swap_tier, s.path + ": [serving] preemption", s.serving.preemption_spec());
+  }
+}
+
 Scenario load_scenario(const std::string& path) { return load_scenario_text(read_ini_text(path), path); }
 
 Scenario load_scenario_text(const std::string& ini_text, const std::string& path) {

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "hw/hardware.h"
 #include "sim/placement.h"
 #include "sim/serving_config.h"
 #include "traces/model_shape.h"
@@ -61,6 +62,11 @@ Scenario load_scenario(const std::string& path);
 // The same for scenario text in memory, parsed as if it were the file `path`: relative trace and
 // preset paths resolve against its folder and errors name it (kvsim sweep's expanded scenarios).
 Scenario load_scenario_text(const std::string& ini_text, const std::string& path);
+
+// Refuses, before any simulation, a [hardware] placement or [serving] preemption = swap(tier=...)
+// that names a tier `hw` lacks, its compute tier, or a switch (which stores nothing). Throws
+// InputError("<path>: [hardware] placement: ...") naming the hardware files.
+void check_scenario_tiers(const Scenario& s, const Hardware& hw);
 
 // The help text for the scenario file format (kvsim run --help).
 std::string scenario_help();

@@ -42,6 +42,10 @@ struct TraceHeader {
   // that scores with them is refused before any layer is loaded. Derived from the layers, not
   // written as an attribute.
   std::map<std::string, std::vector<int>> recon_query_layers;
+  // Request id -> traced layer -> positions of its stored queries (sorted), likewise so that a
+  // replay needing a query the file lacks is refused up front. Trace files only (empty for a
+  // synthetic source, which stores every query its policies need).
+  std::map<std::string, std::map<int, std::vector<std::int64_t>>> query_positions;
 };
 
 // One traced layer of one request.

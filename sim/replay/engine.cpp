@@ -10,6 +10,7 @@
 #include "sim/replay/fidelity.h"
 #include "sim/replay/layer_replay.h"
 #include "util/error.h"
+#include "util/memory.h"
 
 namespace kvsim {
 
@@ -24,6 +25,19 @@ std::vector<std::int64_t> evaluation_positions(const RequestInfo& request, int m
   }
   positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
   return positions;
+}
+
+void check_replay_fits(const ModelShape& model, const RequestInfo& request, const PassPlan& plan,
+                       std::size_t num_policies, const std::string& where) {
+  // Per (layer, policy): the LayerReplay itself, pass_entries + pass_entry_steps (+ pass_bytes),
+  // and one kept position (int32) per token of at least one head group.
+  const double per_layer_policy = 256.0 + 24.0 * static_cast<double>(plan.passes.size()) +
+                                  4.0 * static_cast<double>(request.total_tokens());
+  const double bytes = per_layer_policy * model.num_layers * static_cast<double>(num_policies);
+  check_fits_in_memory(bytes, where,
+                       "the replay's bookkeeping (" + std::to_string(model.num_layers) + " layers x " +
+                           std::to_string(num_policies) + " policies x " + std::to_string(plan.passes.size()) +
+                           " passes)");
 }
 
 namespace {
