@@ -90,7 +90,7 @@ namespace {
 
 void check_lower_tier(const Hardware& hw, const std::string& tier, const std::string& where, const std::string& spec) {
   std::string problem;
-  if (!hw.has_tier(tier)) problem = "has no tier '" + tier + "'";
+  if (!hw.has_tier(tier)) problem = "has no lower tier '" + tier + "'";
   else if (tier == hw.device.compute_tier) problem = "computes from tier '" + tier + "' (it is not a lower tier)";
   else if (hw.tier(tier).kind == "switch") problem = "has tier '" + tier + "' as a switch, which stores nothing";
   if (problem.empty()) return;
