@@ -68,6 +68,7 @@ struct Hardware {
   Device device;
   std::vector<Tier> tiers;
   std::vector<Link> links;
+  std::string source;  // the preset file and its attachments ("h100.ini + cxl-gen5.ini"), for messages
 
   const Tier& tier(const std::string& name) const;  // REQUIRES: the tier exists
   bool has_tier(const std::string& name) const;
@@ -75,7 +76,8 @@ struct Hardware {
 
 // Loads configs/hardware/<preset>.ini (or a path to an .ini) and merges each attachment
 // (configs/hardware/attach/<name>.ini, or a path). Throws InputError naming the file and key for
-// unknown keys or sections, missing or negative values, missing units, and links to unknown tiers.
+// unknown keys or sections, missing or negative values, missing units, links to unknown tiers, and
+// a tier no path of links joins to the compute tier.
 Hardware load_hardware(const std::string& preset, const std::vector<std::string>& attachments = {});
 
 std::vector<std::string> hardware_preset_names();

@@ -1,12 +1,13 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <map>
 #include <set>
 
 #include "hw/hardware.h"
 #include "util/error.h"
+#include "util/ini.h"
 #include "util/presets.h"
 #include "util/units.h"
 
@@ -65,8 +66,7 @@ Device::AllReduce parse_allreduce(const std::string& field, const std::string& v
 
 // Reads every `section.key = value` of an INI file (sections may be dotted: [tier.hbm]).
 std::vector<std::pair<std::string, std::string>> read_pairs(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) fail_input(path.string(), "cannot open file");
+  std::istringstream in(read_ini_text(path.string()));  // checked, and without a UTF-8 byte-order mark
   po::options_description none;
   try {
     const po::parsed_options parsed = po::parse_config_file(in, none, /*allow_unregistered=*/true);
@@ -174,6 +174,24 @@ void validate(const Hardware& hw, const std::string& where) {
     if (l.latency_s < 0) fail_input(at + " latency", "must be >= 0");
     if (!(l.efficiency > 0 && l.efficiency <= 1)) fail_input(at + " efficiency", "must be in (0, 1] (e.g. 0.78)");
   }
+  // Every tier must be reachable from the compute tier (links carry both ways): an island would
+  // only fail when a transfer first needs it, deep in a simulation, or never.
+  std::set<std::string> reached{d.compute_tier};
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (const Link& l : hw.links) {
+      if (reached.count(l.from) != reached.count(l.to)) {
+        reached.insert(reached.count(l.from) ? l.to : l.from);
+        grew = true;
+      }
+    }
+  }
+  for (const Tier& t : hw.tiers) {
+    if (!reached.count(t.name)) {
+      fail_input(where + ": [tier." + t.name + "]", "no path of links joins it to the compute tier '" + d.compute_tier +
+                                                      "' (add a [link.NAME] with from/to)");
+    }
+  }
 }
 
 }  // namespace
@@ -193,6 +211,7 @@ Hardware load_hardware(const std::string& preset, const std::vector<std::string>
     where += " + " + attach.filename().string();
   }
   validate(hw, where);
+  hw.source = where;
   return hw;
 }
 

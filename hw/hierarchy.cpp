@@ -19,11 +19,15 @@ Hierarchy::Hierarchy(const Hardware& hardware) : hardware_(hardware), graph_(har
   }
 }
 
+std::string Hierarchy::where() const {
+  return hardware_.source.empty() ? "hardware " + hardware_.device.name : hardware_.source;
+}
+
 int Hierarchy::vertex(const std::string& tier) const {
   for (std::size_t i = 0; i < hardware_.tiers.size(); ++i) {
     if (hardware_.tiers[i].name == tier) return static_cast<int>(i);
   }
-  fail_input("hardware " + hardware_.device.name, "no tier named '" + tier + "'");
+  fail_input(where(), "no tier named '" + tier + "'");
 }
 
 std::vector<Hierarchy::Hop> Hierarchy::path(const std::string& from, const std::string& to) const {
@@ -48,7 +52,7 @@ std::vector<Hierarchy::Hop> Hierarchy::path(const std::string& from, const std::
   recorder.reached = &reached;
   boost::breadth_first_search(graph_, static_cast<Graph::vertex_descriptor>(source), boost::visitor(recorder));
   if (!reached[static_cast<std::size_t>(target)]) {
-    fail_input("hardware " + hardware_.device.name, "no path of links from tier '" + from + "' to tier '" + to + "'");
+    fail_input(where(), "no path of links from tier '" + from + "' to tier '" + to + "'");
   }
   std::vector<Hop> hops;
   for (auto v = static_cast<Graph::vertex_descriptor>(target); v != static_cast<Graph::vertex_descriptor>(source);) {

@@ -55,6 +55,7 @@ class Hierarchy {
   };
   using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS, boost::no_property, EdgeInfo>;
   int vertex(const std::string& tier) const;
+  std::string where() const;  // the hardware files, for messages (the device name when built in memory)
 
   Hardware hardware_;
   Graph graph_;

@@ -10,6 +10,7 @@
 #include "util/error.h"
 #include "util/ini.h"
 #include "util/memory.h"
+#include "util/threads.h"
 
 namespace kvsim {
 
@@ -62,7 +63,7 @@ po::options_description scenario_options() {
        "extra tier from configs/hardware/attach/ (host-ddr5, cxl-gen5, ...), repeatable")
       ("hardware.tp", po::value<int>(), "tensor-parallel degree (default 1)")
       ("hardware.placement", po::value<std::string>(), "where KV lives: hbm_only (default), offload(tier=cxl, prefetch=none|layer), score_tiering(tier=dram)")
-      ("sim.threads", po::value<int>(), "worker threads (0: all cores)")
+      ("sim.threads", po::value<int>(), "worker threads (0: all cores; at most 1024)")
       ("sim.fidelity_queries", po::value<int>(), "decode positions used for fidelity (default 64)");
   return o;
 }
@@ -77,12 +78,42 @@ void read(const po::variables_map& v, const char* key, T& out) {
 std::string scenario_help() {
   std::ostringstream out;
   out << "Scenario file (INI; unknown sections or keys are errors):\n";
-  for (const auto& option : scenario_options().options()) {
+  // Named, not `scenario_options().options()` in the loop header: the range-for would keep only
+  // the returned reference alive and iterate a destroyed temporary (kvsim run --help crashed).
+  const po::options_description options = scenario_options();
+  for (const auto& option : options.options()) {
     const std::string& name = option->long_name();
     const auto dot = name.find('.');
     out << "  [" << name.substr(0, dot) << "] " << name.substr(dot + 1) << ": " << option->description() << "\n";
   }
   return out.str();
+}
+
+namespace {
+
+void check_lower_tier(const Hardware& hw, const std::string& tier, const std::string& where, const std::string& spec) {
+  std::string problem;
+  if (!hw.has_tier(tier)) problem = "has no lower tier '" + tier + "'";
+  else if (tier == hw.device.compute_tier) problem = "computes from tier '" + tier + "' (it is not a lower tier)";
+  else if (hw.tier(tier).kind == "switch") problem = "has tier '" + tier + "' as a switch, which stores nothing";
+  if (problem.empty()) return;
+  std::string tiers;
+  for (const Tier& t : hw.tiers) {
+    if (t.name != hw.device.compute_tier && t.kind != "switch") tiers += (tiers.empty() ? "" : ", ") + t.name;
+  }
+  fail_input(where, spec + ": hardware " + hw.source + " " + problem + "; expected a storage tier below '" +
+                        hw.device.compute_tier + "' (" + (tiers.empty() ? "none: attach one, e.g. [hardware] attach = host-ddr5" : "here: " + tiers) + ")");
+}
+
+}  // namespace
+
+void check_scenario_tiers(const Scenario& s, const Hardware& hw) {
+  if (s.placement.kind != Placement::Kind::kHbmOnly) {
+    check_lower_tier(hw, s.placement.tier, s.path + ": [hardware] placement", s.placement.spec());
+  }
+  if (s.serving_mode() && s.serving.preemption == ServingConfig::Preemption::kSwap) {
+    check_lower_tier(hw, s.serving.swap_tier, s.path + ": [serving] preemption", s.serving.preemption_spec());
+  }
 }
 
 Scenario load_scenario(const std::string& path) { return load_scenario_text(read_ini_text(path), path); }
@@ -239,7 +270,7 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   s.placement = parse_placement(placement, where("hardware") + " placement");
   read(v, "sim.threads", s.threads);
   read(v, "sim.fidelity_queries", s.fidelity_queries);
-  if (s.threads < 0) fail_input(where("sim") + " threads", "must be >= 0 (0: all cores)");
+  check_thread_count(s.threads, 0, where("sim") + " threads");
   if (s.fidelity_queries < 0) fail_input(where("sim") + " fidelity_queries", "must be >= 0");
   return s;
 }

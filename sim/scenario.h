@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "hw/hardware.h"
 #include "sim/placement.h"
 #include "sim/serving_config.h"
 #include "traces/model_shape.h"
@@ -66,6 +67,11 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
 // workload file and policy mask files (those that exist), for the check that no output of a
 // command overwrites one of them (util/output_guard.h).
 std::vector<std::string> scenario_input_files(const Scenario& scenario);
+
+// Refuses, before any simulation, a [hardware] placement or [serving] preemption = swap(tier=...)
+// that names a tier `hw` lacks, its compute tier, or a switch (which stores nothing). Throws
+// InputError("<path>: [hardware] placement: ...") naming the hardware files.
+void check_scenario_tiers(const Scenario& s, const Hardware& hw);
 
 // The help text for the scenario file format (kvsim run --help).
 std::string scenario_help();

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes kvsim's input parsers with libFuzzer (issue 8): scenario INI files, policy specs,
-# workload traces (Azure CSV, Mooncake JSONL, synthetic specs) and HDF5 attention traces.
+# workload traces (Azure CSV, Mooncake JSONL, synthetic specs), HDF5 attention traces and hardware files.
 #   bash tools/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]   (default 60 s, every target; CI runs it bounded)
 #   e.g. bash tools/fuzz.sh 600 trace
 # Builds build-fuzz/ with clang (-fsanitize=fuzzer,address,undefined), replays the regression
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift $(($# > 0 ? 1 : 0))
-targets="${*:-scenario policy_spec workload trace}"
+targets="${*:-scenario policy_spec workload trace hardware}"
 build=build-fuzz
 # clang and its libFuzzer runtime, from Debian's packages (as root; the rest comes from bootstrap.sh).
 if ! command -v clang++ >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
@@ -25,7 +25,7 @@ if ! command -v clang++ >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux
 fi
 CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKVSIM_FUZZ=ON -DKVSIM_NATIVE=OFF \
   -DKVSIM_BUILD_TESTS=OFF -DKVSIM_BUILD_BENCH=OFF ${KVSIM_CMAKE_ARGS:-} >/dev/null
-cmake --build "$build" -j"$(nproc)" --target kvsim fuzz_scenario fuzz_policy_spec fuzz_workload fuzz_trace
+cmake --build "$build" -j"$(nproc)" --target kvsim fuzz_scenario fuzz_policy_spec fuzz_workload fuzz_trace fuzz_hardware
 
 # A small quarantine: libhdf5 frees large buffers on every corrupt file, and the default one (256
 # MiB, more with big chunks) pushed the trace target over its RSS limit with 26 MB live.
@@ -33,8 +33,12 @@ export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:quarantine_size_
 export UBSAN_OPTIONS="print_stacktrace=1"
 corpus="$build/corpus"
 rm -rf "$corpus" "$build/crashes"
-mkdir -p "$corpus"/{scenario,policy_spec,workload,trace} "$build"/crashes/{scenario,policy_spec,workload,trace}
+mkdir -p "$corpus"/{scenario,policy_spec,workload,trace,hardware} "$build"/crashes/{scenario,policy_spec,workload,trace,hardware}
+# The bad-input cases are seeds too: byte-order marks, placements and swap tiers, bounds on
+# threads, layers and rope_theta.
 cp configs/scenarios/*.ini tests/bad_inputs/scenarios/*.ini "$corpus/scenario/"
+cp configs/hardware/*.ini configs/hardware/attach/*.ini tests/bad_inputs/hardware/*.ini "$corpus/hardware/"
+printf '\xef\xbb\xbf' | cat - configs/hardware/h100-sxm.ini >"$corpus/hardware/bom_h100-sxm.ini"
 grep -h "^spec = " configs/scenarios/*.ini tests/bad_inputs/scenarios/*.ini | sed 's/^spec = //' | sort -u |
   awk -v dir="$corpus/policy_spec" '{ print > (dir "/spec" NR) }'
 cp tests/data/azure_conv_sample.csv tests/data/mooncake_conversation_sample.jsonl "$corpus/workload/"

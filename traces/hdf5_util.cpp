@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <climits>
+#include <filesystem>
 #include <stdexcept>
 
 #include "util/error.h"
@@ -103,6 +104,51 @@ std::string error_text(const H5::Exception& e) {
       &innermost);
   H5Eclear2(H5E_DEFAULT);
   return innermost.empty() ? e.getDetailMsg() : innermost;
+}
+
+std::string missing_virtual_source(const H5::DataSet& dataset, const std::string& file) {
+  const H5::DSetCreatPropList plist = dataset.getCreatePlist();
+  const hid_t id = plist.getId();
+  if (H5Pget_layout(id) != H5D_VIRTUAL) return "";
+  std::size_t count = 0;
+  if (H5Pget_virtual_count(id, &count) < 0) return "(its mapping list cannot be read)";
+  auto text = [&](auto get, std::size_t i) {
+    const ssize_t size = get(id, i, nullptr, 0);
+    if (size < 0) return std::string();
+    std::string s(static_cast<std::size_t>(size) + 1, '\0');
+    get(id, i, s.data(), s.size());
+    s.resize(static_cast<std::size_t>(size));
+    return s;
+  };
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::string source = text(H5Pget_virtual_filename, i);
+    const std::string name = text(H5Pget_virtual_dsetname, i);
+    const std::string what = "'" + source + "' (dataset " + name + ")";
+    if (source == ".") {  // the virtual file itself, already open
+      const hid_t f = H5Iget_file_id(dataset.getId());
+      const hid_t d = f < 0 ? -1 : H5Dopen2(f, name.c_str(), H5P_DEFAULT);
+      if (d >= 0) H5Dclose(d);
+      if (f >= 0) H5Fclose(f);
+      if (d < 0) return what;
+      continue;
+    }
+    // HDF5 looks for a relative source name beside the virtual file as well as from the working folder.
+    std::string path = source;
+    if (std::filesystem::path(source).is_relative()) {
+      const std::filesystem::path beside = std::filesystem::path(file).parent_path() / source;
+      std::error_code ec;
+      if (std::filesystem::exists(beside, ec)) path = beside.string();
+    }
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) return what;
+    const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return what;
+    const hid_t d = H5Dopen2(f, name.c_str(), H5P_DEFAULT);
+    if (d >= 0) H5Dclose(d);
+    H5Fclose(f);
+    if (d < 0) return what;
+  }
+  return "";
 }
 
 std::string join(const std::string& parent, const std::string& name) { return parent + "/" + name; }

@@ -26,6 +26,11 @@ H5::DataSet create_dataset(const H5::Group& parent, const std::string& name, con
 // to the exception's own text; clears the stack. Call from the catch block of `e`.
 std::string error_text(const H5::Exception& e);
 
+// For a virtual dataset (HDF5 VDS, layout H5D_VIRTUAL) of `file`: the first source it maps that
+// cannot be opened, as "'<source file>' (dataset <name>)"; empty when every source opens or the
+// dataset is not virtual. HDF5 reads a missing source as the fill value (zeros), silently.
+std::string missing_virtual_source(const H5::DataSet& dataset, const std::string& file);
+
 // "/requests/0" + "keys" -> "/requests/0/keys"; "" + "format" -> "/format".
 std::string join(const std::string& parent, const std::string& name);
 

@@ -10,4 +10,6 @@ std::int64_t LayerTrace::query_row(std::int64_t position) const {
   return it - query_positions.begin();
 }
 
+std::string LayerTrace::where() const { return origin.empty() ? "trace layer " + std::to_string(layer) : origin; }
+
 }  // namespace kvsim

@@ -42,6 +42,10 @@ struct TraceHeader {
   // that scores with them is refused before any layer is loaded. Derived from the layers, not
   // written as an attribute.
   std::map<std::string, std::vector<int>> recon_query_layers;
+  // Request id -> traced layer -> positions of its stored queries (sorted), likewise so that a
+  // replay needing a query the file lacks is refused up front. Trace files only (empty for a
+  // synthetic source, which stores every query its policies need).
+  std::map<std::string, std::map<int, std::vector<std::int64_t>>> query_positions;
 };
 
 // One traced layer of one request.
@@ -56,9 +60,14 @@ struct LayerTrace {
   // and the archetype of each KV head ("sink", "local", "retrieval", "heavy_hitter", "diffuse").
   std::vector<int> needle_heads;
   std::vector<std::string> head_archetypes;
+  // Where the layer came from, for messages: "<file>: /requests/<id>/layer_<L>" for a trace file;
+  // empty for a synthesised layer.
+  std::string origin;
 
   // Row index of `position` in `queries`, or -1 if that position was not stored.
   std::int64_t query_row(std::int64_t position) const;
+  // `origin`, or "trace layer <L>" when it is empty: the start of an error about this layer's data.
+  std::string where() const;
 };
 
 // A source of traces. load_layer may be slow (file I/O, generation); callers load one layer at a

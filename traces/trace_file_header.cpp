@@ -136,9 +136,9 @@ RequestInfo read_request(const H5::Group& requests, const std::string& id, Trace
                            std::to_string(layer) + ", so every request needs it");
     }
     const LayerContext context{path, h5::join(group_path, name), &header.model, request.total_tokens(), layer};
-    if (read_layer_layout(group.openGroup(name), context).has_recon_queries) {
-      header.recon_query_layers[id].push_back(layer);
-    }
+    LayerLayout layout = read_layer_layout(group.openGroup(name), context);
+    if (layout.has_recon_queries) header.recon_query_layers[id].push_back(layer);
+    header.query_positions[id][layer] = std::move(layout.query_positions);
   }
   return request;
 }

@@ -36,6 +36,9 @@ std::optional<H5::DataSet> open_dataset(const H5::Group& group, const LayerConte
 std::int64_t check_float_dataset(const H5::DataSet& dataset, const LayerContext& context, const std::string& name,
                                  int heads, std::int64_t tokens, const char* heads_name, const char* tokens_name) {
   if (dataset.getTypeClass() != H5T_FLOAT) fail_at(context, name, "element type is not floating point; expected float16 or float32");
+  if (const std::string source = h5::missing_virtual_source(dataset, context.file); !source.empty()) {
+    fail_at(context, name, "virtual dataset whose source " + source + " cannot be opened (HDF5 would read zeros)");
+  }
   const std::vector<hsize_t> dims = h5::dims_of(dataset.getSpace());
   const bool ok = dims.size() == 3 && dims[0] == static_cast<hsize_t>(heads) &&
                   (tokens < 0 || dims[1] == static_cast<hsize_t>(tokens)) &&
@@ -154,6 +157,11 @@ LayerLayout read_layer_layout(const H5::Group& group, const LayerContext& contex
                       context.total_tokens, "num_kv_heads", "prompt+generated");
   layout.num_queries = check_float_dataset(*open_dataset(group, context, "queries", true), context, "queries",
                                            model.num_q_heads, -1, "num_q_heads", "T_q");
+  // Fidelity needs the decode positions and every policy scores with some queries: a layer with
+  // none can only fail later, deep in a replay.
+  if (layout.num_queries == 0) {
+    fail_at(context, "queries", "holds no stored queries (T_q = 0); expected at least the decode positions");
+  }
   layout.query_positions = read_positions(*open_dataset(group, context, "query_positions", true), context,
                                           layout.num_queries);
   if (const auto recon = open_dataset(group, context, "recon_queries", false)) {
@@ -170,6 +178,7 @@ LayerTrace read_layer(const H5::Group& group, const LayerContext& context) {
   const ModelShape& model = *context.model;
   LayerTrace trace;
   trace.layer = context.layer;
+  trace.origin = context.file + ": " + context.group_path;
   trace.keys = read_heads(group.openDataSet("keys"), context, "keys", model.num_kv_heads, context.total_tokens);
   trace.values = read_heads(group.openDataSet("values"), context, "values", model.num_kv_heads, context.total_tokens);
   trace.queries = read_heads(group.openDataSet("queries"), context, "queries", model.num_q_heads, layout.num_queries);

@@ -10,6 +10,7 @@
 #include "sim/replay/fidelity.h"
 #include "sim/replay/layer_replay.h"
 #include "util/error.h"
+#include "util/memory.h"
 
 namespace kvsim {
 
@@ -26,6 +27,19 @@ std::vector<std::int64_t> evaluation_positions(const RequestInfo& request, int m
   return positions;
 }
 
+void check_replay_fits(const ModelShape& model, const RequestInfo& request, const PassPlan& plan,
+                       std::size_t num_policies, const std::string& where) {
+  // Per (layer, policy): the LayerReplay itself, pass_entries + pass_entry_steps (+ pass_bytes),
+  // and one kept position (int32) per token of at least one head group.
+  const double per_layer_policy = 256.0 + 24.0 * static_cast<double>(plan.passes.size()) +
+                                  4.0 * static_cast<double>(request.total_tokens());
+  const double bytes = per_layer_policy * model.num_layers * static_cast<double>(num_policies);
+  check_fits_in_memory(bytes, where,
+                       "the replay's bookkeeping (" + std::to_string(model.num_layers) + " layers x " +
+                           std::to_string(num_policies) + " policies x " + std::to_string(plan.passes.size()) +
+                           " passes)");
+}
+
 namespace {
 
 Summary summarise(const std::vector<double>& samples, double tail_q) {
@@ -36,7 +50,7 @@ Summary summarise(const std::vector<double>& samples, double tail_q) {
 void check_queries(const LayerTrace& trace, std::span<const std::int64_t> positions, const std::string& why) {
   for (std::int64_t t : positions) {
     if (trace.query_row(t) < 0) {
-      throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
+      throw InputError(trace.where() + ": no stored query at position " +
                        std::to_string(t) + ", needed by " + why +
                        " (synthesise with matching --chunk-tokens/--window, or record those positions)");
     }
@@ -127,7 +141,7 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
       policy->add_required_queries(request, prefill, &needed);
       check_queries(trace, needed, policy->spec());
       if (policy->requires_recon_queries() && trace.recon_queries.empty()) {
-        throw InputError("trace layer " + std::to_string(layer) + ": no recon_queries dataset, which " +
+        throw InputError(trace.where() + ": no recon_queries dataset, which " +
                          policy->spec() + " scores with (record a context-reconstruction pass, or synthesise one)");
       }
     }

@@ -58,5 +58,12 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
 // always including the first and the last.
 std::vector<std::int64_t> evaluation_positions(const RequestInfo& request, int max_queries);
 
+// The replay keeps, per layer and policy, a count per pass and the final kept set (untraced layers
+// too): about layers x policies x (passes + tokens) words. Throws InputError("<where>: ...") when
+// that exceeds memory (the --max-memory cap, else this machine's), before any of it is allocated.
+// `where` names the file and key that set the layer count.
+void check_replay_fits(const ModelShape& model, const RequestInfo& request, const PassPlan& plan,
+                       std::size_t num_policies, const std::string& where);
+
 
 }  // namespace kvsim

@@ -4,6 +4,7 @@
 // (output error), for every evaluation query and query head.
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "policies/policy.h"
@@ -26,5 +27,9 @@ void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, 
                            int kv_head, std::span<const std::int64_t> eval_positions,
                            std::span<const Policy* const> policies, std::span<const LayerReplay* const> replays,
                            std::vector<FidelitySamples>& out);
+
+// Throws InputError("<trace.where()>: KV head <h>: <what> is not finite ..."): a trace whose
+// magnitudes overflow float32 in the attention is refused, never reported as NaN.
+[[noreturn]] void fail_non_finite(const LayerTrace& trace, int kv_head, const std::string& what);
 
 }  // namespace kvsim

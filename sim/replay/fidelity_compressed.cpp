@@ -1,5 +1,6 @@
 #include "sim/replay/fidelity_compressed.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -39,14 +40,18 @@ void measure_compressed_fidelity(const ModelShape& model, const RequestInfo& req
     for (int g = 0; g < group; ++g) q.row(g) = queries.row(g * evals + e);
     HeadMatrix logits(group, count);
     logits.noalias() = (q * scale) * k.transpose();
+    if (!logits.allFinite()) fail_non_finite(trace, kv_head, "an attention logit over the stored (compressed) keys");
     for (int g = 0; g < group; ++g) {
       const Eigen::Index row = g * evals + e;
+      // Max-subtracted in double: the largest term is exactly 1, so the sum is >= 1.
       Eigen::RowVectorXd p = logits.row(g).cast<double>();
       p = (p.array() - p.maxCoeff()).exp().matrix();
       p /= p.sum();
       const Eigen::RowVectorXd o = p * v.cast<double>();
+      if (!o.allFinite()) fail_non_finite(trace, kv_head, "the attention output over the stored (compressed) values");
       double recall = 0.0;
       for (std::int64_t pos : visible) recall += probs(row, static_cast<Eigen::Index>(pos));
+      recall = std::clamp(recall, 0.0, 1.0);  // a probability mass; float rounding may exceed 1
       const Eigen::RowVectorXd reference = full_out.row(row).cast<double>();
       const double ref_norm = reference.norm();
       samples[static_cast<std::size_t>(row)] = {recall, ref_norm > 0 ? (o - reference).norm() / ref_norm : 0.0};

@@ -1,5 +1,7 @@
 #include "sim/replay/metrics_row.h"
 
+#include <cmath>
+#include <stdexcept>
 #include <utility>
 
 namespace kvsim {
@@ -15,6 +17,9 @@ class MetricList {
   }
   void real(std::vector<std::string> path, double value, bool present = true) {
     Metric m{std::move(path), MetricKind::real, present};
+    // Inputs that could make a metric NaN or infinite are refused before the replay; one that
+    // slips through is a bug, reported as such instead of written as null or an empty cell.
+    if (present && !std::isfinite(value)) throw std::logic_error("metric " + m.column() + " is not finite");
     m.real = value;
     list_.push_back(std::move(m));
   }

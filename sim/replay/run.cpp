@@ -1,6 +1,8 @@
 #include "sim/replay/run.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <optional>
 #include <tbb/global_control.h>
 #include <tbb/info.h>
 
@@ -106,6 +108,35 @@ void check_recon_queries(const Scenario& s, const TraceHeader& header, const Req
   }
 }
 
+// Every query position the fidelity measurement or a policy needs must be stored in every traced
+// layer: refused before any layer is loaded, naming the trace and the dataset.
+void check_stored_queries(const Scenario& s, const TraceHeader& header, const RequestInfo& request,
+                          const PassPlan& plan, std::span<const Policy* const> policies) {
+  const auto found = header.query_positions.find(request.id);
+  if (found == header.query_positions.end()) return;
+  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
+  std::vector<std::pair<std::int64_t, std::string>> needed;
+  for (const std::int64_t t : evaluation_positions(request, s.fidelity_queries)) {
+    needed.emplace_back(t, "the fidelity measurement (decode positions; [sim] fidelity_queries)");
+  }
+  for (const Policy* policy : policies) {
+    std::vector<std::int64_t> positions;
+    policy->add_required_queries(request, prefill, &positions);
+    for (const std::int64_t t : positions) needed.emplace_back(t, policy->spec());
+  }
+  for (const int layer : header.traced_layers) {
+    const auto stored = found->second.find(layer);
+    if (stored == found->second.end()) continue;
+    for (const auto& [t, why] : needed) {
+      if (std::binary_search(stored->second.begin(), stored->second.end(), t)) continue;
+      fail_input(s.path + ": [workload] trace",
+                 s.trace + ": /requests/" + request.id + "/layer_" + std::to_string(layer) +
+                     "/query_positions has no query at position " + std::to_string(t) + ", needed by " + why +
+                     " (synthesise with matching --chunk-tokens/--window, or record those positions)");
+    }
+  }
+}
+
 // A token budget at or above the prompt keeps every entry: the policy would silently be the full
 // cache. Refused for a single-request replay, where the prompt is known (serving workloads mix
 // prompt lengths, so there a count above some prompts is normal and allowed).
@@ -133,10 +164,23 @@ ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
   for (const auto& p : policies) policy_ptrs.push_back(p.get());
 
   ScenarioRun run;
+  // Hardware first: a placement it cannot serve is refused before the replay, not after it.
+  if (!scenario.hardware_preset.empty()) {
+    try {
+      run.hardware = load_hardware(scenario.hardware_preset, scenario.hardware_attach);
+    } catch (const InputError& e) {
+      fail_input(scenario.path + ": [hardware] preset", e.what());
+    }
+    check_scenario_tiers(scenario, *run.hardware);
+  }
   std::unique_ptr<TraceSource> source;
   if (scenario.synthetic()) {
     check_token_budgets(scenario, policy_ptrs, scenario.prompt_tokens);
     run.plan = make_pass_plan(scenario.prompt_tokens, scenario.generated_tokens, scenario.chunk_tokens);
+    RequestInfo request;
+    request.prompt_tokens = scenario.prompt_tokens;
+    request.generated_tokens = scenario.generated_tokens;
+    check_replay_fits(scenario.model, request, run.plan, policies.size(), scenario.path + ": [model] num_layers");
     source = make_synthetic_request(scenario, run.plan, scenario.seed, scenario.needles, policy_ptrs);
     run.request = source->header().requests.front();
   } else {
@@ -144,8 +188,14 @@ ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
     check_token_budgets(scenario, policy_ptrs, run.request.prompt_tokens);
     check_recon_queries(scenario, source->header(), run.request, policy_ptrs);
     run.plan = make_pass_plan(run.request.prompt_tokens, run.request.generated_tokens, scenario.chunk_tokens);
+    check_stored_queries(scenario, source->header(), run.request, run.plan, policy_ptrs);
+    check_replay_fits(source->header().model, run.request, run.plan, policies.size(),
+                      scenario.path + ": [workload] trace " + scenario.trace + ": root attribute num_layers");
   }
   run.model = source->header().model;
+  // The cost model's checks (dense-layer shape, tp) too, before the replay rather than after it.
+  std::optional<CostModel> cost;
+  if (run.hardware) cost.emplace(*run.hardware, run.model, scenario.tensor_parallel, scenario.path + ": [hardware]");
   run.traced_layers = source->header().traced_layers;
   run.trace_source = source->header().source;
   ReplayOptions options;
@@ -153,17 +203,11 @@ ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
   options.keep_masks = keep_masks;
   options.progress = progress;
   run.results = replay_request(*source, run.request, run.plan, policy_ptrs, options);
-  if (!scenario.hardware_preset.empty()) {
-    try {
-      run.hardware = load_hardware(scenario.hardware_preset, scenario.hardware_attach);
-    } catch (const InputError& e) {
-      fail_input(scenario.path + ": [hardware] preset", e.what());
-    }
+  if (run.hardware) {
     const ModelShape& model = run.model;
-    const CostModel cost(*run.hardware, model, scenario.tensor_parallel, scenario.path + ": [hardware]");
     const Hierarchy hierarchy(*run.hardware);
     const Placement& placement = scenario.placement;
-    const TimingInput input{cost, hierarchy, model, run.plan, placement, scenario.tensor_parallel};
+    const TimingInput input{*cost, hierarchy, model, run.plan, placement, scenario.tensor_parallel};
     for (const auto& result : run.results) {
       try {
         run.timings.push_back(time_request(input, result));

@@ -13,7 +13,7 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
   const Placement& placement = in.placement;
   const bool tiered = placement.kind != Placement::Kind::kHbmOnly;
   if (tiered && (!hw.has_tier(placement.tier) || placement.tier == top)) {
-    throw InputError("placement " + placement.spec() + ": hardware " + hw.device.name + " has no lower tier '" +
+    throw InputError("placement " + placement.spec() + ": hardware " + (hw.source.empty() ? hw.device.name : hw.source) + " has no lower tier '" +
                      placement.tier + "' (attach one, e.g. [hardware] attach = cxl-gen5)");
   }
   const double tp = in.tensor_parallel;

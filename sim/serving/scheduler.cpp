@@ -51,7 +51,7 @@ class Scheduler {
     compute_tier_ = hw.device.compute_tier;
     if (cfg_.preemption == ServingConfig::Preemption::kSwap) {
       if (!hw.has_tier(cfg_.swap_tier) || cfg_.swap_tier == compute_tier_) {
-        throw InputError("preemption " + cfg_.preemption_spec() + ": hardware " + hw.device.name +
+        throw InputError("preemption " + cfg_.preemption_spec() + ": hardware " + (hw.source.empty() ? hw.device.name : hw.source) +
                          " has no lower tier '" + cfg_.swap_tier + "' (attach one, e.g. [hardware] attach = host-ddr5)");
       }
       in.hierarchy.path(compute_tier_, cfg_.swap_tier);  // throws if no path
@@ -520,7 +520,7 @@ std::int64_t kv_capacity_blocks(const ServingInput& in) {
   const double block_bytes = static_cast<double>(in.config.block_tokens) * static_cast<double>(in.model.bytes_per_token());
   const auto blocks = static_cast<std::int64_t>(std::floor(kv_bytes / block_bytes));
   if (blocks < 1) {
-    throw InputError("hardware " + hw.device.name + ": the weights of " + in.model.name + " (" +
+    throw InputError("hardware " + (hw.source.empty() ? hw.device.name : hw.source) + ": the weights of " + in.model.name + " (" +
                      std::to_string(in.cost.weight_bytes() / 1e9) + " GB) leave no room for one KV block in " +
                      std::to_string(hbm_bytes / 1e9) + " GB of " + hw.device.compute_tier +
                      " (raise [hardware] tp or use a larger device)");

@@ -55,6 +55,7 @@ Hardware load_scenario_hardware(const Scenario& s) {
 
 ServingStudy::ServingStudy(const Scenario& scenario, const std::function<void(const std::string&)>& progress)
     : scenario_(scenario), workload_(load_scenario_workload(scenario)), policies_(make_scenario_policies(scenario)) {
+  check_scenario_tiers(scenario, load_scenario_hardware(scenario));  // before the retention replays
   std::vector<const Policy*> ptrs;
   for (const auto& p : policies_) ptrs.push_back(p.get());
   const std::size_t n = workload_.requests.size();

@@ -5,6 +5,7 @@
 #include <exception>
 #include <mutex>
 #include <set>
+#include <tbb/global_control.h>
 #include <tbb/task_arena.h>
 #include <tbb/task_group.h>
 
@@ -95,6 +96,9 @@ void run_sweep_scenarios(const std::string& dir, const Sweep& sweep, const std::
       }
     }
   };
+  // Lets the arena have `jobs` threads even above the core count; without it oneTBB caps the
+  // workers at the cores and prints a "TBB Warning" on stderr (also under --quiet).
+  const tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(jobs));
   tbb::task_arena arena(jobs);
   arena.execute([&] {
     tbb::task_group group;

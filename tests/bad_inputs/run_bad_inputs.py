@@ -18,6 +18,7 @@ Inputs:
                    (Azure .csv, Mooncake .jsonl, synthetic specs)
   (generated)      HDF5 traces             each corrupted copy of a small valid `kvsim synth` file
                                            is run through `kvsim inspect` and `kvsim run`
+                                           (RUN_ONLY: valid files that only a replay refuses)
   (inline)         command lines           unknown command/option, missing options, impossible synth
 Each static file's first line says what is wrong and what is expected:
   # <problem> -- expect exit 2: "<fragment of the error line>"
@@ -44,6 +45,10 @@ import struct
 import subprocess
 import sys
 import time
+
+# Trace cases that are valid files and only fail when replayed (inspect checks the stored data;
+# a replay needs the attention and the queries its policies and fidelity use): no inspect case.
+RUN_ONLY = {"logits_overflow", "decode_query_missing"}
 
 # Known kvsim bugs found by this matrix: case name -> what goes wrong. Remove an entry when fixed.
 EXPECTED_FAILURES = {
@@ -103,7 +108,7 @@ def static_cases(trace_setup):
             if not file.endswith(".ini"):
                 continue
             path = os.path.join(HERE, folder, file)
-            with open(path) as f:
+            with open(path, encoding="utf-8-sig") as f:  # a case may start with a byte-order mark
                 lines = f.read().splitlines()
             problem, fragment, code, args = read_expectation(path, lines)
             argv = (args or default).format(file=file).split()
@@ -251,6 +256,39 @@ def trace_mutations(np, h5py):
     def set_attrs(**values):
         return attrs(lambda f: f.attrs.update(values))
 
+    def no_queries(f):
+        # A layer that stores no queries at all (T_q = 0): passed inspect before issue 17.
+        for name, shape, dtype in (("queries", (8, 0, 32), "f4"), ("query_positions", (0,), "i8")):
+            del f[L0 + "/" + name]
+            f.create_dataset(L0 + "/" + name, shape=shape, dtype=dtype)
+
+    def virtual_keys(f):
+        # layer_0/keys as an HDF5 virtual dataset whose source file does not exist: HDF5 reads the
+        # fill value (zeros) for it without a word.
+        layout = h5py.VirtualLayout(shape=(2, PROMPT + GENERATED, 32), dtype="f4")
+        layout[...] = h5py.VirtualSource("missing_source.h5", "keys", shape=(2, PROMPT + GENERATED, 32))
+        del f[L0 + "/keys"]
+        f.create_virtual_dataset(L0 + "/keys", layout, fillvalue=0)
+
+    def scale(dataset, factor):
+        def fn(f):
+            d = f[dataset]
+            d[...] = d[()] * factor
+        return fn
+
+    def overflowing_logits(f):
+        # Finite float32 keys and queries (|x| ~ 1e21) whose dot products overflow float32.
+        scale(L0 + "/keys", 1e20)(f)
+        scale(L0 + "/queries", 1e20)(f)
+
+    def drop_last_query(f):
+        # The last decode position's query is missing in layer_0: the trace is valid on its own,
+        # but the fidelity measurement needs it.
+        for name in ("queries", "query_positions"):
+            old = f[L0 + "/" + name][()]
+            del f[L0 + "/" + name]
+            f.create_dataset(L0 + "/" + name, data=old[:, :-1] if name == "queries" else old[:-1])
+
     return {
         # root attributes
         "missing_format": ("root attribute 'format' is missing", "format", del_attr("/", "format")),
@@ -339,6 +377,17 @@ def trace_mutations(np, h5py):
                                 poke(L0 + "/keys", (1, 17, 3), np.nan), "float16"),
         "inf_in_float16_values": ("an Inf in layer_2/values of a float16 trace", "layer_2/values",
                                   poke(R + "/layer_2/values", (0, 263, 31), np.inf), "float16"),
+        # issue 17: hostile but well-formed values
+        "rope_theta_inf": ("root attribute rope_theta = inf", "rope_theta", set_attr("/", "rope_theta", np.inf)),
+        "num_layers_int_max": ("root attribute num_layers = 2^31 - 1 (the engine's per-layer bookkeeping would exhaust "
+                               "memory)", "num_layers", set_attr("/", "num_layers", np.int64(2**31 - 1))),
+        "no_stored_queries": ("layer_0 stores zero queries (queries [8, 0, 32])", "layer_0/queries", attrs(no_queries)),
+        "virtual_source_missing": ("layer_0/keys is a virtual dataset whose source file is missing", "layer_0/keys",
+                                   attrs(virtual_keys)),
+        "logits_overflow": ("keys and queries of layer_0 scaled by 1e20: finite, but q.k overflows float32 (the "
+                            "metrics would be NaN)", "layer_0: KV head", attrs(overflowing_logits)),
+        "decode_query_missing": ("layer_0 lacks the query of the last decode position, which the fidelity needs",
+                                 "layer_0/query_positions has no query at position 263", attrs(drop_last_query)),
         "recon_queries_wrong_shape": ("optional dataset recon_queries has head_dim 16", "recon_queries",
                                       attrs(lambda f: f.create_dataset(L0 + "/recon_queries", data=np.zeros((8, 4, 16), "f4")))),
         "huge_declared_shape": ("consistent metadata declares a 10^9-token request (256 GB of keys per layer); must be "
@@ -383,8 +432,9 @@ def trace_cases(np, h5py, kvsim, workdir):
                         "[sim]\nthreads = 1\n" % file)
 
         frag = fragment if fragment is not None else file
-        cases.append(Case("trace.%s.inspect" % name, ["inspect", file, "--quiet"], problem, frag, names=[file],
-                          setup=setup))
+        if name not in RUN_ONLY:
+            cases.append(Case("trace.%s.inspect" % name, ["inspect", file, "--quiet"], problem, frag, names=[file],
+                              setup=setup))
         cases.append(Case("trace.%s.run" % name, ["run", "scenario.ini", "--out", "out", "--save-kept", "kept.h5",
                                                   "--quiet"], problem, frag, names=[file], setup=setup))
     return cases, copy_good
@@ -466,6 +516,22 @@ def cli_cases(copy_good):
     add("run_timeline_in_missing_folder", ["run", "hw-scenario.ini", "--out", "out", "--timeline", "no/such/trace.json",
                                            "--quiet"], "--timeline in a folder that does not exist", "no/such/trace.json",
         setup=hw_scenario)
+    # issue 17: bounds on counts, and the global option given twice
+    def one_scenario_sweep(sandbox):
+        shutil.copy(os.path.join(sandbox, "valid-scenario.ini"), os.path.join(sandbox, "sweep.ini"))
+
+    add("sweep_jobs_huge", ["sweep", "sweep.ini", "--out", "out", "--jobs", "10000000", "--quiet"],
+        "--jobs 10000000 (crashed inside TBB and left sweep.id behind)", "--jobs: must be in [1, 1024]",
+        setup=one_scenario_sweep)
+    add("run_threads_huge", ["run", "valid-scenario.ini", "--out", "out", "--threads", "100000000", "--quiet"],
+        "--threads 100000000", "--threads: must be in [0, 1024]")
+    add("run_threads_stacks_over_max_memory", ["--max-memory", "256MiB", "run", "valid-scenario.ini", "--out", "out",
+                                               "--threads", "1000", "--quiet"],
+        "--threads 1000 under --max-memory 256MiB (4 MiB of stack each)", "threads' stacks")
+    add("max_memory_twice", ["--max-memory", "1GiB", "run", "valid-scenario.ini", "--out", "out", "--max-memory", "2GiB"],
+        "--max-memory given twice", "--max-memory: given twice")
+    add("max_memory_without_size", ["run", "valid-scenario.ini", "--out", "out", "--max-memory"],
+        "--max-memory as the last word, without a size", "--max-memory: missing its SIZE")
     add("run_out_is_a_file", ["run", "valid-scenario.ini", "--out", "tiny-model.ini", "--quiet"],
         "--out names an existing regular file", "tiny-model.ini")
 
@@ -677,9 +743,10 @@ def main():
             failed += 1
             print("FAIL %s (%s): %s%s" % (case.name, case.problem, "; ".join(problems), detail))
 
-    print("%d cases (%d static files, %d generated traces x 2 commands, %d command lines) + %d controls"
+    print("%d cases (%d static files, %d generated traces x inspect and run, %d command lines) + %d controls"
           % (len(selected), sum(c.name.split(".")[0] in ("scenario", "hardware", "model", "workload", "sweep") for c in selected),
-             sum(c.name.startswith("trace.") for c in selected) // 2, sum(c.name.startswith("cli.") for c in selected),
+             len({c.name.split(".")[1] for c in selected if c.name.startswith("trace.")}),
+             sum(c.name.startswith("cli.") for c in selected),
              len(controls)))
     print("%d passed, %d failed (%d expected failures of known bugs, %d unexpected passes)"
           % (passed, failed, xfail, xpass))

@@ -15,6 +15,7 @@
 #include "util/atomic_folder.h"
 #include "util/error.h"
 #include "util/output_guard.h"
+#include "util/threads.h"
 
 namespace kvsim::cli {
 
@@ -44,7 +45,7 @@ int cmd_run(const Args& args) {
       ("out,o", po::value<std::string>(), "output folder (created): summary.json, timeline.csv, requests.csv")
       ("save-kept", po::value<std::string>(), "also write each policy's final kept mask per layer to this .h5 file")
       ("timeline", po::value<std::string>(), "write a Chrome/Perfetto trace of the simulated time (needs [hardware])")
-      ("threads", po::value<int>(), "override [sim] threads (0: all cores)")
+      ("threads", po::value<int>(), "override [sim] threads (0: all cores; at most 1024, and their stacks (4 MiB each) within --max-memory)")
       ("quiet,q", "no progress output on stderr");
   po::positional_options_description positional;
   positional.add("scenario", 1);
@@ -68,7 +69,7 @@ int cmd_run(const Args& args) {
   Scenario scenario = load_scenario(v["scenario"].as<std::string>());
   if (v.count("threads")) {
     scenario.threads = v["threads"].as<int>();
-    if (scenario.threads < 0) fail_input("kvsim run --threads", "must be >= 0");
+    check_thread_count(scenario.threads, 0, "kvsim run --threads");
   }
   // Check every output location before any work, so a bad path never leaves partial results and
   // no output replaces an input (issue 17 item 2).

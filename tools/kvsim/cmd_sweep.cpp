@@ -1,4 +1,5 @@
 // kvsim sweep: many scenarios from one sweep file, in parallel, resumable, shardable.
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <charconv>
 #include <chrono>
@@ -17,6 +18,7 @@
 #include "util/error.h"
 #include "util/ini.h"
 #include "util/output_guard.h"
+#include "util/threads.h"
 
 namespace kvsim::cli {
 
@@ -90,7 +92,7 @@ int cmd_sweep(const Args& args) {
       ("sweep", po::value<std::string>(), "sweep INI file")
       ("out,o", po::value<std::string>(), "output folder (created, or resumed)")
       ("shard", po::value<std::string>(), "i/N: run only the scenarios whose index is i-1 modulo N")
-      ("jobs,j", po::value<int>(), "threads in all, shared by the scenarios running at once (default: all cores)")
+      ("jobs,j", po::value<int>(), "threads in all, shared by the scenarios running at once (default: all cores; 1 to 1024, and their stacks (4 MiB each) within --max-memory)")
       ("list", "print the expanded scenarios (index, hash, seed, swept values) and exit")
       ("quiet,q", "no progress output on stderr");
   po::positional_options_description positional;
@@ -115,8 +117,9 @@ int cmd_sweep(const Args& args) {
   if (!v.count("out")) fail_input("kvsim sweep", "missing --out DIR (see kvsim sweep --help)");
   const std::string dir = v["out"].as<std::string>();
   const Shard shard = v.count("shard") ? parse_shard(v["shard"].as<std::string>()) : Shard{};
-  const int jobs = v.count("jobs") ? v["jobs"].as<int>() : tbb::info::default_concurrency();
-  if (jobs < 1) fail_input("kvsim sweep --jobs", "must be >= 1");
+  // The default (every core) is not checked: it is what the machine has, not a typo.
+  const int jobs = v.count("jobs") ? v["jobs"].as<int>() : std::min(tbb::info::default_concurrency(), kMaxThreads);
+  if (v.count("jobs")) check_thread_count(jobs, 1, "kvsim sweep --jobs");
   const bool quiet = v.count("quiet") > 0;
   const auto start = std::chrono::steady_clock::now();
 

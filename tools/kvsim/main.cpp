@@ -70,27 +70,36 @@ int main(int argc, char** argv) {
   // --max-memory SIZE (anywhere on the line, any command) caps kvsim's own memory.
   std::vector<std::string> words(argv + 1, argv + argc);
   double max_memory_bytes = 0;
-  for (std::size_t i = 0; i < words.size(); ++i) {
+  bool max_memory_seen = false;
+  for (std::size_t i = 0; i < words.size();) {
     std::string value;
-    if (words[i] == "--max-memory" && i + 1 < words.size()) {
+    if (words[i] == "--max-memory" && i + 1 == words.size()) {
+      std::cerr << "kvsim: error: --max-memory: missing its SIZE (e.g. --max-memory 4GiB)\n";
+      return 2;
+    }
+    if (words[i] == "--max-memory") {
       value = words[i + 1];
       words.erase(words.begin() + static_cast<std::ptrdiff_t>(i), words.begin() + static_cast<std::ptrdiff_t>(i) + 2);
     } else if (words[i].rfind("--max-memory=", 0) == 0) {
       value = words[i].substr(13);
       words.erase(words.begin() + static_cast<std::ptrdiff_t>(i));
     } else {
+      ++i;
       continue;
     }
     try {
+      // Two caps would leave the reader guessing which one holds (and the second used to reach the
+      // command as an unknown option).
+      if (max_memory_seen) kvsim::fail_input("--max-memory", "given twice; give it once");
+      max_memory_seen = true;
       max_memory_bytes = kvsim::parse_quantity(value, kvsim::UnitKind::kBytes, "--max-memory");
       if (!(max_memory_bytes >= (1 << 26))) kvsim::fail_input("--max-memory", "must be at least 64 MiB");
     } catch (const kvsim::InputError& e) {
       std::cerr << "kvsim: error: " << one_line(e.what()) << "\n";
       return 2;
     }
-    kvsim::set_memory_limit_bytes(max_memory_bytes);
-    break;
   }
+  if (max_memory_seen) kvsim::set_memory_limit_bytes(max_memory_bytes);
   if (words.empty()) {
     std::cerr << "kvsim: missing command (kvsim --help lists them)\n";
     return 2;
