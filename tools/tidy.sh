@@ -2,7 +2,7 @@
 # Runs clang-tidy (Debian's clang-tidy, the checks in .clang-tidy) over kvsim's own sources and
 # fails on any finding (issue 8). Tests, benchmarks and fuzz targets are not checked: gtest and
 # benchmark macros expand to code kvsim does not own.
-#   bash tools/tidy.sh [FILE_REGEX]     (default: every .cpp under util traces policies sim hw tools/kvsim)
+#   bash tools/tidy.sh [FILE_REGEX]     (default: every .cpp under util traces policies sim (and its wings) hw tools/kvsim)
 # Uses a configure-only clang build folder (build-tidy/) for its compile_commands.json, so that
 # GCC-only flags of the main build do not reach clang.
 set -euo pipefail
@@ -16,7 +16,7 @@ runner=$(command -v run-clang-tidy || command -v run-clang-tidy-14 || true)
 build=build-tidy
 CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKVSIM_NATIVE=OFF \
   -DKVSIM_BUILD_TESTS=OFF -DKVSIM_BUILD_BENCH=OFF >/dev/null
-regex="${1:-/(util|traces|policies|sim|hw|tools/kvsim)/[^/]*\.cpp$}"
+regex="${1:-/(util|traces|policies|sim|sim/replay|sim/serving|sim/sweep|hw|tools/kvsim)/[^/]*\.cpp$}"
 log="$build/tidy.log"
 # run-clang-tidy exits non-zero when a check reports (WarningsAsErrors in .clang-tidy).
 if "$runner" -quiet -p "$build" -j "$(nproc)" "$regex" >"$log" 2>&1; then
