@@ -59,8 +59,9 @@ std::string reserve_file_space(hid_t file) {
   return errno == ENOSPC || errno == EDQUOT ? std::strerror(errno) : "";
 }
 
-hid_t untimed_group_properties(bool track_creation_order) {
-  const hid_t properties = H5Pcreate(H5P_GROUP_CREATE);
+// `kind`: H5P_GROUP_CREATE, or H5P_FILE_CREATE for the root group.
+hid_t untimed_group_properties(bool track_creation_order, hid_t kind = H5P_GROUP_CREATE) {
+  const hid_t properties = H5Pcreate(kind);
   if (track_creation_order) H5Pset_link_creation_order(properties, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
   H5Pset_obj_track_times(properties, false);
   return properties;
@@ -81,11 +82,11 @@ Hdf5Writer::Hdf5Writer(std::string path, bool track_creation_order)
   H5::Exception::dontPrint();
   const std::filesystem::path folder = std::filesystem::path(path_).parent_path();
   remove_dead_temporaries(folder.string(), std::filesystem::path(path_).filename().string() + ".tmp.");
-  const hid_t properties = track_creation_order ? untimed_group_properties(true) : H5P_DEFAULT;
+  const hid_t properties = track_creation_order ? untimed_group_properties(true, H5P_FILE_CREATE) : H5P_DEFAULT;
   file_ = H5Fcreate(temporary_.c_str(), H5F_ACC_TRUNC, properties, H5P_DEFAULT);
+  const std::string why = file_ < 0 ? stack_text("H5Fcreate failed") : "";  // before H5Pclose clears the stack
   if (properties != H5P_DEFAULT) H5Pclose(properties);
   if (file_ < 0) {
-    const std::string why = stack_text("H5Fcreate failed");
     std::remove(temporary_.c_str());
     done_ = true;
     fail_input(path_, "cannot create the file (does the folder exist and is it writable?): " + why);
@@ -127,7 +128,7 @@ const H5::DataSet& Hdf5Writer::dataset(const H5::Group& parent, const std::strin
   return *handles_.back().dataset;
 }
 
-void Hdf5Writer::close_handle(std::deque<Handle>::iterator handle) {
+void Hdf5Writer::close_handle(const std::deque<Handle>::iterator& handle) {
   const hid_t id = handle->id;
   const bool is_group = handle->group != nullptr;
   handles_.erase(handle);  // the C++ object drops its reference: ours is now the last one

@@ -52,7 +52,7 @@ class Hdf5Writer {
 
  private:
   struct Handle;
-  void close_handle(std::deque<Handle>::iterator handle);
+  void close_handle(const std::deque<Handle>::iterator& handle);
   [[noreturn]] void fail(const std::string& what);
   void abandon() noexcept;
 

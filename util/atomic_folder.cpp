@@ -67,7 +67,7 @@ void check_replaceable_folder(const std::string& dir, const std::vector<std::str
   }
 }
 
-StagedFolder::StagedFolder(std::string dir, std::vector<std::string> ours) : dir_(std::move(dir)) {
+StagedFolder::StagedFolder(std::string dir, const std::vector<std::string>& ours) : dir_(std::move(dir)) {
   const auto [parent, name] = split(dir_);
   if (name.empty() || name == "." || name == "..") {
     fail_input(dir_, "--out must name a folder of its own (it is replaced as a whole)");

@@ -17,7 +17,7 @@ class StagedFolder {
   // is an InputError naming DIR, because the whole folder is replaced. Removes the temporaries of
   // dead writers beside DIR (restoring DIR from its renamed-aside copy if a writer died between
   // the two renames of the fallback), then creates the temporary folder.
-  StagedFolder(std::string dir, std::vector<std::string> ours);
+  StagedFolder(std::string dir, const std::vector<std::string>& ours);
   // Without commit(): the temporary folder is removed.
   ~StagedFolder();
   StagedFolder(const StagedFolder&) = delete;
