@@ -142,11 +142,15 @@ def check_extreme_values(k, w):
     check(full["attention_recall"]["mean"] == 1.0, "full's recall is 1: %r" % full["attention_recall"])
     for p in policies:
         for key in ("mean", "p5"):
-            check(0.0 <= p["attention_recall"][key] <= 1.0, "%s recall %s in [0, 1]" % (p["spec"], key))
+            x = p["attention_recall"][key]
+            check(isinstance(x, (int, float)) and 0.0 <= x <= 1.0, "%s recall %s in [0, 1]: %r" % (p["spec"], key, x))
         for key in ("mean", "p95"):
-            check(math.isfinite(p["output_error"][key]), "%s output_error %s finite" % (p["spec"], key))
+            x = p["output_error"][key]  # None where kvsim wrote null
+            check(isinstance(x, (int, float)) and math.isfinite(x), "%s output_error %s finite: %r" % (p["spec"], key, x))
     recall, error = stable_reference(np, h5py, os.path.join(w, "scaled.h5"), os.path.join(w, "scaled_kept.h5"),
                                      prompt, generated)
+    if not isinstance(snap["output_error"]["mean"], (int, float)):
+        return
     check(abs(snap["attention_recall"]["mean"] - recall) < 1e-4,
           "SnapKV recall %r vs numpy %r" % (snap["attention_recall"]["mean"], recall))
     check(abs(snap["output_error"]["mean"] - error) < 1e-3 * max(1.0, error),
