@@ -42,7 +42,7 @@ int cmd_run(const Args& args) {
   options.add_options()
       ("help,h", "show this help")
       ("scenario", po::value<std::string>(), "scenario INI file")
-      ("out,o", po::value<std::string>(), "output folder (created): summary.json, timeline.csv, requests.csv")
+      ("out,o", po::value<std::string>(), "output folder: summary.json, timeline.csv, requests.csv, written whole (a new set replaces an old one in one rename; a folder holding other files is refused)")
       ("save-kept", po::value<std::string>(), "also write each policy's final kept mask per layer to this .h5 file")
       ("timeline", po::value<std::string>(), "write a Chrome/Perfetto trace of the simulated time (needs [hardware])")
       ("threads", po::value<int>(), "override [sim] threads (0: all cores; at most 1024, and their stacks (4 MiB each) within --max-memory)")
