@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+from tiny_model import TINY_MODEL as MODEL
+
 passed = failed = 0
 
 
@@ -26,19 +28,6 @@ def check(cond, what):
 def run(kvsim, *argv):
     return subprocess.run([kvsim, *argv], capture_output=True, text=True, timeout=300)
 
-
-MODEL = """[model]
-name = tiny-gqa
-num_layers = 3
-num_q_heads = 8
-num_kv_heads = 2
-head_dim = 32
-kv_bits = 16
-rope_theta = 500000
-hidden_size = 256
-intermediate_size = 512
-vocab_size = 1000
-"""
 
 
 def scenario(trace, threads, extra=""):

@@ -23,25 +23,14 @@ import subprocess
 import sys
 import time
 
+from tiny_model import TINY_MODEL
+
 passed = failed = 0
 SEED = 20250117
 RUN_KILLS = 30
 SWEEP_KILLS = 30
 RUN_FILES = ("summary.json", "timeline.csv", "requests.csv")
 SCENARIO_FILES = ("scenario.ini", "summary.json", "timeline.csv", "requests.csv", "rows.csv")
-
-TINY_MODEL = """[model]
-name = tiny-gqa
-num_layers = 3
-num_q_heads = 8
-num_kv_heads = 2
-head_dim = 32
-kv_bits = 16
-rope_theta = 500000
-hidden_size = 256
-intermediate_size = 512
-vocab_size = 1000
-"""
 
 SCENARIO = """[model]
 preset = tiny-model.ini

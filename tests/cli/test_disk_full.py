@@ -17,21 +17,10 @@ import shutil
 import subprocess
 import sys
 
+from tiny_model import TINY_MODEL
+
 passed = failed = 0
 SKIP = 77
-
-TINY_MODEL = """[model]
-name = tiny-gqa
-num_layers = 3
-num_q_heads = 8
-num_kv_heads = 2
-head_dim = 32
-kv_bits = 16
-rope_theta = 500000
-hidden_size = 256
-intermediate_size = 512
-vocab_size = 1000
-"""
 
 SCENARIO = """[model]
 preset = tiny-model.ini
