@@ -91,7 +91,7 @@ H5::FloatType float16_type() {
   return type;
 }
 
-std::string error_text(const H5::Exception& e) {
+std::string take_innermost_hdf5_error() {
   std::string innermost;
   // Walking upward visits the most specific error first.
   H5Ewalk2(
@@ -103,6 +103,11 @@ std::string error_text(const H5::Exception& e) {
       },
       &innermost);
   H5Eclear2(H5E_DEFAULT);
+  return innermost;
+}
+
+std::string error_text(const H5::Exception& e) {
+  const std::string innermost = take_innermost_hdf5_error();
   return innermost.empty() ? e.getDetailMsg() : innermost;
 }
 

@@ -26,6 +26,9 @@ H5::DataSet create_dataset(const H5::Group& parent, const std::string& name, con
 // to the exception's own text; clears the stack. Call from the catch block of `e`.
 std::string error_text(const H5::Exception& e);
 
+// The most specific message on HDF5's error stack (empty if none); the stack is cleared.
+std::string take_innermost_hdf5_error();
+
 // For a virtual dataset (HDF5 VDS, layout H5D_VIRTUAL) of `file`: the first source it maps that
 // cannot be opened, as "'<source file>' (dataset <name>)"; empty when every source opens or the
 // dataset is not virtual. HDF5 reads a missing source as the fill value (zeros), silently.

@@ -22,16 +22,7 @@ namespace {
 // "file write failed: time = ..., errno = 28, error message = 'No space left on device', ...":
 // only the system's message is kept (the rest names the temporary and a clock time).
 std::string stack_text(const std::string& fallback) {
-  std::string innermost;
-  H5Ewalk2(
-      H5E_DEFAULT, H5E_WALK_UPWARD,
-      [](unsigned, const H5E_error2_t* error, void* data) -> herr_t {
-        auto* text = static_cast<std::string*>(data);
-        if (text->empty() && error->desc != nullptr && *error->desc != '\0') *text = error->desc;
-        return 0;
-      },
-      &innermost);
-  H5Eclear2(H5E_DEFAULT);
+  const std::string innermost = h5::take_innermost_hdf5_error();
   const std::string marker = "error message = '";
   const auto at = innermost.find(marker);
   if (at != std::string::npos) {
