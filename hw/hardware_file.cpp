@@ -8,6 +8,7 @@
 #include "hw/hardware.h"
 #include "util/error.h"
 #include "util/ini.h"
+#include "util/options_error.h"
 #include "util/presets.h"
 #include "util/units.h"
 
@@ -66,7 +67,8 @@ Device::AllReduce parse_allreduce(const std::string& field, const std::string& v
 
 // Reads every `section.key = value` of an INI file (sections may be dotted: [tier.hbm]).
 std::vector<std::pair<std::string, std::string>> read_pairs(const fs::path& path) {
-  std::istringstream in(read_ini_text(path.string()));  // checked, and without a UTF-8 byte-order mark
+  const std::string text = read_ini_text(path.string());  // checked, and without a UTF-8 byte-order mark
+  std::istringstream in(text);
   po::options_description none;
   try {
     const po::parsed_options parsed = po::parse_config_file(in, none, /*allow_unregistered=*/true);
@@ -76,7 +78,7 @@ std::vector<std::pair<std::string, std::string>> read_pairs(const fs::path& path
     }
     return pairs;
   } catch (const po::error& e) {
-    fail_input(path.string(), e.what());
+    fail_input(path.string(), options_error_text(e, text));
   }
 }
 

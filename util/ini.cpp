@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "util/error.h"
+#include "util/options_error.h"
 
 namespace kvsim {
 
@@ -45,15 +46,8 @@ void parse_ini_text(const std::string& text, const std::string& path, const po::
     po::notify(values);
   } catch (const po::unknown_option& e) {
     fail_input(path, "unknown key '" + e.get_option_name() + "' (see --help for the keys of each section)");
-  } catch (const po::error_with_option_name& e) {
-    // Boost 1.74's what() substitutes %value% / %canonical_option% placeholders until none are
-    // left, so a key or value that itself contains such a token loops forever (found by fuzzing).
-    if (text.find('%') != std::string::npos) {
-      fail_input(path, "key '" + e.get_option_name() + "': invalid value or syntax");
-    }
-    fail_input(path, e.what());
   } catch (const po::error& e) {
-    fail_input(path, e.what());
+    fail_input(path, options_error_text(e, text));
   }
 }
 

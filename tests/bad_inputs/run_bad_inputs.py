@@ -461,6 +461,11 @@ def cli_cases(copy_good):
     add("run_negative_threads", ["run", "valid-scenario.ini", "--out", "out", "--threads", "-2"], "--threads -2", "threads")
     add("run_threads_not_a_number", ["run", "valid-scenario.ini", "--out", "out", "--threads", "many"],
         "--threads many", "threads")
+    # Boost 1.74's error text substitutes its own placeholders until none is left: a value that is one looped forever.
+    add("run_threads_placeholder", ["run", "valid-scenario.ini", "--out", "out", "--threads", "%value%"],
+        "--threads %value% (a Boost message placeholder)", "threads")
+    add("synth_prompt_placeholder", ["synth", "--model", "tiny-model.ini", "--prompt-tokens", "%canonical_option%",
+                                     "--out", "synth.h5"], "--prompt-tokens %canonical_option%", "prompt-tokens")
     add("run_two_scenarios", ["run", "valid-scenario.ini", "valid-scenario.ini", "--out", "out"],
         "two positional scenarios", "kvsim run")
     add("synth_missing_out", synth, "synth without --out", "out")

@@ -11,6 +11,7 @@
 #include "traces/synth.h"
 #include "traces/trace_file.h"
 #include "util/error.h"
+#include "util/options_error.h"
 #include "util/output_guard.h"
 #include "util/presets.h"
 
@@ -92,7 +93,7 @@ int cmd_synth(const Args& args) {
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    fail_input("command line", std::string(e.what()) + " (see kvsim synth --help)");
+    fail_input("command line", options_error_text(e, args) + " (see kvsim synth --help)");
   }
   if (vm.count("chunk-tokens") != vm.count("window")) {
     fail_input("--chunk-tokens", "needs --window too, and --window needs --chunk-tokens");

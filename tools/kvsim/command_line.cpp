@@ -1,6 +1,7 @@
 #include "tools/kvsim/command_line.h"
 
 #include "util/error.h"
+#include "util/options_error.h"
 
 namespace kvsim::cli {
 
@@ -13,7 +14,7 @@ po::variables_map parse_command_line(const Args& args, const po::options_descrip
     po::store(po::command_line_parser(args).options(options).positional(positional).run(), v);
     po::notify(v);
   } catch (const po::error& e) {
-    fail_input(command, std::string(e.what()) + " (see " + command + " --help)");
+    fail_input(command, options_error_text(e, args) + " (see " + command + " --help)");
   }
   return v;
 }
