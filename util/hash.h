@@ -23,12 +23,17 @@ inline std::uint64_t fnv1a(std::uint64_t h, std::string_view text) {
 
 inline std::uint64_t text_hash(std::string_view text) { return splitmix64(fnv1a(kFnvBasis, text)); }
 
+// 16 lowercase hex digits written into `out`, returned as a view of it. By hand, not snprintf, and
+// into the caller's buffer: a sweep hashes one per scenario (issue 17 item 9).
+inline std::string_view hex64(std::uint64_t value, char (&out)[16]) {
+  for (int i = 15; i >= 0; --i, value >>= 4) out[i] = "0123456789abcdef"[value & 15];
+  return std::string_view(out, 16);
+}
+
 // 16 lowercase hex digits.
 inline std::string hex64(std::uint64_t value) {
-  // By hand, not snprintf: a sweep formats one per scenario (issue 17 item 9).
-  std::string text(16, '0');
-  for (int i = 15; i >= 0; --i, value >>= 4) text[static_cast<std::size_t>(i)] = "0123456789abcdef"[value & 15];
-  return text;
+  char out[16];
+  return std::string(hex64(value, out));
 }
 
 }  // namespace kvsim

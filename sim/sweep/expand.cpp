@@ -105,7 +105,10 @@ class Expander {
   Sweep expand() {
     Sweep sweep;
     sweep.path = path_;
-    for (std::size_t c : columns_) sweep.columns.push_back(keys_[c].name());
+    for (std::size_t c : columns_) {
+      sweep.columns.push_back(keys_[c].name());
+      sweep.column_values.push_back(keys_[c].values);
+    }
     const std::vector<std::vector<std::size_t>> axes = make_axes();
     double total = 1;
     for (const auto& axis : axes) total *= static_cast<double>(keys_[columns_[axis.front()]].values.size());
@@ -116,6 +119,7 @@ class Expander {
     plan_text();
     sweep.text_segments = std::make_shared<const std::vector<Segment>>(segments_);
     sweep.scenarios.reserve(static_cast<std::size_t>(total));
+    sweep.value_indices.reserve(static_cast<std::size_t>(total) * columns_.size());
     // An odometer over the axes, the last one fastest; `choice` holds a value index per column.
     std::vector<std::size_t> digit(axes.size(), 0);
     std::vector<std::size_t> choice(columns_.size(), 0);
@@ -123,7 +127,10 @@ class Expander {
       for (std::size_t a = 0; a < axes.size(); ++a) {
         for (std::size_t column : axes[a]) choice[column] = digit[a];
       }
-      if (!excluded(choice)) sweep.scenarios.push_back(make_scenario(sweep.scenarios.size(), choice));
+      if (!excluded(choice)) {
+        sweep.scenarios.push_back(make_scenario(sweep.scenarios.size(), choice));
+        for (const std::size_t c : choice) sweep.value_indices.push_back(static_cast<std::uint32_t>(c));
+      }
       more = false;
       for (std::size_t a = axes.size(); a-- > 0;) {
         if (++digit[a] < keys_[columns_[axes[a].front()]].values.size()) {
@@ -138,7 +145,8 @@ class Expander {
     // pieces rather than joined (10^6 scenarios would make a 17 MB string).
     std::uint64_t identity = fnv1a(kFnvBasis, "kvsim-sweep 1\n");
     for (const std::string& column : sweep.columns) identity = fnv1a(fnv1a(identity, column), "\n");
-    for (const SweepScenario& s : sweep.scenarios) identity = fnv1a(fnv1a(identity, s.hash), "\n");
+    char hex[16];
+    for (const SweepScenario& s : sweep.scenarios) identity = fnv1a(fnv1a(identity, hex64(s.text_hash, hex)), "\n");
     sweep.hash = hex64(splitmix64(identity));
     return sweep;
   }
@@ -352,8 +360,6 @@ class Expander {
   SweepScenario make_scenario(std::size_t index, const std::vector<std::size_t>& choice) {
     SweepScenario s;
     s.index = index;
-    s.values.reserve(columns_.size());
-    for (std::size_t c = 0; c < columns_.size(); ++c) s.values.push_back(keys_[columns_[c]].values[choice[c]]);
 
     // The seed: listed, or from the sweep seed and the values that shape the trace.
     if (seed_listed_) {
@@ -394,17 +400,18 @@ class Expander {
         } else {
           text_ += segment.fixed;
           if (segment.column >= 0) {
-            text_ += s.values[static_cast<std::size_t>(segment.column)];
+            const auto column = static_cast<std::size_t>(segment.column);
+            text_ += keys_[columns_[column]].values[choice[column]];
             text_ += '\n';
           }
         }
         h = fnv1a(h, std::string_view(text_).substr(start));
       }
-      text_hash_ = hex64(splitmix64(h));
+      text_hash_ = splitmix64(h);
       text_seed_ = s.seed;
       previous_choice_ = choice;
     }
-    s.hash = text_hash_;
+    s.text_hash = text_hash_;
     return s;
   }
 
@@ -427,7 +434,8 @@ class Expander {
   std::vector<std::size_t> previous_choice_;
   std::vector<std::size_t> segment_offset_;
   std::vector<std::uint64_t> segment_state_;
-  std::string text_, text_hash_, text_seed_, derived_seed_;
+  std::string text_, text_seed_, derived_seed_;
+  std::uint64_t text_hash_ = 0;
 };
 
 }  // namespace
@@ -437,7 +445,7 @@ std::string Sweep::describe(std::size_t index) const {
   const SweepScenario& s = scenarios.at(index);
   if (columns.empty()) return text;
   text += " (";
-  for (std::size_t c = 0; c < columns.size(); ++c) text += (c ? ", " : "") + columns[c] + "=" + s.values[c];
+  for (std::size_t c = 0; c < columns.size(); ++c) text += (c ? ", " : "") + columns[c] + "=" + value(index, c);
   return text + ")";
 }
 
@@ -450,7 +458,7 @@ std::string Sweep::text(std::size_t index) const {
       continue;
     }
     text += segment.fixed;
-    if (segment.column >= 0) text += s.values.at(static_cast<std::size_t>(segment.column)) + "\n";
+    if (segment.column >= 0) text += value(index, static_cast<std::size_t>(segment.column)) + "\n";
   }
   return text;
 }
@@ -458,8 +466,16 @@ std::string Sweep::text(std::size_t index) const {
 std::string Sweep::folder_name(std::size_t index) const {
   char number[24];
   std::snprintf(number, sizeof number, "%06zu", index);
-  return std::string(number) + "-" + scenarios.at(index).hash;
+  return std::string(number) + "-" + hash_hex(index);
 }
+
+std::vector<std::string> Sweep::values(std::size_t index) const {
+  std::vector<std::string> out;
+  for (std::size_t c = 0; c < columns.size(); ++c) out.push_back(value(index, c));
+  return out;
+}
+
+std::string Sweep::hash_hex(std::size_t index) const { return hex64(scenarios.at(index).text_hash); }
 
 Sweep expand_sweep(const std::string& text, const std::string& path) { return Expander(text, path).expand(); }
 

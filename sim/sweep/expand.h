@@ -4,7 +4,6 @@
 // text processing: every scenario comes out as scenario INI text, parsed later by
 // load_scenario_text() as if it were the sweep file (so relative paths resolve against its folder).
 #include <cstddef>
-#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,18 +11,31 @@
 
 namespace kvsim {
 
+// One scenario of a sweep. Its swept values are Sweep::value(index, column): kept as indices into
+// the columns' value lists, so that expanding 10^6 scenarios allocates nothing per scenario
+// (issue 17 item 9).
 struct SweepScenario {
-  std::size_t index = 0;            // position in expansion order, 0-based
-  std::vector<std::string> values;  // one per Sweep::columns
-  std::string seed;                 // its [workload] seed: as listed, or derived (see expand_sweep)
-  std::string hash;                 // 16 hex digits of its INI text (Sweep::text)
+  std::size_t index = 0;          // position in expansion order, 0-based
+  std::string seed;               // its [workload] seed: as listed, or derived (see expand_sweep)
+  std::uint64_t text_hash = 0;    // of its INI text (Sweep::text); Sweep::hash_hex writes it
 };
 
 struct Sweep {
-  std::string path;                      // the sweep file
-  std::vector<std::string> columns;      // swept keys "section.key", in file order
-  std::vector<SweepScenario> scenarios;  // expansion order
-  std::string hash;                      // 16 hex digits identifying the whole expansion
+  std::string path;                                 // the sweep file
+  std::vector<std::string> columns;                 // swept keys "section.key", in file order
+  std::vector<std::vector<std::string>> column_values;  // per column, its values in file order
+  std::vector<SweepScenario> scenarios;             // expansion order
+  std::vector<std::uint32_t> value_indices;         // scenarios x columns, row-major: which value
+  std::string hash;                                 // 16 hex digits identifying the whole expansion
+
+  // Scenario `index`'s value of column `column`.
+  const std::string& value(std::size_t index, std::size_t column) const {
+    return column_values[column][value_indices[index * columns.size() + column]];
+  }
+  // All of scenario `index`'s values, one per column.
+  std::vector<std::string> values(std::size_t index) const;
+  // Scenario `index`'s text hash as 16 hex digits (its folder name's suffix).
+  std::string hash_hex(std::size_t index) const;
 
   // Scenario `index`'s INI text, made from its values and seed on each call: the texts are not
   // kept (10^6 scenarios' texts would take ~600 MB; issue 17 item 9).

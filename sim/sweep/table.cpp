@@ -43,7 +43,7 @@ ResultsTable results_table(const Sweep& sweep, const std::vector<RowSet>& scenar
   table.kinds = {CellKind::integer};
   for (std::size_t c = 0; c < sweep.columns.size(); ++c) {
     std::vector<std::string> values;
-    for (const SweepScenario& s : sweep.scenarios) values.push_back(s.values[c]);
+    for (std::size_t i = 0; i < sweep.scenarios.size(); ++i) values.push_back(sweep.value(i, c));
     table.columns.push_back(sweep.columns[c]);
     table.kinds.push_back(infer_kind(values));
   }
@@ -78,7 +78,7 @@ ResultsTable results_table(const Sweep& sweep, const std::vector<RowSet>& scenar
     for (const auto& source : scenario_rows[i].rows) {
       std::vector<Cell> row(table.columns.size());
       row[0] = std::to_string(s.index);
-      for (std::size_t c = 0; c < s.values.size(); ++c) row[1 + c] = s.values[c];
+      for (std::size_t c = 0; c < sweep.columns.size(); ++c) row[1 + c] = sweep.value(i, c);
       if (!seed_swept) row[fixed - 1] = s.seed;
       for (std::size_t c = 0; c < source.size(); ++c) row[position.at(scenario_rows[i].columns[c])] = source[c];
       table.rows.push_back(std::move(row));

@@ -77,7 +77,7 @@ void list_scenarios(const Sweep& sweep) {
     line = sweep.folder_name(s.index);
     line += "  seed ";
     line += s.seed;
-    for (std::size_t c = 0; c < sweep.columns.size(); ++c) line += "  " + sweep.columns[c] + "=" + s.values[c];
+    for (std::size_t c = 0; c < sweep.columns.size(); ++c) line += "  " + sweep.columns[c] + "=" + sweep.value(s.index, c);
     line += '\n';
     std::cout << line;
   }

@@ -110,13 +110,13 @@ TEST(SweepExpand, CartesianProductFirstKeySlowest) {
   const Sweep s = expand("[workload]\nprompt_tokens = 100, 200, 300\nchunk_tokens = 32, 64\n");
   EXPECT_EQ(s.columns, (Strings{"workload.prompt_tokens", "workload.chunk_tokens"}));
   ASSERT_EQ(s.scenarios.size(), 6u);
-  EXPECT_EQ(s.scenarios[0].values, (Strings{"100", "32"}));
-  EXPECT_EQ(s.scenarios[1].values, (Strings{"100", "64"}));
-  EXPECT_EQ(s.scenarios[5].values, (Strings{"300", "64"}));
+  EXPECT_EQ(s.values(0), (Strings{"100", "32"}));
+  EXPECT_EQ(s.values(1), (Strings{"100", "64"}));
+  EXPECT_EQ(s.values(5), (Strings{"300", "64"}));
   for (std::size_t i = 0; i < s.scenarios.size(); ++i) EXPECT_EQ(s.scenarios[i].index, i);
   EXPECT_EQ(s.describe(1), "scenario 1 (workload.prompt_tokens=100, workload.chunk_tokens=64)");
-  EXPECT_EQ(s.folder_name(1), "000001-" + s.scenarios[1].hash);
-  EXPECT_EQ(s.scenarios[1].hash.size(), 16u);
+  EXPECT_EQ(s.folder_name(1), "000001-" + s.hash_hex(1));
+  EXPECT_EQ(s.hash_hex(1).size(), 16u);
 }
 
 TEST(SweepExpand, ScenarioFileIsASweepOfOne) {
@@ -130,7 +130,7 @@ TEST(SweepExpand, RangesAndQuotedLayerLists) {
   EXPECT_EQ(expand("[workload]\nprompt_tokens = 8192..131072 x2\n").scenarios.size(), 5u);
   const Sweep s = expand("[workload]\nprompt_tokens = 100\ntraced_layers = \"0\", \"0,1\"\n");
   ASSERT_EQ(s.scenarios.size(), 2u);
-  EXPECT_EQ(s.scenarios[1].values, (Strings{"0,1"}));
+  EXPECT_EQ(s.values(1), (Strings{"0,1"}));
   EXPECT_NE(s.text(1).find("traced_layers = 0,1\n"), std::string::npos);
   EXPECT_EQ(expand("[workload]\nprompt_tokens = 100\n[serving]\nslo = ttft=2s, tpot=100ms\n").scenarios.size(), 1u)
       << "an SLO is one value";
@@ -142,9 +142,9 @@ TEST(SweepExpand, Zip) {
       "[sweep]\nzip = prompt_tokens, workload.chunk_tokens\n");
   ASSERT_EQ(s.scenarios.size(), 6u);
   for (const SweepScenario& sc : s.scenarios) {
-    EXPECT_EQ(std::stoi(sc.values[0]), 10 * std::stoi(sc.values[1])) << "zipped keys advance together";
+    EXPECT_EQ(std::stoi(s.value(sc.index, 0)), 10 * std::stoi(s.value(sc.index, 1))) << "zipped keys advance together";
   }
-  EXPECT_EQ(s.scenarios[1].values, (Strings{"100", "10", "2"}));
+  EXPECT_EQ(s.values(1), (Strings{"100", "10", "2"}));
   EXPECT_ERROR("[workload]\nprompt_tokens = 100, 200, 300\nchunk_tokens = 10, 20\n[sweep]\nzip = prompt_tokens, chunk_tokens\n",
                "equal lengths");
   EXPECT_ERROR("[workload]\nprompt_tokens = 100, 200\nchunk_tokens = 10, 20\n[sweep]\nzip = prompt_tokens\n", "two or more");
@@ -161,8 +161,8 @@ TEST(SweepExpand, Exclude) {
   const std::string keys = "[workload]\nprompt_tokens = 100, 200, 300\nchunk_tokens = 10, 20\n";
   const Sweep s = expand(keys + "[sweep]\nexclude = prompt_tokens=300 & chunk_tokens=10\nexclude = workload.prompt_tokens=100.0\n");
   ASSERT_EQ(s.scenarios.size(), 3u) << "6 - one pair - both with 100 (numeric match)";
-  EXPECT_EQ(s.scenarios[0].values, (Strings{"200", "10"}));
-  EXPECT_EQ(s.scenarios[2].values, (Strings{"300", "20"}));
+  EXPECT_EQ(s.values(0), (Strings{"200", "10"}));
+  EXPECT_EQ(s.values(2), (Strings{"300", "20"}));
   EXPECT_EQ(s.scenarios[2].index, 2u) << "indices count the scenarios that remain";
   EXPECT_ERROR(keys + "[sweep]\nexclude = prompt_len=300\n", "unknown key 'prompt_len'");
   EXPECT_ERROR(keys + "[sweep]\nexclude = prompt_tokens=400\n", "has no value '400'");
@@ -234,7 +234,7 @@ TEST(SweepExpand, IncrementalHashesMatchTheWholeText) {
       "[sim]\nfidelity_queries = 4..6\n[sweep]\nseed = 5\n");
   ASSERT_EQ(s.scenarios.size(), 6u);
   for (std::size_t i = 0; i < s.scenarios.size(); ++i) {
-    EXPECT_EQ(hex64(text_hash(s.text(i))), s.scenarios[i].hash) << "scenario " << i;
+    EXPECT_EQ(hex64(text_hash(s.text(i))), s.hash_hex(i)) << "scenario " << i;
   }
   EXPECT_EQ(s.text(4), std::string(kModel) + "[workload]\nprompt_tokens = 200\ngenerated_tokens = 8\nseed = " +
                            s.scenarios[4].seed +
@@ -242,7 +242,7 @@ TEST(SweepExpand, IncrementalHashesMatchTheWholeText) {
   EXPECT_EQ(s.scenarios[3].seed, s.scenarios[5].seed) << "fidelity_queries does not shape the trace";
   EXPECT_NE(s.scenarios[2].seed, s.scenarios[3].seed);
   std::string identity = "kvsim-sweep 1\nworkload.prompt_tokens\nsim.fidelity_queries\n";
-  for (const SweepScenario& scenario : s.scenarios) identity += scenario.hash + "\n";
+  for (const SweepScenario& scenario : s.scenarios) identity += hex64(scenario.text_hash) + "\n";
   EXPECT_EQ(s.hash, hex64(text_hash(identity)));
 }
 
