@@ -40,7 +40,7 @@ struct PolicyParam {
 std::string documented_default(const PolicyParam& param, std::span<const PolicyParam> table);
 
 // The text printf's %g gives (6 significant digits), which some canonical specs have always
-// printed (adakv alpha_safeguard, lava floor_alpha, compactor blending); new parameters use
+// printed (lava floor_alpha, compactor blending); new parameters use
 // format_spec_number, which reads back to the same double.
 std::string format_printf_g(double x);
 

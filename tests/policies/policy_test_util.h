@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -91,7 +92,9 @@ struct HandLayer {
 // capacity after chunk j is sum min(round(0.3 c) + 8, c) = 38, 76, 114, 137 per head, and decode
 // keeps 137. At every eviction the traced layer's heads hold exactly 4 x capacity between them,
 // each keeps its window, their counts differ, and an untraced layer's head keeps the capacity.
-inline void expect_shared_layer_budget(const char* spec) {
+// With `slack` > 0 (a policy that rounds each head's share, as FFY0/AdaKV does), the traced total
+// may be up to `slack` entries off 4 x capacity instead.
+inline void expect_shared_layer_budget(const char* spec, std::int64_t slack = 0) {
   const ModelShape model{"tiny", 2, 8, 4, 8};
   const std::int64_t n = 350, m = 3;
   auto source = testing_support::random_trace(model, n, m, {0}, 21, 2.0f);
@@ -114,7 +117,7 @@ inline void expect_shared_layer_budget(const char* spec) {
       uneven |= s != capacity[e];
       EXPECT_GE(s, std::min<std::int64_t>(8, capacity[e])) << spec << " eviction " << e;  // the window stays
     }
-    EXPECT_EQ(total, 4 * capacity[e]) << spec << " eviction " << e;
+    EXPECT_LE(std::abs(total - 4 * capacity[e]), slack) << spec << " eviction " << e << ": total " << total;
     EXPECT_EQ(untraced_sizes[e], (std::vector<std::int64_t>{capacity[e]})) << spec << " eviction " << e;
   }
   EXPECT_TRUE(uneven) << spec << ": per-head budgets should differ on random heads";

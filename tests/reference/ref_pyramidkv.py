@@ -22,7 +22,7 @@ import kvref
 
 DEFAULTS = {
     "pyramidkv": dict(budget="0.2", window=64, kernel=5, pooling="avg", beta=20),
-    "adakv": dict(budget="0.2", window=64, kernel=5, pooling="avg", alpha_safeguard=0.2),
+    "adakv": dict(budget="0.2", window=32, kernel=7, pooling="max", floor_alpha=0.2, alloc="original"),
     "chunkkv": dict(budget="0.2", window=64, kernel=5, pooling="avg", chunk_length=20),
     "lava": dict(budget="0.2", window=32, kernel=7, pooling="max", floor_alpha=0.2),
 }
@@ -47,7 +47,7 @@ class PolicyParams:
         assert d.pop("decode", "none") == "none", "reference models decode=none only"
         assert self.prefill in ("post_fill", "chunk")
         self.beta = int(d.pop("beta", 20))
-        self.alpha = float(d.pop("alpha_safeguard", 0.2))
+        self.alloc = d.pop("alloc", None)
         self.chunk_length = int(d.pop("chunk_length", 20))
         self.floor_alpha = float(d.pop("floor_alpha", 0.2))
         self.layer_budget = d.pop("layer_budget", "entropy" if self.name == "lava" else "uniform")
