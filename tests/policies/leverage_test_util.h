@@ -36,15 +36,16 @@ inline LayerTrace make_layer(const std::vector<std::vector<std::vector<float>>>&
   return t;
 }
 
-// Kept positions per head after one post-fill eviction of an n-token prompt (all resident).
+// Kept positions per head after one post-fill eviction of an n-token prompt (all resident) in
+// layer `layer` of the model.
 inline LayerResidency evict_once(const std::string& spec, const ModelShape& model, const LayerTrace* trace,
-                                 std::int64_t n) {
+                                 std::int64_t n, int layer = 0) {
   const auto policy = PolicyRegistry::builtin().create(spec);
   RequestInfo request;
   request.id = "0";
   request.prompt_tokens = n;
   const std::vector<Pass> prefill{{0, n, true, 0}};
-  const EvictionContext ctx{model, request, 0, trace, prefill[0], prefill};
+  const EvictionContext ctx{model, request, layer, trace, prefill[0], prefill};
   std::vector<std::int32_t> all(static_cast<std::size_t>(n));
   std::iota(all.begin(), all.end(), 0);
   LayerResidency residency(trace != nullptr ? static_cast<std::size_t>(model.num_kv_heads) : 1, all);
