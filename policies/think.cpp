@@ -1,16 +1,22 @@
 // think: prune key channels by query-driven magnitude (Xu et al. 2024, "ThinK: Thinner Key Cache by
-// Query-Driven Pruning", arXiv 2407.21018; reference NVIDIA/kvpress kvpress/presses/think_press.py,
-// ThinKPress.compress). Evicts nothing; after the prompt (prefill=post_fill), each KV head drops the
-// same n_pruned = floor(head_dim * ratio) key channels of every prompt key (zeroed, as kvpress
-// does), those with the lowest score[c] = qn[c] * kn[c]:
+// Query-Driven Pruning", arXiv 2407.21018; the authors' code SalesforceAIResearch/ThinK
+// ThinK_flash/src/kv_pruning_utils.py key_pruner_query_driven, ported as NVIDIA/kvpress
+// kvpress/presses/think_press.py ThinKPress.compress). Evicts nothing; after the prompt
+// (prefill=post_fill), each KV head drops the same n_pruned = floor(head_dim * ratio) key channels
+// (zeroed, as both do) of every prompt key but the last `recent` ones, those channels with the
+// lowest score[c] = qn[c] * kn[c]:
 //   qn[c] = mean over the group's query heads of the mean over the last `window` prompt queries of q[c]^2,
-//   kn[c] = mean over the prompt's keys of k[c]^2.
-// Ties go to the lower channel index. Values and the keys generated during decode stay whole.
-// prefill=chunk prunes each prefill chunk's keys once the chunk is done, scored by that chunk alone
-// (its last `window` queries, its keys: the earlier chunks' keys are pruned already), so channels
-// may differ from chunk to chunk.
-// Bytes (kept entries, s of them, the first e pruned: e = n after a prompt of n with post_fill, the
-// end of the last finished chunk with chunk; entries not yet pruned are whole):
+//   kn[c] = mean over the prompt's keys (the recent ones included) of k[c]^2.
+// Ties go to the lower channel index. Values, the last `recent` prompt keys (the original's
+// recent_size = 32, which it keeps whole; recent=0 prunes them too, as kvpress does) and the keys
+// generated during decode stay whole. The GQA group mean is kvpress's; the original repeats the
+// KV heads and prunes per query head (docs/policy-sources.md "think" measures the difference).
+// prefill=chunk (kvsim's extension) prunes, once chunk j = [b_j, e_j) is done, the keys
+// [max(0, e_{j-1} - recent), max(0, e_j - recent)) with the channels scored by that chunk alone (its
+// last `window` queries, its keys), so channels may differ from chunk to chunk and the pruned keys
+// are always a prefix of the prompt.
+// Bytes (kept entries, s of them, the first e pruned: e = max(0, n - recent) after a prompt of n with
+// post_fill, max(0, end of the last finished chunk - recent) with chunk; the others are whole):
 //   key bytes   = e * (head_dim - n_pruned) * kv_bits/8 + (s - e) * head_dim * kv_bits/8
 //   value bytes = s * head_dim * kv_bits/8
 // The per-head channel mask (head_dim bits) is not counted.
@@ -28,8 +34,8 @@ namespace {
 
 class ThinkPolicy final : public Policy {
  public:
-  ThinkPolicy(std::string spec, double ratio, std::int64_t window, PrefillEviction mode)
-      : spec_(std::move(spec)), ratio_(ratio), window_(window), mode_(mode) {}
+  ThinkPolicy(std::string spec, double ratio, std::int64_t window, std::int64_t recent, PrefillEviction mode)
+      : spec_(std::move(spec)), ratio_(ratio), window_(window), recent_(recent), mode_(mode) {}
 
   std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return {}; }
@@ -48,7 +54,7 @@ class ThinkPolicy final : public Policy {
                        std::int64_t count) const override {
     const std::vector<Pass> spans = compression_spans(request, prefill, mode_);
     const int last = last_compressed_span(spans, count);
-    const std::int64_t pruned_keys = last < 0 ? 0 : spans[static_cast<std::size_t>(last)].end;
+    const std::int64_t pruned_keys = last < 0 ? 0 : pruned_end(spans[static_cast<std::size_t>(last)]);
     const double element_bytes = model.kv_bits / 8.0;
     const auto d = static_cast<double>(model.head_dim);
     const double key_bytes = (static_cast<double>(pruned_keys) * (d - static_cast<double>(pruned_channels(model))) +
@@ -60,10 +66,14 @@ class ThinkPolicy final : public Policy {
                                  const LayerTrace& trace, int kv_head) const override {
     const auto h = static_cast<std::size_t>(kv_head);
     CompressedHead out{trace.keys[h], trace.values[h]};
+    std::int64_t pruned = 0;  // keys [0, pruned) pruned by the earlier spans
     for (const Pass& span : compression_spans(request, prefill, mode_)) {
+      const std::int64_t end = pruned_end(span);
+      if (end <= pruned) continue;
       for (std::int32_t c : pruned_channel_indices(model, trace, kv_head, span)) {
-        out.keys.col(c).segment(span.begin, span.tokens()).setZero();
+        out.keys.col(c).segment(pruned, end - pruned).setZero();
       }
+      pruned = end;
     }
     return out;
   }
@@ -94,6 +104,8 @@ class ThinkPolicy final : public Policy {
   }
 
   std::int64_t window_begin(const Pass& span) const { return std::max<std::int64_t>(span.begin, span.end - window_); }
+  // The keys before this are pruned once `span` is done: all but the last `recent` of the prompt so far.
+  std::int64_t pruned_end(const Pass& span) const { return std::max<std::int64_t>(0, span.end - recent_); }
   std::int64_t pruned_channels(const ModelShape& model) const {
     return static_cast<std::int64_t>(std::floor(model.head_dim * ratio_));
   }
@@ -101,6 +113,7 @@ class ThinkPolicy final : public Policy {
   std::string spec_;
   double ratio_;
   std::int64_t window_;
+  std::int64_t recent_;
   PrefillEviction mode_;
 };
 
@@ -111,17 +124,20 @@ void register_think(PolicyRegistry& registry) {
       {"think",
        "ThinK: prune the key channels with the lowest query-weighted magnitude after the prompt",
        "Xu et al. 2024, ThinK: Thinner Key Cache by Query-Driven Pruning (arXiv 2407.21018); "
-       "NVIDIA/kvpress kvpress/presses/think_press.py",
+       "SalesforceAIResearch/ThinK ThinK_flash/src/kv_pruning_utils.py; NVIDIA/kvpress kvpress/presses/think_press.py",
        {{"ratio", "0.5", "fraction of key channels pruned per KV head, in [0, 1) (kvpress key_channel_compression_ratio)"},
-        {"window", "32", "last prompt queries that score the channels (kvpress window_size)"},
+        {"window", "32", "last prompt queries that score the channels (kvpress window_size; ThinK: 32)"},
+        {"recent", "32", "last prompt keys left whole (ThinK recent_size); 0 prunes every prompt key (kvpress)"},
         {"prefill", "post_fill", "post_fill (prune the prompt's keys once after it) | chunk (each chunk's keys once it is done, scored by that chunk)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const double ratio = args.get_double("ratio");
          const std::int64_t window = args.get_int("window");
+         const std::int64_t recent = args.get_int("recent");
          if (!(ratio >= 0.0 && ratio < 1.0)) args.fail("ratio", "must be in [0, 1)");
          if (window < 1) args.fail("window", "must be >= 1");
+         if (recent < 0) args.fail("recent", "must be >= 0");
          const PrefillEviction mode = read_compression_point(args);
-         return std::make_unique<ThinkPolicy>(args.canonical(), ratio, window, mode);
+         return std::make_unique<ThinkPolicy>(args.canonical(), ratio, window, recent, mode);
        }});
 }
 

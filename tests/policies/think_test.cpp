@@ -1,4 +1,6 @@
-// think (ThinK key-channel pruning): the pruned channels and bytes of a hand-made head.
+// think (ThinK key-channel pruning): the pruned channels and bytes of a hand-made head. Most cases
+// use recent=0 (every prompt key pruned, as kvpress); Think.RecentKeysStayWhole the original's
+// recent_size.
 #include <gtest/gtest.h>
 
 #include "policies/registry.h"
@@ -32,7 +34,7 @@ struct HandHead {
 TEST(Think, PrunesLowestScoredChannelsOfPromptKeys) {
   const HandHead hand;
   // ratio 0.5: floor(4 * 0.5) = 2 channels, the two scored 2: channels 1 and 2, every prompt key.
-  const auto half = PolicyRegistry::builtin().create("think(ratio=0.5, window=2)");
+  const auto half = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, recent=0)");
   const CompressedHead c = half->compressed_head(hand.model, hand.request, {}, hand.layer, 0);
   HeadMatrix want = hand.layer.keys[0];
   want.col(1).setZero();
@@ -40,12 +42,12 @@ TEST(Think, PrunesLowestScoredChannelsOfPromptKeys) {
   EXPECT_EQ(c.keys.topRows(4), want.topRows(4));
   EXPECT_EQ(c.values, hand.layer.values[0]);
   // ratio 0.25: one channel; channels 1 and 2 tie at 2 and the lower index goes.
-  const auto quarter = PolicyRegistry::builtin().create("think(ratio=0.25, window=2)");
+  const auto quarter = PolicyRegistry::builtin().create("think(ratio=0.25, window=2, recent=0)");
   const CompressedHead c1 = quarter->compressed_head(hand.model, hand.request, {}, hand.layer, 0);
   EXPECT_EQ(c1.keys.col(1).head(4).norm(), 0.0f);
   EXPECT_GT(c1.keys.col(2).head(4).norm(), 0.0f);
   // A window of 1 (row 3 only): qn = [1, 1, 1, 9] -> scores [1, 2, 2, 9]: channels 0 and 1 go.
-  const auto narrow = PolicyRegistry::builtin().create("think(ratio=0.5, window=1)");
+  const auto narrow = PolicyRegistry::builtin().create("think(ratio=0.5, window=1, recent=0)");
   const CompressedHead c2 = narrow->compressed_head(hand.model, hand.request, {}, hand.layer, 0);
   EXPECT_EQ(c2.keys.col(0).head(4).norm(), 0.0f);
   EXPECT_EQ(c2.keys.col(1).head(4).norm(), 0.0f);
@@ -54,7 +56,7 @@ TEST(Think, PrunesLowestScoredChannelsOfPromptKeys) {
 
 TEST(Think, BytesByHand) {
   const HandHead hand;
-  const auto policy = PolicyRegistry::builtin().create("think(ratio=0.5, window=2)");
+  const auto policy = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, recent=0)");
   // 6 kept entries after the prompt of 4, fp16, head_dim 4: keys 4 * (4 - 2) * 2 + 2 * 4 * 2 = 32,
   // values 6 * 4 * 2 = 48; the first 4 keys are the pruned class.
   StoredEntries s = policy->stored(hand.model, hand.request, {}, 6);
@@ -66,11 +68,50 @@ TEST(Think, BytesByHand) {
   s = policy->stored(hand.model, hand.request, {}, 3);
   EXPECT_EQ(s.key_compressed, 0);
   EXPECT_DOUBLE_EQ(s.bytes.total(), 3 * 16);
-  // llama-like head_dim 128 at ratio 0.4: floor(51.2) = 51 channels pruned -> 77 * 2 = 154 key bytes.
+  // llama-like head_dim 128 at ratio 0.4: floor(51.2) = 51 channels pruned -> 77 * 2 = 154 key bytes;
+  // by default the last 32 prompt keys stay whole (256 bytes each).
   const ModelShape llama{"l", 1, 32, 8, 128};
   RequestInfo r;
-  r.prompt_tokens = 10;
-  EXPECT_DOUBLE_EQ(PolicyRegistry::builtin().create("think(ratio=0.4)")->stored(llama, r, {}, 10).bytes.key_bytes, 10 * 154);
+  r.prompt_tokens = 42;
+  const auto think04 = PolicyRegistry::builtin().create("think(ratio=0.4)");
+  EXPECT_EQ(think04->stored(llama, r, {}, 42).key_compressed, 10);
+  EXPECT_DOUBLE_EQ(think04->stored(llama, r, {}, 42).bytes.key_bytes, 10 * 154 + 32 * 256);
+  r.prompt_tokens = 20;  // a prompt within the recent keys: nothing pruned
+  EXPECT_EQ(think04->stored(llama, r, {}, 20).key_compressed, 0);
+  EXPECT_DOUBLE_EQ(think04->stored(llama, r, {}, 20).bytes.key_bytes, 20 * 256);
+}
+
+// The original (ThinK key_pruner_query_driven) keeps the last recent_size prompt keys whole: with
+// recent=1 the channels are scored as with recent=0 (all prompt keys in kn) but key 3 keeps them.
+TEST(Think, RecentKeysStayWhole) {
+  const HandHead hand;
+  const auto policy = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, recent=1)");
+  EXPECT_EQ(policy->spec(), "think(ratio=0.5, window=2, recent=1, prefill=post_fill)");
+  EXPECT_EQ(PolicyRegistry::builtin().create("think")->spec(),
+            "think(ratio=0.5, window=32, recent=32, prefill=post_fill)");
+  const CompressedHead c = policy->compressed_head(hand.model, hand.request, {}, hand.layer, 0);
+  HeadMatrix want = hand.layer.keys[0];
+  want.block(0, 1, 3, 2).setZero();
+  EXPECT_EQ(c.keys, want);
+  // 6 kept: keys 3 * (4 - 2) * 2 + 3 * 4 * 2 = 36 bytes; the first 3 are the pruned class.
+  StoredEntries s = policy->stored(hand.model, hand.request, {}, 6);
+  EXPECT_EQ(s.key_compressed, 3);
+  EXPECT_DOUBLE_EQ(s.bytes.key_bytes, 36);
+  // recent >= the prompt: nothing pruned.
+  const auto all_recent = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, recent=4)");
+  EXPECT_EQ(all_recent->compressed_head(hand.model, hand.request, {}, hand.layer, 0).keys, hand.layer.keys[0]);
+  EXPECT_EQ(all_recent->stored(hand.model, hand.request, {}, 6).key_compressed, 0);
+  // prefill=chunk, chunks [0, 2) and [2, 4), recent=1: chunk 0 prunes key 0 with its channels 0, 1;
+  // chunk 1 prunes keys 1 and 2 with its channels 1, 2; key 3 stays whole.
+  const auto chunked = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, recent=1, prefill=chunk)");
+  const PassPlan plan = make_pass_plan(4, 2, 2);
+  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
+  want = hand.layer.keys[0];
+  want.block(0, 0, 1, 2).setZero();
+  want.block(1, 1, 2, 2).setZero();
+  EXPECT_EQ(chunked->compressed_head(hand.model, hand.request, prefill, hand.layer, 0).keys, want);
+  EXPECT_EQ(chunked->stored(hand.model, hand.request, prefill, 3).key_compressed, 1);
+  EXPECT_EQ(chunked->stored(hand.model, hand.request, prefill, 6).key_compressed, 3);
 }
 
 // prefill=chunk, chunks [0, 2) and [2, 4), window 2: chunk [0, 2) is scored by queries 0 and 1
@@ -78,8 +119,8 @@ TEST(Think, BytesByHand) {
 // and qn = [5, 1, 1, 4.5] -> scores [5, 0, 4, 4.5]: channels 1 and 2 go.
 TEST(Think, ChunkModePrunesEachChunkByItsOwnScores) {
   const HandHead hand;
-  const auto policy = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, prefill=chunk)");
-  EXPECT_EQ(policy->spec(), "think(ratio=0.5, window=2, prefill=chunk)");
+  const auto policy = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, recent=0, prefill=chunk)");
+  EXPECT_EQ(policy->spec(), "think(ratio=0.5, window=2, recent=0, prefill=chunk)");
   const PassPlan plan = make_pass_plan(4, 2, 2);
   const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
   const CompressedHead c = policy->compressed_head(hand.model, hand.request, prefill, hand.layer, 0);
@@ -102,7 +143,8 @@ TEST(Think, ChunkModePrunesEachChunkByItsOwnScores) {
 
 TEST(Think, RejectsBadParameters) {
   for (const char* spec : {"think(ratio=1)", "think(ratio=-0.1)", "think(window=0)", "think(bits=2)",
-                           "think(prefill=none)", "think(decode=step)"}) {
+                           "think(prefill=none)", "think(decode=step)",
+                           "think(recent=-1)", "think(recent=abc)"}) {
     EXPECT_THROW(PolicyRegistry::builtin().create(spec), InputError) << spec;
   }
 }
