@@ -1,21 +1,23 @@
 // morphkv: MorphKV, a constant-size cache refreshed at every decode step (Ghadia et al. 2025, "Dialogue
 // without Limits: Constant-Sized KV Caches for Extended Responses in LLMs"; reference
-// ghadiaravi13/MorphKV morphkv/models/patch_llama.py, LlamaAttentionMorph.morphkv_mask). At each
-// eviction point the current token and the `window` tokens before it are kept, and their window
-// queries pick the rest: per query the softmax of q.k/sqrt(d) over the other resident entries
+// ghadiaravi13/MorphKV morphkv/models/patch_llama.py, LlamaAttentionMorph.morphkv_mask and forward).
+// At each eviction point the current token and the `window` tokens before it are kept, and their
+// window queries pick the rest: per query the softmax of q.k/sqrt(d) over the other resident entries
 // (GQA: the group's logits SUMMED before the softmax, as the reference), aggregated over the window
 // queries by max (morph_type max) or sum (sum); the top entries fill the fixed capacity. The
 // reference's fused variants (non-selected entries averaged into one) are not modelled: kvsim
 // counts entries, and a fused entry would keep one slot.
 //
-// The reference default of morph_type is not fixed in code (it is a run option); its LongBench runs
-// use window sizes 8..256; the defaults here are window=32, aggregate=max.
-// Against the reference (docs/policy-sources.md): the scoring is that of commit 0e6819e (a later
-// one, 36fefc7, takes the group max of per-head probabilities and W - 1 voting queries); `budget`
-// counts every kept entry, window and current token included, so budget=B is the reference's
-// max_capacity = B - 1; the reference first evicts at decode step 1, kvsim's default prefill=post_fill
-// right after the prompt (prefill=none, decode=step gives the reference's schedule); its protection
-// of cache index 0 (start_idx) is not modelled.
+// Like the original (forward: `if hidden_states.shape[1]==1`, i.e. decode only), the default
+// evicts at every decode step and never during prefill (prefill=none): the first eviction is at the
+// first decode step, scored by the last `window` prompt queries. prefill=post_fill|chunk are kvsim
+// extensions. The reference default of morph_type is not fixed in code (it is a run option); its
+// LongBench runs use window sizes 8..256; the defaults here are window=32, aggregate=max.
+// Against the reference (docs/policy-sources.md "MorphKV"): `budget` counts every kept entry, window
+// and current token included, so budget=B is the reference's max_capacity = B - 1; the reference's
+// eviction already masks the attention of the token that triggers it, kvsim's takes effect after
+// that pass (DESIGN.md §2); with GQA the reference's cached window-attention rows are pruned per
+// query head while its KV cache is pruned per KV head (see the docs for what that changes).
 #include <cmath>
 
 #include "policies/leverage.h"
@@ -112,7 +114,7 @@ void register_morphkv(PolicyRegistry& registry) {
                           "(>=1) incl. them (max_capacity)"},
         {"window", "32", "recent tokens (before the current one) always kept; their queries score the rest (window_size)"},
         {"aggregate", "max", "max|sum over the window queries of their attention (morph_type)"},
-        {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
+        {"prefill", "none", "none (decode only, as the original) | post_fill | chunk (after every prefill chunk)"},
         {"decode", "step", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
