@@ -8,6 +8,7 @@
 // only the entries actually resident, so eviction speeds up attention.
 // docs/validation.md compares the result with measured operator times and published end-to-end
 // latencies.
+#include <algorithm>
 #include <string>
 
 #include "hw/hardware.h"
@@ -39,6 +40,18 @@ struct PassCost {
   double hbm_read_bytes = 0;   // all TP ranks
   double hbm_write_bytes = 0;
   Bound bound = Bound::kCompute;
+
+  // The pass's time with `transfer_s` of KV moving between tiers: serialised with the GPU's work,
+  // or (`overlapped`: a layer-ahead prefetch, or write-backs) hidden behind its roofline and small
+  // kernels. All-reduce and CPU time stay serial either way.
+  double time_with_transfer_s(double transfer_s, bool overlapped) const {
+    const double gpu_s = std::max(compute_s, memory_s) + overhead_s;
+    return (overlapped ? std::max(gpu_s, transfer_s) : gpu_s + transfer_s) + communication_s + cpu_s;
+  }
+  // What the transfer adds to time_s: all of it, or (`overlapped`) what the GPU's work does not hide.
+  double exposed_transfer_s(double transfer_s, bool overlapped) const {
+    return overlapped ? std::max(0.0, transfer_s - (std::max(compute_s, memory_s) + overhead_s)) : transfer_s;
+  }
 };
 
 class CostModel {

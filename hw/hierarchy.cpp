@@ -1,5 +1,6 @@
 #include "hw/hierarchy.h"
 
+#include <algorithm>
 #include <boost/graph/breadth_first_search.hpp>
 #include <cstdio>
 #include <limits>
@@ -90,6 +91,13 @@ double Hierarchy::transfer_time_s(const std::vector<Transfer>& transfers, std::v
     }
   }
   return drain + latency;
+}
+
+double Hierarchy::tier_transfer_time_s(const std::string& top, const std::string& lower, double fetch_bytes,
+                                       double spill_bytes, std::vector<LinkLoad>* loads) const {
+  const Tier& low = hardware_.tier(lower);
+  const double links_s = transfer_time_s({{lower, top, fetch_bytes}, {top, lower, spill_bytes}}, loads);
+  return std::max({links_s, fetch_bytes / low.read_bytes_per_s, spill_bytes / low.write_bytes_per_s});
 }
 
 std::string Hierarchy::to_dot() const {

@@ -43,6 +43,12 @@ class Hierarchy {
   // bandwidth), plus the largest path latency among them. Adds the bytes to `loads`.
   double transfer_time_s(const std::vector<Transfer>& transfers, std::vector<LinkLoad>* loads = nullptr) const;
 
+  // Time to read `fetch_bytes` from tier `lower` into `top` and write `spill_bytes` the other way,
+  // started together: the links' time (transfer_time_s), or the lower tier's own read or write
+  // bandwidth where that is slower. Adds the link bytes to `loads`.
+  double tier_transfer_time_s(const std::string& top, const std::string& lower, double fetch_bytes, double spill_bytes,
+                              std::vector<LinkLoad>* loads = nullptr) const;
+
   // Graphviz text of the hierarchy.
   std::string to_dot() const;
 

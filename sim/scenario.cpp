@@ -268,6 +268,10 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   if (hardware_keys && s.hardware_preset.empty()) fail_input(where("hardware") + " preset", "missing (kvsim hw list shows the presets)");
   if (s.tensor_parallel < 1) fail_input(where("hardware") + " tp", "must be >= 1");
   s.placement = parse_placement(placement, where("hardware") + " placement");
+  if (s.serving_mode() && s.placement.kind == Placement::Kind::kScoreTiering) {
+    fail_input(where("hardware") + " placement", "score_tiering is not modelled in serving runs (a retention curve "
+               "does not say which demoted entries a request recalls); use hbm_only or offload(tier=...)");
+  }
   read(v, "sim.threads", s.threads);
   read(v, "sim.fidelity_queries", s.fidelity_queries);
   check_thread_count(s.threads, 0, where("sim") + " threads");

@@ -67,9 +67,7 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
       std::vector<LinkLoad> loads;
       // Each TP rank moves its share of the KV heads over its own link.
       const double fetch_bytes = fetch * kept_scale * entry_bytes / tp, spill_bytes = spill * kept_scale * entry_bytes / tp;
-      transfer_s = in.hierarchy.transfer_time_s({{placement.tier, top, fetch_bytes}, {top, placement.tier, spill_bytes}}, &loads);
-      const Tier& low = hw.tier(placement.tier);
-      transfer_s = std::max({transfer_s, fetch_bytes / low.read_bytes_per_s, spill_bytes / low.write_bytes_per_s});
+      transfer_s = in.hierarchy.tier_transfer_time_s(top, placement.tier, fetch_bytes, spill_bytes, &loads);
       for (const LinkLoad& load : loads) links[load.link].bytes += load.bytes;
       lower.bytes_read += fetch * kept_scale * entry_bytes;
       lower.bytes_written += spill * kept_scale * entry_bytes;
@@ -80,11 +78,8 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
         links[load.link].peak_bytes_per_s = std::max(links[load.link].peak_bytes_per_s, rate);
       }
     }
-    // A layer's small kernels (layer_overhead) are part of its compute, which a layer-ahead fetch overlaps.
-    const double roofline_s = std::max(c.compute_s, c.memory_s) + c.overhead_s;
     // Fetches the pass needs are serialised with compute unless prefetched; demotions are write-backs.
-    const bool overlapped = placement.prefetch || placement.kind == Placement::Kind::kScoreTiering;
-    c.time_s = (overlapped ? std::max(roofline_s, transfer_s) : roofline_s + transfer_s) + c.communication_s + c.cpu_s;
+    c.time_s = c.time_with_transfer_s(transfer_s, placement.prefetch || placement.kind == Placement::Kind::kScoreTiering);
 
     PassLedger entry;
     entry.hbm_entries = placement.kind == Placement::Kind::kOffload ? during - cold_during : during;

@@ -1,7 +1,9 @@
 #include "sim/serving/report.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <vector>
 
 #include "sim/scenario_json.h"
 #include "sim/serving/metrics.h"
@@ -69,7 +71,7 @@ void write_scenario(JsonWriter& json, const ServingStudy& study, const ServingRu
 }
 
 void write_policy(JsonWriter& json, const std::string& spec, const ServingResult& r, bool prefix_caching,
-                  const Slo& slo, const std::string& top, const std::string& swap_tier) {
+                  const Slo& slo, const std::string& top, const std::string& swap_tier, const std::string& offload_tier) {
   const ServingMetrics m = summarize_serving(r, slo);
   json.begin_object();
   json.field("spec", spec);
@@ -90,19 +92,29 @@ void write_policy(JsonWriter& json, const std::string& spec, const ServingResult
   }
   json.field("limiting_resource", m.limiting_resource);
   json.field("peak_bytes", r.peak_hbm_kv_bytes);
-  const bool swaps = !swap_tier.empty();
-  auto per_tier = [&](const char* key, double hbm, double swap) {
+  // One value per tier: the compute tier, the swap tier and the offload tier (summed where the swap
+  // and offload tiers are the same one). A peak summed so is an upper bound: the two peaks may
+  // come at different times.
+  auto per_tier = [&](const char* key, double hbm, double swap, double offload) {
+    std::vector<std::pair<std::string, double>> tiers{{top, hbm}};
+    const auto add = [&](const std::string& tier, double value) {
+      if (tier.empty()) return;
+      const auto it = std::find_if(tiers.begin(), tiers.end(), [&](const auto& t) { return t.first == tier; });
+      if (it == tiers.end()) tiers.emplace_back(tier, value);
+      else it->second += value;
+    };
+    add(swap_tier, swap);
+    add(offload_tier, offload);
     json.key(key);
     json.begin_object();
-    json.field(top, hbm);
-    if (swaps) json.field(swap_tier, swap);
+    for (const auto& [tier, value] : tiers) json.field(tier, value);
     json.end_object();
   };
-  per_tier("peak_kv_bytes", r.peak_hbm_kv_bytes, r.peak_swap_bytes);
-  per_tier("mean_kv_bytes", r.mean_hbm_kv_bytes, r.mean_swap_bytes);
-  per_tier("byte_seconds", r.hbm_kv_byte_seconds, r.swap_byte_seconds);
-  per_tier("bytes_read", r.hbm_read_bytes, r.swap_out_bytes > 0 ? r.swap_in_bytes : 0.0);
-  per_tier("bytes_written", r.hbm_write_bytes, r.swap_out_bytes);
+  per_tier("peak_kv_bytes", r.peak_hbm_kv_bytes, r.peak_swap_bytes, r.peak_offload_bytes);
+  per_tier("mean_kv_bytes", r.mean_hbm_kv_bytes, r.mean_swap_bytes, r.mean_offload_bytes);
+  per_tier("byte_seconds", r.hbm_kv_byte_seconds, r.swap_byte_seconds, r.offload_byte_seconds);
+  per_tier("bytes_read", r.hbm_read_bytes, r.swap_out_bytes > 0 ? r.swap_in_bytes : 0.0, r.offload_read_bytes);
+  per_tier("bytes_written", r.hbm_write_bytes, r.swap_out_bytes, r.offload_write_bytes);
   if (!r.link_bytes.empty()) {
     json.key("link_bytes");
     json.begin_object();
@@ -110,6 +122,7 @@ void write_policy(JsonWriter& json, const std::string& spec, const ServingResult
     json.end_object();
   }
   json.field("kv_capacity_blocks", r.capacity_blocks);
+  if (!offload_tier.empty()) json.field("offload_capacity_blocks", r.offload_capacity_blocks);
   json.field("block_bytes", r.block_bytes);
   json.field("peak_running", r.peak_running);
   json.field("preemptions", r.preemptions);
@@ -124,7 +137,7 @@ void write_policy(JsonWriter& json, const std::string& spec, const ServingResult
   json.begin_object();
   json.field("compute_bound", r.compute_bound_s);
   json.field("memory_bound", r.memory_bound_s);
-  json.field("swap_transfers", r.link_s);
+  json.field(offload_tier.empty() ? "swap_transfers" : "transfers", r.link_s);
   json.end_object();
   json.end_object();
 }
@@ -144,6 +157,7 @@ void write_serving_outputs(const std::string& out_dir, const ServingStudy& study
   const Scenario& s = study.scenario();
   const std::string top = run.hardware.device.compute_tier;
   const std::string swap_tier = s.serving.preemption == ServingConfig::Preemption::kSwap ? s.serving.swap_tier : "";
+  const std::string offload_tier = s.placement.kind == Placement::Kind::kOffload ? s.placement.tier : "";
 
   write_file_atomically(dir + "/summary.json", [&](std::ostream& out) {
     JsonWriter json(out);
@@ -153,7 +167,7 @@ void write_serving_outputs(const std::string& out_dir, const ServingStudy& study
     json.key("policies");
     json.begin_array();
     for (std::size_t p = 0; p < run.results.size(); ++p) {
-      write_policy(json, run.specs[p], run.results[p], run.prefix_caching[p] != 0, s.serving.slo, top, swap_tier);
+      write_policy(json, run.specs[p], run.results[p], run.prefix_caching[p] != 0, s.serving.slo, top, swap_tier, offload_tier);
     }
     json.end_array();
     json.end_object();
@@ -181,12 +195,13 @@ void write_serving_outputs(const std::string& out_dir, const ServingStudy& study
   });
 
   write_file_atomically(dir + "/timeline.csv", [&](std::ostream& out) {
-    out << "policy,time_s,running,waiting," << top << "_kv_bytes,prefix_cache_bytes,swap_bytes\n";
+    out << "policy,time_s,running,waiting," << top << "_kv_bytes,prefix_cache_bytes,swap_bytes"
+        << (offload_tier.empty() ? "" : "," + offload_tier + "_kv_bytes") << "\n";
     for (std::size_t p = 0; p < run.results.size(); ++p) {
       for (const ServingSample& t : run.results[p].timeline) {
         out << p << "," << csv_number(t.time_s) << "," << t.running << "," << t.waiting << ","
             << csv_number(t.hbm_kv_bytes) << "," << csv_number(t.prefix_cache_bytes) << "," << csv_number(t.swap_bytes)
-            << "\n";
+            << (offload_tier.empty() ? "" : "," + csv_number(t.offload_bytes)) << "\n";
       }
     }
   });
@@ -195,13 +210,22 @@ void write_serving_outputs(const std::string& out_dir, const ServingStudy& study
 
 void print_serving_table(std::ostream& out, const ServingStudy& study, const ServingRun& run) {
   const Slo& slo = study.scenario().serving.slo;
+  const Placement& placement = study.scenario().placement;
+  const std::string offload_tier = placement.kind == Placement::Kind::kOffload ? placement.tier : "";
   int width = 6;
   for (const auto& spec : run.specs) width = std::max(width, static_cast<int>(spec.size()));
   char line[1024];
   std::snprintf(line, sizeof line, "%-*s %8s %9s %9s %9s %9s %9s %9s %8s %9s %s\n", width, "policy", "served",
                 "TTFT_p50", "TTFT_p99", "TPOT_p50", "TPOT_p99", "out_tok/s", slo.any() ? "goodput" : "req/s",
                 "preempt", "peak_GiB", "limit");
-  out << line;
+  if (!offload_tier.empty()) {
+    // peak_GiB is the compute tier's; the offload tier's peak follows each row.
+    std::string header = line;
+    header.insert(header.size() - 1, "  peak_" + offload_tier + "_GiB");
+    out << header;
+  } else {
+    out << line;
+  }
   for (std::size_t p = 0; p < run.results.size(); ++p) {
     const ServingResult& r = run.results[p];
     const ServingMetrics m = summarize_serving(r, slo);
@@ -210,7 +234,13 @@ void print_serving_table(std::ostream& out, const ServingStudy& study, const Ser
                   m.tpot_s.p50 * 1e3, m.tpot_s.p99 * 1e3, m.output_tokens_per_s,
                   slo.any() ? m.goodput_requests_per_s : m.requests_per_s, static_cast<long long>(r.preemptions),
                   r.peak_hbm_kv_bytes / (1024.0 * 1024.0 * 1024.0), m.limiting_resource.c_str());
-    out << line;
+    std::string row = line;
+    if (!offload_tier.empty()) {
+      char extra[64];
+      std::snprintf(extra, sizeof extra, "  %.2f", r.peak_offload_bytes / (1024.0 * 1024.0 * 1024.0));
+      row.insert(row.size() - 1, extra);
+    }
+    out << row;
   }
 }
 

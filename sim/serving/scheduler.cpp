@@ -43,7 +43,7 @@ struct Step {
 class Scheduler {
  public:
   explicit Scheduler(const ServingInput& in)
-      : in_(in), cfg_(in.config), pool_(kv_capacity_blocks(in)) {
+      : in_(in), cfg_(in.config), hbm_blocks_(kv_capacity_blocks(in)), pool_(hbm_blocks_ + offload_capacity_blocks(in)) {
     const ModelShape& m = in.model;
     layer_heads_ = static_cast<double>(m.num_layers) * m.num_kv_heads;
     block_bytes_ = static_cast<double>(cfg_.block_tokens) * static_cast<double>(m.bytes_per_token());
@@ -57,6 +57,7 @@ class Scheduler {
       in.hierarchy.path(compute_tier_, cfg_.swap_tier);  // throws if no path
       swap_capacity_blocks_ = static_cast<std::int64_t>(hw.tier(cfg_.swap_tier).capacity_bytes / block_bytes_);
     }
+    offload_ = in.placement.kind == Placement::Kind::kOffload;
     prefix_block_tokens_ = in.workload.prefix_block_tokens;
     prefix_caching_ = in.prefix_caching && prefix_block_tokens_ > 0 &&
                       prefix_block_tokens_ % cfg_.block_tokens == 0 &&
@@ -72,6 +73,7 @@ class Scheduler {
       r.output_tokens = w.output_tokens;
     }
     result_.capacity_blocks = pool_.capacity();
+    result_.offload_capacity_blocks = pool_.capacity() - hbm_blocks_;
     result_.block_bytes = block_bytes_;
   }
 
@@ -125,11 +127,17 @@ class Scheduler {
   }
 
   void integrate(double dt_s) {
-    const double hbm = static_cast<double>(pool_.private_blocks() + pool_.cached_blocks()) * block_bytes_;
     const double swap = static_cast<double>(swap_used_blocks_) * block_bytes_;
-    result_.hbm_kv_byte_seconds += hbm * dt_s;
+    result_.hbm_kv_byte_seconds += static_cast<double>(hbm_used_blocks()) * block_bytes_ * dt_s;
+    result_.offload_byte_seconds += static_cast<double>(offload_used_blocks()) * block_bytes_ * dt_s;
     result_.swap_byte_seconds += swap * dt_s;
   }
+
+  // Blocks in use (private + prefix cache) split between the compute tier and, under offload,
+  // the lower tier, which takes what the compute tier cannot hold.
+  std::int64_t used_blocks() const { return pool_.private_blocks() + pool_.cached_blocks(); }
+  std::int64_t hbm_used_blocks() const { return std::min(used_blocks(), hbm_blocks_); }
+  std::int64_t offload_used_blocks() const { return used_blocks() - hbm_used_blocks(); }
 
   // Preempts `victim` (in running_): its blocks go to the swap tier, or are dropped to be recomputed.
   void preempt(std::size_t victim) {
@@ -351,6 +359,24 @@ class Scheduler {
     run_iteration(steps, swap_in_blocks, swap_out);
   }
 
+  // Placement offload: the compute tier keeps the blocks in use by running requests first (idle
+  // prefix-cache blocks are the first to sit in the lower tier); the active blocks beyond its
+  // capacity are the oldest context, in the lower tier, and are streamed in for the pass, at most
+  // as many as the batch attends to (a step attends to all of its context). Blocks the pass
+  // pushes out of the compute tier are written back; blocks return to it as it frees up without
+  // a transfer of their own (their next fetch moves them). Returns (blocks fetched, written back).
+  std::pair<double, double> offload_blocks_moved(const std::vector<Step>& steps) {
+    const std::int64_t offloaded = offload_used_blocks();
+    const double written = static_cast<double>(std::max<std::int64_t>(0, offloaded - offloaded_before_));
+    offloaded_before_ = offloaded;
+    const std::int64_t active = pool_.capacity() - pool_.available();  // private + pinned prefix blocks
+    const std::int64_t cold_active = std::max<std::int64_t>(0, active - hbm_blocks_);
+    if (cold_active == 0) return {0.0, written};
+    double attended = 0;
+    for (const Step& s : steps) attended += std::ceil(s.context_before / static_cast<double>(cfg_.block_tokens) - 1e-9);
+    return {std::min(static_cast<double>(cold_active), attended), written};
+  }
+
   void run_iteration(const std::vector<Step>& steps, std::int64_t swap_in_blocks, std::int64_t swap_out_blocks) {
     PassWork work;
     work.requests = static_cast<double>(steps.size());
@@ -365,10 +391,19 @@ class Scheduler {
       work.kv_written_entries += layer_heads_ * t;
       if (!l.prefilling || l.processed + s.tokens == l.target) work.logits_tokens += 1;
     }
+    const auto [fetch_blocks, spill_blocks] = offload_ ? offload_blocks_moved(steps) : std::pair<double, double>{0.0, 0.0};
+    // Fetched entries are attended as they stream in, not read again from the compute tier.
+    work.kv_read_entries = std::max(0.0, work.kv_read_entries - fetch_blocks * static_cast<double>(cfg_.block_tokens) * layer_heads_);
     double time_s = 0;
     if (work.tokens > 0) {
       const PassCost cost = in_.cost.pass_cost(work);
       time_s += cost.time_s;
+      if (fetch_blocks > 0 || spill_blocks > 0) {
+        const double exposed_s = offload_transfer(cost, fetch_blocks, spill_blocks);
+        time_s += exposed_s;
+        result_.link_s += exposed_s;
+        result_.decode_link_s += exposed_s * decodes;
+      }
       const bool compute = cost.bound == Bound::kCompute;
       (compute ? result_.compute_bound_s : result_.memory_bound_s) += cost.time_s;
       (compute ? result_.decode_compute_bound_s : result_.decode_memory_bound_s) += cost.time_s * decodes;
@@ -380,10 +415,7 @@ class Scheduler {
       const double in_bytes = static_cast<double>(swap_in_blocks) * block_bytes_;
       const double out_bytes = static_cast<double>(swap_out_blocks) * block_bytes_;
       std::vector<LinkLoad> loads;
-      double link_s = in_.hierarchy.transfer_time_s(
-          {{cfg_.swap_tier, compute_tier_, in_bytes / tp}, {compute_tier_, cfg_.swap_tier, out_bytes / tp}}, &loads);
-      const Tier& low = in_.hierarchy.hardware().tier(cfg_.swap_tier);
-      link_s = std::max({link_s, in_bytes / tp / low.read_bytes_per_s, out_bytes / tp / low.write_bytes_per_s});
+      const double link_s = in_.hierarchy.tier_transfer_time_s(compute_tier_, cfg_.swap_tier, in_bytes / tp, out_bytes / tp, &loads);
       for (const LinkLoad& load : loads) result_.link_bytes[load.link] += load.bytes * tp;
       result_.swap_in_bytes += in_bytes;
       result_.swap_out_bytes += out_bytes;
@@ -436,11 +468,27 @@ class Scheduler {
     sample.running = static_cast<int>(running_.size());
     sample.waiting = static_cast<int>(waiting_.size());
     sample.prefix_cache_bytes = static_cast<double>(pool_.cached_blocks()) * block_bytes_;
-    sample.hbm_kv_bytes = static_cast<double>(pool_.private_blocks()) * block_bytes_ + sample.prefix_cache_bytes;
+    sample.hbm_kv_bytes = static_cast<double>(hbm_used_blocks()) * block_bytes_;
+    sample.offload_bytes = static_cast<double>(offload_used_blocks()) * block_bytes_;
     sample.swap_bytes = static_cast<double>(swap_used_blocks_) * block_bytes_;
     result_.peak_hbm_kv_bytes = std::max(result_.peak_hbm_kv_bytes, sample.hbm_kv_bytes);
+    result_.peak_offload_bytes = std::max(result_.peak_offload_bytes, sample.offload_bytes);
     result_.peak_swap_bytes = std::max(result_.peak_swap_bytes, sample.swap_bytes);
     timeline_.push_back(sample);
+  }
+
+  // What streaming `fetch_blocks` in from the offload tier and writing `spill_blocks` back adds to
+  // the pass, each TP rank moving its share of the KV heads over its own link; counts the traffic.
+  double offload_transfer(const PassCost& cost, double fetch_blocks, double spill_blocks) {
+    const double tp = in_.tensor_parallel;
+    const double fetch_bytes = fetch_blocks * block_bytes_, spill_bytes = spill_blocks * block_bytes_;
+    std::vector<LinkLoad> loads;
+    const double transfer_s =
+        in_.hierarchy.tier_transfer_time_s(compute_tier_, in_.placement.tier, fetch_bytes / tp, spill_bytes / tp, &loads);
+    for (const LinkLoad& load : loads) result_.link_bytes[load.link] += load.bytes * tp;
+    result_.offload_read_bytes += fetch_bytes;
+    result_.offload_write_bytes += spill_bytes;
+    return cost.exposed_transfer_s(transfer_s, in_.placement.prefetch);
   }
 
   // After its prefill, a request's full prompt blocks become shareable prefix-cache blocks.
@@ -471,6 +519,7 @@ class Scheduler {
       if (result_.makespan_s > 0) {
         result_.mean_hbm_kv_bytes = result_.hbm_kv_byte_seconds / result_.makespan_s;
         result_.mean_swap_bytes = result_.swap_byte_seconds / result_.makespan_s;
+        result_.mean_offload_bytes = result_.offload_byte_seconds / result_.makespan_s;
       }
     }
     // Downsample, keeping the sample with the most KV of each run of consecutive ones (peaks survive).
@@ -489,6 +538,7 @@ class Scheduler {
 
   const ServingInput& in_;
   const ServingConfig& cfg_;
+  std::int64_t hbm_blocks_ = 0;  // the compute tiers' share of the pool
   BlockPool pool_;
   ServingResult result_;
   std::vector<ServingSample> timeline_;
@@ -498,6 +548,8 @@ class Scheduler {
   std::string compute_tier_;
   double layer_heads_ = 0;
   double block_bytes_ = 0;
+  bool offload_ = false;
+  std::int64_t offloaded_before_ = 0;  // offload tier blocks after the previous iteration
   std::int64_t swap_capacity_blocks_ = 0;
   std::int64_t swap_used_blocks_ = 0;
   std::int64_t swap_out_blocks_ = 0;
@@ -515,7 +567,7 @@ class Scheduler {
 
 std::int64_t kv_capacity_blocks(const ServingInput& in) {
   const Hardware& hw = in.hierarchy.hardware();
-  const double hbm_bytes = hw.tier(hw.device.compute_tier).capacity_bytes * (1.0 - in.hbm_reserve) * in.tensor_parallel;
+  const double hbm_bytes = hw.tier(hw.device.compute_tier).capacity_bytes * (1.0 - in.placement.hbm_reserve) * in.tensor_parallel;
   const double kv_bytes = hbm_bytes - in.cost.weight_bytes();
   const double block_bytes = static_cast<double>(in.config.block_tokens) * static_cast<double>(in.model.bytes_per_token());
   const auto blocks = static_cast<std::int64_t>(std::floor(kv_bytes / block_bytes));
@@ -526,6 +578,19 @@ std::int64_t kv_capacity_blocks(const ServingInput& in) {
                      " (raise [hardware] tp or use a larger device)");
   }
   return blocks;
+}
+
+std::int64_t offload_capacity_blocks(const ServingInput& in) {
+  if (in.placement.kind != Placement::Kind::kOffload) return 0;
+  const Hardware& hw = in.hierarchy.hardware();
+  const std::string& tier = in.placement.tier;
+  if (!hw.has_tier(tier) || tier == hw.device.compute_tier || hw.tier(tier).kind == "switch") {
+    throw InputError("placement " + in.placement.spec() + ": hardware " + (hw.source.empty() ? hw.device.name : hw.source) +
+                     " has no lower storage tier '" + tier + "' (attach one, e.g. [hardware] attach = host-ddr5)");
+  }
+  in.hierarchy.path(hw.device.compute_tier, tier);  // throws if no path
+  const double block_bytes = static_cast<double>(in.config.block_tokens) * static_cast<double>(in.model.bytes_per_token());
+  return static_cast<std::int64_t>(std::floor(hw.tier(tier).capacity_bytes / block_bytes));
 }
 
 ServingResult simulate_serving(const ServingInput& input) { return Scheduler(input).run(); }

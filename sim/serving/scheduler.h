@@ -13,6 +13,7 @@
 #include "hw/cost_model.h"
 #include "hw/hierarchy.h"
 #include "sim/serving/block_pool.h"
+#include "sim/placement.h"
 #include "sim/serving/retention.h"
 #include "sim/serving_config.h"
 #include "traces/workload.h"
@@ -30,7 +31,7 @@ struct ServingRequestResult {
   double finish_s = -1;
   int preemptions = 0;
   bool rejected = false;                  // its KV can never fit: not served
-  double peak_hbm_kv_bytes = 0;           // its private blocks in the compute tier
+  double peak_hbm_kv_bytes = 0;           // its private blocks (compute tier, or offload tier beyond it)
   double peak_swap_bytes = 0;             // its blocks in the swap tier
 
   double queue_s() const { return first_scheduled_s - arrival_s; }
@@ -47,21 +48,24 @@ struct ServingSample {  // the state after one iteration
   double time_s = 0;
   int running = 0;
   int waiting = 0;
-  double hbm_kv_bytes = 0;        // private + prefix-cache blocks in use
+  double hbm_kv_bytes = 0;        // private + prefix-cache blocks in the compute tier
   double prefix_cache_bytes = 0;
   double swap_bytes = 0;
+  double offload_bytes = 0;       // placement offload: blocks beyond the compute tier, in its lower tier
 };
 
 struct ServingResult {
   std::vector<ServingRequestResult> requests;  // in workload order
   std::vector<ServingSample> timeline;         // per iteration (downsampled to at most ~20,000 rows)
-  std::int64_t capacity_blocks = 0;
+  std::int64_t capacity_blocks = 0;            // compute tier, plus the offload tier's under placement offload
+  std::int64_t offload_capacity_blocks = 0;    // of those, in the offload tier
   double block_bytes = 0;                      // one block, all layers and KV heads, all TP ranks
   std::int64_t iterations = 0;
   std::int64_t events = 0;        // arrivals + request steps (a request's part in an iteration) + completions
   double makespan_s = 0;          // first arrival to last completion
   double busy_s = 0;              // time spent in iterations
-  // Iteration time by what bound it: the roofline's compute or memory term, or swap transfers.
+  // Iteration time by what bound it: the roofline's compute or memory term, or transfers (swaps,
+  // and offload fetches not hidden behind compute).
   double compute_bound_s = 0;
   double memory_bound_s = 0;
   double link_s = 0;
@@ -80,9 +84,16 @@ struct ServingResult {
   double mean_swap_bytes = 0;
   double hbm_kv_byte_seconds = 0;
   double swap_byte_seconds = 0;
+  // placement offload: blocks beyond the compute tier's capacity live in the lower tier; each
+  // iteration fetches those its batch attends to and writes back those newly pushed out.
+  double peak_offload_bytes = 0;
+  double mean_offload_bytes = 0;
+  double offload_byte_seconds = 0;
+  double offload_read_bytes = 0;   // fetched for attention, all TP ranks
+  double offload_write_bytes = 0;  // pushed out of the compute tier
   double hbm_read_bytes = 0;      // weights + KV, all TP ranks (roofline traffic)
   double hbm_write_bytes = 0;
-  std::map<std::string, double> link_bytes;  // swap traffic per link, all TP ranks
+  std::map<std::string, double> link_bytes;  // swap and offload traffic per link, all TP ranks
   std::int64_t prompt_tokens_computed = 0;   // prefill tokens processed (recompute included)
   std::int64_t output_tokens = 0;
   std::int64_t peak_running = 0;
@@ -96,7 +107,10 @@ struct ServingInput {
   const Hierarchy& hierarchy;
   const ModelShape& model;
   int tensor_parallel = 1;
-  double hbm_reserve = 0.1;  // fraction of the compute tier kept for activations and runtime
+  // Where KV lives: hbm_reserve (the compute tier's share kept for activations and runtime) and,
+  // under offload(tier=T, prefetch=...), the lower tier whose capacity adds to the block pool.
+  // score_tiering is refused by the scenario loader for serving runs.
+  Placement placement;
   // The retention curve of workload request `index` (its policy applied to its prompt).
   std::function<RetentionCurve(std::size_t index)> curve;
   // Share prompt prefixes by hash (only sound when curves keep every entry: a compressed cache
@@ -105,11 +119,14 @@ struct ServingInput {
   std::function<void(const BlockPool&)> after_event;  // tests check invariants here; may be empty
 };
 
-// Throws InputError if the model's weights leave no KV block in the compute tier or the swap
-// tier is unknown.
+// Throws InputError if the model's weights leave no KV block in the compute tier, or the swap or
+// offload tier is unknown.
 ServingResult simulate_serving(const ServingInput& input);
 
 // KV blocks the compute tiers of all TP ranks hold next to the weights.
 std::int64_t kv_capacity_blocks(const ServingInput& input);
+
+// KV blocks the offload tier holds (0 unless placement offload): its capacity, shared by the TP group.
+std::int64_t offload_capacity_blocks(const ServingInput& input);
 
 }  // namespace kvsim

@@ -93,9 +93,8 @@ ServingResult ServingStudy::simulate(std::size_t policy, const Workload& workloa
   const Scenario& s = scenario_;
   const CostModel cost(hardware, s.model, s.tensor_parallel, s.path + ": [hardware]");
   const Hierarchy hierarchy(hardware);
-  const Placement& placement = s.placement;
   ServingInput input{s.serving, workload, concurrency < 0 ? s.concurrency : concurrency, cost, hierarchy, s.model, s.tensor_parallel,
-                     placement.hbm_reserve, {}, prefix_caching(policy), after_event};
+                     s.placement, {}, prefix_caching(policy), after_event};
   input.curve = [&](std::size_t request) { return curve(policy, request); };
   try {
     return simulate_serving(input);

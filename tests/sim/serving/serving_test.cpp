@@ -8,9 +8,11 @@
 #include "hw/hardware.h"
 #include "hw/hierarchy.h"
 #include "traces/model_presets.h"
+#include "sim/placement.h"
 #include "sim/serving/metrics.h"
 #include "sim/serving/scheduler.h"
 #include "traces/workload.h"
+#include "util/error.h"
 
 namespace kvsim {
 namespace {
@@ -41,7 +43,9 @@ struct Rig {
   Hierarchy hierarchy{hardware};
 
   ServingInput input(const ServingConfig& config, const Workload& w, double hbm_reserve = 0.1) const {
-    ServingInput in{config, w, 0, cost, hierarchy, model, 1, hbm_reserve, {}, false, {}};
+    Placement placement;
+    placement.hbm_reserve = hbm_reserve;
+    ServingInput in{config, w, 0, cost, hierarchy, model, 1, placement, {}, false, {}};
     in.curve = [&w](std::size_t i) { return keep_everything(w.requests[i].prompt_tokens); };
     return in;
   }
@@ -214,6 +218,79 @@ TEST(Serving, RequestLargerThanTheCacheIsRejected) {
   EXPECT_TRUE(r.requests[1].rejected);
   EXPECT_FALSE(r.requests[2].rejected);
   EXPECT_EQ(r.rejected, 1);
+}
+
+// placement offload: the DRAM tier adds its blocks to the pool; a request larger than the compute
+// tier is served from both, and every pass streams the context beyond the compute tier back in.
+// By hand, 16-token blocks, 10 in HBM, a 320-token prompt and 3 output tokens:
+//   prefill: 20 blocks, 10 pushed out (written), nothing attended before the pass (nothing fetched);
+//   decode 1: 321 entries -> 21 blocks, 1 more written; context 320 = 20 blocks, 11 cold: 11 fetched;
+//   decode 2: 322 entries still fit 21 blocks; context 321 = 21 blocks: 11 fetched.
+struct OffloadRig {
+  Rig rig;
+  Hardware hardware;
+  Hierarchy hierarchy;
+  CostModel cost;
+  explicit OffloadRig(double dram_blocks)
+      : hardware(with_dram_capacity(rig.hardware, dram_blocks * 16.0 * static_cast<double>(rig.model.bytes_per_token()))),
+        hierarchy(hardware), cost(hardware, rig.model, 1, "test") {}
+  static Hardware with_dram_capacity(Hardware hw, double bytes) {
+    for (Tier& t : hw.tiers) {
+      if (t.name == "dram") t.capacity_bytes = bytes;
+    }
+    return hw;
+  }
+  ServingResult run(const Workload& w, const std::string& placement_spec) const {
+    ServingConfig config;
+    Placement placement = parse_placement(placement_spec, "test");
+    placement.hbm_reserve = rig.reserve_for_blocks(10, 16);
+    ServingInput in{config, w, 0, cost, hierarchy, rig.model, 1, placement, {}, false, {}};
+    in.curve = [&w](std::size_t i) { return keep_everything(w.requests[i].prompt_tokens); };
+    return simulate_serving(in);
+  }
+};
+
+TEST(Serving, OffloadTierHoldsWhatTheComputeTierCannotAndIsStreamedEveryPass) {
+  const OffloadRig o(15.5);
+  const Workload w = make_workload({{0.0, 320, 3}});
+  const ServingResult hbm_only = o.run(w, "hbm_only");
+  EXPECT_TRUE(hbm_only.requests[0].rejected) << "21 blocks do not fit 10";
+
+  const ServingResult r = o.run(w, "offload(tier=dram)");
+  ASSERT_FALSE(r.requests[0].rejected);
+  EXPECT_EQ(r.capacity_blocks, 25);
+  EXPECT_EQ(r.offload_capacity_blocks, 15);
+  const double block = r.block_bytes;
+  EXPECT_DOUBLE_EQ(r.peak_hbm_kv_bytes, 10 * block);
+  EXPECT_DOUBLE_EQ(r.peak_offload_bytes, 11 * block);
+  EXPECT_DOUBLE_EQ(r.offload_read_bytes, 22 * block);
+  EXPECT_DOUBLE_EQ(r.offload_write_bytes, 11 * block);
+  EXPECT_EQ(r.iterations, 3);
+  // Serialised transfers (prefetch=none): per pass, the larger direction over the path's slowest
+  // link plus the path's latency: (10 + 11 + 11) blocks and three latencies.
+  double latency_s = 0;
+  for (const Hierarchy::Hop& hop : o.hierarchy.path("hbm", "dram")) latency_s += o.hardware.links[static_cast<std::size_t>(hop.link)].latency_s;
+  const double expected_s = 32 * block / o.hierarchy.bottleneck_bytes_per_s("hbm", "dram") + 3 * latency_s;
+  EXPECT_NEAR(r.link_s, expected_s, 1e-9 * expected_s);
+  double link_bytes = 0;
+  for (const auto& [name, bytes] : r.link_bytes) link_bytes = std::max(link_bytes, bytes);
+  EXPECT_DOUBLE_EQ(link_bytes, 33 * block) << "22 blocks in and 11 out cross every link of the path";
+
+  // Prefetching a layer ahead hides these transfers behind the passes (a decode pass of an 8B
+  // model reads 16 GB of weights; 11 blocks are 23 MB).
+  const ServingResult prefetched = o.run(w, "offload(tier=dram, prefetch=layer)");
+  EXPECT_EQ(prefetched.link_s, 0.0);
+  EXPECT_NEAR(prefetched.busy_s, r.busy_s - r.link_s, 1e-12 * r.busy_s);
+  EXPECT_DOUBLE_EQ(prefetched.offload_read_bytes, r.offload_read_bytes);
+
+  // Admission counts both tiers: 32 blocks exceed 10 + 15.
+  const ServingResult too_big = o.run(make_workload({{0.0, 500, 3}}), "offload(tier=dram)");
+  EXPECT_TRUE(too_big.requests[0].rejected);
+}
+
+TEST(Serving, OffloadToATierTheHardwareLacksIsRefused) {
+  const OffloadRig o(15.5);
+  EXPECT_THROW(o.run(make_workload({{0.0, 100, 3}}), "offload(tier=cxl)"), InputError);
 }
 
 // Two requests with the same first two 512-token prefix blocks: the second one finds them cached
