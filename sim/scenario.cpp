@@ -57,6 +57,7 @@ po::options_description scenario_options() {
       ("serving.profile_buckets_per_octave", po::value<int>(), "fast mode: prompt-length buckets per doubling (default 8)")
       ("serving.profile_decode_tokens", po::value<std::int64_t>(), "fast mode: decode steps measured per profile (default 256)")
       ("serving.slo", po::value<std::string>(), "goodput SLO per request, e.g. ttft=2s, tpot=100ms")
+      ("serving.prefix_cache", po::value<std::string>(), "tiers of the prefix cache, compute tier first: hbm (default) or hbm+dram (unused prefix blocks move down LRU instead of being dropped; a hit there is loaded over the links, not recomputed)")
       ("policy.spec", po::value<std::vector<std::string>>()->composing(), "policy spec (repeatable)")
       ("hardware.preset", po::value<std::string>(), "hardware preset in configs/hardware/ (kvsim hw list), or an .ini path")
       ("hardware.attach", po::value<std::vector<std::string>>()->composing(),
@@ -113,6 +114,23 @@ void check_scenario_tiers(const Scenario& s, const Hardware& hw) {
   }
   if (s.serving_mode() && s.serving.preemption == ServingConfig::Preemption::kSwap) {
     check_lower_tier(hw, s.serving.swap_tier, s.path + ": [serving] preemption", s.serving.preemption_spec());
+  }
+  if (!s.serving_mode()) return;
+  const ServingConfig& sv = s.serving;
+  const std::string at = s.path + ": [serving] prefix_cache";
+  if (!sv.prefix_cache_compute_tier.empty() && sv.prefix_cache_compute_tier != hw.device.compute_tier) {
+    fail_input(at, "starts with '" + sv.prefix_cache_compute_tier + "', but hardware " + hw.source + " computes from tier '" +
+                       hw.device.compute_tier + "' (write " + sv.prefix_cache_spec(hw.device.compute_tier) + ")");
+  }
+  for (const std::string& tier : sv.prefix_cache_lower_tiers) {
+    check_lower_tier(hw, tier, at, sv.prefix_cache_spec(hw.device.compute_tier));
+    // One use per tier, so that no tier's capacity is counted twice.
+    const bool swap = sv.preemption == ServingConfig::Preemption::kSwap && sv.swap_tier == tier;
+    const bool offload = s.placement.kind == Placement::Kind::kOffload && s.placement.tier == tier;
+    if (swap || offload) {
+      const std::string use = swap ? "swapped requests ([serving] preemption)" : "offloaded KV ([hardware] placement)";
+      fail_input(at, "tier '" + tier + "' also holds " + use + "; give the prefix cache a tier of its own");
+    }
   }
 }
 
@@ -239,6 +257,9 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
     else fail_input(where("serving") + " mode", "expected fast or exact, got '" + m + "'");
   }
   if (v.count("serving.slo")) sv.slo = parse_slo(v["serving.slo"].as<std::string>(), where("serving") + " slo");
+  if (v.count("serving.prefix_cache")) {
+    parse_prefix_cache(v["serving.prefix_cache"].as<std::string>(), where("serving") + " prefix_cache", &sv);
+  }
   if (s.serving_mode() && s.hardware_preset.empty() && !v.count("hardware.preset")) {
     fail_input(where("hardware") + " preset", "serving needs hardware (time and memory come from it)");
   }

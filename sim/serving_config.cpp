@@ -1,7 +1,11 @@
 #include "sim/serving_config.h"
 
+#include <algorithm>
+#include <string_view>
+
 #include "policies/spec.h"
 #include "util/error.h"
+#include "util/strings.h"
 #include "util/units.h"
 
 namespace kvsim {
@@ -32,6 +36,29 @@ void parse_preemption(const std::string& text, const std::string& where, Serving
   } catch (const InputError& e) {
     fail_input(where, e.what());
   }
+}
+
+void parse_prefix_cache(const std::string& text, const std::string& where, ServingConfig* config) {
+  std::vector<std::string> tiers;
+  for (std::size_t start = 0;;) {
+    const std::size_t plus = text.find('+', start);
+    const std::string name(trim(std::string_view(text).substr(start, plus == std::string::npos ? std::string::npos : plus - start)));
+    if (name.empty() || name.find_first_of(" \t,()=") != std::string::npos) {
+      fail_input(where, "expected tier names joined by '+', the compute tier first (e.g. hbm or hbm+dram), got '" + text + "'");
+    }
+    if (std::find(tiers.begin(), tiers.end(), name) != tiers.end()) fail_input(where, "tier '" + name + "' is listed twice");
+    tiers.push_back(name);
+    if (plus == std::string::npos) break;
+    start = plus + 1;
+  }
+  config->prefix_cache_lower_tiers.assign(tiers.begin() + 1, tiers.end());
+  config->prefix_cache_compute_tier = tiers.front();
+}
+
+std::string ServingConfig::prefix_cache_spec(const std::string& compute_tier) const {
+  std::string spec = compute_tier;
+  for (const std::string& tier : prefix_cache_lower_tiers) spec += "+" + tier;
+  return spec;
 }
 
 Slo parse_slo(const std::string& text, const std::string& where) {

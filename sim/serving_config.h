@@ -3,6 +3,7 @@
 // [serving] section, resolved.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace kvsim {
 
@@ -39,8 +40,19 @@ struct ServingConfig {
 
   Slo slo;  // goodput counts the requests that meet it
 
+  // The prefix cache's tiers below the compute tier, in order (`prefix_cache = hbm+dram`): unused
+  // prefix blocks that the compute tier reclaims move down, least recently used first, instead of
+  // being dropped, and a prompt that starts with them loads them back instead of recomputing.
+  std::vector<std::string> prefix_cache_lower_tiers;
+  std::string prefix_cache_compute_tier;  // as written (checked against the hardware's); empty: not given
+
   std::string preemption_spec() const;  // "recompute" or "swap(tier=dram)"
+  std::string prefix_cache_spec(const std::string& compute_tier) const;  // "hbm+dram"
 };
+
+// "hbm", "hbm+dram", "hbm+dram+ssd": tier names joined by '+', the compute tier first (checked
+// against the hardware later: check_scenario_tiers). Throws InputError naming `where`.
+void parse_prefix_cache(const std::string& text, const std::string& where, ServingConfig* config);
 
 // "recompute" or "swap(tier=NAME)". Throws InputError naming `where`.
 void parse_preemption(const std::string& text, const std::string& where, ServingConfig* config);

@@ -58,6 +58,7 @@ void write_scenario(JsonWriter& json, const ServingStudy& study, const ServingRu
   json.field("max_batch_tokens", c.max_batch_tokens);
   json.field("max_running", c.max_running);
   json.field("preemption", c.preemption_spec());
+  if (!c.prefix_cache_lower_tiers.empty()) json.field("prefix_cache", c.prefix_cache_spec(run.hardware.device.compute_tier));
   json.field("admission", c.admission == ServingConfig::Admission::kReserve ? "reserve" : "on_demand");
   json.field("mode", c.mode == ServingConfig::Mode::kFast ? "fast" : "exact");
   if (c.mode == ServingConfig::Mode::kFast) {
@@ -130,6 +131,27 @@ void write_policy(JsonWriter& json, const std::string& spec, const ServingResult
   json.field("swap_in_bytes", r.swap_in_bytes);
   json.field("prefix_caching", prefix_caching);
   if (prefix_caching) json.field("prefix_hit_tokens", m.prefix_hit_tokens);
+  if (prefix_caching && !r.prefix_tiers.empty()) {
+    // Where the prefix hits came from, what the lower tiers moved, and the time loads took.
+    json.key("prefix_cache");
+    json.begin_object();
+    auto per_lower_tier = [&](const char* key, auto value) {
+      json.key(key);
+      json.begin_object();
+      for (const auto& t : r.prefix_tiers) json.field(t.tier, value(t));
+      json.end_object();
+    };
+    json.key("hits");
+    json.begin_object();
+    json.field(top, r.prefix_compute_tier_hits);
+    for (const auto& t : r.prefix_tiers) json.field(t.tier, t.hits);
+    json.end_object();
+    per_lower_tier("loaded_bytes", [](const ServingResult::PrefixTier& t) { return t.loaded_bytes; });
+    per_lower_tier("written_bytes", [](const ServingResult::PrefixTier& t) { return t.written_bytes; });
+    per_lower_tier("peak_bytes", [](const ServingResult::PrefixTier& t) { return t.peak_bytes; });
+    json.field("load_s", r.prefix_load_s);
+    json.end_object();
+  }
   json.field("prompt_tokens_computed", r.prompt_tokens_computed);
   json.field("iterations", r.iterations);
   json.field("memory_blocked_iterations", r.memory_blocked_iterations);

@@ -62,6 +62,20 @@ class Scheduler {
     prefix_caching_ = in.prefix_caching && prefix_block_tokens_ > 0 &&
                       prefix_block_tokens_ % cfg_.block_tokens == 0 &&
                       cfg_.admission == ServingConfig::Admission::kOnDemand;
+    if (prefix_caching_ && !cfg_.prefix_cache_lower_tiers.empty()) {
+      std::vector<std::int64_t> capacities;
+      for (const std::string& tier : cfg_.prefix_cache_lower_tiers) {
+        if (!hw.has_tier(tier) || tier == compute_tier_) {
+          throw InputError("prefix_cache " + cfg_.prefix_cache_spec(compute_tier_) + ": hardware " +
+                           (hw.source.empty() ? hw.device.name : hw.source) + " has no lower tier '" + tier + "'");
+        }
+        in.hierarchy.path(compute_tier_, tier);  // throws if no path
+        capacities.push_back(static_cast<std::int64_t>(hw.tier(tier).capacity_bytes / block_bytes_));
+        result_.prefix_tiers.push_back({tier, 0, 0, 0, 0});
+      }
+      pool_.set_lower_tiers(capacities);
+      prefix_moved_.assign(capacities.size(), {0, 0});
+    }
     const std::size_t n = in.workload.requests.size();
     result_.requests.resize(n);
     for (std::size_t i = 0; i < n; ++i) {
@@ -377,6 +391,28 @@ class Scheduler {
     return {std::min(static_cast<double>(cold_active), attended), written};
   }
 
+  // Prefix blocks moved between the compute tier and the prefix cache's lower tiers since the last
+  // iteration: loads (a prompt found its prefix below) come before the pass that needs them;
+  // write-backs of reclaimed blocks (down from the tier above) overlap the pass, as LMCache and
+  // vLLM's offloading connector store asynchronously. Returns (load seconds, write-back seconds).
+  std::pair<double, double> prefix_tier_transfers() {
+    double load_s = 0, write_s = 0;
+    const double tp = in_.tensor_parallel;
+    for (std::size_t i = 0; i < prefix_moved_.size(); ++i) {
+      const BlockPool::LowerTier& t = pool_.lower_tiers()[i];
+      const double loaded = static_cast<double>(t.loaded_blocks - prefix_moved_[i].first) * block_bytes_;
+      const double written = static_cast<double>(t.written_blocks - prefix_moved_[i].second) * block_bytes_;
+      prefix_moved_[i] = {t.loaded_blocks, t.written_blocks};
+      const std::string& tier = result_.prefix_tiers[i].tier;
+      const std::string& above = i == 0 ? compute_tier_ : result_.prefix_tiers[i - 1].tier;
+      std::vector<LinkLoad> loads;
+      if (loaded > 0) load_s += in_.hierarchy.tier_transfer_time_s(compute_tier_, tier, loaded / tp, 0.0, &loads);
+      if (written > 0) write_s += in_.hierarchy.tier_transfer_time_s(above, tier, 0.0, written / tp, &loads);
+      for (const LinkLoad& load : loads) result_.link_bytes[load.link] += load.bytes * tp;
+    }
+    return {load_s, write_s};
+  }
+
   void run_iteration(const std::vector<Step>& steps, std::int64_t swap_in_blocks, std::int64_t swap_out_blocks) {
     PassWork work;
     work.requests = static_cast<double>(steps.size());
@@ -394,10 +430,13 @@ class Scheduler {
     const auto [fetch_blocks, spill_blocks] = offload_ ? offload_blocks_moved(steps) : std::pair<double, double>{0.0, 0.0};
     // Fetched entries are attended as they stream in, not read again from the compute tier.
     work.kv_read_entries = std::max(0.0, work.kv_read_entries - fetch_blocks * static_cast<double>(cfg_.block_tokens) * layer_heads_);
-    double time_s = 0;
+    const auto [prefix_load_s, prefix_write_s] = prefix_tier_transfers();
+    double time_s = prefix_load_s;
+    double unhidden_write_s = prefix_write_s;
     if (work.tokens > 0) {
       const PassCost cost = in_.cost.pass_cost(work);
       time_s += cost.time_s;
+      unhidden_write_s = cost.exposed_transfer_s(prefix_write_s, true);
       if (fetch_blocks > 0 || spill_blocks > 0) {
         const double exposed_s = offload_transfer(cost, fetch_blocks, spill_blocks);
         time_s += exposed_s;
@@ -409,6 +448,12 @@ class Scheduler {
       (compute ? result_.decode_compute_bound_s : result_.decode_memory_bound_s) += cost.time_s * decodes;
       result_.hbm_read_bytes += cost.hbm_read_bytes;
       result_.hbm_write_bytes += cost.hbm_write_bytes;
+    }
+    if (prefix_load_s > 0 || unhidden_write_s > 0) {
+      time_s += unhidden_write_s;
+      result_.prefix_load_s += prefix_load_s;
+      result_.link_s += prefix_load_s + unhidden_write_s;
+      result_.decode_link_s += (prefix_load_s + unhidden_write_s) * decodes;
     }
     if (swap_in_blocks > 0 || swap_out_blocks > 0) {
       const double tp = in_.tensor_parallel;
@@ -509,6 +554,15 @@ class Scheduler {
   }
 
   void finish_result() {
+    for (std::size_t i = 0; i < result_.prefix_tiers.size(); ++i) {
+      const BlockPool::LowerTier& t = pool_.lower_tiers()[i];
+      ServingResult::PrefixTier& r = result_.prefix_tiers[i];
+      r.hits = t.hits;
+      r.loaded_bytes = static_cast<double>(t.loaded_blocks) * block_bytes_;
+      r.written_bytes = static_cast<double>(t.written_blocks) * block_bytes_;
+      r.peak_bytes = static_cast<double>(t.peak_used_blocks) * block_bytes_;
+    }
+    result_.prefix_compute_tier_hits = pool_.compute_tier_hits();
     if (!result_.requests.empty()) {
       double first = std::numeric_limits<double>::infinity(), last = 0;
       for (const ServingRequestResult& r : result_.requests) {
@@ -556,6 +610,7 @@ class Scheduler {
   std::int64_t reserved_blocks_ = 0;
   std::int64_t prefix_block_tokens_ = 0;
   bool prefix_caching_ = false;
+  std::vector<std::pair<std::int64_t, std::int64_t>> prefix_moved_;  // per lower tier: (loaded, written) blocks counted
   std::uint64_t tick_ = 0;
   std::int64_t attempts_ = 0;  // scheduling rounds, including those that ran nothing
   std::size_t next_ = 0;

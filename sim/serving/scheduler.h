@@ -93,7 +93,19 @@ struct ServingResult {
   double offload_write_bytes = 0;  // pushed out of the compute tier
   double hbm_read_bytes = 0;      // weights + KV, all TP ranks (roofline traffic)
   double hbm_write_bytes = 0;
-  std::map<std::string, double> link_bytes;  // swap and offload traffic per link, all TP ranks
+  std::map<std::string, double> link_bytes;  // swap, offload and prefix-cache traffic per link, all TP ranks
+  // The prefix cache's lower tiers ([serving] prefix_cache = hbm+dram), in order: prefix hashes
+  // loaded back from each (a hit there), bytes loaded and written, peak occupancy.
+  struct PrefixTier {
+    std::string tier;
+    std::int64_t hits = 0;
+    double loaded_bytes = 0;
+    double written_bytes = 0;
+    double peak_bytes = 0;
+  };
+  std::vector<PrefixTier> prefix_tiers;
+  std::int64_t prefix_compute_tier_hits = 0;  // prefix hashes found in the compute tier
+  double prefix_load_s = 0;                   // iteration time spent loading prefix blocks back
   std::int64_t prompt_tokens_computed = 0;   // prefill tokens processed (recompute included)
   std::int64_t output_tokens = 0;
   std::int64_t peak_running = 0;

@@ -56,6 +56,20 @@ Hardware load_scenario_hardware(const Scenario& s) {
 ServingStudy::ServingStudy(const Scenario& scenario, const std::function<void(const std::string&)>& progress)
     : scenario_(scenario), workload_(load_scenario_workload(scenario)), policies_(make_scenario_policies(scenario)) {
   check_scenario_tiers(scenario, load_scenario_hardware(scenario));  // before the retention replays
+  if (!scenario.serving.prefix_cache_lower_tiers.empty()) {
+    // Lower prefix-cache tiers that nothing could use are refused, not ignored.
+    const std::string at = scenario.path + ": [serving] prefix_cache";
+    if (workload_.prefix_block_tokens <= 0) {
+      fail_input(at, "workload " + workload_.source + " has no prefix hashes (Mooncake hash_ids), so no prefix is ever cached");
+    }
+    if (workload_.prefix_block_tokens % scenario.serving.block_tokens != 0) {
+      fail_input(at, "prefix blocks of " + std::to_string(workload_.prefix_block_tokens) + " tokens are not a whole number of " +
+                         std::to_string(scenario.serving.block_tokens) + "-token KV blocks, so prefix caching is off");
+    }
+    if (scenario.serving.admission != ServingConfig::Admission::kOnDemand) {
+      fail_input(at, "prefix caching needs [serving] admission = on_demand");
+    }
+  }
   std::vector<const Policy*> ptrs;
   for (const auto& p : policies_) ptrs.push_back(p.get());
   const std::size_t n = workload_.requests.size();

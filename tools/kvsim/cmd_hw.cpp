@@ -122,7 +122,7 @@ int cmd_hw(const Args& args) {
       ("action", po::value<std::string>(), "show | list")
       ("preset", po::value<std::string>(), "hardware preset (configs/hardware/) or an .ini path")
       ("attach,a", po::value<std::vector<std::string>>()->composing(),
-       "attach a tier (configs/hardware/attach/: host-ddr5, cxl-gen5, cxl-gen4), repeatable")
+       "attach a tier (configs/hardware/attach/: host-ddr5, cxl-gen5, cxl-gen4, nvme-gen5), repeatable")
       ("dot", po::value<std::string>(), "also write the hierarchy as Graphviz to FILE")
       ("model", po::value<std::string>(), "cost: model preset")
       ("tokens", po::value<std::vector<std::int64_t>>()->multitoken(), "cost: tokens in the pass (several allowed)")

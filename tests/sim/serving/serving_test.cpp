@@ -320,6 +320,68 @@ TEST(Serving, PrefixBlocksAreSharedAndStoredOnce) {
   EXPECT_EQ(most_cached, 2 * 512 / 16);
 }
 
+// The prefix cache's lower tier by hand: 4 compute-tier blocks, a 3-block lower tier, 2 blocks a hash.
+TEST(BlockPool, ReclaimedPrefixBlocksMoveDownLruAndLoadBack) {
+  BlockPool pool(4);
+  pool.set_lower_tiers({3});
+  const std::vector<std::uint64_t> hashes{1, 2};
+  ASSERT_TRUE(pool.allocate(4));
+  pool.insert_prefix(hashes, 2, 1);
+  pool.unpin_prefix(hashes, 2, 2);  // both unused; hash 1 first in LRU order (same tick: lower hash first)
+  ASSERT_TRUE(pool.allocate(2));    // reclaims hash 1 into the lower tier
+  EXPECT_EQ(pool.lower_tiers()[0].used_blocks, 2);
+  ASSERT_TRUE(pool.allocate(2));    // reclaims hash 2: the lower tier (3) pushes hash 1 out to make room
+  EXPECT_EQ(pool.lower_tiers()[0].used_blocks, 2);
+  EXPECT_EQ(pool.lower_tiers()[0].written_blocks, 4);
+  EXPECT_EQ(pool.lower_tiers()[0].peak_used_blocks, 2);
+  EXPECT_TRUE(pool.consistent());
+  pool.release(4);
+  EXPECT_EQ(pool.pin_prefix(std::vector<std::uint64_t>{2}, 3), 1) << "hash 2 is loaded back";
+  EXPECT_EQ(pool.lower_tiers()[0].hits, 1);
+  EXPECT_EQ(pool.lower_tiers()[0].loaded_blocks, 2);
+  EXPECT_EQ(pool.lower_tiers()[0].used_blocks, 0);
+  EXPECT_EQ(pool.cached_blocks(), 2);
+  EXPECT_EQ(pool.pin_prefix(std::vector<std::uint64_t>{1}, 4), 0) << "hash 1 was dropped";
+  EXPECT_EQ(pool.compute_tier_hits(), 0);
+  EXPECT_TRUE(pool.consistent());
+}
+
+// Serving with prefix_cache = hbm+dram: a third request whose prefix the compute tier reclaimed in
+// between finds it in DRAM and loads it instead of recomputing it; with hbm alone it recomputes.
+TEST(Serving, PrefixEvictedFromTheComputeTierIsLoadedBackFromTheLowerTier) {
+  const Rig rig;
+  // Request 0 caches two 512-token prefix blocks (64 KV blocks); request 1, with another prefix,
+  // needs all 100 blocks, so the unused cached prefix is reclaimed; request 2 repeats request 0's.
+  Workload w = make_workload({{0.0, 1100, 2}, {10.0, 1500, 100}, {20.0, 1100, 2}});
+  w.prefix_block_tokens = 512;
+  w.requests[0].prefix_blocks = {11, 12, 13};
+  w.requests[1].prefix_blocks = {21, 22, 23};
+  w.requests[2].prefix_blocks = {11, 12, 13};
+  auto run = [&](const std::vector<std::string>& lower) {
+    ServingConfig config;
+    config.prefix_cache_lower_tiers = lower;
+    ServingInput in = rig.input(config, w, rig.reserve_for_blocks(100, 16));
+    in.prefix_caching = true;
+    bool consistent = true;
+    in.after_event = [&](const BlockPool& pool) { consistent = consistent && pool.consistent(); };
+    ServingResult r = simulate_serving(in);
+    EXPECT_TRUE(consistent);
+    return r;
+  };
+  const ServingResult hbm = run({});
+  EXPECT_EQ(hbm.requests[2].cached_prompt_tokens, 0) << "reclaimed and dropped: recomputed";
+  const ServingResult tiered = run({"dram"});
+  EXPECT_EQ(tiered.requests[2].cached_prompt_tokens, 1024);
+  EXPECT_EQ(tiered.prompt_tokens_computed, hbm.prompt_tokens_computed - 1024);
+  ASSERT_EQ(tiered.prefix_tiers.size(), 1u);
+  EXPECT_EQ(tiered.prefix_tiers[0].hits, 2);
+  EXPECT_DOUBLE_EQ(tiered.prefix_tiers[0].loaded_bytes, 64 * tiered.block_bytes);
+  EXPECT_GE(tiered.prefix_tiers[0].written_bytes, 64 * tiered.block_bytes);
+  EXPECT_GT(tiered.prefix_load_s, 0.0);
+  // 64 blocks of 2 MiB over PCIe cost less than prefilling 1024 tokens of an 8B model.
+  EXPECT_LT(tiered.requests[2].ttft_s(), hbm.requests[2].ttft_s());
+}
+
 TEST(ServingMetrics, PercentilesThroughputAndGoodput) {
   ServingResult r;
   r.makespan_s = 10;
