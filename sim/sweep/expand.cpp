@@ -442,7 +442,7 @@ class Expander {
 
 std::string Sweep::describe(std::size_t index) const {
   std::string text = "scenario " + std::to_string(index);
-  const SweepScenario& s = scenarios.at(index);
+  static_cast<void>(scenarios.at(index));  // out_of_range for an index past the expansion
   if (columns.empty()) return text;
   text += " (";
   for (std::size_t c = 0; c < columns.size(); ++c) text += (c ? ", " : "") + columns[c] + "=" + value(index, c);
