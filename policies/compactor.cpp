@@ -3,9 +3,16 @@
 // kvpress/presses/compactor_press.py with leverage_press.py and non_causal_attention_press.py).
 // Score = blending * z(leverage of the centred pre-RoPE keys) + z(non-causal chunked attention
 // received * ||v||, avg-pooled over 3), z-scores over all heads of the layer; the first and last
-// few resident entries are protected. The reference sketches the keys with a fresh random Gaussian
-// (dimension 48) and a jittered Cholesky; kvsim uses the exact hat-matrix leverage instead, which
-// is what the sketch approximates and is deterministic.
+// few resident entries are protected.
+// leverage=sketch (default) is the reference's estimator (kvpress @8bb29b9,
+// LeverageScorePress.compute_leverage_scores): the keys are sketched from the right by a d x 48
+// Gaussian matrix and scored by the ridge leverage (jitter 1e-2) of the sketched rows. That is an
+// estimator of its own, not exact leverage with noise: with head_dim > 48 it measures a row's
+// leverage inside a random 48-dimensional subspace of the key space. kvsim draws the matrix from
+// a seed (one per request, layer, KV head and eviction point) instead of torch.randn, so a spec
+// and a trace give the same kept sets on any run and thread count. leverage=exact is the
+// hat-matrix diagonal of the full-rank keys (pseudo-inverse), what kvsim computed before.
+// pad=zeros models the reference's zero-padded last attention chunk (see noncausal_chunk_attention).
 #include <cstdlib>
 #include <tbb/parallel_for.h>
 
@@ -20,12 +27,21 @@ namespace kvsim {
 
 namespace {
 
+// The ridge that compute_leverage_scores passes to chol_with_jitter (jitter=1e-2): added to the
+// sketched Gram matrix before the first Cholesky try, whatever the scale of the keys.
+constexpr double kSketchJitter = 1e-2;
+constexpr std::int64_t kMaxSketchDimension = 4096;  // beyond any head_dim: larger only costs memory
+
 struct CompactorParams {  // every field read from the spec (defaults: the parameter table)
   Budget budget;
   ProtectedEnds ends;
   std::int64_t chunk = 0;
   double blending = -1.0;  // < 0: the fraction evicted at this eviction (kvpress: compression_ratio)
+  bool zero_pad_last_chunk = true;
   bool attention = true;
+  bool sketch = true;  // leverage=sketch; false: exact
+  std::int64_t sketch_dimension = 0;
+  std::uint64_t seed = 0;
   bool pre_rope = true;
   EvictionPoints points;
 };
@@ -103,7 +119,10 @@ class CompactorPolicy final : public Policy {
         apply_rope(keys.row(i).data(), ctx.model.head_dim, -static_cast<std::int64_t>(middle[static_cast<std::size_t>(i)]), inv_freq);
       }
     }
-    return centered_leverage(keys.cast<double>());
+    if (!p_.sketch) return centered_leverage(keys.cast<double>());
+    const std::uint64_t key = sketch_key(p_.seed, ctx.request.id, ctx.layer, h, ctx.pass.end);
+    return sketched_leverage(keys.cast<double>(), gaussian_sketch(key, keys.cols(), p_.sketch_dimension),
+                             kSketchJitter);
   }
 
   Eigen::VectorXd attention(const EvictionContext& ctx, int h, std::span<const std::int32_t> middle) const {
@@ -120,7 +139,8 @@ class CompactorPolicy final : public Policy {
     const int group = ctx.model.group_size();
     std::vector<HeadMatrix> queries;
     for (int g = h * group; g < (h + 1) * group; ++g) queries.push_back(gather_rows(trace.queries[g], rows));
-    const Eigen::VectorXf a = noncausal_chunk_attention(gather_rows(trace.keys[h], middle), queries, p_.chunk);
+    const Eigen::VectorXf a =
+        noncausal_chunk_attention(gather_rows(trace.keys[h], middle), queries, p_.chunk, p_.zero_pad_last_chunk);
     std::vector<float> s(static_cast<std::size_t>(a.size()));
     for (std::size_t i = 0; i < s.size(); ++i) {
       s[i] = a[static_cast<Eigen::Index>(i)] * trace.values[h].row(middle[i]).norm();
@@ -133,20 +153,40 @@ class CompactorPolicy final : public Policy {
   CompactorParams p_;
 };
 
+// leverage=sketch|exact, and the sketch's dimension and seed, which an exact spec leaves out.
+void read_leverage(PolicyArgs& args, CompactorParams& p) {
+  p.sketch = args.get_choice("leverage", {"sketch", "exact"}) == "sketch";
+  p.sketch_dimension = args.get_int("sketch_dimension");
+  const std::int64_t seed = args.get_int("seed");
+  if (p.sketch_dimension < 1 || p.sketch_dimension > kMaxSketchDimension) {
+    args.fail("sketch_dimension", "must be an integer in [1, " + std::to_string(kMaxSketchDimension) + "]");
+  }
+  if (seed < 0) args.fail("seed", "must be an integer >= 0");
+  p.seed = static_cast<std::uint64_t>(seed);
+  if (!p.sketch) {
+    args.set_canonical("sketch_dimension", "");
+    args.set_canonical("seed", "");
+  }
+}
+
 }  // namespace
 
 void register_compactor(PolicyRegistry& registry) {
   registry.add(
       {"compactor",
-       "Compactor: blend of exact key leverage and non-causal chunked attention (z-scored); keeps the top ones",
+       "Compactor: blend of sketched key leverage and non-causal chunked attention (z-scored); keeps the top ones",
        "Chari & Van Durme 2025, Compactor: Calibrated Query-Agnostic KV Cache Compression with Approximate "
        "Leverage Scores (arXiv 2507.08143); NVIDIA/kvpress kvpress/presses/compactor_press.py",
        {{"budget", "0.2", "fraction (<1) of the prompt kept besides the protected ends, or a token count (>=1) incl. them"},
         {"sink_start", "8", "first resident entries always kept"},
         {"sink_end", "4", "most recent resident entries always kept"},
         {"chunk", "256", "chunk of the non-causal attention term"},
+        {"pad", "zeros", "zeros (kvpress: a short last chunk is zero-padded to `chunk`; pad keys and queries add attention) | none"},
         {"blending", "auto", "weight of the leverage z-score; auto: the fraction evicted (kvpress: compression_ratio)"},
         {"attention", "on", "on|off: add the attention term (needs the query of every scored position)"},
+        {"leverage", "sketch", "sketch (kvpress: ridge-1e-2 leverage of the keys times a d x k Gaussian) | exact (hat-matrix diagonal)"},
+        {"sketch_dimension", "48", "k, columns of the Gaussian sketch (leverage=sketch)"},
+        {"seed", "0", "seed of the sketch, drawn per request, layer, KV head and eviction point (leverage=sketch)"},
         {"keys", "pre_rope", "pre_rope (undo RoPE with the model's rope_theta, as the reference) | post_rope"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
@@ -155,8 +195,10 @@ void register_compactor(PolicyRegistry& registry) {
          p.budget = Budget::read(args, "budget");
          p.ends = {args.get_int("sink_start"), args.get_int("sink_end")};
          p.chunk = args.get_int("chunk");
+         p.zero_pad_last_chunk = args.get_choice("pad", {"zeros", "none"}) == "zeros";
          const std::string blending = args.get_string("blending");
          p.attention = args.get_choice("attention", {"on", "off"}) == "on";
+         read_leverage(args, p);
          p.pre_rope = args.get_choice("keys", {"pre_rope", "post_rope"}) == "pre_rope";
          p.points = read_eviction_points(args);
          if (p.ends.sinks < 0) args.fail("sink_start", "must be >= 0");

@@ -1,10 +1,14 @@
 #include "policies/leverage.h"
 
+#include <Eigen/Cholesky>
 #include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "policies/select.h"
+#include "util/rng.h"
 
 namespace kvsim {
 
@@ -66,21 +70,83 @@ Eigen::VectorXd centered_leverage(Eigen::MatrixXd x) {
   return lev;
 }
 
+namespace {
+
+// torch.linalg.cholesky_ex(G + jitter I), retried with max(1e-8, 10 jitter) (1e-2 after a zero
+// jitter) up to `max_tries` times, as LeverageScorePress.chol_with_jitter.
+Eigen::LLT<Eigen::MatrixXd> cholesky_with_jitter(const Eigen::MatrixXd& gram, double jitter, int max_tries) {
+  const Eigen::MatrixXd identity = Eigen::MatrixXd::Identity(gram.rows(), gram.cols());
+  for (int attempt = 0; attempt < max_tries; ++attempt) {
+    Eigen::LLT<Eigen::MatrixXd> llt(gram + jitter * identity);
+    if (llt.info() == Eigen::Success) return llt;
+    jitter = std::max(1e-8, jitter == 0.0 ? 1e-2 : 10.0 * jitter);
+  }
+  throw std::runtime_error("compactor: Cholesky of the sketched Gram matrix failed after " +
+                           std::to_string(max_tries) + " tries");
+}
+
+}  // namespace
+
+Eigen::VectorXd sketched_leverage(Eigen::MatrixXd x, const Eigen::MatrixXd& phi, double jitter) {
+  if (x.rows() == 0) return Eigen::VectorXd();
+  x.rowwise() -= x.colwise().mean();  // sequence-centering, then the sketch
+  const Eigen::MatrixXd y = x * phi;  // S x k
+  const Eigen::MatrixXd gram = y.transpose() * y;
+  const Eigen::LLT<Eigen::MatrixXd> llt = cholesky_with_jitter(0.5 * (gram + gram.transpose()), jitter, 5);
+  const Eigen::MatrixXd solved = llt.solve(y.transpose());  // (Y^T Y + jitter I)^-1 Y^T, k x S
+  // diag(Y (Y^T Y + jitter I)^-1 Y^T) without the S x S matrix: (X * inv_Xt^T).sum(-1).clamp_min(0).
+  return (y.array() * solved.transpose().array()).rowwise().sum().cwiseMax(0.0).matrix();
+}
+
+Eigen::MatrixXd gaussian_sketch(std::uint64_t key, Eigen::Index rows_d, Eigen::Index cols_k) {
+  KeyedRng rng(key);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(cols_k));
+  Eigen::MatrixXd phi(rows_d, cols_k);
+  for (Eigen::Index i = 0; i < rows_d; ++i) {
+    for (Eigen::Index j = 0; j < cols_k; ++j) phi(i, j) = rng.normal() * scale;
+  }
+  return phi;
+}
+
+std::uint64_t fnv1a64(std::string_view text) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (const char c : text) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+std::uint64_t sketch_key(std::uint64_t seed, std::string_view request_id, int layer, int kv_head,
+                         std::int64_t pass_end) {
+  return hash_key(seed, static_cast<std::uint64_t>(layer), static_cast<std::uint64_t>(kv_head),
+                  static_cast<std::uint64_t>(pass_end), fnv1a64(request_id));
+}
+
 Eigen::VectorXf noncausal_chunk_attention(const HeadMatrix& keys, std::span<const HeadMatrix> queries,
-                                          std::int64_t chunk) {
+                                          std::int64_t chunk, bool zero_pad_last) {
+  // kvpress fills the pad keys' logits with -1e-9 (not -inf), so they stay in every softmax.
+  constexpr float kPadLogit = -1e-9f;
   const Eigen::Index s = keys.rows();
   Eigen::VectorXf total = Eigen::VectorXf::Zero(s);
   HeadMatrix logits;
   for (const HeadMatrix& q : queries) {
     for (Eigen::Index begin = 0; begin < s; begin += chunk) {
       const Eigen::Index len = std::min<Eigen::Index>(chunk, s - begin);
+      const Eigen::Index pad = zero_pad_last ? chunk - len : 0;
       logits.noalias() = q.middleRows(begin, len) * keys.middleRows(begin, len).transpose();
       for (Eigen::Index i = 0; i < len; ++i) {
         auto row = logits.row(i).array();
-        row = (row - row.maxCoeff()).exp();
-        row /= row.sum();
+        const float top = pad > 0 ? std::max(row.maxCoeff(), kPadLogit) : row.maxCoeff();
+        row = (row - top).exp();
+        row /= row.sum() + static_cast<float>(pad) * std::exp(kPadLogit - top);
       }
       total.segment(begin, len) += logits.colwise().sum().transpose();
+      if (pad > 0) {
+        // The pad queries' rows are all 0 on the real keys, -1e-9 on the pad keys: uniform.
+        const float uniform = 1.0f / (static_cast<float>(len) + static_cast<float>(pad) * std::exp(kPadLogit));
+        total.segment(begin, len).array() += static_cast<float>(pad) * uniform;
+      }
     }
   }
   if (!queries.empty()) total /= static_cast<float>(queries.size());

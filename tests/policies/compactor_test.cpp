@@ -1,9 +1,11 @@
 // compactor (arXiv 2507.08143; kvpress compactor_press.py + leverage_press.py +
-// non_causal_attention_press.py): exact leverage, the non-causal chunked attention term, their
-// z-scored blend, protection, pre-RoPE keys, parameter errors and kept counts.
+// non_causal_attention_press.py): exact and sketched leverage, the seeded Gaussian sketch, the
+// non-causal chunked attention term with kvpress's zero-padded last chunk, their z-scored blend,
+// protection, pre-RoPE keys, parameter errors and kept counts.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <set>
 #include <tbb/global_control.h>
 
 #include "policies/leverage.h"
@@ -51,12 +53,12 @@ LayerTrace leverage_layer() {
 TEST(Compactor, LeverageOnlyHandCheck) {
   // Leverage order (see above): t0 .643 > t5 .615 > t4 .346 > t1 .286 > t2 .071 > t3 .038.
   const LayerTrace layer = leverage_layer();
-  const std::string base = "compactor(sink_start=0, sink_end=0, attention=off, keys=post_rope, budget=";
+  const std::string base = "compactor(sink_start=0, sink_end=0, attention=off, leverage=exact, keys=post_rope, budget=";
   EXPECT_EQ(evict_once(base + "3)", kOneHead, &layer, 6)[0], (Positions{0, 4, 5}));
   EXPECT_EQ(evict_once(base + "4)", kOneHead, &layer, 6)[0], (Positions{0, 1, 4, 5}));
   // Protect t0 and t5; the middle t1..t4 is re-centred on its own mean (-.75, 1):
   // lev = [.617, .217, .45, .717] -> B=3 keeps t4, B=4 keeps t4 and t1.
-  const std::string ends = "compactor(sink_start=1, sink_end=1, attention=off, keys=post_rope, budget=";
+  const std::string ends = "compactor(sink_start=1, sink_end=1, attention=off, leverage=exact, keys=post_rope, budget=";
   EXPECT_EQ(evict_once(ends + "3)", kOneHead, &layer, 6)[0], (Positions{0, 4, 5}));
   EXPECT_EQ(evict_once(ends + "4)", kOneHead, &layer, 6)[0], (Positions{0, 1, 4, 5}));
 }
@@ -68,7 +70,8 @@ TEST(Compactor, PreRopeUndoesTheRotation) {
   const auto inv_freq = rope_inv_freq(2, kOneHead.rope_theta);
   for (std::size_t t = 0; t < rotated.size(); ++t) apply_rope(rotated[t].data(), 2, static_cast<std::int64_t>(t), inv_freq);
   const LayerTrace layer = make_layer({rotated}, {rotated}, {rotated});
-  EXPECT_EQ(evict_once("compactor(sink_start=0, sink_end=0, attention=off, budget=3)", kOneHead, &layer, 6)[0],
+  EXPECT_EQ(evict_once("compactor(sink_start=0, sink_end=0, attention=off, leverage=exact, budget=3)", kOneHead,
+                       &layer, 6)[0],
             (Positions{0, 4, 5}));
 }
 
@@ -96,12 +99,119 @@ LayerTrace attention_layer() {
 
 TEST(Compactor, AttentionTermAndBlendHandCheck) {
   const LayerTrace layer = attention_layer();
-  const std::string base = "compactor(sink_start=0, sink_end=0, keys=post_rope, ";
+  const std::string base = "compactor(sink_start=0, sink_end=0, keys=post_rope, leverage=exact, ";
   EXPECT_EQ(evict_once(base + "chunk=3, blending=0, budget=3)", kOneHead, &layer, 6)[0], (Positions{1, 2, 3}));
   EXPECT_EQ(evict_once(base + "chunk=6, blending=0, budget=3)", kOneHead, &layer, 6)[0], (Positions{2, 3, 4}));
   EXPECT_EQ(evict_once(base + "chunk=3, blending=2, budget=3)", kOneHead, &layer, 6)[0], (Positions{1, 3, 5}));
   EXPECT_EQ(evict_once(base + "chunk=3, budget=2)", kOneHead, &layer, 6)[0], (Positions{1, 3}));
   EXPECT_EQ(evict_once(base + "chunk=3, blending=0, budget=2)", kOneHead, &layer, 6)[0], (Positions{1, 2}));
+}
+
+// kvpress zero-pads a short last chunk to `chunk`. chunk 4 on the layer above: [t0..t3] is full,
+// A = 4 e / 10 = [.4, .4, 1.2, 2]; [t4, t5] gets 2 zero keys and 2 zero queries. Pad keys have
+// logit ~0 (-1e-9), so t4's and t5's queries give e_j / (1 + 4 + 1 + 1): 2/7 and 8/7 over the two
+// queries; each pad query is uniform over the 4 slots: + 2 x 1/4. Without padding: 2/5, 8/5.
+TEST(Compactor, ZeroPaddedLastChunkHandCheck) {
+  const LayerTrace layer = attention_layer();
+  const std::vector<HeadMatrix> queries{layer.queries[0]};
+  const Eigen::VectorXf padded = noncausal_chunk_attention(layer.keys[0], queries, 4, true);
+  const Eigen::VectorXf plain = noncausal_chunk_attention(layer.keys[0], queries, 4, false);
+  const double want_padded[] = {.4, .4, 1.2, 2, 2 / 7.0 + .5, 8 / 7.0 + .5};
+  const double want_plain[] = {.4, .4, 1.2, 2, .4, 1.6};
+  for (int t = 0; t < 6; ++t) {
+    EXPECT_NEAR(padded[t], want_padded[t], 1e-6) << t;
+    EXPECT_NEAR(plain[t], want_plain[t], 1e-6) << t;
+  }
+  // A*||v|| avg-pooled: padded t4 2.833, t3 2.390, t2 2.267; plain t4 2.533, t2 2.267, t3 2.133.
+  const std::string spec = "compactor(sink_start=0, sink_end=0, keys=post_rope, leverage=exact, chunk=4, blending=0, budget=2";
+  EXPECT_EQ(evict_once(spec + ")", kOneHead, &layer, 6)[0], (Positions{3, 4}));
+  EXPECT_EQ(evict_once(spec + ", pad=none)", kOneHead, &layer, 6)[0], (Positions{2, 4}));
+}
+
+// Sketched leverage on centred rows [1,0], [-1,0], [0,2], [0,-2] (Gram diag(2, 8)):
+//   phi = I2:        y = x, lev = [1/2.01, 1/2.01, 4/8.01, 4/8.01] (the 1e-2 ridge shrinks each);
+//   phi = [1; 0]:    the sketch keeps the first axis only: lev = [1/2.01, 1/2.01, 0, 0];
+//   phi = I2, no jitter: exact leverage [.5, .5, .5, .5].
+TEST(CompactorSketch, RidgeLeverageOfTheSketchedRowsHandCheck) {
+  Eigen::MatrixXd x(4, 2);
+  x << 1, 0, -1, 0, 0, 2, 0, -2;
+  Eigen::MatrixXd axis(2, 1);
+  axis << 1, 0;
+  const Eigen::VectorXd both = sketched_leverage(x, Eigen::MatrixXd::Identity(2, 2), 1e-2);
+  const Eigen::VectorXd first = sketched_leverage(x, axis, 1e-2);
+  const Eigen::VectorXd exact = sketched_leverage(x, Eigen::MatrixXd::Identity(2, 2), 0.0);
+  const double want_both[] = {1 / 2.01, 1 / 2.01, 4 / 8.01, 4 / 8.01};
+  const double want_first[] = {1 / 2.01, 1 / 2.01, 0, 0};
+  for (int t = 0; t < 4; ++t) {
+    EXPECT_NEAR(both[t], want_both[t], 1e-12) << t;
+    EXPECT_NEAR(first[t], want_first[t], 1e-12) << t;
+    EXPECT_NEAR(exact[t], centered_leverage(x)[t], 1e-12) << t;
+  }
+}
+
+TEST(CompactorSketch, SingularGramRetriesWithLargerJitter) {
+  // Rows on one axis with phi = I2 and no jitter: Gram diag(2, 0) is singular, the first Cholesky
+  // fails and chol_with_jitter retries with 1e-2: lev = 1 / 2.01 each.
+  Eigen::MatrixXd x(2, 2);
+  x << 1, 0, -1, 0;
+  const Eigen::VectorXd lev = sketched_leverage(x, Eigen::MatrixXd::Identity(2, 2), 0.0);
+  EXPECT_NEAR(lev[0], 1 / 2.01, 1e-12);
+  EXPECT_NEAR(lev[1], 1 / 2.01, 1e-12);
+}
+
+TEST(CompactorSketch, GaussianMatrixIsKeyedAndScaled) {
+  EXPECT_EQ(fnv1a64(""), 0xcbf29ce484222325ull);  // FNV-1a 64 test vectors
+  EXPECT_EQ(fnv1a64("a"), 0xaf63dc4c8601ec8cull);
+  const std::uint64_t key = sketch_key(0, "0", 0, 0, 400);
+  const Eigen::MatrixXd phi = gaussian_sketch(key, 128, 48);
+  EXPECT_EQ(phi, gaussian_sketch(key, 128, 48));
+  // Entries ~ N(0, 1/k): over 6144 draws the mean is within 4 sigma of 0, the variance within 10 %.
+  const double mean = phi.mean();
+  const double var = (phi.array() - mean).square().sum() / static_cast<double>(phi.size() - 1);
+  EXPECT_LT(std::abs(mean), 4.0 / std::sqrt(48.0 * static_cast<double>(phi.size())));
+  EXPECT_NEAR(var * 48.0, 1.0, 0.1);
+  // Every coordinate of the key gives a different matrix.
+  const std::set<std::uint64_t> keys{key, sketch_key(1, "0", 0, 0, 400), sketch_key(0, "1", 0, 0, 400),
+                                     sketch_key(0, "0", 1, 0, 400), sketch_key(0, "0", 0, 1, 400),
+                                     sketch_key(0, "0", 0, 0, 401)};
+  EXPECT_EQ(keys.size(), 6u);
+  EXPECT_NE(phi, gaussian_sketch(sketch_key(0, "0", 0, 0, 401), 128, 48));
+}
+
+// Kept positions per head as a set of (head, position).
+std::set<std::pair<std::size_t, std::int32_t>> kept_pairs(const LayerResidency& r) {
+  std::set<std::pair<std::size_t, std::int32_t>> out;
+  for (std::size_t h = 0; h < r.size(); ++h) {
+    for (std::int32_t t : r[h]) out.insert({h, t});
+  }
+  return out;
+}
+
+double jaccard(const std::set<std::pair<std::size_t, std::int32_t>>& a,
+               const std::set<std::pair<std::size_t, std::int32_t>>& b) {
+  std::size_t common = 0;
+  for (const auto& x : a) common += b.count(x);
+  return static_cast<double>(common) / static_cast<double>(a.size() + b.size() - common);
+}
+
+TEST(CompactorSketch, SketchNarrowerThanTheHeadIsItsOwnEstimator) {
+  // head_dim 128: a 48-column sketch scores leverage in a random 48-dimensional subspace, so its
+  // kept set differs from exact leverage's and from another seed's; a 128-column sketch spans the
+  // whole key space and keeps nearly exact's set.
+  const ModelShape model{"wide", 1, 2, 2, 128, 16, 10000.0};
+  auto source = testing_support::random_trace(model, 300, 0, {0}, 5);
+  const LayerTrace layer = source.load_layer("0", 0);
+  const std::string base = "compactor(budget=0.2, attention=off, ";
+  const auto exact = kept_pairs(evict_once(base + "leverage=exact)", model, &layer, 300));
+  const auto sketch = kept_pairs(evict_once(base + "leverage=sketch)", model, &layer, 300));
+  const auto reseeded = kept_pairs(evict_once(base + "seed=7)", model, &layer, 300));
+  const auto full_width = kept_pairs(evict_once(base + "sketch_dimension=128)", model, &layer, 300));
+  // Measured (isotropic random keys, where exact leverage has little spread): 0.36 and 0.29.
+  EXPECT_LT(jaccard(sketch, exact), 0.6);
+  EXPECT_LT(jaccard(sketch, reseeded), 0.6);
+  // Measured 0.96: a square Gaussian phi shrinks some directions by ~1/d, where the 1e-2 ridge
+  // then outweighs them, so even a full-width sketch is not exactly the hat matrix.
+  EXPECT_GT(jaccard(full_width, exact), 0.9);
 }
 
 TEST(Compactor, MissingQueriesNameThePolicy) {
@@ -133,12 +243,18 @@ TEST(Compactor, SameKeptSetsAtAnyThreadCount) {
 TEST(Compactor, SpecAndErrors) {
   const auto& reg = PolicyRegistry::builtin();
   EXPECT_EQ(reg.create("compactor")->spec(),
-            "compactor(budget=0.2, sink_start=8, sink_end=4, chunk=256, blending=auto, attention=on, keys=pre_rope, "
-            "prefill=post_fill, decode=none)");
+            "compactor(budget=0.2, sink_start=8, sink_end=4, chunk=256, pad=zeros, blending=auto, attention=on, "
+            "leverage=sketch, sketch_dimension=48, seed=0, keys=pre_rope, prefill=post_fill, decode=none)");
   EXPECT_EQ(reg.create("compactor(blending=0.35)")->spec().find("blending=0.35") != std::string::npos, true);
+  // The sketch's parameters do not apply to exact leverage: its spec leaves them out.
+  EXPECT_EQ(reg.create("compactor(leverage=exact, seed=3)")->spec(),
+            "compactor(budget=0.2, sink_start=8, sink_end=4, chunk=256, pad=zeros, blending=auto, attention=on, "
+            "leverage=exact, keys=pre_rope, prefill=post_fill, decode=none)");
   policy_test::expect_rejected({"compactor(sink_start=-1)", "compactor(sink_end=-1)", "compactor(chunk=0)",
                                 "compactor(blending=-1)", "compactor(blending=x)", "compactor(attention=maybe)",
-                                "compactor(keys=rope)", "compactor(budget=11)"});
+                                "compactor(keys=rope)", "compactor(budget=11)", "compactor(leverage=approx)",
+                                "compactor(sketch_dimension=0)", "compactor(sketch_dimension=4097)",
+                                "compactor(seed=-1)", "compactor(seed=x)", "compactor(pad=ones)"});
 }
 
 TEST(Compactor, KeptCountFollowsCapacityRule) {

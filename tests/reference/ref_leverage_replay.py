@@ -31,7 +31,7 @@ class Spec(kvref.EvictionBudget):
 
 
 def read_layers(path, request="0"):
-    """-> (meta, {layer: dict(keys [Hkv,T,d], values, queries [Hq,Tq,d], qpos {pos: row})})."""
+    """-> (meta, {layer: dict(index (the layer's number), keys [Hkv,T,d], values, queries [Hq,Tq,d], qpos {pos: row})})."""
     out = {}
     with h5py.File(path, "r") as f:
         meta = {k: f.attrs[k] for k in f.attrs}
@@ -43,7 +43,7 @@ def read_layers(path, request="0"):
             if mm:
                 g = req[name]
                 qpos = g["query_positions"][...]
-                out[int(mm.group(1))] = dict(keys=g["keys"][...].astype(np.float64),
+                out[int(mm.group(1))] = dict(index=int(mm.group(1)), keys=g["keys"][...].astype(np.float64),
                                              values=g["values"][...].astype(np.float64),
                                              queries=g["queries"][...].astype(np.float64),
                                              qpos={int(p): i for i, p in enumerate(qpos)})
