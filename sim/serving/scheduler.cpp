@@ -258,16 +258,39 @@ class Scheduler {
     l.prefilling = true;
   }
 
+  // One scheduling round (vLLM/Sarathi): decodes, then prefill chunks of running requests, then
+  // admissions, within the token budget; then the iteration runs. A round that can run nothing
+  // rejects or preempts a request instead.
   void iterate() {
-    std::int64_t budget = cfg_.max_batch_tokens;
-    std::vector<Step> steps;
-    const std::int64_t iteration = ++attempts_;
-    std::int64_t swap_in_blocks = 0;
+    Round round;
+    round.iteration = ++attempts_;
+    round.budget = cfg_.max_batch_tokens;
     const std::int64_t swap_out_before = swap_out_blocks_;
-    bool memory_blocked = false;
+    schedule_decodes(round);
+    schedule_prefill_chunks(round);
+    admit_waiting(round);
+    if (round.memory_blocked && !waiting_.empty()) ++result_.memory_blocked_iterations;
 
-    // 1. Decodes, in admission order; out of blocks, the latest admitted request is preempted.
-    for (std::size_t pos = 0; pos < running_.size() && budget > 0;) {
+    const std::int64_t swap_out = swap_out_blocks_ - swap_out_before;
+    if (round.steps.empty() && round.swap_in_blocks == 0 && swap_out == 0) {
+      unblock();
+      return;
+    }
+    run_iteration(round.steps, round.swap_in_blocks, swap_out);
+  }
+
+  // What one scheduling round has gathered so far.
+  struct Round {
+    std::int64_t iteration = 0;
+    std::int64_t budget = 0;  // tokens left
+    std::vector<Step> steps;
+    std::int64_t swap_in_blocks = 0;
+    bool memory_blocked = false;  // a request could not get the blocks it needed
+  };
+
+  // 1. Decodes, in admission order; out of blocks, the latest admitted request is preempted.
+  void schedule_decodes(Round& round) {
+    for (std::size_t pos = 0; pos < running_.size() && round.budget > 0;) {
       const std::size_t id = running_[pos];
       Live& l = lives_[id];
       if (l.prefilling) { ++pos; continue; }
@@ -287,36 +310,42 @@ class Scheduler {
         preempt(victim);
       }
       if (self_preempted) continue;  // running_[pos] is now the next request
-      steps.push_back({id, 1, static_cast<double>(l.cached_tokens) + l.resident});
-      l.scheduled_in = iteration;
-      --budget;
+      round.steps.push_back({id, 1, static_cast<double>(l.cached_tokens) + l.resident});
+      l.scheduled_in = round.iteration;
+      --round.budget;
       ++pos;
     }
-    // 2. Prefill chunks of running requests.
+  }
+
+  // 2. Prefill chunks of running requests.
+  void schedule_prefill_chunks(Round& round) {
     for (const std::size_t id : running_) {
-      if (budget <= 0) break;
+      if (round.budget <= 0) break;
       Live& l = lives_[id];
-      if (!l.prefilling || l.scheduled_in == iteration) continue;
-      const std::int64_t chunk = tokens_that_fit(l, prefill_chunk(l, budget));
-      if (chunk <= 0) { memory_blocked = true; continue; }
+      if (!l.prefilling || l.scheduled_in == round.iteration) continue;
+      const std::int64_t chunk = tokens_that_fit(l, prefill_chunk(l, round.budget));
+      if (chunk <= 0) { round.memory_blocked = true; continue; }
       reserve_blocks(l, chunk);
-      steps.push_back({id, chunk, static_cast<double>(l.cached_tokens) + l.resident});
-      l.scheduled_in = iteration;
-      budget -= chunk;
+      round.steps.push_back({id, chunk, static_cast<double>(l.cached_tokens) + l.resident});
+      l.scheduled_in = round.iteration;
+      round.budget -= chunk;
     }
-    // 3. Admissions, first come first served (preempted requests are at the front).
-    while (budget > 0 && !waiting_.empty() && static_cast<int>(running_.size()) < cfg_.max_running) {
+  }
+
+  // 3. Admissions, first come first served (preempted requests are at the front).
+  void admit_waiting(Round& round) {
+    while (round.budget > 0 && !waiting_.empty() && static_cast<int>(running_.size()) < cfg_.max_running) {
       const std::size_t id = waiting_.front();
       Live& l = lives_[id];
       if (l.swapped_blocks > 0) {
-        if (!pool_.allocate(l.swapped_blocks)) { memory_blocked = true; break; }
+        if (!pool_.allocate(l.swapped_blocks)) { round.memory_blocked = true; break; }
         l.blocks = l.swapped_blocks;
         swap_used_blocks_ -= l.swapped_blocks;
-        swap_in_blocks += l.swapped_blocks;
+        round.swap_in_blocks += l.swapped_blocks;
         l.swapped_blocks = 0;
         waiting_.pop_front();
         running_.push_back(id);
-        l.scheduled_in = iteration;  // joins the batch from the next iteration
+        l.scheduled_in = round.iteration;  // joins the batch from the next iteration
         continue;
       }
       if (cfg_.admission == ServingConfig::Admission::kReserve) {
@@ -326,16 +355,16 @@ class Scheduler {
           reject(id);
           continue;
         }
-        if (reserved_blocks_ + peak > pool_.capacity()) { memory_blocked = true; break; }
+        if (reserved_blocks_ + peak > pool_.capacity()) { round.memory_blocked = true; break; }
         l.reserved = peak;
         reserved_blocks_ += peak;
       }
       begin_prefill(l);
-      const std::int64_t chunk = tokens_that_fit(l, prefill_chunk(l, budget));
+      const std::int64_t chunk = tokens_that_fit(l, prefill_chunk(l, round.budget));
       if (chunk <= 0) {
         unpin(l);
         release_reservation(l);
-        memory_blocked = true;
+        round.memory_blocked = true;
         break;
       }
       reserve_blocks(l, chunk);
@@ -347,30 +376,26 @@ class Scheduler {
         r.first_scheduled_s = now_;
         r.cached_prompt_tokens = l.cached_tokens;
       }
-      steps.push_back({id, chunk, static_cast<double>(l.cached_tokens) + l.resident});
-      l.scheduled_in = iteration;
-      budget -= chunk;
+      round.steps.push_back({id, chunk, static_cast<double>(l.cached_tokens) + l.resident});
+      l.scheduled_in = round.iteration;
+      round.budget -= chunk;
     }
-    if (memory_blocked && !waiting_.empty()) ++result_.memory_blocked_iterations;
+  }
 
-    const std::int64_t swap_out = swap_out_blocks_ - swap_out_before;
-    if (steps.empty() && swap_in_blocks == 0 && swap_out == 0) {
-      // Nothing could run. Either a waiting request does not fit an empty cache, or running
-      // requests hold the memory each other's prefill needs: free it from the back.
-      if (running_.empty()) {
-        const std::size_t id = waiting_.front();
-        waiting_.pop_front();
-        reject(id);
-      } else if (running_.size() == 1) {
-        const std::size_t id = running_.back();  // alone and still stuck: it can never fit
-        running_.pop_back();
-        reject(id);
-      } else {
-        preempt(running_.back());
-      }
-      return;
+  // Nothing could run. Either a waiting request does not fit an empty cache, or running requests
+  // hold the memory each other's prefill needs: free it from the back.
+  void unblock() {
+    if (running_.empty()) {
+      const std::size_t id = waiting_.front();
+      waiting_.pop_front();
+      reject(id);
+    } else if (running_.size() == 1) {
+      const std::size_t id = running_.back();  // alone and still stuck: it can never fit
+      running_.pop_back();
+      reject(id);
+    } else {
+      preempt(running_.back());
     }
-    run_iteration(steps, swap_in_blocks, swap_out);
   }
 
   // Placement offload: the compute tier keeps the blocks in use by running requests first (idle

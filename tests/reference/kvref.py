@@ -774,6 +774,19 @@ def read_trace_layers(path, request="0"):
     return meta, out
 
 
+def read_layer_arrays(path, request="0"):
+    """-> [(keys, values, queries, query_positions)] of one request's layers, in the order of their
+    group names (layer_0, layer_1, layer_10, ...: h5py's sorted order)."""
+    layers = []
+    with h5py.File(path, "r") as f:
+        req = f["requests"][request]
+        for name in sorted(req):
+            if name.startswith("layer_"):
+                g = req[name]
+                layers.append((g["keys"][...], g["values"][...], g["queries"][...], g["query_positions"][...]))
+    return layers
+
+
 def read_kept(path, request="0"):
     """-> {policy_index: (spec, {layer: bool [num_kv_heads, n+m]})}."""
     out = {}

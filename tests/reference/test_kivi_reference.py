@@ -23,12 +23,6 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kvref  # noqa: E402
 
-try:
-    import h5py
-except ImportError:  # reported by kvref.common_args
-    h5py = None
-
-
 def fake_quant_groups(x, bits, group, axis):
     """x float32 2-D; groups of `group` consecutive elements along `axis` (last partial group alone)."""
     x = np.asarray(x, dtype=np.float32)
@@ -158,13 +152,7 @@ def run(ck, args):
     if made is None:
         return
     wd, model_ini, trace = made
-    layers = []
-    with h5py.File(trace, "r") as f:
-        req = f["requests"]["0"]
-        for name in sorted(req):
-            if name.startswith("layer_"):
-                g = req[name]
-                layers.append((g["keys"][...], g["values"][...], g["queries"][...], g["query_positions"][...]))
+    layers = kvref.read_layer_arrays(trace)
     specs = ["kivi(bits=2, group=32, residual=64)", "kivi(bits=4, group=16, residual=64)",
              "kivi(bits=2, group=8, residual=128)"]
     for sc_chunk in (None, chunk):

@@ -35,12 +35,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kvref  # noqa: E402
 from test_kivi_reference import check_compressed_run, eval_positions  # noqa: E402
 
-try:
-    import h5py
-except ImportError:  # reported by kvref.common_args
-    h5py = None
-
-
 def topk_smallest_indices(x, k):
     """torch.topk(x, k, dim=-1, largest=False).indices (order within the k irrelevant here; ties to
     the lower index)."""
@@ -207,13 +201,7 @@ def run(ck, args):
         if made is None:
             continue
         wd, model_ini, trace = made
-        layers = []
-        with h5py.File(trace, "r") as f:
-            req = f["requests"]["0"]
-            for name in sorted(req):
-                if name.startswith("layer_"):
-                    g = req[name]
-                    layers.append((g["keys"][...], g["values"][...], g["queries"][...], g["query_positions"][...]))
+        layers = kvref.read_layer_arrays(trace)
         got = kvref.run_policies(ck, args.kvsim, wd, model_ini, SPECS, CHUNK, "think")
         if got is None:
             continue
