@@ -128,7 +128,7 @@ std::string missing_virtual_source(const H5::DataSet& dataset, const std::string
   for (std::size_t i = 0; i < count; ++i) {
     const std::string source = text(H5Pget_virtual_filename, i);
     const std::string name = text(H5Pget_virtual_dsetname, i);
-    const std::string what = "'" + source + "' (dataset " + name + ")";
+    std::string what = "'" + source + "' (dataset " + name + ")";
     if (source == ".") {  // the virtual file itself, already open
       const hid_t f = H5Iget_file_id(dataset.getId());
       const hid_t d = f < 0 ? -1 : H5Dopen2(f, name.c_str(), H5P_DEFAULT);
