@@ -17,14 +17,20 @@
 //                 int(N x (1 - sparsity)) highest (modeling_flash_llama.py round_masks_for_sparsity).
 // Ties in both: the lower (layer, head) keeps the full cache (the originals break ties randomly).
 //
-// Gate values come from `mask=PATH` (policies/head_mask_file.h) or, without one, from the trace by
-// a proxy (policies/head_mask_proxy.h). The proxy is known one traced layer at a time, so it ranks
+// Gate values come from `mask=PATH` (policies/head_mask_file.h); without one, duoattention uses the
+// model preset's published gate values where kvsim bundles them (configs/head_maps/<model>.tsv,
+// traces/head_map.h; issue 19), made a mask by the original's own rule, quantile threshold and
+// seeded tie-breaking noise included (traces/duo_sparsify.h). Otherwise, and always for prulong
+// (no PruLong-trained masks are bundled; DuoAttention's gates answer a different objective), the
+// gates come from the trace by a proxy (policies/head_mask_proxy.h). The proxy is known one traced layer at a time, so it ranks
 // heads within a layer: the count rule is applied to all layers x KV heads and the full heads are
 // spread evenly over the layers (even_share), so the model's fraction of full heads is the
 // method's; an untraced layer has its share of full heads, which is all its accounting needs
 // (Policy::untraced_head_groups).
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
 #include <optional>
 
 #include "policies/head_mask_file.h"
@@ -32,6 +38,8 @@
 #include "policies/registry.h"
 #include "policies/schedule.h"
 #include "policies/select.h"
+#include "traces/duo_sparsify.h"
+#include "traces/head_map.h"
 #include "util/error.h"
 
 namespace kvsim {
@@ -81,6 +89,9 @@ class HeadMaskPolicy final : public Policy {
       check_table(model);
       const auto row = static_cast<std::size_t>(layer) * static_cast<std::size_t>(model.num_kv_heads);
       for (int h = 0; h < model.num_kv_heads; ++h) full += full_[row + static_cast<std::size_t>(h)];
+    } else if (const std::vector<bool>* bundled = bundled_full(model)) {
+      const auto row = static_cast<std::size_t>(layer) * static_cast<std::size_t>(model.num_kv_heads);
+      for (int h = 0; h < model.num_kv_heads; ++h) full += (*bundled)[row + static_cast<std::size_t>(h)];
     } else {
       full = static_cast<int>(proxy_full_count(model, layer));
     }
@@ -125,7 +136,26 @@ class HeadMaskPolicy final : public Policy {
     }
   }
 
-  // The layer's full heads: from the mask file, from the proxy (once per layer and request), or for
+  // duoattention without a mask file, for a model with a bundled map: its full heads per (layer, KV
+  // head), row-major, by DuoAttention's sparsify rule; null otherwise. A named cell counts as gate 1
+  // (retrieval) or 0 (any other archetype). Read once per model, under a lock: evict() runs in parallel.
+  const std::vector<bool>* bundled_full(const ModelShape& model) const {
+    if (method_.rule != CountRule::kDuoAttention) return nullptr;
+    const std::lock_guard lock(bundled_mutex_);
+    auto [it, inserted] = bundled_.try_emplace(model.name);
+    if (inserted) {
+      if (const std::shared_ptr<const HeadMap> map = select_head_map("", model)) {
+        std::vector<double> gates;
+        for (const HeadMapCell& cell : map->cells) {
+          gates.push_back(cell.archetype.empty() ? cell.weight : cell.archetype == "retrieval" ? 1.0 : 0.0);
+        }
+        it->second = duo_sparsify(gates, sparsity_);
+      }
+    }
+    return it->second ? &*it->second : nullptr;
+  }
+
+  // The layer's full heads: from the mask file, from the bundled map, from the proxy (once per layer and request), or for
   // an untraced layer its groups {full, streaming} (untraced_head_groups).
   std::vector<bool> full_heads(const EvictionContext& ctx) const {
     if (ctx.trace == nullptr) return {true, false};
@@ -133,6 +163,10 @@ class HeadMaskPolicy final : public Policy {
     if (table_) {
       check_table(ctx.model);
       const auto first = full_.begin() + static_cast<std::ptrdiff_t>(ctx.layer) * heads;
+      return std::vector<bool>(first, first + heads);
+    }
+    if (const std::vector<bool>* bundled = bundled_full(ctx.model)) {
+      const auto first = bundled->begin() + static_cast<std::ptrdiff_t>(ctx.layer) * heads;
       return std::vector<bool>(first, first + heads);
     }
     auto& state = static_cast<HeadMaskState&>(*ctx.state);
@@ -153,6 +187,8 @@ class HeadMaskPolicy final : public Policy {
   std::vector<bool> full_;  // with a mask file: per (layer, KV head), row-major
   std::int64_t proxy_window_;
   EvictionPoints points_;
+  mutable std::mutex bundled_mutex_;
+  mutable std::map<std::string, std::optional<std::vector<bool>>> bundled_;  // by model name
 };
 
 PolicyInfo head_mask_info(const Method& m, const std::string& summary, const std::string& reference) {
@@ -164,7 +200,9 @@ PolicyInfo head_mask_info(const Method& m, const std::string& summary, const std
            {"window", std::to_string(m.window), "most recent tokens a streaming head keeps"},
            {"mask", "",
             "file of gate values (path relative to the working directory): one line per layer, one value in [0, 1] per KV head (DuoAttention "
-            "full_attention_heads.tsv / PruLong masks.tsv); without it, heads are ranked per traced layer by "
+            "full_attention_heads.tsv / PruLong masks.tsv); without it, duoattention uses the preset's published gate values "
+            "(configs/head_maps/<model>.tsv: llama-3.1-8b, mistral-7b-v0.3) by DuoAttention's quantile rule with its seed-42 "
+            "tie-breaking noise; otherwise heads are ranked per traced layer by "
             "the attention mass the last proxy_window prompt queries pay outside sinks + window, the model's full heads "
             "spread evenly over the layers"},
            {"proxy_window", "32", "observation queries of the proxy (without mask)"},

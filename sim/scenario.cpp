@@ -44,6 +44,9 @@ po::options_description scenario_options() {
       ("workload.traced_layers", po::value<std::string>(), "all, or a list such as 0,8,16 or 0-3")
       ("workload.needles", po::value<int>(), "planted needle spans (synthetic, default 2)")
       ("workload.needle_tokens", po::value<std::int64_t>(), "tokens per needle (synthetic, default 16)")
+      ("workload.head_map", po::value<std::string>(),
+       "synthetic: a head map file (per layer and KV head an archetype or a gate value; README \"Head maps\"), "
+       "or none for the depth mix (default: the preset's measured map configs/head_maps/<model>.tsv if any)")
       ("workload.arrivals", po::value<std::string>(), "serve many requests: an Azure trace .csv, a Mooncake .jsonl, or poisson(rate=5, requests=1000, ...) / gamma(...) (kvsim workload --help)")
       ("workload.max_requests", po::value<std::int64_t>(), "serve only the first N requests of the arrivals")
       ("workload.arrival_rate", po::value<double>(), "rescale arrival times to this mean rate, requests/s")
@@ -278,6 +281,22 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   }
   if (s.needles < 0) fail_input(where("workload") + " needles", "must be >= 0");
   if (s.needle_tokens < 1) fail_input(where("workload") + " needle_tokens", "must be >= 1");
+  if (v.count("workload.head_map") && !s.synthetic()) {
+    fail_input(where("workload") + " head_map", "applies only to synthetic traces (trace = synthetic)");
+  }
+  if (s.synthetic() && s.model_given) {
+    std::string head_map;
+    read(v, "workload.head_map", head_map);
+    const fs::path p(head_map);
+    if (!head_map.empty() && head_map != "none" && p.is_relative()) {
+      head_map = (fs::path(path).parent_path() / p).lexically_normal().string();
+    }
+    try {
+      s.head_map = select_head_map(head_map, s.model);
+    } catch (const InputError& e) {
+      fail_input(where("workload") + " head_map", e.what());
+    }
+  }
 
   if (v.count("policy.spec")) s.policy_specs = v["policy.spec"].as<std::vector<std::string>>();
   read(v, "hardware.preset", s.hardware_preset);

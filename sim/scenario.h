@@ -1,12 +1,14 @@
 #pragma once
 // A scenario: the INI file a user writes (DESIGN.md §1), resolved and validated.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "hw/hardware.h"
 #include "sim/placement.h"
 #include "sim/serving_config.h"
+#include "traces/head_map.h"
 #include "traces/model_shape.h"
 
 namespace kvsim {
@@ -30,6 +32,9 @@ struct Scenario {
   std::string traced_layers = "all";  // "all" or a list such as 0,8,16 or 0-3
   int needles = 2;
   std::int64_t needle_tokens = 16;
+  // [workload] head_map (synthetic traces): the per-head archetypes, read and checked against the
+  // model at load. Null: the depth mix (head_map = none, or a preset without a measured map).
+  std::shared_ptr<const HeadMap> head_map;
 
   // Serving (DESIGN.md §6): with [workload] arrivals, many requests share the device.
   std::string arrivals;            // Azure .csv or Mooncake .jsonl path (resolved), or a synthetic spec

@@ -42,6 +42,7 @@ std::unique_ptr<TraceSource> make_synthetic_request(const Scenario& scenario, co
   params.seed = seed;
   params.num_needles = needles;
   params.needle_tokens = scenario.needle_tokens;
+  params.head_map = scenario.head_map;
   RequestInfo shape;
   shape.prompt_tokens = prompt_tokens;
   shape.generated_tokens = generated_tokens;

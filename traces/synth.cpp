@@ -88,6 +88,7 @@ class SyntheticSource final : public TraceSource {
         {"question_tokens", std::to_string(params_.question_tokens)},
         {"sink_tokens", std::to_string(kSinkTokens)},
     };
+    if (params_.head_map) header_.generator["head_map"] = params_.head_map->label;
     // Only when generated, so traces without recon queries keep their exact bytes.
     if (!recon_targets_.empty()) {
       header_.generator["recon_query_tokens"] = std::to_string(recon_targets_.size());

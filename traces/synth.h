@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "traces/head_map.h"
 #include "traces/trace.h"
 
 namespace kvsim {
@@ -38,6 +39,10 @@ struct SynthParams {
   // floor((2i+1)·n / (2·T_r)) (every position when T_r = n, else evenly strided). 0: none, and
   // the trace is byte-identical to one made without this field.
   std::int64_t recon_query_tokens = 0;
+  // Measured per-head archetypes (traces/head_map.h) in place of the depth mix; null: depth mix.
+  // Recorded in the trace as the root attribute gen_head_map (absent without one, so traces
+  // made without a map keep their exact bytes).
+  std::shared_ptr<const HeadMap> head_map;
 };
 
 // The T_r a scenario synthesises when a policy needs recon queries: a 32K-token prompt is re-read

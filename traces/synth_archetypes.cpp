@@ -3,7 +3,10 @@
 #include <array>
 #include <cmath>
 #include <numeric>
+#include <stdexcept>
+#include <string>
 
+#include "traces/duo_sparsify.h"
 #include "traces/synth_detail.h"
 
 namespace kvsim::synth {
@@ -37,13 +40,68 @@ std::array<double, kNumArchetypes> depth_weights(double x) {
 
 double signed_unit(KeyedRng& rng) { return 2.0 * rng.uniform() - 1.0; }
 
+double depth(const SynthParams& params, int layer) {
+  const int layers = params.model.num_layers;
+  return layers > 1 ? static_cast<double>(layer) / (layers - 1) : 0.5;
+}
+
+Archetype archetype_named(const std::string& name) {
+  for (int a = 0; a < kNumArchetypes; ++a) {
+    if (name == archetype_name(static_cast<Archetype>(a))) return static_cast<Archetype>(a);
+  }
+  throw std::logic_error("head map: unknown archetype '" + name + "'");  // read_head_map refuses these
+}
+
+// With a head map: named cells as written; weight cells are retrieval heads where DuoAttention's
+// rule (over all weight cells of the model) keeps the full cache, else streaming heads. A gate
+// value only says "streaming" (sinks + recent window suffice), not which of the two a head leans
+// on, so streaming heads are split into sink and local by the depth mix's sink : local ratio
+// (quota by floor, the remainder drawn), placed by the seeded shuffle of the depth mix.
+std::vector<Archetype> mapped_archetypes(const SynthParams& params, int layer) {
+  const HeadMap& map = *params.head_map;
+  std::vector<double> gates;
+  for (const HeadMapCell& cell : map.cells) {
+    if (cell.archetype.empty()) gates.push_back(cell.weight);
+  }
+  const std::vector<bool> full = duo_sparsify(gates, kHeadMapSparsity);
+  std::size_t gate_index = 0;
+  for (int l = 0; l < layer; ++l) {
+    for (int h = 0; h < map.kv_heads; ++h) gate_index += map.at(l, h).archetype.empty() ? 1 : 0;
+  }
+  std::vector<Archetype> result;
+  std::vector<int> streaming;
+  for (int h = 0; h < map.kv_heads; ++h) {
+    const HeadMapCell& cell = map.at(layer, h);
+    if (!cell.archetype.empty()) {
+      result.push_back(archetype_named(cell.archetype));
+    } else if (full[gate_index++]) {
+      result.push_back(Archetype::kRetrieval);
+    } else {
+      result.push_back(Archetype::kLocal);  // sink or local: decided below
+      streaming.push_back(h);
+    }
+  }
+  const auto weights = depth_weights(depth(params, layer));
+  const double w_sink = weights[static_cast<int>(Archetype::kSink)];
+  const double w_local = weights[static_cast<int>(Archetype::kLocal)];
+  const double share = w_sink / (w_sink + w_local) * static_cast<double>(streaming.size());
+  int sinks = static_cast<int>(std::floor(share));
+  KeyedRng rng(hash_key(params.seed, static_cast<std::uint64_t>(layer), 0, 0, kArchetypeStream));
+  if (rng.uniform() < share - sinks) ++sinks;
+  for (std::size_t i = streaming.size(); i > 1; --i) {
+    std::swap(streaming[i - 1], streaming[rng.below(static_cast<std::uint64_t>(i))]);
+  }
+  for (int i = 0; i < sinks; ++i) result[static_cast<std::size_t>(streaming[static_cast<std::size_t>(i)])] = Archetype::kSink;
+  return result;
+}
+
 }  // namespace
 
 std::vector<Archetype> layer_archetypes(const SynthParams& params, int layer) {
+  if (params.head_map) return mapped_archetypes(params, layer);
   const int heads = params.model.num_kv_heads;
   const int layers = params.model.num_layers;
-  const double x = layers > 1 ? static_cast<double>(layer) / (layers - 1) : 0.5;
-  auto weights = depth_weights(x);
+  auto weights = depth_weights(depth(params, layer));
   double total = 0.0;
   for (double w : weights) total += w;
   // Quota per archetype (floor of its share), the rest drawn by the leftover fractions: a layer's

@@ -46,6 +46,9 @@ inline constexpr double kLocalVectorStd = 1.5;     // std of r per dim
 inline constexpr double kHeavyHitterFraction = 0.01;
 inline constexpr double kHeavyHitterSpread = 0.15; // log-normal spread of heavy-hitter key markers
 inline constexpr std::int64_t kMinContext = 64;    // boosts use ln(max(t+1, kMinContext))
+// A head map's gate values become retrieval heads by DuoAttention's own rule at the sparsity it
+// deploys GQA models with (its README and evaluation scripts: sparsity 0.5; traces/duo_sparsify.h).
+inline constexpr double kHeadMapSparsity = 0.5;
 
 // Request-wide geometry derived from SynthParams.
 struct Layout {
@@ -65,7 +68,7 @@ Layout make_layout(const SynthParams& params);
 std::vector<NeedleSpan> place_needles(const SynthParams& params);
 std::vector<std::int64_t> stored_query_positions(const SynthParams& params);
 
-// Archetype of every KV head of `layer` (a pure function of seed and layer).
+// Archetype of every KV head of `layer` (a pure function of seed, layer and head map).
 std::vector<Archetype> layer_archetypes(const SynthParams& params, int layer);
 
 // What the query of one query head at position t aims for, in logit units.

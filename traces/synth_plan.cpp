@@ -50,6 +50,7 @@ void validate_synth_params(const SynthParams& p, const std::string& where) {
   if (p.recon_query_tokens < 0) {
     fail_input(where, "recon_query_tokens must be >= 0, got " + str(p.recon_query_tokens));
   }
+  if (p.head_map) p.head_map->check_shape(p.model);
   if (p.num_needles < 0) fail_input(where, "num_needles must be >= 0, got " + str(p.num_needles));
   if (p.question_tokens < 0) fail_input(where, "question_tokens must be >= 0, got " + str(p.question_tokens));
   if (p.num_needles > 0) {

@@ -37,6 +37,8 @@ void write_scenario(JsonWriter& json, const Scenario& s, const ScenarioRun& run)
   json.field("generated_tokens", run.request.generated_tokens);
   json.field("chunk_tokens", run.plan.chunk_tokens);
   if (s.synthetic()) json.field("seed", static_cast<std::uint64_t>(s.seed));
+  // Only with a head map, so summaries of depth-mix traces keep their bytes.
+  if (s.synthetic() && s.head_map) json.field("head_map", s.head_map->label);
   json.key("traced_layers");
   json.begin_array();
   for (int layer : run.traced_layers) json.value(layer);

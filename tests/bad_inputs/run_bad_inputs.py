@@ -13,6 +13,7 @@ Inputs:
   scenarios/*.ini  scenario files          kvsim run FILE --out out --save-kept kept.h5 --quiet
   hardware/*.ini   hardware preset files   kvsim hw show FILE --dot hw.dot
   models/*.ini     model files             kvsim synth --model FILE ... --out synth.h5
+  head_maps/*.tsv  head map files          kvsim synth --model tiny-model.ini --head-map FILE ... --out synth.h5
   sweeps/*.ini     sweep files             kvsim sweep FILE --out out --quiet
   workloads/*      serving workloads       kvsim workload FILE
                    (Azure .csv, Mooncake .jsonl, synthetic specs)
@@ -94,10 +95,13 @@ DEFAULT_ARGS = {
     "hardware": "hw show {file} --dot hw.dot",
     "models": "synth --model {file} --prompt-tokens 256 --generated-tokens 4 --layers 0 --out synth.h5",
     "sweeps": "sweep {file} --out out --quiet",
+    "head_maps": "synth --model tiny-model.ini --head-map {file} --prompt-tokens 256 --generated-tokens 4 --layers 0 --out synth.h5",
 }
 
 
-KIND = {"scenarios": "scenario", "hardware": "hardware", "models": "model", "sweeps": "sweep"}
+KIND = {"scenarios": "scenario", "hardware": "hardware", "models": "model", "sweeps": "sweep", "head_maps": "head_map"}
+# Head maps are .tsv files ('#' lines are comments there too, so they carry the expectation header).
+SUFFIX = {"head_maps": ".tsv"}
 
 
 def static_cases(trace_setup):
@@ -105,7 +109,8 @@ def static_cases(trace_setup):
     cases = []
     for folder, default in DEFAULT_ARGS.items():
         for file in sorted(os.listdir(os.path.join(HERE, folder))):
-            if not file.endswith(".ini"):
+            suffix = SUFFIX.get(folder, ".ini")
+            if not file.endswith(suffix):
                 continue
             path = os.path.join(HERE, folder, file)
             with open(path, encoding="utf-8-sig") as f:  # a case may start with a byte-order mark
@@ -114,7 +119,7 @@ def static_cases(trace_setup):
             argv = (args or default).format(file=file).split()
             text = "\n".join(lines)
             uses_trace = "good.h5" in text
-            cases.append(Case("%s.%s" % (KIND[folder], file[:-4]), argv, problem, fragment,
+            cases.append(Case("%s.%s" % (KIND[folder], file[:-len(suffix)]), argv, problem, fragment,
                               names=[file], inputs=support + [(path, file)], code=code,
                               setup=trace_setup if uses_trace else None))
     return cases
@@ -749,7 +754,7 @@ def main():
             print("FAIL %s (%s): %s%s" % (case.name, case.problem, "; ".join(problems), detail))
 
     print("%d cases (%d static files, %d generated traces x inspect and run, %d command lines) + %d controls"
-          % (len(selected), sum(c.name.split(".")[0] in ("scenario", "hardware", "model", "workload", "sweep") for c in selected),
+          % (len(selected), sum(c.name.split(".")[0] in ("scenario", "hardware", "model", "workload", "sweep", "head_map") for c in selected),
              len({c.name.split(".")[1] for c in selected if c.name.startswith("trace.")}),
              sum(c.name.startswith("cli.") for c in selected),
              len(controls)))

@@ -12,7 +12,8 @@ Then:
      K steps; every final mask must equal the reference's (full heads keep everything, streaming
      heads sinks + window), a proxy choice differing only by a near-tie is reported;
   2. footprint: llama-3.1-8b at 32K (layer 0 traced, 31 untraced) with a mask file giving each layer
-     a different number of full heads, and with the proxy: footprint_entry_steps, peak_entries and
+     a different number of full heads, with prulong's proxy, and with duoattention's default for
+     this preset (its published gates, ref_duo_sparsify.py): footprint_entry_steps, peak_entries and
      peak_bytes exact, normalised values to 1e-12, against the sum over heads of A(n+m) (full) and
      streaming_mask_stats (streaming): footprint = f x full + (1 - f) x streaming, per layer.
 
@@ -26,6 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kvref  # noqa: E402
 from kvref import A  # noqa: E402
+from ref_duo_sparsify import duo_full_heads, load_gates  # noqa: E402
 from ref_headmask import HeadMaskSpec, proxy_scores, read_mask, streaming_kept, top_mask  # noqa: E402
 
 
@@ -125,6 +127,11 @@ def mixed_counts(n, m, chunk, sinks, window, full_per_layer, kv_heads):
     return full * e_f + stream * e_s, int((full * p_f + stream * p_s).max())
 
 
+LLAMA_MAP = os.path.join(os.environ.get("KVSIM_CONFIG_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                            "..", "..", "configs"),
+                         "head_maps", "llama-3.1-8b.tsv")
+
+
 def run_footprint(ck, args):
     L, H, entry_bytes = 32, 8, 2 * 128 * 16 // 8
     n, m = 32768, 16
@@ -140,8 +147,9 @@ def run_footprint(ck, args):
         ("duoattention(sparsity=%r, sinks=64, window=512, mask=%s)" % (hs, mask), 64, 512, full_per_layer),
         ("prulong(sparsity=0.7, sinks=128, window=1024)", 128, 1024,
          [HeadMaskSpec("prulong").layer_full_count(H, L, layer) for layer in range(L)]),
+        # No mask on llama-3.1-8b: its published DuoAttention gates by the original's rule (issue 19).
         ("duoattention(sparsity=0.8)", 128, 256,
-         [HeadMaskSpec("duoattention(sparsity=0.8)").layer_full_count(H, L, layer) for layer in range(L)]),
+         [int(f) for f in duo_full_heads(load_gates(LLAMA_MAP), 0.8).sum(axis=1)]),
     ]
     for chunk in (8192, None):
         tag = "llama32k_%s" % ("chunk%d" % chunk if chunk else "unchunked")

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "traces/head_map.h"
 #include "traces/model_presets.h"
 #include "tools/kvsim/commands.h"
 #include "traces/layer_list.h"
@@ -34,6 +35,15 @@ chunked SnapKV scores with). With --recon-queries T, recon_queries holds the que
 context-reconstruction pass (what kvzip scores with): step i re-reads prompt position
 floor((2i+1)n/2T), each head with its archetype's behaviour as seen over the whole prompt.
 
+Head maps (--head-map FILE): which archetype each KV head follows, measured instead of the depth
+mix. One line per layer, one cell per KV head (tabs or spaces; '#' lines are comments); a cell
+is an archetype name (sink, local, retrieval, heavy_hitter, diffuse) or a gate value in [0, 1]
+(DuoAttention's full_attention_heads.tsv is a valid map). Gate values become retrieval heads by
+DuoAttention's rule (the top half: gate >= np.quantile(gates + 1e-6 noise, 0.5)), the rest
+streaming heads, split into sink and local by the depth mix's ratio. Presets with a measured
+map (configs/head_maps/<model>.tsv: llama-3.1-8b, mistral-7b-v0.3) use it by default;
+--head-map none keeps the depth mix. The trace records the map in its gen_head_map attribute.
+
 example:
   kvsim synth --model llama-3.1-8b --prompt-tokens 8192 --generated-tokens 64 \
               --layers 0,8,16,24 --needles 2 --float16 --gzip 4 --out traces/synth-8k.h5
@@ -58,7 +68,7 @@ std::string mebibytes(std::uintmax_t bytes) {
 }  // namespace
 
 int cmd_synth(const Args& args) {
-  std::string model = "llama-3.1-8b", layers = "all", out;
+  std::string model = "llama-3.1-8b", layers = "all", out, head_map;
   SynthParams params;
   std::int64_t chunk_tokens = 0, window = 0;
   TraceWriteOptions write;
@@ -81,6 +91,8 @@ int cmd_synth(const Args& args) {
       ("recon-queries", po::value(&params.recon_query_tokens)->default_value(0),
        "also store recon_queries: this many steps of a context-reconstruction pass (KVzip), strided over "
        "the prompt (0: none; kvsim run synthesises 2048 for a kvzip policy)")
+      ("head-map", po::value(&head_map),
+       "per-head archetypes from this file, or none for the depth mix (default: the preset's measured map, if any)")
       ("float16", po::bool_switch(&write.float16), "store K/V/Q as float16 (default float32)")
       ("gzip", po::value(&write.gzip_level)->default_value(0), "gzip level 0-9 (0: none)")
       ("out", po::value(&out)->required(), "output file (.h5, required)");
@@ -109,9 +121,15 @@ int cmd_synth(const Args& args) {
   }
 
   params.model = load_model_preset(model);
-  refuse_output_over_inputs(
-      out, {resolve_preset(model, std::filesystem::path(config_dir()) / "models", "model preset", "a model .ini").string()},
-      "--out");
+  try {
+    params.head_map = select_head_map(head_map, params.model);
+  } catch (const InputError& e) {
+    fail_input("--head-map", e.what());
+  }
+  std::vector<std::string> inputs = {
+      resolve_preset(model, std::filesystem::path(config_dir()) / "models", "model preset", "a model .ini").string()};
+  if (params.head_map) inputs.push_back(params.head_map->path);
+  refuse_output_over_inputs(out, inputs, "--out");
   params.traced_layers = parse_layer_list(layers, params.model.num_layers, "--layers");
   if (chunk_tokens > 0) {
     params.extra_query_positions = chunk_window_positions(params.prompt_tokens, chunk_tokens, window);
