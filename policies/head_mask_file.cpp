@@ -6,6 +6,7 @@
 #include <fstream>
 #include <numeric>
 
+#include "traces/head_map.h"
 #include "util/error.h"
 
 namespace kvsim {
@@ -37,11 +38,13 @@ HeadScoreTable read_head_score_table(const std::string& path) {
       if (ec != std::errc() || (next != end && !is_separator(*next))) {
         fail_input(where, "value " + std::to_string(count + 1) + " is not a number");
       }
-      if (!(value >= 0.0 && value <= 1.0)) {
+      // Trained gates overshoot [0, 1] slightly (DuoAttention's Mistral-7B and Llama-3-8B-Gradient
+      // patterns hold values down to -2.4e-4); its load_attn_pattern clips them, as the head maps do.
+      if (!(value >= -kGateOvershoot && value <= 1.0 + kGateOvershoot)) {
         fail_input(where, "value " + std::to_string(count + 1) + " (" + std::string(p, next) +
                               ") is outside [0, 1]; expected a retrieval score per KV head");
       }
-      table.values.push_back(value);
+      table.values.push_back(std::clamp(value, 0.0, 1.0));
       ++count;
       p = next;
     }

@@ -5,7 +5,8 @@
 // File format (that of DuoAttention's attn_patterns/<model>/full_attention_heads.tsv and PruLong's
 // masks_sp<sparsity>.tsv): one line per layer, layer 0 first, holding one value per KV head,
 // separated by tabs, spaces or commas; each value in [0, 1] is the head's retrieval score (gate
-// value alpha; 1 = needs the full cache). Blank lines and lines starting with '#' are ignored.
+// value alpha; 1 = needs the full cache; up to kGateOvershoot outside is clipped, as DuoAttention's
+// load_attn_pattern clips). Blank lines and lines starting with '#' are ignored.
 #include <cstdint>
 #include <span>
 #include <string>

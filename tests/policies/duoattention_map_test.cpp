@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "policies/head_mask_file.h"
 #include "policies/registry.h"
 #include "traces/duo_sparsify.h"
 #include "traces/head_map.h"
@@ -58,6 +59,16 @@ TEST(DuoAttentionBundledMap, OtherPresetsAndPruLongKeepTheProxysEvenSpread) {
   const std::vector<int> prulong = full_per_layer("prulong", load_model_preset("llama-3.1-8b"));
   EXPECT_EQ(std::accumulate(prulong.begin(), prulong.end(), 0), 76);
   EXPECT_LE(*std::max_element(prulong.begin(), prulong.end()) - *std::min_element(prulong.begin(), prulong.end()), 1);
+}
+
+// mask= reads DuoAttention's own files too: Mistral's pattern holds gates down to -2.3e-4, which the
+// original's load_attn_pattern clips to 0 (and which mask= used to refuse).
+TEST(DuoAttentionBundledMap, MaskFileClipsThePublishedGatesOvershoot) {
+  const HeadScoreTable table = read_head_score_table(*preset_head_map_path("mistral-7b-v0.3"));
+  EXPECT_EQ(table.layers, 32);
+  EXPECT_EQ(table.kv_heads, 8);
+  EXPECT_EQ(table.at(0, 0), 0.0);  // -5.72e-05 in the file
+  EXPECT_EQ(*std::min_element(table.values.begin(), table.values.end()), 0.0);
 }
 
 }  // namespace

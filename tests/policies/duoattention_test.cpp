@@ -164,6 +164,7 @@ TEST_F(HeadMaskTest, MaskFileErrorsNameTheFileAndLine) {
   policy_test::expect_error("duoattention(mask=" + write("big.tsv", "0.1 1.5\n") + ")",
                             "big.tsv: line 1: value 2 (1.5) is outside [0, 1]");
   policy_test::expect_error("duoattention(mask=" + write("nan.tsv", "0.1 nan\n") + ")", "outside [0, 1]");
+  policy_test::expect_error("duoattention(mask=" + write("low.tsv", "0.1 -0.02\n") + ")", "value 2 (-0.02) is outside [0, 1]");
   policy_test::expect_error("duoattention(mask=" + write("text.tsv", "0.1 high\n") + ")",
                             "text.tsv: line 1: value 2 is not a number");
   policy_test::expect_error("duoattention(mask=" + write("empty.tsv", "# nothing\n\n") + ")", "has no rows");
