@@ -32,7 +32,8 @@ po::options_description scenario_options() {
       ("model.rope_theta", po::value<double>(), "RoPE base")
       ("model.hidden_size", po::value<std::int64_t>(), "hidden size (cost model)")
       ("model.intermediate_size", po::value<std::int64_t>(), "MLP intermediate size (cost model)")
-      ("model.vocab_size", po::value<std::int64_t>(), "vocabulary size (cost model)");
+      ("model.vocab_size", po::value<std::int64_t>(), "vocabulary size (cost model)")
+      ("model.max_position_embeddings", po::value<std::int64_t>(), "context length: prompt + generated tokens of a request may not exceed it (presets: config.json's)");
   add_rope_scaling_options(o, "model");
   o.add_options()
       ("workload.prompt_tokens", po::value<std::int64_t>(), "prompt length n (synthetic traces)")
@@ -184,6 +185,7 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   read(v, "model.hidden_size", s.model.hidden_size);
   read(v, "model.intermediate_size", s.model.intermediate_size);
   read(v, "model.vocab_size", s.model.vocab_size);
+  read(v, "model.max_position_embeddings", s.model.max_position_embeddings);
   if (s.model_given) s.model.validate(where("model"));
 
   read(v, "workload.prompt_tokens", s.prompt_tokens);
@@ -270,6 +272,13 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
     if (!v.count("workload.prompt_tokens")) fail_input(where("workload") + " prompt_tokens", "required for a synthetic trace");
     if (s.prompt_tokens < 1) fail_input(where("workload") + " prompt_tokens", "must be >= 1");
     if (s.generated_tokens < 0) fail_input(where("workload") + " generated_tokens", "must be >= 0");
+  }
+  const std::int64_t context = s.model.max_position_embeddings;
+  if (s.synthetic() && !s.serving_mode() && context > 0 && s.prompt_tokens + s.generated_tokens > context) {
+    fail_input(where("workload") + " prompt_tokens", "prompt_tokens + generated_tokens = " +
+                                                         std::to_string(s.prompt_tokens + s.generated_tokens) +
+                                                         " exceed the context length of " + s.model.name +
+                                                         " (max_position_embeddings = " + std::to_string(context) + ")");
   }
   if (s.synthetic() && s.model_given) {
     check_fits_in_memory(2.0 * s.model.num_kv_heads * static_cast<double>(s.prompt_tokens + s.generated_tokens) *

@@ -30,7 +30,7 @@ ModelShape load_model_preset(const std::string& name) {
       ("model.hidden_size", po::value(&m.hidden_size))
       ("model.intermediate_size", po::value(&m.intermediate_size))
       ("model.vocab_size", po::value(&m.vocab_size))
-      ("model.max_position_embeddings", po::value<int>());
+      ("model.max_position_embeddings", po::value(&m.max_position_embeddings));
   add_rope_scaling_options(options, "model");
   po::variables_map values;
   parse_ini_file(path.string(), options, values);

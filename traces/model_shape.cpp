@@ -116,6 +116,9 @@ void ModelShape::validate(const std::string& where) const {
     fail_input(where, "rope_theta must be a positive finite number, got " + std::to_string(rope_theta));
   }
   validate_rope_scaling(rope_scaling, where);
+  if (max_position_embeddings < 0) {
+    fail_input(where, "max_position_embeddings must be a positive integer (or absent), got " + std::to_string(max_position_embeddings));
+  }
 }
 
 }  // namespace kvsim

@@ -38,6 +38,9 @@ struct ModelShape {
   std::int64_t hidden_size = 0;
   std::int64_t intermediate_size = 0;  // SwiGLU MLP width
   std::int64_t vocab_size = 0;
+  // The context length (config.json max_position_embeddings): a request's prompt plus generated
+  // tokens may not exceed it. 0: unknown, not enforced.
+  std::int64_t max_position_embeddings = 0;
 
   int group_size() const { return num_q_heads / num_kv_heads; }
   // One KV entry = key + value of one token in one KV head of one layer (DESIGN.md §2).

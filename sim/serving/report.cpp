@@ -79,6 +79,7 @@ void write_policy(JsonWriter& json, const std::string& spec, const ServingResult
   json.field("requests", m.requests);
   json.field("served", m.served);
   json.field("rejected", r.rejected);
+  json.field("rejected_over_context_length", r.rejected_over_context);
   write_percentiles(json, "ttft_s", m.ttft_s);
   if (m.has_tpot) write_percentiles(json, "tpot_s", m.tpot_s);
   write_percentiles(json, "e2e_s", m.e2e_s);

@@ -94,7 +94,7 @@ class Scheduler {
   ServingResult run() {
     const std::size_t n = in_.workload.requests.size();
     if (in_.concurrency > 0) {
-      while (next_ < n && next_ < static_cast<std::size_t>(in_.concurrency)) arrive(next_++, 0.0);
+      for (int client = 0; client < in_.concurrency && next_ < n; ++client) arrive(next_++, 0.0);
     }
     while (done_ < n) {
       if (in_.concurrency <= 0) {
@@ -122,7 +122,21 @@ class Scheduler {
     if (in_.after_event) in_.after_event(pool_);
   }
 
+  // Request `index` arrives (a closed loop's client sends it). One longer than the model's context
+  // is refused at the door (vLLM: longer than max_model_len); its client then sends its next one.
   void arrive(std::size_t index, double time_s) {
+    while (over_context(index)) {
+      ServingRequestResult& r = result_.requests[index];
+      r.arrival_s = time_s;
+      r.rejected = true;
+      r.over_context = true;
+      ++result_.rejected;
+      ++result_.rejected_over_context;
+      ++done_;
+      event();
+      if (in_.concurrency <= 0 || next_ >= in_.workload.requests.size()) return;
+      index = next_++;
+    }
     Live l;
     l.index = index;
     l.curve = in_.curve(index);
@@ -130,6 +144,12 @@ class Scheduler {
     lives_.push_back(std::move(l));
     waiting_.push_back(lives_.size() - 1);
     event();
+  }
+
+  bool over_context(std::size_t index) const {
+    const WorkloadRequest& w = in_.workload.requests[index];
+    const std::int64_t context = in_.model.max_position_embeddings;
+    return context > 0 && w.prompt_tokens + w.output_tokens > context;
   }
 
   // Time passes with nothing running: memory integrals advance.

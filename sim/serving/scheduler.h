@@ -30,7 +30,8 @@ struct ServingRequestResult {
   double first_token_s = -1;
   double finish_s = -1;
   int preemptions = 0;
-  bool rejected = false;                  // its KV can never fit: not served
+  bool rejected = false;                  // its KV can never fit, or it is longer than the model's context: not served
+  bool over_context = false;              // rejected: prompt + output exceed max_position_embeddings
   double peak_hbm_kv_bytes = 0;           // its private blocks (compute tier, or offload tier beyond it)
   double peak_swap_bytes = 0;             // its blocks in the swap tier
 
@@ -76,6 +77,7 @@ struct ServingResult {
   std::int64_t memory_blocked_iterations = 0;  // a waiting request could not be admitted for lack of blocks
   std::int64_t preemptions = 0;
   std::int64_t rejected = 0;
+  std::int64_t rejected_over_context = 0;  // of those, longer than the model's context length
   double swap_out_bytes = 0;
   double swap_in_bytes = 0;
   double peak_hbm_kv_bytes = 0;

@@ -89,6 +89,25 @@ TEST(Scenario, BadInputIsOneClearLine) {
   EXPECT_NE(error_of("[model\npreset = x\n").find("bad.ini"), std::string::npos);
 }
 
+// The context length from the preset's config.json (max_position_embeddings = 131072 for Llama-3.1,
+// 32768 for Mistral-7B-v0.3) bounds prompt + generated tokens; a custom model may set it.
+TEST(Scenario, ContextLengthBoundsPromptPlusGenerated) {
+  EXPECT_EQ(load_scenario(write_ini("c.ini", kGood)).model.max_position_embeddings, 131072);
+  const Scenario fits = load_scenario(
+      write_ini("c.ini", "[model]\npreset = llama-3.1-8b\n[workload]\nprompt_tokens = 131008\ngenerated_tokens = 64\n"));
+  EXPECT_EQ(fits.prompt_tokens, 131008);
+  EXPECT_NE(error_of("[model]\npreset = llama-3.1-8b\n[workload]\nprompt_tokens = 131009\ngenerated_tokens = 64\n")
+                .find("131073 exceed the context length of llama-3.1-8b (max_position_embeddings = 131072)"),
+            std::string::npos);
+  EXPECT_NE(error_of("[model]\npreset = mistral-7b-v0.3\n[workload]\nprompt_tokens = 32768\ngenerated_tokens = 1\n")
+                .find("max_position_embeddings = 32768"),
+            std::string::npos);
+  EXPECT_NE(error_of("[model]\nnum_layers = 2\nnum_q_heads = 4\nnum_kv_heads = 4\nhead_dim = 8\nrope_theta = 1e4\n"
+                     "max_position_embeddings = 100\n[workload]\nprompt_tokens = 90\ngenerated_tokens = 11\n")
+                .find("max_position_embeddings = 100"),
+            std::string::npos);
+}
+
 TEST(Scenario, MissingFileIsAnInputError) {
   EXPECT_THROW(load_scenario(::testing::TempDir() + "/does-not-exist.ini"), InputError);
 }

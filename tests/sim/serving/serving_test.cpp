@@ -208,6 +208,28 @@ TEST(Serving, ReserveAdmissionCapsConcurrencyAtCapacityOverPerRequestKv) {
   EXPECT_EQ(simulate_serving(in).peak_running, 5);
 }
 
+// Llama-3.1-8B's context is 131072 tokens: a request whose prompt and output exceed it is refused at
+// the door, counted apart; in a closed loop its client sends the next request instead.
+TEST(Serving, RequestLongerThanTheContextIsRefused) {
+  const Rig rig;
+  ASSERT_EQ(rig.model.max_position_embeddings, 131072);
+  ServingConfig config;
+  const Workload w = make_workload({{0.0, 131000, 73}, {0.0, 131000, 72}, {0.5, 100, 10}});
+  const ServingResult r = simulate_serving(rig.input(config, w));
+  EXPECT_TRUE(r.requests[0].rejected);
+  EXPECT_TRUE(r.requests[0].over_context);
+  EXPECT_FALSE(r.requests[1].over_context) << "131072 tokens exactly fit";
+  EXPECT_FALSE(r.requests[2].rejected);
+  EXPECT_EQ(r.rejected_over_context, 1);
+
+  ServingInput closed = rig.input(config, w);
+  closed.concurrency = 1;
+  const ServingResult c = simulate_serving(closed);
+  EXPECT_TRUE(c.requests[0].over_context);
+  EXPECT_EQ(c.requests[1].first_scheduled_s, 0.0) << "the client's next request is sent at once";
+  EXPECT_FALSE(c.requests[2].rejected);
+}
+
 // A request that cannot fit an empty cache is rejected, not retried forever.
 TEST(Serving, RequestLargerThanTheCacheIsRejected) {
   const Rig rig;
