@@ -69,7 +69,8 @@ po::options_description scenario_options() {
       ("hardware.tp", po::value<int>(), "tensor-parallel degree (default 1)")
       ("hardware.placement", po::value<std::string>(), "where KV lives: hbm_only (default), offload(tier=cxl, prefetch=none|layer), score_tiering(tier=dram)")
       ("sim.threads", po::value<int>(), "worker threads (0: all cores; at most 1024)")
-      ("sim.fidelity_queries", po::value<int>(), "decode positions used for fidelity (default 64)");
+      ("sim.fidelity_queries", po::value<int>(), "decode positions used for fidelity (default 64)")
+      ("sim.cache_dir", po::value<std::string>(), "folder of cached retention profiles (serving), relative to this file; none: no cache (default $XDG_CACHE_HOME/kvsim, else ~/.cache/kvsim)");
   return o;
 }
 
@@ -325,6 +326,12 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   read(v, "sim.fidelity_queries", s.fidelity_queries);
   check_thread_count(s.threads, 0, where("sim") + " threads");
   if (s.fidelity_queries < 0) fail_input(where("sim") + " fidelity_queries", "must be >= 0");
+  if (v.count("sim.cache_dir")) {
+    s.cache_dir = v["sim.cache_dir"].as<std::string>();
+    if (s.cache_dir.empty()) fail_input(where("sim") + " cache_dir", "expected a folder or none");
+    const fs::path p(s.cache_dir);
+    if (s.cache_dir != "none" && p.is_relative()) s.cache_dir = (fs::path(path).parent_path() / p).lexically_normal().string();
+  }
   return s;
 }
 

@@ -55,6 +55,10 @@ struct Scenario {
   // [sim]
   int threads = 0;            // 0: all cores
   int fidelity_queries = 64;  // decode positions used for fidelity
+  // Where measured retention profiles are cached (sim/serving/profile_cache.h): a folder (resolved
+  // against the INI's folder), "none" (no cache), or empty for the default, $XDG_CACHE_HOME/kvsim
+  // or ~/.cache/kvsim. Results are the same with and without the cache.
+  std::string cache_dir;
 
   bool synthetic() const { return trace == "synthetic"; }
   bool serving_mode() const { return !arrivals.empty(); }
@@ -72,6 +76,10 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
 // workload file and policy mask files (those that exist), for the check that no output of a
 // command overwrites one of them (util/output_guard.h).
 std::vector<std::string> scenario_input_files(const Scenario& scenario);
+
+// The files a policy spec reads, as written in it (the values of `mask=`: DuoAttention/PruLong
+// head tables, relative to the working directory).
+std::vector<std::string> policy_spec_files(const std::string& spec);
 
 // Refuses, before any simulation, a [hardware] placement or [serving] preemption = swap(tier=...)
 // that names a tier `hw` lacks, its compute tier, or a switch (which stores nothing). Throws

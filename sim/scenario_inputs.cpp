@@ -21,8 +21,10 @@ void add_preset(std::vector<std::string>& files, const std::string& name, const 
   }
 }
 
-// The values of `mask=` in a policy spec (DuoAttention/PruLong head tables).
-void add_masks(std::vector<std::string>& files, const std::string& spec) {
+}  // namespace
+
+std::vector<std::string> policy_spec_files(const std::string& spec) {
+  std::vector<std::string> files;
   for (auto at = spec.find("mask"); at != std::string::npos; at = spec.find("mask", at + 4)) {
     auto eq = spec.find_first_not_of(" \t", at + 4);
     if (eq == std::string::npos || spec[eq] != '=') continue;
@@ -33,9 +35,8 @@ void add_masks(std::vector<std::string>& files, const std::string& spec) {
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
     if (!value.empty()) files.push_back(value);
   }
+  return files;
 }
-
-}  // namespace
 
 std::vector<std::string> scenario_input_files(const Scenario& s) {
   std::vector<std::string> files = {s.path};
@@ -53,7 +54,9 @@ std::vector<std::string> scenario_input_files(const Scenario& s) {
     const fs::path arrivals(s.arrivals);
     if (arrivals.extension() == ".csv" || arrivals.extension() == ".jsonl") files.push_back(s.arrivals);
   }
-  for (const std::string& spec : s.policy_specs) add_masks(files, spec);
+  for (const std::string& spec : s.policy_specs) {
+    for (const std::string& file : policy_spec_files(spec)) files.push_back(file);
+  }
   return files;
 }
 

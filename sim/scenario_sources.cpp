@@ -31,6 +31,11 @@ std::vector<std::unique_ptr<Policy>> make_scenario_policies(const Scenario& scen
 
 std::unique_ptr<TraceSource> make_synthetic_request(const Scenario& scenario, const PassPlan& plan, std::uint64_t seed,
                                                     int needles, std::span<const Policy* const> policies) {
+  return make_synthetic_source(synthetic_request_params(scenario, plan, seed, needles, policies));
+}
+
+SynthParams synthetic_request_params(const Scenario& scenario, const PassPlan& plan, std::uint64_t seed, int needles,
+                                     std::span<const Policy* const> policies) {
   const std::int64_t prompt_tokens = plan.prompt_tokens();
   const std::int64_t generated_tokens = plan.generated_tokens();
   SynthParams params;
@@ -51,7 +56,7 @@ std::unique_ptr<TraceSource> make_synthetic_request(const Scenario& scenario, co
     if (p->requires_recon_queries()) params.recon_query_tokens = kDefaultReconQueryTokens;
   }
   validate_synth_params(params, scenario.path + ": [workload]");
-  return make_synthetic_source(params);
+  return params;
 }
 
 }  // namespace kvsim

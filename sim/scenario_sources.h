@@ -9,6 +9,7 @@
 #include "policies/pass_plan.h"
 #include "policies/policy.h"
 #include "sim/scenario.h"
+#include "traces/synth.h"
 #include "traces/trace.h"
 
 namespace kvsim {
@@ -21,5 +22,9 @@ std::vector<std::unique_ptr<Policy>> make_scenario_policies(const Scenario& scen
 // [workload] for impossible shapes.
 std::unique_ptr<TraceSource> make_synthetic_request(const Scenario& scenario, const PassPlan& plan, std::uint64_t seed,
                                                     int needles, std::span<const Policy* const> policies);
+
+// The parameters make_synthetic_request synthesises with (validated): what its trace depends on.
+SynthParams synthetic_request_params(const Scenario& scenario, const PassPlan& plan, std::uint64_t seed, int needles,
+                                     std::span<const Policy* const> policies);
 
 }  // namespace kvsim

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/exact_number.h"
 
 namespace kvsim {
 
@@ -119,6 +120,20 @@ void ModelShape::validate(const std::string& where) const {
   if (max_position_embeddings < 0) {
     fail_input(where, "max_position_embeddings must be a positive integer (or absent), got " + std::to_string(max_position_embeddings));
   }
+}
+
+std::string model_shape_key(const ModelShape& m) {
+  const auto optional_double = [](const std::optional<double>& v) { return v ? exact_double_text(*v) : std::string("-"); };
+  const RopeScaling& r = m.rope_scaling;
+  return "name=" + std::to_string(m.name.size()) + ":" + m.name + " layers=" + std::to_string(m.num_layers) +
+         " q_heads=" + std::to_string(m.num_q_heads) + " kv_heads=" + std::to_string(m.num_kv_heads) +
+         " head_dim=" + std::to_string(m.head_dim) + " kv_bits=" + std::to_string(m.kv_bits) +
+         " rope_theta=" + exact_double_text(m.rope_theta) + " rope_scaling=" + r.type +
+         " factor=" + optional_double(r.factor) + " low_freq_factor=" + optional_double(r.low_freq_factor) +
+         " high_freq_factor=" + optional_double(r.high_freq_factor) + " original_max_position_embeddings=" +
+         (r.original_max_position_embeddings ? std::to_string(*r.original_max_position_embeddings) : "-") +
+         " hidden=" + std::to_string(m.hidden_size) + " intermediate=" + std::to_string(m.intermediate_size) +
+         " vocab=" + std::to_string(m.vocab_size);
 }
 
 }  // namespace kvsim

@@ -52,4 +52,8 @@ struct ModelShape {
   void validate(const std::string& where) const;
 };
 
+// Every field of `model`, doubles exact, as one line: part of the key of what is measured on a
+// model (sim/serving/profile_key.cpp). A new field of ModelShape or RopeScaling must join it.
+std::string model_shape_key(const ModelShape& model);
+
 }  // namespace kvsim

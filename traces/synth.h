@@ -52,6 +52,11 @@ inline constexpr std::int64_t kDefaultReconQueryTokens = 2048;
 // The prompt positions the reconstruction steps re-read (see SynthParams::recon_query_tokens).
 std::vector<std::int64_t> recon_target_positions(std::int64_t prompt_tokens, std::int64_t recon_query_tokens);
 
+// Every field of `params` as one line (the model by model_shape_key, long position lists by count
+// and hash): two parameter sets with the same key synthesise the same trace. Part of the key of the
+// retention profile cache (sim/serving/profile_key.cpp); a new field of SynthParams must join it.
+std::string synth_params_key(const SynthParams& params);
+
 // Throws InputError (naming `where`) for impossible parameters.
 void validate_synth_params(const SynthParams& params, const std::string& where);
 

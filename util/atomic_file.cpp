@@ -1,6 +1,8 @@
 #include "util/atomic_file.h"
 
+#include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <charconv>
 #include <csignal>
 #include <filesystem>
@@ -21,6 +23,11 @@ std::string host_name() {
 
 std::string temporary_path_for(const std::string& path) {
   return path + ".tmp." + std::to_string(::getpid()) + "@" + host_name();
+}
+
+std::string unique_temporary_path_for(const std::string& path) {
+  static std::atomic<std::uint64_t> counter{0};
+  return temporary_path_for(path + "." + std::to_string(counter++));
 }
 
 bool is_dead_temporary(const std::string& name) {
@@ -60,7 +67,11 @@ void commit_temporary(const std::string& temporary, const std::string& path) {
 }
 
 void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write) {
-  const std::string temporary = temporary_path_for(path);
+  write_file_atomically(path, temporary_path_for(path), write);
+}
+
+void write_file_atomically(const std::string& path, const std::string& temporary,
+                           const std::function<void(std::ostream&)>& write) {
   try {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
     if (!out) fail_input(path, "cannot create file (does the folder exist and is it writable?)");

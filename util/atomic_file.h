@@ -11,9 +11,18 @@ namespace kvsim {
 // or the stream fails, the temporary file is removed and the error propagates.
 void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write);
 
+// The same through the temporary name `temporary` (in `path`'s folder): for writers in one process
+// that may write the same `path` at once (temporary_path_for would give them one name).
+void write_file_atomically(const std::string& path, const std::string& temporary,
+                           const std::function<void(std::ostream&)>& write);
+
 // A temporary path next to `path`, "<path>.tmp.<pid>@<host>": the pid and host let a later run
 // tell the leftovers of a killed writer (remove_dead_temporaries) from those of a live one.
 std::string temporary_path_for(const std::string& path);
+
+// temporary_path_for(path) made unique within this process, "<path>.<n>.tmp.<pid>@<host>" (n counts
+// calls), still recognised by is_dead_temporary.
+std::string unique_temporary_path_for(const std::string& path);
 
 // Renames `temporary` to `path`, or removes it and throws InputError naming `path`.
 void commit_temporary(const std::string& temporary, const std::string& path);

@@ -24,6 +24,8 @@ class RetentionCurve {
 
   std::int64_t prompt_tokens() const { return prompt_tokens_; }
   const std::vector<Knot>& knots() const { return knots_; }
+  std::int64_t measured_until() const { return measured_until_; }
+  double decode_slope() const { return decode_slope_; }
   // True if the policy never evicted (every processed token stays resident).
   bool keeps_everything() const { return knots_.empty(); }
 

@@ -1,12 +1,15 @@
 #include "sim/serving/study.h"
 
 #include <filesystem>
+#include <map>
+#include <utility>
 #include <tbb/parallel_for.h>
 
 #include "hw/cost_model.h"
 #include "hw/hierarchy.h"
 #include "sim/placement.h"
 #include "sim/scenario_sources.h"
+#include "sim/serving/profile_cache.h"
 #include "util/error.h"
 
 namespace kvsim {
@@ -53,7 +56,8 @@ Hardware load_scenario_hardware(const Scenario& s) {
   }
 }
 
-ServingStudy::ServingStudy(const Scenario& scenario, const std::function<void(const std::string&)>& progress)
+ServingStudy::ServingStudy(const Scenario& scenario, const std::function<void(const std::string&)>& progress,
+                           const std::function<void(const std::string&)>& warn)
     : scenario_(scenario), workload_(load_scenario_workload(scenario)), policies_(make_scenario_policies(scenario)) {
   check_scenario_tiers(scenario, load_scenario_hardware(scenario));  // before the retention replays
   if (!scenario.serving.prefix_cache_lower_tiers.empty()) {
@@ -72,18 +76,31 @@ ServingStudy::ServingStudy(const Scenario& scenario, const std::function<void(co
   }
   std::vector<const Policy*> ptrs;
   for (const auto& p : policies_) ptrs.push_back(p.get());
+  const ProfileCache cache(profile_cache_dir(scenario), warn ? warn : progress);
   const std::size_t n = workload_.requests.size();
   if (scenario.serving.mode == ServingConfig::Mode::kFast) {
     std::vector<std::int64_t> lengths;
     for (const WorkloadRequest& r : workload_.requests) lengths.push_back(r.prompt_tokens);
-    profiles_.emplace(scenario_, ptrs, lengths, progress);
+    profiles_.emplace(scenario_, ptrs, lengths, progress, &cache);
   } else {
-    if (progress) progress("exact mode: replaying " + std::to_string(n) + " requests x " + std::to_string(ptrs.size()) + " policies");
+    // Requests of equal lengths share one replay (its curves are a function of the lengths).
+    std::map<std::pair<std::int64_t, std::int64_t>, std::size_t> distinct;
+    for (const WorkloadRequest& r : workload_.requests) distinct.emplace(std::pair(r.prompt_tokens, r.output_tokens), 0);
+    std::vector<std::pair<std::int64_t, std::int64_t>> lengths;
+    for (auto& [pair, index] : distinct) {
+      index = lengths.size();
+      lengths.push_back(pair);
+    }
+    if (progress) {
+      progress("exact mode: replaying " + std::to_string(n) + " requests (" + std::to_string(lengths.size()) +
+               " distinct lengths) x " + std::to_string(ptrs.size()) + " policies");
+    }
+    const std::vector<std::vector<RetentionCurve>> measured = measure_retention_set(scenario_, ptrs, lengths, &cache, progress);
     exact_.resize(n);
-    tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) {
+    for (std::size_t i = 0; i < n; ++i) {
       const WorkloadRequest& r = workload_.requests[i];
-      exact_[i] = measure_retention(scenario_, ptrs, r.prompt_tokens, r.output_tokens);
-    });
+      exact_[i] = measured[distinct.at(std::pair(r.prompt_tokens, r.output_tokens))];
+    }
   }
   keeps_everything_.assign(policies_.size(), 1);
   for (std::size_t p = 0; p < policies_.size(); ++p) {

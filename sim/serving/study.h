@@ -28,8 +28,11 @@ double mean_arrival_rate(const Workload& workload);
 
 class ServingStudy {
  public:
-  // Loads the workload and measures every policy's retention curves (the expensive part).
-  ServingStudy(const Scenario& scenario, const std::function<void(const std::string&)>& progress);
+  // Loads the workload and measures every policy's retention curves (the expensive part), or reads
+  // them from the scenario's profile cache (sim/serving/profile_cache.h). `warn` gets the cache's
+  // warnings (a damaged file, a folder that cannot be written); empty: `progress` gets them.
+  ServingStudy(const Scenario& scenario, const std::function<void(const std::string&)>& progress,
+               const std::function<void(const std::string&)>& warn = {});
 
   const Scenario& scenario() const { return scenario_; }
   const Workload& workload() const { return workload_; }

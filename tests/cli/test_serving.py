@@ -85,7 +85,8 @@ def test_determinism_and_summary(kvsim, workdir):
     ini = scenario(workdir, "serve.ini", SYNTHETIC)
     for threads in (1, 2):
         out = os.path.join(workdir, f"out_t{threads}")
-        r = run(kvsim, "run", ini, "--out", out, "--quiet", "--threads", str(threads))
+        # --no-cache: the second run must measure its profiles again, at its own thread count.
+        r = run(kvsim, "run", ini, "--out", out, "--quiet", "--no-cache", "--threads", str(threads))
         check(r.returncode == 0, f"serving run (threads {threads}) exit {r.returncode}: {r.stderr.strip()}")
         outs.append(out)
     for name in ("summary.json", "requests.csv", "timeline.csv"):

@@ -87,6 +87,7 @@ int cmd_plan(const Args& args) {
       ("max-requests", po::value<std::int64_t>(), "plan on the first N requests of the workload (faster)")
       ("precision", po::value<double>()->default_value(0.02), "rate: relative width of the final bracket")
       ("out,o", po::value<std::string>(), "also write DIR/plan.json")
+      ("no-cache", "serving: measure every retention profile, reading and writing no cache (as [sim] cache_dir = none)")
       ("quiet,q", "no progress output on stderr");
   po::positional_options_description positional;
   positional.add("scenario", 1);
@@ -99,7 +100,8 @@ int cmd_plan(const Args& args) {
                  "  --by concurrency  a closed loop of N clients, each sending its next request when the\n"
                  "                    last one finishes (arrival times ignored).\n"
                  "Each trial is one serving simulation (kvsim run on a scenario with [workload] arrivals);\n"
-                 "retention profiles are measured once and shared by all trials. The table gives, at the\n"
+                 "retention profiles are measured once, shared by all trials and cached on disk for later\n"
+                 "runs ([sim] cache_dir in kvsim run --help; --no-cache measures afresh). The table gives, at the\n"
                  "highest load found: p99 latencies, throughput, peak and mean KV in the compute tier, the\n"
                  "KV capacity left by the weights, and the limit that broke the SLO just above it:\n"
                  "  hbm_capacity    requests waited for KV blocks (or were preempted / rejected)\n"
@@ -127,6 +129,7 @@ int cmd_plan(const Args& args) {
   if (!scenario.serving_mode()) {
     fail_input(scenario.path, "kvsim plan needs a serving scenario: add [workload] arrivals = FILE.csv|FILE.jsonl|poisson(...)");
   }
+  if (v.count("no-cache")) scenario.cache_dir = "none";
   if (v.count("max-requests")) {
     scenario.max_requests = v["max-requests"].as<std::int64_t>();
     if (scenario.max_requests < 1) fail_input("kvsim plan --max-requests", "must be >= 1");
@@ -148,7 +151,7 @@ int cmd_plan(const Args& args) {
 
   const auto start = std::chrono::steady_clock::now();
   const auto progress = elapsed_log(quiet);
-  const ServingStudy study(scenario, progress);
+  const ServingStudy study(scenario, progress, warning_log());
   progress("planning " + std::to_string(study.num_policies()) + " policies x " + std::to_string(presets.size()) +
            " hardware on " + std::to_string(study.workload().requests.size()) + " requests");
   const std::vector<PlanRow> rows = plan_capacity(study, presets, plan, progress);

@@ -46,6 +46,7 @@ int cmd_run(const Args& args) {
       ("save-kept", po::value<std::string>(), "also write each policy's final kept mask per layer to this .h5 file")
       ("timeline", po::value<std::string>(), "write a Chrome/Perfetto trace of the simulated time (needs [hardware])")
       ("threads", po::value<int>(), "override [sim] threads (0: all cores; at most 1024, and their stacks (4 MiB each) within --max-memory)")
+      ("no-cache", "serving: measure every retention profile, reading and writing no cache (as [sim] cache_dir = none)")
       ("quiet,q", "no progress output on stderr");
   po::positional_options_description positional;
   positional.add("scenario", 1);
@@ -67,6 +68,7 @@ int cmd_run(const Args& args) {
   const bool quiet = v.count("quiet") > 0;
 
   Scenario scenario = load_scenario(v["scenario"].as<std::string>());
+  if (v.count("no-cache")) scenario.cache_dir = "none";
   if (v.count("threads")) {
     scenario.threads = v["threads"].as<int>();
     check_thread_count(scenario.threads, 0, "kvsim run --threads");
@@ -97,7 +99,7 @@ int cmd_run(const Args& args) {
     if (v.count("save-kept") || v.count("timeline")) {
       fail_input(scenario.path, "--save-kept and --timeline are for single-request scenarios (this one has [workload] arrivals)");
     }
-    const ServingStudy study(scenario, progress);
+    const ServingStudy study(scenario, progress, warning_log());
     progress("simulating " + std::to_string(study.workload().requests.size()) + " requests x " +
              std::to_string(study.num_policies()) + " policies");
     const ServingRun run = run_serving(study);

@@ -74,6 +74,14 @@ void Progress::close() {
   if (ticker_.joinable()) ticker_.join();
 }
 
+std::function<void(const std::string&)> warning_log() {
+  static std::mutex mutex;
+  return [](const std::string& line) {
+    const std::lock_guard<std::mutex> lock(mutex);
+    std::cerr << line << std::endl;
+  };
+}
+
 std::function<void(const std::string&)> elapsed_log(bool quiet) {
   if (quiet) return [](const std::string&) {};
   struct Clock {

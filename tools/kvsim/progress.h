@@ -42,6 +42,9 @@ class Progress {
 // `quiet`. Safe to call from several threads (a line is written whole).
 std::function<void(const std::string&)> elapsed_log(bool quiet);
 
+// Warning lines on stderr, also under --quiet (a warning is not progress). Thread-safe.
+std::function<void(const std::string&)> warning_log();
+
 // "45s", "3m05s", "1h02m"
 std::string format_duration(double seconds);
 
