@@ -27,7 +27,7 @@ void BM_ServingEvents(benchmark::State& state) {
           ", prompt_mean=1100, prompt_cv=1, prompt_max=8192, output_mean=210, output_cv=1, output_max=2048)",
       1, "bench");
   ServingConfig config;
-  ServingInput input{config, workload, 0, cost, hierarchy, model, 1, 0.1, {}, false, {}};
+  ServingInput input{config, workload, 0, cost, hierarchy, model, 1, Placement{}, {}, false, {}};  // hbm_only, 10 % reserve
   input.curve = [&](std::size_t i) {
     return RetentionCurve(workload.requests[i].prompt_tokens, {}, std::numeric_limits<std::int64_t>::max() / 4, 1.0);
   };

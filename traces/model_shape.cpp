@@ -133,7 +133,7 @@ std::string model_shape_key(const ModelShape& m) {
          " high_freq_factor=" + optional_double(r.high_freq_factor) + " original_max_position_embeddings=" +
          (r.original_max_position_embeddings ? std::to_string(*r.original_max_position_embeddings) : "-") +
          " hidden=" + std::to_string(m.hidden_size) + " intermediate=" + std::to_string(m.intermediate_size) +
-         " vocab=" + std::to_string(m.vocab_size);
+         " vocab=" + std::to_string(m.vocab_size) + " max_position_embeddings=" + std::to_string(m.max_position_embeddings);
 }
 
 }  // namespace kvsim

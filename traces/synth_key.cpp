@@ -24,7 +24,10 @@ std::string synth_params_key(const SynthParams& p) {
          " seed=" + std::to_string(p.seed) + " query_window=" + std::to_string(p.query_window_tokens) +
          " extra_queries=" + list_key(p.extra_query_positions) + " needles=" + std::to_string(p.num_needles) +
          " needle_tokens=" + std::to_string(p.needle_tokens) + " question=" + std::to_string(p.question_tokens) +
-         " recon=" + std::to_string(p.recon_query_tokens);
+         " recon=" + std::to_string(p.recon_query_tokens) +
+         // The head map's label names its file and hashes its bytes: another map, or the same
+         // file edited, is another trace.
+         " head_map=" + (p.head_map ? p.head_map->label : std::string("none"));
 }
 
 }  // namespace kvsim

@@ -7,11 +7,13 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <unistd.h>
 
 #include "sim/scenario.h"
+#include "traces/head_map.h"
 #include "sim/scenario_sources.h"
 #include "sim/serving/profile_cache.h"
 #include "sim/serving/profile_key.h"
@@ -115,6 +117,17 @@ TEST(ProfileKey, EverySynthParameterChangesTheKey) {
       [](SynthParams& p) { p.needle_tokens = 8; },
       [](SynthParams& p) { p.question_tokens = 16; },
       [](SynthParams& p) { p.recon_query_tokens = 2048; },
+      [](SynthParams& p) { p.model.max_position_embeddings = 131072; },
+      [](SynthParams& p) {
+        auto map = std::make_shared<HeadMap>();
+        map->label = "m.tsv fnv1a64:0123456789abcdef";
+        p.head_map = map;
+      },
+      [](SynthParams& p) {
+        auto map = std::make_shared<HeadMap>();
+        map->label = "m.tsv fnv1a64:0123456789abcdee";  // the same file, edited
+        p.head_map = map;
+      },
   };
   std::set<std::string> keys = {synth_params_key(base)};
   for (std::size_t i = 0; i < changes.size(); ++i) {
