@@ -13,6 +13,21 @@ namespace {
 
 constexpr std::size_t kMaxTimelineRows = 20000;
 
+// The blocks of `block_bytes` that lower tier `tier` holds, for `use` (swap, offload, prefix cache:
+// each takes its tier whole). Throws InputError if the tier is missing, is the compute tier or a
+// switch, or has no path of links from the compute tier. The scenario loader refuses all of these
+// first, naming the file (check_scenario_tiers); this guards direct callers.
+std::int64_t lower_tier_blocks(const Hierarchy& hierarchy, const std::string& tier, double block_bytes,
+                               const std::string& use) {
+  const Hardware& hw = hierarchy.hardware();
+  if (!hw.has_tier(tier) || tier == hw.device.compute_tier || hw.tier(tier).kind == "switch") {
+    throw InputError(use + ": hardware " + (hw.source.empty() ? hw.device.name : hw.source) + " has no lower storage tier '" +
+                     tier + "' (attach one, e.g. [hardware] attach = host-ddr5)");
+  }
+  hierarchy.path(hw.device.compute_tier, tier);  // throws if no path
+  return static_cast<std::int64_t>(std::floor(hw.tier(tier).capacity_bytes / block_bytes));
+}
+
 // One request while the scheduler knows it. Positions count the request's private tokens: the
 // prompt after its prefix-cache hits, then what it generates.
 struct Live {
@@ -50,12 +65,7 @@ class Scheduler {
     const Hardware& hw = in.hierarchy.hardware();
     compute_tier_ = hw.device.compute_tier;
     if (cfg_.preemption == ServingConfig::Preemption::kSwap) {
-      if (!hw.has_tier(cfg_.swap_tier) || cfg_.swap_tier == compute_tier_) {
-        throw InputError("preemption " + cfg_.preemption_spec() + ": hardware " + (hw.source.empty() ? hw.device.name : hw.source) +
-                         " has no lower tier '" + cfg_.swap_tier + "' (attach one, e.g. [hardware] attach = host-ddr5)");
-      }
-      in.hierarchy.path(compute_tier_, cfg_.swap_tier);  // throws if no path
-      swap_capacity_blocks_ = static_cast<std::int64_t>(hw.tier(cfg_.swap_tier).capacity_bytes / block_bytes_);
+      swap_capacity_blocks_ = lower_tier_blocks(in.hierarchy, cfg_.swap_tier, block_bytes_, "preemption " + cfg_.preemption_spec());
     }
     offload_ = in.placement.kind == Placement::Kind::kOffload;
     prefix_block_tokens_ = in.workload.prefix_block_tokens;
@@ -65,12 +75,7 @@ class Scheduler {
     if (prefix_caching_ && !cfg_.prefix_cache_lower_tiers.empty()) {
       std::vector<std::int64_t> capacities;
       for (const std::string& tier : cfg_.prefix_cache_lower_tiers) {
-        if (!hw.has_tier(tier) || tier == compute_tier_) {
-          throw InputError("prefix_cache " + cfg_.prefix_cache_spec(compute_tier_) + ": hardware " +
-                           (hw.source.empty() ? hw.device.name : hw.source) + " has no lower tier '" + tier + "'");
-        }
-        in.hierarchy.path(compute_tier_, tier);  // throws if no path
-        capacities.push_back(static_cast<std::int64_t>(hw.tier(tier).capacity_bytes / block_bytes_));
+        capacities.push_back(lower_tier_blocks(in.hierarchy, tier, block_bytes_, "prefix_cache " + cfg_.prefix_cache_spec(compute_tier_)));
         result_.prefix_tiers.push_back({tier, 0, 0, 0, 0});
       }
       pool_.set_lower_tiers(capacities);
@@ -682,15 +687,8 @@ std::int64_t kv_capacity_blocks(const ServingInput& in) {
 
 std::int64_t offload_capacity_blocks(const ServingInput& in) {
   if (in.placement.kind != Placement::Kind::kOffload) return 0;
-  const Hardware& hw = in.hierarchy.hardware();
-  const std::string& tier = in.placement.tier;
-  if (!hw.has_tier(tier) || tier == hw.device.compute_tier || hw.tier(tier).kind == "switch") {
-    throw InputError("placement " + in.placement.spec() + ": hardware " + (hw.source.empty() ? hw.device.name : hw.source) +
-                     " has no lower storage tier '" + tier + "' (attach one, e.g. [hardware] attach = host-ddr5)");
-  }
-  in.hierarchy.path(hw.device.compute_tier, tier);  // throws if no path
   const double block_bytes = static_cast<double>(in.config.block_tokens) * static_cast<double>(in.model.bytes_per_token());
-  return static_cast<std::int64_t>(std::floor(hw.tier(tier).capacity_bytes / block_bytes));
+  return lower_tier_blocks(in.hierarchy, in.placement.tier, block_bytes, "placement " + in.placement.spec());
 }
 
 ServingResult simulate_serving(const ServingInput& input) { return Scheduler(input).run(); }
