@@ -13,21 +13,12 @@ import time
 
 from tiny_model import TINY_MODEL as MODEL
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
+import checks
+from checks import check
 
 
 def run(kvsim, *argv):
     return subprocess.run([kvsim, *argv], capture_output=True, text=True, timeout=300)
-
 
 
 def scenario(trace, threads, extra=""):
@@ -179,8 +170,7 @@ def main():
     r = run(k, "frobnicate")
     check(r.returncode == 2, "unknown command exits 2")
 
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

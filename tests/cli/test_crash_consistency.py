@@ -25,7 +25,9 @@ import time
 
 from tiny_model import TINY_MODEL
 
-passed = failed = 0
+import checks
+from checks import check
+
 SEED = 20250117
 RUN_KILLS = 30
 SWEEP_KILLS = 30
@@ -52,16 +54,6 @@ threads = 1
 
 SWEEP = (SCENARIO % 1).replace("seed = 1\n", "").replace("prompt_tokens = 256", "prompt_tokens = 128, 256") \
     .replace("chunk_tokens = 128", "chunk_tokens = 64, 128") + "[sweep]\nseed = 3\n"
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-    return cond
 
 
 def kvsim(k, w, *argv):
@@ -207,8 +199,7 @@ def main():
     test_concurrent_runs(k, w, refs)
     print("%d kills (%d run, %d sweep) in %.1f s" % (run_killed + sweep_killed, run_killed, sweep_killed,
                                                     time.monotonic() - start))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ import sys
 
 from tiny_model import TINY_MODEL
 
-passed = failed = 0
+import checks
+from checks import check
+
 SKIP = 77
 
 SCENARIO = """[model]
@@ -38,16 +40,6 @@ threads = 1
 """
 
 SWEEP = SCENARIO.replace("prompt_tokens = 256", "prompt_tokens = 256, 384").replace("seed = 1\n", "")
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-    return cond
 
 
 def run(kvsim, *argv, cwd=None):
@@ -184,8 +176,7 @@ def main():
         for m in ("full", "sweep_full", "run_full"):
             umount(os.path.join(w, m))
 
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

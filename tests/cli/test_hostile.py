@@ -18,19 +18,12 @@ import shutil
 import subprocess
 import sys
 
-passed = failed = 0
+import checks
+from checks import check
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SUPPORT = os.path.join(ROOT, "tests", "bad_inputs", "support")
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
 
 
 def run(kvsim, *argv, cwd=None):
@@ -211,8 +204,7 @@ def main():
     check_extreme_values(k, w)
     check_sizes(k, w)
     check_bom(k, w)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

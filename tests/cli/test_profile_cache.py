@@ -20,16 +20,8 @@ import shutil
 import subprocess
 import sys
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
+import checks
+from checks import check
 
 
 SCENARIO = """[model]
@@ -236,8 +228,7 @@ def main():
     test_corrupt_files(kvsim, workdir)
     test_nothing_written(kvsim, workdir)
     test_concurrent_writers(kvsim, workdir)
-    print(f"{passed} checks passed, {failed} failed")
-    return 1 if failed else 0
+    return checks.summary("%d checks passed, %d failed")
 
 
 if __name__ == "__main__":

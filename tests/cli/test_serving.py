@@ -21,16 +21,8 @@ import sys
 
 import numpy as np
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
+import checks
+from checks import check
 
 
 def run(kvsim, *argv):
@@ -241,8 +233,7 @@ def main():
     test_prefix_sharing(args.kvsim, args.workdir)
     test_plan(args.kvsim, args.workdir)
     test_bad_serving_inputs(args.kvsim, args.workdir)
-    print(f"{passed} checks passed, {failed} failed")
-    return 1 if failed else 0
+    return checks.summary("%d checks passed, %d failed")
 
 
 if __name__ == "__main__":

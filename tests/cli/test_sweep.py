@@ -27,17 +27,8 @@ import subprocess
 import sys
 import time
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-    return cond
+import checks
+from checks import check
 
 
 def run(kvsim, *argv):
@@ -356,8 +347,7 @@ def main():
     test_changed_sweep(k, sweep, w, ref)
     test_tables(ref, total)
 
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":
