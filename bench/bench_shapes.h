@@ -24,8 +24,6 @@ inline double window_attention_flops(std::int64_t keys) {
 
 // FLOPs of exact leverage of a [keys x d] matrix: the Gram matrix X^T X (symmetric, n d^2) and the
 // projection X W (2 n d^2); the d x d eigensolve is negligible at these sizes.
-inline double leverage_flops(std::int64_t keys) {
-  return 3.0 * static_cast<double>(keys) * kHeadDim * kHeadDim;
-}
+inline double leverage_flops(std::int64_t keys) { return 3.0 * static_cast<double>(keys) * kHeadDim * kHeadDim; }
 
 }  // namespace kvsim::bench

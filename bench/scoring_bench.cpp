@@ -46,8 +46,8 @@ void BM_WindowAttention(benchmark::State& state) {
     benchmark::DoNotOptimize(scores.data());
   }
   // The GEMM's FLOPs; gather, softmax and sums count as overhead against it.
-  state.counters["GFLOP/s"] = benchmark::Counter(window_attention_flops(state.range(0)) * 1e-9,
-                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(window_attention_flops(state.range(0)) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_WindowAttention)->Arg(4096)->Arg(32768)->Arg(131072)->Unit(benchmark::kMillisecond);
 
@@ -60,11 +60,12 @@ void BM_WindowAttentionLayer(benchmark::State& state) {
   for (int h = 0; h < kKvHeads; ++h) layer.emplace_back(keys, 10 + static_cast<std::uint64_t>(h));
   std::vector<std::vector<float>> scores(kKvHeads);
   for (auto _ : state) {
-    tbb::parallel_for(0, kKvHeads, [&](int h) { scores[static_cast<std::size_t>(h)] = layer[static_cast<std::size_t>(h)].score(); });
+    tbb::parallel_for(0, kKvHeads,
+                      [&](int h) { scores[static_cast<std::size_t>(h)] = layer[static_cast<std::size_t>(h)].score(); });
     benchmark::DoNotOptimize(scores.front().data());
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(kKvHeads * window_attention_flops(keys) * 1e-9,
-                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(kKvHeads * window_attention_flops(keys) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["threads"] = static_cast<double>(threads);
 }
 BENCHMARK(BM_WindowAttentionLayer)

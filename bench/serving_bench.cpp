@@ -9,8 +9,8 @@
 #include "hw/cost_model.h"
 #include "hw/hardware.h"
 #include "hw/hierarchy.h"
-#include "traces/model_presets.h"
 #include "sim/serving/scheduler.h"
+#include "traces/model_presets.h"
 #include "traces/workload.h"
 
 namespace {
@@ -27,7 +27,8 @@ void BM_ServingEvents(benchmark::State& state) {
           ", prompt_mean=1100, prompt_cv=1, prompt_max=8192, output_mean=210, output_cv=1, output_max=2048)",
       1, "bench");
   ServingConfig config;
-  ServingInput input{config, workload, 0, cost, hierarchy, model, 1, Placement{}, {}, false, {}};  // hbm_only, 10 % reserve
+  ServingInput input{config, workload,    0,  cost,  hierarchy, model,
+                     1,      Placement{}, {}, false, {}};  // hbm_only, 10 % reserve
   input.curve = [&](std::size_t i) {
     return RetentionCurve(workload.requests[i].prompt_tokens, {}, std::numeric_limits<std::int64_t>::max() / 4, 1.0);
   };

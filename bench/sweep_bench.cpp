@@ -16,7 +16,9 @@ std::string sweep_text(long scenarios) {
   // prompt_tokens x chunk_tokens x generated_tokens x 10 fidelity values = scenarios
   const long prompts = scenarios / (5 * 2 * 10);
   return "[model]\npreset = llama-3.1-8b\n"
-         "[workload]\nprompt_tokens = 1000.." + std::to_string(1000 * prompts) + " +1000\n"
+         "[workload]\nprompt_tokens = 1000.." +
+         std::to_string(1000 * prompts) +
+         " +1000\n"
          "generated_tokens = 32, 64\nchunk_tokens = 128, 256, 512, 1024, 2048\ntrace = synthetic\n"
          "traced_layers = 0,8,16,24\nneedles = 2\n"
          "[policy]\nspec = snapkv(budget={0.1,0.2,0.5}, window=32, prefill={post_fill,chunk})\n"
@@ -34,8 +36,7 @@ void BM_SweepExpansion(benchmark::State& state) {
     scenarios += sweep.scenarios.size();
     benchmark::DoNotOptimize(sweep.hash);
   }
-  state.counters["scenarios/s"] =
-      benchmark::Counter(static_cast<double>(scenarios), benchmark::Counter::kIsRate);
+  state.counters["scenarios/s"] = benchmark::Counter(static_cast<double>(scenarios), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_SweepExpansion)->Arg(10000)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -2,11 +2,11 @@
 // units, the check that every tier is reachable from the compute tier), then the hierarchy built
 // from what loads: every tier's path and bottleneck from the compute tier. Any input must give
 // hardware or an InputError.
+#include <unistd.h>
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "hw/hardware.h"
 #include "hw/hierarchy.h"
@@ -23,7 +23,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const kvsim::Hardware& hw = hierarchy.hardware();
     for (const kvsim::Tier& tier : hw.tiers) (void)hierarchy.bottleneck_bytes_per_s(hw.device.compute_tier, tier.name);
     (void)hierarchy.to_dot();
-  } catch (const kvsim::InputError&) {
-  }
+  } catch (const kvsim::InputError&) {}
   return 0;
 }

@@ -22,9 +22,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string scenario =
         "[model]\nname = toy\nnum_layers = 2\nnum_q_heads = 4\nnum_kv_heads = 2\nhead_dim = 16\nrope_theta = 10000\n"
         "[workload]\nprompt_tokens = 96\ngenerated_tokens = 3\nchunk_tokens = 32\ntrace = synthetic\nseed = 1\n"
-        "[policy]\nspec = " + std::string(text) + "\n[sim]\nthreads = 1\n";
+        "[policy]\nspec = " +
+        std::string(text) + "\n[sim]\nthreads = 1\n";
     (void)kvsim::run_scenario(kvsim::load_scenario_text(scenario, "/fuzz/scenario.ini"), false);
-  } catch (const kvsim::InputError&) {
-  }
+  } catch (const kvsim::InputError&) {}
   return 0;
 }

@@ -17,7 +17,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!scenario.hardware_preset.empty() && scenario.hardware_preset.find_first_of("/.") == std::string::npos) {
       kvsim::check_scenario_tiers(scenario, kvsim::load_hardware(scenario.hardware_preset, {}));
     }
-  } catch (const kvsim::InputError&) {
-  }
+  } catch (const kvsim::InputError&) {}
   return 0;
 }

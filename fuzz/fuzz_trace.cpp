@@ -2,11 +2,11 @@
 // and every traced layer of every request is loaded. Any input must give a trace or an
 // InputError. (Known: libhdf5 1.10 itself crashes on some corrupt global heaps; see
 // tests/bad_inputs/run_bad_inputs.py EXPECTED_FAILURES and tools/fuzz.sh.)
+#include <unistd.h>
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "traces/trace_file.h"
 #include "util/error.h"
@@ -22,7 +22,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (const auto& request : source->header().requests) {
       for (const int layer : source->header().traced_layers) source->load_layer(request.id, layer);
     }
-  } catch (const kvsim::InputError&) {
-  }
+  } catch (const kvsim::InputError&) {}
   return 0;
 }

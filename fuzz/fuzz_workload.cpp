@@ -1,11 +1,11 @@
 // libFuzzer target: workload readers. The input is written to a file and read both as an Azure
 // CSV and as a Mooncake JSONL trace; it is also tried as a synthetic spec. Any input must give a
 // workload or an InputError.
+#include <unistd.h>
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "traces/workload.h"
 #include "util/error.h"
@@ -22,16 +22,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       kvsim::WorkloadLimits limits;
       limits.max_requests = 10000;
       kvsim::load_workload(path, "", 1, limits, "fuzz");
-    } catch (const kvsim::InputError&) {
-    }
+    } catch (const kvsim::InputError&) {}
   }
   if (size < 256) {
     try {
       kvsim::WorkloadLimits limits;
       limits.max_requests = 1000;  // a fuzzed spec may ask for millions of requests
       kvsim::make_synthetic_workload(std::string(reinterpret_cast<const char*>(data), size), 1, "fuzz", limits);
-    } catch (const kvsim::InputError&) {
-    }
+    } catch (const kvsim::InputError&) {}
   }
   return 0;
 }

@@ -13,8 +13,9 @@ constexpr double kWeightBytesPerParam = 2.0;  // BF16 weights
 CostModel::CostModel(const Hardware& hardware, const ModelShape& model, int tensor_parallel, const std::string& where)
     : hardware_(hardware), model_(model), tp_(tensor_parallel) {
   if (model.hidden_size <= 0 || model.intermediate_size <= 0 || model.vocab_size <= 0) {
-    fail_input(where, "the hardware cost model needs the model's hidden_size, intermediate_size and vocab_size "
-                      "(use a [model] preset or give them explicitly)");
+    fail_input(where,
+               "the hardware cost model needs the model's hidden_size, intermediate_size and vocab_size "
+               "(use a [model] preset or give them explicitly)");
   }
   if (tp_ < 1) fail_input(where, "tp must be >= 1");
   if (model.num_q_heads % tp_ != 0) {
@@ -79,7 +80,8 @@ PassCost CostModel::pass_cost(const PassWork& work) const {
   const Device& d = hardware_.device;
   const Tier& memory = hardware_.tier(d.compute_tier);
   PassCost c;
-  const double linear_flops = 2.0 * work.tokens * model_.num_layers * layer_params_ + 2.0 * work.logits_tokens * head_params_;
+  const double linear_flops =
+      2.0 * work.tokens * model_.num_layers * layer_params_ + 2.0 * work.logits_tokens * head_params_;
   // Each of the G query heads of a KV head computes q.k (2d FLOPs) and p*v (2d FLOPs) per visible entry.
   const double attention_flops = 4.0 * model_.head_dim * model_.group_size() * work.attention_entry_steps;
   c.flops = linear_flops + attention_flops;
@@ -89,7 +91,8 @@ PassCost CostModel::pass_cost(const PassWork& work) const {
 
   c.compute_s = c.flops / tp_ / (d.flops_per_s_bf16 * d.compute_efficiency);
   c.memory_s = (c.hbm_read_bytes / (memory.read_bytes_per_s * d.memory_efficiency) +
-                c.hbm_write_bytes / (memory.write_bytes_per_s * d.memory_efficiency)) / tp_;
+                c.hbm_write_bytes / (memory.write_bytes_per_s * d.memory_efficiency)) /
+               tp_;
   // Two all-reduces of the activations per layer (after attention and after the MLP).
   const double buffer = work.tokens * static_cast<double>(model_.hidden_size) * kWeightBytesPerParam;
   c.communication_s = 2.0 * model_.num_layers * allreduce_s(buffer);

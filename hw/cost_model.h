@@ -34,10 +34,10 @@ struct PassCost {
   double compute_s = 0;
   double memory_s = 0;
   double communication_s = 0;
-  double overhead_s = 0;       // layers x small_kernels_layer_s(tokens), part of the GPU's compute
-  double cpu_s = 0;            // cpu_overhead_s(requests): serial with the GPU work
-  double flops = 0;            // whole model, all TP ranks
-  double hbm_read_bytes = 0;   // all TP ranks
+  double overhead_s = 0;      // layers x small_kernels_layer_s(tokens), part of the GPU's compute
+  double cpu_s = 0;           // cpu_overhead_s(requests): serial with the GPU work
+  double flops = 0;           // whole model, all TP ranks
+  double hbm_read_bytes = 0;  // all TP ranks
   double hbm_write_bytes = 0;
   Bound bound = Bound::kCompute;
 
@@ -82,16 +82,16 @@ class CostModel {
   // (+ cpu_overhead_tp when tp > 1) + cpu_overhead_per_request x requests.
   double cpu_overhead_s(double requests) const;
 
-  double weight_bytes() const { return weight_bytes_; }       // whole model
+  double weight_bytes() const { return weight_bytes_; }  // whole model
   double linear_params_per_layer() const { return layer_params_; }
 
  private:
   Hardware hardware_;
   ModelShape model_;
   int tp_ = 1;
-  double layer_params_ = 0;   // attention projections + SwiGLU MLP of one layer
-  double head_params_ = 0;    // LM head
-  double weight_bytes_ = 0;   // all layers + LM head + embedding, BF16
+  double layer_params_ = 0;  // attention projections + SwiGLU MLP of one layer
+  double head_params_ = 0;   // LM head
+  double weight_bytes_ = 0;  // all layers + LM head + embedding, BF16
 };
 
 }  // namespace kvsim

@@ -8,13 +8,13 @@
 namespace kvsim {
 
 struct Tier {
-  std::string name;         // e.g. "hbm", "host", "dram", "cxl"
-  std::string kind;         // hbm | dram | cxl | lpddr | nvme | switch (a switch stores nothing)
+  std::string name;  // e.g. "hbm", "host", "dram", "cxl"
+  std::string kind;  // hbm | dram | cxl | lpddr | nvme | switch (a switch stores nothing)
   double capacity_bytes = 0;
   double read_bytes_per_s = 0;
   double write_bytes_per_s = 0;
   double latency_s = 0;
-  std::string source;       // where the figures come from (the file's comment)
+  std::string source;  // where the figures come from (the file's comment)
 };
 
 struct Link {
@@ -32,11 +32,11 @@ struct Link {
 
 struct Device {
   std::string name;
-  double flops_per_s_bf16 = 0;     // dense
-  double flops_per_s_fp8 = 0;      // dense; 0 if unsupported
-  double compute_efficiency = 1;   // achievable fraction of peak FLOPs in large GEMMs
-  double memory_efficiency = 1;    // achievable fraction of peak memory bandwidth
-  double tp_bytes_per_s = 0;       // per direction between tensor-parallel peers (NVLink); 0: none
+  double flops_per_s_bf16 = 0;       // dense
+  double flops_per_s_fp8 = 0;        // dense; 0 if unsupported
+  double compute_efficiency = 1;     // achievable fraction of peak FLOPs in large GEMMs
+  double memory_efficiency = 1;      // achievable fraction of peak memory bandwidth
+  double tp_bytes_per_s = 0;         // per direction between tensor-parallel peers (NVLink); 0: none
   std::string compute_tier = "hbm";  // the tier the device computes from
   // Fixed time per transformer layer per forward pass that a roofline over the GEMMs and the KV
   // does not see: the small kernels (RMSNorm x2, rotary, SiLU-and-mul, residual adds) and their

@@ -1,9 +1,9 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <filesystem>
-#include <sstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "hw/hardware.h"
 #include "util/error.h"
@@ -108,20 +108,25 @@ void merge_file(const fs::path& path, Hardware& hw, bool device_allowed) {
       else if (field.rfind("allreduce_tp", 0) == 0) d.allreduce.push_back(parse_allreduce(field, value, where));
       else if (field == "cpu_overhead") d.cpu_overhead_s = parse_quantity(value, UnitKind::kSeconds, where);
       else if (field == "cpu_overhead_tp") d.cpu_overhead_tp_s = parse_quantity(value, UnitKind::kSeconds, where);
-      else if (field == "cpu_overhead_per_request") d.cpu_overhead_per_request_s = parse_quantity(value, UnitKind::kSeconds, where);
-      else fail_input(where, "unknown key (device keys: name, flops_bf16, flops_fp8, compute_efficiency, memory_efficiency, "
-                             "tp_bandwidth, layer_overhead, activation_efficiency, allreduce_tp<N>, cpu_overhead, "
-                             "cpu_overhead_tp, cpu_overhead_per_request, compute_tier)");
+      else if (field == "cpu_overhead_per_request")
+        d.cpu_overhead_per_request_s = parse_quantity(value, UnitKind::kSeconds, where);
+      else
+        fail_input(where,
+                   "unknown key (device keys: name, flops_bf16, flops_fp8, compute_efficiency, memory_efficiency, "
+                   "tp_bandwidth, layer_overhead, activation_efficiency, allreduce_tp<N>, cpu_overhead, "
+                   "cpu_overhead_tp, cpu_overhead_per_request, compute_tier)");
     } else if (section.rfind("tier.", 0) == 0) {
       Tier& t = tiers[section.substr(5)];
       t.name = section.substr(5);
       if (field == "kind") t.kind = value;
       else if (field == "capacity") t.capacity_bytes = parse_quantity(value, UnitKind::kBytes, where);
       else if (field == "read_bandwidth") t.read_bytes_per_s = parse_quantity(value, UnitKind::kBytesPerSecond, where);
-      else if (field == "write_bandwidth") t.write_bytes_per_s = parse_quantity(value, UnitKind::kBytesPerSecond, where);
+      else if (field == "write_bandwidth")
+        t.write_bytes_per_s = parse_quantity(value, UnitKind::kBytesPerSecond, where);
       else if (field == "latency") t.latency_s = parse_quantity(value, UnitKind::kSeconds, where);
       else if (field == "source") t.source = value;
-      else fail_input(where, "unknown key (tier keys: kind, capacity, read_bandwidth, write_bandwidth, latency, source)");
+      else
+        fail_input(where, "unknown key (tier keys: kind, capacity, read_bandwidth, write_bandwidth, latency, source)");
     } else if (section.rfind("link.", 0) == 0) {
       Link& l = links[section.substr(5)];
       l.name = section.substr(5);
@@ -145,7 +150,8 @@ void merge_file(const fs::path& path, Hardware& hw, bool device_allowed) {
       if (!(t.write_bytes_per_s > 0)) fail_input(where + " write_bandwidth", "must be > 0 (e.g. 3.35 TB/s)");
     }
     if (t.latency_s < 0) fail_input(where + " latency", "must be >= 0");
-    if (hw.has_tier(name)) fail_input(where, "tier '" + name + "' is already defined by the preset or another attachment");
+    if (hw.has_tier(name))
+      fail_input(where, "tier '" + name + "' is already defined by the preset or another attachment");
     hw.tiers.push_back(t);
   }
   for (auto& [name, l] : links) hw.links.push_back(l);
@@ -155,18 +161,22 @@ void validate(const Hardware& hw, const std::string& where) {
   const Device& d = hw.device;
   if (d.name.empty()) fail_input(where + ": [device] name", "missing");
   if (!(d.flops_per_s_bf16 > 0)) fail_input(where + ": [device] flops_bf16", "must be > 0 (e.g. 989 TFLOPS)");
-  if (!(d.compute_efficiency > 0 && d.compute_efficiency <= 1)) fail_input(where + ": [device] compute_efficiency", "must be in (0, 1]");
-  if (!(d.memory_efficiency > 0 && d.memory_efficiency <= 1)) fail_input(where + ": [device] memory_efficiency", "must be in (0, 1]");
+  if (!(d.compute_efficiency > 0 && d.compute_efficiency <= 1))
+    fail_input(where + ": [device] compute_efficiency", "must be in (0, 1]");
+  if (!(d.memory_efficiency > 0 && d.memory_efficiency <= 1))
+    fail_input(where + ": [device] memory_efficiency", "must be in (0, 1]");
   if (!(d.layer_overhead_s >= 0)) fail_input(where + ": [device] layer_overhead", "must be >= 0 (e.g. 30 us)");
   if (!(d.activation_efficiency >= 0 && d.activation_efficiency <= 1)) {
     fail_input(where + ": [device] activation_efficiency", "must be in [0, 1] (0: no activation-traffic term)");
   }
   for (const char* key : {"cpu_overhead", "cpu_overhead_tp", "cpu_overhead_per_request"}) {
-    const double v = std::string(key) == "cpu_overhead" ? d.cpu_overhead_s
-                     : std::string(key) == "cpu_overhead_tp" ? d.cpu_overhead_tp_s : d.cpu_overhead_per_request_s;
+    const double v = std::string(key) == "cpu_overhead"      ? d.cpu_overhead_s
+                     : std::string(key) == "cpu_overhead_tp" ? d.cpu_overhead_tp_s
+                                                             : d.cpu_overhead_per_request_s;
     if (!(v >= 0)) fail_input(where + ": [device] " + key, "must be >= 0");
   }
-  if (!hw.has_tier(d.compute_tier)) fail_input(where + ": [device] compute_tier", "no tier named '" + d.compute_tier + "'");
+  if (!hw.has_tier(d.compute_tier))
+    fail_input(where + ": [device] compute_tier", "no tier named '" + d.compute_tier + "'");
   for (const Link& l : hw.links) {
     const std::string at = where + ": [link." + l.name + "]";
     if (!hw.has_tier(l.from)) fail_input(at + " from", "unknown tier '" + l.from + "'");
@@ -191,7 +201,7 @@ void validate(const Hardware& hw, const std::string& where) {
   for (const Tier& t : hw.tiers) {
     if (!reached.count(t.name)) {
       fail_input(where + ": [tier." + t.name + "]", "no path of links joins it to the compute tier '" + d.compute_tier +
-                                                      "' (add a [link.NAME] with from/to)");
+                                                        "' (add a [link.NAME] with from/to)");
     }
   }
 }
@@ -199,7 +209,9 @@ void validate(const Hardware& hw, const std::string& where) {
 }  // namespace
 
 std::vector<std::string> hardware_preset_names() { return preset_names(fs::path(config_dir()) / "hardware"); }
-std::vector<std::string> hardware_attachment_names() { return preset_names(fs::path(config_dir()) / "hardware" / "attach"); }
+std::vector<std::string> hardware_attachment_names() {
+  return preset_names(fs::path(config_dir()) / "hardware" / "attach");
+}
 
 Hardware load_hardware(const std::string& preset, const std::vector<std::string>& attachments) {
   const fs::path dir = fs::path(config_dir()) / "hardware";

@@ -66,7 +66,8 @@ std::vector<Hierarchy::Hop> Hierarchy::path(const std::string& from, const std::
 
 double Hierarchy::bottleneck_bytes_per_s(const std::string& from, const std::string& to) const {
   double slowest = std::numeric_limits<double>::infinity();
-  for (const Hop& hop : path(from, to)) slowest = std::min(slowest, hardware_.links[static_cast<std::size_t>(hop.link)].effective_bytes_per_s());
+  for (const Hop& hop : path(from, to))
+    slowest = std::min(slowest, hardware_.links[static_cast<std::size_t>(hop.link)].effective_bytes_per_s());
   return slowest;
 }
 
@@ -106,7 +107,8 @@ std::string Hierarchy::to_dot() const {
   for (const Tier& t : hardware_.tiers) {
     out << "  \"" << t.name << "\" [label=\"" << t.name << " (" << t.kind << ")";
     if (t.kind != "switch") {
-      out << "\\n" << format_quantity(t.capacity_bytes, UnitKind::kBytes) << ", "
+      out << "\\n"
+          << format_quantity(t.capacity_bytes, UnitKind::kBytes) << ", "
           << format_quantity(t.read_bytes_per_s, UnitKind::kBytesPerSecond);
     }
     out << "\"" << (t.name == hardware_.device.compute_tier ? ", style=bold" : "") << "];\n";

@@ -18,8 +18,8 @@ struct Transfer {
 };
 
 struct LinkLoad {
-  std::string link;   // link name
-  std::string from;   // direction
+  std::string link;  // link name
+  std::string from;  // direction
   std::string to;
   double bytes = 0;
 };

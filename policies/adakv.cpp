@@ -8,9 +8,9 @@
 //  - alloc=kvpress: NVIDIA/kvpress kvpress/presses/adakv_press.py: each head keeps its window and its
 //    top int(floor_alpha x budget) - window scored entries, then the layer's best remaining scores
 //    fill exactly H x budget.
+#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <cmath>
-#include <tbb/parallel_for.h>
 
 #include "policies/adakv_alloc.h"
 #include "policies/registry.h"
@@ -157,13 +157,15 @@ class AdaKvPolicy final : public SnapKvScoredPolicy {
       for (std::int32_t i : safe) keep[h][static_cast<std::size_t>(i)] = true;
       remaining -= layer.windows[h] + static_cast<std::int64_t>(safe.size());
       for (std::size_t i = 0; i < layer.scores[h].size(); ++i) {
-        if (!keep[h][i]) pool.push_back({layer.scores[h][i], static_cast<std::int32_t>(h), static_cast<std::int32_t>(i)});
+        if (!keep[h][i])
+          pool.push_back({layer.scores[h][i], static_cast<std::int32_t>(h), static_cast<std::int32_t>(i)});
       }
     }
     remaining = std::clamp<std::int64_t>(remaining, 0, static_cast<std::int64_t>(pool.size()));
     std::nth_element(pool.begin(), pool.begin() + remaining, pool.end(), ranks_before);
     pool.resize(static_cast<std::size_t>(remaining));
-    for (const HeadCandidate& c : pool) keep[static_cast<std::size_t>(c.head)][static_cast<std::size_t>(c.index)] = true;
+    for (const HeadCandidate& c : pool)
+      keep[static_cast<std::size_t>(c.head)][static_cast<std::size_t>(c.index)] = true;
     for (std::size_t h = 0; h < residency.size(); ++h) {
       std::vector<std::int32_t> chosen;
       for (std::size_t i = 0; i < keep[h].size(); ++i) {
@@ -205,8 +207,9 @@ void register_adakv(PolicyRegistry& registry) {
          const Budget budget = Budget::read(args, "budget");
          const SnapKvScoring scoring = SnapKvScoring::read(args);
          const double floor_alpha = args.get_double("floor_alpha");
-         const AdaKvAlloc alloc =
-             args.get_choice("alloc", {"original", "kvpress"}) == "original" ? AdaKvAlloc::kOriginal : AdaKvAlloc::kKvpress;
+         const AdaKvAlloc alloc = args.get_choice("alloc", {"original", "kvpress"}) == "original"
+                                      ? AdaKvAlloc::kOriginal
+                                      : AdaKvAlloc::kKvpress;
          const auto points = read_eviction_points(args);
          if (!(floor_alpha >= 0.0 && floor_alpha <= 1.0)) args.fail("floor_alpha", "must be in [0, 1]");
          scoring.check_budget(args, budget);

@@ -16,8 +16,8 @@
 //    only when w + rho > C, by less than L).
 // The count depends only on S, w, C and L, so an untraced layer keeps the same number. With no
 // whole chunk (m = 0) kvpress falls back to its scorer: SnapKV's per-head selection at capacity C.
-#include <algorithm>
 #include <tbb/parallel_for.h>
+#include <algorithm>
 
 #include "policies/registry.h"
 #include "policies/schedule.h"

@@ -13,8 +13,8 @@
 // and a trace give the same kept sets on any run and thread count. leverage=exact is the
 // hat-matrix diagonal of the full-rank keys (pseudo-inverse), what kvsim computed before.
 // pad=zeros models the reference's zero-padded last attention chunk (see noncausal_chunk_attention).
-#include <cstdlib>
 #include <tbb/parallel_for.h>
+#include <cstdlib>
 
 #include "policies/leverage.h"
 #include "policies/registry.h"
@@ -58,9 +58,9 @@ class CompactorPolicy final : public Policy {
   void add_required_queries(const RequestInfo& request, std::span<const Pass> /*prefill*/,
                             std::vector<std::int64_t>* positions) const override {
     if (!p_.attention) return;
-    const std::int64_t end = p_.points.decode_every > 0 ? request.total_tokens()
+    const std::int64_t end = p_.points.decode_every > 0                    ? request.total_tokens()
                              : p_.points.prefill != PrefillEviction::kNone ? request.prompt_tokens
-                                                                             : 0;
+                                                                           : 0;
     for (std::int64_t t = 0; t < end; ++t) positions->push_back(t);
   }
 
@@ -98,7 +98,8 @@ class CompactorPolicy final : public Policy {
       const ProtectedEnds ends = p_.ends.clipped(size);
       std::vector<float> scores(static_cast<std::size_t>(size - ends.total()), 0.0f);
       if (ctx.trace != nullptr) {
-        const double blend = p_.blending >= 0 ? p_.blending : static_cast<double>(size - capacity) / static_cast<double>(size);
+        const double blend =
+            p_.blending >= 0 ? p_.blending : static_cast<double>(size - capacity) / static_cast<double>(size);
         for (std::size_t t = 0; t < scores.size(); ++t) {
           const auto j = static_cast<Eigen::Index>(t);
           const double z_lev = (lev[h][j] - zl.mean) / zl.std;
@@ -116,7 +117,8 @@ class CompactorPolicy final : public Policy {
       // The reference recomputes pre-RoPE keys from hidden states; undoing the rotation is the same.
       const std::vector<double> inv_freq = rope_inv_freq(ctx.model);
       for (Eigen::Index i = 0; i < keys.rows(); ++i) {
-        apply_rope(keys.row(i).data(), ctx.model.head_dim, -static_cast<std::int64_t>(middle[static_cast<std::size_t>(i)]), inv_freq);
+        apply_rope(keys.row(i).data(), ctx.model.head_dim,
+                   -static_cast<std::int64_t>(middle[static_cast<std::size_t>(i)]), inv_freq);
       }
     }
     if (!p_.sketch) return centered_leverage(keys.cast<double>());
@@ -177,14 +179,17 @@ void register_compactor(PolicyRegistry& registry) {
        "Compactor: blend of sketched key leverage and non-causal chunked attention (z-scored); keeps the top ones",
        "Chari & Van Durme 2025, Compactor: Calibrated Query-Agnostic KV Cache Compression with Approximate "
        "Leverage Scores (arXiv 2507.08143); NVIDIA/kvpress kvpress/presses/compactor_press.py",
-       {{"budget", "0.2", "fraction (<1) of the prompt kept besides the protected ends, or a token count (>=1) incl. them"},
+       {{"budget", "0.2",
+         "fraction (<1) of the prompt kept besides the protected ends, or a token count (>=1) incl. them"},
         {"sink_start", "8", "first resident entries always kept"},
         {"sink_end", "4", "most recent resident entries always kept"},
         {"chunk", "256", "chunk of the non-causal attention term"},
-        {"pad", "zeros", "zeros (kvpress: a short last chunk is zero-padded to `chunk`; pad keys and queries add attention) | none"},
+        {"pad", "zeros",
+         "zeros (kvpress: a short last chunk is zero-padded to `chunk`; pad keys and queries add attention) | none"},
         {"blending", "auto", "weight of the leverage z-score; auto: the fraction evicted (kvpress: compression_ratio)"},
         {"attention", "on", "on|off: add the attention term (needs the query of every scored position)"},
-        {"leverage", "sketch", "sketch (kvpress: ridge-1e-2 leverage of the keys times a d x k Gaussian) | exact (hat-matrix diagonal)"},
+        {"leverage", "sketch",
+         "sketch (kvpress: ridge-1e-2 leverage of the keys times a d x k Gaussian) | exact (hat-matrix diagonal)"},
         {"sketch_dimension", "48", "k, columns of the Gaussian sketch (leverage=sketch)"},
         {"seed", "0", "seed of the sketch, drawn per request, layer, KV head and eviction point (leverage=sketch)"},
         {"keys", "pre_rope", "pre_rope (undo RoPE with the model's rope_theta, as the reference) | post_rope"},
@@ -207,7 +212,8 @@ void register_compactor(PolicyRegistry& registry) {
          if (blending != "auto") {
            char* end = nullptr;
            p.blending = std::strtod(blending.c_str(), &end);
-           if (blending.empty() || *end != '\0' || !(p.blending >= 0.0)) args.fail("blending", "expected auto or a number >= 0");
+           if (blending.empty() || *end != '\0' || !(p.blending >= 0.0))
+             args.fail("blending", "expected auto or a number >= 0");
            args.set_canonical("blending", format_printf_g(p.blending));  // as its spec has always printed it
          }
          if (!p.budget.is_fraction && p.budget.tokens < p.ends.total()) {

@@ -35,7 +35,11 @@ class CurDkvPolicy final : public Policy {
  public:
   CurDkvPolicy(std::string spec, Budget budget, std::int64_t sinks, LeverageType type, std::int64_t local_window,
                EvictionPoints points)
-      : spec_(std::move(spec)), budget_(budget), sinks_(sinks), type_(type), local_window_(local_window),
+      : spec_(std::move(spec)),
+        budget_(budget),
+        sinks_(sinks),
+        type_(type),
+        local_window_(local_window),
         points_(points) {}
 
   std::string spec() const override { return spec_; }
@@ -51,14 +55,16 @@ class CurDkvPolicy final : public Policy {
       std::vector<float> middle(static_cast<std::size_t>(size - ends.sinks), 0.0f);
       if (ctx.trace != nullptr) {
         const Eigen::VectorXd s = scores(ctx.trace->keys[h], ctx.trace->values[h], resident);
-        for (std::size_t i = 0; i < middle.size(); ++i) middle[i] = static_cast<float>(s[ends.sinks + static_cast<Eigen::Index>(i)]);
+        for (std::size_t i = 0; i < middle.size(); ++i)
+          middle[i] = static_cast<float>(s[ends.sinks + static_cast<Eigen::Index>(i)]);
       }
       resident = keep_ends_and_top(resident, middle, ends, capacity);
     });
   }
 
  private:
-  Eigen::VectorXd scores(const HeadMatrix& keys, const HeadMatrix& values, std::span<const std::int32_t> resident) const {
+  Eigen::VectorXd scores(const HeadMatrix& keys, const HeadMatrix& values,
+                         std::span<const std::int32_t> resident) const {
     const Eigen::VectorXd k2 = local_squared_norms(keys, resident, local_window_);
     const Eigen::VectorXd v2 = local_squared_norms(values, resident, local_window_);
     Eigen::VectorXd s;

@@ -11,10 +11,10 @@
 // (Policy::layer_statistic): at each eviction point it keeps its window plus that fraction of the
 // rest, rounded half to even. Exact DBudgetKV when every layer is traced; a proxy otherwise that
 // holds the untraced layers to the traced layers' typical pruning depth.
+#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <tbb/parallel_for.h>
 
 #include "policies/registry.h"
 #include "policies/schedule.h"

@@ -13,16 +13,16 @@
 // kvsim takes the queries of the passes since the previous eviction point: the prompt (post_fill),
 // the chunk (chunk), the last K steps (decode=every:K). Trace queries are post-RoPE, so they are
 // rotated back by their own position with the model's own frequencies (rope_theta and rope_scaling,
-// traces/rope.h; kvpress uses the model's rotary_emb), which Rbar uses too. kvpress drops the first n_sink hidden states of every forward;
-// kvsim drops the queries at positions < sinks (the sequence's sinks), which is the same after the
-// prompt. The future positions start at the pass end (kvpress: at q_len, the same after the prompt).
+// traces/rope.h; kvpress uses the model's rotary_emb), which Rbar uses too. kvpress drops the first n_sink hidden
+// states of every forward; kvsim drops the queries at positions < sinks (the sequence's sinks), which is the same after
+// the prompt. The future positions start at the pass end (kvpress: at q_len, the same after the prompt).
 // stats_queries=N uses only the last N of those queries (a cheaper trace; default: all, exact).
 //
 // Cost per eviction and KV head: the statistics O(N d^2) per query head, the scores one
 // [resident x d] x [d x d] GEMM per query head. Float32 GEMMs, double statistics.
+#include <tbb/parallel_for.h>
 #include <charconv>
 #include <cmath>
-#include <tbb/parallel_for.h>
 
 #include "policies/leverage.h"
 #include "policies/registry.h"
@@ -44,8 +44,15 @@ class ExpectedAttentionPolicy final : public Policy {
  public:
   ExpectedAttentionPolicy(std::string spec, Budget budget, std::int64_t sinks, std::int64_t future, bool covariance,
                           bool vnorm, double epsilon, std::int64_t stats_queries, EvictionPoints points)
-      : spec_(std::move(spec)), budget_(budget), sinks_(sinks), future_(future), covariance_(covariance), vnorm_(vnorm),
-        epsilon_(epsilon), stats_queries_(stats_queries), points_(points) {}
+      : spec_(std::move(spec)),
+        budget_(budget),
+        sinks_(sinks),
+        future_(future),
+        covariance_(covariance),
+        vnorm_(vnorm),
+        epsilon_(epsilon),
+        stats_queries_(stats_queries),
+        points_(points) {}
 
   std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
@@ -117,7 +124,8 @@ class ExpectedAttentionPolicy final : public Policy {
 
   // The passes since the previous eviction point: [first, last) positions.
   std::pair<std::int64_t, std::int64_t> eviction_range(const EvictionContext& ctx) const {
-    if (!ctx.pass.prefill) return {std::max<std::int64_t>(ctx.request.prompt_tokens, ctx.pass.end - points_.decode_every), ctx.pass.end};
+    if (!ctx.pass.prefill)
+      return {std::max<std::int64_t>(ctx.request.prompt_tokens, ctx.pass.end - points_.decode_every), ctx.pass.end};
     if (points_.prefill == PrefillEviction::kChunk) return {ctx.pass.begin, ctx.pass.end};
     return {0, ctx.pass.end};
   }
@@ -135,8 +143,9 @@ class ExpectedAttentionPolicy final : public Policy {
     Eigen::MatrixXd q(b - a, d);
     for (std::int64_t t = a; t < b; ++t) {
       const std::int64_t row = trace.query_row(t);
-      if (row < 0) throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
-                                    std::to_string(t) + ", which " + spec() + " takes statistics of");
+      if (row < 0)
+        throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
+                         std::to_string(t) + ", which " + spec() + " takes statistics of");
       Eigen::RowVectorXf x = trace.queries[static_cast<std::size_t>(g)].row(row);
       apply_rope(x.data(), d, -t, inv_freq);  // back to pre-RoPE
       q.row(t - a) = x.cast<double>();
@@ -186,8 +195,10 @@ class ExpectedAttentionPolicy final : public Policy {
     for (Eigen::Index j = 0; j < n; ++j) {
       double s = mean_prob[j];
       if (vnorm_) {
-        s = (s + epsilon_) *
-            trace.values[static_cast<std::size_t>(h)].row(resident[static_cast<std::size_t>(sinks + j)]).cast<double>().norm();
+        s = (s + epsilon_) * trace.values[static_cast<std::size_t>(h)]
+                                 .row(resident[static_cast<std::size_t>(sinks + j)])
+                                 .cast<double>()
+                                 .norm();
       }
       scores[static_cast<std::size_t>(j)] = static_cast<float>(s);
     }
@@ -205,9 +216,7 @@ class ExpectedAttentionPolicy final : public Policy {
   EvictionPoints points_;
 };
 
-bool read_yes_no(PolicyArgs& args, const std::string& key) {
-  return args.get_choice(key, {"yes", "no"}) == "yes";
-}
+bool read_yes_no(PolicyArgs& args, const std::string& key) { return args.get_choice(key, {"yes", "no"}) == "yes"; }
 
 }  // namespace
 
@@ -226,8 +235,9 @@ void register_expected_attention(PolicyRegistry& registry) {
         {"epsilon", "0", "added to the score before the value-norm scaling"},
         {"stats_queries", "all", "queries the statistics use: all since the last eviction point (exact) or the last N"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "none", "none|step|every:K (statistics of the last K steps' queries; keeps the capacity reached at "
-                           "the end of prefill)"}},
+        {"decode", "none",
+         "none|step|every:K (statistics of the last K steps' queries; keeps the capacity reached at "
+         "the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          const std::int64_t sinks = args.get_int("sinks");

@@ -15,7 +15,10 @@ class FullPolicy final : public Policy {
 }  // namespace
 
 void register_full(PolicyRegistry& registry) {
-  registry.add({"full", "keep every KV entry (the baseline every scenario runs)", "-", {},
+  registry.add({"full",
+                "keep every KV entry (the baseline every scenario runs)",
+                "-",
+                {},
                 [](PolicyArgs&) -> std::unique_ptr<Policy> { return std::make_unique<FullPolicy>(); }});
 }
 

@@ -9,17 +9,17 @@
 // query head over the prompt with prompt_queries=all (exact H2O), O(N n d) per chunk with
 // prompt_queries=N. Memory: the trace must store the queries of every accumulated position, i.e.
 // with prompt_queries=all all n prompt queries (num_q_heads x n x head_dim) instead of a window.
+#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
-#include <tbb/parallel_for.h>
 
 #include "policies/h2o_attention.h"
 #include "policies/registry.h"
-#include "policies/shared_results.h"
 #include "policies/schedule.h"
+#include "policies/shared_results.h"
 #include "util/error.h"
 
 namespace kvsim {
@@ -28,8 +28,8 @@ namespace {
 
 struct HeadState {
   std::vector<std::int32_t> resident;
-  std::vector<double> score;        // accumulated attention, group-averaged
-  std::vector<std::int64_t> seen;   // accumulated queries that saw the entry (normalize=count)
+  std::vector<double> score;       // accumulated attention, group-averaged
+  std::vector<std::int64_t> seen;  // accumulated queries that saw the entry (normalize=count)
 };
 
 struct H2oState final : PolicyState {
@@ -42,8 +42,13 @@ class H2oPolicy final : public Policy {
   // makes it a protected window of that many tokens added to a fractional budget (DESIGN.md §4).
   H2oPolicy(std::string spec, Budget budget, double recent_share, std::int64_t recent_tokens,
             std::int64_t prompt_queries, bool normalize, EvictionPoints points)
-      : spec_(std::move(spec)), budget_(budget), recent_share_(recent_share), recent_tokens_(recent_tokens),
-        prompt_queries_(prompt_queries), normalize_(normalize), points_(points) {}
+      : spec_(std::move(spec)),
+        budget_(budget),
+        recent_share_(recent_share),
+        recent_tokens_(recent_tokens),
+        prompt_queries_(prompt_queries),
+        normalize_(normalize),
+        points_(points) {}
 
   std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
@@ -66,9 +71,8 @@ class H2oPolicy final : public Policy {
     if (ctx.trace == nullptr || (points_.prefill == PrefillEviction::kNone && points_.decode_every == 0)) return;
     auto& state = static_cast<H2oState&>(*ctx.state);
     state.heads.resize(residency.size());
-    tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
-      accumulate(ctx, static_cast<int>(h), residency[h], state.heads[h]);
-    });
+    tbb::parallel_for(std::size_t{0}, residency.size(),
+                      [&](std::size_t h) { accumulate(ctx, static_cast<int>(h), residency[h], state.heads[h]); });
   }
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
@@ -94,7 +98,8 @@ class H2oPolicy final : public Policy {
     return budget_.capacity(pass, prefill, points_.prefill, recent_tokens_);
   }
   std::int64_t recent_count(std::int64_t cap) const {
-    return recent_tokens_ > 0 ? std::min(recent_tokens_, cap) : round_half_even(recent_share_ * static_cast<double>(cap));
+    return recent_tokens_ > 0 ? std::min(recent_tokens_, cap)
+                              : round_half_even(recent_share_ * static_cast<double>(cap));
   }
 
   // Appends the pass's positions to head h's state and adds what the pass's queries gave each entry.
@@ -115,8 +120,9 @@ class H2oPolicy final : public Policy {
     std::vector<std::int64_t> positions, rows;
     for (std::int64_t t = first_query(pass); t < pass.end; ++t) {
       const std::int64_t row = trace.query_row(t);
-      if (row < 0) throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
-                                    std::to_string(t) + ", which " + spec() + " accumulates");
+      if (row < 0)
+        throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
+                         std::to_string(t) + ", which " + spec() + " accumulates");
       positions.push_back(t);
       rows.push_back(row);
     }
@@ -143,8 +149,9 @@ class H2oPolicy final : public Policy {
     const auto nq = static_cast<std::int64_t>(positions.size());
     for (std::size_t j = 0; j < s.resident.size(); ++j) {
       // Queries of this pass at positions >= the entry's saw it (all of them for cached entries).
-      s.seen[j] += s.resident[j] < pass.begin ? nq
-                                              : positions.end() - std::lower_bound(positions.begin(), positions.end(), s.resident[j]);
+      s.seen[j] += s.resident[j] < pass.begin
+                       ? nq
+                       : positions.end() - std::lower_bound(positions.begin(), positions.end(), s.resident[j]);
     }
   }
 
@@ -157,13 +164,13 @@ class H2oPolicy final : public Policy {
     const std::int64_t candidates = size - recent;
     std::vector<double> key(s.score.begin(), s.score.begin() + candidates);
     if (normalize_) {
-      for (std::int64_t j = 0; j < candidates; ++j) key[j] = s.seen[j] > 0 ? key[j] / static_cast<double>(s.seen[j]) : 0.0;
+      for (std::int64_t j = 0; j < candidates; ++j)
+        key[j] = s.seen[j] > 0 ? key[j] / static_cast<double>(s.seen[j]) : 0.0;
     }
     std::vector<std::int64_t> order(static_cast<std::size_t>(candidates));
     std::iota(order.begin(), order.end(), std::int64_t{0});
-    std::partial_sort(order.begin(), order.begin() + heavy, order.end(), [&](std::int64_t a, std::int64_t b) {
-      return key[a] != key[b] ? key[a] > key[b] : a < b;
-    });
+    std::partial_sort(order.begin(), order.begin() + heavy, order.end(),
+                      [&](std::int64_t a, std::int64_t b) { return key[a] != key[b] ? key[a] > key[b] : a < b; });
     order.resize(static_cast<std::size_t>(heavy));
     std::sort(order.begin(), order.end());
     for (std::int64_t j = candidates; j < size; ++j) order.push_back(j);
@@ -195,10 +202,14 @@ void register_h2o(PolicyRegistry& registry) {
        "Zhang et al. 2023, H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language Models "
        "(arXiv 2306.14048); FMInference/H2O h2o_hf/utils_real_drop/modify_llama.py; count normalisation as "
        "NVIDIA/kvpress kvpress/presses/observed_attention_press.py",
-       {{"budget", "0.2", "fraction (<1) of the prompt kept (plus `recent` if that is a token count), or a token count (>=1)"},
-        {"recent", "0.5", "recent window: share (<1) of the capacity (H2O's equal heavy/recent split), or a token count (>=1)"},
-        {"prompt_queries", "all", "prompt queries accumulated: all (exact H2O; the trace must store every prompt query) or N, the last N of each prefill chunk "
-                                  "(cheaper approximation; decode queries always count)"},
+       {{"budget", "0.2",
+         "fraction (<1) of the prompt kept (plus `recent` if that is a token count), or a token count (>=1)"},
+        {"recent", "0.5",
+         "recent window: share (<1) of the capacity (H2O's equal heavy/recent split), or a token count (>=1)"},
+        {"prompt_queries", "all",
+         "prompt queries accumulated: all (exact H2O; the trace must store every prompt query) or N, the last N of "
+         "each prefill chunk "
+         "(cheaper approximation; decode queries always count)"},
         {"normalize", "none", "none (H2O: sum) | count (kvpress ObservedAttention: divide by the queries that saw it)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "step", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
@@ -209,7 +220,8 @@ void register_h2o(PolicyRegistry& registry) {
          const bool normalize = args.get_choice("normalize", {"none", "count"}) == "count";
          const auto points = read_eviction_points(args);
          if (!(recent >= 0.0)) args.fail("recent", "must be a share in [0, 1) or a token count >= 1");
-         if (recent >= 1.0 && recent != std::floor(recent)) args.fail("recent", "a value >= 1 is a token count and must be an integer");
+         if (recent >= 1.0 && recent != std::floor(recent))
+           args.fail("recent", "a value >= 1 is a token count and must be an integer");
          if (recent > static_cast<double>(kMaxSpecInteger)) args.fail("recent", "a token count must be at most 10^12");
          const std::int64_t recent_tokens = recent >= 1.0 ? static_cast<std::int64_t>(recent) : 0;
          if (!budget.is_fraction && recent_tokens > 0 && budget.tokens <= recent_tokens) {

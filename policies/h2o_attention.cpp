@@ -1,9 +1,9 @@
 #include "policies/h2o_attention.h"
 
-#include <algorithm>
-#include <cmath>
 #include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace kvsim {
@@ -53,7 +53,8 @@ void add_pass_attention(const HeadMatrix& keys, std::span<const std::int32_t> vi
       }
       for (Eigen::Index g = 0; g < group; ++g) {
         for (Eigen::Index i = 0; i < bn; ++i) {
-          s.q.row(g * bn + i) = queries.heads[static_cast<std::size_t>(g)]->row(queries.rows[static_cast<std::size_t>(b0 + i)]);
+          s.q.row(g * bn + i) =
+              queries.heads[static_cast<std::size_t>(g)]->row(queries.rows[static_cast<std::size_t>(b0 + i)]);
         }
       }
       auto logits = s.logits.topLeftCorner(group * bn, cols);

@@ -20,7 +20,10 @@ struct HeadScoreTable {
   int kv_heads = 0;
   std::vector<double> values;  // [layers][kv_heads], row-major
 
-  double at(int layer, int head) const { return values[static_cast<std::size_t>(layer) * static_cast<std::size_t>(kv_heads) + static_cast<std::size_t>(head)]; }
+  double at(int layer, int head) const {
+    return values[static_cast<std::size_t>(layer) * static_cast<std::size_t>(kv_heads) +
+                  static_cast<std::size_t>(head)];
+  }
 };
 
 // Throws InputError naming the file (and the line) if it cannot be read, has rows of different

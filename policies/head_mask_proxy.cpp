@@ -1,8 +1,8 @@
 #include "policies/head_mask_proxy.h"
 
+#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <cmath>
-#include <tbb/parallel_for.h>
 
 #include "policies/scratch.h"
 #include "util/error.h"
@@ -32,7 +32,8 @@ std::vector<double> streaming_loss_scores(const LayerTrace& trace, const ModelSh
     const Eigen::Index n = last + 1;
     HeadMatrix q(group * obs, d);
     for (int g = 0; g < group; ++g) {
-      const HeadMatrix& queries = trace.queries[static_cast<std::size_t>(h) * static_cast<std::size_t>(group) + static_cast<std::size_t>(g)];
+      const HeadMatrix& queries =
+          trace.queries[static_cast<std::size_t>(h) * static_cast<std::size_t>(group) + static_cast<std::size_t>(g)];
       for (Eigen::Index i = 0; i < obs; ++i) q.row(g * obs + i) = queries.row(rows[static_cast<std::size_t>(i)]);
     }
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));

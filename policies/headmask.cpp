@@ -22,11 +22,10 @@
 // traces/head_map.h; issue 19), made a mask by the original's own rule, quantile threshold and
 // seeded tie-breaking noise included (traces/duo_sparsify.h). Otherwise, and always for prulong
 // (no PruLong-trained masks are bundled; DuoAttention's gates answer a different objective), the
-// gates come from the trace by a proxy (policies/head_mask_proxy.h). The proxy is known one traced layer at a time, so it ranks
-// heads within a layer: the count rule is applied to all layers x KV heads and the full heads are
-// spread evenly over the layers (even_share), so the model's fraction of full heads is the
-// method's; an untraced layer has its share of full heads, which is all its accounting needs
-// (Policy::untraced_head_groups).
+// gates come from the trace by a proxy (policies/head_mask_proxy.h). The proxy is known one traced layer at a time, so
+// it ranks heads within a layer: the count rule is applied to all layers x KV heads and the full heads are spread
+// evenly over the layers (even_share), so the model's fraction of full heads is the method's; an untraced layer has its
+// share of full heads, which is all its accounting needs (Policy::untraced_head_groups).
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -67,8 +66,14 @@ class HeadMaskPolicy final : public Policy {
  public:
   HeadMaskPolicy(std::string spec, const Method& method, double sparsity, std::int64_t sinks, std::int64_t window,
                  std::optional<HeadScoreTable> table, std::int64_t proxy_window, EvictionPoints points)
-      : spec_(std::move(spec)), method_(method), sparsity_(sparsity), sinks_(sinks), window_(window),
-        table_(std::move(table)), proxy_window_(proxy_window), points_(points) {
+      : spec_(std::move(spec)),
+        method_(method),
+        sparsity_(sparsity),
+        sinks_(sinks),
+        window_(window),
+        table_(std::move(table)),
+        proxy_window_(proxy_window),
+        points_(points) {
     if (table_) full_ = top_score_mask(table_->values, full_count(static_cast<std::int64_t>(table_->values.size())));
   }
 
@@ -155,8 +160,8 @@ class HeadMaskPolicy final : public Policy {
     return it->second ? &*it->second : nullptr;
   }
 
-  // The layer's full heads: from the mask file, from the bundled map, from the proxy (once per layer and request), or for
-  // an untraced layer its groups {full, streaming} (untraced_head_groups).
+  // The layer's full heads: from the mask file, from the bundled map, from the proxy (once per layer and request), or
+  // for an untraced layer its groups {full, streaming} (untraced_head_groups).
   std::vector<bool> full_heads(const EvictionContext& ctx) const {
     if (ctx.trace == nullptr) return {true, false};
     const int heads = ctx.model.num_kv_heads;
@@ -192,46 +197,50 @@ class HeadMaskPolicy final : public Policy {
 };
 
 PolicyInfo head_mask_info(const Method& m, const std::string& summary, const std::string& reference) {
-  return {m.name,
-          summary,
-          reference,
-          {{"sparsity", format_spec_number(m.sparsity), "fraction of KV heads that are streaming heads, in [0, 1]"},
-           {"sinks", std::to_string(m.sinks), "first tokens a streaming head keeps"},
-           {"window", std::to_string(m.window), "most recent tokens a streaming head keeps"},
-           {"mask", "",
-            "file of gate values (path relative to the working directory): one line per layer, one value in [0, 1] per KV head (DuoAttention "
-            "full_attention_heads.tsv / PruLong masks.tsv); without it, duoattention uses the preset's published gate values "
-            "(configs/head_maps/<model>.tsv: llama-3.1-8b, mistral-7b-v0.3) by DuoAttention's quantile rule with its seed-42 "
-            "tie-breaking noise; otherwise heads are ranked per traced layer by "
-            "the attention mass the last proxy_window prompt queries pay outside sinks + window, the model's full heads "
-            "spread evenly over the layers"},
-           {"proxy_window", "32", "observation queries of the proxy (without mask)"},
-           {"prefill", "chunk", "none|post_fill|chunk"},
-           {"decode", "step", "none|step|every:K"}},
-          [&m](PolicyArgs& args) -> std::unique_ptr<Policy> {
-            const double sparsity = args.get_double("sparsity");
-            const std::int64_t sinks = args.get_int("sinks");
-            const std::int64_t window = args.get_int("window");
-            const std::string mask = args.get_string("mask");
-            const std::int64_t proxy_window = args.get_int("proxy_window");
-            const auto points = read_eviction_points(args);
-            if (!(sparsity >= 0.0 && sparsity <= 1.0)) args.fail("sparsity", "must be in [0, 1]");
-            if (sinks < 0) args.fail("sinks", "must be >= 0");
-            if (window < 1) args.fail("window", "must be >= 1");
-            if (proxy_window < 1) args.fail("proxy_window", "must be >= 1");
-            if (!mask.empty() && args.has("proxy_window")) args.fail("proxy_window", "applies only without mask");
-            if (!mask.empty()) args.set_canonical("proxy_window", "");  // the mask replaces the proxy
-            std::optional<HeadScoreTable> table;
-            if (!mask.empty()) {
-              try {
-                table = read_head_score_table(mask);
-              } catch (const InputError& e) {
-                args.fail("mask", e.what());
-              }
-            }
-            return std::make_unique<HeadMaskPolicy>(args.canonical(), m, sparsity, sinks, window, std::move(table),
-                                                    proxy_window, points);
-          }};
+  return {
+      m.name,
+      summary,
+      reference,
+      {{"sparsity", format_spec_number(m.sparsity), "fraction of KV heads that are streaming heads, in [0, 1]"},
+       {"sinks", std::to_string(m.sinks), "first tokens a streaming head keeps"},
+       {"window", std::to_string(m.window), "most recent tokens a streaming head keeps"},
+       {"mask", "",
+        "file of gate values (path relative to the working directory): one line per layer, one value in [0, 1] per KV "
+        "head (DuoAttention "
+        "full_attention_heads.tsv / PruLong masks.tsv); without it, duoattention uses the preset's published gate "
+        "values "
+        "(configs/head_maps/<model>.tsv: llama-3.1-8b, mistral-7b-v0.3) by DuoAttention's quantile rule with its "
+        "seed-42 "
+        "tie-breaking noise; otherwise heads are ranked per traced layer by "
+        "the attention mass the last proxy_window prompt queries pay outside sinks + window, the model's full heads "
+        "spread evenly over the layers"},
+       {"proxy_window", "32", "observation queries of the proxy (without mask)"},
+       {"prefill", "chunk", "none|post_fill|chunk"},
+       {"decode", "step", "none|step|every:K"}},
+      [&m](PolicyArgs& args) -> std::unique_ptr<Policy> {
+        const double sparsity = args.get_double("sparsity");
+        const std::int64_t sinks = args.get_int("sinks");
+        const std::int64_t window = args.get_int("window");
+        const std::string mask = args.get_string("mask");
+        const std::int64_t proxy_window = args.get_int("proxy_window");
+        const auto points = read_eviction_points(args);
+        if (!(sparsity >= 0.0 && sparsity <= 1.0)) args.fail("sparsity", "must be in [0, 1]");
+        if (sinks < 0) args.fail("sinks", "must be >= 0");
+        if (window < 1) args.fail("window", "must be >= 1");
+        if (proxy_window < 1) args.fail("proxy_window", "must be >= 1");
+        if (!mask.empty() && args.has("proxy_window")) args.fail("proxy_window", "applies only without mask");
+        if (!mask.empty()) args.set_canonical("proxy_window", "");  // the mask replaces the proxy
+        std::optional<HeadScoreTable> table;
+        if (!mask.empty()) {
+          try {
+            table = read_head_score_table(mask);
+          } catch (const InputError& e) {
+            args.fail("mask", e.what());
+          }
+        }
+        return std::make_unique<HeadMaskPolicy>(args.canonical(), m, sparsity, sinks, window, std::move(table),
+                                                proxy_window, points);
+      }};
 }
 
 }  // namespace
@@ -243,8 +252,7 @@ void register_head_masks(PolicyRegistry& registry) {
       "Xiao et al. 2024, DuoAttention: Efficient Long-Context LLM Inference with Retrieval and Streaming Heads "
       "(arXiv 2410.10819); mit-han-lab/duo-attention, NVIDIA/kvpress duo_attention_press.py"));
   registry.add(head_mask_info(
-      kPruLong,
-      "PruLong: DuoAttention's head split with end-to-end trained masks; streaming heads keep sinks + window",
+      kPruLong, "PruLong: DuoAttention's head split with end-to-end trained masks; streaming heads keep sinks + window",
       "Bhaskar et al. 2025, Cache Me If You Can: How Many KVs Do You Need for Effective Long-Context LMs? "
       "(arXiv 2506.17121); qqtang-code/PruLong (princeton-pli/PruLong)"));
 }

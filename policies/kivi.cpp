@@ -33,7 +33,8 @@ class KiviPolicy final : public Policy {
 
   bool compresses() const override { return true; }
 
-  StoredEntries stored(const ModelShape& model, const RequestInfo&, std::span<const Pass>, std::int64_t count) const override {
+  StoredEntries stored(const ModelShape& model, const RequestInfo&, std::span<const Pass>,
+                       std::int64_t count) const override {
     check_head_dim(model);
     const std::int64_t d = model.head_dim;
     const std::int64_t keys_quantized = count / residual_ * residual_;
@@ -48,12 +49,13 @@ class KiviPolicy final : public Policy {
     return {keys_quantized, values_quantized, {bytes(keys_quantized), bytes(values_quantized)}};
   }
 
-  CompressedHead compressed_head(const ModelShape& model, const RequestInfo&, std::span<const Pass>, const LayerTrace& trace,
-                                 int kv_head) const override {
+  CompressedHead compressed_head(const ModelShape& model, const RequestInfo&, std::span<const Pass>,
+                                 const LayerTrace& trace, int kv_head) const override {
     check_head_dim(model);
     const auto h = static_cast<std::size_t>(kv_head);
     // Key groups start at multiples of G from position 0 (R is a multiple of G), as KIVI's blocks do.
-    return {fake_quantize_per_channel(trace.keys[h], bits_, group_), fake_quantize_per_token(trace.values[h], bits_, group_)};
+    return {fake_quantize_per_channel(trace.keys[h], bits_, group_),
+            fake_quantize_per_token(trace.values[h], bits_, group_)};
   }
 
  private:
@@ -80,8 +82,9 @@ void register_kivi(PolicyRegistry& registry) {
        "jy-yuan/KIVI models/llama_kivi.py, quant/new_pack.py",
        {{"bits", "2", "bits per quantized element: 2 | 4"},
         {"group", "32", "quantization group size (tokens per key group, channels per value group); divides head_dim"},
-        {"residual", "128", "tokens kept in full precision (a multiple of group): keys quantized R at a time, "
-                            "values once older than the last R"}},
+        {"residual", "128",
+         "tokens kept in full precision (a multiple of group): keys quantized R at a time, "
+         "values once older than the last R"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const std::int64_t bits = args.get_int("bits");
          const std::int64_t group = args.get_int("group");

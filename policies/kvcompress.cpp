@@ -4,17 +4,17 @@
 // metric is the squared attention it receives from the observation window ("L2-sum"), per query
 // head max-pooled along positions with `kernel` (the reference's kv_metric_use_maxpool, kernel 7,
 // flash_attn.py _collect_kv_prefill_metrics; pooled over the non-window entries, whose metric the
-// reference's buffer mask leaves), then summed over the group's query heads (aggregate_prefill). Per head the evictable entries are sorted by metric and cut, lowest
-// first, into eviction blocks of block_tokens; a block's metric is that of its last (highest)
-// entry, and a block that would include a protected entry is never evicted. The layer then evicts
+// reference's buffer mask leaves), then summed over the group's query heads (aggregate_prefill). Per head the evictable
+// entries are sorted by metric and cut, lowest first, into eviction blocks of block_tokens; a block's metric is that of
+// its last (highest) entry, and a block that would include a protected entry is never evicted. The layer then evicts
 // its floor((entries - H x capacity) / block_tokens) lowest-metric blocks across heads, as the
 // reference evicts floor(excess / block_size) blocks per sequence (the reference ranks across all
 // layers of a sequence; kvsim evicts one layer at a time, so the budget holds per layer).
 // Also unlike the reference (docs/policy-sources.md): its protected window (50) differs from its
 // metric window (32); kvsim uses one window for both.
+#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <numeric>
-#include <tbb/parallel_for.h>
 
 #include "policies/registry.h"
 #include "policies/schedule.h"
@@ -35,7 +35,11 @@ class KvCompressPolicy final : public Policy {
  public:
   KvCompressPolicy(std::string spec, Budget budget, std::int64_t block_tokens, std::int64_t window, int kernel,
                    EvictionPoints points)
-      : spec_(std::move(spec)), budget_(budget), block_tokens_(block_tokens), window_(window), kernel_(kernel),
+      : spec_(std::move(spec)),
+        budget_(budget),
+        block_tokens_(block_tokens),
+        window_(window),
+        kernel_(kernel),
         points_(points) {}
 
   std::string spec() const override { return spec_; }
@@ -82,8 +86,8 @@ class KvCompressPolicy final : public Policy {
       const auto full = static_cast<std::int64_t>(order[h].size()) / block_tokens_;
       for (std::int64_t b = 0; b < full; ++b) {
         const std::int64_t last = order[h][static_cast<std::size_t>((b + 1) * block_tokens_ - 1)];
-        blocks.push_back({metrics[h][static_cast<std::size_t>(last)], static_cast<std::int32_t>(h),
-                          static_cast<std::int32_t>(b)});
+        blocks.push_back(
+            {metrics[h][static_cast<std::size_t>(last)], static_cast<std::int32_t>(h), static_cast<std::int32_t>(b)});
       }
     }
     // Lowest metric first; ties: lower head, then a head's earlier block, so each head loses a prefix
@@ -95,13 +99,15 @@ class KvCompressPolicy final : public Policy {
     const auto evict_blocks = std::min<std::int64_t>(excess / block_tokens_, static_cast<std::int64_t>(blocks.size()));
     std::nth_element(blocks.begin(), blocks.begin() + evict_blocks, blocks.end(), before);
     std::vector<std::int64_t> evicted(residency.size(), 0);
-    for (std::int64_t i = 0; i < evict_blocks; ++i) ++evicted[static_cast<std::size_t>(blocks[static_cast<std::size_t>(i)].head)];
+    for (std::int64_t i = 0; i < evict_blocks; ++i)
+      ++evicted[static_cast<std::size_t>(blocks[static_cast<std::size_t>(i)].head)];
 
     tbb::parallel_for(std::size_t{0}, residency.size(), [&](std::size_t h) {
       if (evicted[h] == 0) return;
       auto& resident = residency[h];
       std::vector<bool> drop(resident.size(), false);
-      for (std::int64_t k = 0; k < evicted[h] * block_tokens_; ++k) drop[static_cast<std::size_t>(order[h][static_cast<std::size_t>(k)])] = true;
+      for (std::int64_t k = 0; k < evicted[h] * block_tokens_; ++k)
+        drop[static_cast<std::size_t>(order[h][static_cast<std::size_t>(k)])] = true;
       std::vector<std::int32_t> kept;
       kept.reserve(resident.size() - static_cast<std::size_t>(evicted[h] * block_tokens_));
       for (std::size_t i = 0; i < resident.size(); ++i) {

@@ -51,8 +51,13 @@ class KvzipPolicy final : public Policy {
  public:
   KvzipPolicy(std::string spec, Budget budget, bool head_level, bool pool_layer, std::int64_t sinks,
               std::int64_t window, EvictionPoints points)
-      : spec_(std::move(spec)), budget_(budget), head_level_(head_level), pool_layer_(pool_layer), sinks_(sinks),
-        window_(window), points_(points) {}
+      : spec_(std::move(spec)),
+        budget_(budget),
+        head_level_(head_level),
+        pool_layer_(pool_layer),
+        sinks_(sinks),
+        window_(window),
+        points_(points) {}
 
   std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
@@ -184,7 +189,8 @@ class KvzipPolicy final : public Policy {
     const std::int64_t end = std::max(begin, s.prompt_tokens - window_);
     std::vector<float> head_score(s.pair.size(), 0.0f);
     for (std::size_t h = 0; h < s.pair.size(); ++h) {
-      for (std::int64_t j = begin; j < end; ++j) head_score[h] = std::max(head_score[h], s.pair[h][static_cast<std::size_t>(j)]);
+      for (std::int64_t j = begin; j < end; ++j)
+        head_score[h] = std::max(head_score[h], s.pair[h][static_cast<std::size_t>(j)]);
     }
     std::vector<bool> full(s.pair.size(), false);
     for (const std::int32_t h : top_k_indices(head_score, full_head_count(ctx.model, ctx.layer))) {
@@ -211,7 +217,8 @@ void register_kvzip(PolicyRegistry& registry) {
        "(trace recon_queries); keep the top entries (level=token) or whole top heads (level=head)",
        "Kim et al. 2025, KVzip: Query-Agnostic KV Cache Compression with Context Reconstruction "
        "(arXiv 2505.23416); snu-mllab/KVzip, NVIDIA/kvpress kvzip_press.py",
-       {{"budget", "0.3",
+       {{"budget",
+         "0.3",
          "level=token: fraction (<1) of the prompt kept besides the window, or a token count (>=1) incl. the window; "
          "level=head: fraction of the KV heads kept whole (floor(budget x layers x heads), spread evenly over layers)",
          {{"level", "head", "0.6"}}},

@@ -1,5 +1,9 @@
 #include "policies/kvzip_scores.h"
 
+#include <tbb/blocked_range.h>
+#include <tbb/collaborative_call_once.h>
+#include <tbb/parallel_for.h>
+#include <tbb/parallel_reduce.h>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -7,10 +11,6 @@
 #include <limits>
 #include <mutex>
 #include <stdexcept>
-#include <tbb/blocked_range.h>
-#include <tbb/collaborative_call_once.h>
-#include <tbb/parallel_for.h>
-#include <tbb/parallel_reduce.h>
 
 namespace kvsim {
 
@@ -87,9 +87,9 @@ class ContentHash {
 
 std::uint64_t content_key(const LayerTrace& trace, const ModelShape& model, std::int64_t prompt_tokens) {
   ContentHash hash;
-  for (const std::int64_t v : {static_cast<std::int64_t>(trace.layer), prompt_tokens,
-                               static_cast<std::int64_t>(model.num_q_heads), static_cast<std::int64_t>(model.num_kv_heads),
-                               static_cast<std::int64_t>(model.head_dim)}) {
+  for (const std::int64_t v :
+       {static_cast<std::int64_t>(trace.layer), prompt_tokens, static_cast<std::int64_t>(model.num_q_heads),
+        static_cast<std::int64_t>(model.num_kv_heads), static_cast<std::int64_t>(model.head_dim)}) {
     hash.add(static_cast<std::uint64_t>(v));
   }
   for (const HeadMatrix& k : trace.keys) hash.add(k.data(), static_cast<std::size_t>(prompt_tokens * k.cols()));
@@ -122,7 +122,8 @@ KvzipScores compute_kvzip_scores(const LayerTrace& trace, const ModelShape& mode
   out.pair.resize(static_cast<std::size_t>(model.num_kv_heads));
   tbb::parallel_for(0, model.num_kv_heads, [&](int h) {
     std::vector<const HeadMatrix*> heads;
-    for (int g = h * group; g < (h + 1) * group; ++g) heads.push_back(&trace.recon_queries[static_cast<std::size_t>(g)]);
+    for (int g = h * group; g < (h + 1) * group; ++g)
+      heads.push_back(&trace.recon_queries[static_cast<std::size_t>(g)]);
     if (heads.front()->rows() == 0) {
       out.pair[static_cast<std::size_t>(h)].assign(static_cast<std::size_t>(prompt_tokens), 0.0f);
       return;

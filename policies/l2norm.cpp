@@ -6,8 +6,8 @@
 // The authors leave the first layers whole (l2_compress skip_layers=[0, 1] in their README and
 // eval_lm_quick.py): layers below skip_layers keep every entry; skip_layers=0 compresses every
 // layer, as KnormPress does. docs/policy-sources.md "l2norm" lists the remaining differences.
-#include <cmath>
 #include <tbb/parallel_for.h>
+#include <cmath>
 
 #include "policies/leverage.h"
 #include "policies/registry.h"
@@ -63,10 +63,12 @@ void register_l2norm(PolicyRegistry& registry) {
        "Knorm: keep the keys with the lowest L2 norm (query-free)",
        "Devoto et al. 2024, A Simple and Effective L2 Norm-Based Strategy for KV Cache Compression "
        "(arXiv 2406.11430); alessiodevoto/l2compress cache.py; NVIDIA/kvpress kvpress/presses/knorm_press.py",
-       {{"budget", "0.2", "fraction (<1) of the prompt kept besides the protected entries, or a token count (>=1) incl. them"},
+       {{"budget", "0.2",
+         "fraction (<1) of the prompt kept besides the protected entries, or a token count (>=1) incl. them"},
         {"sinks", "0", "first resident entries always kept (kvpress: none)"},
         {"window", "0", "most recent resident entries always kept (kvpress: none)"},
-        {"skip_layers", "2", "first layers kept whole (l2compress skip_layers=[0, 1]); 0 compresses every layer (kvpress)"},
+        {"skip_layers", "2",
+         "first layers kept whole (l2compress skip_layers=[0, 1]); 0 compresses every layer (kvpress)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
@@ -79,7 +81,8 @@ void register_l2norm(PolicyRegistry& registry) {
          if (window < 0) args.fail("window", "must be >= 0");
          if (skip_layers < 0) args.fail("skip_layers", "must be >= 0");
          if (!budget.is_fraction && budget.tokens < sinks + window) {
-           args.fail("budget", "a token budget must hold the sinks and window (" + std::to_string(sinks + window) + ")");
+           args.fail("budget",
+                     "a token budget must hold the sinks and window (" + std::to_string(sinks + window) + ")");
          }
          return std::make_unique<L2NormPolicy>(args.canonical(), budget, ProtectedEnds{sinks, window}, skip_layers,
                                                points);

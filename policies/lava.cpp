@@ -31,10 +31,10 @@
 // and untraced layers keep the uniform C, i.e. an untraced layer counts as having the traced layers'
 // mean entropy (exact LAVa when every layer is traced). A layer whose share reaches its prompt
 // keeps everything; the surplus is not passed on (as in the reference).
+#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <cmath>
 #include <string>
-#include <tbb/parallel_for.h>
 
 #include "policies/registry.h"
 #include "policies/schedule.h"
@@ -53,7 +53,8 @@ std::vector<float> lava_head_scores(const EvictionContext& ctx, const Policy& po
                                     const SnapKvScoring& scoring) {
   const LayerTrace& trace = *ctx.trace;
   const auto prefix = static_cast<std::int64_t>(resident.size()) - window_count;
-  if (prefix <= 0 || window_count <= 0) return std::vector<float>(static_cast<std::size_t>(std::max<std::int64_t>(prefix, 0)), 0.0f);
+  if (prefix <= 0 || window_count <= 0)
+    return std::vector<float>(static_cast<std::size_t>(std::max<std::int64_t>(prefix, 0)), 0.0f);
   const std::vector<std::int64_t> rows = window_query_rows(ctx, policy, resident, window_count);
   const HeadMatrix& values = trace.values[static_cast<std::size_t>(kv_head)];
   float value_scale = 0.0f;
@@ -130,7 +131,8 @@ std::vector<std::int64_t> apportion(std::span<const double> weights, std::int64_
     given += shares[i];
     remainders.emplace_back(exact - std::floor(exact), i);
   }
-  std::stable_sort(remainders.begin(), remainders.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::stable_sort(remainders.begin(), remainders.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
   for (std::size_t k = 0; k < remainders.size() && given < pool; ++k, ++given) ++shares[remainders[k].second];
   return shares;
 }
@@ -139,7 +141,8 @@ class LavaPolicy final : public SnapKvScoredPolicy {
  public:
   LavaPolicy(std::string spec, Budget budget, SnapKvScoring scoring, double floor_alpha, bool entropy_layers,
              EvictionPoints points)
-      : SnapKvScoredPolicy(std::move(spec), budget, scoring, points), floor_alpha_(floor_alpha),
+      : SnapKvScoredPolicy(std::move(spec), budget, scoring, points),
+        floor_alpha_(floor_alpha),
         entropy_layers_(entropy_layers) {}
 
   bool uses_layer_statistics(bool /*every_layer_traced*/) const override { return entropy_layers_; }
@@ -213,7 +216,8 @@ class LavaPolicy final : public SnapKvScoredPolicy {
 
   // Entries each head keeps besides its window before the remainder: count_h = its entries among
   // the layer's `scored_budget` best, share = min(entries, floor((1-a) count_h + a S/H)).
-  std::vector<std::int64_t> head_shares(const std::vector<std::vector<float>>& scores, std::int64_t scored_budget) const {
+  std::vector<std::int64_t> head_shares(const std::vector<std::vector<float>>& scores,
+                                        std::int64_t scored_budget) const {
     std::vector<HeadCandidate> pool;
     for (std::size_t h = 0; h < scores.size(); ++h) {
       for (std::size_t i = 0; i < scores[h].size(); ++i) {
@@ -229,7 +233,8 @@ class LavaPolicy final : public SnapKvScoredPolicy {
     for (std::size_t h = 0; h < scores.size(); ++h) {
       // 1e-9 keeps a share that is an integer in exact arithmetic from flooring one below it.
       const double share = (1.0 - floor_alpha_) * static_cast<double>(count[h]) + floor_alpha_ * mean;
-      shares[h] = std::min(static_cast<std::int64_t>(scores[h].size()), static_cast<std::int64_t>(std::floor(share + 1e-9)));
+      shares[h] =
+          std::min(static_cast<std::int64_t>(scores[h].size()), static_cast<std::int64_t>(std::floor(share + 1e-9)));
     }
     return shares;
   }
@@ -270,8 +275,9 @@ void register_lava(PolicyRegistry& registry) {
          const auto points = read_eviction_points(args);
          if (!(alpha >= 0.0 && alpha <= 1.0)) args.fail("floor_alpha", "must be in [0, 1]");
          if (entropy && points.prefill != PrefillEviction::kPostFill) {
-           args.fail("layer_budget", "entropy splits the budget once, after the whole prompt (as LAVa does): use "
-                                     "prefill=post_fill, or layer_budget=uniform");
+           args.fail("layer_budget",
+                     "entropy splits the budget once, after the whole prompt (as LAVa does): use "
+                     "prefill=post_fill, or layer_budget=uniform");
          }
          scoring.check_budget(args, budget);
          return std::make_unique<LavaPolicy>(args.canonical(), budget, scoring, alpha, entropy, points);

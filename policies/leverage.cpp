@@ -81,8 +81,8 @@ Eigen::LLT<Eigen::MatrixXd> cholesky_with_jitter(const Eigen::MatrixXd& gram, do
     if (llt.info() == Eigen::Success) return llt;
     jitter = std::max(1e-8, jitter == 0.0 ? 1e-2 : 10.0 * jitter);
   }
-  throw std::runtime_error("compactor: Cholesky of the sketched Gram matrix failed after " +
-                           std::to_string(max_tries) + " tries");
+  throw std::runtime_error("compactor: Cholesky of the sketched Gram matrix failed after " + std::to_string(max_tries) +
+                           " tries");
 }
 
 }  // namespace

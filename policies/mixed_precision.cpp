@@ -31,7 +31,9 @@ class MixedPrecisionPolicy final : public SnapKvScoredPolicy {
  public:
   MixedPrecisionPolicy(std::string spec, Budget budget, SnapKvScoring scoring, PrefillEviction mode, int high_bits,
                        int low_bits, int group)
-      : SnapKvScoredPolicy(std::move(spec), budget, scoring, {mode, 0}), high_bits_(high_bits), low_bits_(low_bits),
+      : SnapKvScoredPolicy(std::move(spec), budget, scoring, {mode, 0}),
+        high_bits_(high_bits),
+        low_bits_(low_bits),
         group_(group) {}
 
   std::string spec() const override { return spec_; }
@@ -123,14 +125,16 @@ void register_mixed_precision(PolicyRegistry& registry) {
        "MiKV-style: SnapKV-important entries at high precision, the rest at low precision (nothing evicted)",
        "Yang et al. 2024, No Token Left Behind: Reliable KV Cache Compression via Importance-Aware Mixed "
        "Precision Quantization (arXiv 2402.18096); importance: SnapKV (policies/snapkv_select.h)",
-       {{"budget", "0.2", "high-precision share: fraction (<1) of the prompt besides the window, or a token count (>=1) incl. it"},
+       {{"budget", "0.2",
+         "high-precision share: fraction (<1) of the prompt besides the window, or a token count (>=1) incl. it"},
         {"window", "32", "SnapKV observation window (always high precision)"},
         {"kernel", "7", "SnapKV pooling kernel (odd)"},
         {"pooling", "max", "max|avg"},
         {"high_bits", "16", "bits of the important entries: 4 | 8 | 16 (16: kept as stored, model.kv_bits)"},
         {"low_bits", "2", "bits of the other prompt entries: 2 | 4 | 8"},
         {"group", "32", "quantization group (channels per token); divides head_dim"},
-        {"prefill", "post_fill", "post_fill (split the prompt once after it) | chunk (split each chunk once it is done)"}},
+        {"prefill", "post_fill",
+         "post_fill (split the prompt once after it) | chunk (split each chunk once it is done)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          const SnapKvScoring scoring = SnapKvScoring::read(args);

@@ -64,7 +64,8 @@ class MorphKvPolicy final : public Policy {
     const Eigen::Index nq = recent - 1;
     std::vector<float> out(static_cast<std::size_t>(prefix), 0.0f);
     if (nq <= 0 || prefix <= 0) return out;
-    const HeadMatrix keys = gather_rows(trace.keys[static_cast<std::size_t>(h)], resident.first(static_cast<std::size_t>(prefix)));
+    const HeadMatrix keys =
+        gather_rows(trace.keys[static_cast<std::size_t>(h)], resident.first(static_cast<std::size_t>(prefix)));
     const int group = ctx.model.group_size();
     const float scale = 1.0f / std::sqrt(static_cast<float>(ctx.model.head_dim));
     Eigen::MatrixXf logits = Eigen::MatrixXf::Zero(nq, prefix);
@@ -73,8 +74,9 @@ class MorphKvPolicy final : public Policy {
       for (Eigen::Index i = 0; i < nq; ++i) {
         const std::int64_t t = resident[static_cast<std::size_t>(prefix + i)];
         const std::int64_t row = trace.query_row(t);
-        if (row < 0) throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
-                                      std::to_string(t) + ", which " + spec() + " scores with");
+        if (row < 0)
+          throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
+                           std::to_string(t) + ", which " + spec() + " scores with");
         q.row(i) = trace.queries[static_cast<std::size_t>(g)].row(row) * scale;
       }
       logits.noalias() += q * keys.transpose();  // summed over the group, in head order
@@ -110,9 +112,11 @@ void register_morphkv(PolicyRegistry& registry) {
        "refreshed at every decode step",
        "Ghadia et al. 2025, Dialogue without Limits: Constant-Sized KV Caches for Extended Responses in LLMs "
        "; ghadiaravi13/MorphKV morphkv/models/patch_llama.py (morphkv_mask)",
-       {{"budget", "0.2", "fraction (<1) of the prompt kept besides the window and current token, or a token count "
-                          "(>=1) incl. them (max_capacity)"},
-        {"window", "32", "recent tokens (before the current one) always kept; their queries score the rest (window_size)"},
+       {{"budget", "0.2",
+         "fraction (<1) of the prompt kept besides the window and current token, or a token count "
+         "(>=1) incl. them (max_capacity)"},
+        {"window", "32",
+         "recent tokens (before the current one) always kept; their queries score the rest (window_size)"},
         {"aggregate", "max", "max|sum over the window queries of their attention (morph_type)"},
         {"prefill", "none", "none (decode only, as the original) | post_fill | chunk (after every prefill chunk)"},
         {"decode", "step", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},

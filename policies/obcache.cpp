@@ -29,7 +29,12 @@ class ObCachePolicy final : public Policy {
  public:
   ObCachePolicy(std::string spec, Budget budget, std::int64_t window, std::int64_t sinks, Saliency saliency, bool vnorm,
                 EvictionPoints points)
-      : spec_(std::move(spec)), budget_(budget), window_(window), sinks_(sinks), saliency_(saliency), vnorm_(vnorm),
+      : spec_(std::move(spec)),
+        budget_(budget),
+        window_(window),
+        sinks_(sinks),
+        saliency_(saliency),
+        vnorm_(vnorm),
         points_(points) {}
 
   std::string spec() const override { return spec_; }
@@ -67,8 +72,9 @@ class ObCachePolicy final : public Policy {
       for (Eigen::Index i = 0; i < window; ++i) {
         const std::int64_t t = resident[static_cast<std::size_t>(prefix + i)];
         const std::int64_t row = trace.query_row(t);
-        if (row < 0) throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
-                                      std::to_string(t) + ", which " + spec() + " scores with");
+        if (row < 0)
+          throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
+                           std::to_string(t) + ", which " + spec() + " scores with");
         q.row(i) = trace.queries[static_cast<std::size_t>(g)].row(row);
       }
       // All window queries at once, as GEMMs: A [window x r] (causal: query i sees the prefix and
@@ -82,7 +88,7 @@ class ObCachePolicy final : public Policy {
         a = (l - l.maxCoeff()).exp();
         a /= a.sum();
       }
-      const Eigen::MatrixXd outputs = attention * values;                               // [window x d]
+      const Eigen::MatrixXd outputs = attention * values;                                 // [window x d]
       const Eigen::ArrayXXd vo = (outputs * values.topRows(prefix).transpose()).array();  // [window x prefix]
       const Eigen::ArrayXXd ap = attention.leftCols(prefix).array();
       const Eigen::ArrayXXd lp = logits.leftCols(prefix).array();
@@ -129,7 +135,8 @@ void register_obcache(PolicyRegistry& registry) {
        "(optimal-brain-damage saliency of values, keys or both)",
        "OBCache (2025; paper not read here); formulas from MalachiAjayi/kv-cache-pruner "
        "kv_cache_pruner/cache_utils.py (a functionality-equivalent derivative; the original repository was not found)",
-       {{"budget", "0.2", "fraction (<1) of the prompt kept besides the window and sinks, or a token count (>=1) incl. them"},
+       {{"budget", "0.2",
+         "fraction (<1) of the prompt kept besides the window and sinks, or a token count (>=1) incl. them"},
         {"window", "32", "perturbation window: the most recent entries, always kept; their queries score the rest"},
         {"sinks", "0", "first entries always kept (num_sink)"},
         {"saliency", "both", "value (obcV) | key (obcK) | both (obcVK, with the cross term)"},
@@ -146,9 +153,12 @@ void register_obcache(PolicyRegistry& registry) {
          if (window < 1) args.fail("window", "must be >= 1");
          if (sinks < 0) args.fail("sinks", "must be >= 0");
          if (!budget.is_fraction && budget.tokens <= window + sinks) {
-           args.fail("budget", "a token budget must exceed the window plus the sinks (" + std::to_string(window + sinks) + ")");
+           args.fail("budget",
+                     "a token budget must exceed the window plus the sinks (" + std::to_string(window + sinks) + ")");
          }
-         const Saliency s = saliency == "value" ? Saliency::kValue : saliency == "key" ? Saliency::kKey : Saliency::kBoth;
+         const Saliency s = saliency == "value" ? Saliency::kValue
+                            : saliency == "key" ? Saliency::kKey
+                                                : Saliency::kBoth;
          return std::make_unique<ObCachePolicy>(args.canonical(), budget, window, sinks, s, vnorm, points);
        }});
 }

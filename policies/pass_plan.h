@@ -10,7 +10,7 @@ struct Pass {
   std::int64_t begin = 0;  // first position processed, 0-based
   std::int64_t end = 0;    // one past the last
   bool prefill = true;
-  int index = 0;           // chunk index in prefill, step index in decode
+  int index = 0;  // chunk index in prefill, step index in decode
 
   std::int64_t tokens() const { return end - begin; }
 };
@@ -20,7 +20,9 @@ struct PassPlan {
   int num_prefill = 0;
   std::int64_t chunk_tokens = 0;  // the prefill chunk size, resolved (the whole prompt when unchunked)
 
-  std::int64_t prompt_tokens() const { return num_prefill > 0 ? passes[static_cast<std::size_t>(num_prefill) - 1].end : 0; }
+  std::int64_t prompt_tokens() const {
+    return num_prefill > 0 ? passes[static_cast<std::size_t>(num_prefill) - 1].end : 0;
+  }
   std::int64_t generated_tokens() const { return static_cast<std::int64_t>(passes.size()) - num_prefill; }
   const Pass* prefill_begin() const { return passes.data(); }
   const Pass* prefill_end() const { return passes.data() + num_prefill; }

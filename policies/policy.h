@@ -51,9 +51,9 @@ struct EvictionContext {
   // *number* of entries it would keep with scores (which ones does not matter for accounting),
   // and the residency holds one vector per group of untraced_head_groups(), in its order.
   const LayerTrace* trace = nullptr;
-  const Pass& pass;                  // the pass just processed
-  std::span<const Pass> prefill;     // all prefill chunks of the request
-  PolicyState* state = nullptr;      // this layer's state from make_state(); null if it made none
+  const Pass& pass;               // the pass just processed
+  std::span<const Pass> prefill;  // all prefill chunks of the request
+  PolicyState* state = nullptr;   // this layer's state from make_state(); null if it made none
   // Only for a policy that uses_layer_statistics(): its layer_statistic() of every layer of the
   // model (index = layer), NaN for untraced layers. Empty when the layer is replayed alone (unit
   // tests): there is no other layer to weigh it against.
@@ -140,14 +140,15 @@ class Policy {
   virtual bool compresses() const { return false; }
   // `prefill` is the request's prefill chunks (empty: the whole prompt in one), for a policy that
   // compresses after every chunk.
-  virtual StoredEntries stored(const ModelShape& model, const RequestInfo& /*request*/, std::span<const Pass> /*prefill*/,
-                               std::int64_t count) const {
+  virtual StoredEntries stored(const ModelShape& model, const RequestInfo& /*request*/,
+                               std::span<const Pass> /*prefill*/, std::int64_t count) const {
     const double half = static_cast<double>(count) * static_cast<double>(model.entry_bytes()) / 2.0;
     return {0, 0, {half, half}};
   }
   // REQUIRES compresses(). Called once per traced layer and KV head; deterministic.
   virtual CompressedHead compressed_head(const ModelShape& /*model*/, const RequestInfo& /*request*/,
-                                         std::span<const Pass> /*prefill*/, const LayerTrace& trace, int kv_head) const {
+                                         std::span<const Pass> /*prefill*/, const LayerTrace& trace,
+                                         int kv_head) const {
     return {trace.keys[static_cast<std::size_t>(kv_head)], trace.values[static_cast<std::size_t>(kv_head)]};
   }
 

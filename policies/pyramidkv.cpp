@@ -40,11 +40,14 @@ void register_pyramidkv(PolicyRegistry& registry) {
        "(arXiv 2406.02069); Zefan-Cai/KVCache-Factory pyramidkv/pyramidkv_utils.py (the layer split), "
        "NVIDIA/kvpress kvpress/presses/pyramidkv_press.py (the defaults)",
        {{"budget", "0.2",
-         "mean over layers: fraction (<1) of the prompt kept besides the window, or a token count (>=1) incl. the window"},
+         "mean over layers: fraction (<1) of the prompt kept besides the window, or a token count (>=1) incl. the "
+         "window"},
         {"window", "64", "observation window: the most recent queries, always kept"},
         {"kernel", "5", "pooling kernel along positions (odd)"},
         {"pooling", "avg", "max|avg"},
-        {"beta", "20", "pyramid steepness: the top layer scores about 1/beta of the mean scored budget, plus the window (integer >= 1)"},
+        {"beta", "20",
+         "pyramid steepness: the top layer scores about 1/beta of the mean scored budget, plus the window (integer >= "
+         "1)"},
         {"prefill", "post_fill",
          "post_fill (once after the prompt) | chunk (after every prefill chunk; each chunk's share scaled per layer) "
          "| none"},

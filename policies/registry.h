@@ -15,8 +15,8 @@ namespace kvsim {
 
 struct PolicyInfo {
   std::string name;
-  std::string summary;    // one line
-  std::string reference;  // paper / reference implementation
+  std::string summary;              // one line
+  std::string reference;            // paper / reference implementation
   std::vector<PolicyParam> params;  // every parameter, in the order the canonical spec writes them
   // Builds the policy from its arguments (each default from `params`); its spec() is
   // args.canonical(). The registry calls args.finish() afterwards.

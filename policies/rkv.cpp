@@ -18,8 +18,8 @@
 // Cost: the column means need only sum_t kn_t (a rank-one identity) and the spared entry of each
 // row; finding that entry scans C from the newest column backwards in blocks and stops at the first
 // hit, so near-duplicate keys are cheap and a head without any costs the full O(L^2 d).
-#include <cmath>
 #include <tbb/parallel_for.h>
+#include <cmath>
 
 #include "policies/leverage.h"
 #include "policies/registry.h"
@@ -36,8 +36,14 @@ class RkvPolicy final : public Policy {
  public:
   RkvPolicy(std::string spec, Budget budget, std::int64_t window, int kernel, double mix_lambda, double threshold,
             bool max_group, EvictionPoints points)
-      : spec_(std::move(spec)), budget_(budget), window_(window), kernel_(kernel), mix_lambda_(mix_lambda),
-        threshold_(threshold), max_group_(max_group), points_(points) {}
+      : spec_(std::move(spec)),
+        budget_(budget),
+        window_(window),
+        kernel_(kernel),
+        mix_lambda_(mix_lambda),
+        threshold_(threshold),
+        max_group_(max_group),
+        points_(points) {}
 
   std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
@@ -65,7 +71,8 @@ class RkvPolicy final : public Policy {
     const Eigen::Index prefix = importance.size();
     std::vector<float> out(static_cast<std::size_t>(prefix));
     for (Eigen::Index j = 0; j < prefix; ++j) {
-      out[static_cast<std::size_t>(j)] = static_cast<float>(mix_lambda_ * importance[j] - (1.0 - mix_lambda_) * redundancy[j]);
+      out[static_cast<std::size_t>(j)] =
+          static_cast<float>(mix_lambda_ * importance[j] - (1.0 - mix_lambda_) * redundancy[j]);
     }
     return out;
   }
@@ -84,8 +91,9 @@ class RkvPolicy final : public Policy {
       for (std::int64_t i = 0; i < window; ++i) {
         const std::int64_t t = resident[static_cast<std::size_t>(prefix + i)];
         const std::int64_t row = trace.query_row(t);
-        if (row < 0) throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
-                                      std::to_string(t) + ", which " + spec() + " scores with");
+        if (row < 0)
+          throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
+                           std::to_string(t) + ", which " + spec() + " scores with");
         q.row(i) = trace.queries[static_cast<std::size_t>(g)].row(row) * scale;
       }
       const Eigen::MatrixXf logits = q * nonwindow.transpose();
@@ -161,7 +169,8 @@ class RkvPolicy final : public Policy {
       const Eigen::RowVectorXd kj = kn.row(j).cast<double>();
       column[j] = total.dot(kj) - kj.squaredNorm();
     }
-    for (Eigen::Index t = 0; t < n; ++t) column[spared[static_cast<std::size_t>(t)]] -= spared_value[static_cast<std::size_t>(t)];
+    for (Eigen::Index t = 0; t < n; ++t)
+      column[spared[static_cast<std::size_t>(t)]] -= spared_value[static_cast<std::size_t>(t)];
     column /= static_cast<double>(n);
     Eigen::ArrayXd e = (column - column.maxCoeff()).exp();
     return e / e.sum();
@@ -186,15 +195,17 @@ void register_rkv(PolicyRegistry& registry) {
        "(cosine similarity to the other keys); made for long decodes",
        "R-KV: redundancy-aware KV cache compression for reasoning models (Cai et al. 2025); "
        "Zefan-Cai/R-KV rkv/compression/r1_kv.py (R1KV), rkv/utils.py (cal_similarity)",
-       {{"budget", "0.2", "fraction (<1) of the prompt kept besides the window, or a token count (>=1) incl. the window"},
+       {{"budget", "0.2",
+         "fraction (<1) of the prompt kept besides the window, or a token count (>=1) incl. the window"},
         {"window", "8", "most recent entries always kept; their queries score the others (window_size)"},
         {"kernel", "7", "max-pooling kernel along positions (odd; kernel_size)"},
         {"mix_lambda", "0.07", "weight of the attention importance; 1 - mix_lambda weighs the redundancy"},
         {"threshold", "0.5", "cosine similarity above which a key counts as a near-duplicate of another"},
         {"group_pooling", "max", "max|mean: how the GQA group's logits are pooled before the softmax"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "every:128", "none|step|every:K: R1KV compacts every `buffer` = 128 decoded tokens (the cache "
-                                "returns to the capacity reached at the end of prefill)"}},
+        {"decode", "every:128",
+         "none|step|every:K: R1KV compacts every `buffer` = 128 decoded tokens (the cache "
+         "returns to the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          const std::int64_t window = args.get_int("window");

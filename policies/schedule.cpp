@@ -40,7 +40,8 @@ EvictionPoints read_eviction_points(PolicyArgs& args) {
     const char* begin = decode.data() + 6;
     const char* end = decode.data() + decode.size();
     const auto [ptr, ec] = std::from_chars(begin, end, k);
-    if (ec != std::errc() || ptr != end || k < 1) args.fail("decode", "expected none|step|every:K with K >= 1, got '" + decode + "'");
+    if (ec != std::errc() || ptr != end || k < 1)
+      args.fail("decode", "expected none|step|every:K with K >= 1, got '" + decode + "'");
     points.decode_every = k;
   } else {
     args.fail("decode", "expected none|step|every:K, got '" + decode + "'");

@@ -64,7 +64,8 @@ std::vector<float> max_pool(std::span<const float> x, int kernel) { return max_p
 std::vector<double> max_pool(std::span<const double> x, int kernel) { return max_pool_of(x, kernel); }
 
 void keep_newest(std::vector<std::int32_t>& resident, std::int64_t capacity) {
-  if (static_cast<std::int64_t>(resident.size()) > capacity) resident.erase(resident.begin(), resident.end() - capacity);
+  if (static_cast<std::int64_t>(resident.size()) > capacity)
+    resident.erase(resident.begin(), resident.end() - capacity);
 }
 
 void keep_newest(std::vector<std::vector<std::int32_t>>& residency, std::int64_t capacity) {

@@ -7,12 +7,12 @@
 // it; later callers wait and, where the computation runs TBB tasks, help with it
 // (tbb::collaborative_call_once), so no core idles. Results are pure functions of the key and the
 // trace, so the outcome depends neither on which policy computed it nor on the thread count.
+#include <tbb/collaborative_call_once.h>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <tbb/collaborative_call_once.h>
 
 namespace kvsim {
 

@@ -27,7 +27,8 @@ void register_snapkv(PolicyRegistry& registry) {
        "SnapKV: the last `window` queries score earlier entries by pooled causal attention; keep the top ones",
        "Li et al. 2024, SnapKV: LLM Knows What You are Looking for Before Generation (arXiv 2404.14469); "
        "FasterDecoding/SnapKV",
-       {{"budget", "0.2", "fraction (<1) of the prompt kept besides the window, or a token count (>=1) incl. the window"},
+       {{"budget", "0.2",
+         "fraction (<1) of the prompt kept besides the window, or a token count (>=1) incl. the window"},
         {"window", "32", "observation window: the most recent queries, always kept"},
         {"kernel", "7", "pooling kernel along positions (odd)"},
         {"pooling", "max", "max|avg"},

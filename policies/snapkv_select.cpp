@@ -1,8 +1,8 @@
 #include "policies/snapkv_select.h"
 
+#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <string>
-#include <tbb/parallel_for.h>
 
 #include "policies/leverage.h"
 #include "policies/select.h"
@@ -61,8 +61,9 @@ std::vector<std::int64_t> window_query_rows(const EvictionContext& ctx, const Po
   std::vector<std::int64_t> rows;
   for (std::int64_t t : resident.last(static_cast<std::size_t>(window_count))) {
     const std::int64_t row = trace.query_row(t);
-    if (row < 0) throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
-                                  std::to_string(t) + ", which " + policy.spec() + " scores with");
+    if (row < 0)
+      throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
+                       std::to_string(t) + ", which " + policy.spec() + " scores with");
     rows.push_back(row);
   }
   return rows;

@@ -15,10 +15,10 @@
 
 namespace kvsim {
 
-struct SnapKvScoring {  // read() from the spec; each policy's defaults are in its parameter table
-  std::int64_t window = 0;   // observation window: the most recent queries, always kept
-  int kernel = 1;            // pooling kernel along positions (odd)
-  bool max_pooling = true;   // max_pool, else avg_pool
+struct SnapKvScoring {      // read() from the spec; each policy's defaults are in its parameter table
+  std::int64_t window = 0;  // observation window: the most recent queries, always kept
+  int kernel = 1;           // pooling kernel along positions (odd)
+  bool max_pooling = true;  // max_pool, else avg_pool
 
   // Reads `window`, `kernel` (read_pool_kernel) and `pooling=max|avg` (defaults: the policy's
   // table); fails on a window < 1.

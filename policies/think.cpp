@@ -58,7 +58,8 @@ class ThinkPolicy final : public Policy {
     const double element_bytes = model.kv_bits / 8.0;
     const auto d = static_cast<double>(model.head_dim);
     const double key_bytes = (static_cast<double>(pruned_keys) * (d - static_cast<double>(pruned_channels(model))) +
-                              static_cast<double>(count - pruned_keys) * d) * element_bytes;
+                              static_cast<double>(count - pruned_keys) * d) *
+                             element_bytes;
     return {pruned_keys, 0, {key_bytes, static_cast<double>(count) * d * element_bytes}};
   }
 
@@ -88,7 +89,8 @@ class ThinkPolicy final : public Policy {
     Eigen::ArrayXd qn = Eigen::ArrayXd::Zero(d);
     const std::int64_t begin = window_begin(span);
     for (int g = 0; g < group; ++g) {
-      const HeadMatrix& queries = trace.queries[static_cast<std::size_t>(kv_head) * static_cast<std::size_t>(group) + static_cast<std::size_t>(g)];
+      const HeadMatrix& queries = trace.queries[static_cast<std::size_t>(kv_head) * static_cast<std::size_t>(group) +
+                                                static_cast<std::size_t>(g)];
       Eigen::ArrayXd head = Eigen::ArrayXd::Zero(d);
       for (std::int64_t t = begin; t < span.end; ++t) {
         head += queries.row(trace.query_row(t)).cast<double>().array().square().transpose();
@@ -125,10 +127,13 @@ void register_think(PolicyRegistry& registry) {
        "ThinK: prune the key channels with the lowest query-weighted magnitude after the prompt",
        "Xu et al. 2024, ThinK: Thinner Key Cache by Query-Driven Pruning (arXiv 2407.21018); "
        "SalesforceAIResearch/ThinK ThinK_flash/src/kv_pruning_utils.py; NVIDIA/kvpress kvpress/presses/think_press.py",
-       {{"ratio", "0.5", "fraction of key channels pruned per KV head, in [0, 1) (kvpress key_channel_compression_ratio)"},
+       {{"ratio", "0.5",
+         "fraction of key channels pruned per KV head, in [0, 1) (kvpress key_channel_compression_ratio)"},
         {"window", "32", "last prompt queries that score the channels (kvpress window_size; ThinK: 32)"},
         {"recent", "32", "last prompt keys left whole (ThinK recent_size); 0 prunes every prompt key (kvpress)"},
-        {"prefill", "post_fill", "post_fill (prune the prompt's keys once after it) | chunk (each chunk's keys once it is done, scored by that chunk)"}},
+        {"prefill", "post_fill",
+         "post_fill (prune the prompt's keys once after it) | chunk (each chunk's keys once it is done, scored by that "
+         "chunk)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const double ratio = args.get_double("ratio");
          const std::int64_t window = args.get_int("window");

@@ -6,10 +6,10 @@
 // the current token is scored like any other entry (it is not protected) and the budget is a
 // fixed cache size; kvpress's post-prefill port (kvpress/presses/tova_press.py) differs only in
 // forcing the last token in.
+#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
-#include <tbb/parallel_for.h>
 
 #include "policies/registry.h"
 #include "policies/schedule.h"
@@ -55,7 +55,8 @@ class TovaPolicy final : public Policy {
     const std::vector<float> scores = head_mean_attention(ctx, residency);
     std::vector<std::int32_t> kept;
     kept.reserve(static_cast<std::size_t>(cap));
-    for (std::int32_t index : top_k_indices(scores, cap)) kept.push_back(residency.front()[static_cast<std::size_t>(index)]);
+    for (std::int32_t index : top_k_indices(scores, cap))
+      kept.push_back(residency.front()[static_cast<std::size_t>(index)]);
     for (auto& head : residency) head = kept;
   }
 
@@ -99,21 +100,21 @@ class TovaPolicy final : public Policy {
 }  // namespace
 
 void register_tova(PolicyRegistry& registry) {
-  registry.add(
-      {"tova",
-       "TOVA: the current query's attention, averaged over all query heads of the layer, keeps the top "
-       "entries; one fixed-size set per layer",
-       "Oren et al. 2024, Transformers are Multi-State RNNs (arXiv 2401.06104); schwartz-lab-NLP/TOVA "
-       "src/tova_cache.py; NVIDIA/kvpress kvpress/presses/tova_press.py",
-       {{"budget", "0.2", "fraction (<1) of the prompt, or a token count (>=1): the fixed cache size"},
-        {"prefill", "post_fill", "post_fill (once after the prompt, scored by its last query) | chunk (after "
-                                 "every prefill chunk, by the chunk's last query) | none"},
-        {"decode", "step", "none|step|every:K (the cache size stays the one reached at the end of prefill)"}},
-       [](PolicyArgs& args) -> std::unique_ptr<Policy> {
-         const Budget budget = Budget::read(args, "budget");
-         const auto points = read_eviction_points(args);
-         return std::make_unique<TovaPolicy>(args.canonical(), budget, points);
-       }});
+  registry.add({"tova",
+                "TOVA: the current query's attention, averaged over all query heads of the layer, keeps the top "
+                "entries; one fixed-size set per layer",
+                "Oren et al. 2024, Transformers are Multi-State RNNs (arXiv 2401.06104); schwartz-lab-NLP/TOVA "
+                "src/tova_cache.py; NVIDIA/kvpress kvpress/presses/tova_press.py",
+                {{"budget", "0.2", "fraction (<1) of the prompt, or a token count (>=1): the fixed cache size"},
+                 {"prefill", "post_fill",
+                  "post_fill (once after the prompt, scored by its last query) | chunk (after "
+                  "every prefill chunk, by the chunk's last query) | none"},
+                 {"decode", "step", "none|step|every:K (the cache size stays the one reached at the end of prefill)"}},
+                [](PolicyArgs& args) -> std::unique_ptr<Policy> {
+                  const Budget budget = Budget::read(args, "budget");
+                  const auto points = read_eviction_points(args);
+                  return std::make_unique<TovaPolicy>(args.canonical(), budget, points);
+                }});
 }
 
 }  // namespace kvsim

@@ -35,8 +35,8 @@ Placement parse_placement(const std::string& text, const std::string& where) {
       p.kind = Placement::Kind::kScoreTiering;
       p.tier = args.get_string("tier", "dram");
     } else {
-      args.fail("", "unknown placement '" + args.name() +
-                        "' (known: hbm_only, offload, layer_prefetch, score_tiering)");
+      args.fail("",
+                "unknown placement '" + args.name() + "' (known: hbm_only, offload, layer_prefetch, score_tiering)");
     }
     p.hbm_reserve = args.get_double("hbm_reserve", 0.1);
     if (!(p.hbm_reserve >= 0 && p.hbm_reserve < 1)) args.fail("hbm_reserve", "must be in [0, 1)");

@@ -16,9 +16,9 @@ namespace kvsim {
 struct Placement {
   enum class Kind { kHbmOnly, kOffload, kScoreTiering };
   Kind kind = Kind::kHbmOnly;
-  std::string tier;         // the lower tier (offload, score_tiering)
-  bool prefetch = false;    // offload: overlap the fetch of layer L+1 with layer L
-  double hbm_reserve = 0.1; // fraction of the compute tier kept free for activations and runtime
+  std::string tier;          // the lower tier (offload, score_tiering)
+  bool prefetch = false;     // offload: overlap the fetch of layer L+1 with layer L
+  double hbm_reserve = 0.1;  // fraction of the compute tier kept free for activations and runtime
 
   std::string spec() const;
 };

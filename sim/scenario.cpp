@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <sstream>
 
-#include "traces/model_presets.h"
 #include "sim/placement.h"
+#include "traces/model_presets.h"
 #include "traces/rope_scaling_ini.h"
 #include "util/error.h"
 #include "util/ini.h"
@@ -21,6 +21,7 @@ namespace {
 
 po::options_description scenario_options() {
   po::options_description o;
+  // clang-format off
   o.add_options()
       ("model.preset", po::value<std::string>(), "model preset in configs/models/, or a model .ini path")
       ("model.name", po::value<std::string>(), "model name")
@@ -34,7 +35,9 @@ po::options_description scenario_options() {
       ("model.intermediate_size", po::value<std::int64_t>(), "MLP intermediate size (cost model)")
       ("model.vocab_size", po::value<std::int64_t>(), "vocabulary size (cost model)")
       ("model.max_position_embeddings", po::value<std::int64_t>(), "context length: prompt + generated tokens of a request may not exceed it (presets: config.json's)");
+  // clang-format on
   add_rope_scaling_options(o, "model");
+  // clang-format off
   o.add_options()
       ("workload.prompt_tokens", po::value<std::int64_t>(), "prompt length n (synthetic traces)")
       ("workload.generated_tokens", po::value<std::int64_t>(), "generated tokens m (synthetic traces)")
@@ -71,6 +74,7 @@ po::options_description scenario_options() {
       ("sim.threads", po::value<int>(), "worker threads (0: all cores; at most 1024)")
       ("sim.fidelity_queries", po::value<int>(), "decode positions used for fidelity (default 64)")
       ("sim.cache_dir", po::value<std::string>(), "folder of cached retention profiles (serving), relative to this file; none: no cache (default $XDG_CACHE_HOME/kvsim, else ~/.cache/kvsim)");
+  // clang-format on
   return o;
 }
 
@@ -108,7 +112,9 @@ void check_lower_tier(const Hardware& hw, const std::string& tier, const std::st
     if (t.name != hw.device.compute_tier && t.kind != "switch") tiers += (tiers.empty() ? "" : ", ") + t.name;
   }
   fail_input(where, spec + ": hardware " + hw.source + " " + problem + "; expected a storage tier below '" +
-                        hw.device.compute_tier + "' (" + (tiers.empty() ? "none: attach one, e.g. [hardware] attach = host-ddr5" : "here: " + tiers) + ")");
+                        hw.device.compute_tier + "' (" +
+                        (tiers.empty() ? "none: attach one, e.g. [hardware] attach = host-ddr5" : "here: " + tiers) +
+                        ")");
 }
 
 }  // namespace
@@ -124,8 +130,9 @@ void check_scenario_tiers(const Scenario& s, const Hardware& hw) {
   const ServingConfig& sv = s.serving;
   const std::string at = s.path + ": [serving] prefix_cache";
   if (!sv.prefix_cache_compute_tier.empty() && sv.prefix_cache_compute_tier != hw.device.compute_tier) {
-    fail_input(at, "starts with '" + sv.prefix_cache_compute_tier + "', but hardware " + hw.source + " computes from tier '" +
-                       hw.device.compute_tier + "' (write " + sv.prefix_cache_spec(hw.device.compute_tier) + ")");
+    fail_input(at, "starts with '" + sv.prefix_cache_compute_tier + "', but hardware " + hw.source +
+                       " computes from tier '" + hw.device.compute_tier + "' (write " +
+                       sv.prefix_cache_spec(hw.device.compute_tier) + ")");
   }
   for (const std::string& tier : sv.prefix_cache_lower_tiers) {
     check_lower_tier(hw, tier, at, sv.prefix_cache_spec(hw.device.compute_tier));
@@ -173,7 +180,8 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
     s.model.name = "custom";
     s.model_given = true;
   } else if (s.synthetic()) {
-    fail_input(where("model"), "missing: give preset = NAME or num_layers/num_q_heads/num_kv_heads/head_dim/rope_theta");
+    fail_input(where("model"),
+               "missing: give preset = NAME or num_layers/num_q_heads/num_kv_heads/head_dim/rope_theta");
   }
   read(v, "model.name", s.model.name);
   read(v, "model.num_layers", s.model.num_layers);
@@ -214,8 +222,11 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   read(v, "workload.arrival_rate", s.arrival_rate_per_s);
   read(v, "workload.concurrency", s.concurrency);
   if (v.count("workload.arrivals")) {
-    if (s.arrivals.empty()) fail_input(where("workload") + " arrivals", "expected a .csv/.jsonl path or a synthetic spec");
-    if (!s.synthetic()) fail_input(where("workload") + " arrivals", "serving needs trace = synthetic (retention profiles are replayed on synthetic traces)");
+    if (s.arrivals.empty())
+      fail_input(where("workload") + " arrivals", "expected a .csv/.jsonl path or a synthetic spec");
+    if (!s.synthetic())
+      fail_input(where("workload") + " arrivals",
+                 "serving needs trace = synthetic (retention profiles are replayed on synthetic traces)");
     const fs::path p(s.arrivals);
     if (p.extension() == ".csv" || p.extension() == ".jsonl") {
       s.arrivals = (p.is_relative() ? fs::path(path).parent_path() / p : p).lexically_normal().string();
@@ -225,16 +236,19 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
       if (v.count(key)) fail_input(where("workload") + " " + std::string(key).substr(9), "needs [workload] arrivals");
     }
     for (const auto& [key, value] : v) {
-      if (key.rfind("serving.", 0) == 0) fail_input(where("serving") + " " + key.substr(8), "needs [workload] arrivals");
+      if (key.rfind("serving.", 0) == 0)
+        fail_input(where("serving") + " " + key.substr(8), "needs [workload] arrivals");
     }
   }
   if (s.max_requests < 0) fail_input(where("workload") + " max_requests", "must be >= 0 (0: all)");
   if (v.count("workload.arrival_rate") && !(s.arrival_rate_per_s > 0 && s.arrival_rate_per_s < 1e9)) {
     fail_input(where("workload") + " arrival_rate", "must be > 0 requests/s");
   }
-  if (v.count("workload.concurrency") && s.concurrency < 1) fail_input(where("workload") + " concurrency", "must be >= 1");
+  if (v.count("workload.concurrency") && s.concurrency < 1)
+    fail_input(where("workload") + " concurrency", "must be >= 1");
   if (s.concurrency > 0 && s.arrival_rate_per_s > 0) {
-    fail_input(where("workload") + " concurrency", "contradicts arrival_rate (closed loop ignores arrival times): give one");
+    fail_input(where("workload") + " concurrency",
+               "contradicts arrival_rate (closed loop ignores arrival times): give one");
   }
   ServingConfig& sv = s.serving;
   read(v, "serving.block_tokens", sv.block_tokens);
@@ -242,14 +256,16 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   read(v, "serving.max_running", sv.max_running);
   read(v, "serving.profile_buckets_per_octave", sv.profile_buckets_per_octave);
   read(v, "serving.profile_decode_tokens", sv.profile_decode_tokens);
-  if (sv.block_tokens < 1 || sv.block_tokens > 4096) fail_input(where("serving") + " block_tokens", "must be in [1, 4096]");
+  if (sv.block_tokens < 1 || sv.block_tokens > 4096)
+    fail_input(where("serving") + " block_tokens", "must be in [1, 4096]");
   if (sv.max_batch_tokens < 1) fail_input(where("serving") + " max_batch_tokens", "must be >= 1");
   if (sv.max_running < 1) fail_input(where("serving") + " max_running", "must be >= 1");
   if (sv.profile_buckets_per_octave < 1 || sv.profile_buckets_per_octave > 64) {
     fail_input(where("serving") + " profile_buckets_per_octave", "must be in [1, 64]");
   }
   if (sv.profile_decode_tokens < 1) fail_input(where("serving") + " profile_decode_tokens", "must be >= 1");
-  if (v.count("serving.preemption")) parse_preemption(v["serving.preemption"].as<std::string>(), where("serving") + " preemption", &sv);
+  if (v.count("serving.preemption"))
+    parse_preemption(v["serving.preemption"].as<std::string>(), where("serving") + " preemption", &sv);
   if (v.count("serving.admission")) {
     const std::string a = v["serving.admission"].as<std::string>();
     if (a == "on_demand") sv.admission = ServingConfig::Admission::kOnDemand;
@@ -270,21 +286,22 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
     fail_input(where("hardware") + " preset", "serving needs hardware (time and memory come from it)");
   }
   if (s.synthetic() && !s.serving_mode()) {
-    if (!v.count("workload.prompt_tokens")) fail_input(where("workload") + " prompt_tokens", "required for a synthetic trace");
+    if (!v.count("workload.prompt_tokens"))
+      fail_input(where("workload") + " prompt_tokens", "required for a synthetic trace");
     if (s.prompt_tokens < 1) fail_input(where("workload") + " prompt_tokens", "must be >= 1");
     if (s.generated_tokens < 0) fail_input(where("workload") + " generated_tokens", "must be >= 0");
   }
   const std::int64_t context = s.model.max_position_embeddings;
   if (s.synthetic() && !s.serving_mode() && context > 0 && s.prompt_tokens + s.generated_tokens > context) {
-    fail_input(where("workload") + " prompt_tokens", "prompt_tokens + generated_tokens = " +
-                                                         std::to_string(s.prompt_tokens + s.generated_tokens) +
-                                                         " exceed the context length of " + s.model.name +
-                                                         " (max_position_embeddings = " + std::to_string(context) + ")");
+    fail_input(where("workload") + " prompt_tokens",
+               "prompt_tokens + generated_tokens = " + std::to_string(s.prompt_tokens + s.generated_tokens) +
+                   " exceed the context length of " + s.model.name +
+                   " (max_position_embeddings = " + std::to_string(context) + ")");
   }
   if (s.synthetic() && s.model_given) {
-    check_fits_in_memory(2.0 * s.model.num_kv_heads * static_cast<double>(s.prompt_tokens + s.generated_tokens) *
-                             s.model.head_dim * 4,
-                         where("workload") + " prompt_tokens", "one layer's keys and values");
+    check_fits_in_memory(
+        2.0 * s.model.num_kv_heads * static_cast<double>(s.prompt_tokens + s.generated_tokens) * s.model.head_dim * 4,
+        where("workload") + " prompt_tokens", "one layer's keys and values");
   }
   if (v.count("workload.chunk_tokens") && s.chunk_tokens < 1) {
     fail_input(where("workload") + " chunk_tokens", "must be >= 1 (omit it for unchunked prefill)");
@@ -315,11 +332,13 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   std::string placement = "hbm_only";
   read(v, "hardware.placement", placement);
   const bool hardware_keys = v.count("hardware.attach") || v.count("hardware.tp") || v.count("hardware.placement");
-  if (hardware_keys && s.hardware_preset.empty()) fail_input(where("hardware") + " preset", "missing (kvsim hw list shows the presets)");
+  if (hardware_keys && s.hardware_preset.empty())
+    fail_input(where("hardware") + " preset", "missing (kvsim hw list shows the presets)");
   if (s.tensor_parallel < 1) fail_input(where("hardware") + " tp", "must be >= 1");
   s.placement = parse_placement(placement, where("hardware") + " placement");
   if (s.serving_mode() && s.placement.kind == Placement::Kind::kScoreTiering) {
-    fail_input(where("hardware") + " placement", "score_tiering is not modelled in serving runs (a retention curve "
+    fail_input(where("hardware") + " placement",
+               "score_tiering is not modelled in serving runs (a retention curve "
                "does not say which demoted entries a request recalls); use hbm_only or offload(tier=...)");
   }
   read(v, "sim.threads", s.threads);
@@ -330,7 +349,8 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
     s.cache_dir = v["sim.cache_dir"].as<std::string>();
     if (s.cache_dir.empty()) fail_input(where("sim") + " cache_dir", "expected a folder or none");
     const fs::path p(s.cache_dir);
-    if (s.cache_dir != "none" && p.is_relative()) s.cache_dir = (fs::path(path).parent_path() / p).lexically_normal().string();
+    if (s.cache_dir != "none" && p.is_relative())
+      s.cache_dir = (fs::path(path).parent_path() / p).lexically_normal().string();
   }
   return s;
 }

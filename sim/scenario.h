@@ -23,11 +23,11 @@ struct Scenario {
   bool model_given = false;
 
   // [workload]
-  std::int64_t prompt_tokens = 0;     // from the trace file when one is used
+  std::int64_t prompt_tokens = 0;  // from the trace file when one is used
   std::int64_t generated_tokens = 0;
-  std::int64_t chunk_tokens = 0;      // 0: unchunked prefill
-  std::string trace = "synthetic";    // "synthetic" or an .h5 path (resolved against the INI's folder)
-  std::string request;                // request id in a trace file; empty: the first
+  std::int64_t chunk_tokens = 0;    // 0: unchunked prefill
+  std::string trace = "synthetic";  // "synthetic" or an .h5 path (resolved against the INI's folder)
+  std::string request;              // request id in a trace file; empty: the first
   std::uint64_t seed = 1;
   std::string traced_layers = "all";  // "all" or a list such as 0,8,16 or 0-3
   int needles = 2;
@@ -37,20 +37,20 @@ struct Scenario {
   std::shared_ptr<const HeadMap> head_map;
 
   // Serving (DESIGN.md §6): with [workload] arrivals, many requests share the device.
-  std::string arrivals;            // Azure .csv or Mooncake .jsonl path (resolved), or a synthetic spec
-  std::int64_t max_requests = 0;   // 0: every request of the arrivals
-  double arrival_rate_per_s = 0;   // > 0: arrival times rescaled to this mean rate
-  int concurrency = 0;             // > 0: closed loop of this many clients; arrival times ignored
-  ServingConfig serving;           // [serving]
+  std::string arrivals;           // Azure .csv or Mooncake .jsonl path (resolved), or a synthetic spec
+  std::int64_t max_requests = 0;  // 0: every request of the arrivals
+  double arrival_rate_per_s = 0;  // > 0: arrival times rescaled to this mean rate
+  int concurrency = 0;            // > 0: closed loop of this many clients; arrival times ignored
+  ServingConfig serving;          // [serving]
 
   // [policy] spec (repeatable), in order; `full` is added first by the runner if not listed.
   std::vector<std::string> policy_specs;
 
   // [hardware] (optional: without it, no time or bandwidth metrics)
-  std::string hardware_preset;            // configs/hardware/<preset>.ini or a path
+  std::string hardware_preset;  // configs/hardware/<preset>.ini or a path
   std::vector<std::string> hardware_attach;
   int tensor_parallel = 1;
-  Placement placement;                 // [hardware] placement, parsed (default hbm_only)
+  Placement placement;  // [hardware] placement, parsed (default hbm_only)
 
   // [sim]
   int threads = 0;            // 0: all cores

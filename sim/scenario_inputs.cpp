@@ -17,8 +17,7 @@ void add_preset(std::vector<std::string>& files, const std::string& name, const 
   if (name.empty()) return;
   try {
     files.push_back(resolve_preset(name, dir, "preset", "an .ini").string());
-  } catch (const InputError&) {
-  }
+  } catch (const InputError&) {}
 }
 
 }  // namespace

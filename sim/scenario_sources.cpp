@@ -42,8 +42,8 @@ SynthParams synthetic_request_params(const Scenario& scenario, const PassPlan& p
   params.model = scenario.model;
   params.prompt_tokens = prompt_tokens;
   params.generated_tokens = generated_tokens;
-  params.traced_layers = parse_layer_list(scenario.traced_layers, scenario.model.num_layers,
-                                          scenario.path + ": [workload] traced_layers");
+  params.traced_layers =
+      parse_layer_list(scenario.traced_layers, scenario.model.num_layers, scenario.path + ": [workload] traced_layers");
   params.seed = seed;
   params.num_needles = needles;
   params.needle_tokens = scenario.needle_tokens;

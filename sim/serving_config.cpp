@@ -42,11 +42,14 @@ void parse_prefix_cache(const std::string& text, const std::string& where, Servi
   std::vector<std::string> tiers;
   for (std::size_t start = 0;;) {
     const std::size_t plus = text.find('+', start);
-    const std::string name(trim(std::string_view(text).substr(start, plus == std::string::npos ? std::string::npos : plus - start)));
+    const std::string name(
+        trim(std::string_view(text).substr(start, plus == std::string::npos ? std::string::npos : plus - start)));
     if (name.empty() || name.find_first_of(" \t,()=") != std::string::npos) {
-      fail_input(where, "expected tier names joined by '+', the compute tier first (e.g. hbm or hbm+dram), got '" + text + "'");
+      fail_input(where, "expected tier names joined by '+', the compute tier first (e.g. hbm or hbm+dram), got '" +
+                            text + "'");
     }
-    if (std::find(tiers.begin(), tiers.end(), name) != tiers.end()) fail_input(where, "tier '" + name + "' is listed twice");
+    if (std::find(tiers.begin(), tiers.end(), name) != tiers.end())
+      fail_input(where, "tier '" + name + "' is listed twice");
     tiers.push_back(name);
     if (plus == std::string::npos) break;
     start = plus + 1;

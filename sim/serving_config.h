@@ -35,7 +35,7 @@ struct ServingConfig {
   // exact: each request's own prompt and output lengths are replayed under the policy.
   enum class Mode { kFast, kExact };
   Mode mode = Mode::kFast;
-  int profile_buckets_per_octave = 8;      // fast mode: prompt-length buckets (2^(1/8) apart)
+  int profile_buckets_per_octave = 8;        // fast mode: prompt-length buckets (2^(1/8) apart)
   std::int64_t profile_decode_tokens = 256;  // decode steps measured; the slope after is extrapolated
 
   Slo slo;  // goodput counts the requests that meet it
@@ -46,7 +46,7 @@ struct ServingConfig {
   std::vector<std::string> prefix_cache_lower_tiers;
   std::string prefix_cache_compute_tier;  // as written (checked against the hardware's); empty: not given
 
-  std::string preemption_spec() const;  // "recompute" or "swap(tier=dram)"
+  std::string preemption_spec() const;                                   // "recompute" or "swap(tier=dram)"
   std::string prefix_cache_spec(const std::string& compute_tier) const;  // "hbm+dram"
 };
 

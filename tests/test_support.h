@@ -65,7 +65,8 @@ inline MemoryTraceSource random_trace(const ModelShape& model, std::int64_t prom
       t.keys.push_back(random_matrix(rng, total, model.head_dim, key_scale));
       t.values.push_back(random_matrix(rng, total, model.head_dim));
     }
-    for (int g = 0; g < model.num_q_heads; ++g) t.queries.push_back(random_matrix(rng, total, model.head_dim, key_scale));
+    for (int g = 0; g < model.num_q_heads; ++g)
+      t.queries.push_back(random_matrix(rng, total, model.head_dim, key_scale));
     for (std::int64_t p = 0; p < total; ++p) t.query_positions.push_back(p);
     source.set_layer("0", std::move(t));
   }

@@ -63,8 +63,7 @@ class Parser {
   // Expected `what` here: a truncated line (one that ends inside the object) is named as such.
   [[noreturn]] void fail(const std::string& what) const {
     if (at_end()) {
-      fail_input(where_, "truncated JSON object: the line ends where " + what +
-                             " was expected (is the file cut off?)");
+      fail_input(where_, "truncated JSON object: the line ends where " + what + " was expected (is the file cut off?)");
     }
     const char c = s_[at_];
     const std::string got = c >= 0x20 && c < 0x7f ? "'" + std::string(1, c) + "'" : "a control character";
@@ -86,7 +85,8 @@ class Parser {
       } else {
         while (true) {
           skip_space();
-          if (peek() == '[' || peek() == '{') fail("a number, string, true, false or null (nested arrays and objects are not supported)");
+          if (peek() == '[' || peek() == '{')
+            fail("a number, string, true, false or null (nested arrays and objects are not supported)");
           field.items.push_back(scalar());
           skip_space();
           if (peek() == ',') {

@@ -18,7 +18,7 @@ struct FlatJsonScalar {
 };
 
 struct FlatJsonField {
-  std::string_view key;               // raw contents of the key string
+  std::string_view key;  // raw contents of the key string
   FlatJsonKind kind = FlatJsonKind::kNumber;
   std::string_view text;              // as in FlatJsonScalar; the whole "[...]" for an array
   std::vector<FlatJsonScalar> items;  // array elements

@@ -19,9 +19,9 @@ std::uint16_t float_to_half(float value) {
   const std::uint32_t bits = std::bit_cast<std::uint32_t>(value);
   const auto sign = static_cast<std::uint16_t>((bits >> 16) & 0x8000u);
   const std::uint32_t magnitude = bits & 0x7fffffffu;
-  if (magnitude > 0x7f800000u) return sign | 0x7e00u;  // NaN (quiet)
+  if (magnitude > 0x7f800000u) return sign | 0x7e00u;   // NaN (quiet)
   if (magnitude >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520: rounds to infinity
-  if (magnitude >= 0x38800000u) {                        // normal half (>= 2^-14)
+  if (magnitude >= 0x38800000u) {                       // normal half (>= 2^-14)
     // Rebias the exponent (127 -> 15) and drop 13 mantissa bits; a carry may bump the exponent,
     // which is still the right rounding.
     std::uint32_t half = (magnitude >> 13) - (112u << 10);

@@ -1,8 +1,8 @@
 #include "traces/hdf5_crash_guard.h"
 
+#include <unistd.h>
 #include <csignal>
 #include <mutex>
-#include <unistd.h>
 
 namespace kvsim {
 namespace {

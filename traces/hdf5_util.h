@@ -20,7 +20,8 @@ H5::FloatType float16_type();
 H5::DSetCreatPropList untimed_dataset_properties();
 H5::Group create_group(const H5::Group& parent, const std::string& name);
 H5::DataSet create_dataset(const H5::Group& parent, const std::string& name, const H5::DataType& type,
-                           const H5::DataSpace& space, const H5::DSetCreatPropList& properties = untimed_dataset_properties());
+                           const H5::DataSpace& space,
+                           const H5::DSetCreatPropList& properties = untimed_dataset_properties());
 
 // The most specific message on HDF5's error stack (e.g. "truncated file: eof = ..."), falling back
 // to the exception's own text; clears the stack. Call from the catch block of `e`.

@@ -212,8 +212,7 @@ void Hdf5Writer::abandon() noexcept {
   std::remove(temporary_.c_str());
 }
 
-void write_hdf5_file(const std::string& path, const std::function<void(Hdf5Writer&)>& fill,
-                     bool track_creation_order) {
+void write_hdf5_file(const std::string& path, const std::function<void(Hdf5Writer&)>& fill, bool track_creation_order) {
   Hdf5Writer writer(path, track_creation_order);
   try {
     fill(writer);

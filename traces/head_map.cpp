@@ -18,7 +18,8 @@ namespace {
 
 constexpr std::array<const char*, 5> kArchetypeNames = {"sink", "local", "retrieval", "heavy_hitter", "diffuse"};
 constexpr const char* kCellForm =
-    "expected one cell per KV head: an archetype (sink, local, retrieval, heavy_hitter, diffuse) or a gate value in [0, 1]";
+    "expected one cell per KV head: an archetype (sink, local, retrieval, heavy_hitter, diffuse) or a gate value in "
+    "[0, 1]";
 
 bool is_separator(char c) { return c == '\t' || c == ' ' || c == '\r'; }
 
@@ -34,7 +35,8 @@ HeadMapCell parse_cell(std::string_view text, const std::string& where, int colu
   const auto [next, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   const std::string quoted = "'" + std::string(text) + "'";
   if (ec != std::errc() || next != text.data() + text.size() || !std::isfinite(value)) {
-    fail_input(where, "cell " + std::to_string(column) + " " + quoted + " is neither an archetype nor a number; " + kCellForm);
+    fail_input(where,
+               "cell " + std::to_string(column) + " " + quoted + " is neither an archetype nor a number; " + kCellForm);
   }
   if (value < -kGateOvershoot || value > 1.0 + kGateOvershoot) {
     fail_input(where, "cell " + std::to_string(column) + " " + quoted + " is outside [0, 1]; " + kCellForm);

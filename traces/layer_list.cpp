@@ -43,7 +43,8 @@ std::vector<int> parse_layer_list(const std::string& text, int num_layers, const
     } else {
       first = parse_index(item.substr(0, dash), text, where);
       last = parse_index(item.substr(dash + 1), text, where);
-      if (last < first) fail_input(where, "bad layer list '" + text + "': range " + std::string(trim(item)) + " is backwards");
+      if (last < first)
+        fail_input(where, "bad layer list '" + text + "': range " + std::string(trim(item)) + " is backwards");
     }
     for (int layer : {first, last}) {
       if (layer < 0 || layer >= num_layers) {

@@ -18,6 +18,7 @@ ModelShape load_model_preset(const std::string& name) {
   const fs::path path = resolve_preset(name, fs::path(config_dir()) / "models", "model preset", "a model .ini");
   ModelShape m;
   po::options_description options;
+  // clang-format off
   options.add_options()
       ("model.name", po::value(&m.name)->required())
       ("model.num_layers", po::value(&m.num_layers)->required())
@@ -31,6 +32,7 @@ ModelShape load_model_preset(const std::string& name) {
       ("model.intermediate_size", po::value(&m.intermediate_size))
       ("model.vocab_size", po::value(&m.vocab_size))
       ("model.max_position_embeddings", po::value(&m.max_position_embeddings));
+  // clang-format on
   add_rope_scaling_options(options, "model");
   po::variables_map values;
   parse_ini_file(path.string(), options, values);

@@ -22,14 +22,16 @@ void validate_rope_scaling(const RopeScaling& r, const std::string& where) {
     const char* key;
     bool given;
   };
-  const Param params[] = {{"rope_scaling_factor", r.factor.has_value()},
-                          {"rope_scaling_low_freq_factor", r.low_freq_factor.has_value()},
-                          {"rope_scaling_high_freq_factor", r.high_freq_factor.has_value()},
-                          {"rope_scaling_original_max_position_embeddings", r.original_max_position_embeddings.has_value()}};
+  const Param params[] = {
+      {"rope_scaling_factor", r.factor.has_value()},
+      {"rope_scaling_low_freq_factor", r.low_freq_factor.has_value()},
+      {"rope_scaling_high_freq_factor", r.high_freq_factor.has_value()},
+      {"rope_scaling_original_max_position_embeddings", r.original_max_position_embeddings.has_value()}};
   auto require = [&](std::size_t count, const char* needs) {
     for (std::size_t i = 0; i < std::size(params); ++i) {
       if (i < count && !params[i].given) {
-        fail_input(where, std::string(params[i].key) + " is missing; rope_scaling_type = " + r.type + " needs " + needs);
+        fail_input(where,
+                   std::string(params[i].key) + " is missing; rope_scaling_type = " + r.type + " needs " + needs);
       }
       if (i >= count && params[i].given) {
         fail_input(where, std::string(params[i].key) + " is given, but rope_scaling_type = " + r.type +
@@ -48,8 +50,9 @@ void validate_rope_scaling(const RopeScaling& r, const std::string& where) {
     require(1, "rope_scaling_factor");
     positive("rope_scaling_factor", *r.factor);
   } else if (r.type == "llama3") {
-    require(4, "rope_scaling_factor, rope_scaling_low_freq_factor, rope_scaling_high_freq_factor and "
-               "rope_scaling_original_max_position_embeddings");
+    require(4,
+            "rope_scaling_factor, rope_scaling_low_freq_factor, rope_scaling_high_freq_factor and "
+            "rope_scaling_original_max_position_embeddings");
     positive("rope_scaling_factor", *r.factor);
     positive("rope_scaling_low_freq_factor", *r.low_freq_factor);
     positive("rope_scaling_high_freq_factor", *r.high_freq_factor);
@@ -64,8 +67,9 @@ void validate_rope_scaling(const RopeScaling& r, const std::string& where) {
   } else if (r.type == "yarn") {
     // Refused rather than approximated: YaRN also scales cos/sin by an attention factor, and its
     // ramp has changed between transformers versions (original_max_position_embeddings, truncate).
-    fail_input(where, "rope_scaling_type = yarn is not supported (kvsim does not model YaRN's frequency ramp and "
-                      "attention factor); supported: none, linear, llama3");
+    fail_input(where,
+               "rope_scaling_type = yarn is not supported (kvsim does not model YaRN's frequency ramp and "
+               "attention factor); supported: none, linear, llama3");
   } else {
     fail_input(where, "rope_scaling_type is '" + r.type + "'; expected none, linear or llama3 (yarn is not supported)");
   }
@@ -109,7 +113,8 @@ void ModelShape::validate(const std::string& where) const {
     fail_input(where, "num_q_heads (" + std::to_string(num_q_heads) + ") must be a multiple of num_kv_heads (" +
                           std::to_string(num_kv_heads) + ")");
   }
-  if (head_dim % 2 != 0) fail_input(where, "head_dim must be even (RoPE rotates pairs), got " + std::to_string(head_dim));
+  if (head_dim % 2 != 0)
+    fail_input(where, "head_dim must be even (RoPE rotates pairs), got " + std::to_string(head_dim));
   if (kv_bits != 2 && kv_bits != 4 && kv_bits != 8 && kv_bits != 16 && kv_bits != 32) {
     fail_input(where, "kv_bits must be one of 2, 4, 8, 16, 32, got " + std::to_string(kv_bits));
   }
@@ -118,12 +123,15 @@ void ModelShape::validate(const std::string& where) const {
   }
   validate_rope_scaling(rope_scaling, where);
   if (max_position_embeddings < 0) {
-    fail_input(where, "max_position_embeddings must be a positive integer (or absent), got " + std::to_string(max_position_embeddings));
+    fail_input(where, "max_position_embeddings must be a positive integer (or absent), got " +
+                          std::to_string(max_position_embeddings));
   }
 }
 
 std::string model_shape_key(const ModelShape& m) {
-  const auto optional_double = [](const std::optional<double>& v) { return v ? exact_double_text(*v) : std::string("-"); };
+  const auto optional_double = [](const std::optional<double>& v) {
+    return v ? exact_double_text(*v) : std::string("-");
+  };
   const RopeScaling& r = m.rope_scaling;
   return "name=" + std::to_string(m.name.size()) + ":" + m.name + " layers=" + std::to_string(m.num_layers) +
          " q_heads=" + std::to_string(m.num_q_heads) + " kv_heads=" + std::to_string(m.num_kv_heads) +
@@ -133,7 +141,8 @@ std::string model_shape_key(const ModelShape& m) {
          " high_freq_factor=" + optional_double(r.high_freq_factor) + " original_max_position_embeddings=" +
          (r.original_max_position_embeddings ? std::to_string(*r.original_max_position_embeddings) : "-") +
          " hidden=" + std::to_string(m.hidden_size) + " intermediate=" + std::to_string(m.intermediate_size) +
-         " vocab=" + std::to_string(m.vocab_size) + " max_position_embeddings=" + std::to_string(m.max_position_embeddings);
+         " vocab=" + std::to_string(m.vocab_size) +
+         " max_position_embeddings=" + std::to_string(m.max_position_embeddings);
 }
 
 }  // namespace kvsim

@@ -14,9 +14,9 @@ struct RopeScaling {
   // none | linear | llama3 | yarn ("default" in a config.json is none). yarn is recognised and
   // refused by ModelShape::validate: kvsim does not model it.
   std::string type = "none";
-  std::optional<double> factor;                 // linear, llama3 (and yarn)
-  std::optional<double> low_freq_factor;        // llama3
-  std::optional<double> high_freq_factor;       // llama3
+  std::optional<double> factor;                                  // linear, llama3 (and yarn)
+  std::optional<double> low_freq_factor;                         // llama3
+  std::optional<double> high_freq_factor;                        // llama3
   std::optional<std::int64_t> original_max_position_embeddings;  // llama3
 
   bool none() const { return type == "none"; }
@@ -45,9 +45,7 @@ struct ModelShape {
   int group_size() const { return num_q_heads / num_kv_heads; }
   // One KV entry = key + value of one token in one KV head of one layer (DESIGN.md §2).
   std::int64_t entry_bytes() const { return 2LL * head_dim * kv_bits / 8; }
-  std::int64_t bytes_per_token() const {
-    return entry_bytes() * static_cast<std::int64_t>(num_layers) * num_kv_heads;
-  }
+  std::int64_t bytes_per_token() const { return entry_bytes() * static_cast<std::int64_t>(num_layers) * num_kv_heads; }
   // Throws InputError naming `where` when a field is missing or inconsistent.
   void validate(const std::string& where) const;
 };

@@ -19,6 +19,7 @@ std::string key(const std::string& section, const char* name) { return section +
 }  // namespace
 
 void add_rope_scaling_options(po::options_description& options, const std::string& section) {
+  // clang-format off
   options.add_options()
       (key(section, kType).c_str(), po::value<std::string>(), "RoPE scaling: none (default), linear, llama3 (yarn is refused)")
       (key(section, kFactor).c_str(), po::value<double>(), "RoPE scaling factor (linear, llama3)")
@@ -26,6 +27,7 @@ void add_rope_scaling_options(po::options_description& options, const std::strin
       (key(section, kHigh).c_str(), po::value<double>(), "llama3 RoPE scaling high_freq_factor")
       (key(section, kOriginal).c_str(), po::value<std::int64_t>(),
        "llama3 RoPE scaling original_max_position_embeddings");
+  // clang-format on
 }
 
 bool has_rope_scaling_keys(const po::variables_map& values, const std::string& section) {

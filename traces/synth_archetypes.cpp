@@ -31,11 +31,11 @@ namespace {
 // serve as streaming heads); the local share was raised from 0.05 + 0.35 (1 - x) after a recorded
 // trace showed most heads of a trained model local (docs/recorded.md).
 std::array<double, kNumArchetypes> depth_weights(double x) {
-  return {0.10 + 0.20 * x,                           // sink
-          0.25 + 0.35 * (1.0 - x),                   // local
-          0.05 + 0.30 * (1.0 - std::abs(2 * x - 1)), // retrieval
-          0.05 + 0.30 * x,                           // heavy hitter
-          0.05 + 0.25 * (1.0 - x)};                  // diffuse
+  return {0.10 + 0.20 * x,                            // sink
+          0.25 + 0.35 * (1.0 - x),                    // local
+          0.05 + 0.30 * (1.0 - std::abs(2 * x - 1)),  // retrieval
+          0.05 + 0.30 * x,                            // heavy hitter
+          0.05 + 0.25 * (1.0 - x)};                   // diffuse
 }
 
 double signed_unit(KeyedRng& rng) { return 2.0 * rng.uniform() - 1.0; }
@@ -91,7 +91,8 @@ std::vector<Archetype> mapped_archetypes(const SynthParams& params, int layer) {
   for (std::size_t i = streaming.size(); i > 1; --i) {
     std::swap(streaming[i - 1], streaming[rng.below(static_cast<std::uint64_t>(i))]);
   }
-  for (int i = 0; i < sinks; ++i) result[static_cast<std::size_t>(streaming[static_cast<std::size_t>(i)])] = Archetype::kSink;
+  for (int i = 0; i < sinks; ++i)
+    result[static_cast<std::size_t>(streaming[static_cast<std::size_t>(i)])] = Archetype::kSink;
   return result;
 }
 
@@ -165,12 +166,8 @@ QueryStrengths query_strengths(const SynthParams& params, const Layout& layout, 
   s.local_peak = ln_context - 3.0 + 0.5 * j_local;
   s.noise_std = 0.8;
   switch (archetype) {
-    case Archetype::kSink:
-      s.sink = ln_context + 2.0 + 0.5 * j_main;
-      break;
-    case Archetype::kLocal:
-      s.local_peak = ln_context + 3.0 + 0.5 * j_main;
-      break;
+    case Archetype::kSink: s.sink = ln_context + 2.0 + 0.5 * j_main; break;
+    case Archetype::kLocal: s.local_peak = ln_context + 3.0 + 0.5 * j_main; break;
     case Archetype::kRetrieval:
       if (t >= layout.question_begin) {
         for (std::size_t j = 0; j < layout.needles.size() && j < kNeedlePairs; ++j) {
@@ -178,9 +175,7 @@ QueryStrengths query_strengths(const SynthParams& params, const Layout& layout, 
         }
       }
       break;
-    case Archetype::kHeavyHitter:
-      s.heavy = std::log(1.0 / kHeavyHitterFraction) + 2.0 + 0.5 * j_main;
-      break;
+    case Archetype::kHeavyHitter: s.heavy = std::log(1.0 / kHeavyHitterFraction) + 2.0 + 0.5 * j_main; break;
     case Archetype::kDiffuse:
       s.sink = ln_context - 3.5 + 0.5 * j_sink;
       s.local_peak = 0.5;

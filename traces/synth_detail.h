@@ -38,14 +38,14 @@ enum Purpose : std::uint64_t {
 // ---- Tuned constants (measured in tests/traces/synth_test.cpp; see the report in the issue) ----
 inline constexpr std::int64_t kSinkTokens = 4;
 inline constexpr int kNeedlePairs = 4;
-inline constexpr double kKeyMarker = 8.0;          // key amplitude in its marker dim
-inline constexpr double kMarkerDimNoise = 0.1;     // key noise std in marker pairs
-inline constexpr double kLocalDimNoise = 0.5;      // key noise std in the fast (local) pairs
-inline constexpr double kContentDimNoise = 1.0;    // key noise std elsewhere
-inline constexpr double kLocalVectorStd = 1.5;     // std of r per dim
+inline constexpr double kKeyMarker = 8.0;        // key amplitude in its marker dim
+inline constexpr double kMarkerDimNoise = 0.1;   // key noise std in marker pairs
+inline constexpr double kLocalDimNoise = 0.5;    // key noise std in the fast (local) pairs
+inline constexpr double kContentDimNoise = 1.0;  // key noise std elsewhere
+inline constexpr double kLocalVectorStd = 1.5;   // std of r per dim
 inline constexpr double kHeavyHitterFraction = 0.01;
-inline constexpr double kHeavyHitterSpread = 0.15; // log-normal spread of heavy-hitter key markers
-inline constexpr std::int64_t kMinContext = 64;    // boosts use ln(max(t+1, kMinContext))
+inline constexpr double kHeavyHitterSpread = 0.15;  // log-normal spread of heavy-hitter key markers
+inline constexpr std::int64_t kMinContext = 64;     // boosts use ln(max(t+1, kMinContext))
 // A head map's gate values become retrieval heads by DuoAttention's own rule at the sparsity it
 // deploys GQA models with (its README and evaluation scripts: sparsity 0.5; traces/duo_sparsify.h).
 inline constexpr double kHeadMapSparsity = 0.5;
@@ -57,10 +57,10 @@ struct Layout {
   int local_pairs = 0;
   int sink_pair = 0;
   int heavy_pair = 0;
-  std::vector<int> needle_pair;           // per needle
-  std::vector<double> needle_pair_centre; // per needle pair j < kNeedlePairs: where queries aim
+  std::vector<int> needle_pair;            // per needle
+  std::vector<double> needle_pair_centre;  // per needle pair j < kNeedlePairs: where queries aim
   std::vector<NeedleSpan> needles;
-  std::int64_t question_begin = 0;        // first position whose retrieval queries seek needles
+  std::int64_t question_begin = 0;  // first position whose retrieval queries seek needles
   std::int64_t total_tokens = 0;
 };
 Layout make_layout(const SynthParams& params);

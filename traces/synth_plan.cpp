@@ -143,7 +143,7 @@ void fill_normal(KeyedRng& rng, float* out, int n, double std) {
       u2[i] = static_cast<float>((bits >> 8) & 0xFFFFFF) * 0x1.0p-24f;
     }
     const Block radius = scale * (-2.0f * u1.log()).sqrt();
-    const Block angle = (2.0f * std::numbers::pi_v<float>) * u2;
+    const Block angle = (2.0f * std::numbers::pi_v<float>)*u2;
     const Block c = radius * angle.cos();
     const Block s = radius * angle.sin();
     for (int i = 0; i < count; ++i) {

@@ -51,9 +51,9 @@ struct TraceHeader {
 // One traced layer of one request.
 struct LayerTrace {
   int layer = 0;
-  std::vector<HeadMatrix> keys;     // [num_kv_heads] of [n+m, head_dim], post-RoPE
-  std::vector<HeadMatrix> values;   // [num_kv_heads] of [n+m, head_dim]
-  std::vector<HeadMatrix> queries;  // [num_q_heads] of [T_q, head_dim], post-RoPE
+  std::vector<HeadMatrix> keys;               // [num_kv_heads] of [n+m, head_dim], post-RoPE
+  std::vector<HeadMatrix> values;             // [num_kv_heads] of [n+m, head_dim]
+  std::vector<HeadMatrix> queries;            // [num_q_heads] of [T_q, head_dim], post-RoPE
   std::vector<std::int64_t> query_positions;  // [T_q], sorted ascending, 0-based
   std::vector<HeadMatrix> recon_queries;      // [num_q_heads] of [T_r, head_dim]; empty if absent
   // Synthetic traces: KV heads whose queries attend to the planted needles (for needle retention),

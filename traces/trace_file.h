@@ -20,8 +20,8 @@ void validate_trace_file(const std::string& path,
                          const std::function<void(const std::string& request, int layer)>& on_layer = {});
 
 struct TraceWriteOptions {
-  bool float16 = false;       // store K/V/Q as float16 instead of float32
-  int gzip_level = 0;         // 0: no compression
+  bool float16 = false;  // store K/V/Q as float16 instead of float32
+  int gzip_level = 0;    // 0: no compression
 };
 
 // Writes all requests and traced layers of `source` to `path` atomically (a temporary file in the

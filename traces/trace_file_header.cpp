@@ -51,8 +51,8 @@ std::vector<int> read_traced_layers(const h5::AttrReader& root, int num_layers) 
   std::vector<int> layers;
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (values[i] < 0 || values[i] >= num_layers) {
-      root.fail("traced_layers", "layer " + std::to_string(values[i]) + " is out of range [0, num_layers=" +
-                                     std::to_string(num_layers) + ")");
+      root.fail("traced_layers", "layer " + std::to_string(values[i]) +
+                                     " is out of range [0, num_layers=" + std::to_string(num_layers) + ")");
     }
     if (i > 0 && values[i] <= values[i - 1]) {
       root.fail("traced_layers", "not sorted and unique (" + std::to_string(values[i]) + " after " +
@@ -108,7 +108,8 @@ std::vector<std::string> child_names(const H5::Group& group) {
 RequestInfo read_request(const H5::Group& requests, const std::string& id, TraceHeader& header,
                          const std::string& path) {
   const std::string group_path = "/requests/" + id;
-  if (requests.childObjType(id) != H5O_TYPE_GROUP) fail_input(path, group_path + ": is not a group; expected a request group");
+  if (requests.childObjType(id) != H5O_TYPE_GROUP)
+    fail_input(path, group_path + ": is not a group; expected a request group");
   const H5::Group group = requests.openGroup(id);
   const h5::AttrReader attrs(path, group, group_path);
   RequestInfo request;
@@ -118,7 +119,8 @@ RequestInfo read_request(const H5::Group& requests, const std::string& id, Trace
   // Far above any memory (the memory check below refuses real excess) and enough to keep
   // total_tokens() and the byte counts from overflowing.
   if (request.prompt_tokens < 1 || request.prompt_tokens > kMaxTraceTokens) {
-    attrs.fail("prompt_tokens", std::to_string(request.prompt_tokens) + "; expected 1.." + std::to_string(kMaxTraceTokens));
+    attrs.fail("prompt_tokens",
+               std::to_string(request.prompt_tokens) + "; expected 1.." + std::to_string(kMaxTraceTokens));
   }
   if (request.generated_tokens < 0 || request.generated_tokens > kMaxTraceTokens) {
     attrs.fail("generated_tokens",
@@ -126,9 +128,9 @@ RequestInfo read_request(const H5::Group& requests, const std::string& id, Trace
   }
   request.needles = read_needles(attrs, request.total_tokens());
   // kvsim holds one layer's keys and values (float32) at a time; refuse what cannot fit up front.
-  check_fits_in_memory(2.0 * header.model.num_kv_heads * static_cast<double>(request.total_tokens()) *
-                           header.model.head_dim * 4,
-                       path, group_path + ": one layer's keys and values (" + std::to_string(request.total_tokens()) + " tokens)");
+  check_fits_in_memory(
+      2.0 * header.model.num_kv_heads * static_cast<double>(request.total_tokens()) * header.model.head_dim * 4, path,
+      group_path + ": one layer's keys and values (" + std::to_string(request.total_tokens()) + " tokens)");
   for (const int layer : header.traced_layers) {
     const std::string name = "layer_" + std::to_string(layer);
     if (!group.nameExists(name) || group.childObjType(name) != H5O_TYPE_GROUP) {
@@ -170,7 +172,8 @@ TraceHeader read_trace_header(const H5::H5File& file, const std::string& path) {
     fail_input(path, "/requests: missing group; expected one subgroup per request");
   }
   const H5::Group requests = file.openGroup("requests");
-  for (const std::string& id : child_names(requests)) header.requests.push_back(read_request(requests, id, header, path));
+  for (const std::string& id : child_names(requests))
+    header.requests.push_back(read_request(requests, id, header, path));
   if (header.requests.empty()) fail_input(path, "/requests: has no request groups; expected at least one");
   return header;
 }

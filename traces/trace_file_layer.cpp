@@ -35,7 +35,8 @@ std::optional<H5::DataSet> open_dataset(const H5::Group& group, const LayerConte
 // [heads, tokens, head_dim] of float16/32/64; `tokens` < 0 means any length. Returns the token count.
 std::int64_t check_float_dataset(const H5::DataSet& dataset, const LayerContext& context, const std::string& name,
                                  int heads, std::int64_t tokens, const char* heads_name, const char* tokens_name) {
-  if (dataset.getTypeClass() != H5T_FLOAT) fail_at(context, name, "element type is not floating point; expected float16 or float32");
+  if (dataset.getTypeClass() != H5T_FLOAT)
+    fail_at(context, name, "element type is not floating point; expected float16 or float32");
   if (const std::string source = h5::missing_virtual_source(dataset, context.file); !source.empty()) {
     fail_at(context, name, "virtual dataset whose source " + source + " cannot be opened (HDF5 would read zeros)");
   }
@@ -44,7 +45,8 @@ std::int64_t check_float_dataset(const H5::DataSet& dataset, const LayerContext&
                   (tokens < 0 || dims[1] == static_cast<hsize_t>(tokens)) &&
                   dims[2] == static_cast<hsize_t>(context.model->head_dim);
   if (!ok) {
-    const std::string token_text = tokens < 0 ? std::string(tokens_name) : std::string(tokens_name) + "=" + std::to_string(tokens);
+    const std::string token_text =
+        tokens < 0 ? std::string(tokens_name) : std::string(tokens_name) + "=" + std::to_string(tokens);
     fail_at(context, name,
             "shape " + h5::shape_text(dims) + " does not match [" + heads_name + "=" + std::to_string(heads) + ", " +
                 token_text + ", head_dim=" + std::to_string(context.model->head_dim) + "]");
@@ -89,8 +91,8 @@ void read_layer_attributes(const H5::Group& group, const LayerContext& context, 
   if (attrs.has("needle_heads")) {
     for (const std::int64_t head : attrs.integers("needle_heads")) {
       if (head < 0 || head >= kv_heads) {
-        attrs.fail("needle_heads", "head " + std::to_string(head) + " is out of range [0, num_kv_heads=" +
-                                       std::to_string(kv_heads) + ")");
+        attrs.fail("needle_heads", "head " + std::to_string(head) +
+                                       " is out of range [0, num_kv_heads=" + std::to_string(kv_heads) + ")");
       }
       layout.needle_heads.push_back(static_cast<int>(head));
     }
@@ -99,7 +101,8 @@ void read_layer_attributes(const H5::Group& group, const LayerContext& context, 
     layout.head_archetypes = attrs.strings("head_archetypes");
     if (layout.head_archetypes.size() != static_cast<std::size_t>(kv_heads)) {
       attrs.fail("head_archetypes", "has " + std::to_string(layout.head_archetypes.size()) +
-                                        " entries; expected one per KV head (num_kv_heads=" + std::to_string(kv_heads) + ")");
+                                        " entries; expected one per KV head (num_kv_heads=" + std::to_string(kv_heads) +
+                                        ")");
     }
   }
 }
@@ -162,8 +165,8 @@ LayerLayout read_layer_layout(const H5::Group& group, const LayerContext& contex
   if (layout.num_queries == 0) {
     fail_at(context, "queries", "holds no stored queries (T_q = 0); expected at least the decode positions");
   }
-  layout.query_positions = read_positions(*open_dataset(group, context, "query_positions", true), context,
-                                          layout.num_queries);
+  layout.query_positions =
+      read_positions(*open_dataset(group, context, "query_positions", true), context, layout.num_queries);
   if (const auto recon = open_dataset(group, context, "recon_queries", false)) {
     layout.has_recon_queries = true;
     layout.num_recon_queries =

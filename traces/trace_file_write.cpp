@@ -33,7 +33,8 @@ void write_header(const H5::Group& file, const TraceHeader& header) {
     if (scaling.low_freq_factor) h5::write_real(file, "rope_scaling_low_freq_factor", *scaling.low_freq_factor);
     if (scaling.high_freq_factor) h5::write_real(file, "rope_scaling_high_freq_factor", *scaling.high_freq_factor);
     if (scaling.original_max_position_embeddings) {
-      h5::write_integer(file, "rope_scaling_original_max_position_embeddings", *scaling.original_max_position_embeddings);
+      h5::write_integer(file, "rope_scaling_original_max_position_embeddings",
+                        *scaling.original_max_position_embeddings);
     }
   }
   h5::write_integer(file, "kv_bits", model.kv_bits);
@@ -61,8 +62,9 @@ void check_heads(const std::vector<HeadMatrix>& heads, std::size_t count, Eigen:
   if (!ok) throw std::logic_error("write_trace_file: trace source returned " + what + " of the wrong shape");
 }
 
-void write_heads(Hdf5Writer& writer, const H5::Group& group, const std::string& name, const std::vector<HeadMatrix>& heads, hsize_t rows,
-                 hsize_t cols, const TraceWriteOptions& options, const std::string& path, const std::string& where) {
+void write_heads(Hdf5Writer& writer, const H5::Group& group, const std::string& name,
+                 const std::vector<HeadMatrix>& heads, hsize_t rows, hsize_t cols, const TraceWriteOptions& options,
+                 const std::string& path, const std::string& where) {
   const hsize_t dims[3] = {heads.size(), rows, cols};
   H5::DataSpace file_space(3, dims);
   H5::DSetCreatPropList plist;
@@ -71,8 +73,9 @@ void write_heads(Hdf5Writer& writer, const H5::Group& group, const std::string& 
     plist.setChunk(3, chunk);
     if (options.gzip_level > 0) plist.setDeflate(static_cast<unsigned>(options.gzip_level));
   }
-  const H5::DataSet& dataset = options.float16 ? writer.dataset(group, name, h5::float16_type(), file_space, plist)
-                                               : writer.dataset(group, name, H5::PredType::IEEE_F32LE, file_space, plist);
+  const H5::DataSet& dataset = options.float16
+                                   ? writer.dataset(group, name, h5::float16_type(), file_space, plist)
+                                   : writer.dataset(group, name, H5::PredType::IEEE_F32LE, file_space, plist);
   const hsize_t mem_dims[2] = {rows, cols};
   const H5::DataSpace mem_space(2, mem_dims);
   const H5::FloatType half_type = h5::float16_type();
@@ -98,8 +101,9 @@ void write_heads(Hdf5Writer& writer, const H5::Group& group, const std::string& 
   writer.close(dataset);  // its chunks are flushed here: a full disk is reported now, naming the file
 }
 
-void write_layer(Hdf5Writer& writer, const H5::Group& group, const LayerTrace& trace, const ModelShape& model, std::int64_t total_tokens,
-                 const TraceWriteOptions& options, const std::string& path, const std::string& where) {
+void write_layer(Hdf5Writer& writer, const H5::Group& group, const LayerTrace& trace, const ModelShape& model,
+                 std::int64_t total_tokens, const TraceWriteOptions& options, const std::string& path,
+                 const std::string& where) {
   const auto num_queries = static_cast<Eigen::Index>(trace.query_positions.size());
   const auto kv_heads = static_cast<std::size_t>(model.num_kv_heads);
   const auto q_heads = static_cast<std::size_t>(model.num_q_heads);
@@ -117,8 +121,8 @@ void write_layer(Hdf5Writer& writer, const H5::Group& group, const LayerTrace& t
   if (!trace.recon_queries.empty()) {
     const Eigen::Index recon_rows = trace.recon_queries.front().rows();
     check_heads(trace.recon_queries, q_heads, recon_rows, model.head_dim, where + " recon_queries");
-    write_heads(writer, group, "recon_queries", trace.recon_queries, static_cast<hsize_t>(recon_rows), cols, options, path,
-                where);
+    write_heads(writer, group, "recon_queries", trace.recon_queries, static_cast<hsize_t>(recon_rows), cols, options,
+                path, where);
   }
   if (!trace.needle_heads.empty()) {
     const std::vector<std::int64_t> heads(trace.needle_heads.begin(), trace.needle_heads.end());

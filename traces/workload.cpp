@@ -31,8 +31,9 @@ Workload load_workload(const std::string& text, const std::string& base_dir, std
   const bool mooncake = ends_with_ignoring_case(trimmed, ".jsonl");
   if (!azure && !mooncake) {
     if (trimmed.empty()) {
-      fail_input(where.empty() ? "workload" : where, "no workload given; expected a .csv (Azure) or .jsonl (Mooncake) file, or a spec such as "
-                        "poisson(rate=5, requests=1000)");
+      fail_input(where.empty() ? "workload" : where,
+                 "no workload given; expected a .csv (Azure) or .jsonl (Mooncake) file, or a spec such as "
+                 "poisson(rate=5, requests=1000)");
     }
     return make_synthetic_workload(trimmed, seed, where, limits);
   }

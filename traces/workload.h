@@ -31,17 +31,17 @@ struct WorkloadRequest {
 };
 
 struct Workload {
-  std::string source;                    // "azure:<path>", "mooncake:<path>", or the canonical synthetic spec
-  std::uint64_t seed = 0;                // the seed a synthetic workload was drawn with; 0 for files
-  std::int64_t prefix_block_tokens = 0;  // 512 for Mooncake, 0 when there are no prefix hashes
-  std::int64_t zero_output_requests = 0; // rows whose output length 0 was read as 1
-  std::vector<WorkloadRequest> requests; // sorted by arrival_s (ties keep file order)
+  std::string source;                     // "azure:<path>", "mooncake:<path>", or the canonical synthetic spec
+  std::uint64_t seed = 0;                 // the seed a synthetic workload was drawn with; 0 for files
+  std::int64_t prefix_block_tokens = 0;   // 512 for Mooncake, 0 when there are no prefix hashes
+  std::int64_t zero_output_requests = 0;  // rows whose output length 0 was read as 1
+  std::vector<WorkloadRequest> requests;  // sorted by arrival_s (ties keep file order)
 
-  double duration_s() const;             // arrival of the last request (0 when empty)
+  double duration_s() const;  // arrival of the last request (0 when empty)
 };
 
 struct WorkloadLimits {
-  std::int64_t max_requests = 0;       // keep the first N requests of the file (0: all)
+  std::int64_t max_requests = 0;  // keep the first N requests of the file (0: all)
   // 0: no cap. A longer request is refused with an error naming its line (dropping it silently
   // would change the workload the user believes they ran).
   std::int64_t max_prompt_tokens = 0;

@@ -36,9 +36,9 @@ struct Moment {
 std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
   y -= m <= 2 ? 1 : 0;
   const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);             // [0, 399]
+  const auto yoe = static_cast<unsigned>(y - era * 400);                 // [0, 399]
   const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;  // [0, 365]
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;        // [0, 146096]
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;            // [0, 146096]
   return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
@@ -64,8 +64,8 @@ Moment parse_timestamp(std::string_view text, const std::string& where) {
   const auto bad = [&](const std::string& why) {
     fail_input(where, "expected " + std::string(kTimeForm) + ", got " + quote(text) + why);
   };
-  if (text.size() < 19 || text[4] != '-' || text[7] != '-' || (text[10] != ' ' && text[10] != 'T') ||
-      text[13] != ':' || text[16] != ':') {
+  if (text.size() < 19 || text[4] != '-' || text[7] != '-' || (text[10] != ' ' && text[10] != 'T') || text[13] != ':' ||
+      text[16] != ':') {
     bad("");
   }
   const std::int64_t year = digits(text, 0, 4), month = digits(text, 5, 2), day = digits(text, 8, 2);
@@ -131,7 +131,8 @@ Workload read_azure_csv(const std::string& path, const WorkloadLimits& limits) {
     std::size_t found = 0;
     for (std::size_t f = 0; f < fields.size(); ++f) {
       if (fields[f] != kColumns[c]) continue;
-      if (found++ > 0) fail_input(reader.where(), "column " + std::string(kColumns[c]) + " appears twice in the header");
+      if (found++ > 0)
+        fail_input(reader.where(), "column " + std::string(kColumns[c]) + " appears twice in the header");
       column[c] = f;
     }
     if (found == 0) {
@@ -145,8 +146,9 @@ Workload read_azure_csv(const std::string& path, const WorkloadLimits& limits) {
     if (workload_detail::is_blank(line)) continue;
     split_fields(line, fields);
     if (fields.size() != num_fields) {
-      fail_input(reader.where(), "expected " + std::to_string(num_fields) + " comma-separated fields as in the header, got " +
-                                     std::to_string(fields.size()) + " in " + quote(line));
+      fail_input(reader.where(), "expected " + std::to_string(num_fields) +
+                                     " comma-separated fields as in the header, got " + std::to_string(fields.size()) +
+                                     " in " + quote(line));
     }
     const auto where = [&](std::size_t c) { return reader.where() + ", column " + std::string(kColumns[c]); };
     const Moment now = parse_timestamp(fields[column[0]], where(0));
@@ -155,7 +157,8 @@ Workload read_azure_csv(const std::string& path, const WorkloadLimits& limits) {
     if (w.requests.empty()) {
       first = previous = now;
     } else if (now < previous) {
-      fail_input(where(0), quote(fields[column[0]]) + " is earlier than the previous request; expected rows sorted by time");
+      fail_input(where(0),
+                 quote(fields[column[0]]) + " is earlier than the previous request; expected rows sorted by time");
     }
     previous = now;
     const std::int64_t span_seconds = now.seconds - first.seconds;

@@ -63,8 +63,8 @@ std::int64_t parse_count(std::string_view text, const std::string& where, std::i
   const char* last = text.data() + text.size();
   const auto [end, ec] = std::from_chars(first, last, value);
   if (ec == std::errc::result_out_of_range) {
-    fail_input(where, quote(text) + " is too large; a request may have at most " +
-                          std::to_string(kMaxWorkloadTokens) + " tokens");
+    fail_input(where, quote(text) + " is too large; a request may have at most " + std::to_string(kMaxWorkloadTokens) +
+                          " tokens");
   }
   if (text.empty() || ec != std::errc() || end != last) fail_input(where, expected + ", got " + quote(text));
   if (value < lowest) fail_input(where, expected + ", got " + std::to_string(value));

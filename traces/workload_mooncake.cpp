@@ -5,11 +5,11 @@
 #include <cmath>
 #include <string_view>
 
-#include "util/spec_text.h"
 #include "traces/flat_json.h"
 #include "traces/workload.h"
 #include "traces/workload_detail.h"
 #include "util/error.h"
+#include "util/spec_text.h"
 
 namespace kvsim {
 
@@ -42,13 +42,15 @@ const FlatJsonField& require(const std::vector<FlatJsonField>& fields, std::stri
 double parse_timestamp_ms(const FlatJsonField& f, const std::string& where) {
   double ms = 0;
   const auto [end, ec] = std::from_chars(f.text.data(), f.text.data() + f.text.size(), ms);
-  if (ec != std::errc() || end != f.text.data() + f.text.size() || !std::isfinite(ms) || ms < 0 || ms > kMaxTimestampMs) {
+  if (ec != std::errc() || end != f.text.data() + f.text.size() || !std::isfinite(ms) || ms < 0 ||
+      ms > kMaxTimestampMs) {
     fail_input(where, "expected a finite number of milliseconds in [0, 1e13], got " + quote(f.text));
   }
   return ms;
 }
 
-std::vector<std::uint64_t> parse_hash_ids(const FlatJsonField& f, std::int64_t prompt_tokens, const std::string& where) {
+std::vector<std::uint64_t> parse_hash_ids(const FlatJsonField& f, std::int64_t prompt_tokens,
+                                          const std::string& where) {
   std::vector<std::uint64_t> ids;
   ids.reserve(f.items.size());
   for (const FlatJsonScalar& item : f.items) {
@@ -109,7 +111,8 @@ Workload read_mooncake_jsonl(const std::string& path, const WorkloadLimits& limi
     w.requests.push_back(std::move(r));
     if (limits.max_requests > 0 && static_cast<std::int64_t>(w.requests.size()) >= limits.max_requests) break;
   }
-  if (w.requests.empty()) fail_input(path, std::string("file is empty; expected one JSON object per line like ") + kExample);
+  if (w.requests.empty())
+    fail_input(path, std::string("file is empty; expected one JSON object per line like ") + kExample);
   return w;
 }
 

@@ -21,11 +21,10 @@ namespace kvsim {
 
 namespace {
 
-constexpr const char* kForms =
-    "poisson(rate=R, requests=N, ...) or gamma(rate=R, cv=C, requests=N, ...)";
-constexpr double kMaxRate = 1e5;        // requests/s; arrivals are kept in microseconds
+constexpr const char* kForms = "poisson(rate=R, requests=N, ...) or gamma(rate=R, cv=C, requests=N, ...)";
+constexpr double kMaxRate = 1e5;  // requests/s; arrivals are kept in microseconds
 constexpr double kMaxCv = 10.0;
-constexpr double kMaxSpanS = 1e10;      // 317 years: the microsecond sum stays far from overflow
+constexpr double kMaxSpanS = 1e10;  // 317 years: the microsecond sum stays far from overflow
 constexpr double kMicrosPerSecond = 1e6;
 constexpr double kMaxArrivalUs = 1e18;  // 1e12 s, well inside int64 microseconds
 // Keys of the generator streams (any distinct constants; changing one changes every workload).
@@ -39,7 +38,8 @@ std::string unknown_text(const std::string& name) {
 
 // 100000 rather than format_spec_number's 1e+05: bounds are read by people.
 std::string bound_text(double x) {
-  return x == std::floor(x) && std::abs(x) < 1e15 ? std::to_string(static_cast<std::int64_t>(x)) : format_spec_number(x);
+  return x == std::floor(x) && std::abs(x) < 1e15 ? std::to_string(static_cast<std::int64_t>(x))
+                                                  : format_spec_number(x);
 }
 
 // Typed, range-checked access to a workload spec's arguments; errors name the spec and the key.
@@ -53,7 +53,8 @@ class WorkloadSpec {
 
   // A number in [lowest, highest] (lowest excluded when `open`); `fallback` when absent, or an
   // error when there is none.
-  double number(const std::string& key, std::optional<double> fallback, double lowest, double highest, bool open = false) {
+  double number(const std::string& key, std::optional<double> fallback, double lowest, double highest,
+                bool open = false) {
     const std::string* text = find(key);
     if (text == nullptr) {
       if (!fallback) fail("missing parameter '" + key + "' (expected " + kForms + ")");
@@ -172,8 +173,8 @@ Workload make_synthetic_workload(const std::string& text, std::uint64_t seed, co
   Workload w;
   w.seed = seed;
   w.source = spec.name() + "(rate=" + format_spec_number(rate) + (bursty ? ", cv=" + format_spec_number(cv) : "") +
-             ", requests=" + std::to_string(requests) + lengths_text("prompt", prompt) + lengths_text("output", output) +
-             ")";
+             ", requests=" + std::to_string(requests) + lengths_text("prompt", prompt) +
+             lengths_text("output", output) + ")";
   w.requests.reserve(static_cast<std::size_t>(requests));
   const double mean_gap_s = 1.0 / rate;
   std::int64_t arrival_us = 0;
@@ -182,7 +183,7 @@ Workload make_synthetic_workload(const std::string& text, std::uint64_t seed, co
     if (i > 0) {
       KeyedRng rng(hash_key(seed, kArrivalStream, index));
       // Gamma with shape 1/cv^2 has mean shape * scale = 1/rate and coefficient of variation cv.
-      const double gap_s = !bursty  ? workload_random::exponential(rng, mean_gap_s)
+      const double gap_s = !bursty   ? workload_random::exponential(rng, mean_gap_s)
                            : cv == 0 ? mean_gap_s
                                      : workload_random::gamma(rng, 1.0 / (cv * cv), mean_gap_s * cv * cv);
       const double gap_us = std::round(gap_s * kMicrosPerSecond);

@@ -1,13 +1,13 @@
 #include "util/atomic_file.h"
 
+#include <unistd.h>
 #include <atomic>
 #include <cerrno>
-#include <cstdint>
 #include <charconv>
 #include <csignal>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "util/error.h"
 

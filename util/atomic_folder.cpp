@@ -1,12 +1,12 @@
 #include "util/atomic_folder.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -56,9 +56,8 @@ void check_replaceable_folder(const std::string& dir, const std::vector<std::str
     const std::string name = entry.path().filename().string();
     const bool listed = std::find(ours.begin(), ours.end(), name) != ours.end();
     // A temporary file of an older kvsim that wrote DIR's files one by one ("summary.json.tmp.1234").
-    const bool leftover = std::any_of(ours.begin(), ours.end(), [&](const std::string& o) {
-      return name.rfind(o + ".tmp.", 0) == 0;
-    });
+    const bool leftover =
+        std::any_of(ours.begin(), ours.end(), [&](const std::string& o) { return name.rfind(o + ".tmp.", 0) == 0; });
     if (!listed && !leftover) {
       fail_input(dir, "--out exists and holds '" + name +
                           "', which this command does not write; the folder is replaced as a whole, so use a "

@@ -3,8 +3,8 @@
 // (shortest round-trip representation), so the same results give byte-identical files.
 #include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -26,11 +26,20 @@ class JsonWriter {
     out_ << ": ";
     after_key_ = true;
   }
-  void value(std::string_view s) { separate(); string(s); }
+  void value(std::string_view s) {
+    separate();
+    string(s);
+  }
   void value(const char* s) { value(std::string_view(s)); }
-  void value(std::int64_t x) { separate(); out_ << x; }
+  void value(std::int64_t x) {
+    separate();
+    out_ << x;
+  }
   void value(int x) { value(static_cast<std::int64_t>(x)); }
-  void value(std::uint64_t x) { separate(); out_ << x; }
+  void value(std::uint64_t x) {
+    separate();
+    out_ << x;
+  }
   void value(double x) {
     separate();
     if (!std::isfinite(x)) {
@@ -41,9 +50,15 @@ class JsonWriter {
     const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, x);
     out_ << std::string_view(buffer, static_cast<std::size_t>(end - buffer));
   }
-  void value(bool b) { separate(); out_ << (b ? "true" : "false"); }
+  void value(bool b) {
+    separate();
+    out_ << (b ? "true" : "false");
+  }
   template <typename T>
-  void field(std::string_view k, const T& v) { key(k); value(v); }
+  void field(std::string_view k, const T& v) {
+    key(k);
+    value(v);
+  }
 
  private:
   void open(char c) {

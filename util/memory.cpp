@@ -1,8 +1,8 @@
 #include "util/memory.h"
 
-#include <cstdio>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <cstdio>
 
 #include "util/error.h"
 
@@ -42,10 +42,10 @@ void check_fits_in_memory(double bytes, const std::string& where, const std::str
   const double available = memory_limit_bytes();
   if (bytes > available) {
     char text[200];
-    std::snprintf(text, sizeof text, " needs %.1f GiB, more than %s %.1f GiB", bytes / (1 << 30),
-                  g_limit_bytes > 0 && g_limit_bytes < physical_memory_bytes() ? "the --max-memory limit of"
-                                                                                : "this machine's",
-                  available / (1 << 30));
+    std::snprintf(
+        text, sizeof text, " needs %.1f GiB, more than %s %.1f GiB", bytes / (1 << 30),
+        g_limit_bytes > 0 && g_limit_bytes < physical_memory_bytes() ? "the --max-memory limit of" : "this machine's",
+        available / (1 << 30));
     fail_input(where, what + text);
   }
 }

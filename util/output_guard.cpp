@@ -13,8 +13,9 @@ namespace {
 
 [[noreturn]] void refuse(const std::string& output, const std::string& option, const std::string& input,
                          const std::string& how) {
-  fail_input(output, option + " " + how + " " + input + ", an input of this command; refusing to overwrite it (write "
-                                                         "the output elsewhere)");
+  fail_input(output, option + " " + how + " " + input +
+                         ", an input of this command; refusing to overwrite it (write "
+                         "the output elsewhere)");
 }
 
 }  // namespace

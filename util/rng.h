@@ -16,8 +16,8 @@ inline std::uint64_t splitmix64(std::uint64_t x) {
 }
 
 // Hash of a seed and up to four coordinates into one 64-bit key.
-inline std::uint64_t hash_key(std::uint64_t seed, std::uint64_t a, std::uint64_t b = 0,
-                              std::uint64_t c = 0, std::uint64_t d = 0) {
+inline std::uint64_t hash_key(std::uint64_t seed, std::uint64_t a, std::uint64_t b = 0, std::uint64_t c = 0,
+                              std::uint64_t d = 0) {
   std::uint64_t h = splitmix64(seed);
   h = splitmix64(h ^ a);
   h = splitmix64(h ^ (b + 0x632BE59BD9B4E019ull));

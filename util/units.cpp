@@ -15,9 +15,17 @@ namespace kvsim {
 namespace {
 
 double prefix_scale(std::string_view prefix, bool* ok) {
-  static const std::vector<std::pair<std::string_view, double>> kPrefixes = {
-      {"", 1.0},       {"k", 1e3},  {"K", 1e3},  {"M", 1e6},  {"G", 1e9},  {"T", 1e12}, {"P", 1e15},
-      {"Ki", 1024.0},  {"Mi", 1048576.0}, {"Gi", 1073741824.0}, {"Ti", 1099511627776.0}};
+  static const std::vector<std::pair<std::string_view, double>> kPrefixes = {{"", 1.0},
+                                                                             {"k", 1e3},
+                                                                             {"K", 1e3},
+                                                                             {"M", 1e6},
+                                                                             {"G", 1e9},
+                                                                             {"T", 1e12},
+                                                                             {"P", 1e15},
+                                                                             {"Ki", 1024.0},
+                                                                             {"Mi", 1048576.0},
+                                                                             {"Gi", 1073741824.0},
+                                                                             {"Ti", 1099511627776.0}};
   for (const auto& [p, scale] : kPrefixes) {
     if (prefix == p) {
       *ok = true;
@@ -88,8 +96,10 @@ double parse_quantity(const std::string& text, UnitKind kind, const std::string&
 }
 
 std::string format_quantity(double value, UnitKind kind) {
-  const char* unit = kind == UnitKind::kBytes ? "B" : kind == UnitKind::kBytesPerSecond ? "B/s"
-                     : kind == UnitKind::kFlopsPerSecond ? "FLOPS" : "s";
+  const char* unit = kind == UnitKind::kBytes            ? "B"
+                     : kind == UnitKind::kBytesPerSecond ? "B/s"
+                     : kind == UnitKind::kFlopsPerSecond ? "FLOPS"
+                                                         : "s";
   char buffer[64];
   if (kind == UnitKind::kSeconds) {
     const double a = std::abs(value);

@@ -37,7 +37,8 @@ void slice(JsonWriter& json, int pid, int tid, const std::string& name, double s
 }  // namespace
 
 void write_chrome_trace(const std::string& path, const ScenarioRun& run) {
-  if (run.timings.empty()) fail_input(path, "--timeline needs a [hardware] section in the scenario (time comes from it)");
+  if (run.timings.empty())
+    fail_input(path, "--timeline needs a [hardware] section in the scenario (time comes from it)");
   const double entry_bytes = static_cast<double>(run.model.entry_bytes());
   write_file_atomically(path, [&](std::ostream& out) {
     JsonWriter json(out);
@@ -55,8 +56,8 @@ void write_chrome_trace(const std::string& path, const ScenarioRun& run) {
       }
       for (std::size_t i = 0; i < t.passes.size(); ++i) {
         const Pass& pass = run.plan.passes[i];
-        const std::string name = pass.prefill ? "prefill chunk " + std::to_string(pass.index)
-                                              : "decode step " + std::to_string(pass.index);
+        const std::string name =
+            pass.prefill ? "prefill chunk " + std::to_string(pass.index) : "decode step " + std::to_string(pass.index);
         slice(json, pid, 0, name, t.pass_start_s[i], t.passes[i].time_s);
         if (t.ledger[i].transfer_s > 0) {
           for (std::size_t l = 0; l < t.links.size(); ++l) {

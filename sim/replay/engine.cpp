@@ -1,10 +1,10 @@
 #include "sim/replay/engine.h"
 
+#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <tbb/parallel_for.h>
 
 #include "policies/shared_results.h"
 #include "sim/replay/fidelity.h"
@@ -31,8 +31,8 @@ void check_replay_fits(const ModelShape& model, const RequestInfo& request, cons
                        std::size_t num_policies, const std::string& where) {
   // Per (layer, policy): the LayerReplay itself, pass_entries + pass_entry_steps (+ pass_bytes),
   // and one kept position (int32) per token of at least one head group.
-  const double per_layer_policy = 256.0 + 24.0 * static_cast<double>(plan.passes.size()) +
-                                  4.0 * static_cast<double>(request.total_tokens());
+  const double per_layer_policy =
+      256.0 + 24.0 * static_cast<double>(plan.passes.size()) + 4.0 * static_cast<double>(request.total_tokens());
   const double bytes = per_layer_policy * model.num_layers * static_cast<double>(num_policies);
   check_fits_in_memory(bytes, where,
                        "the replay's bookkeeping (" + std::to_string(model.num_layers) + " layers x " +
@@ -50,8 +50,7 @@ Summary summarise(const std::vector<double>& samples, double tail_q) {
 void check_queries(const LayerTrace& trace, std::span<const std::int64_t> positions, const std::string& why) {
   for (std::int64_t t : positions) {
     if (trace.query_row(t) < 0) {
-      throw InputError(trace.where() + ": no stored query at position " +
-                       std::to_string(t) + ", needed by " + why +
+      throw InputError(trace.where() + ": no stored query at position " + std::to_string(t) + ", needed by " + why +
                        " (synthesise with matching --chunk-tokens/--window, or record those positions)");
     }
   }
@@ -93,8 +92,9 @@ std::vector<std::vector<double>> prompt_layer_statistics(const TraceSource& sour
 
 std::vector<PolicyResult> replay_request(const TraceSource& source, const RequestInfo& request,
                                          std::span<const Policy* const> policies, const ReplayOptions& options) {
-  return replay_request(source, request, make_pass_plan(request.prompt_tokens, request.generated_tokens, options.chunk_tokens),
-                        policies, options);
+  return replay_request(source, request,
+                        make_pass_plan(request.prompt_tokens, request.generated_tokens, options.chunk_tokens), policies,
+                        options);
 }
 
 std::vector<PolicyResult> replay_request(const TraceSource& source, const RequestInfo& request, const PassPlan& plan,
@@ -141,14 +141,15 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
       policy->add_required_queries(request, prefill, &needed);
       check_queries(trace, needed, policy->spec());
       if (policy->requires_recon_queries() && trace.recon_queries.empty()) {
-        throw InputError(trace.where() + ": no recon_queries dataset, which " +
-                         policy->spec() + " scores with (record a context-reconstruction pass, or synthesise one)");
+        throw InputError(trace.where() + ": no recon_queries dataset, which " + policy->spec() +
+                         " scores with (record a context-reconstruction pass, or synthesise one)");
       }
     }
     std::vector<LayerReplay> replays(np);
     SharedResults shared;
     tbb::parallel_for(std::size_t{0}, np, [&](std::size_t p) {
-      replays[p] = replay_layer({model, request, plan, layer, &trace, eval, layer_statistics[p], &shared}, *policies[p]);
+      replays[p] =
+          replay_layer({model, request, plan, layer, &trace, eval, layer_statistics[p], &shared}, *policies[p]);
     });
 
     std::vector<const LayerReplay*> replay_ptrs;
@@ -174,7 +175,8 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
         for (const NeedleSpan& span : request.needles) {
           const auto& res = final_res[static_cast<std::size_t>(h)];
           needles += span.end - span.begin;
-          kept += std::lower_bound(res.begin(), res.end(), span.end) - std::lower_bound(res.begin(), res.end(), span.begin);
+          kept +=
+              std::lower_bound(res.begin(), res.end(), span.end) - std::lower_bound(res.begin(), res.end(), span.begin);
         }
         if (needles > 0) {
           needle_sum[p] += static_cast<double>(kept) / static_cast<double>(needles);
@@ -185,7 +187,8 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
         auto& mask = results[p].kept_masks[layer];
         mask.assign(static_cast<std::size_t>(model.num_kv_heads * total), 0);
         for (int h = 0; h < model.num_kv_heads; ++h) {
-          for (std::int32_t pos : final_res[static_cast<std::size_t>(h)]) mask[static_cast<std::size_t>(h * total + pos)] = 1;
+          for (std::int32_t pos : final_res[static_cast<std::size_t>(h)])
+            mask[static_cast<std::size_t>(h * total + pos)] = 1;
         }
       }
     }

@@ -16,8 +16,8 @@ namespace {
 constexpr double kTinyRecall = 1e-30;
 
 struct RestrictedAttention {
-  double recall = 0;              // full-cache probability mass on the visible entries
-  Eigen::RowVectorXd output;      // attention output over the visible entries alone
+  double recall = 0;          // full-cache probability mass on the visible entries
+  Eigen::RowVectorXd output;  // attention output over the visible entries alone
 };
 
 // The attention of query row `row` of `q` restricted to `visible`, max-subtracted over the
@@ -52,8 +52,7 @@ RestrictedAttention restricted_attention(const HeadMatrix& q, Eigen::Index row, 
 }
 
 void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, std::span<const Pass> prefill,
-                           const LayerTrace& trace,
-                           int kv_head, std::span<const std::int64_t> eval_positions,
+                           const LayerTrace& trace, int kv_head, std::span<const std::int64_t> eval_positions,
                            std::span<const Policy* const> policies, std::span<const LayerReplay* const> replays,
                            std::vector<FidelitySamples>& out) {
   const int group = model.group_size();
@@ -98,8 +97,8 @@ void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, 
   // snapshot's probabilities and values once, one GEMM, then add the entries appended since.
   for (std::size_t p = 0; p < replays.size(); ++p) {
     if (policies[p]->compresses()) {
-      measure_compressed_fidelity(model, request, prefill, trace, kv_head, eval_positions, *policies[p], *replays[p], q, probs,
-                                  full_out, out[p]);
+      measure_compressed_fidelity(model, request, prefill, trace, kv_head, eval_positions, *policies[p], *replays[p], q,
+                                  probs, full_out, out[p]);
       continue;
     }
     const auto& visible = replays[p]->visible;
@@ -138,9 +137,9 @@ void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, 
           if (!(recall >= kTinyRecall)) {
             std::vector<std::int64_t> positions(kept.begin(), kept.end());
             for (std::int64_t pos = vis.append_begin; pos <= vis.position; ++pos) positions.push_back(pos);
-            const RestrictedAttention r = restricted_attention(q, src, keys, values, positions, scale,
-                                                               row_max[static_cast<std::size_t>(src)],
-                                                               row_sum[static_cast<std::size_t>(src)]);
+            const RestrictedAttention r =
+                restricted_attention(q, src, keys, values, positions, scale, row_max[static_cast<std::size_t>(src)],
+                                     row_sum[static_cast<std::size_t>(src)]);
             recall = r.recall;
             output = r.output;
           }
@@ -148,7 +147,8 @@ void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, 
           const double ref_norm = reference.norm();
           // A probability mass: float rounding may leave the full cache's a hair above 1.
           recall = std::clamp(recall, 0.0, 1.0);
-          samples[p][static_cast<std::size_t>(src)] = {recall, ref_norm > 0 ? (output - reference).norm() / ref_norm : 0.0};
+          samples[p][static_cast<std::size_t>(src)] = {recall,
+                                                       ref_norm > 0 ? (output - reference).norm() / ref_norm : 0.0};
         }
       }
       first = last;

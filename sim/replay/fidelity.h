@@ -23,8 +23,7 @@ struct FidelitySamples {
 // `replays[p].visible` must hold one entry per evaluation position. Appends to out[p]. A policy
 // that compresses() is measured on its stored K/V (sim/replay/fidelity_compressed.h).
 void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, std::span<const Pass> prefill,
-                           const LayerTrace& trace,
-                           int kv_head, std::span<const std::int64_t> eval_positions,
+                           const LayerTrace& trace, int kv_head, std::span<const std::int64_t> eval_positions,
                            std::span<const Policy* const> policies, std::span<const LayerReplay* const> replays,
                            std::vector<FidelitySamples>& out);
 

@@ -6,11 +6,10 @@
 
 namespace kvsim {
 
-void measure_compressed_fidelity(const ModelShape& model, const RequestInfo& request,
-                                 std::span<const Pass> prefill, const LayerTrace& trace,
-                                 int kv_head, std::span<const std::int64_t> eval_positions, const Policy& policy,
-                                 const LayerReplay& replay, const HeadMatrix& queries, const HeadMatrix& probs,
-                                 const HeadMatrix& full_out, FidelitySamples& out) {
+void measure_compressed_fidelity(const ModelShape& model, const RequestInfo& request, std::span<const Pass> prefill,
+                                 const LayerTrace& trace, int kv_head, std::span<const std::int64_t> eval_positions,
+                                 const Policy& policy, const LayerReplay& replay, const HeadMatrix& queries,
+                                 const HeadMatrix& probs, const HeadMatrix& full_out, FidelitySamples& out) {
   const int group = model.group_size();
   const auto evals = static_cast<Eigen::Index>(eval_positions.size());
   const auto h = static_cast<std::size_t>(kv_head);

@@ -15,10 +15,9 @@ namespace kvsim {
 // probabilities and `full_out` the full-cache outputs of those rows. Evaluation queries are decode
 // positions, so each one's own entry is the pass in flight (full precision) and every other visible
 // entry is stored.
-void measure_compressed_fidelity(const ModelShape& model, const RequestInfo& request,
-                                 std::span<const Pass> prefill, const LayerTrace& trace,
-                                 int kv_head, std::span<const std::int64_t> eval_positions, const Policy& policy,
-                                 const LayerReplay& replay, const HeadMatrix& queries, const HeadMatrix& probs,
-                                 const HeadMatrix& full_out, FidelitySamples& out);
+void measure_compressed_fidelity(const ModelShape& model, const RequestInfo& request, std::span<const Pass> prefill,
+                                 const LayerTrace& trace, int kv_head, std::span<const std::int64_t> eval_positions,
+                                 const Policy& policy, const LayerReplay& replay, const HeadMatrix& queries,
+                                 const HeadMatrix& probs, const HeadMatrix& full_out, FidelitySamples& out);
 
 }  // namespace kvsim

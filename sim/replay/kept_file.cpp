@@ -20,8 +20,7 @@ void write_kept_masks(const std::string& path, const ScenarioRun& run) {
         const hsize_t dims[2] = {static_cast<hsize_t>(run.model.num_kv_heads),
                                  static_cast<hsize_t>(run.request.total_tokens())};
         const H5::Group& layer_group = writer.group(request, "layer_" + std::to_string(layer));
-        const H5::DataSet& data =
-            writer.dataset(layer_group, "kept", H5::PredType::STD_U8LE, H5::DataSpace(2, dims));
+        const H5::DataSet& data = writer.dataset(layer_group, "kept", H5::PredType::STD_U8LE, H5::DataSpace(2, dims));
         data.write(mask.data(), H5::PredType::NATIVE_UINT8);
         writer.close(data);
         writer.close(layer_group);

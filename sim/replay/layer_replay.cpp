@@ -81,8 +81,8 @@ LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy) {
     for (auto& head : residency) {
       for (std::int64_t t = pass.begin; t < pass.end; ++t) head.push_back(static_cast<std::int32_t>(t));
     }
-    const EvictionContext ctx{input.model,  input.request, input.layer, input.trace,
-                              pass,         prefill,       state.get(), input.layer_statistics, input.shared};
+    const EvictionContext ctx{input.model, input.request,          input.layer, input.trace, pass, prefill,
+                              state.get(), input.layer_statistics, input.shared};
     policy.observe(ctx, residency);
     if (points.after(pass, plan.num_prefill)) {
       policy.evict(ctx, residency);

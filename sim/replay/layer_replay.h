@@ -5,8 +5,8 @@
 #include <span>
 #include <vector>
 
-#include "policies/policy.h"
 #include "policies/pass_plan.h"
+#include "policies/policy.h"
 
 namespace kvsim {
 
@@ -30,9 +30,9 @@ struct LayerReplay {
   // resident bytes during each pass and the byte-weighted footprint sum_t bytes(V(t)).
   std::vector<double> pass_bytes;
   double footprint_byte_steps = 0.0;
-  LayerResidency final_residency;          // at the end of the request
+  LayerResidency final_residency;  // at the end of the request
   std::vector<std::unique_ptr<LayerResidency>> snapshots;
-  std::vector<VisibleSet> visible;         // one per evaluation position, in order
+  std::vector<VisibleSet> visible;  // one per evaluation position, in order
 };
 
 struct LayerReplayInput {
@@ -40,10 +40,10 @@ struct LayerReplayInput {
   const RequestInfo& request;
   const PassPlan& plan;
   int layer = 0;
-  const LayerTrace* trace = nullptr;  // nullptr: untraced, one representative vector per head group
-  std::span<const std::int64_t> eval_positions;  // sorted; only used with a trace
+  const LayerTrace* trace = nullptr;              // nullptr: untraced, one representative vector per head group
+  std::span<const std::int64_t> eval_positions;   // sorted; only used with a trace
   std::span<const double> layer_statistics = {};  // EvictionContext::layer_statistics
-  SharedResults* shared = nullptr;                 // EvictionContext::shared
+  SharedResults* shared = nullptr;                // EvictionContext::shared
 };
 
 LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy);

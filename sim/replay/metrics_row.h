@@ -16,9 +16,9 @@ enum class MetricKind { integer, real, boolean };
 struct Metric {
   std::vector<std::string> path;  // {"attention_recall", "p5"}: summary.json nests objects by it
   MetricKind kind = MetricKind::real;
-  bool present = false;           // false: not computed for this scenario (absent, never 0)
-  std::int64_t integer = 0;       // integer and boolean (0/1) kinds
-  double real = 0.0;              // real kind
+  bool present = false;      // false: not computed for this scenario (absent, never 0)
+  std::int64_t integer = 0;  // integer and boolean (0/1) kinds
+  double real = 0.0;         // real kind
 
   // The table column: the path joined with '_' ("attention_recall_p5", "bytes_read_hbm").
   std::string column() const;

@@ -20,9 +20,7 @@ namespace {
 
 // Resident KV bytes during pass i, precision-aware (PolicyResult::pass_bytes, which the engine
 // fills for every policy).
-std::int64_t resident_bytes(const PolicyResult& r, std::size_t i) {
-  return std::llround(r.pass_bytes.at(i));
-}
+std::int64_t resident_bytes(const PolicyResult& r, std::size_t i) { return std::llround(r.pass_bytes.at(i)); }
 
 void write_scenario(JsonWriter& json, const Scenario& s, const ScenarioRun& run) {
   json.begin_object();

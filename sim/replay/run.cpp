@@ -1,10 +1,10 @@
 #include "sim/replay/run.h"
 
+#include <tbb/global_control.h>
+#include <tbb/info.h>
 #include <algorithm>
 #include <cstdlib>
 #include <optional>
-#include <tbb/global_control.h>
-#include <tbb/info.h>
 
 #include "hw/hardware.h"
 #include "traces/layer_list.h"
@@ -71,7 +71,8 @@ std::unique_ptr<TraceSource> open_file_source(const Scenario& s, RequestInfo* re
   auto check_length = [&](const char* key, std::int64_t scenario_value, std::int64_t file_value) {
     if (scenario_value != 0 && scenario_value != file_value) {
       fail_input(s.path + ": [workload] " + key, "is " + std::to_string(scenario_value) + " but request '" +
-                                                     request->id + "' in " + s.trace + " has " + std::to_string(file_value));
+                                                     request->id + "' in " + s.trace + " has " +
+                                                     std::to_string(file_value));
     }
   };
   check_length("prompt_tokens", s.prompt_tokens, request->prompt_tokens);
@@ -81,7 +82,8 @@ std::unique_ptr<TraceSource> open_file_source(const Scenario& s, RequestInfo* re
     layers = parse_layer_list(s.traced_layers, header.model.num_layers, s.path + ": [workload] traced_layers");
     for (int layer : layers) {
       if (!std::binary_search(header.traced_layers.begin(), header.traced_layers.end(), layer)) {
-        fail_input(s.path + ": [workload] traced_layers", "layer " + std::to_string(layer) + " is not traced in " + s.trace);
+        fail_input(s.path + ": [workload] traced_layers",
+                   "layer " + std::to_string(layer) + " is not traced in " + s.trace);
       }
     }
   }

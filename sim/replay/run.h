@@ -2,28 +2,28 @@
 // Runs a scenario end to end: trace source, policies, replay. The command-line front end and the
 // tests both go through here.
 #include <functional>
-#include <span>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
+#include <optional>
 #include "policies/policy.h"
 #include "sim/replay/engine.h"
+#include "sim/replay/timing.h"
 #include "sim/scenario.h"
 #include "sim/scenario_sources.h"
-#include "sim/replay/timing.h"
-#include <optional>
 
 namespace kvsim {
 
 struct ScenarioRun {
-  ModelShape model;                    // as resolved (preset or trace file)
+  ModelShape model;  // as resolved (preset or trace file)
   RequestInfo request;
   std::vector<int> traced_layers;
-  std::string trace_source;            // "synthetic" or "recorded"
+  std::string trace_source;  // "synthetic" or "recorded"
   PassPlan plan;
-  std::vector<PolicyResult> results;   // `full` first, then the scenario's policies in order
-  std::optional<Hardware> hardware;    // with [hardware]: and then one timing per result
+  std::vector<PolicyResult> results;  // `full` first, then the scenario's policies in order
+  std::optional<Hardware> hardware;   // with [hardware]: and then one timing per result
   std::vector<PolicyTiming> timings;
 };
 

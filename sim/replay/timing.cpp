@@ -13,8 +13,9 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
   const Placement& placement = in.placement;
   const bool tiered = placement.kind != Placement::Kind::kHbmOnly;
   if (tiered && (!hw.has_tier(placement.tier) || placement.tier == top)) {
-    throw InputError("placement " + placement.spec() + ": hardware " + (hw.source.empty() ? hw.device.name : hw.source) + " has no lower tier '" +
-                     placement.tier + "' (attach one, e.g. [hardware] attach = cxl-gen5)");
+    throw InputError("placement " + placement.spec() + ": hardware " +
+                     (hw.source.empty() ? hw.device.name : hw.source) + " has no lower tier '" + placement.tier +
+                     "' (attach one, e.g. [hardware] attach = cxl-gen5)");
   }
   const double tp = in.tensor_parallel;
   const double heads = static_cast<double>(in.model.num_layers) * in.model.num_kv_heads;
@@ -47,12 +48,12 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
       hot_before = std::min(before, hbm_kv_capacity);
       cold_before = before - hot_before;
       cold_during = std::max(0.0, during - hbm_kv_capacity);
-      fetch = cold_before;                                   // attended to, so streamed back
-      spill = cold_during - cold_before;                    // newly spilled
+      fetch = cold_before;                // attended to, so streamed back
+      spill = cold_during - cold_before;  // newly spilled
     } else if (placement.kind == Placement::Kind::kScoreTiering) {
-      cold_before = produced_before - before;                // everything the policy let go
+      cold_before = produced_before - before;  // everything the policy let go
       cold_during = cold_before;
-      spill = std::max(0.0, cold_before - cold_prev);        // demoted since the last pass
+      spill = std::max(0.0, cold_before - cold_prev);  // demoted since the last pass
     }
     PassWork work;
     work.tokens = static_cast<double>(pass.tokens());
@@ -66,12 +67,13 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
     if (tiered && (fetch > 0 || spill > 0)) {
       std::vector<LinkLoad> loads;
       // Each TP rank moves its share of the KV heads over its own link.
-      const double fetch_bytes = fetch * kept_scale * entry_bytes / tp, spill_bytes = spill * kept_scale * entry_bytes / tp;
+      const double fetch_bytes = fetch * kept_scale * entry_bytes / tp,
+                   spill_bytes = spill * kept_scale * entry_bytes / tp;
       transfer_s = in.hierarchy.tier_transfer_time_s(top, placement.tier, fetch_bytes, spill_bytes, &loads);
       for (const LinkLoad& load : loads) links[load.link].bytes += load.bytes;
       lower.bytes_read += fetch * kept_scale * entry_bytes;
       lower.bytes_written += spill * kept_scale * entry_bytes;
-      upper.bytes_read += spill * kept_scale * entry_bytes;   // spilled entries leave the compute tier
+      upper.bytes_read += spill * kept_scale * entry_bytes;  // spilled entries leave the compute tier
       upper.bytes_written += fetch * kept_scale * entry_bytes;
       for (const LinkLoad& load : loads) {
         const double rate = load.bytes / std::max(transfer_s, 1e-30);
@@ -79,7 +81,8 @@ PolicyTiming time_request(const TimingInput& in, const PolicyResult& result) {
       }
     }
     // Fetches the pass needs are serialised with compute unless prefetched; demotions are write-backs.
-    c.time_s = c.time_with_transfer_s(transfer_s, placement.prefetch || placement.kind == Placement::Kind::kScoreTiering);
+    c.time_s =
+        c.time_with_transfer_s(transfer_s, placement.prefetch || placement.kind == Placement::Kind::kScoreTiering);
 
     PassLedger entry;
     entry.hbm_entries = placement.kind == Placement::Kind::kOffload ? during - cold_during : during;

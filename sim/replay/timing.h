@@ -7,9 +7,9 @@
 
 #include "hw/cost_model.h"
 #include "hw/hierarchy.h"
-#include "sim/replay/engine.h"
 #include "policies/pass_plan.h"
 #include "sim/placement.h"
+#include "sim/replay/engine.h"
 #include "util/percentiles.h"
 
 namespace kvsim {
@@ -27,7 +27,7 @@ struct TierTraffic {
 // Per TP rank: each rank moves its share of the KV heads over its own copy of the hierarchy.
 struct LinkTraffic {
   std::string link;
-  double bytes = 0;                  // both directions
+  double bytes = 0;  // both directions
   double mean_bytes_per_s = 0;
   double peak_bytes_per_s = 0;
 };
@@ -47,17 +47,17 @@ struct PolicyTiming {
   std::vector<PassLedger> ledger;
   double prefill_s = 0;
   double decode_s = 0;
-  Percentiles ttft_s;   // a single request: all three equal
-  Percentiles tpot_s;   // over decode steps
+  Percentiles ttft_s;  // a single request: all three equal
+  Percentiles tpot_s;  // over decode steps
   Percentiles e2e_s;
   std::vector<TierTraffic> tiers;  // compute tier first, then the lower tier if any
   std::vector<LinkTraffic> links;
   double weight_bytes = 0;
-  double peak_hbm_bytes = 0;       // weights + peak KV in the compute tier, per TP rank
+  double peak_hbm_bytes = 0;  // weights + peak KV in the compute tier, per TP rank
   bool fits_hbm = true;
   int compute_bound_passes = 0;
-  double offloaded_entries = 0;    // at the end of the request, in the lower tier
-  double evicted_entries = 0;      // at the end of the request, dropped
+  double offloaded_entries = 0;  // at the end of the request, in the lower tier
+  double evicted_entries = 0;    // at the end of the request, dropped
 };
 
 struct TimingInput {

@@ -1,7 +1,7 @@
 #include "sim/serving/capacity_plan.h"
 
-#include <cmath>
 #include <tbb/parallel_for.h>
+#include <cmath>
 
 #include "hw/cost_model.h"
 #include "util/error.h"
@@ -35,7 +35,8 @@ bool meets_slo(const ServingMetrics& m, const Slo& slo) {
 }
 
 std::vector<PlanRow> plan_capacity(const ServingStudy& study, const std::vector<std::string>& hardware_presets,
-                                   const PlanOptions& options, const std::function<void(const std::string&)>& progress) {
+                                   const PlanOptions& options,
+                                   const std::function<void(const std::string&)>& progress) {
   const Scenario& s = study.scenario();
   const bool by_rate = options.axis == PlanAxis::kRate;
   const double native_rate = mean_arrival_rate(study.workload());
@@ -79,17 +80,26 @@ std::vector<PlanRow> plan_capacity(const ServingStudy& study, const std::vector<
         good = std::move(t);
         for (hi = 2 * lo;; hi *= 2) {
           Trial u = trial(hi);
-          if (!u.ok) { bad = std::move(u); break; }
+          if (!u.ok) {
+            bad = std::move(u);
+            break;
+          }
           lo = hi;
           good = std::move(u);
-          if (hi > native_rate * kRateRange) { bounded = false; break; }
+          if (hi > native_rate * kRateRange) {
+            bounded = false;
+            break;
+          }
         }
       } else {
         hi = native_rate;
         bad = std::move(t);
         for (lo = hi / 2; lo > native_rate / kRateRange; lo /= 2) {
           Trial u = trial(lo);
-          if (u.ok) { good = std::move(u); break; }
+          if (u.ok) {
+            good = std::move(u);
+            break;
+          }
           hi = lo;
           bad = std::move(u);
         }
@@ -98,25 +108,44 @@ std::vector<PlanRow> plan_capacity(const ServingStudy& study, const std::vector<
       while (good.ok && bounded && hi / lo > 1 + options.precision) {
         const double mid = std::sqrt(lo * hi);
         Trial u = trial(mid);
-        if (u.ok) { lo = mid; good = std::move(u); } else { hi = mid; bad = std::move(u); }
+        if (u.ok) {
+          lo = mid;
+          good = std::move(u);
+        } else {
+          hi = mid;
+          bad = std::move(u);
+        }
       }
     } else {
-      const double most = std::min<double>(options.max_concurrency, static_cast<double>(study.workload().requests.size()));
+      const double most =
+          std::min<double>(options.max_concurrency, static_cast<double>(study.workload().requests.size()));
       Trial t = trial(1);
       if (t.ok) {
         lo = 1;
         good = std::move(t);
         for (hi = 2;; hi = std::min(most, 2 * hi)) {
           Trial u = trial(hi);
-          if (!u.ok) { bad = std::move(u); break; }
+          if (!u.ok) {
+            bad = std::move(u);
+            break;
+          }
           lo = hi;
           good = std::move(u);
-          if (hi >= most) { bounded = false; break; }
+          if (hi >= most) {
+            bounded = false;
+            break;
+          }
         }
         while (bounded && hi - lo > 1) {
           const double mid = std::floor((lo + hi) / 2);
           Trial u = trial(mid);
-          if (u.ok) { lo = mid; good = std::move(u); } else { hi = mid; bad = std::move(u); }
+          if (u.ok) {
+            lo = mid;
+            good = std::move(u);
+          } else {
+            hi = mid;
+            bad = std::move(u);
+          }
         }
       } else {
         bad = std::move(t);

@@ -16,8 +16,8 @@ enum class PlanAxis { kRate, kConcurrency };
 
 struct PlanOptions {
   PlanAxis axis = PlanAxis::kRate;
-  Slo slo;                   // p99 bounds
-  double precision = 0.02;   // rate: stop when the bracket is within this relative width
+  Slo slo;                  // p99 bounds
+  double precision = 0.02;  // rate: stop when the bracket is within this relative width
   int max_concurrency = 1 << 16;
 };
 
@@ -29,9 +29,9 @@ struct PlanRow {
   ServingMetrics at_max;     // the run at max_value
   double peak_kv_bytes = 0;  // compute tier, at max_value
   double mean_kv_bytes = 0;
-  double weight_bytes = 0;   // whole model, all TP ranks
+  double weight_bytes = 0;  // whole model, all TP ranks
   double kv_capacity_bytes = 0;
-  std::string limit;         // what broke the SLO just above max_value
+  std::string limit;  // what broke the SLO just above max_value
   int simulations = 0;
 };
 

@@ -4,9 +4,9 @@
 #include <cstdint>
 #include <string>
 
-#include "sim/serving_config.h"
-#include "sim/serving/scheduler.h"
 #include "sim/replay/timing.h"
+#include "sim/serving/scheduler.h"
+#include "sim/serving_config.h"
 
 namespace kvsim {
 
@@ -15,10 +15,10 @@ struct ServingMetrics {
   std::int64_t served = 0;
   Percentiles ttft_s, tpot_s, e2e_s, queue_s;  // over served requests (tpot: those with >= 2 outputs)
   bool has_tpot = false;
-  double output_tokens_per_s = 0;   // over the makespan
-  double tokens_per_s = 0;          // prompt + output
-  double requests_per_s = 0;        // served
-  double slo_attainment = 0;        // fraction of all requests meeting the per-request SLO
+  double output_tokens_per_s = 0;  // over the makespan
+  double tokens_per_s = 0;         // prompt + output
+  double requests_per_s = 0;       // served
+  double slo_attainment = 0;       // fraction of all requests meeting the per-request SLO
   double goodput_requests_per_s = 0;
   std::int64_t prefix_hit_tokens = 0;
   // Which resource limits this run: "hbm_capacity" when requests waited for KV blocks or were

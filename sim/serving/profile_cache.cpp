@@ -54,7 +54,8 @@ std::optional<RetentionCurve> ProfileCache::load(const std::string& key, std::in
   std::string problem = "read error";
   std::optional<RetentionCurve> curve;
   if (!in.bad()) curve = read_retention_curve(text, key, prompt_tokens, &problem);
-  if (!curve && warn_) warn_("warning: " + file + ": ignoring a damaged cached retention profile (" + problem + "); measuring it again");
+  if (!curve && warn_)
+    warn_("warning: " + file + ": ignoring a damaged cached retention profile (" + problem + "); measuring it again");
   return curve;
 }
 

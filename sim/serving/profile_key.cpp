@@ -38,8 +38,8 @@ std::optional<std::string> retention_profile_key(const SynthParams& params, cons
     files += (files.empty() ? "" : ",") + hex64(text_hash(content));
   }
   std::string key = "v" + std::to_string(kRetentionProfileVersion) + " build=" + *build_identity() +
-                    " policy=" + std::to_string(spec.size()) + ":" + spec + " files=[" + files + "]" +
-                    " synth={" + synth_params_key(params) + "} chunk=" + std::to_string(plan.chunk_tokens) +
+                    " policy=" + std::to_string(spec.size()) + ":" + spec + " files=[" + files + "]" + " synth={" +
+                    synth_params_key(params) + "} chunk=" + std::to_string(plan.chunk_tokens) +
                     " passes=" + std::to_string(plan.passes.size()) + " " + std::string(measurement);
   if (key.find('\n') != std::string::npos) return std::nullopt;  // the file stores the key as one line
   return key;

@@ -19,7 +19,8 @@ std::string seconds_text(double seconds) {
 
 }  // namespace
 
-ProfileProgress::ProfileProgress(std::size_t jobs, std::int64_t total_tokens, std::function<void(const std::string&)> log)
+ProfileProgress::ProfileProgress(std::size_t jobs, std::int64_t total_tokens,
+                                 std::function<void(const std::string&)> log)
     : jobs_(jobs), total_tokens_(total_tokens), log_(std::move(log)) {}
 
 void ProfileProgress::finished(std::int64_t tokens) {
@@ -35,8 +36,10 @@ void ProfileProgress::finished(std::int64_t tokens) {
   }
   if (std::chrono::duration<double>(now - last_line_).count() < kLineEverySeconds) return;
   last_line_ = now;
-  const double eta = elapsed * static_cast<double>(total_tokens_ - done_tokens_) / static_cast<double>(std::max<std::int64_t>(done_tokens_, 1));
-  log_("retention profiles: " + std::to_string(done_) + "/" + std::to_string(jobs_) + " replays done, ETA " + seconds_text(eta));
+  const double eta = elapsed * static_cast<double>(total_tokens_ - done_tokens_) /
+                     static_cast<double>(std::max<std::int64_t>(done_tokens_, 1));
+  log_("retention profiles: " + std::to_string(done_) + "/" + std::to_string(jobs_) + " replays done, ETA " +
+       seconds_text(eta));
 }
 
 }  // namespace kvsim

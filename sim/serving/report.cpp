@@ -5,9 +5,9 @@
 #include <filesystem>
 #include <vector>
 
+#include "sim/replay/report.h"
 #include "sim/scenario_json.h"
 #include "sim/serving/metrics.h"
-#include "sim/replay/report.h"
 #include "util/atomic_file.h"
 #include "util/atomic_folder.h"
 #include "util/error.h"
@@ -58,7 +58,8 @@ void write_scenario(JsonWriter& json, const ServingStudy& study, const ServingRu
   json.field("max_batch_tokens", c.max_batch_tokens);
   json.field("max_running", c.max_running);
   json.field("preemption", c.preemption_spec());
-  if (!c.prefix_cache_lower_tiers.empty()) json.field("prefix_cache", c.prefix_cache_spec(run.hardware.device.compute_tier));
+  if (!c.prefix_cache_lower_tiers.empty())
+    json.field("prefix_cache", c.prefix_cache_spec(run.hardware.device.compute_tier));
   json.field("admission", c.admission == ServingConfig::Admission::kReserve ? "reserve" : "on_demand");
   json.field("mode", c.mode == ServingConfig::Mode::kFast ? "fast" : "exact");
   if (c.mode == ServingConfig::Mode::kFast) {
@@ -72,7 +73,8 @@ void write_scenario(JsonWriter& json, const ServingStudy& study, const ServingRu
 }
 
 void write_policy(JsonWriter& json, const std::string& spec, const ServingResult& r, bool prefix_caching,
-                  const Slo& slo, const std::string& top, const std::string& swap_tier, const std::string& offload_tier) {
+                  const Slo& slo, const std::string& top, const std::string& swap_tier,
+                  const std::string& offload_tier) {
   const ServingMetrics m = summarize_serving(r, slo);
   json.begin_object();
   json.field("spec", spec);
@@ -190,7 +192,8 @@ void write_serving_outputs(const std::string& out_dir, const ServingStudy& study
     json.key("policies");
     json.begin_array();
     for (std::size_t p = 0; p < run.results.size(); ++p) {
-      write_policy(json, run.specs[p], run.results[p], run.prefix_caching[p] != 0, s.serving.slo, top, swap_tier, offload_tier);
+      write_policy(json, run.specs[p], run.results[p], run.prefix_caching[p] != 0, s.serving.slo, top, swap_tier,
+                   offload_tier);
     }
     json.end_array();
     json.end_object();
@@ -239,8 +242,8 @@ void print_serving_table(std::ostream& out, const ServingStudy& study, const Ser
   for (const auto& spec : run.specs) width = std::max(width, static_cast<int>(spec.size()));
   char line[1024];
   std::snprintf(line, sizeof line, "%-*s %8s %9s %9s %9s %9s %9s %9s %8s %9s %s\n", width, "policy", "served",
-                "TTFT_p50", "TTFT_p99", "TPOT_p50", "TPOT_p99", "out_tok/s", slo.any() ? "goodput" : "req/s",
-                "preempt", "peak_GiB", "limit");
+                "TTFT_p50", "TTFT_p99", "TPOT_p50", "TPOT_p99", "out_tok/s", slo.any() ? "goodput" : "req/s", "preempt",
+                "peak_GiB", "limit");
   if (!offload_tier.empty()) {
     // peak_GiB is the compute tier's; the offload tier's peak follows each row.
     std::string header = line;

@@ -81,7 +81,9 @@ RetentionCurve RetentionCurve::rescaled(std::int64_t prompt_tokens, std::int64_t
   // The fraction kept at an eviction, as a function of how far into the prompt it happens.
   auto kept_fraction = [&](double x) {
     auto at = [&](std::size_t i) { return prefill[i].after / static_cast<double>(prefill[i].position); };
-    auto x_of = [&](std::size_t i) { return static_cast<double>(prefill[i].position) / static_cast<double>(prompt_tokens_); };
+    auto x_of = [&](std::size_t i) {
+      return static_cast<double>(prefill[i].position) / static_cast<double>(prompt_tokens_);
+    };
     if (x <= x_of(0)) return at(0);
     for (std::size_t i = 1; i < prefill.size(); ++i) {
       if (x <= x_of(i)) return at(i - 1) + (at(i) - at(i - 1)) * (x - x_of(i - 1)) / (x_of(i) - x_of(i - 1));
@@ -100,7 +102,8 @@ RetentionCurve RetentionCurve::rescaled(std::int64_t prompt_tokens, std::int64_t
   const std::int64_t shift = prompt_tokens - prompt_tokens_;
   for (const Knot& k : decode) {
     const std::int64_t position = k.position + shift;
-    knots.push_back({position, std::min(static_cast<double>(position), prefill_end + (k.after - prefill_end_measured))});
+    knots.push_back(
+        {position, std::min(static_cast<double>(position), prefill_end + (k.after - prefill_end_measured))});
   }
   return RetentionCurve(prompt_tokens, std::move(knots), measured_until_ + shift, decode_slope_);
 }

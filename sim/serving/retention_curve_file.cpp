@@ -91,7 +91,8 @@ std::optional<RetentionCurve> read_retention_curve(std::string_view text, const 
   const auto slope = slope_text ? parse_exact_double(*slope_text) : std::nullopt;
   const auto count = parse_int(lines.field("knots"));
   if (!prompt || !measured_until || !slope || !count) return fail("malformed header");
-  if (*prompt != prompt_tokens) return fail("prompt_tokens " + std::to_string(*prompt) + ", expected " + std::to_string(prompt_tokens));
+  if (*prompt != prompt_tokens)
+    return fail("prompt_tokens " + std::to_string(*prompt) + ", expected " + std::to_string(prompt_tokens));
   if (!(*slope >= 0.0 && *slope <= 1.0)) return fail("decode_slope out of [0, 1]");
   if (*count < 0 || *count > *measured_until || *measured_until < 1) return fail("impossible knot count");
   std::vector<RetentionCurve::Knot> knots;

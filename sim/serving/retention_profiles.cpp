@@ -1,8 +1,8 @@
 #include "sim/serving/retention_profiles.h"
 
+#include <tbb/parallel_for.h>
 #include <algorithm>
 #include <cmath>
-#include <tbb/parallel_for.h>
 
 #include "sim/replay/engine.h"
 #include "sim/scenario_sources.h"
@@ -60,8 +60,8 @@ RetentionMeasurement::RetentionMeasurement(const Scenario& scenario, std::span<c
       plan_(make_pass_plan(prompt_tokens, decode_tokens, scenario.chunk_tokens)),
       keys_(policies.size()),
       curves_(policies.size()) {
-  const std::uint64_t seed = hash_key(scenario.seed, static_cast<std::uint64_t>(prompt_tokens),
-                                      static_cast<std::uint64_t>(decode_tokens));
+  const std::uint64_t seed =
+      hash_key(scenario.seed, static_cast<std::uint64_t>(prompt_tokens), static_cast<std::uint64_t>(decode_tokens));
   // Every policy's query positions shape the trace, so the parameters (and keys) take them all.
   params_ = synthetic_request_params(scenario, plan_, seed, 0, policies);
   if (!cache_) return;
@@ -72,7 +72,8 @@ RetentionMeasurement::RetentionMeasurement(const Scenario& scenario, std::span<c
 }
 
 std::size_t RetentionMeasurement::from_cache() const {
-  return static_cast<std::size_t>(std::count_if(curves_.begin(), curves_.end(), [](const auto& c) { return c.has_value(); }));
+  return static_cast<std::size_t>(
+      std::count_if(curves_.begin(), curves_.end(), [](const auto& c) { return c.has_value(); }));
 }
 
 std::vector<RetentionCurve> RetentionMeasurement::curves() {
@@ -157,8 +158,8 @@ RetentionProfiles::RetentionProfiles(const Scenario& scenario, std::span<const P
   if (progress) {
     progress("retention profiles: " + std::to_string(lengths.size()) + " prompt-length buckets (" +
              std::to_string(lengths.empty() ? 0 : lengths.front()) + ".." +
-             std::to_string(lengths.empty() ? 0 : lengths.back()) + " tokens) x " +
-             std::to_string(policies.size()) + " policies");
+             std::to_string(lengths.empty() ? 0 : lengths.back()) + " tokens) x " + std::to_string(policies.size()) +
+             " policies");
   }
   std::vector<std::pair<std::int64_t, std::int64_t>> pairs;
   for (const std::int64_t length : lengths) pairs.emplace_back(length, scenario.serving.profile_decode_tokens);

@@ -18,9 +18,9 @@
 
 #include "policies/pass_plan.h"
 #include "policies/policy.h"
+#include "sim/scenario.h"
 #include "sim/serving/profile_cache.h"
 #include "sim/serving/retention.h"
-#include "sim/scenario.h"
 #include "traces/synth.h"
 
 namespace kvsim {

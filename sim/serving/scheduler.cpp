@@ -21,8 +21,8 @@ std::int64_t lower_tier_blocks(const Hierarchy& hierarchy, const std::string& ti
                                const std::string& use) {
   const Hardware& hw = hierarchy.hardware();
   if (!hw.has_tier(tier) || tier == hw.device.compute_tier || hw.tier(tier).kind == "switch") {
-    throw InputError(use + ": hardware " + (hw.source.empty() ? hw.device.name : hw.source) + " has no lower storage tier '" +
-                     tier + "' (attach one, e.g. [hardware] attach = host-ddr5)");
+    throw InputError(use + ": hardware " + (hw.source.empty() ? hw.device.name : hw.source) +
+                     " has no lower storage tier '" + tier + "' (attach one, e.g. [hardware] attach = host-ddr5)");
   }
   hierarchy.path(hw.device.compute_tier, tier);  // throws if no path
   return static_cast<std::int64_t>(std::floor(hw.tier(tier).capacity_bytes / block_bytes));
@@ -33,20 +33,20 @@ std::int64_t lower_tier_blocks(const Hierarchy& hierarchy, const std::string& ti
 struct Live {
   std::size_t index = 0;
   RetentionCurve curve;
-  std::int64_t prompt = 0;         // private prompt tokens at the last admission
-  std::int64_t target = 0;         // tokens to process before the next output token
-  std::int64_t processed = 0;      // private tokens processed since the last admission
-  std::int64_t generated = 0;      // output tokens emitted
+  std::int64_t prompt = 0;     // private prompt tokens at the last admission
+  std::int64_t target = 0;     // tokens to process before the next output token
+  std::int64_t processed = 0;  // private tokens processed since the last admission
+  std::int64_t generated = 0;  // output tokens emitted
   bool prefilling = true;
   bool admitted_once = false;
-  double resident = 0;             // private entries per (layer, KV head) after the last pass
-  double shared_offset = 0;        // of those, tokens whose blocks moved to the prefix cache
-  std::int64_t blocks = 0;         // private blocks in the compute tier
-  std::int64_t swapped_blocks = 0; // blocks in the swap tier (preempted by swap)
-  std::int64_t cached_tokens = 0;  // prompt tokens attended from the prefix cache
-  std::int64_t pinned = 0;         // leading prefix hashes pinned in the cache
-  std::int64_t reserved = 0;       // admission=reserve: blocks set aside for its peak
-  std::int64_t scheduled_in = -1;  // the iteration it last took part in
+  double resident = 0;              // private entries per (layer, KV head) after the last pass
+  double shared_offset = 0;         // of those, tokens whose blocks moved to the prefix cache
+  std::int64_t blocks = 0;          // private blocks in the compute tier
+  std::int64_t swapped_blocks = 0;  // blocks in the swap tier (preempted by swap)
+  std::int64_t cached_tokens = 0;   // prompt tokens attended from the prefix cache
+  std::int64_t pinned = 0;          // leading prefix hashes pinned in the cache
+  std::int64_t reserved = 0;        // admission=reserve: blocks set aside for its peak
+  std::int64_t scheduled_in = -1;   // the iteration it last took part in
 };
 
 struct Step {
@@ -58,24 +58,28 @@ struct Step {
 class Scheduler {
  public:
   explicit Scheduler(const ServingInput& in)
-      : in_(in), cfg_(in.config), hbm_blocks_(kv_capacity_blocks(in)), pool_(hbm_blocks_ + offload_capacity_blocks(in)) {
+      : in_(in),
+        cfg_(in.config),
+        hbm_blocks_(kv_capacity_blocks(in)),
+        pool_(hbm_blocks_ + offload_capacity_blocks(in)) {
     const ModelShape& m = in.model;
     layer_heads_ = static_cast<double>(m.num_layers) * m.num_kv_heads;
     block_bytes_ = static_cast<double>(cfg_.block_tokens) * static_cast<double>(m.bytes_per_token());
     const Hardware& hw = in.hierarchy.hardware();
     compute_tier_ = hw.device.compute_tier;
     if (cfg_.preemption == ServingConfig::Preemption::kSwap) {
-      swap_capacity_blocks_ = lower_tier_blocks(in.hierarchy, cfg_.swap_tier, block_bytes_, "preemption " + cfg_.preemption_spec());
+      swap_capacity_blocks_ =
+          lower_tier_blocks(in.hierarchy, cfg_.swap_tier, block_bytes_, "preemption " + cfg_.preemption_spec());
     }
     offload_ = in.placement.kind == Placement::Kind::kOffload;
     prefix_block_tokens_ = in.workload.prefix_block_tokens;
-    prefix_caching_ = in.prefix_caching && prefix_block_tokens_ > 0 &&
-                      prefix_block_tokens_ % cfg_.block_tokens == 0 &&
+    prefix_caching_ = in.prefix_caching && prefix_block_tokens_ > 0 && prefix_block_tokens_ % cfg_.block_tokens == 0 &&
                       cfg_.admission == ServingConfig::Admission::kOnDemand;
     if (prefix_caching_ && !cfg_.prefix_cache_lower_tiers.empty()) {
       std::vector<std::int64_t> capacities;
       for (const std::string& tier : cfg_.prefix_cache_lower_tiers) {
-        capacities.push_back(lower_tier_blocks(in.hierarchy, tier, block_bytes_, "prefix_cache " + cfg_.prefix_cache_spec(compute_tier_)));
+        capacities.push_back(lower_tier_blocks(in.hierarchy, tier, block_bytes_,
+                                               "prefix_cache " + cfg_.prefix_cache_spec(compute_tier_)));
         result_.prefix_tiers.push_back({tier, 0, 0, 0, 0});
       }
       pool_.set_lower_tiers(capacities);
@@ -103,7 +107,8 @@ class Scheduler {
     }
     while (done_ < n) {
       if (in_.concurrency <= 0) {
-        while (next_ < n && in_.workload.requests[next_].arrival_s <= now_) arrive(next_, in_.workload.requests[next_].arrival_s), ++next_;
+        while (next_ < n && in_.workload.requests[next_].arrival_s <= now_)
+          arrive(next_, in_.workload.requests[next_].arrival_s), ++next_;
       }
       if (running_.empty() && waiting_.empty()) {
         if (next_ >= n) break;  // closed loop: nothing left to issue
@@ -118,7 +123,8 @@ class Scheduler {
 
  private:
   std::int64_t blocks_for(double entries) const {
-    return entries <= 0 ? 0 : static_cast<std::int64_t>(std::ceil(entries / static_cast<double>(cfg_.block_tokens) - 1e-9));
+    return entries <= 0 ? 0
+                        : static_cast<std::int64_t>(std::ceil(entries / static_cast<double>(cfg_.block_tokens) - 1e-9));
   }
   double stored(const Live& l, double resident) const { return resident - l.shared_offset; }
 
@@ -318,7 +324,10 @@ class Scheduler {
     for (std::size_t pos = 0; pos < running_.size() && round.budget > 0;) {
       const std::size_t id = running_[pos];
       Live& l = lives_[id];
-      if (l.prefilling) { ++pos; continue; }
+      if (l.prefilling) {
+        ++pos;
+        continue;
+      }
       bool self_preempted = false;
       while (!reserve_blocks(l, 1)) {
         const std::size_t victim = running_.back();
@@ -349,7 +358,10 @@ class Scheduler {
       Live& l = lives_[id];
       if (!l.prefilling || l.scheduled_in == round.iteration) continue;
       const std::int64_t chunk = tokens_that_fit(l, prefill_chunk(l, round.budget));
-      if (chunk <= 0) { round.memory_blocked = true; continue; }
+      if (chunk <= 0) {
+        round.memory_blocked = true;
+        continue;
+      }
       reserve_blocks(l, chunk);
       round.steps.push_back({id, chunk, static_cast<double>(l.cached_tokens) + l.resident});
       l.scheduled_in = round.iteration;
@@ -363,7 +375,10 @@ class Scheduler {
       const std::size_t id = waiting_.front();
       Live& l = lives_[id];
       if (l.swapped_blocks > 0) {
-        if (!pool_.allocate(l.swapped_blocks)) { round.memory_blocked = true; break; }
+        if (!pool_.allocate(l.swapped_blocks)) {
+          round.memory_blocked = true;
+          break;
+        }
         l.blocks = l.swapped_blocks;
         swap_used_blocks_ -= l.swapped_blocks;
         round.swap_in_blocks += l.swapped_blocks;
@@ -380,7 +395,10 @@ class Scheduler {
           reject(id);
           continue;
         }
-        if (reserved_blocks_ + peak > pool_.capacity()) { round.memory_blocked = true; break; }
+        if (reserved_blocks_ + peak > pool_.capacity()) {
+          round.memory_blocked = true;
+          break;
+        }
         l.reserved = peak;
         reserved_blocks_ += peak;
       }
@@ -477,9 +495,11 @@ class Scheduler {
       work.kv_written_entries += layer_heads_ * t;
       if (!l.prefilling || l.processed + s.tokens == l.target) work.logits_tokens += 1;
     }
-    const auto [fetch_blocks, spill_blocks] = offload_ ? offload_blocks_moved(steps) : std::pair<double, double>{0.0, 0.0};
+    const auto [fetch_blocks, spill_blocks] =
+        offload_ ? offload_blocks_moved(steps) : std::pair<double, double>{0.0, 0.0};
     // Fetched entries are attended as they stream in, not read again from the compute tier.
-    work.kv_read_entries = std::max(0.0, work.kv_read_entries - fetch_blocks * static_cast<double>(cfg_.block_tokens) * layer_heads_);
+    work.kv_read_entries =
+        std::max(0.0, work.kv_read_entries - fetch_blocks * static_cast<double>(cfg_.block_tokens) * layer_heads_);
     const auto [prefix_load_s, prefix_write_s] = prefix_tier_transfers();
     double time_s = prefix_load_s;
     double unhidden_write_s = prefix_write_s;
@@ -510,7 +530,8 @@ class Scheduler {
       const double in_bytes = static_cast<double>(swap_in_blocks) * block_bytes_;
       const double out_bytes = static_cast<double>(swap_out_blocks) * block_bytes_;
       std::vector<LinkLoad> loads;
-      const double link_s = in_.hierarchy.tier_transfer_time_s(compute_tier_, cfg_.swap_tier, in_bytes / tp, out_bytes / tp, &loads);
+      const double link_s =
+          in_.hierarchy.tier_transfer_time_s(compute_tier_, cfg_.swap_tier, in_bytes / tp, out_bytes / tp, &loads);
       for (const LinkLoad& load : loads) result_.link_bytes[load.link] += load.bytes * tp;
       result_.swap_in_bytes += in_bytes;
       result_.swap_out_bytes += out_bytes;
@@ -578,8 +599,8 @@ class Scheduler {
     const double tp = in_.tensor_parallel;
     const double fetch_bytes = fetch_blocks * block_bytes_, spill_bytes = spill_blocks * block_bytes_;
     std::vector<LinkLoad> loads;
-    const double transfer_s =
-        in_.hierarchy.tier_transfer_time_s(compute_tier_, in_.placement.tier, fetch_bytes / tp, spill_bytes / tp, &loads);
+    const double transfer_s = in_.hierarchy.tier_transfer_time_s(compute_tier_, in_.placement.tier, fetch_bytes / tp,
+                                                                 spill_bytes / tp, &loads);
     for (const LinkLoad& load : loads) result_.link_bytes[load.link] += load.bytes * tp;
     result_.offload_read_bytes += fetch_bytes;
     result_.offload_write_bytes += spill_bytes;
@@ -672,22 +693,25 @@ class Scheduler {
 
 std::int64_t kv_capacity_blocks(const ServingInput& in) {
   const Hardware& hw = in.hierarchy.hardware();
-  const double hbm_bytes = hw.tier(hw.device.compute_tier).capacity_bytes * (1.0 - in.placement.hbm_reserve) * in.tensor_parallel;
+  const double hbm_bytes =
+      hw.tier(hw.device.compute_tier).capacity_bytes * (1.0 - in.placement.hbm_reserve) * in.tensor_parallel;
   const double kv_bytes = hbm_bytes - in.cost.weight_bytes();
-  const double block_bytes = static_cast<double>(in.config.block_tokens) * static_cast<double>(in.model.bytes_per_token());
+  const double block_bytes =
+      static_cast<double>(in.config.block_tokens) * static_cast<double>(in.model.bytes_per_token());
   const auto blocks = static_cast<std::int64_t>(std::floor(kv_bytes / block_bytes));
   if (blocks < 1) {
-    throw InputError("hardware " + (hw.source.empty() ? hw.device.name : hw.source) + ": the weights of " + in.model.name + " (" +
-                     std::to_string(in.cost.weight_bytes() / 1e9) + " GB) leave no room for one KV block in " +
-                     std::to_string(hbm_bytes / 1e9) + " GB of " + hw.device.compute_tier +
-                     " (raise [hardware] tp or use a larger device)");
+    throw InputError("hardware " + (hw.source.empty() ? hw.device.name : hw.source) + ": the weights of " +
+                     in.model.name + " (" + std::to_string(in.cost.weight_bytes() / 1e9) +
+                     " GB) leave no room for one KV block in " + std::to_string(hbm_bytes / 1e9) + " GB of " +
+                     hw.device.compute_tier + " (raise [hardware] tp or use a larger device)");
   }
   return blocks;
 }
 
 std::int64_t offload_capacity_blocks(const ServingInput& in) {
   if (in.placement.kind != Placement::Kind::kOffload) return 0;
-  const double block_bytes = static_cast<double>(in.config.block_tokens) * static_cast<double>(in.model.bytes_per_token());
+  const double block_bytes =
+      static_cast<double>(in.config.block_tokens) * static_cast<double>(in.model.bytes_per_token());
   return lower_tier_blocks(in.hierarchy, in.placement.tier, block_bytes, "placement " + in.placement.spec());
 }
 

@@ -12,8 +12,8 @@
 
 #include "hw/cost_model.h"
 #include "hw/hierarchy.h"
-#include "sim/serving/block_pool.h"
 #include "sim/placement.h"
+#include "sim/serving/block_pool.h"
 #include "sim/serving/retention.h"
 #include "sim/serving_config.h"
 #include "traces/workload.h"
@@ -30,10 +30,10 @@ struct ServingRequestResult {
   double first_token_s = -1;
   double finish_s = -1;
   int preemptions = 0;
-  bool rejected = false;                  // its KV can never fit, or it is longer than the model's context: not served
-  bool over_context = false;              // rejected: prompt + output exceed max_position_embeddings
-  double peak_hbm_kv_bytes = 0;           // its private blocks (compute tier, or offload tier beyond it)
-  double peak_swap_bytes = 0;             // its blocks in the swap tier
+  bool rejected = false;         // its KV can never fit, or it is longer than the model's context: not served
+  bool over_context = false;     // rejected: prompt + output exceed max_position_embeddings
+  double peak_hbm_kv_bytes = 0;  // its private blocks (compute tier, or offload tier beyond it)
+  double peak_swap_bytes = 0;    // its blocks in the swap tier
 
   double queue_s() const { return first_scheduled_s - arrival_s; }
   double ttft_s() const { return first_token_s - arrival_s; }
@@ -49,10 +49,10 @@ struct ServingSample {  // the state after one iteration
   double time_s = 0;
   int running = 0;
   int waiting = 0;
-  double hbm_kv_bytes = 0;        // private + prefix-cache blocks in the compute tier
+  double hbm_kv_bytes = 0;  // private + prefix-cache blocks in the compute tier
   double prefix_cache_bytes = 0;
   double swap_bytes = 0;
-  double offload_bytes = 0;       // placement offload: blocks beyond the compute tier, in its lower tier
+  double offload_bytes = 0;  // placement offload: blocks beyond the compute tier, in its lower tier
 };
 
 struct ServingResult {
@@ -62,9 +62,9 @@ struct ServingResult {
   std::int64_t offload_capacity_blocks = 0;    // of those, in the offload tier
   double block_bytes = 0;                      // one block, all layers and KV heads, all TP ranks
   std::int64_t iterations = 0;
-  std::int64_t events = 0;        // arrivals + request steps (a request's part in an iteration) + completions
-  double makespan_s = 0;          // first arrival to last completion
-  double busy_s = 0;              // time spent in iterations
+  std::int64_t events = 0;  // arrivals + request steps (a request's part in an iteration) + completions
+  double makespan_s = 0;    // first arrival to last completion
+  double busy_s = 0;        // time spent in iterations
   // Iteration time by what bound it: the roofline's compute or memory term, or transfers (swaps,
   // and offload fetches not hidden behind compute).
   double compute_bound_s = 0;
@@ -81,7 +81,7 @@ struct ServingResult {
   double swap_out_bytes = 0;
   double swap_in_bytes = 0;
   double peak_hbm_kv_bytes = 0;
-  double mean_hbm_kv_bytes = 0;   // time-weighted over the makespan
+  double mean_hbm_kv_bytes = 0;  // time-weighted over the makespan
   double peak_swap_bytes = 0;
   double mean_swap_bytes = 0;
   double hbm_kv_byte_seconds = 0;
@@ -93,7 +93,7 @@ struct ServingResult {
   double offload_byte_seconds = 0;
   double offload_read_bytes = 0;   // fetched for attention, all TP ranks
   double offload_write_bytes = 0;  // pushed out of the compute tier
-  double hbm_read_bytes = 0;      // weights + KV, all TP ranks (roofline traffic)
+  double hbm_read_bytes = 0;       // weights + KV, all TP ranks (roofline traffic)
   double hbm_write_bytes = 0;
   std::map<std::string, double> link_bytes;  // swap, offload and prefix-cache traffic per link, all TP ranks
   // The prefix cache's lower tiers ([serving] prefix_cache = hbm+dram), in order: prefix hashes
@@ -108,7 +108,7 @@ struct ServingResult {
   std::vector<PrefixTier> prefix_tiers;
   std::int64_t prefix_compute_tier_hits = 0;  // prefix hashes found in the compute tier
   double prefix_load_s = 0;                   // iteration time spent loading prefix blocks back
-  std::int64_t prompt_tokens_computed = 0;   // prefill tokens processed (recompute included)
+  std::int64_t prompt_tokens_computed = 0;    // prefill tokens processed (recompute included)
   std::int64_t output_tokens = 0;
   std::int64_t peak_running = 0;
 };

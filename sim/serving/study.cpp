@@ -1,9 +1,9 @@
 #include "sim/serving/study.h"
 
+#include <tbb/parallel_for.h>
 #include <filesystem>
 #include <map>
 #include <utility>
-#include <tbb/parallel_for.h>
 
 #include "hw/cost_model.h"
 #include "hw/hierarchy.h"
@@ -64,11 +64,13 @@ ServingStudy::ServingStudy(const Scenario& scenario, const std::function<void(co
     // Lower prefix-cache tiers that nothing could use are refused, not ignored.
     const std::string at = scenario.path + ": [serving] prefix_cache";
     if (workload_.prefix_block_tokens <= 0) {
-      fail_input(at, "workload " + workload_.source + " has no prefix hashes (Mooncake hash_ids), so no prefix is ever cached");
+      fail_input(at, "workload " + workload_.source +
+                         " has no prefix hashes (Mooncake hash_ids), so no prefix is ever cached");
     }
     if (workload_.prefix_block_tokens % scenario.serving.block_tokens != 0) {
-      fail_input(at, "prefix blocks of " + std::to_string(workload_.prefix_block_tokens) + " tokens are not a whole number of " +
-                         std::to_string(scenario.serving.block_tokens) + "-token KV blocks, so prefix caching is off");
+      fail_input(at, "prefix blocks of " + std::to_string(workload_.prefix_block_tokens) +
+                         " tokens are not a whole number of " + std::to_string(scenario.serving.block_tokens) +
+                         "-token KV blocks, so prefix caching is off");
     }
     if (scenario.serving.admission != ServingConfig::Admission::kOnDemand) {
       fail_input(at, "prefix caching needs [serving] admission = on_demand");
@@ -85,7 +87,8 @@ ServingStudy::ServingStudy(const Scenario& scenario, const std::function<void(co
   } else {
     // Requests of equal lengths share one replay (its curves are a function of the lengths).
     std::map<std::pair<std::int64_t, std::int64_t>, std::size_t> distinct;
-    for (const WorkloadRequest& r : workload_.requests) distinct.emplace(std::pair(r.prompt_tokens, r.output_tokens), 0);
+    for (const WorkloadRequest& r : workload_.requests)
+      distinct.emplace(std::pair(r.prompt_tokens, r.output_tokens), 0);
     std::vector<std::pair<std::int64_t, std::int64_t>> lengths;
     for (auto& [pair, index] : distinct) {
       index = lengths.size();
@@ -95,7 +98,8 @@ ServingStudy::ServingStudy(const Scenario& scenario, const std::function<void(co
       progress("exact mode: replaying " + std::to_string(n) + " requests (" + std::to_string(lengths.size()) +
                " distinct lengths) x " + std::to_string(ptrs.size()) + " policies");
     }
-    const std::vector<std::vector<RetentionCurve>> measured = measure_retention_set(scenario_, ptrs, lengths, &cache, progress);
+    const std::vector<std::vector<RetentionCurve>> measured =
+        measure_retention_set(scenario_, ptrs, lengths, &cache, progress);
     exact_.resize(n);
     for (std::size_t i = 0; i < n; ++i) {
       const WorkloadRequest& r = workload_.requests[i];
@@ -124,8 +128,17 @@ ServingResult ServingStudy::simulate(std::size_t policy, const Workload& workloa
   const Scenario& s = scenario_;
   const CostModel cost(hardware, s.model, s.tensor_parallel, s.path + ": [hardware]");
   const Hierarchy hierarchy(hardware);
-  ServingInput input{s.serving, workload, concurrency < 0 ? s.concurrency : concurrency, cost, hierarchy, s.model, s.tensor_parallel,
-                     s.placement, {}, prefix_caching(policy), after_event};
+  ServingInput input{s.serving,
+                     workload,
+                     concurrency < 0 ? s.concurrency : concurrency,
+                     cost,
+                     hierarchy,
+                     s.model,
+                     s.tensor_parallel,
+                     s.placement,
+                     {},
+                     prefix_caching(policy),
+                     after_event};
   input.curve = [&](std::size_t request) { return curve(policy, request); };
   try {
     return simulate_serving(input);
@@ -139,9 +152,8 @@ ServingRun run_serving(const ServingStudy& study) {
   run.hardware = load_scenario_hardware(study.scenario());
   const std::size_t n = study.num_policies();
   run.results.resize(n);
-  tbb::parallel_for(std::size_t{0}, n, [&](std::size_t p) {
-    run.results[p] = study.simulate(p, study.workload(), run.hardware);
-  });
+  tbb::parallel_for(std::size_t{0}, n,
+                    [&](std::size_t p) { run.results[p] = study.simulate(p, study.workload(), run.hardware); });
   for (std::size_t p = 0; p < n; ++p) {
     run.specs.push_back(study.spec(p));
     run.prefix_caching.push_back(study.prefix_caching(p) ? 1 : 0);

@@ -10,8 +10,8 @@
 
 #include "hw/hardware.h"
 #include "policies/policy.h"
-#include "sim/serving/retention_profiles.h"
 #include "sim/scenario.h"
+#include "sim/serving/retention_profiles.h"
 #include "sim/serving/scheduler.h"
 #include "traces/workload.h"
 
@@ -45,8 +45,8 @@ class ServingStudy {
 
   // One serving simulation of `workload` (this study's, or a rescaled copy of it); `concurrency`
   // < 0 takes the scenario's.
-  ServingResult simulate(std::size_t policy, const Workload& workload, const Hardware& hardware,
-                         int concurrency = -1, const std::function<void(const BlockPool&)>& after_event = {}) const;
+  ServingResult simulate(std::size_t policy, const Workload& workload, const Hardware& hardware, int concurrency = -1,
+                         const std::function<void(const BlockPool&)>& after_event = {}) const;
 
  private:
   RetentionCurve curve(std::size_t policy, std::size_t request) const;
@@ -54,9 +54,9 @@ class ServingStudy {
   Scenario scenario_;
   Workload workload_;
   std::vector<std::unique_ptr<Policy>> policies_;
-  std::optional<RetentionProfiles> profiles_;            // fast mode
-  std::vector<std::vector<RetentionCurve>> exact_;       // exact mode: [request][policy]
-  std::vector<char> keeps_everything_;                   // per policy
+  std::optional<RetentionProfiles> profiles_;       // fast mode
+  std::vector<std::vector<RetentionCurve>> exact_;  // exact mode: [request][policy]
+  std::vector<char> keeps_everything_;              // per policy
 };
 
 struct ServingRun {

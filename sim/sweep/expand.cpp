@@ -181,8 +181,8 @@ class Expander {
     std::vector<std::size_t> found;
     for (std::size_t i = 0; i < keys_.size(); ++i) {
       if (keys_[i].name() == name || (name.find('.') == std::string::npos && keys_[i].key == name)) {
-        if (std::find_if(found.begin(), found.end(), [&](std::size_t j) { return keys_[j].name() == keys_[i].name(); }) ==
-            found.end()) {
+        if (std::find_if(found.begin(), found.end(),
+                         [&](std::size_t j) { return keys_[j].name() == keys_[i].name(); }) == found.end()) {
           found.push_back(i);
         }
       }
@@ -197,7 +197,8 @@ class Expander {
     }
     const auto column = std::find(columns_.begin(), columns_.end(), found.front());
     if (column == columns_.end()) {
-      fail_input(at, "key '" + keys_[found.front()].name() + "' is not swept (it has one value; swept keys: " + swept + ")");
+      fail_input(
+          at, "key '" + keys_[found.front()].name() + "' is not swept (it has one value; swept keys: " + swept + ")");
     }
     return static_cast<std::size_t>(column - columns_.begin());
   }
@@ -244,7 +245,8 @@ class Expander {
         const auto amp = rest.find('&');
         const std::string condition = std::string(trim(rest.substr(0, amp)));
         const auto eq = condition.find('=');
-        if (eq == std::string::npos || std::string(trim(condition.substr(0, eq))).empty() || std::string(trim(condition.substr(eq + 1))).empty()) {
+        if (eq == std::string::npos || std::string(trim(condition.substr(0, eq))).empty() ||
+            std::string(trim(condition.substr(eq + 1))).empty()) {
           fail_input(at, "expected key=value & key=value, got '" + l.value + "'");
         }
         const std::size_t column = resolve(std::string(trim(condition.substr(0, eq))), at);
@@ -335,9 +337,8 @@ class Expander {
       if (key.name() == "workload.seed") seed_key_ = static_cast<std::ptrdiff_t>(k);
       if ((key.section == "model" || key.section == "workload") && key.name() != "workload.seed") basis_.push_back(k);
     }
-    std::stable_sort(basis_.begin(), basis_.end(), [&](std::size_t a, std::size_t b) {
-      return keys_[a].name() < keys_[b].name();
-    });
+    std::stable_sort(basis_.begin(), basis_.end(),
+                     [&](std::size_t a, std::size_t b) { return keys_[a].name() < keys_[b].name(); });
     basis_names_.clear();
     for (std::size_t k : basis_) basis_names_.push_back(keys_[k].name());
     previous_choice_.clear();
@@ -352,7 +353,8 @@ class Expander {
   }
 
   bool changed(std::ptrdiff_t column, const std::vector<std::size_t>& choice) const {
-    return previous_choice_.empty() || choice[static_cast<std::size_t>(column)] != previous_choice_[static_cast<std::size_t>(column)];
+    return previous_choice_.empty() ||
+           choice[static_cast<std::size_t>(column)] != previous_choice_[static_cast<std::size_t>(column)];
   }
 
   // Consecutive scenarios of the odometer share most of their text: the text and its FNV state are
@@ -366,7 +368,8 @@ class Expander {
       s.seed = value_of(static_cast<std::size_t>(seed_key_), choice);
     } else {
       bool basis_changed = previous_choice_.empty();
-      for (std::size_t k : basis_) basis_changed = basis_changed || (column_of_[k] >= 0 && changed(column_of_[k], choice));
+      for (std::size_t k : basis_)
+        basis_changed = basis_changed || (column_of_[k] >= 0 && changed(column_of_[k], choice));
       if (basis_changed) {
         std::uint64_t h = kFnvBasis;
         for (const std::size_t& k : basis_) {
@@ -423,14 +426,14 @@ class Expander {
   bool seed_listed_ = false;
   bool seed_given_ = false;
   std::uint64_t sweep_seed_ = 1;
-  std::vector<std::vector<std::size_t>> zips_;                                // column indices, sorted
+  std::vector<std::vector<std::size_t>> zips_;                              // column indices, sorted
   std::vector<std::vector<std::pair<std::size_t, std::size_t>>> excludes_;  // (column, value index)
   // plan_text(), and the previous scenario's text (make_scenario)
   std::vector<std::ptrdiff_t> column_of_;  // per key: its column, or -1
   std::vector<Segment> segments_;
-  std::vector<std::size_t> basis_;         // keys of the derived seed, sorted by name
-  std::vector<std::string> basis_names_;   // their "section.key"
-  std::ptrdiff_t seed_key_ = -1;           // the (last) [workload] seed line, when listed
+  std::vector<std::size_t> basis_;        // keys of the derived seed, sorted by name
+  std::vector<std::string> basis_names_;  // their "section.key"
+  std::ptrdiff_t seed_key_ = -1;          // the (last) [workload] seed line, when listed
   std::vector<std::size_t> previous_choice_;
   std::vector<std::size_t> segment_offset_;
   std::vector<std::uint64_t> segment_state_;

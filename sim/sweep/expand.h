@@ -15,18 +15,18 @@ namespace kvsim {
 // the columns' value lists, so that expanding 10^6 scenarios allocates nothing per scenario
 // (issue 17 item 9).
 struct SweepScenario {
-  std::size_t index = 0;          // position in expansion order, 0-based
-  std::string seed;               // its [workload] seed: as listed, or derived (see expand_sweep)
-  std::uint64_t text_hash = 0;    // of its INI text (Sweep::text); Sweep::hash_hex writes it
+  std::size_t index = 0;        // position in expansion order, 0-based
+  std::string seed;             // its [workload] seed: as listed, or derived (see expand_sweep)
+  std::uint64_t text_hash = 0;  // of its INI text (Sweep::text); Sweep::hash_hex writes it
 };
 
 struct Sweep {
-  std::string path;                                 // the sweep file
-  std::vector<std::string> columns;                 // swept keys "section.key", in file order
+  std::string path;                                     // the sweep file
+  std::vector<std::string> columns;                     // swept keys "section.key", in file order
   std::vector<std::vector<std::string>> column_values;  // per column, its values in file order
-  std::vector<SweepScenario> scenarios;             // expansion order
-  std::vector<std::uint32_t> value_indices;         // scenarios x columns, row-major: which value
-  std::string hash;                                 // 16 hex digits identifying the whole expansion
+  std::vector<SweepScenario> scenarios;                 // expansion order
+  std::vector<std::uint32_t> value_indices;             // scenarios x columns, row-major: which value
+  std::string hash;                                     // 16 hex digits identifying the whole expansion
 
   // Scenario `index`'s value of column `column`.
   const std::string& value(std::size_t index, std::size_t column) const {

@@ -26,8 +26,8 @@ T parse_cell(const std::string& text) {
   return value;
 }
 
-void write_column(Hdf5Writer& writer, const H5::Group& root, const std::string& name, CellKind kind, const ResultsTable& table,
-                  std::size_t column) {
+void write_column(Hdf5Writer& writer, const H5::Group& root, const std::string& name, CellKind kind,
+                  const ResultsTable& table, std::size_t column) {
   const hsize_t count = table.rows.size();
   const H5::DataSpace space(1, &count);
   bool any_absent = false;
@@ -79,7 +79,8 @@ void write_results_h5(const std::string& path, const ResultsTable& table, const 
         h5::write_string(root, "sweep_hash", sweep.hash);
         h5::write_integer(root, "rows", static_cast<std::int64_t>(table.rows.size()));
         h5::write_strings(root, "columns", table.columns);
-        for (std::size_t c = 0; c < table.columns.size(); ++c) write_column(writer, root, table.columns[c], table.kinds[c], table, c);
+        for (std::size_t c = 0; c < table.columns.size(); ++c)
+          write_column(writer, root, table.columns[c], table.kinds[c], table, c);
       },
       /*track_creation_order=*/true);
 }

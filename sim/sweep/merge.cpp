@@ -79,7 +79,8 @@ MergeSummary merge_sweep_dirs(const std::vector<std::string>& inputs, const std:
       if (name.rfind(".tmp-", 0) == 0) continue;  // a scenario that was still running
       std::size_t index = count;
       const auto dash = name.find('-');
-      if (dash != std::string::npos) index = static_cast<std::size_t>(std::strtoull(name.substr(0, dash).c_str(), nullptr, 10));
+      if (dash != std::string::npos)
+        index = static_cast<std::size_t>(std::strtoull(name.substr(0, dash).c_str(), nullptr, 10));
       if (index >= count || sweep.folder_name(index) != name) {
         fail_input(entry.path().string(), "is not a scenario folder of this sweep");
       }
@@ -107,7 +108,7 @@ MergeSummary merge_sweep_dirs(const std::vector<std::string>& inputs, const std:
     for (std::size_t k = 1; k < inputs.size() && k < 3; ++k) folders += " " + inputs[k];
     if (inputs.size() > 3) folders += " (+" + std::to_string(inputs.size() - 3) + " more)";
     fail_input(folders, sweep.describe(missing.front()) + " is in none of the input folders" + also +
-                                  ": run its shard, or add the folder that holds it");
+                            ": run its shard, or add the folder that holds it");
   }
 
   // Every copy is parsed (a malformed rows.csv is refused here, naming it, before anything is

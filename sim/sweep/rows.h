@@ -21,8 +21,8 @@ using Cell = std::optional<std::string>;  // nullopt: absent (an empty cell, nev
 
 struct RowSet {
   std::vector<std::string> columns;
-  std::vector<CellKind> kinds;           // one per column
-  std::vector<std::vector<Cell>> rows;   // one per policy, one cell per column
+  std::vector<CellKind> kinds;          // one per column
+  std::vector<std::vector<Cell>> rows;  // one per policy, one cell per column
 };
 
 // The rows of a finished scenario, `full` first.

@@ -1,13 +1,13 @@
 #include "sim/sweep/run.h"
 
+#include <tbb/global_control.h>
+#include <tbb/task_arena.h>
+#include <tbb/task_group.h>
 #include <atomic>
 #include <chrono>
 #include <exception>
 #include <mutex>
 #include <set>
-#include <tbb/global_control.h>
-#include <tbb/task_arena.h>
-#include <tbb/task_group.h>
 
 #include "hw/hardware.h"
 #include "sim/replay/run.h"

@@ -1,12 +1,12 @@
 #include "sim/sweep/store.h"
 
+#include <unistd.h>
 #include <cerrno>
 #include <charconv>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
-#include <unistd.h>
 
 #include "sim/replay/report.h"
 #include "util/atomic_file.h"
@@ -109,8 +109,9 @@ Sweep load_stored_sweep(const std::string& dir) {
   const SweepId id = read_sweep_id(dir);
   Sweep sweep = expand_sweep(read_ini_text(dir + "/sweep.ini"), id.source);
   if (sweep.hash != id.expansion || sweep.scenarios.size() != id.scenarios) {
-    fail_input(dir + "/sweep.ini", "does not expand to the sweep recorded in sweep.id (edited by hand, or written "
-                                   "by another kvsim version)");
+    fail_input(dir + "/sweep.ini",
+               "does not expand to the sweep recorded in sweep.id (edited by hand, or written "
+               "by another kvsim version)");
   }
   return sweep;
 }

@@ -21,9 +21,9 @@
 namespace kvsim {
 
 struct SweepId {
-  std::string expansion;        // Sweep::hash
+  std::string expansion;  // Sweep::hash
   std::size_t scenarios = 0;
-  std::string source;           // the sweep file's path when DIR was created
+  std::string source;  // the sweep file's path when DIR was created
 };
 
 // Creates DIR for `sweep` (whose file holds `sweep_text`), or checks that an existing DIR holds the

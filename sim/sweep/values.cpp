@@ -160,7 +160,8 @@ std::vector<std::string> expand_item(std::string_view item, const std::string& w
     if (op != '+' && op != 'x') fail_input(bad, kRangeForms);
   }
   const bool integers = is_integer_literal(from_text) && is_integer_literal(to_text) && is_integer_literal(amount);
-  if (step_text.empty() && !integers) fail_input(bad, "a range of non-integers needs a step; " + std::string(kRangeForms));
+  if (step_text.empty() && !integers)
+    fail_input(bad, "a range of non-integers needs a step; " + std::string(kRangeForms));
   if (integers) {
     std::int64_t from = 0, to = 0, step = 0;
     if (!parse_integer(from_text, from) || !parse_integer(to_text, to) || !parse_integer(amount, step)) {
@@ -169,7 +170,8 @@ std::vector<std::string> expand_item(std::string_view item, const std::string& w
     return integer_range(from, to, op, step, bad);
   }
   double from = 0, to = 0, step = 0;
-  if (!parse_real(from_text, from) || !parse_real(to_text, to) || !parse_real(amount, step)) fail_input(bad, kRangeForms);
+  if (!parse_real(from_text, from) || !parse_real(to_text, to) || !parse_real(amount, step))
+    fail_input(bad, kRangeForms);
   return real_range(from, to, op, step, bad);
 }
 

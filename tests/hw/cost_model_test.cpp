@@ -106,7 +106,7 @@ TEST(CostModel, SmallKernelsStreamActivationsAboveTheirFloor) {
   // = 2432 bytes at TP 1; 20 x 64 + (4 x 96 + 6 x 128) / 2 = 1856 at TP 2 (norms and adds are replicated).
   EXPECT_DOUBLE_EQ(one.activation_bytes_per_layer(1000), 2432000.0);
   EXPECT_DOUBLE_EQ(two.activation_bytes_per_layer(1000), 1856000.0);
-  EXPECT_DOUBLE_EQ(one.small_kernels_layer_s(1000), 10e-6);         // 2.432 us of traffic: the floor
+  EXPECT_DOUBLE_EQ(one.small_kernels_layer_s(1000), 10e-6);          // 2.432 us of traffic: the floor
   EXPECT_DOUBLE_EQ(one.small_kernels_layer_s(1e5), 2.432e8 / 1e12);  // 243.2 us
   PassWork w;
   w.tokens = 1e5;
@@ -141,7 +141,7 @@ TEST(CostModel, CpuOverheadGrowsWithTheBatchAndIsSerial) {
   hw.device.cpu_overhead_per_request_s = 40e-6;
   const CostModel one(hw, toy_model(), 1, "t");
   const CostModel two(hw, toy_model(), 2, "t");
-  EXPECT_DOUBLE_EQ(one.cpu_overhead_s(16), 1e-3 + 16 * 40e-6);          // 1.64 ms
+  EXPECT_DOUBLE_EQ(one.cpu_overhead_s(16), 1e-3 + 16 * 40e-6);           // 1.64 ms
   EXPECT_DOUBLE_EQ(two.cpu_overhead_s(16), 1e-3 + 0.5e-3 + 16 * 40e-6);  // 2.14 ms
   PassWork w;
   w.tokens = 16;

@@ -47,8 +47,10 @@ std::string write(const std::string& name, const std::string& text) {
   return path;
 }
 
-const std::string kDevice = "[device]\nname = toy\nflops_bf16 = 100 TFLOPS\ncompute_efficiency = 0.5\nmemory_efficiency = 0.5\n";
-const std::string kHbm = "[tier.hbm]\nkind = hbm\ncapacity = 10 GB\nread_bandwidth = 1 TB/s\nwrite_bandwidth = 1 TB/s\n";
+const std::string kDevice =
+    "[device]\nname = toy\nflops_bf16 = 100 TFLOPS\ncompute_efficiency = 0.5\nmemory_efficiency = 0.5\n";
+const std::string kHbm =
+    "[tier.hbm]\nkind = hbm\ncapacity = 10 GB\nread_bandwidth = 1 TB/s\nwrite_bandwidth = 1 TB/s\n";
 
 std::string hardware_error(const std::string& text) {
   const std::string path = write("hw.ini", text);
@@ -63,42 +65,56 @@ std::string hardware_error(const std::string& text) {
 }
 
 TEST(Hardware, BadFilesNameTheKey) {
-  EXPECT_NE(hardware_error(kDevice + "[tier.hbm]\nkind = hbm\ncapacity = 10 GB\nread_bandwidth = -1 TB/s\nwrite_bandwidth = 1 TB/s\n")
-                .find("read_bandwidth"),
+  EXPECT_NE(
+      hardware_error(kDevice +
+                     "[tier.hbm]\nkind = hbm\ncapacity = 10 GB\nread_bandwidth = -1 TB/s\nwrite_bandwidth = 1 TB/s\n")
+          .find("read_bandwidth"),
+      std::string::npos);
+  EXPECT_NE(
+      hardware_error(kDevice +
+                     "[tier.hbm]\nkind = hbm\ncapacity = 0 GB\nread_bandwidth = 1 TB/s\nwrite_bandwidth = 1 TB/s\n")
+          .find("capacity"),
+      std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + kHbm + "[link.x]\nfrom = hbm\nto = dram\nbandwidth = 1 GB/s\n")
+                .find("unknown tier 'dram'"),
             std::string::npos);
-  EXPECT_NE(hardware_error(kDevice + "[tier.hbm]\nkind = hbm\ncapacity = 0 GB\nread_bandwidth = 1 TB/s\nwrite_bandwidth = 1 TB/s\n")
-                .find("capacity"),
-            std::string::npos);
-  EXPECT_NE(hardware_error(kDevice + kHbm + "[link.x]\nfrom = hbm\nto = dram\nbandwidth = 1 GB/s\n").find("unknown tier 'dram'"),
-            std::string::npos);
-  EXPECT_NE(hardware_error(kDevice + "[tier.hbm]\nkind = hbm\ncapacity = 10\nread_bandwidth = 1 TB/s\nwrite_bandwidth = 1 TB/s\n")
+  EXPECT_NE(hardware_error(kDevice +
+                           "[tier.hbm]\nkind = hbm\ncapacity = 10\nread_bandwidth = 1 TB/s\nwrite_bandwidth = 1 TB/s\n")
                 .find("tier.hbm.capacity: missing unit"),
             std::string::npos);
-  EXPECT_NE(hardware_error(kDevice + kHbm + "bandwith = 3 TB/s\n").find("tier.hbm.bandwith: unknown key"), std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + kHbm + "bandwith = 3 TB/s\n").find("tier.hbm.bandwith: unknown key"),
+            std::string::npos);
   EXPECT_NE(hardware_error(kDevice + kHbm + "[gpu]\nx = 1\n").find("unknown section"), std::string::npos);
   EXPECT_NE(hardware_error("[device]\nname = toy\nflops_bf16 = 100 TFLOPS\ncompute_efficiency = lots\n" + kHbm)
                 .find("compute_efficiency"),
             std::string::npos);
   EXPECT_NE(hardware_error("[device]\nname = toy\n" + kHbm).find("flops_bf16"), std::string::npos);
   EXPECT_NE(hardware_error(kDevice + "layer_overhead = -5 us\n" + kHbm).find("layer_overhead"), std::string::npos);
-  EXPECT_NE(hardware_error(kDevice + "layer_overhead = 30\n" + kHbm).find("layer_overhead: missing unit"), std::string::npos);
-  EXPECT_NE(hardware_error(kDevice + "activation_efficiency = 1.5\n" + kHbm).find("activation_efficiency"), std::string::npos);
-  EXPECT_NE(hardware_error(kDevice + "allreduce_tp1 = 30 us, 250 GB/s\n" + kHbm).find("worker count N >= 2"), std::string::npos);
-  EXPECT_NE(hardware_error(kDevice + "allreduce_tpx = 30 us, 250 GB/s\n" + kHbm).find("allreduce_tp<N>"), std::string::npos);
-  EXPECT_NE(hardware_error(kDevice + "allreduce_tp4 = 30 us\n" + kHbm).find("'<latency>, <bandwidth>'"), std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "layer_overhead = 30\n" + kHbm).find("layer_overhead: missing unit"),
+            std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "activation_efficiency = 1.5\n" + kHbm).find("activation_efficiency"),
+            std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "allreduce_tp1 = 30 us, 250 GB/s\n" + kHbm).find("worker count N >= 2"),
+            std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "allreduce_tpx = 30 us, 250 GB/s\n" + kHbm).find("allreduce_tp<N>"),
+            std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "allreduce_tp4 = 30 us\n" + kHbm).find("'<latency>, <bandwidth>'"),
+            std::string::npos);
   EXPECT_NE(hardware_error(kDevice + "allreduce_tp4 = 30 us, 250 GB\n" + kHbm).find("wrong unit"), std::string::npos);
-  EXPECT_NE(hardware_error(kDevice + "cpu_overhead = 1\n" + kHbm).find("cpu_overhead: missing unit"), std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + "cpu_overhead = 1\n" + kHbm).find("cpu_overhead: missing unit"),
+            std::string::npos);
   EXPECT_THROW(load_hardware("no-such-gpu"), InputError);
 }
 
 TEST(Hardware, ReadsKernelAllReduceAndCpuTerms) {
   const Hardware hw = load_hardware(write("terms.ini", kDevice +
-                                                       "activation_efficiency = 0.56\n"
-                                                       "allreduce_tp4 = 30.6 us, 253 GB/s\n"
-                                                       "allreduce_tp2 = 16.6 us, 282 GB/s\n"
-                                                       "cpu_overhead = 0.85 ms\n"
-                                                       "cpu_overhead_tp = 0.87 ms\n"
-                                                       "cpu_overhead_per_request = 41.7 us\n" + kHbm));
+                                                           "activation_efficiency = 0.56\n"
+                                                           "allreduce_tp4 = 30.6 us, 253 GB/s\n"
+                                                           "allreduce_tp2 = 16.6 us, 282 GB/s\n"
+                                                           "cpu_overhead = 0.85 ms\n"
+                                                           "cpu_overhead_tp = 0.87 ms\n"
+                                                           "cpu_overhead_per_request = 41.7 us\n" +
+                                                           kHbm));
   EXPECT_DOUBLE_EQ(hw.device.activation_efficiency, 0.56);
   ASSERT_EQ(hw.device.allreduce.size(), 2u);
   EXPECT_EQ(hw.device.allreduce[0].workers, 4);

@@ -124,7 +124,8 @@ TEST(AdaKv, FloorBoundsEachHead) {
   for (std::int64_t s : original) EXPECT_GE(s, 54);
   EXPECT_NEAR(static_cast<double>(std::accumulate(original.begin(), original.end(), std::int64_t{0})), 400.0, 2.0);
   // kvpress: every head keeps >= floor(100 x 0.5) = 50, the total exactly 400.
-  const auto kvpress = head_sizes_after_post_fill("adakv(budget=100, window=8, kernel=1, floor_alpha=0.5, alloc=kvpress)");
+  const auto kvpress =
+      head_sizes_after_post_fill("adakv(budget=100, window=8, kernel=1, floor_alpha=0.5, alloc=kvpress)");
   for (std::int64_t s : kvpress) EXPECT_GE(s, 50);
   EXPECT_EQ(std::accumulate(kvpress.begin(), kvpress.end(), std::int64_t{0}), 400);
   EXPECT_NE(original, kvpress);

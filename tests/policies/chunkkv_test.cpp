@@ -29,7 +29,8 @@ TEST(ChunkKv, HandWholeChunksSharedByHeads) {
   EXPECT_EQ(hand.kept("chunkkv(budget=3, window=1, kernel=1, chunk_length=2)"), (LayerResidency{{6, 7}, {6, 7}}));
   // chunk_length 10 > the 7 scored entries: no whole chunk, kvpress falls back to its scorer
   // (SnapKV per head, B=3: head 0 {2, 4, 7} (5 then 2,2 tie -> lower), head 1 {0, 1, 7}).
-  EXPECT_EQ(hand.kept("chunkkv(budget=3, window=1, kernel=1, chunk_length=10)"), (LayerResidency{{2, 4, 7}, {0, 1, 7}}));
+  EXPECT_EQ(hand.kept("chunkkv(budget=3, window=1, kernel=1, chunk_length=10)"),
+            (LayerResidency{{2, 4, 7}, {0, 1, 7}}));
 }
 
 // The count rule of chunkkv.cpp: w + rho + L floor((C - w - rho)/L), or C with no whole chunk.
@@ -41,7 +42,6 @@ std::int64_t chunk_count(std::int64_t size, std::int64_t window, std::int64_t ca
   return tail + length * std::clamp<std::int64_t>((capacity - tail) / length, 0, chunks);
 }
 
-
 TEST(ChunkKv, CountsFollowTheChunkRoundingAtEveryEviction) {
   // GQA 4 query / 2 KV heads; prompt 330 in chunks of 100 (last 30), budget 0.3, w=8, L=7.
   const ModelShape model{"tiny", 2, 4, 2, 8};
@@ -50,7 +50,8 @@ TEST(ChunkKv, CountsFollowTheChunkRoundingAtEveryEviction) {
   const LayerTrace trace = source.load_layer("0", 0);
   const PassPlan plan = make_pass_plan(n, m, 100);
   const std::string spec = "chunkkv(budget=0.3, window=8, kernel=3, chunk_length=7, prefill=chunk)";
-  testing_support::RecordingPolicy traced(PolicyRegistry::builtin().create(spec)), untraced(PolicyRegistry::builtin().create(spec));
+  testing_support::RecordingPolicy traced(PolicyRegistry::builtin().create(spec)),
+      untraced(PolicyRegistry::builtin().create(spec));
   replay_layer({model, source.header().requests[0], plan, 0, &trace, {}}, traced);
   replay_layer({model, source.header().requests[0], plan, 1, nullptr, {}}, untraced);
   EXPECT_TRUE(traced.same_sets()) << "heads share the chunks";
@@ -76,7 +77,8 @@ TEST(ChunkKv, CountsFollowTheChunkRoundingAtEveryEviction) {
 }
 
 TEST(ChunkKv, RejectsBadParameters) {
-  policy_test::expect_rejected({"chunkkv(chunk_length=0)", "chunkkv(kernel=0)", "chunkkv(budget=64)", "chunkkv(window=-1)"});
+  policy_test::expect_rejected(
+      {"chunkkv(chunk_length=0)", "chunkkv(kernel=0)", "chunkkv(budget=64)", "chunkkv(window=-1)"});
   EXPECT_EQ(PolicyRegistry::builtin().create("chunkkv")->spec(),
             "chunkkv(budget=0.2, window=64, kernel=5, pooling=avg, chunk_length=20, prefill=post_fill, decode=none)");
 }

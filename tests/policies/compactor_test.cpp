@@ -4,9 +4,9 @@
 // protection, pre-RoPE keys, parameter errors and kept counts.
 #include <gtest/gtest.h>
 
+#include <tbb/global_control.h>
 #include <cmath>
 #include <set>
-#include <tbb/global_control.h>
 
 #include "policies/leverage.h"
 #include "tests/policies/leverage_test_util.h"
@@ -68,10 +68,11 @@ TEST(Compactor, PreRopeUndoesTheRotation) {
   const Rows k{{3, 0}, {-2, 0}, {-1, 0}, {0, 1}, {0, 3}, {0, -4}};
   Rows rotated = k;
   const auto inv_freq = rope_inv_freq(2, kOneHead.rope_theta);
-  for (std::size_t t = 0; t < rotated.size(); ++t) apply_rope(rotated[t].data(), 2, static_cast<std::int64_t>(t), inv_freq);
+  for (std::size_t t = 0; t < rotated.size(); ++t)
+    apply_rope(rotated[t].data(), 2, static_cast<std::int64_t>(t), inv_freq);
   const LayerTrace layer = make_layer({rotated}, {rotated}, {rotated});
-  EXPECT_EQ(evict_once("compactor(sink_start=0, sink_end=0, attention=off, leverage=exact, budget=3)", kOneHead,
-                       &layer, 6)[0],
+  EXPECT_EQ(evict_once("compactor(sink_start=0, sink_end=0, attention=off, leverage=exact, budget=3)", kOneHead, &layer,
+                       6)[0],
             (Positions{0, 4, 5}));
 }
 
@@ -123,7 +124,8 @@ TEST(Compactor, ZeroPaddedLastChunkHandCheck) {
     EXPECT_NEAR(plain[t], want_plain[t], 1e-6) << t;
   }
   // A*||v|| avg-pooled: padded t4 2.833, t3 2.390, t2 2.267; plain t4 2.533, t2 2.267, t3 2.133.
-  const std::string spec = "compactor(sink_start=0, sink_end=0, keys=post_rope, leverage=exact, chunk=4, blending=0, budget=2";
+  const std::string spec =
+      "compactor(sink_start=0, sink_end=0, keys=post_rope, leverage=exact, chunk=4, blending=0, budget=2";
   EXPECT_EQ(evict_once(spec + ")", kOneHead, &layer, 6)[0], (Positions{3, 4}));
   EXPECT_EQ(evict_once(spec + ", pad=none)", kOneHead, &layer, 6)[0], (Positions{2, 4}));
 }
@@ -171,8 +173,11 @@ TEST(CompactorSketch, GaussianMatrixIsKeyedAndScaled) {
   EXPECT_LT(std::abs(mean), 4.0 / std::sqrt(48.0 * static_cast<double>(phi.size())));
   EXPECT_NEAR(var * 48.0, 1.0, 0.1);
   // Every coordinate of the key gives a different matrix.
-  const std::set<std::uint64_t> keys{key, sketch_key(1, "0", 0, 0, 400), sketch_key(0, "1", 0, 0, 400),
-                                     sketch_key(0, "0", 1, 0, 400), sketch_key(0, "0", 0, 1, 400),
+  const std::set<std::uint64_t> keys{key,
+                                     sketch_key(1, "0", 0, 0, 400),
+                                     sketch_key(0, "1", 0, 0, 400),
+                                     sketch_key(0, "0", 1, 0, 400),
+                                     sketch_key(0, "0", 0, 1, 400),
                                      sketch_key(0, "0", 0, 0, 401)};
   EXPECT_EQ(keys.size(), 6u);
   EXPECT_NE(phi, gaussian_sketch(sketch_key(0, "0", 0, 0, 401), 128, 48));
@@ -261,7 +266,8 @@ TEST(Compactor, KeptCountFollowsCapacityRule) {
   using leverage_test::expect_capacity_rule;
   expect_capacity_rule("compactor(budget=0.25)", 0.25, 12, 60, 4, 60, false, 0);
   expect_capacity_rule("compactor(budget=0.3, sink_start=2, sink_end=1, chunk=8)", 0.3, 3, 57, 3, 16, false, 0);
-  expect_capacity_rule("compactor(budget=0.3, sink_start=2, sink_end=2, chunk=5, prefill=chunk)", 0.3, 4, 57, 3, 16, true, 0);
+  expect_capacity_rule("compactor(budget=0.3, sink_start=2, sink_end=2, chunk=5, prefill=chunk)", 0.3, 4, 57, 3, 16,
+                       true, 0);
   expect_capacity_rule("compactor(budget=0.5, sink_start=1, sink_end=1, prefill=chunk, decode=step)", 0.5, 2, 41, 5, 8,
                        true, 1);
   expect_capacity_rule("compactor(budget=0.2, attention=off, decode=every:2)", 0.2, 12, 60, 6, 60, false, 2);

@@ -54,7 +54,8 @@ TEST(DBudget, ChunksAndStepsEvict) {
   const auto source = testing_support::random_trace(model, 300, 4, {0}, 9, 3.0f);
   const LayerTrace trace = source.load_layer("0", 0);
   const PassPlan plan = make_pass_plan(300, 4, 100);
-  const auto policy = PolicyRegistry::builtin().create("dbudget(threshold=0.9, window=8, kernel=3, prefill=chunk, decode=step)");
+  const auto policy =
+      PolicyRegistry::builtin().create("dbudget(threshold=0.9, window=8, kernel=3, prefill=chunk, decode=step)");
   testing_support::RecordingPolicy traced(*policy);
   replay_layer({model, source.header().requests[0], plan, 0, &trace, {}}, traced);
   ASSERT_EQ(traced.events().size(), 7u);  // 3 chunks, 4 decode steps
@@ -78,7 +79,9 @@ TEST(DBudget, UntracedLayersFollowTheTracedKeptFraction) {
   const PassPlan plan = make_pass_plan(6, 0, 6);
   const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
   const LayerResidency prompt(2, std::vector<std::int32_t>{0, 1, 2, 3, 4, 5});
-  EXPECT_DOUBLE_EQ(policy->layer_statistic({hand.model, hand.request, 0, &hand.layer, prefill.back(), prefill, nullptr}, prompt), 0.6);
+  EXPECT_DOUBLE_EQ(
+      policy->layer_statistic({hand.model, hand.request, 0, &hand.layer, prefill.back(), prefill, nullptr}, prompt),
+      0.6);
   auto untraced = [&](std::vector<double> statistics) {
     return replay_layer({hand.model, hand.request, plan, 2, nullptr, {}, statistics}, *policy).final_residency;
   };
@@ -108,7 +111,8 @@ TEST(DBudget, PartialTraceCountsTheUntracedLayerByTheTracedFraction) {
     std::iota(all.begin(), all.end(), 0);
     return all;
   }());
-  const double fraction = policy->layer_statistic({model, request, 0, &trace, prefill.back(), prefill, nullptr}, prompt);
+  const double fraction =
+      policy->layer_statistic({model, request, 0, &trace, prefill.back(), prefill, nullptr}, prompt);
   const LayerResidency traced = replay_layer({model, request, plan, 0, &trace, {}}, *policy).final_residency;
   std::int64_t traced_kept = -2 * m;  // prompt entries only: every head also holds the m decode ones
   for (const auto& head : traced) traced_kept += static_cast<std::int64_t>(head.size());

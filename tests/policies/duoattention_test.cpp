@@ -101,7 +101,8 @@ TEST_F(HeadMaskTest, HandMaskFile) {
   const PassPlan plan = make_pass_plan(8, 0, 8);
   EXPECT_EQ(replay_layer({hand.model, hand.request, plan, 1, &hand.layer, {}}, *policy).final_residency,
             (LayerResidency{{0, 6, 7}, {0, 1, 2, 3, 4, 5, 6, 7}}));
-  EXPECT_EQ(policy->spec(), "duoattention(sparsity=0.5, sinks=1, window=2, mask=" + mask + ", prefill=chunk, decode=step)");
+  EXPECT_EQ(policy->spec(),
+            "duoattention(sparsity=0.5, sinks=1, window=2, mask=" + mask + ", prefill=chunk, decode=step)");
   // No queries needed with a mask file; the proxy needs the last proxy_window prompt positions.
   std::vector<std::int64_t> q;
   policy->add_required_queries(hand.request, {}, &q);
@@ -151,7 +152,8 @@ TEST_F(HeadMaskTest, UntracedFootprintMixesFullAndStreamingHeads) {
   const std::string mask = write("m.tsv", text);
   const std::string spec = "duoattention(sparsity=0.5, sinks=16, window=64, mask=" + mask + ")";
   EXPECT_EQ(PolicyRegistry::builtin().create(spec)->untraced_head_groups(model, 1), (std::vector<int>{5, 3}));
-  EXPECT_EQ(replay(spec, 1).footprint_entry_steps, (5 * full.footprint_entry_steps + 3 * stream.footprint_entry_steps) / 8);
+  EXPECT_EQ(replay(spec, 1).footprint_entry_steps,
+            (5 * full.footprint_entry_steps + 3 * stream.footprint_entry_steps) / 8);
   EXPECT_EQ(replay(spec, 2).footprint_entry_steps, stream.footprint_entry_steps);
   // 7 + 5 = 12 high values: layer 0 has 7 full heads.
   EXPECT_EQ(replay(spec, 0).footprint_entry_steps, (7 * full.footprint_entry_steps + stream.footprint_entry_steps) / 8);
@@ -164,7 +166,8 @@ TEST_F(HeadMaskTest, MaskFileErrorsNameTheFileAndLine) {
   policy_test::expect_error("duoattention(mask=" + write("big.tsv", "0.1 1.5\n") + ")",
                             "big.tsv: line 1: value 2 (1.5) is outside [0, 1]");
   policy_test::expect_error("duoattention(mask=" + write("nan.tsv", "0.1 nan\n") + ")", "outside [0, 1]");
-  policy_test::expect_error("duoattention(mask=" + write("low.tsv", "0.1 -0.02\n") + ")", "value 2 (-0.02) is outside [0, 1]");
+  policy_test::expect_error("duoattention(mask=" + write("low.tsv", "0.1 -0.02\n") + ")",
+                            "value 2 (-0.02) is outside [0, 1]");
   policy_test::expect_error("duoattention(mask=" + write("text.tsv", "0.1 high\n") + ")",
                             "text.tsv: line 1: value 2 is not a number");
   policy_test::expect_error("duoattention(mask=" + write("empty.tsv", "# nothing\n\n") + ")", "has no rows");

@@ -46,9 +46,11 @@ TEST(ExpectedAttention, HandCheckedMeanAndCovariance) {
   const LayerTrace layer = hand_layer();
   // Budget 3 = the sink + 2: the covariance term lifts w_2 = (0,2) above w_4.
   EXPECT_EQ(kept("expected_attention(budget=3, sinks=1, future=1, vnorm=no)", layer), (Positions{0, 1, 2}));
-  EXPECT_EQ(kept("expected_attention(budget=3, sinks=1, future=1, vnorm=no, covariance=no)", layer), (Positions{0, 1, 4}));
+  EXPECT_EQ(kept("expected_attention(budget=3, sinks=1, future=1, vnorm=no, covariance=no)", layer),
+            (Positions{0, 1, 4}));
   // stats_queries=2: t = 3, 4 only -> mu = (3,0), Sigma = diag(0,1): z = [2.121, 1.000, -2.121, 1.061] -> w_1, w_4.
-  EXPECT_EQ(kept("expected_attention(budget=3, sinks=1, future=1, vnorm=no, stats_queries=2)", layer), (Positions{0, 1, 4}));
+  EXPECT_EQ(kept("expected_attention(budget=3, sinks=1, future=1, vnorm=no, stats_queries=2)", layer),
+            (Positions{0, 1, 4}));
 }
 
 TEST(ExpectedAttention, ValueNormScaling) {
@@ -73,7 +75,8 @@ TEST(ExpectedAttention, KeptCountFollowsCapacityRule) {
   using leverage_test::expect_capacity_rule;
   expect_capacity_rule("expected_attention(budget=0.25)", 0.25, 4, 50, 4, 50, false, 0);
   expect_capacity_rule("expected_attention(budget=0.3, sinks=2, prefill=chunk)", 0.3, 2, 57, 3, 16, true, 0);
-  expect_capacity_rule("expected_attention(budget=0.5, sinks=1, prefill=chunk, decode=step)", 0.5, 1, 41, 5, 8, true, 1);
+  expect_capacity_rule("expected_attention(budget=0.5, sinks=1, prefill=chunk, decode=step)", 0.5, 1, 41, 5, 8, true,
+                       1);
   expect_capacity_rule("expected_attention(budget=0.2, decode=every:3, stats_queries=8)", 0.2, 4, 40, 7, 40, false, 3);
 }
 

@@ -29,7 +29,8 @@ bool is_number(const std::string& text) {
 std::string scenario_text(const std::string& spec) {
   return "[model]\nname = toy\nnum_layers = 2\nnum_q_heads = 4\nnum_kv_heads = 2\nhead_dim = 16\nrope_theta = 10000\n"
          "[workload]\nprompt_tokens = 200\ngenerated_tokens = 4\nchunk_tokens = 64\ntrace = synthetic\nseed = 1\n"
-         "[policy]\nspec = " + spec + "\n[sim]\nthreads = 1\n";
+         "[policy]\nspec = " +
+         spec + "\n[sim]\nthreads = 1\n";
 }
 
 TEST(ExtremeParameters, EveryPolicyRefusesOrRunsCleanly) {

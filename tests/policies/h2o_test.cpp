@@ -1,10 +1,10 @@
 // h2o: hand-checked kept sets, the accumulation kernel against its definition, and kept counts.
 #include <gtest/gtest.h>
 
+#include <tbb/task_arena.h>
 #include <cmath>
 #include <numeric>
 #include <random>
-#include <tbb/task_arena.h>
 
 #include "policies/h2o_attention.h"
 #include "policies/registry.h"
@@ -35,8 +35,8 @@ struct HandTrace {
   }
   std::vector<std::int32_t> kept(const std::string& spec, std::int64_t chunk = 0) const {
     const auto policy = PolicyRegistry::builtin().create(spec);
-    const PassPlan plan = make_pass_plan(request.prompt_tokens, request.generated_tokens,
-                                         chunk > 0 ? chunk : request.prompt_tokens);
+    const PassPlan plan =
+        make_pass_plan(request.prompt_tokens, request.generated_tokens, chunk > 0 ? chunk : request.prompt_tokens);
     return replay_layer({model, request, plan, 0, &layer, {}}, *policy).final_residency.front();
   }
 };
@@ -122,7 +122,9 @@ TEST(H2o, KernelOverManyBlocksIsThreadCountIndependent) {
   const std::vector<const HeadMatrix*> heads{&q0};
   auto sums_on = [&](int threads) {
     std::vector<double> out(visible.size(), 0.0);
-    tbb::task_arena(threads).execute([&] { add_pass_attention(keys, visible, 0, 0, {heads, positions, positions}, out); });
+    tbb::task_arena(threads).execute([&] {
+      add_pass_attention(keys, visible, 0, 0, {heads, positions, positions}, out);
+    });
     return out;
   };
   const std::vector<double> one = sums_on(1);
@@ -147,8 +149,9 @@ TEST(H2o, SharedPromptSumsKeepTheSameSets) {
   const RequestInfo& request = source.header().requests[0];
   const PassPlan plan = make_pass_plan(n, m, 100);
   SharedResults shared;
-  for (const char* spec : {"h2o(budget=0.1, prefill=post_fill, decode=none)", "h2o(budget=0.3, prefill=post_fill, decode=none)",
-                           "h2o(budget=0.2, prefill=chunk, decode=step)"}) {
+  for (const char* spec :
+       {"h2o(budget=0.1, prefill=post_fill, decode=none)", "h2o(budget=0.3, prefill=post_fill, decode=none)",
+        "h2o(budget=0.2, prefill=chunk, decode=step)"}) {
     const auto policy = PolicyRegistry::builtin().create(spec);
     const LayerResidency alone = replay_layer({model, request, plan, 0, &trace, {}}, *policy).final_residency;
     const LayerResidency together =

@@ -35,7 +35,8 @@ void expect_within_bound(const HeadMatrix& x, const HeadMatrix& deq, int bits, i
     for (Eigen::Index g0 = 0; g0 < inner; g0 += group) {
       const Eigen::Index g1 = std::min<Eigen::Index>(g0 + group, inner);
       double lo = at(x, o, g0), hi = lo;
-      for (Eigen::Index i = g0; i < g1; ++i) lo = std::min<double>(lo, at(x, o, i)), hi = std::max<double>(hi, at(x, o, i));
+      for (Eigen::Index i = g0; i < g1; ++i)
+        lo = std::min<double>(lo, at(x, o, i)), hi = std::max<double>(hi, at(x, o, i));
       const double scale = (hi - lo) / ((1 << bits) - 1);
       for (Eigen::Index i = g0; i < g1; ++i) {
         const double err = std::abs(static_cast<double>(at(x, o, i)) - at(deq, o, i));
@@ -154,7 +155,7 @@ TEST(Kivi, ReplayFootprintAndPeakByHand) {
   EXPECT_NEAR(results[1].footprint_normalized, footprint / full_footprint, 1e-12);
   EXPECT_EQ(results[1].peak_bytes, static_cast<std::int64_t>(std::llround(peak * heads)));
   EXPECT_EQ(results[1].peak_bytes, std::llround(4 * (hand_stored_bytes(200) + 100 * 128)));  // the last prefill chunk
-  EXPECT_EQ(results[1].peak_entries, results[0].peak_entries);                  // kept entries unchanged
+  EXPECT_EQ(results[1].peak_entries, results[0].peak_entries);                               // kept entries unchanged
   EXPECT_EQ(results[0].footprint_normalized, 1.0);
   EXPECT_DOUBLE_EQ(results[0].footprint_byte_steps, full_footprint * heads);
 

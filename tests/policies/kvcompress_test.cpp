@@ -58,7 +58,8 @@ TEST(KvCompress, EvictsWholeBlocksAndMeetsTheLayerBudget) {
   const PassPlan plan = make_pass_plan(350, 3, 100);
   const std::vector<std::int64_t> capacity{38, 76, 114, 137, 137, 137, 137};
   for (std::int64_t block : {1, 4, 16}) {
-    const std::string spec = "kvcompress(budget=0.3, window=8, block_tokens=" + std::to_string(block) + ", prefill=chunk, decode=step)";
+    const std::string spec =
+        "kvcompress(budget=0.3, window=8, block_tokens=" + std::to_string(block) + ", prefill=chunk, decode=step)";
     testing_support::RecordingPolicy traced(PolicyRegistry::builtin().create(spec));
     replay_layer({model, source.header().requests[0], plan, 0, &trace, {}}, traced);
     const auto events = traced.events();
@@ -87,8 +88,8 @@ TEST(KvCompress, EvictsWholeBlocksAndMeetsTheLayerBudget) {
 TEST(KvCompress, RejectsBadParameters) {
   policy_test::expect_error("kvcompress(block_tokens=0)", "block_tokens");
   policy_test::expect_error("kvcompress(budget=32)", "budget");
-  policy_test::expect_rejected({"kvcompress(window=0)", "kvcompress(budget=-1)", "kvcompress(kernel=4)", "kvcompress(kernel=0)",
-                                "kvcompress(kernel=2000001)", "kvcompress(pooling=max)"});
+  policy_test::expect_rejected({"kvcompress(window=0)", "kvcompress(budget=-1)", "kvcompress(kernel=4)",
+                                "kvcompress(kernel=0)", "kvcompress(kernel=2000001)", "kvcompress(pooling=max)"});
   EXPECT_EQ(PolicyRegistry::builtin().create("kvcompress")->spec(),
             "kvcompress(budget=0.2, block_tokens=16, window=32, kernel=7, prefill=post_fill, decode=none)");
 }

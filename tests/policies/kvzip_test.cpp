@@ -78,9 +78,11 @@ TEST(Kvzip, HandHeadLevel) {
   const HandKvzip hand;
   // Head scores = max over positions [sinks, n - window) = [1, 5): head 0 .254, head 1 .3. Budget
   // 0.5 of 2 heads -> 1 full head (head 1); head 0 keeps its sink and window only.
-  EXPECT_EQ(hand.kept("kvzip(level=head, budget=0.5, sinks=1, window=1)"), (LayerResidency{{0, 5}, {0, 1, 2, 3, 4, 5}}));
+  EXPECT_EQ(hand.kept("kvzip(level=head, budget=0.5, sinks=1, window=1)"),
+            (LayerResidency{{0, 5}, {0, 1, 2, 3, 4, 5}}));
   // Counting the sink, head 0's .508 wins.
-  EXPECT_EQ(hand.kept("kvzip(level=head, budget=0.5, sinks=0, window=2)"), (LayerResidency{{0, 1, 2, 3, 4, 5}, {4, 5}}));
+  EXPECT_EQ(hand.kept("kvzip(level=head, budget=0.5, sinks=0, window=2)"),
+            (LayerResidency{{0, 1, 2, 3, 4, 5}, {4, 5}}));
   EXPECT_EQ(hand.kept("kvzip(level=head, budget=0.4, sinks=1, window=1)"), (LayerResidency{{0, 5}, {0, 5}}));
 }
 
@@ -143,14 +145,15 @@ TEST(Kvzip, KeptCountsFollowTheCapacityRule) {
   for (int g = 0; g < 4; ++g) t.recon_queries.push_back(testing_support::random_matrix(rng, 20, 8));
   const PassPlan plan = make_pass_plan(50, 3, 16);
   for (const LayerTrace* layer : {static_cast<const LayerTrace*>(&t), static_cast<const LayerTrace*>(nullptr)}) {
-    for (const char* spec : {"kvzip(budget=0.2, window=4, prefill=chunk, alloc=head)",
-                             "kvzip(budget=0.2, window=4, prefill=chunk)"}) {
+    for (const char* spec :
+         {"kvzip(budget=0.2, window=4, prefill=chunk, alloc=head)", "kvzip(budget=0.2, window=4, prefill=chunk)"}) {
       testing_support::RecordingPolicy policy(PolicyRegistry::builtin().create(spec));
       replay_layer({model, source.header().requests[0], plan, 0, layer, {}}, policy);
       // Chunks 16,16,16,2: min(round(3.2)+4, c) = 7, 7, 7, 2 -> 7, 14, 21, 23 (per head, or per
       // head on average when pooled).
       std::vector<std::int64_t> totals;
-      for (const auto& e : policy.events()) totals.push_back(e.after[0] + (e.after.size() > 1 ? e.after[1] : e.after[0]));
+      for (const auto& e : policy.events())
+        totals.push_back(e.after[0] + (e.after.size() > 1 ? e.after[1] : e.after[0]));
       EXPECT_EQ(totals, (std::vector<std::int64_t>{14, 28, 42, 46})) << spec << (layer ? " traced" : " untraced");
     }
   }
@@ -168,7 +171,7 @@ TEST(Kvzip, UntracedHeadLevelCountsFullAndStreamingHeads) {
   const LayerReplay r = replay_layer({model, request, plan, 2, nullptr, {}}, *policy);
   ASSERT_EQ(r.final_residency.size(), 2u);
   EXPECT_EQ(r.final_residency[0].size(), 100u);
-  EXPECT_EQ(r.final_residency[1].size(), 12u);  // sinks 4 + window 8
+  EXPECT_EQ(r.final_residency[1].size(), 12u);              // sinks 4 + window 8
   EXPECT_EQ(r.footprint_entry_steps, 5 * 5050 + 3 * 5050);  // one pass: 5050 per head whatever it keeps
   const auto token = PolicyRegistry::builtin().create("kvzip");
   EXPECT_EQ(token->untraced_head_groups(model, 2), (std::vector<int>{8}));

@@ -84,7 +84,8 @@ TEST(Lava, GqaTakesTheGroupMaximumOfPooledScores) {
   //   head 0: x / 13 = [.0769,.0769,.1538,.3077,.3077]; head 1: x^-2 / 3.375 = [.2963,.2963,.0741,.0185,.0185].
   //   Group maximum [.2963,.2963,.1538,.3077,.3077] keeps 3, 4; the group mean
   //   [.1866,.1866,.1140,.1631,.1631] would keep 0, 1.
-  EXPECT_EQ(gqa_kept({1, 1, 2, 4, 4, 1}, 1.0f, -2.0f, "lava(budget=3, window=1, kernel=1)"), (LayerResidency{{3, 4, 5}}));
+  EXPECT_EQ(gqa_kept({1, 1, 2, 4, 4, 1}, 1.0f, -2.0f, "lava(budget=3, window=1, kernel=1)"),
+            (LayerResidency{{3, 4, 5}}));
   // x = [.5,.5,.5,1,2|1], q0 = 1, q1 = -1, avg pooling kernel 3 (zero padding, /3), B=2 (1 scored):
   //   head 0: x / 5.5 = [.0909,.0909,.0909,.1818,.3636] -> pooled [.0606,.0909,.1212,.2121,.1818];
   //   head 1: x^-1 / 8.5 = [.2353,.2353,.2353,.1176,.0588] -> pooled [.1569,.2353,.1961,.1373,.0588].
@@ -151,9 +152,10 @@ TEST(Lava, RejectsBadParametersAndPrintsItsDefaults) {
   // The entropy split is computed once for the cache after the whole prompt.
   policy_test::expect_error("lava(prefill=chunk)", "layer_budget=uniform");
   policy_test::expect_error("lava(prefill=none, decode=step)", "prefill=post_fill");
-  EXPECT_EQ(PolicyRegistry::builtin().create("lava")->spec(),
-            "lava(budget=0.2, window=32, kernel=7, pooling=max, floor_alpha=0.2, layer_budget=entropy, prefill=post_fill, "
-            "decode=none)");
+  EXPECT_EQ(
+      PolicyRegistry::builtin().create("lava")->spec(),
+      "lava(budget=0.2, window=32, kernel=7, pooling=max, floor_alpha=0.2, layer_budget=entropy, prefill=post_fill, "
+      "decode=none)");
 }
 
 }  // namespace

@@ -23,7 +23,8 @@ inline LayerTrace make_layer(const std::vector<std::vector<std::vector<float>>>&
   auto to_matrix = [](const std::vector<std::vector<float>>& rows) {
     HeadMatrix m(static_cast<Eigen::Index>(rows.size()), static_cast<Eigen::Index>(rows.front().size()));
     for (std::size_t i = 0; i < rows.size(); ++i) {
-      for (std::size_t j = 0; j < rows[i].size(); ++j) m(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = rows[i][j];
+      for (std::size_t j = 0; j < rows[i].size(); ++j)
+        m(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = rows[i][j];
     }
     return m;
   };
@@ -80,11 +81,13 @@ inline void expect_capacity_rule(const std::string& spec, double fraction, std::
                                    : (decode_every > 0 && (p.index + 1) % decode_every == 0);
     }
     ASSERT_EQ(counting.events().size(), expected_events) << spec;
-    const std::int64_t prefill_end_cap =
-        chunked_eviction ? std::accumulate(chunk_caps.begin(), chunk_caps.end(), std::int64_t{0}) : std::min(rhe(fraction * n) + w, n);
+    const std::int64_t prefill_end_cap = chunked_eviction
+                                             ? std::accumulate(chunk_caps.begin(), chunk_caps.end(), std::int64_t{0})
+                                             : std::min(rhe(fraction * n) + w, n);
     for (const auto& e : counting.events()) {
       std::int64_t cap = prefill_end_cap;
-      if (e.pass.prefill && chunked_eviction) cap = std::accumulate(chunk_caps.begin(), chunk_caps.begin() + e.pass.index + 1, std::int64_t{0});
+      if (e.pass.prefill && chunked_eviction)
+        cap = std::accumulate(chunk_caps.begin(), chunk_caps.begin() + e.pass.index + 1, std::int64_t{0});
       ASSERT_EQ(e.after.size(), t != nullptr ? 2u : 1u);
       for (std::size_t h = 0; h < e.after.size(); ++h) {
         EXPECT_EQ(e.after[h], std::min(e.before[h], cap))

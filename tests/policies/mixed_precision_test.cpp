@@ -19,7 +19,7 @@ namespace {
 // entries SnapKV `snap` keeps, `want_high` per head, and quantizes the rest; nothing is evicted.
 // Returns each head's stored keys.
 std::vector<HeadMatrix> expect_high_class_is_snapkv_kept_set(std::uint64_t seed, std::int64_t chunk, const char* snap,
-                                                            const char* mixed, int want_high) {
+                                                             const char* mixed, int want_high) {
   const ModelShape model{"tiny", 1, 4, 2, 8};
   const std::int64_t n = 40, m = 4;
   const auto source = testing_support::random_trace(model, n, m, {0}, seed);
@@ -53,9 +53,9 @@ std::vector<HeadMatrix> expect_high_class_is_snapkv_kept_set(std::uint64_t seed,
 
 TEST(MixedPrecision, HighClassIsSnapKvKeptSetRestQuantized) {
   // The token budget, window included (positions >= n from snapkv's decode are not prompt).
-  expect_high_class_is_snapkv_kept_set(11, 40, "snapkv(budget=10, window=4, kernel=1)",
-                                       "mixed_precision(budget=10, window=4, kernel=1, high_bits=16, low_bits=2, group=4)",
-                                       10);
+  expect_high_class_is_snapkv_kept_set(
+      11, 40, "snapkv(budget=10, window=4, kernel=1)",
+      "mixed_precision(budget=10, window=4, kernel=1, high_bits=16, low_bits=2, group=4)", 10);
 }
 
 TEST(MixedPrecision, BytesByHand) {
@@ -70,7 +70,8 @@ TEST(MixedPrecision, BytesByHand) {
   EXPECT_DOUBLE_EQ(s.bytes.key_bytes, 232 * 256 + 768 * 48 + 10 * 256);
   EXPECT_DOUBLE_EQ(s.bytes.value_bytes, 232 * 256 + 768 * 48 + 10 * 256);
   // high_bits=8, low_bits=4: 128 + 16 = 144 and 64 + 16 = 80 bytes.
-  s = PolicyRegistry::builtin().create("mixed_precision(budget=0.2, window=32, high_bits=8, low_bits=4)")
+  s = PolicyRegistry::builtin()
+          .create("mixed_precision(budget=0.2, window=32, high_bits=8, low_bits=4)")
           ->stored(model, request, {}, 1000);
   EXPECT_DOUBLE_EQ(s.bytes.total(), 2.0 * (232 * 144 + 768 * 80));
   // Mid-prompt: all at full precision.
@@ -116,10 +117,10 @@ TEST(MixedPrecision, ChunkModeBytesByHand) {
 }
 
 TEST(MixedPrecision, RejectsBadParameters) {
-  for (const char* spec : {"mixed_precision(low_bits=3)", "mixed_precision(high_bits=2)",
-                           "mixed_precision(high_bits=4, low_bits=8)", "mixed_precision(budget=4, window=32)",
-                           "mixed_precision(group=0)", "mixed_precision(prefill=none)",
-                           "mixed_precision(decode=step)"}) {
+  for (const char* spec :
+       {"mixed_precision(low_bits=3)", "mixed_precision(high_bits=2)", "mixed_precision(high_bits=4, low_bits=8)",
+        "mixed_precision(budget=4, window=32)", "mixed_precision(group=0)", "mixed_precision(prefill=none)",
+        "mixed_precision(decode=step)"}) {
     EXPECT_THROW(PolicyRegistry::builtin().create(spec), InputError) << spec;
   }
 }

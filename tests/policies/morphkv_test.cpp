@@ -40,8 +40,8 @@ TEST(MorphKv, HandMaxAndSum) {
 TEST(MorphKv, SpecAndErrors) {
   EXPECT_EQ(PolicyRegistry::builtin().create("morphkv")->spec(),
             "morphkv(budget=0.2, window=32, aggregate=max, prefill=none, decode=step)");
-  policy_test::expect_rejected({"morphkv(window=0)", "morphkv(aggregate=mean)", "morphkv(budget=33)",
-                                "morphkv(kernel=3)"});
+  policy_test::expect_rejected(
+      {"morphkv(window=0)", "morphkv(aggregate=mean)", "morphkv(budget=33)", "morphkv(kernel=3)"});
   policy_test::expect_error("morphkv(aggregate=mean)", "sum");
 }
 
@@ -50,8 +50,7 @@ TEST(MorphKv, KeptCountFollowsCapacityRule) {
   expect_capacity_rule("morphkv(budget=0.25, window=3, prefill=post_fill, decode=none)", 0.25, 4, 50, 4, 50, false, 0);
   expect_capacity_rule("morphkv(budget=0.3, window=2, prefill=chunk, decode=none)", 0.3, 3, 57, 3, 16, true, 0);
   expect_capacity_rule("morphkv(budget=0.5, window=1, prefill=chunk)", 0.5, 2, 41, 5, 8, true, 1);
-  expect_capacity_rule("morphkv(budget=0.2, window=4, prefill=post_fill, decode=every:3)", 0.2, 5, 40, 7, 40, false,
-                       3);
+  expect_capacity_rule("morphkv(budget=0.2, window=4, prefill=post_fill, decode=every:3)", 0.2, 5, 40, 7, 40, false, 3);
 }
 
 // The original evicts in decode only (patch_llama.py forward: `if hidden_states.shape[1]==1`): by

@@ -50,7 +50,8 @@ std::vector<std::string> table_mismatches(const PolicyRegistry& registry) {
       // A default that depends on another parameter: that value alone gives it.
       for (const ParamDefaultIf& d : p.default_if) {
         const std::string with = info.name + "(" + d.key + "=" + d.value + ")";
-        const std::string explicit_default = info.name + "(" + d.key + "=" + d.value + ", " + p.name + "=" + d.default_value + ")";
+        const std::string explicit_default =
+            info.name + "(" + d.key + "=" + d.value + ", " + p.name + "=" + d.default_value + ")";
         const std::string a = spec_or_error(registry, with);
         const std::string b = spec_or_error(registry, explicit_default);
         if (a != b || a.find(p.name + "=" + d.default_value) == std::string::npos) {
@@ -166,7 +167,8 @@ TEST(ParamTable, UserErrorsKeepSpecArgsText) {
     r.create("toy(sinks=x)");
     FAIL();
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("parameter 'sinks': expected an integer, got 'x'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("parameter 'sinks': expected an integer, got 'x'"), std::string::npos)
+        << e.what();
   }
   try {
     r.create("toy(sink=1)");

@@ -62,7 +62,8 @@ inline LayerTrace log_weight_layer(const std::vector<std::vector<double>>& x, in
   t.layer = layer;
   for (const auto& xs : x) {
     HeadMatrix k(static_cast<Eigen::Index>(xs.size()), 1);
-    for (std::size_t j = 0; j < xs.size(); ++j) k(static_cast<Eigen::Index>(j), 0) = static_cast<float>(std::log(xs[j]));
+    for (std::size_t j = 0; j < xs.size(); ++j)
+      k(static_cast<Eigen::Index>(j), 0) = static_cast<float>(std::log(xs[j]));
     t.keys.push_back(k);
     t.values.push_back(k);
     t.queries.push_back(HeadMatrix::Ones(k.rows(), 1));

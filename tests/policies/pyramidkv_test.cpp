@@ -2,7 +2,6 @@
 // the kept counts of traced and untraced layers at every eviction.
 #include <gtest/gtest.h>
 
-
 #include "policies/pyramid_budget.h"
 #include "policies/registry.h"
 #include "sim/replay/engine.h"
@@ -50,7 +49,8 @@ TEST(PyramidKvBudget, MeanOverLayersIsTheUniformBudgetUpToTheFlooredStep) {
           EXPECT_GE(excess, 0) << "T=" << t << " U=" << u << " L=" << layers << " beta=" << beta;
           EXPECT_LT(2 * excess, layers * (layers - 1)) << "T=" << t << " U=" << u << " L=" << layers;
           for (int l = 1; l < layers; ++l) {  // non-increasing from layer 0, never beyond the cache
-            EXPECT_LE(pyramid_layer_budget(t, u, 16, beta, l, layers), pyramid_layer_budget(t, u, 16, beta, l - 1, layers));
+            EXPECT_LE(pyramid_layer_budget(t, u, 16, beta, l, layers),
+                      pyramid_layer_budget(t, u, 16, beta, l - 1, layers));
           }
           EXPECT_LE(pyramid_layer_budget(t, u, 16, beta, 0, layers), t);
         }
@@ -170,8 +170,8 @@ TEST(PyramidKv, ChunkedFootprintPerLayerMatchesClosedForm) {
 }
 
 TEST(PyramidKv, RejectsBadParameters) {
-  policy_test::expect_rejected({"pyramidkv(beta=0)", "pyramidkv(kernel=4)", "pyramidkv(window=0)", "pyramidkv(budget=64)",
-                                "pyramidkv(budget=-1)"});
+  policy_test::expect_rejected({"pyramidkv(beta=0)", "pyramidkv(kernel=4)", "pyramidkv(window=0)",
+                                "pyramidkv(budget=64)", "pyramidkv(budget=-1)"});
   EXPECT_EQ(PolicyRegistry::builtin().create("pyramidkv")->spec(),
             "pyramidkv(budget=0.2, window=64, kernel=5, pooling=avg, beta=20, prefill=post_fill, decode=none)");
 }

@@ -26,11 +26,14 @@ class RecordingPolicy final : public Policy {
 
   std::string spec() const override { return inner_.spec(); }
   EvictionPoints eviction_points() const override { return inner_.eviction_points(); }
-  void add_required_queries(const RequestInfo& r, std::span<const Pass> p, std::vector<std::int64_t>* q) const override {
+  void add_required_queries(const RequestInfo& r, std::span<const Pass> p,
+                            std::vector<std::int64_t>* q) const override {
     inner_.add_required_queries(r, p, q);
   }
   std::unique_ptr<PolicyState> make_state() const override { return inner_.make_state(); }
-  void observe(const EvictionContext& ctx, const LayerResidency& residency) const override { inner_.observe(ctx, residency); }
+  void observe(const EvictionContext& ctx, const LayerResidency& residency) const override {
+    inner_.observe(ctx, residency);
+  }
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
     Event event{ctx.pass, counts(residency), {}, {}, ctx.trace != nullptr};
     inner_.evict(ctx, residency);

@@ -1,9 +1,9 @@
 // SharedResults: one computation per key, shared by concurrent callers, retried after a throw.
 #include <gtest/gtest.h>
 
+#include <tbb/parallel_for.h>
 #include <atomic>
 #include <stdexcept>
-#include <tbb/parallel_for.h>
 
 #include "policies/shared_results.h"
 
@@ -32,7 +32,8 @@ TEST(SharedResults, ConcurrentCallersShareOneComputationThatTheyHelpWith) {
     return work.load();
   };
   std::vector<const long*> seen(64, nullptr);
-  tbb::parallel_for(0, 64, [&](int i) { seen[static_cast<std::size_t>(i)] = shared.get_or_compute<long>("k", compute).get(); });
+  tbb::parallel_for(
+      0, 64, [&](int i) { seen[static_cast<std::size_t>(i)] = shared.get_or_compute<long>("k", compute).get(); });
   EXPECT_EQ(calls.load(), 1);
   for (const long* p : seen) EXPECT_EQ(p, seen.front());
   EXPECT_EQ(*seen.front(), 999 * 1000 / 2);

@@ -59,8 +59,8 @@ TEST(PolicySpec, TokenBudgetIsTheCountABudgetGives) {
   const PolicyRegistry& registry = PolicyRegistry::builtin();
   EXPECT_EQ(registry.create("snapkv(budget=512)")->token_budget(), 512);
   EXPECT_EQ(registry.create("h2o(budget=100, recent=8)")->token_budget(), 100);
-  EXPECT_EQ(registry.create("snapkv(budget=0.5)")->token_budget(), 0);  // a fraction
-  EXPECT_EQ(registry.create("snapkv")->token_budget(), 0);              // default 0.2
+  EXPECT_EQ(registry.create("snapkv(budget=0.5)")->token_budget(), 0);               // a fraction
+  EXPECT_EQ(registry.create("snapkv")->token_budget(), 0);                           // default 0.2
   EXPECT_EQ(registry.create("streaming(sinks=4, window=1024)")->token_budget(), 0);  // no budget
 }
 

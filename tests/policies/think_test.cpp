@@ -3,8 +3,8 @@
 // recent_size.
 #include <gtest/gtest.h>
 
-#include "policies/registry.h"
 #include "policies/pass_plan.h"
+#include "policies/registry.h"
 #include "util/error.h"
 
 namespace kvsim {
@@ -21,9 +21,9 @@ struct HandHead {
     request.prompt_tokens = 4;
     request.generated_tokens = 2;
     HeadMatrix k(6, 4), v(6, 4), q(6, 4);
-    k << 1, 2, 0, 1,  1, 2, 0, 1,  1, 0, 2, 1,  1, 0, 2, 1,  7, 7, 7, 7,  5, 5, 5, 5;
+    k << 1, 2, 0, 1, 1, 2, 0, 1, 1, 0, 2, 1, 1, 0, 2, 1, 7, 7, 7, 7, 5, 5, 5, 5;
     v = k * 0.5f;
-    q << 0, 0, 0, 0,  0, 0, 0, 0,  3, 1, 1, 0,  1, 1, 1, 3,  1, 1, 1, 1,  1, 1, 1, 1;
+    q << 0, 0, 0, 0, 0, 0, 0, 0, 3, 1, 1, 0, 1, 1, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1;
     layer.keys = {k};
     layer.values = {v};
     layer.queries = {q};
@@ -143,8 +143,7 @@ TEST(Think, ChunkModePrunesEachChunkByItsOwnScores) {
 
 TEST(Think, RejectsBadParameters) {
   for (const char* spec : {"think(ratio=1)", "think(ratio=-0.1)", "think(window=0)", "think(bits=2)",
-                           "think(prefill=none)", "think(decode=step)",
-                           "think(recent=-1)", "think(recent=abc)"}) {
+                           "think(prefill=none)", "think(decode=step)", "think(recent=-1)", "think(recent=abc)"}) {
     EXPECT_THROW(PolicyRegistry::builtin().create(spec), InputError) << spec;
   }
 }

@@ -1,8 +1,8 @@
 // tova: hand-checked kept sets (one set per layer from the all-heads mean) and kept counts.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 
 #include "policies/registry.h"
 #include "sim/replay/layer_replay.h"
@@ -22,7 +22,8 @@ struct HandTrace {
     request.generated_tokens = static_cast<std::int64_t>(x[0].size()) - prompt;
     for (std::size_t h = 0; h < x.size(); ++h) {
       HeadMatrix k(static_cast<Eigen::Index>(x[h].size()), 1), qm(static_cast<Eigen::Index>(q[h].size()), 1);
-      for (std::size_t j = 0; j < x[h].size(); ++j) k(static_cast<Eigen::Index>(j), 0) = static_cast<float>(std::log(x[h][j]));
+      for (std::size_t j = 0; j < x[h].size(); ++j)
+        k(static_cast<Eigen::Index>(j), 0) = static_cast<float>(std::log(x[h][j]));
       for (std::size_t t = 0; t < q[h].size(); ++t) qm(static_cast<Eigen::Index>(t), 0) = q[h][t];
       layer.keys.push_back(k);
       layer.values.push_back(k);
@@ -32,8 +33,8 @@ struct HandTrace {
   }
   LayerResidency kept(const std::string& spec, std::int64_t chunk = 0) const {
     const auto policy = PolicyRegistry::builtin().create(spec);
-    const PassPlan plan = make_pass_plan(request.prompt_tokens, request.generated_tokens,
-                                         chunk > 0 ? chunk : request.prompt_tokens);
+    const PassPlan plan =
+        make_pass_plan(request.prompt_tokens, request.generated_tokens, chunk > 0 ? chunk : request.prompt_tokens);
     return replay_layer({model, request, plan, 0, &layer, {}}, *policy).final_residency;
   }
 };
@@ -65,7 +66,6 @@ TEST(Tova, HandChunkedPrefill) {
   EXPECT_EQ(kTrace.kept("tova(budget=0.5, prefill=chunk)", 2), (LayerResidency{{2, 4}, {2, 4}}));
 }
 
-
 void expect_counts(const std::string& spec, std::int64_t n, std::int64_t m, std::int64_t chunk,
                    const std::vector<std::int64_t>& want) {
   policy_test::expect_kept_counts(spec, n, m, chunk, want, 4, /*same_sets=*/true);
@@ -74,7 +74,7 @@ void expect_counts(const std::string& spec, std::int64_t n, std::int64_t m, std:
 TEST(TovaFootprint, KeptCountsFollowTheCapacityRule) {
   // Chunks 16,16,16,2: min(round(0.2 c), c) = 3, 3, 3, 0 -> 3, 6, 9, 9; decode keeps 9.
   expect_counts("tova(budget=0.2, prefill=chunk)", 50, 3, 16, {3, 6, 9, 9, 9, 9, 9});
-  expect_counts("tova", 50, 3, 16, {10, 10, 10, 10});   // round(0.2 * 50) = 10
+  expect_counts("tova", 50, 3, 16, {10, 10, 10, 10});  // round(0.2 * 50) = 10
   expect_counts("tova(budget=12, decode=every:2)", 50, 4, 50, {12, 12, 12});
   expect_counts("tova(budget=7, prefill=none)", 20, 3, 8, {7, 7, 7});  // the first decode step trims 21 to 7
 }

@@ -35,11 +35,11 @@ std::string error_of(const std::string& text) {
 const char* kGood = "[model]\npreset = llama-3.1-8b\n[workload]\nprompt_tokens = 100\n";
 
 TEST(Scenario, ReadsPresetAndOverrides) {
-  const Scenario s = load_scenario(write_ini(
-      "good.ini",
-      "[model]\npreset = qwen2.5-7b\nkv_bits = 8\n[workload]\nprompt_tokens = 1000\ngenerated_tokens = 10\n"
-      "chunk_tokens = 256\nseed = 7\ntraced_layers = 0-2\n[policy]\nspec = streaming(window=64)\n"
-      "spec = snapkv(budget=0.5)\n[sim]\nthreads = 2\n"));
+  const Scenario s = load_scenario(
+      write_ini("good.ini",
+                "[model]\npreset = qwen2.5-7b\nkv_bits = 8\n[workload]\nprompt_tokens = 1000\ngenerated_tokens = 10\n"
+                "chunk_tokens = 256\nseed = 7\ntraced_layers = 0-2\n[policy]\nspec = streaming(window=64)\n"
+                "spec = snapkv(budget=0.5)\n[sim]\nthreads = 2\n"));
   EXPECT_EQ(s.model.name, "qwen2.5-7b");
   EXPECT_EQ(s.model.num_layers, 28);
   EXPECT_EQ(s.model.num_q_heads, 28);
@@ -60,7 +60,8 @@ TEST(Scenario, PresetsCarryPublishedShapes) {
   EXPECT_EQ(llama.model.bytes_per_token(), 131072);
   for (const auto& [preset, bytes] : std::vector<std::pair<std::string, std::int64_t>>{
            {"llama-3.1-70b", 327680}, {"qwen2.5-7b", 57344}, {"qwen2.5-14b", 196608}, {"mistral-7b-v0.3", 131072}}) {
-    const Scenario s = load_scenario(write_ini("p.ini", "[model]\npreset = " + preset + "\n[workload]\nprompt_tokens = 8\n"));
+    const Scenario s =
+        load_scenario(write_ini("p.ini", "[model]\npreset = " + preset + "\n[workload]\nprompt_tokens = 8\n"));
     EXPECT_EQ(s.model.bytes_per_token(), bytes) << preset;
   }
 }
@@ -69,8 +70,9 @@ TEST(Scenario, BadInputIsOneClearLine) {
   EXPECT_NE(error_of(std::string(kGood) + "[sim]\nthreds = 2\n").find("unknown key 'sim.threds'"), std::string::npos);
   EXPECT_NE(error_of(std::string(kGood) + "[simulation]\nthreads = 2\n").find("unknown key 'simulation.threads'"),
             std::string::npos);
-  EXPECT_NE(error_of("[model]\npreset = llama-9\n[workload]\nprompt_tokens = 8\n").find("unknown model preset 'llama-9'"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of("[model]\npreset = llama-9\n[workload]\nprompt_tokens = 8\n").find("unknown model preset 'llama-9'"),
+      std::string::npos);
   EXPECT_NE(error_of("[model]\npreset = llama-3.1-8b\n[workload]\nprompt_tokens = lots\n").find("prompt_tokens"),
             std::string::npos);
   EXPECT_NE(error_of("[model]\npreset = llama-3.1-8b\n[workload]\nprompt_tokens = 0\n").find("must be >= 1"),
@@ -93,8 +95,8 @@ TEST(Scenario, BadInputIsOneClearLine) {
 // 32768 for Mistral-7B-v0.3) bounds prompt + generated tokens; a custom model may set it.
 TEST(Scenario, ContextLengthBoundsPromptPlusGenerated) {
   EXPECT_EQ(load_scenario(write_ini("c.ini", kGood)).model.max_position_embeddings, 131072);
-  const Scenario fits = load_scenario(
-      write_ini("c.ini", "[model]\npreset = llama-3.1-8b\n[workload]\nprompt_tokens = 131008\ngenerated_tokens = 64\n"));
+  const Scenario fits = load_scenario(write_ini(
+      "c.ini", "[model]\npreset = llama-3.1-8b\n[workload]\nprompt_tokens = 131008\ngenerated_tokens = 64\n"));
   EXPECT_EQ(fits.prompt_tokens, 131008);
   EXPECT_NE(error_of("[model]\npreset = llama-3.1-8b\n[workload]\nprompt_tokens = 131009\ngenerated_tokens = 64\n")
                 .find("131073 exceed the context length of llama-3.1-8b (max_position_embeddings = 131072)"),

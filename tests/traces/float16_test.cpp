@@ -23,7 +23,7 @@ TEST(TraceFileFloat16, EveryHalfSurvivesWideningAndNarrowing) {
   }
   EXPECT_EQ(float_to_half(65520.0f), 0x7c00u);  // the tie above 65504 goes to (even) infinity
   EXPECT_EQ(float_to_half(-1e9f), 0xfc00u);
-  EXPECT_EQ(float_to_half(std::ldexp(1.0f, -25)), 0u);  // tie between 0 and the smallest subnormal
+  EXPECT_EQ(float_to_half(std::ldexp(1.0f, -25)), 0u);                  // tie between 0 and the smallest subnormal
   EXPECT_EQ(float_to_half(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02u);  // tie, up to the even mantissa
   EXPECT_FALSE(half_is_finite(float_to_half(std::numeric_limits<float>::infinity())));
 }

@@ -86,7 +86,9 @@ TEST(HeadMap, RefusesAModelOfAnotherShape) {
   ModelShape model{"m", 2, 4, 2, 16};
   EXPECT_NO_THROW(map.check_shape(model));
   model.num_kv_heads = 4;
-  EXPECT_NE(error_of([&] { map.check_shape(model); }).find("shape.tsv: head map has 2 layers of 2 KV heads, but model m has 2 layers of 4"),
+  EXPECT_NE(error_of([&] {
+              map.check_shape(model);
+            }).find("shape.tsv: head map has 2 layers of 2 KV heads, but model m has 2 layers of 4"),
             std::string::npos);
   model = ModelShape{"m", 3, 4, 2, 16};
   EXPECT_NE(error_of([&] { map.check_shape(model); }).find("model m has 3 layers"), std::string::npos);
@@ -142,7 +144,8 @@ TEST(HeadMapSynth, Llama31TraceFollowsTheMeasuredMap) {
         EXPECT_TRUE(is_retrieval) << "layer " << layer << " head " << h << " gate " << gate;
       }
       if (gate < boundary) {
-        EXPECT_TRUE(archetype == "sink" || archetype == "local") << "layer " << layer << " head " << h << ": " << archetype;
+        EXPECT_TRUE(archetype == "sink" || archetype == "local")
+            << "layer " << layer << " head " << h << ": " << archetype;
       }
       // And the head behaves so: decode queries of retrieval heads find the needles.
       if (layer % 8 == 3) {
@@ -166,7 +169,8 @@ TEST(HeadMapSynth, NamedCellsAreTakenAsWrittenAndTheTraceRecordsNoMapWithoutOne)
   SynthParams params;
   params.model = ModelShape{"tiny", 2, 4, 2, 32};
   params.prompt_tokens = 256;
-  params.head_map = std::make_shared<HeadMap>(read_head_map(write_map("named.tsv", "diffuse heavy_hitter\nretrieval sink\n")));
+  params.head_map =
+      std::make_shared<HeadMap>(read_head_map(write_map("named.tsv", "diffuse heavy_hitter\nretrieval sink\n")));
   const auto source = make_synthetic_source(params);
   EXPECT_EQ(source->load_layer("0", 0).head_archetypes, (std::vector<std::string>{"diffuse", "heavy_hitter"}));
   EXPECT_EQ(source->load_layer("0", 1).head_archetypes, (std::vector<std::string>{"retrieval", "sink"}));

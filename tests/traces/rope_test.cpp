@@ -88,7 +88,7 @@ TEST(RopeScaling, Llama3HandComputed) {
   for (int i = 0; i < 64; ++i) {
     changed += f[i] != plain[i] ? 1 : 0;
     divided += std::abs(f[i] - plain[i] / 8) <= 1e-15 * plain[i] ? 1 : 0;
-    EXPECT_LE(f[i], plain[i]);            // scaling only ever slows a pair down
+    EXPECT_LE(f[i], plain[i]);  // scaling only ever slows a pair down
     EXPECT_GE(f[i], plain[i] / 8 * (1 - 1e-15));
   }
   EXPECT_EQ(changed, 35);
@@ -127,7 +127,8 @@ TEST(RopeScaling, ValidationNamesTheKey) {
   EXPECT_EQ(validation_error(llama31_scaling()), "");
   RopeScaling r = llama31_scaling();
   r.type = "dynamic";
-  EXPECT_EQ(validation_error(r), "model.ini: rope_scaling_type is 'dynamic'; expected none, linear or llama3 (yarn is not supported)");
+  EXPECT_EQ(validation_error(r),
+            "model.ini: rope_scaling_type is 'dynamic'; expected none, linear or llama3 (yarn is not supported)");
   r.type = "yarn";
   EXPECT_NE(validation_error(r).find("rope_scaling_type = yarn is not supported"), std::string::npos);
   r = llama31_scaling();
@@ -135,8 +136,9 @@ TEST(RopeScaling, ValidationNamesTheKey) {
   EXPECT_EQ(validation_error(r), "model.ini: rope_scaling_factor must be a positive number, got 0");
   r = llama31_scaling();
   r.high_freq_factor.reset();
-  EXPECT_NE(validation_error(r).find("model.ini: rope_scaling_high_freq_factor is missing; rope_scaling_type = llama3 needs"),
-            std::string::npos);
+  EXPECT_NE(
+      validation_error(r).find("model.ini: rope_scaling_high_freq_factor is missing; rope_scaling_type = llama3 needs"),
+      std::string::npos);
   r = llama31_scaling();
   r.high_freq_factor = 1.0;
   EXPECT_NE(validation_error(r).find("rope_scaling_high_freq_factor (1) must be greater than"), std::string::npos);

@@ -185,10 +185,28 @@ TEST_F(TraceFileTest, Float16RoundTripRoundsToHalf) {
   MemorySource source = make_source();
   // Exact in half precision, except: 0.1f (nearest half 0.0999755859375), 1 + 2^-11 (a tie, to
   // even 1.0), 65519 (below the 65520 tie, to 65504) and 1.5 * 2^-25 (to the smallest subnormal).
-  const std::vector<float> chosen = {0.5f, 1.25f, -3.0f, 65504.0f, 0.1f, std::ldexp(1.0f, -14), std::ldexp(1.0f, -24),
-                                     0.0f, 1.0f + std::ldexp(1.0f, -11), 65519.0f, 1.5f * std::ldexp(1.0f, -25)};
-  const std::vector<float> half = {0.5f, 1.25f, -3.0f, 65504.0f, 0.0999755859375f, std::ldexp(1.0f, -14),
-                                   std::ldexp(1.0f, -24), 0.0f, 1.0f, 65504.0f, std::ldexp(1.0f, -24)};
+  const std::vector<float> chosen = {0.5f,
+                                     1.25f,
+                                     -3.0f,
+                                     65504.0f,
+                                     0.1f,
+                                     std::ldexp(1.0f, -14),
+                                     std::ldexp(1.0f, -24),
+                                     0.0f,
+                                     1.0f + std::ldexp(1.0f, -11),
+                                     65519.0f,
+                                     1.5f * std::ldexp(1.0f, -25)};
+  const std::vector<float> half = {0.5f,
+                                   1.25f,
+                                   -3.0f,
+                                   65504.0f,
+                                   0.0999755859375f,
+                                   std::ldexp(1.0f, -14),
+                                   std::ldexp(1.0f, -24),
+                                   0.0f,
+                                   1.0f,
+                                   65504.0f,
+                                   std::ldexp(1.0f, -24)};
   HeadMatrix& first = source.layers.at({"a", 0}).keys[0];
   std::copy(chosen.begin(), chosen.end(), first.data());
   write_trace_file(path_, source, {true, 4});
@@ -212,8 +230,11 @@ TEST_F(TraceFileTest, Float16RoundTripRoundsToHalf) {
 TEST_F(TraceFileTest, Float16RejectsValuesBeyondItsRange) {
   MemorySource source = make_source();
   source.layers.at({"a", 2}).values[1](3, 2) = 70000.0f;
-  expect_input_error([&] { write_trace_file(path_, source, {true, 0}); },
-                     {path_, "/requests/a/layer_2/values", "float16 range"});
+  expect_input_error(
+      [&] {
+        write_trace_file(path_, source, {true, 0});
+      },
+      {path_, "/requests/a/layer_2/values", "float16 range"});
   EXPECT_FALSE(fs::exists(path_));
 }
 

@@ -89,20 +89,21 @@ TEST_F(WorkloadFiles, AzureMonthEndsAndLeapDays) {
                                               "2024-02-28 23:59:59.9999999,1,1\n"
                                               "2024-03-01 00:00:00.0000001,1,1\n");
   EXPECT_EQ(read_azure_csv(path).requests[1].arrival_s, 86400.0000002);
-  const Workload w2 = read_azure_csv(write("n.csv", std::string(kAzureHeader) +
-                                                        "2023-01-31 23:59:59,1,1\n2023-02-01 00:00:00,1,1\n"
-                                                        "2023-02-28 23:00:00,1,1\n2023-03-01 01:00:00,1,1\n"));
+  const Workload w2 =
+      read_azure_csv(write("n.csv", std::string(kAzureHeader) + "2023-01-31 23:59:59,1,1\n2023-02-01 00:00:00,1,1\n"
+                                                                "2023-02-28 23:00:00,1,1\n2023-03-01 01:00:00,1,1\n"));
   EXPECT_EQ(w2.requests[1].arrival_s, 1.0);
   EXPECT_EQ(w2.requests[3].arrival_s - w2.requests[2].arrival_s, 7200.0);
-  const Workload w3 = read_azure_csv(write("c.csv", std::string(kAzureHeader) +
-                                                        "2100-02-28 12:00:00,1,1\n2100-03-01 12:00:00,1,1\n"));
+  const Workload w3 =
+      read_azure_csv(write("c.csv", std::string(kAzureHeader) + "2100-02-28 12:00:00,1,1\n2100-03-01 12:00:00,1,1\n"));
   EXPECT_EQ(w3.requests[1].arrival_s, 86400.0);
   // Across 23 years and six leap days (Python: datetime(2023,11,16,18,15,46,680590) - datetime(2000,1,1)).
-  const Workload w4 = read_azure_csv(write("y.csv", std::string(kAzureHeader) +
-                                                        "2000-01-01 00:00:00,1,1\n2023-11-16 18:15:46.68059,1,1\n"));
+  const Workload w4 = read_azure_csv(
+      write("y.csv", std::string(kAzureHeader) + "2000-01-01 00:00:00,1,1\n2023-11-16 18:15:46.68059,1,1\n"));
   EXPECT_NEAR(w4.requests[1].arrival_s, 753473746.68059, 1e-6);
-  EXPECT_NE(error_of([&] { read_azure_csv(write("f.csv", std::string(kAzureHeader) + "2023-02-29 00:00:00,1,1\n")); })
-                .find("2023-02 has no day 29"),
+  EXPECT_NE(error_of([&] {
+              read_azure_csv(write("f.csv", std::string(kAzureHeader) + "2023-02-29 00:00:00,1,1\n"));
+            }).find("2023-02 has no day 29"),
             std::string::npos);
 }
 
@@ -126,9 +127,9 @@ TEST_F(WorkloadFiles, AzureColumnsByNameCrlfBlankLinesAndFractions) {
 }
 
 TEST_F(WorkloadFiles, AzureEqualTimestampsKeepFileOrder) {
-  const Workload w = read_azure_csv(write("t.csv", std::string(kAzureHeader) +
-                                                       "2023-11-16 18:00:00,5,1\n2023-11-16 18:00:00,6,1\n"
-                                                       "2023-11-16 18:00:00,7,1\n"));
+  const Workload w =
+      read_azure_csv(write("t.csv", std::string(kAzureHeader) + "2023-11-16 18:00:00,5,1\n2023-11-16 18:00:00,6,1\n"
+                                                                "2023-11-16 18:00:00,7,1\n"));
   ASSERT_EQ(w.requests.size(), 3u);
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(w.requests[i].arrival_s, 0.0);
@@ -158,15 +159,25 @@ TEST_F(WorkloadFiles, AzureMalformedInputsNameFileLineAndColumn) {
   const std::string h = kAzureHeader;
   const std::string row = "2023-11-16 18:15:46.6805900,374,44\n";
   const std::vector<BadFile> cases = {
-      {"missing_column.csv", "TIMESTAMP,ContextTokens\n2023-11-16 18:15:46,374\n", {"line 1", "missing column GeneratedTokens"}},
-      {"twice.csv", "TIMESTAMP,ContextTokens,GeneratedTokens,ContextTokens\n", {"line 1", "ContextTokens appears twice"}},
-      {"non_numeric.csv", h + row + "2023-11-16 18:15:47,abc,5\n", {"line 3, column ContextTokens", "whole number", "'abc'"}},
+      {"missing_column.csv",
+       "TIMESTAMP,ContextTokens\n2023-11-16 18:15:46,374\n",
+       {"line 1", "missing column GeneratedTokens"}},
+      {"twice.csv",
+       "TIMESTAMP,ContextTokens,GeneratedTokens,ContextTokens\n",
+       {"line 1", "ContextTokens appears twice"}},
+      {"non_numeric.csv",
+       h + row + "2023-11-16 18:15:47,abc,5\n",
+       {"line 3, column ContextTokens", "whole number", "'abc'"}},
       {"float.csv", h + "2023-11-16 18:15:47,12.5,5\n", {"line 2, column ContextTokens", "'12.5'"}},
       {"negative.csv", h + "2023-11-16 18:15:47,10,-3\n", {"line 2, column GeneratedTokens", ">= 0, got -3"}},
       {"zero_prompt.csv", h + "2023-11-16 18:15:47,0,3\n", {"line 2, column ContextTokens", ">= 1, got 0"}},
-      {"unsorted.csv", h + row + "2023-11-16 18:15:45.0,10,3\n", {"line 3, column TIMESTAMP", "earlier than the previous"}},
+      {"unsorted.csv",
+       h + row + "2023-11-16 18:15:45.0,10,3\n",
+       {"line 3, column TIMESTAMP", "earlier than the previous"}},
       {"huge.csv", h + "2023-11-16 18:15:47,10000001,3\n", {"line 2, column ContextTokens", "too large"}},
-      {"overflow.csv", h + "2023-11-16 18:15:47,5,99999999999999999999999\n", {"line 2, column GeneratedTokens", "too large"}},
+      {"overflow.csv",
+       h + "2023-11-16 18:15:47,5,99999999999999999999999\n",
+       {"line 2, column GeneratedTokens", "too large"}},
       {"empty.csv", "", {"file is empty"}},
       {"blank.csv", "\n  \n\n", {"file is empty"}},
       {"header_only.csv", h, {"no requests after the header"}},
@@ -177,8 +188,9 @@ TEST_F(WorkloadFiles, AzureMalformedInputsNameFileLineAndColumn) {
       {"fields.csv", h + "2023-11-16 18:15:46,5\n", {"line 2", "expected 3 comma-separated fields"}},
       {"blank_then_bad.csv", h + row + "\n\n" + "2023-11-16 18:15:47,x,1\n", {"line 5, column ContextTokens"}},
   };
-  expect_refused(cases, [&](const BadFile& c) { return write(c.name, c.text); },
-                 [](const std::string& path) { read_azure_csv(path); });
+  expect_refused(
+      cases, [&](const BadFile& c) { return write(c.name, c.text); },
+      [](const std::string& path) { read_azure_csv(path); });
   EXPECT_NE(error_of([&] { read_azure_csv((dir_ / "absent.csv").string()); }).find("absent.csv: cannot open"),
             std::string::npos);
   EXPECT_NE(error_of([&] { read_azure_csv(dir_.string()); }).find("is a folder"), std::string::npos);
@@ -231,13 +243,15 @@ TEST_F(WorkloadFiles, MooncakeReadmeExample) {
 }
 
 TEST_F(WorkloadFiles, MooncakeToleratesUnknownKeysSpacingAndBlankLines) {
-  const std::string path = write("u.jsonl",
-                                 "\n"
-                                 "  {\"hash_ids\":[],\"note\":\"a \\\"quoted\\\" \\u00e9 text\",\"flags\":[true,null,\"x\"],"
-                                 "\"output_length\":0,\"score\":-1.5e3,\"input_length\":1,\"timestamp\":1000.5}  \r\n"
-                                 "\n"
-                                 "{\"timestamp\": 2000, \"input_length\": 1025, \"output_length\": 7, \"hash_ids\": [0, 18446744073709551615, 0]}\n"
-                                 "{\"timestamp\": 2000, \"input_length\": 3, \"output_length\": 1, \"hash_ids\": [0]}");  // no final newline
+  const std::string path =
+      write("u.jsonl",
+            "\n"
+            "  {\"hash_ids\":[],\"note\":\"a \\\"quoted\\\" \\u00e9 text\",\"flags\":[true,null,\"x\"],"
+            "\"output_length\":0,\"score\":-1.5e3,\"input_length\":1,\"timestamp\":1000.5}  \r\n"
+            "\n"
+            "{\"timestamp\": 2000, \"input_length\": 1025, \"output_length\": 7, \"hash_ids\": [0, "
+            "18446744073709551615, 0]}\n"
+            "{\"timestamp\": 2000, \"input_length\": 3, \"output_length\": 1, \"hash_ids\": [0]}");  // no final newline
   const Workload w = read_mooncake_jsonl(path);
   ASSERT_EQ(w.requests.size(), 3u);
   EXPECT_EQ(w.requests[0].output_tokens, 1);
@@ -252,28 +266,35 @@ TEST_F(WorkloadFiles, MooncakeToleratesUnknownKeysSpacingAndBlankLines) {
 TEST_F(WorkloadFiles, MooncakeMalformedInputsNameFileLineAndKey) {
   const std::string good = "{\"timestamp\": 0, \"input_length\": 600, \"output_length\": 5, \"hash_ids\": [1, 2]}\n";
   const auto line = [](const std::string& ts, const std::string& in, const std::string& out, const std::string& ids) {
-    return "{\"timestamp\": " + ts + ", \"input_length\": " + in + ", \"output_length\": " + out + ", \"hash_ids\": " +
-           ids + "}\n";
+    return "{\"timestamp\": " + ts + ", \"input_length\": " + in + ", \"output_length\": " + out +
+           ", \"hash_ids\": " + ids + "}\n";
   };
   const std::vector<BadFile> cases = {
-      {"missing_key.jsonl", good + "{\"timestamp\": 1, \"input_length\": 5, \"hash_ids\": []}\n",
+      {"missing_key.jsonl",
+       good + "{\"timestamp\": 1, \"input_length\": 5, \"hash_ids\": []}\n",
        {"line 2", "missing key \"output_length\""}},
-      {"missing_hashes.jsonl", "{\"timestamp\": 1, \"input_length\": 5, \"output_length\": 2}\n",
+      {"missing_hashes.jsonl",
+       "{\"timestamp\": 1, \"input_length\": 5, \"output_length\": 2}\n",
        {"line 1", "missing key \"hash_ids\""}},
       {"string_length.jsonl", line("0", "\"6955\"", "5", "[]"), {"line 1, key \"input_length\"", "expected a number"}},
-      {"fraction_length.jsonl", line("0", "69.5", "5", "[]"), {"line 1, key \"input_length\"", "whole number", "'69.5'"}},
+      {"fraction_length.jsonl",
+       line("0", "69.5", "5", "[]"),
+       {"line 1, key \"input_length\"", "whole number", "'69.5'"}},
       {"negative_output.jsonl", line("0", "10", "-1", "[]"), {"line 1, key \"output_length\"", ">= 0, got -1"}},
       {"zero_input.jsonl", good + line("1", "0", "5", "[]"), {"line 2, key \"input_length\"", ">= 1, got 0"}},
-      {"unsorted.jsonl", line("500", "10", "5", "[]") + line("499", "10", "5", "[]"),
+      {"unsorted.jsonl",
+       line("500", "10", "5", "[]") + line("499", "10", "5", "[]"),
        {"line 2, key \"timestamp\"", "earlier than the previous request's '500'"}},
       {"huge_input.jsonl", line("0", "20000000", "5", "[]"), {"line 1, key \"input_length\"", "too large"}},
       {"infinite_time.jsonl", line("1e999", "10", "5", "[]"), {"line 1, key \"timestamp\"", "finite"}},
       {"negative_time.jsonl", line("-5", "10", "5", "[]"), {"line 1, key \"timestamp\"", "[0, 1e13]"}},
       {"empty.jsonl", "", {"file is empty"}},
       {"blank.jsonl", "\n\n", {"file is empty"}},
-      {"truncated.jsonl", good + "{\"timestamp\": 5, \"input_length\": 10, \"outp",
+      {"truncated.jsonl",
+       good + "{\"timestamp\": 5, \"input_length\": 10, \"outp",
        {"line 2", "truncated JSON object"}},
-      {"truncated_array.jsonl", good + "{\"timestamp\": 5, \"input_length\": 10, \"output_length\": 3, \"hash_ids\": [1, 2",
+      {"truncated_array.jsonl",
+       good + "{\"timestamp\": 5, \"input_length\": 10, \"output_length\": 3, \"hash_ids\": [1, 2",
        {"line 2", "truncated JSON object"}},
       {"negative_id.jsonl", line("0", "600", "5", "[1, -2]"), {"line 1, key \"hash_ids\"", "element 1", "'-2'"}},
       {"string_id.jsonl", line("0", "600", "5", "[1, \"2\"]"), {"line 1, key \"hash_ids\"", "element 1"}},
@@ -281,13 +302,16 @@ TEST_F(WorkloadFiles, MooncakeMalformedInputsNameFileLineAndKey) {
       {"nested.jsonl", "{\"timestamp\": 0, \"meta\": {\"a\": 1}}\n", {"line 1", "nested objects are not supported"}},
       {"nested_array.jsonl", "{\"timestamp\": 0, \"m\": [[1]]}\n", {"line 1", "nested arrays"}},
       {"duplicate.jsonl", "{\"timestamp\": 0, \"timestamp\": 1}\n", {"line 1", "key \"timestamp\" appears twice"}},
-      {"trailing.jsonl", good + good.substr(0, good.size() - 1) + " x\n", {"line 2", "character 79", "end of the line"}},
+      {"trailing.jsonl",
+       good + good.substr(0, good.size() - 1) + " x\n",
+       {"line 2", "character 79", "end of the line"}},
       {"not_json.jsonl", "timestamp,input_length\n", {"line 1", "character 1", "expected '{'"}},
       {"leading_zero.jsonl", line("007", "10", "5", "[]"), {"line 1", "must not start with 0"}},
       {"bad_escape.jsonl", "{\"a\\q\": 1}\n", {"line 1", "an escape"}},
   };
-  expect_refused(cases, [&](const BadFile& c) { return write(c.name, c.text); },
-                 [](const std::string& path) { read_mooncake_jsonl(path); });
+  expect_refused(
+      cases, [&](const BadFile& c) { return write(c.name, c.text); },
+      [](const std::string& path) { read_mooncake_jsonl(path); });
 }
 
 TEST_F(WorkloadFiles, MooncakeLimits) {
@@ -297,8 +321,9 @@ TEST_F(WorkloadFiles, MooncakeLimits) {
   EXPECT_EQ(read_mooncake_jsonl(path, two).requests.size(), 2u);
   WorkloadLimits cap;
   cap.max_prompt_tokens = 6500;
-  EXPECT_NE(error_of([&] { read_mooncake_jsonl(path, cap); })
-                .find("l.jsonl line 1, key \"input_length\": prompt of 6955 tokens exceeds the limit of 6500"),
+  EXPECT_NE(error_of([&] {
+              read_mooncake_jsonl(path, cap);
+            }).find("l.jsonl line 1, key \"input_length\": prompt of 6955 tokens exceeds the limit of 6500"),
             std::string::npos);
 }
 
@@ -340,10 +365,12 @@ TEST_F(WorkloadFiles, LoadWorkloadDispatchesOnTheName) {
   const Workload synthetic = load_workload(" poisson(rate=2, requests=3) ", "", 9, {}, "test");
   EXPECT_EQ(synthetic.requests.size(), 3u);
   EXPECT_EQ(synthetic.seed, 9u);
-  EXPECT_NE(error_of([&] { load_workload("trace.txt", "", 1, {}, "s.ini: [workload] trace"); })
-                .find("s.ini: [workload] trace: workload spec 'trace.txt': unknown workload 'trace.txt'"),
+  EXPECT_NE(error_of([&] {
+              load_workload("trace.txt", "", 1, {}, "s.ini: [workload] trace");
+            }).find("s.ini: [workload] trace: workload spec 'trace.txt': unknown workload 'trace.txt'"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { load_workload("", "", 1, {}, "s.ini"); }).find("s.ini: no workload given"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_workload("", "", 1, {}, "s.ini"); }).find("s.ini: no workload given"),
+            std::string::npos);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -351,7 +378,8 @@ TEST_F(WorkloadFiles, LoadWorkloadDispatchesOnTheName) {
 
 std::vector<double> gaps_of(const Workload& w) {
   std::vector<double> gaps;
-  for (std::size_t i = 1; i < w.requests.size(); ++i) gaps.push_back(w.requests[i].arrival_s - w.requests[i - 1].arrival_s);
+  for (std::size_t i = 1; i < w.requests.size(); ++i)
+    gaps.push_back(w.requests[i].arrival_s - w.requests[i - 1].arrival_s);
   return gaps;
 }
 
@@ -377,7 +405,8 @@ TEST(SyntheticWorkload, CanonicalSourceAndDefaults) {
   EXPECT_EQ(w.prefix_block_tokens, 0);
   ASSERT_EQ(w.requests.size(), 10u);
   EXPECT_EQ(w.requests[0].arrival_s, 0.0);
-  const Workload g = make_synthetic_workload("gamma(rate=2.5, cv=0.5, requests=4, prompt_mean=100, prompt_cv=0)", 3, "");
+  const Workload g =
+      make_synthetic_workload("gamma(rate=2.5, cv=0.5, requests=4, prompt_mean=100, prompt_cv=0)", 3, "");
   EXPECT_EQ(g.source,
             "gamma(rate=2.5, cv=0.5, requests=4, prompt_mean=100, prompt_cv=0, prompt_max=8192, output_mean=200, "
             "output_cv=1, output_max=2048)");
@@ -457,12 +486,16 @@ TEST(SyntheticWorkload, LognormalLengthsHaveTheRequestedMean) {
   EXPECT_NEAR(o.mean, 50, 50 * 0.02);
   EXPECT_NEAR(o.cv, 0.5, 0.05);
   // cv = 0 gives constant lengths; a max below the mean is refused; clipping keeps [1, max].
-  const Workload constant = make_synthetic_workload("poisson(rate=1, requests=20, prompt_cv=0, prompt_mean=300.4, output_cv=0, output_mean=7)", 5, "");
+  const Workload constant = make_synthetic_workload(
+      "poisson(rate=1, requests=20, prompt_cv=0, prompt_mean=300.4, output_cv=0, output_mean=7)", 5, "");
   for (const WorkloadRequest& r : constant.requests) {
     EXPECT_EQ(r.prompt_tokens, 300);
     EXPECT_EQ(r.output_tokens, 7);
   }
-  const Workload clipped = make_synthetic_workload("poisson(rate=1, requests=2000, prompt_mean=64, prompt_cv=3, prompt_max=100, output_mean=1, output_cv=5, output_max=3)", 5, "");
+  const Workload clipped = make_synthetic_workload(
+      "poisson(rate=1, requests=2000, prompt_mean=64, prompt_cv=3, prompt_max=100, output_mean=1, output_cv=5, "
+      "output_max=3)",
+      5, "");
   std::int64_t at_max = 0, at_one = 0;
   for (const WorkloadRequest& r : clipped.requests) {
     EXPECT_GE(r.prompt_tokens, 1);
@@ -518,8 +551,9 @@ TEST(SyntheticWorkload, BadSpecsNameTheSpecAndKey) {
   }
   WorkloadLimits cap;
   cap.max_prompt_tokens = 4096;
-  EXPECT_NE(error_of([&] { make_synthetic_workload("poisson(rate=5, requests=5)", 1, "", cap); })
-                .find("prompt_max=8192 exceeds the limit of 4096"),
+  EXPECT_NE(error_of([&] {
+              make_synthetic_workload("poisson(rate=5, requests=5)", 1, "", cap);
+            }).find("prompt_max=8192 exceeds the limit of 4096"),
             std::string::npos);
 }
 

@@ -5,10 +5,10 @@
 
 #include "hw/cost_model.h"
 #include "hw/hardware.h"
-#include "traces/model_presets.h"
 #include "hw/hierarchy.h"
 #include "tools/kvsim/command_line.h"
 #include "tools/kvsim/commands.h"
+#include "traces/model_presets.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/units.h"
@@ -23,15 +23,18 @@ void print_hardware(const Hierarchy& hierarchy) {
   const Hardware& hw = hierarchy.hardware();
   const Device& d = hw.device;
   std::cout << d.name << ": " << format_quantity(d.flops_per_s_bf16, UnitKind::kFlopsPerSecond) << " BF16";
-  if (d.flops_per_s_fp8 > 0) std::cout << ", " << format_quantity(d.flops_per_s_fp8, UnitKind::kFlopsPerSecond) << " FP8";
+  if (d.flops_per_s_fp8 > 0)
+    std::cout << ", " << format_quantity(d.flops_per_s_fp8, UnitKind::kFlopsPerSecond) << " FP8";
   std::cout << " (dense); efficiency compute " << d.compute_efficiency << ", memory " << d.memory_efficiency;
-  if (d.tp_bytes_per_s > 0) std::cout << "; TP link " << format_quantity(d.tp_bytes_per_s, UnitKind::kBytesPerSecond) << "/dir";
+  if (d.tp_bytes_per_s > 0)
+    std::cout << "; TP link " << format_quantity(d.tp_bytes_per_s, UnitKind::kBytesPerSecond) << "/dir";
   std::cout << "; small kernels per layer per pass: max(" << format_quantity(d.layer_overhead_s, UnitKind::kSeconds);
-  if (d.activation_efficiency > 0) std::cout << ", activation bytes at " << d.activation_efficiency << " of HBM bandwidth";
+  if (d.activation_efficiency > 0)
+    std::cout << ", activation bytes at " << d.activation_efficiency << " of HBM bandwidth";
   std::cout << ")";
   for (const Device::AllReduce& a : d.allreduce) {
-    std::cout << "; all-reduce TP" << a.workers << " " << format_quantity(a.latency_s, UnitKind::kSeconds) << " + bytes / "
-              << format_quantity(a.bytes_per_s, UnitKind::kBytesPerSecond);
+    std::cout << "; all-reduce TP" << a.workers << " " << format_quantity(a.latency_s, UnitKind::kSeconds)
+              << " + bytes / " << format_quantity(a.bytes_per_s, UnitKind::kBytesPerSecond);
   }
   if (d.cpu_overhead_s > 0 || d.cpu_overhead_tp_s > 0 || d.cpu_overhead_per_request_s > 0) {
     std::cout << "; CPU per iteration " << format_quantity(d.cpu_overhead_s, UnitKind::kSeconds) << " (+"
@@ -81,7 +84,8 @@ int hw_cost(const Hardware& hw, const po::variables_map& v) {
   if (!v.count("model")) fail_input("kvsim hw cost", "missing --model PRESET");
   const ModelShape model = load_model_preset(v["model"].as<std::string>());
   const int tp = v["tp"].as<int>();
-  const auto tokens_list = v.count("tokens") ? v["tokens"].as<std::vector<std::int64_t>>() : std::vector<std::int64_t>{1, 128, 1024, 8192};
+  const auto tokens_list =
+      v.count("tokens") ? v["tokens"].as<std::vector<std::int64_t>>() : std::vector<std::int64_t>{1, 128, 1024, 8192};
   const std::int64_t context = v["context"].as<std::int64_t>();
   const int batch = v["batch"].as<int>();
   if (batch < 1) fail_input("kvsim hw cost --batch", "must be >= 1");
@@ -93,7 +97,8 @@ int hw_cost(const Hardware& hw, const po::variables_map& v) {
   }
   const CostModel cost(priced, model, tp, "kvsim hw cost");
   const double heads = static_cast<double>(model.num_layers) * model.num_kv_heads;
-  std::cout << "tokens,context,tp,pass_s,compute_s,memory_s,communication_s,bound,linear_layer_s,batch,overhead_s,cpu_s\n";
+  std::cout
+      << "tokens,context,tp,pass_s,compute_s,memory_s,communication_s,bound,linear_layer_s,batch,overhead_s,cpu_s\n";
   for (std::int64_t tokens : tokens_list) {
     if (tokens < 1) fail_input("kvsim hw cost --tokens", "must be >= 1");
     // `batch` requests in one pass, each a chunk of `tokens` after `context` cached tokens, full attention.
@@ -106,9 +111,10 @@ int hw_cost(const Hardware& hw, const po::variables_map& v) {
     w.kv_written_entries = w.tokens * heads;
     w.attention_entry_steps = b * heads * (static_cast<double>(context) * tokens + tokens * (tokens + 1.0) / 2);
     const PassCost c = cost.pass_cost(w);
-    std::cout << tokens << "," << context << "," << tp << "," << c.time_s << "," << c.compute_s << "," << c.memory_s << ","
-              << c.communication_s << "," << bound_name(c.bound) << "," << cost.linear_layer_time_s(static_cast<double>(tokens)) << ","
-              << batch << "," << c.overhead_s << "," << c.cpu_s << "\n";
+    std::cout << tokens << "," << context << "," << tp << "," << c.time_s << "," << c.compute_s << "," << c.memory_s
+              << "," << c.communication_s << "," << bound_name(c.bound) << ","
+              << cost.linear_layer_time_s(static_cast<double>(tokens)) << "," << batch << "," << c.overhead_s << ","
+              << c.cpu_s << "\n";
   }
   return 0;
 }
@@ -117,6 +123,7 @@ int cmd_hw(const Args& args) {
   po::options_description options(
       "kvsim hw show PRESET [--attach NAME]... [--dot FILE] | kvsim hw list |\n"
       "kvsim hw cost PRESET --model M [--tokens N,...] [--context C] [--tp T] [--batch B] [--cpu-overhead on|off]");
+  // clang-format off
   options.add_options()
       ("help,h", "show this help")
       ("action", po::value<std::string>(), "show | list")
@@ -131,6 +138,7 @@ int cmd_hw(const Args& args) {
       ("batch", po::value<int>()->default_value(1), "cost: requests in the pass, each with --tokens after --context")
       ("cpu-overhead", po::value<std::string>()->default_value("on"),
        "cost: on (the preset's per-iteration CPU time) or off (an engine without it)");
+  // clang-format on
   po::positional_options_description positional;
   positional.add("action", 1).add("preset", 1);
   const po::variables_map v = parse_command_line(args, options, positional, "kvsim hw");
@@ -139,7 +147,8 @@ int cmd_hw(const Args& args) {
     fail_input("kvsim hw", "missing action: show PRESET, list or cost PRESET (kvsim hw --help)");
   }
   if (v.count("help")) {
-    std::cout << options << "\nExamples:\n  kvsim hw list\n  kvsim hw show h100-sxm --attach host-ddr5 --attach cxl-gen5\n"
+    std::cout << options
+              << "\nExamples:\n  kvsim hw list\n  kvsim hw show h100-sxm --attach host-ddr5 --attach cxl-gen5\n"
                  "  kvsim hw show gh200 --dot gh200.dot && dot -Tpng gh200.dot -o gh200.png\n"
                  "  kvsim hw cost h100-sxm --model llama-3.1-8b --tokens 1 2048 --context 8192\n";
     return 0;
@@ -152,7 +161,8 @@ int cmd_hw(const Args& args) {
     std::cout << "\n";
     return 0;
   }
-  if (action != "show" && action != "cost") fail_input("kvsim hw", "unknown action '" + action + "' (expected show, list or cost)");
+  if (action != "show" && action != "cost")
+    fail_input("kvsim hw", "unknown action '" + action + "' (expected show, list or cost)");
   if (!v.count("preset")) fail_input("kvsim hw show", "missing PRESET (kvsim hw list shows them)");
   const auto attach = v.count("attach") ? v["attach"].as<std::vector<std::string>>() : std::vector<std::string>{};
   if (action == "cost") return hw_cost(load_hardware(v["preset"].as<std::string>(), attach), v);

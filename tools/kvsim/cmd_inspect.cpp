@@ -83,7 +83,8 @@ void print_rope_frequencies(const ModelShape& m) {
   std::cout << "rope frequencies (pair, inv_freq, unscaled inv_freq, wavelength in tokens):\n";
   for (std::size_t i = 0; i < scaled.size(); ++i) {
     char line[160];
-    std::snprintf(line, sizeof line, "  %zu %.17g %.17g %.6g\n", i, scaled[i], plain[i], 2.0 * std::numbers::pi / scaled[i]);
+    std::snprintf(line, sizeof line, "  %zu %.17g %.17g %.6g\n", i, scaled[i], plain[i],
+                  2.0 * std::numbers::pi / scaled[i]);
     std::cout << line;
   }
 }
@@ -105,7 +106,8 @@ void print_header(const std::string& path, const TraceHeader& header) {
             << number_text(m.rope_theta) << ", GQA group " << m.group_size() << "\n"
             << "rope scaling:  " << rope_scaling_summary(m) << "\n";
   const std::vector<std::int64_t> layers(header.traced_layers.begin(), header.traced_layers.end());
-  std::cout << "traced layers: " << runs_text(layers, layers.size()) << " (" << layers.size() << " of " << m.num_layers << ")\n"
+  std::cout << "traced layers: " << runs_text(layers, layers.size()) << " (" << layers.size() << " of " << m.num_layers
+            << ")\n"
             << "requests:      " << header.requests.size() << "\n";
 }
 
@@ -113,11 +115,13 @@ void print_header(const std::string& path, const TraceHeader& header) {
 
 int cmd_inspect(const Args& args) {
   po::options_description options("kvsim inspect FILE.h5 [options]");
+  // clang-format off
   options.add_options()
       ("help,h", "show this help")
       ("file", po::value<std::string>(), "HDF5 trace file (format v1)")
       ("rope-frequencies", "also print the RoPE frequency of every rotary pair (rope_theta and rope_scaling applied)")
       ("quiet,q", "no progress output on stderr");
+  // clang-format on
   po::positional_options_description positional;
   positional.add("file", 1);
   const po::variables_map v = parse_command_line(args, options, positional, "kvsim inspect");
@@ -152,7 +156,8 @@ int cmd_inspect(const Args& args) {
     for (const int layer : header.traced_layers) {
       lines.push_back(layer_summary(source->load_layer(request.id, layer)));
       ++done;
-      if (!quiet) std::cerr << "checked request " << request.id << " layer " << layer << " (" << done << "/" << total << ")\n";
+      if (!quiet)
+        std::cerr << "checked request " << request.id << " layer " << layer << " (" << done << "/" << total << ")\n";
     }
   }
 
@@ -173,7 +178,8 @@ int cmd_inspect(const Args& args) {
       while (last + 1 < lines.size() && lines[last + 1] == lines[first]) ++last;
       const std::vector<std::int64_t> layers(header.traced_layers.begin() + static_cast<std::ptrdiff_t>(first),
                                              header.traced_layers.begin() + static_cast<std::ptrdiff_t>(last) + 1);
-      std::cout << "  " << (first == last ? "layer " : "layers ") << runs_text(layers, layers.size()) << ": " << lines[first] << "\n";
+      std::cout << "  " << (first == last ? "layer " : "layers ") << runs_text(layers, layers.size()) << ": "
+                << lines[first] << "\n";
       first = last + 1;
     }
   }

@@ -13,10 +13,12 @@ namespace po = boost::program_options;
 
 int cmd_merge(const Args& args) {
   po::options_description options("kvsim merge DIR1 DIR2 ... --out DIR");
+  // clang-format off
   options.add_options()
       ("help,h", "show this help")
       ("inputs", po::value<std::vector<std::string>>(), "sweep folders written by kvsim sweep --shard i/N")
       ("out,o", po::value<std::string>(), "output folder (created; may be one of the inputs)");
+  // clang-format on
   po::positional_options_description positional;
   positional.add("inputs", -1);
   const po::variables_map v = parse_command_line(args, options, positional, "kvsim merge");
@@ -37,7 +39,8 @@ int cmd_merge(const Args& args) {
   const std::string out = v["out"].as<std::string>();
   const MergeSummary summary = merge_sweep_dirs(v["inputs"].as<std::vector<std::string>>(), out);
   std::cout << out << "/results.csv, results.h5: " << summary.scenarios << " scenarios, " << summary.rows << " rows";
-  if (summary.duplicates > 0) std::cout << " (" << summary.duplicates << " scenarios found in more than one folder, identical)";
+  if (summary.duplicates > 0)
+    std::cout << " (" << summary.duplicates << " scenarios found in more than one folder, identical)";
   std::cout << "\n";
   return 0;
 }

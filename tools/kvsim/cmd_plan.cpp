@@ -6,16 +6,16 @@
 #include <iomanip>
 #include <iostream>
 
-#include "sim/serving/capacity_plan.h"
 #include "sim/scenario.h"
+#include "sim/serving/capacity_plan.h"
 #include "tools/kvsim/command_line.h"
 #include "tools/kvsim/commands.h"
 #include "tools/kvsim/progress.h"
 #include "util/atomic_file.h"
 #include "util/atomic_folder.h"
 #include "util/error.h"
-#include "util/output_guard.h"
 #include "util/json.h"
+#include "util/output_guard.h"
 
 namespace kvsim::cli {
 
@@ -78,6 +78,7 @@ void write_plan(const std::string& dir, const Scenario& s, const PlanOptions& op
 
 int cmd_plan(const Args& args) {
   po::options_description options("kvsim plan SCENARIO.ini --slo ttft_p99=2s,tpot_p99=100ms [options]");
+  // clang-format off
   options.add_options()
       ("help,h", "show this help")
       ("scenario", po::value<std::string>(), "serving scenario INI file (with [workload] arrivals)")
@@ -89,6 +90,7 @@ int cmd_plan(const Args& args) {
       ("out,o", po::value<std::string>(), "also write DIR/plan.json")
       ("no-cache", "serving: measure every retention profile, reading and writing no cache (as [sim] cache_dir = none)")
       ("quiet,q", "no progress output on stderr");
+  // clang-format on
   po::positional_options_description positional;
   positional.add("scenario", 1);
   const po::variables_map v = parse_command_line(args, options, positional, "kvsim plan");
@@ -127,7 +129,8 @@ int cmd_plan(const Args& args) {
 
   Scenario scenario = load_scenario(v["scenario"].as<std::string>());
   if (!scenario.serving_mode()) {
-    fail_input(scenario.path, "kvsim plan needs a serving scenario: add [workload] arrivals = FILE.csv|FILE.jsonl|poisson(...)");
+    fail_input(scenario.path,
+               "kvsim plan needs a serving scenario: add [workload] arrivals = FILE.csv|FILE.jsonl|poisson(...)");
   }
   if (v.count("no-cache")) scenario.cache_dir = "none";
   if (v.count("max-requests")) {
@@ -135,14 +138,16 @@ int cmd_plan(const Args& args) {
     if (scenario.max_requests < 1) fail_input("kvsim plan --max-requests", "must be >= 1");
   }
   if (plan.axis == PlanAxis::kConcurrency) scenario.concurrency = std::max(scenario.concurrency, 1);
-  std::vector<std::string> presets =
-      v.count("hardware") ? split_list(v["hardware"].as<std::string>()) : std::vector<std::string>{scenario.hardware_preset};
-  if (presets.empty()) fail_input("kvsim plan --hardware", "expected a comma-separated list of presets (kvsim hw list)");
+  std::vector<std::string> presets = v.count("hardware") ? split_list(v["hardware"].as<std::string>())
+                                                         : std::vector<std::string>{scenario.hardware_preset};
+  if (presets.empty())
+    fail_input("kvsim plan --hardware", "expected a comma-separated list of presets (kvsim hw list)");
   if (v.count("out")) {
     const std::filesystem::path out(v["out"].as<std::string>());
     const auto parent = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
     std::error_code ec;
-    if (!std::filesystem::is_directory(parent, ec)) fail_input(out.string(), "--out: folder " + parent.string() + " does not exist");
+    if (!std::filesystem::is_directory(parent, ec))
+      fail_input(out.string(), "--out: folder " + parent.string() + " does not exist");
     std::vector<std::string> inputs = scenario_input_files(scenario);
     for (const std::string& preset : presets) inputs.push_back(preset);  // a path when it ends in .ini
     refuse_folder_over_inputs(out.string(), inputs, "--out");

@@ -39,6 +39,7 @@ bool directly_in(const std::string& file, const std::string& dir) {
 
 int cmd_run(const Args& args) {
   po::options_description options("kvsim run SCENARIO.ini --out DIR [options]");
+  // clang-format off
   options.add_options()
       ("help,h", "show this help")
       ("scenario", po::value<std::string>(), "scenario INI file")
@@ -48,6 +49,7 @@ int cmd_run(const Args& args) {
       ("threads", po::value<int>(), "override [sim] threads (0: all cores; at most 1024, and their stacks (4 MiB each) within --max-memory)")
       ("no-cache", "serving: measure every retention profile, reading and writing no cache (as [sim] cache_dir = none)")
       ("quiet,q", "no progress output on stderr");
+  // clang-format on
   po::positional_options_description positional;
   positional.add("scenario", 1);
   const po::variables_map v = parse_command_line(args, options, positional, "kvsim run");
@@ -97,7 +99,8 @@ int cmd_run(const Args& args) {
   const auto progress = elapsed_log(quiet);
   if (scenario.serving_mode()) {
     if (v.count("save-kept") || v.count("timeline")) {
-      fail_input(scenario.path, "--save-kept and --timeline are for single-request scenarios (this one has [workload] arrivals)");
+      fail_input(scenario.path,
+                 "--save-kept and --timeline are for single-request scenarios (this one has [workload] arrivals)");
     }
     const ServingStudy study(scenario, progress, warning_log());
     progress("simulating " + std::to_string(study.workload().requests.size()) + " requests x " +
@@ -124,8 +127,7 @@ int cmd_run(const Args& args) {
   folder.commit();
 
   std::cout << run.model.name << ", prompt " << run.request.prompt_tokens << " + generated "
-            << run.request.generated_tokens << " tokens, chunk "
-            << run.plan.chunk_tokens << ", "
+            << run.request.generated_tokens << " tokens, chunk " << run.plan.chunk_tokens << ", "
             << run.traced_layers.size() << "/" << run.model.num_layers << " layers traced (" << run.trace_source
             << ")\n";
   print_run_table(std::cout, run);

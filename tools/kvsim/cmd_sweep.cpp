@@ -1,11 +1,11 @@
 // kvsim sweep: many scenarios from one sweep file, in parallel, resumable, shardable.
+#include <tbb/info.h>
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <charconv>
 #include <chrono>
 #include <iostream>
 #include <set>
-#include <tbb/info.h>
 
 #include "sim/sweep/expand.h"
 #include "sim/sweep/run.h"
@@ -77,7 +77,8 @@ void list_scenarios(const Sweep& sweep) {
     line = sweep.folder_name(s.index);
     line += "  seed ";
     line += s.seed;
-    for (std::size_t c = 0; c < sweep.columns.size(); ++c) line += "  " + sweep.columns[c] + "=" + sweep.value(s.index, c);
+    for (std::size_t c = 0; c < sweep.columns.size(); ++c)
+      line += "  " + sweep.columns[c] + "=" + sweep.value(s.index, c);
     line += '\n';
     std::cout << line;
   }
@@ -87,6 +88,7 @@ void list_scenarios(const Sweep& sweep) {
 
 int cmd_sweep(const Args& args) {
   po::options_description options("kvsim sweep SWEEP.ini --out DIR [options]");
+  // clang-format off
   options.add_options()
       ("help,h", "show this help (and the sweep file syntax)")
       ("sweep", po::value<std::string>(), "sweep INI file")
@@ -95,6 +97,7 @@ int cmd_sweep(const Args& args) {
       ("jobs,j", po::value<int>(), "threads in all, shared by the scenarios running at once (default: all cores; 1 to 1024, and their stacks (4 MiB each) within --max-memory)")
       ("list", "print the expanded scenarios (index, hash, seed, swept values) and exit")
       ("quiet,q", "no progress output on stderr");
+  // clang-format on
   po::positional_options_description positional;
   positional.add("sweep", 1);
   const po::variables_map v = parse_command_line(args, options, positional, "kvsim sweep");
@@ -168,8 +171,8 @@ int cmd_sweep(const Args& args) {
     row_count += rows.back().rows.size();
   }
   write_sweep_results(dir, sweep, rows);
-  std::cout << dir << "/results.csv, results.h5: " << sweep.scenarios.size() << " scenarios, " << row_count
-            << " rows (" << pending.size() << " scenarios run now, " << format_duration(seconds) << ")\n";
+  std::cout << dir << "/results.csv, results.h5: " << sweep.scenarios.size() << " scenarios, " << row_count << " rows ("
+            << pending.size() << " scenarios run now, " << format_duration(seconds) << ")\n";
   return 0;
 }
 

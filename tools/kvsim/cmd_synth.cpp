@@ -5,10 +5,10 @@
 #include <iostream>
 #include <sstream>
 
-#include "traces/head_map.h"
-#include "traces/model_presets.h"
 #include "tools/kvsim/commands.h"
+#include "traces/head_map.h"
 #include "traces/layer_list.h"
+#include "traces/model_presets.h"
 #include "traces/synth.h"
 #include "traces/trace_file.h"
 #include "util/error.h"
@@ -73,6 +73,7 @@ int cmd_synth(const Args& args) {
   std::int64_t chunk_tokens = 0, window = 0;
   TraceWriteOptions write;
   po::options_description options("options");
+  // clang-format off
   options.add_options()
       ("help,h", "show this help")
       ("model", po::value(&model)->default_value(model), "model preset (configs/models/NAME.ini) or an .ini path")
@@ -96,6 +97,7 @@ int cmd_synth(const Args& args) {
       ("float16", po::bool_switch(&write.float16), "store K/V/Q as float16 (default float32)")
       ("gzip", po::value(&write.gzip_level)->default_value(0), "gzip level 0-9 (0: none)")
       ("out", po::value(&out)->required(), "output file (.h5, required)");
+  // clang-format on
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(args).options(options).run(), vm);
@@ -144,10 +146,10 @@ int cmd_synth(const Args& args) {
   });
   std::error_code ec;
   const auto bytes = std::filesystem::file_size(out, ec);
-  std::cout << "wrote " << out << ": " << params.model.name << ", " << total << " layers, "
-            << params.prompt_tokens << "+" << params.generated_tokens << " tokens, seed " << params.seed
-            << ", rope scaling " << params.model.rope_scaling.text() << ", "
-            << (ec ? std::string("size unknown") : mebibytes(bytes)) << "\n";
+  std::cout << "wrote " << out << ": " << params.model.name << ", " << total << " layers, " << params.prompt_tokens
+            << "+" << params.generated_tokens << " tokens, seed " << params.seed << ", rope scaling "
+            << params.model.rope_scaling.text() << ", " << (ec ? std::string("size unknown") : mebibytes(bytes))
+            << "\n";
   return 0;
 }
 

@@ -96,12 +96,14 @@ std::int64_t parse_count_option(const po::variables_map& v, const std::string& n
 
 int cmd_workload(const Args& args) {
   po::options_description options("kvsim workload FILE_OR_SPEC [options]");
+  // clang-format off
   options.add_options()
       ("help,h", "show this help")
       ("workload", po::value<std::string>(), "FILE.csv (Azure), FILE.jsonl (Mooncake) or a synthetic spec")
       ("seed", po::value<std::string>()->default_value("1"), "random seed of a synthetic spec")
       ("max-requests", po::value<std::string>(), "read only the first N requests (0: all)")
       ("max-prompt-tokens", po::value<std::string>(), "refuse a request with a longer prompt (0: no limit)");
+  // clang-format on
   po::positional_options_description positional;
   positional.add("workload", 1);
   const po::variables_map v = parse_command_line(args, options, positional, "kvsim workload");

@@ -1,8 +1,8 @@
 // kvsim: trace-driven simulator of LLM KV-cache memory behaviour. Dispatches to one subcommand.
 #include <cstring>
-#include <new>
 #include <exception>
 #include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
   using namespace kvsim::cli;
   kvsim::tune_allocator();
   if (argc < 2) {
-    std::cerr << "kvsim: missing command (kvsim --help lists them: run, plan, sweep, merge, synth, inspect, workload, policies, hw)\n";
+    std::cerr << "kvsim: missing command (kvsim --help lists them: run, plan, sweep, merge, synth, inspect, workload, "
+                 "policies, hw)\n";
     return 2;
   }
   if (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
@@ -116,7 +117,8 @@ int main(int argc, char** argv) {
     if (command == "hw") return cmd_hw(args);
     if (command == "plan") return cmd_plan(args);
     if (command == "workload") return cmd_workload(args);
-    std::cerr << "kvsim: unknown command '" << command << "' (commands: run, plan, sweep, merge, synth, inspect, workload, policies, hw)\n";
+    std::cerr << "kvsim: unknown command '" << command
+              << "' (commands: run, plan, sweep, merge, synth, inspect, workload, policies, hw)\n";
     return 2;
   } catch (const kvsim::InputError& e) {
     std::cerr << "kvsim " << command << ": error: " << one_line(e.what()) << "\n";

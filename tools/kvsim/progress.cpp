@@ -1,12 +1,12 @@
 #include "tools/kvsim/progress.h"
 
+#include <unistd.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
 #include <memory>
-#include <unistd.h>
 
 namespace kvsim::cli {
 
@@ -20,7 +20,10 @@ std::string format_duration(double seconds) {
 }
 
 Progress::Progress(std::size_t total, std::size_t already_done, bool enabled)
-    : total_(total), done_(already_done), enabled_(enabled), terminal_(::isatty(STDERR_FILENO) == 1),
+    : total_(total),
+      done_(already_done),
+      enabled_(enabled),
+      terminal_(::isatty(STDERR_FILENO) == 1),
       start_(std::chrono::steady_clock::now()) {
   if (!enabled_ || !terminal_) return;
   const std::lock_guard<std::mutex> lock(mutex_);

@@ -107,7 +107,8 @@ TEST(Engine, StreamingFidelityMatchesDefinition) {
 TEST(Engine, IdenticalResultsAtAnyThreadCount) {
   const auto source = testing_support::random_trace(kModel, 300, 12, {0, 1}, 9, 2.0f);
   const std::vector<std::string> specs{"full", "streaming(sinks=4, window=32)",
-                                       "snapkv(budget=0.2, window=8, prefill=chunk)", "snapkv(budget=64, window=8, pooling=avg)"};
+                                       "snapkv(budget=0.2, window=8, prefill=chunk)",
+                                       "snapkv(budget=64, window=8, pooling=avg)"};
   std::vector<PolicyResult> one, two;
   {
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);

@@ -99,7 +99,8 @@ TEST_P(FootprintClosedForm, StreamingMatchesStreamingMaskStats) {
   const Case k = GetParam();
   const std::string spec = "streaming(sinks=" + std::to_string(k.sinks) + ", window=" + std::to_string(k.window) + ")";
   for (bool traced : {false, true}) {
-    expect_closed(run_one(spec, k.n, k.m, k.c, traced), streaming_mask_stats(k.n, k.m, k.c, k.sinks, k.window), k.n, k.m);
+    expect_closed(run_one(spec, k.n, k.m, k.c, traced), streaming_mask_stats(k.n, k.m, k.c, k.sinks, k.window), k.n,
+                  k.m);
   }
 }
 
@@ -107,8 +108,8 @@ TEST_P(FootprintClosedForm, ChunkedSnapKvMatchesGlobalMaskStats) {
   const Case k = GetParam();
   char budget[32];
   std::snprintf(budget, sizeof budget, "%g", k.budget);
-  const std::string spec = std::string("snapkv(budget=") + budget + ", window=" + std::to_string(k.window) +
-                           ", kernel=3, prefill=chunk)";
+  const std::string spec =
+      std::string("snapkv(budget=") + budget + ", window=" + std::to_string(k.window) + ", kernel=3, prefill=chunk)";
   for (bool traced : {false, true}) {
     expect_closed(run_one(spec, k.n, k.m, k.c, traced), global_mask_stats(k.n, k.m, k.c, k.budget, k.window), k.n, k.m);
   }
@@ -130,10 +131,11 @@ TEST_P(FootprintClosedForm, PostFillSnapKvIsOneChunkOfEviction) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, FootprintClosedForm,
-                         ::testing::Values(Case{64, 8, 16, 4, 8, 0.25}, Case{100, 7, 30, 2, 5, 0.5},  // 30 does not divide 100
-                                           Case{97, 0, 97, 4, 16, 0.3},                              // unchunked, no decode
-                                           Case{50, 12, 7, 1, 9, 0.1},                               // window > chunk
-                                           Case{235, 3, 235, 4, 3, 0.1}),                            // round(23.5) -> 24
+                         ::testing::Values(Case{64, 8, 16, 4, 8, 0.25},
+                                           Case{100, 7, 30, 2, 5, 0.5},    // 30 does not divide 100
+                                           Case{97, 0, 97, 4, 16, 0.3},    // unchunked, no decode
+                                           Case{50, 12, 7, 1, 9, 0.1},     // window > chunk
+                                           Case{235, 3, 235, 4, 3, 0.1}),  // round(23.5) -> 24
                          [](const ::testing::TestParamInfo<Case>& info) {
                            const Case& k = info.param;
                            return "n" + std::to_string(k.n) + "_m" + std::to_string(k.m) + "_c" + std::to_string(k.c) +

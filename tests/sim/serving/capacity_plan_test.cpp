@@ -5,9 +5,9 @@
 #include <cmath>
 
 #include "hw/cost_model.h"
-#include "traces/model_presets.h"
 #include "sim/serving/capacity_plan.h"
 #include "sim/serving/study.h"
+#include "traces/model_presets.h"
 
 namespace kvsim {
 namespace {
@@ -76,7 +76,8 @@ TEST(Plan, RateSearchBracketsTheSlo) {
     const ServingMetrics ok = summarize_serving(study.simulate(policy, at, load_hardware("h100-sxm")), options.slo);
     EXPECT_TRUE(meets_slo(ok, options.slo)) << row.spec;
     const Workload above = with_arrival_rate(study.workload(), row.max_value * 1.05);
-    const ServingMetrics over = summarize_serving(study.simulate(policy, above, load_hardware("h100-sxm")), options.slo);
+    const ServingMetrics over =
+        summarize_serving(study.simulate(policy, above, load_hardware("h100-sxm")), options.slo);
     EXPECT_FALSE(meets_slo(over, options.slo)) << row.spec;
   }
 }

@@ -2,6 +2,7 @@
 // key component changes the key, and a cached measurement equals a fresh one.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -10,15 +11,14 @@
 #include <memory>
 #include <set>
 #include <sstream>
-#include <unistd.h>
 
 #include "sim/scenario.h"
-#include "traces/head_map.h"
 #include "sim/scenario_sources.h"
 #include "sim/serving/profile_cache.h"
 #include "sim/serving/profile_key.h"
 #include "sim/serving/retention_curve_file.h"
 #include "sim/serving/retention_profiles.h"
+#include "traces/head_map.h"
 #include "traces/synth.h"
 
 namespace kvsim {
@@ -28,9 +28,8 @@ namespace fs = std::filesystem;
 
 // A folder of its own under the system's temporary folder, removed afterwards.
 struct TempFolder {
-  fs::path path = fs::temp_directory_path() /
-                  ("kvsim_profile_cache_test_" + std::to_string(::getpid()) + "_" +
-                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  fs::path path = fs::temp_directory_path() / ("kvsim_profile_cache_test_" + std::to_string(::getpid()) + "_" +
+                                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
   TempFolder() { fs::remove_all(path); }
   ~TempFolder() { fs::remove_all(path); }
 };
@@ -69,7 +68,8 @@ TEST(RetentionCurveFile, EveryTruncationAndAlterationIsRefused) {
   const std::string text = curve_text("k1", kCurve);
   std::string problem;
   for (std::size_t n = 0; n < text.size(); ++n) {
-    EXPECT_FALSE(read_retention_curve(std::string_view(text).substr(0, n), "k1", 1000, &problem)) << "truncated to " << n;
+    EXPECT_FALSE(read_retention_curve(std::string_view(text).substr(0, n), "k1", 1000, &problem))
+        << "truncated to " << n;
   }
   for (std::size_t i = 0; i < text.size(); ++i) {
     std::string altered = text;
@@ -112,7 +112,9 @@ TEST(ProfileKey, EverySynthParameterChangesTheKey) {
       [](SynthParams& p) { p.traced_layers = {2}; },
       [](SynthParams& p) { p.seed = 2; },
       [](SynthParams& p) { p.query_window_tokens = 32; },
-      [](SynthParams& p) { p.extra_query_positions = {5, 7}; },
+      [](SynthParams& p) {
+        p.extra_query_positions = {5, 7};
+      },
       [](SynthParams& p) { p.num_needles = 3; },
       [](SynthParams& p) { p.needle_tokens = 8; },
       [](SynthParams& p) { p.question_tokens = 16; },
@@ -138,12 +140,14 @@ TEST(ProfileKey, EverySynthParameterChangesTheKey) {
 }
 
 // A small serving scenario; `extra` lines go into its text.
-Scenario small_scenario(const std::string& extra_workload = "", const std::string& spec = "snapkv(budget=0.2, prefill=chunk)",
-                        int chunk_tokens = 256) {
-  return load_scenario_text("[model]\npreset = llama-3.1-8b\n[workload]\narrivals = poisson(rate=1, requests=2)\n"
-                            "chunk_tokens = " + std::to_string(chunk_tokens) + "\n" + extra_workload + "[policy]\nspec = " + spec +
-                                "\n[hardware]\npreset = h100-sxm\n",
-                            "test.ini");
+Scenario small_scenario(const std::string& extra_workload = "",
+                        const std::string& spec = "snapkv(budget=0.2, prefill=chunk)", int chunk_tokens = 256) {
+  return load_scenario_text(
+      "[model]\npreset = llama-3.1-8b\n[workload]\narrivals = poisson(rate=1, requests=2)\n"
+      "chunk_tokens = " +
+          std::to_string(chunk_tokens) + "\n" + extra_workload + "[policy]\nspec = " + spec +
+          "\n[hardware]\npreset = h100-sxm\n",
+      "test.ini");
 }
 
 std::vector<std::string> keys_of(const Scenario& s, std::int64_t prompt, std::int64_t decode) {

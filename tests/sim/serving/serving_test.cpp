@@ -7,10 +7,10 @@
 #include "hw/cost_model.h"
 #include "hw/hardware.h"
 #include "hw/hierarchy.h"
-#include "traces/model_presets.h"
 #include "sim/placement.h"
 #include "sim/serving/metrics.h"
 #include "sim/serving/scheduler.h"
+#include "traces/model_presets.h"
 #include "traces/workload.h"
 #include "util/error.h"
 
@@ -254,8 +254,10 @@ struct OffloadRig {
   Hierarchy hierarchy;
   CostModel cost;
   explicit OffloadRig(double dram_blocks)
-      : hardware(with_dram_capacity(rig.hardware, dram_blocks * 16.0 * static_cast<double>(rig.model.bytes_per_token()))),
-        hierarchy(hardware), cost(hardware, rig.model, 1, "test") {}
+      : hardware(
+            with_dram_capacity(rig.hardware, dram_blocks * 16.0 * static_cast<double>(rig.model.bytes_per_token()))),
+        hierarchy(hardware),
+        cost(hardware, rig.model, 1, "test") {}
   static Hardware with_dram_capacity(Hardware hw, double bytes) {
     for (Tier& t : hw.tiers) {
       if (t.name == "dram") t.capacity_bytes = bytes;
@@ -291,7 +293,8 @@ TEST(Serving, OffloadTierHoldsWhatTheComputeTierCannotAndIsStreamedEveryPass) {
   // Serialised transfers (prefetch=none): per pass, the larger direction over the path's slowest
   // link plus the path's latency: (10 + 11 + 11) blocks and three latencies.
   double latency_s = 0;
-  for (const Hierarchy::Hop& hop : o.hierarchy.path("hbm", "dram")) latency_s += o.hardware.links[static_cast<std::size_t>(hop.link)].latency_s;
+  for (const Hierarchy::Hop& hop : o.hierarchy.path("hbm", "dram"))
+    latency_s += o.hardware.links[static_cast<std::size_t>(hop.link)].latency_s;
   const double expected_s = 32 * block / o.hierarchy.bottleneck_bytes_per_s("hbm", "dram") + 3 * latency_s;
   EXPECT_NEAR(r.link_s, expected_s, 1e-9 * expected_s);
   double link_bytes = 0;
@@ -352,7 +355,7 @@ TEST(BlockPool, ReclaimedPrefixBlocksMoveDownLruAndLoadBack) {
   pool.unpin_prefix(hashes, 2, 2);  // both unused; hash 1 first in LRU order (same tick: lower hash first)
   ASSERT_TRUE(pool.allocate(2));    // reclaims hash 1 into the lower tier
   EXPECT_EQ(pool.lower_tiers()[0].used_blocks, 2);
-  ASSERT_TRUE(pool.allocate(2));    // reclaims hash 2: the lower tier (3) pushes hash 1 out to make room
+  ASSERT_TRUE(pool.allocate(2));  // reclaims hash 2: the lower tier (3) pushes hash 1 out to make room
   EXPECT_EQ(pool.lower_tiers()[0].used_blocks, 2);
   EXPECT_EQ(pool.lower_tiers()[0].written_blocks, 4);
   EXPECT_EQ(pool.lower_tiers()[0].peak_used_blocks, 2);
@@ -412,7 +415,7 @@ TEST(ServingMetrics, PercentilesThroughputAndGoodput) {
     ServingRequestResult q;
     q.arrival_s = i;
     q.first_scheduled_s = i;
-    q.first_token_s = i + 0.5 * (i + 1);  // TTFT 0.5, 1.0, 1.5
+    q.first_token_s = i + 0.5 * (i + 1);               // TTFT 0.5, 1.0, 1.5
     q.finish_s = q.first_token_s + 9 * 0.1 * (i + 1);  // TPOT 0.1, 0.2, 0.3 over 10 outputs
     q.prompt_tokens = 100;
     q.output_tokens = 10;

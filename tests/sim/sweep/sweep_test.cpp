@@ -38,10 +38,10 @@ std::string error_of(const std::string& body) {
   return "";
 }
 
-#define EXPECT_ERROR(body, fragment)                                   \
-  do {                                                                 \
-    const std::string what = error_of(body);                           \
-    EXPECT_NE(what.find(fragment), std::string::npos) << what;         \
+#define EXPECT_ERROR(body, fragment)                           \
+  do {                                                         \
+    const std::string what = error_of(body);                   \
+    EXPECT_NE(what.find(fragment), std::string::npos) << what; \
   } while (0)
 
 // ---- values --------------------------------------------------------------------------------
@@ -79,7 +79,8 @@ TEST(SweepValues, FloatRangesDoNotAccumulateErrorAndPrintCanonically) {
 }
 
 TEST(SweepValues, BadRangesAreErrors) {
-  for (const char* bad : {"8192..x2", "1..2 x1", "5..1 +1", "1..2 *2", "0.1..0.5", "1..5 +0", "0..8 x2", "1..2 +1 +1"}) {
+  for (const char* bad :
+       {"8192..x2", "1..2 x1", "5..1 +1", "1..2 *2", "0.1..0.5", "1..5 +0", "0..8 x2", "1..2 +1 +1"}) {
     EXPECT_THROW(expand_item(bad, "w"), InputError) << bad;
   }
   EXPECT_THROW(expand_item("1..1000000000 +1", "w"), InputError) << "too many values";
@@ -98,8 +99,8 @@ TEST(SweepValues, BraceExpansionInSpecs) {
   EXPECT_EQ(specs[5], "snapkv(budget=0.5, prefill=chunk)");
   EXPECT_EQ(expand_braces("pyramidkv(budget={0.1..0.5 +0.1})", "w").size(), 5u) << "ranges inside braces";
   EXPECT_EQ(expand_braces("streaming(sinks=4, window=1024)", "w"), (Strings{"streaming(sinks=4, window=1024)"}));
-  for (const char* bad : {"snapkv(budget={0.1,{0.2}})", "snapkv(budget={0.1)", "snapkv(budget=0.1})", "snapkv(budget={})",
-                          "snapkv(budget={0.1,0.1})"}) {
+  for (const char* bad : {"snapkv(budget={0.1,{0.2}})", "snapkv(budget={0.1)", "snapkv(budget=0.1})",
+                          "snapkv(budget={})", "snapkv(budget={0.1,0.1})"}) {
     EXPECT_THROW(expand_braces(bad, "w"), InputError) << bad;
   }
 }
@@ -120,7 +121,8 @@ TEST(SweepExpand, CartesianProductFirstKeySlowest) {
 }
 
 TEST(SweepExpand, ScenarioFileIsASweepOfOne) {
-  const Sweep s = expand("[workload]\nprompt_tokens = 100\ntraced_layers = 0,1\n[policy]\nspec = snapkv(budget=0.2, window=8)\n");
+  const Sweep s =
+      expand("[workload]\nprompt_tokens = 100\ntraced_layers = 0,1\n[policy]\nspec = snapkv(budget=0.2, window=8)\n");
   ASSERT_EQ(s.scenarios.size(), 1u);
   EXPECT_TRUE(s.columns.empty()) << "a layer list is one value";
   EXPECT_EQ(s.describe(0), "scenario 0");
@@ -145,21 +147,25 @@ TEST(SweepExpand, Zip) {
     EXPECT_EQ(std::stoi(s.value(sc.index, 0)), 10 * std::stoi(s.value(sc.index, 1))) << "zipped keys advance together";
   }
   EXPECT_EQ(s.values(1), (Strings{"100", "10", "2"}));
-  EXPECT_ERROR("[workload]\nprompt_tokens = 100, 200, 300\nchunk_tokens = 10, 20\n[sweep]\nzip = prompt_tokens, chunk_tokens\n",
-               "equal lengths");
-  EXPECT_ERROR("[workload]\nprompt_tokens = 100, 200\nchunk_tokens = 10, 20\n[sweep]\nzip = prompt_tokens\n", "two or more");
+  EXPECT_ERROR(
+      "[workload]\nprompt_tokens = 100, 200, 300\nchunk_tokens = 10, 20\n[sweep]\nzip = prompt_tokens, chunk_tokens\n",
+      "equal lengths");
+  EXPECT_ERROR("[workload]\nprompt_tokens = 100, 200\nchunk_tokens = 10, 20\n[sweep]\nzip = prompt_tokens\n",
+               "two or more");
   EXPECT_ERROR("[workload]\nprompt_tokens = 100, 200\nchunk_tokens = 10, 20\n[sweep]\nzip = prompt_tokens, chunks\n",
                "unknown key 'chunks'");
   EXPECT_ERROR("[workload]\nprompt_tokens = 100, 200\nchunk_tokens = 10\n[sweep]\nzip = prompt_tokens, chunk_tokens\n",
                "not swept");
-  EXPECT_ERROR("[workload]\nprompt_tokens = 1, 2\nchunk_tokens = 1, 2\ngenerated_tokens = 1, 2\n"
-               "[sweep]\nzip = prompt_tokens, chunk_tokens\nzip = chunk_tokens, generated_tokens\n",
-               "two zip lines");
+  EXPECT_ERROR(
+      "[workload]\nprompt_tokens = 1, 2\nchunk_tokens = 1, 2\ngenerated_tokens = 1, 2\n"
+      "[sweep]\nzip = prompt_tokens, chunk_tokens\nzip = chunk_tokens, generated_tokens\n",
+      "two zip lines");
 }
 
 TEST(SweepExpand, Exclude) {
   const std::string keys = "[workload]\nprompt_tokens = 100, 200, 300\nchunk_tokens = 10, 20\n";
-  const Sweep s = expand(keys + "[sweep]\nexclude = prompt_tokens=300 & chunk_tokens=10\nexclude = workload.prompt_tokens=100.0\n");
+  const Sweep s =
+      expand(keys + "[sweep]\nexclude = prompt_tokens=300 & chunk_tokens=10\nexclude = workload.prompt_tokens=100.0\n");
   ASSERT_EQ(s.scenarios.size(), 3u) << "6 - one pair - both with 100 (numeric match)";
   EXPECT_EQ(s.values(0), (Strings{"200", "10"}));
   EXPECT_EQ(s.values(2), (Strings{"300", "20"}));
@@ -236,9 +242,10 @@ TEST(SweepExpand, IncrementalHashesMatchTheWholeText) {
   for (std::size_t i = 0; i < s.scenarios.size(); ++i) {
     EXPECT_EQ(hex64(text_hash(s.text(i))), s.hash_hex(i)) << "scenario " << i;
   }
-  EXPECT_EQ(s.text(4), std::string(kModel) + "[workload]\nprompt_tokens = 200\ngenerated_tokens = 8\nseed = " +
-                           s.scenarios[4].seed +
-                           "\n[policy]\nspec = snapkv(budget=0.1)\nspec = snapkv(budget=0.2)\n[sim]\nfidelity_queries = 5\n");
+  EXPECT_EQ(s.text(4),
+            std::string(kModel) +
+                "[workload]\nprompt_tokens = 200\ngenerated_tokens = 8\nseed = " + s.scenarios[4].seed +
+                "\n[policy]\nspec = snapkv(budget=0.1)\nspec = snapkv(budget=0.2)\n[sim]\nfidelity_queries = 5\n");
   EXPECT_EQ(s.scenarios[3].seed, s.scenarios[5].seed) << "fidelity_queries does not shape the trace";
   EXPECT_NE(s.scenarios[2].seed, s.scenarios[3].seed);
   std::string identity = "kvsim-sweep 1\nworkload.prompt_tokens\nsim.fidelity_queries\n";
@@ -255,7 +262,8 @@ TEST(SweepExpand, ScenarioTextResolvesPathsAgainstTheSweepFile) {
     load_scenario_text("[workload]\nprompt_tokens = 0\n" + std::string(kModel), "/data/sweeps/s.ini");
     ADD_FAILURE() << "prompt_tokens = 0 accepted";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("/data/sweeps/s.ini: [workload] prompt_tokens"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("/data/sweeps/s.ini: [workload] prompt_tokens"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -269,7 +277,8 @@ TEST(SweepRows, RoundTripKeepsAbsentCellsAndQuotedSpecs) {
                {"snapkv(budget=0.2, window=8)", format_real(0.1 + 0.2), std::nullopt, "7"}};
   std::ostringstream out;
   write_rows(out, rows);
-  EXPECT_NE(out.str().find("\"snapkv(budget=0.2, window=8)\",0.30000000000000004,,7\n"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("\"snapkv(budget=0.2, window=8)\",0.30000000000000004,,7\n"), std::string::npos)
+      << out.str();
   const std::string path = ::testing::TempDir() + "/rows.csv";
   std::ofstream(path) << out.str();
   const RowSet back = read_rows(path);
@@ -291,8 +300,8 @@ TEST(SweepTable, SweptKeysThenSeedThenPolicyThenMetricUnion) {
   sets[1].kinds.push_back(CellKind::real);
   sets[1].rows[0].push_back("5");
   const ResultsTable t = results_table(s, sets);
-  EXPECT_EQ(t.columns, (Strings{"scenario", "workload.prompt_tokens", "hardware.placement", "workload.seed", "policy", "m",
-                                "bytes_read_cxl"}));
+  EXPECT_EQ(t.columns, (Strings{"scenario", "workload.prompt_tokens", "hardware.placement", "workload.seed", "policy",
+                                "m", "bytes_read_cxl"}));
   EXPECT_EQ(t.kinds[1], CellKind::integer);
   EXPECT_EQ(t.kinds[2], CellKind::text);
   ASSERT_EQ(t.rows.size(), 4u);
