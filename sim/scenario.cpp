@@ -55,6 +55,7 @@ po::options_description scenario_options() {
       ("workload.max_requests", po::value<std::int64_t>(), "serve only the first N requests of the arrivals")
       ("workload.arrival_rate", po::value<double>(), "rescale arrival times to this mean rate, requests/s")
       ("workload.concurrency", po::value<int>(), "closed loop: this many clients, each sends its next request when the last finishes")
+      ("workload.arrival_process", po::value<std::string>(), "for a trace file: trace (default: its own arrival times, bursts kept; arrival_rate rescales them) or poisson (Poisson arrivals at its mean rate or arrival_rate, seeded by seed; the requests in file order)")
       ("serving.block_tokens", po::value<std::int64_t>(), "tokens per paged KV block (default 16)")
       ("serving.max_batch_tokens", po::value<std::int64_t>(), "tokens per iteration, decodes + prefill chunks (default 2048)")
       ("serving.max_running", po::value<int>(), "most requests in the running batch (default 256)")
@@ -146,22 +147,29 @@ void check_scenario_tiers(const Scenario& s, const Hardware& hw) {
   }
 }
 
-Scenario load_scenario(const std::string& path) { return load_scenario_text(read_ini_text(path), path); }
+namespace {
 
-Scenario load_scenario_text(const std::string& ini_text, const std::string& path) {
-  Scenario s;
-  s.path = path;
-  po::variables_map v;
-  parse_ini_text(ini_text, path, scenario_options(), v);
-  auto where = [&](const std::string& section_key) { return path + ": [" + section_key + "]"; };
+// "FILE: [section] key" for error messages.
+struct Where {
+  const std::string& path;
+  std::string operator()(const std::string& section_key) const { return path + ": [" + section_key + "]"; }
+};
 
+// A file named in the scenario: a relative path is relative to the scenario's folder.
+std::string beside_scenario(const Scenario& s, const std::string& file) {
+  const fs::path p(file);
+  return (p.is_relative() ? fs::path(s.path).parent_path() / p : p).lexically_normal().string();
+}
+
+// [workload] trace: synthetic, or a file relative to the scenario.
+void read_trace_source(const po::variables_map& v, const Where& where, Scenario& s) {
   read(v, "workload.trace", s.trace);
   if (s.trace.empty()) fail_input(where("workload") + " trace", "expected 'synthetic' or a path to an .h5 file");
-  if (!s.synthetic()) {
-    const fs::path p(s.trace);
-    s.trace = (p.is_relative() ? fs::path(path).parent_path() / p : p).lexically_normal().string();
-  }
+  if (!s.synthetic()) s.trace = beside_scenario(s, s.trace);
+}
 
+// [model]: a preset (name or .ini) and/or explicit keys; required for a synthetic trace.
+void read_model(const po::variables_map& v, const Where& where, Scenario& s) {
   const bool has_model_keys = v.count("model.num_layers") || v.count("model.num_q_heads") ||
                               v.count("model.num_kv_heads") || v.count("model.head_dim") ||
                               v.count("model.rope_theta") || v.count("model.name") || v.count("model.kv_bits") ||
@@ -169,7 +177,7 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   if (v.count("model.preset")) {
     s.model_preset = v["model.preset"].as<std::string>();
     fs::path preset(s.model_preset);
-    if (preset.extension() == ".ini" && preset.is_relative()) preset = fs::path(path).parent_path() / preset;
+    if (preset.extension() == ".ini" && preset.is_relative()) preset = fs::path(s.path).parent_path() / preset;
     try {
       s.model = load_model_preset(preset.extension() == ".ini" ? preset.string() : s.model_preset);
     } catch (const InputError& e) {
@@ -196,7 +204,10 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   read(v, "model.vocab_size", s.model.vocab_size);
   read(v, "model.max_position_embeddings", s.model.max_position_embeddings);
   if (s.model_given) s.model.validate(where("model"));
+}
 
+// [workload] keys of the single request (lengths, seed, traced layers, needles).
+void read_request_keys(const po::variables_map& v, const Where& where, Scenario& s) {
   read(v, "workload.prompt_tokens", s.prompt_tokens);
   read(v, "workload.generated_tokens", s.generated_tokens);
   read(v, "workload.chunk_tokens", s.chunk_tokens);
@@ -217,6 +228,10 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   }
   read(v, "workload.needles", s.needles);
   read(v, "workload.needle_tokens", s.needle_tokens);
+}
+
+// [workload] keys of a serving run (arrivals and their rate); [serving] keys need them.
+void read_arrivals(const po::variables_map& v, const Where& where, Scenario& s) {
   read(v, "workload.arrivals", s.arrivals);
   read(v, "workload.max_requests", s.max_requests);
   read(v, "workload.arrival_rate", s.arrival_rate_per_s);
@@ -227,12 +242,11 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
     if (!s.synthetic())
       fail_input(where("workload") + " arrivals",
                  "serving needs trace = synthetic (retention profiles are replayed on synthetic traces)");
-    const fs::path p(s.arrivals);
-    if (p.extension() == ".csv" || p.extension() == ".jsonl") {
-      s.arrivals = (p.is_relative() ? fs::path(path).parent_path() / p : p).lexically_normal().string();
-    }
+    const std::string extension = fs::path(s.arrivals).extension().string();
+    if (extension == ".csv" || extension == ".jsonl") s.arrivals = beside_scenario(s, s.arrivals);
   } else {
-    for (const char* key : {"workload.max_requests", "workload.arrival_rate", "workload.concurrency"}) {
+    for (const char* key :
+         {"workload.max_requests", "workload.arrival_rate", "workload.concurrency", "workload.arrival_process"}) {
       if (v.count(key)) fail_input(where("workload") + " " + std::string(key).substr(9), "needs [workload] arrivals");
     }
     for (const auto& [key, value] : v) {
@@ -250,6 +264,23 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
     fail_input(where("workload") + " concurrency",
                "contradicts arrival_rate (closed loop ignores arrival times): give one");
   }
+  if (v.count("workload.arrival_process")) {
+    const std::string process = v["workload.arrival_process"].as<std::string>();
+    const std::string key = where("workload") + " arrival_process";
+    if (process == "poisson") s.arrival_process = Scenario::ArrivalProcess::kPoisson;
+    else if (process != "trace") fail_input(key, "expected trace or poisson, got '" + process + "'");
+    const std::string extension = fs::path(s.arrivals).extension().string();
+    if (extension != ".csv" && extension != ".jsonl") {
+      fail_input(key,
+                 "applies to a trace file's arrivals (a synthetic spec such as poisson(...) or gamma(...) "
+                 "defines its own process)");
+    }
+    if (s.concurrency > 0) fail_input(key, "contradicts concurrency (closed loop ignores arrival times): give one");
+  }
+}
+
+// [serving]: batching, preemption, admission, profiles, SLO, prefix cache.
+void read_serving(const po::variables_map& v, const Where& where, Scenario& s) {
   ServingConfig& sv = s.serving;
   read(v, "serving.block_tokens", sv.block_tokens);
   read(v, "serving.max_batch_tokens", sv.max_batch_tokens);
@@ -285,6 +316,10 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   if (s.serving_mode() && s.hardware_preset.empty() && !v.count("hardware.preset")) {
     fail_input(where("hardware") + " preset", "serving needs hardware (time and memory come from it)");
   }
+}
+
+// The single request as a whole: lengths within the context and memory, needles, head map.
+void check_request(const po::variables_map& v, const Where& where, Scenario& s) {
   if (s.synthetic() && !s.serving_mode()) {
     if (!v.count("workload.prompt_tokens"))
       fail_input(where("workload") + " prompt_tokens", "required for a synthetic trace");
@@ -314,17 +349,17 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   if (s.synthetic() && s.model_given) {
     std::string head_map;
     read(v, "workload.head_map", head_map);
-    const fs::path p(head_map);
-    if (!head_map.empty() && head_map != "none" && p.is_relative()) {
-      head_map = (fs::path(path).parent_path() / p).lexically_normal().string();
-    }
+    if (!head_map.empty() && head_map != "none") head_map = beside_scenario(s, head_map);
     try {
       s.head_map = select_head_map(head_map, s.model);
     } catch (const InputError& e) {
       fail_input(where("workload") + " head_map", e.what());
     }
   }
+}
 
+// [policy] specs and [hardware]: preset, attachments, tensor parallelism, placement.
+void read_hardware(const po::variables_map& v, const Where& where, Scenario& s) {
   if (v.count("policy.spec")) s.policy_specs = v["policy.spec"].as<std::vector<std::string>>();
   read(v, "hardware.preset", s.hardware_preset);
   if (v.count("hardware.attach")) s.hardware_attach = v["hardware.attach"].as<std::vector<std::string>>();
@@ -341,6 +376,10 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
                "score_tiering is not modelled in serving runs (a retention curve "
                "does not say which demoted entries a request recalls); use hbm_only or offload(tier=...)");
   }
+}
+
+// [sim]: threads, fidelity queries, profile cache folder.
+void read_sim(const po::variables_map& v, const Where& where, Scenario& s) {
   read(v, "sim.threads", s.threads);
   read(v, "sim.fidelity_queries", s.fidelity_queries);
   check_thread_count(s.threads, 0, where("sim") + " threads");
@@ -348,10 +387,30 @@ Scenario load_scenario_text(const std::string& ini_text, const std::string& path
   if (v.count("sim.cache_dir")) {
     s.cache_dir = v["sim.cache_dir"].as<std::string>();
     if (s.cache_dir.empty()) fail_input(where("sim") + " cache_dir", "expected a folder or none");
-    const fs::path p(s.cache_dir);
-    if (s.cache_dir != "none" && p.is_relative())
-      s.cache_dir = (fs::path(path).parent_path() / p).lexically_normal().string();
+    if (s.cache_dir != "none") s.cache_dir = beside_scenario(s, s.cache_dir);
   }
+}
+
+}  // namespace
+
+Scenario load_scenario(const std::string& path) { return load_scenario_text(read_ini_text(path), path); }
+
+Scenario load_scenario_text(const std::string& ini_text, const std::string& path) {
+  Scenario s;
+  s.path = path;
+  po::variables_map v;
+  parse_ini_text(ini_text, path, scenario_options(), v);
+  const Where where{path};
+  // In this order: later sections depend on earlier ones (the model on the trace source, the
+  // serving checks on the arrivals, the request checks on the model).
+  read_trace_source(v, where, s);
+  read_model(v, where, s);
+  read_request_keys(v, where, s);
+  read_arrivals(v, where, s);
+  read_serving(v, where, s);
+  check_request(v, where, s);
+  read_hardware(v, where, s);
+  read_sim(v, where, s);
   return s;
 }
 

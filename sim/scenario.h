@@ -40,8 +40,12 @@ struct Scenario {
   std::string arrivals;           // Azure .csv or Mooncake .jsonl path (resolved), or a synthetic spec
   std::int64_t max_requests = 0;  // 0: every request of the arrivals
   double arrival_rate_per_s = 0;  // > 0: arrival times rescaled to this mean rate
-  int concurrency = 0;            // > 0: closed loop of this many clients; arrival times ignored
-  ServingConfig serving;          // [serving]
+  // [workload] arrival_process for a trace file: its own arrival times (bursts kept, only rescaled)
+  // or a Poisson process at the same mean rate (seeded by `seed`), the requests in file order.
+  enum class ArrivalProcess { kTrace, kPoisson };
+  ArrivalProcess arrival_process = ArrivalProcess::kTrace;
+  int concurrency = 0;    // > 0: closed loop of this many clients; arrival times ignored
+  ServingConfig serving;  // [serving]
 
   // [policy] spec (repeatable), in order; `full` is added first by the runner if not listed.
   std::vector<std::string> policy_specs;

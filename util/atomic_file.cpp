@@ -1,11 +1,14 @@
 #include "util/atomic_file.h"
 
+#include <fcntl.h>
 #include <unistd.h>
+
 #include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <csignal>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -57,13 +60,35 @@ int remove_dead_temporaries(const std::string& folder, const std::string& prefix
   return removed;
 }
 
+std::string sync_to_disk(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::strerror(errno);
+  const int synced = ::fsync(fd);
+  const int sync_error = errno;
+  ::close(fd);
+  return synced == 0 ? std::string() : std::strerror(sync_error);
+}
+
+void sync_parent_folder(const std::string& path) {
+  const fs::path parent = fs::path(path).parent_path();
+  sync_to_disk(parent.empty() ? "." : parent.string());
+}
+
 void commit_temporary(const std::string& temporary, const std::string& path) {
   std::error_code ec;
+  // Without this a crash soon after the rename can leave `path` empty: the rename may reach the
+  // disk before the data does.
+  const std::string sync_error = sync_to_disk(temporary);
+  if (!sync_error.empty()) {
+    fs::remove(temporary, ec);
+    fail_input(path, "cannot write result file (fsync: " + sync_error + ")");
+  }
   fs::rename(temporary, path, ec);
   if (ec) {
     fs::remove(temporary, ec);
     fail_input(path, "cannot write result file: " + ec.message());
   }
+  sync_parent_folder(path);
 }
 
 void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write) {
@@ -72,6 +97,9 @@ void write_file_atomically(const std::string& path, const std::function<void(std
 
 void write_file_atomically(const std::string& path, const std::string& temporary,
                            const std::function<void(std::ostream&)>& write) {
+  // A writer of `path` killed earlier (kill -9, a node lost mid-write) left its temporary behind.
+  const fs::path target(path);
+  remove_dead_temporaries(target.parent_path().string(), target.filename().string() + ".");
   try {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
     if (!out) fail_input(path, "cannot create file (does the folder exist and is it writable?)");

@@ -7,8 +7,9 @@
 
 namespace kvsim {
 
-// Calls `write` with a stream to a temporary file, then renames it to `path`. If `write` throws
-// or the stream fails, the temporary file is removed and the error propagates.
+// Calls `write` with a stream to a temporary file, then commit_temporary()s it to `path`. If `write`
+// throws or the stream fails, the temporary file is removed and the error propagates. Temporaries of
+// dead writers of the same `path` (killed runs) are removed first.
 void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write);
 
 // The same through the temporary name `temporary` (in `path`'s folder): for writers in one process
@@ -24,8 +25,17 @@ std::string temporary_path_for(const std::string& path);
 // calls), still recognised by is_dead_temporary.
 std::string unique_temporary_path_for(const std::string& path);
 
-// Renames `temporary` to `path`, or removes it and throws InputError naming `path`.
+// Flushes `temporary`'s data to stable storage, renames it to `path` and flushes the folder's entry,
+// so that after a power loss `path` holds the old file or the whole new one, never an empty or
+// partial file under the final name. On failure removes `temporary` and throws InputError naming `path`.
 void commit_temporary(const std::string& temporary, const std::string& path);
+
+// fsync of a file or folder; the error text, empty on success.
+std::string sync_to_disk(const std::string& path);
+
+// Flushes the folder holding `path` (its entries: a rename into it is durable after this). Errors
+// are ignored: some file systems cannot sync a folder, and the data itself is already on disk.
+void sync_parent_folder(const std::string& path);
 
 // Whether `name` (a file or folder name) ends like temporary_path_for()'s names, ".tmp.<pid>@<host>"
 // or ".old.<pid>@<host>", and its writer ran on this host and is dead (kill -9, power loss of a

@@ -95,6 +95,13 @@ StagedFolder::~StagedFolder() {
 void StagedFolder::commit() {
   if (done_) throw std::logic_error("StagedFolder::commit called twice");
   done_ = true;
+  // Its files were synced as they were written (commit_temporary); the folder's own entries and,
+  // after the swap, its parent's make the new set durable as a whole.
+  sync_to_disk(temporary_);
+  struct SyncParent {
+    const std::string& dir;
+    ~SyncParent() { sync_parent_folder(dir); }
+  } sync_parent{dir_};
   std::string error;
   // A few tries: another run into the same DIR may swap or remove it between two of our calls.
   for (int attempt = 0; attempt < 8; ++attempt) {

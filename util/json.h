@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ostream>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,10 +43,10 @@ class JsonWriter {
   }
   void value(double x) {
     separate();
-    if (!std::isfinite(x)) {
-      out_ << "null";  // JSON has no NaN/Inf
-      return;
-    }
+    // JSON has no NaN/Inf, and a null where a number belongs is a silently lost result: a result
+    // that is not finite is a bug upstream (inputs that make a metric non-finite are refused).
+    if (!std::isfinite(x))
+      throw std::logic_error("a non-finite number (" + std::to_string(x) + ") reached a JSON file");
     char buffer[32];
     const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, x);
     out_ << std::string_view(buffer, static_cast<std::size_t>(end - buffer));

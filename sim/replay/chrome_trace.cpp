@@ -3,38 +3,12 @@
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/trace_events.h"
 
 namespace kvsim {
 
-namespace {
-
-constexpr double kMicroseconds = 1e6;  // the trace format's time unit
-
-void metadata(JsonWriter& json, const char* what, int pid, int tid, const std::string& name) {
-  json.begin_object();
-  json.field("ph", "M");
-  json.field("name", what);
-  json.field("pid", pid);
-  json.field("tid", tid);
-  json.key("args");
-  json.begin_object();
-  json.field("name", name);
-  json.end_object();
-  json.end_object();
-}
-
-void slice(JsonWriter& json, int pid, int tid, const std::string& name, double start_s, double duration_s) {
-  json.begin_object();
-  json.field("ph", "X");
-  json.field("name", name);
-  json.field("pid", pid);
-  json.field("tid", tid);
-  json.field("ts", start_s * kMicroseconds);
-  json.field("dur", duration_s * kMicroseconds);
-  json.end_object();
-}
-
-}  // namespace
+using trace_events::metadata;
+using trace_events::slice;
 
 void write_chrome_trace(const std::string& path, const ScenarioRun& run) {
   if (run.timings.empty())
@@ -64,17 +38,14 @@ void write_chrome_trace(const std::string& path, const ScenarioRun& run) {
             slice(json, pid, 1 + static_cast<int>(l), "KV transfer", t.pass_start_s[i], t.ledger[i].transfer_s);
           }
         }
-        json.begin_object();
-        json.field("ph", "C");
-        json.field("name", "resident KV bytes");
-        json.field("pid", pid);
-        json.field("ts", t.pass_start_s[i] * kMicroseconds);
-        json.key("args");
-        json.begin_object();
-        json.field(t.tiers[0].tier, t.ledger[i].hbm_entries * entry_bytes);
-        if (t.tiers.size() > 1) json.field(t.tiers[1].tier, t.ledger[i].lower_entries * entry_bytes);
-        json.end_object();
-        json.end_object();
+        if (t.tiers.size() > 1) {
+          trace_events::counter(json, pid, "resident KV bytes", t.pass_start_s[i],
+                                {{t.tiers[0].tier, t.ledger[i].hbm_entries * entry_bytes},
+                                 {t.tiers[1].tier, t.ledger[i].lower_entries * entry_bytes}});
+        } else {
+          trace_events::counter(json, pid, "resident KV bytes", t.pass_start_s[i],
+                                {{t.tiers[0].tier, t.ledger[i].hbm_entries * entry_bytes}});
+        }
       }
     }
     json.end_array();

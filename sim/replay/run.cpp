@@ -1,7 +1,5 @@
 #include "sim/replay/run.h"
 
-#include <tbb/global_control.h>
-#include <tbb/info.h>
 #include <algorithm>
 #include <cstdlib>
 #include <optional>
@@ -158,9 +156,6 @@ void check_token_budgets(const Scenario& s, std::span<const Policy* const> polic
 
 ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
                          const std::function<void(const std::string&)>& progress) {
-  const int threads = scenario.threads > 0 ? scenario.threads : tbb::info::default_concurrency();
-  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
-
   const auto policies = make_scenario_policies(scenario);
   std::vector<const Policy*> policy_ptrs;
   for (const auto& p : policies) policy_ptrs.push_back(p.get());

@@ -18,11 +18,12 @@ struct Trial {
   ServingMetrics metrics;
 };
 
-// Which bound broke and what it waited on, e.g. "tpot_p99 (compute)".
+// Which bound broke and why, from the requests that broke it, e.g. "tpot_p99 (compute)".
 std::string slo_breach(const ServingMetrics& m, const Slo& slo) {
   if (m.served < m.requests) return "rejected requests (hbm_capacity)";
-  if (slo.tpot_s > 0 && m.has_tpot && m.tpot_s.p99 > slo.tpot_s) return "tpot_p99 (" + m.tpot_limiting_resource + ")";
-  return "ttft_p99 (" + m.limiting_resource + ")";
+  if (slo.tpot_s > 0 && m.has_tpot && m.tpot_s.p99 > slo.tpot_s)
+    return "tpot_p99 (" + top_breach_cause(m.tpot_breach_causes) + ")";
+  return "ttft_p99 (" + top_breach_cause(m.ttft_breach_causes) + ")";
 }
 
 }  // namespace

@@ -9,7 +9,37 @@ namespace {
 // More than this fraction of iterations with a request refused for lack of blocks: memory-bound.
 constexpr double kMemoryBlockedFraction = 0.05;
 
+std::string dominant(const ServingRequestResult::BoundTime& t) {
+  if (t.link_s > t.compute_s && t.link_s > t.hbm_bandwidth_s) return "link_bandwidth";
+  return t.compute_s >= t.hbm_bandwidth_s ? "compute" : "hbm_bandwidth";
+}
+
+double total_s(const ServingRequestResult::BoundTime& t) { return t.compute_s + t.hbm_bandwidth_s + t.link_s; }
+
 }  // namespace
+
+std::string slo_breach_cause(const ServingRequestResult& q, bool first_token) {
+  if (first_token) {
+    const double working_s = total_s(q.prefill_time);
+    if (q.ttft_s() - working_s > working_s) return q.waited_for_memory ? "hbm_capacity" : "queueing";
+    return dominant(q.prefill_time);
+  }
+  const double working_s = total_s(q.decode_time);
+  if (q.preemptions > 0 && (q.finish_s - q.first_token_s) - working_s > working_s) return "hbm_capacity";
+  return dominant(q.decode_time);
+}
+
+std::string top_breach_cause(const std::map<std::string, std::int64_t>& causes) {
+  std::string top = "none";
+  std::int64_t most = 0;
+  for (const auto& [cause, count] : causes) {
+    if (count > most) {
+      top = cause;
+      most = count;
+    }
+  }
+  return top;
+}
 
 ServingMetrics summarize_serving(const ServingResult& r, const Slo& slo) {
   ServingMetrics m;
@@ -26,8 +56,11 @@ ServingMetrics summarize_serving(const ServingResult& r, const Slo& slo) {
     if (t) tpot.push_back(*t);
     tokens += q.prompt_tokens + q.output_tokens;
     m.prefix_hit_tokens += q.cached_prompt_tokens;
-    const bool meets = (slo.ttft_s <= 0 || q.ttft_s() <= slo.ttft_s) && (slo.tpot_s <= 0 || !t || *t <= slo.tpot_s);
-    if (meets) ++good;
+    const bool late_first_token = slo.ttft_s > 0 && q.ttft_s() > slo.ttft_s;
+    const bool slow_decode = slo.tpot_s > 0 && t && *t > slo.tpot_s;
+    if (late_first_token) ++m.ttft_breach_causes[slo_breach_cause(q, true)];
+    if (slow_decode) ++m.tpot_breach_causes[slo_breach_cause(q, false)];
+    if (!late_first_token && !slow_decode) ++good;
   }
   m.ttft_s = percentiles_of(ttft);
   m.e2e_s = percentiles_of(e2e);

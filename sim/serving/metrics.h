@@ -2,6 +2,7 @@
 // What a serving simulation means for a user (DESIGN.md §6-7): latency percentiles, throughput,
 // goodput under the SLO, and the resource that limited it. Shared by the report and `kvsim plan`.
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "sim/replay/timing.h"
@@ -27,7 +28,20 @@ struct ServingMetrics {
   std::string limiting_resource;
   // The same, for what decode steps waited on (iteration time weighted by the decodes in it).
   std::string tpot_limiting_resource;
+  // What broke the SLO, from the requests that broke it (issue 18 §3): per bound, how many
+  // requests missed it for each cause (slo_breach_cause); a request late on both counts in both.
+  std::map<std::string, std::int64_t> ttft_breach_causes, tpot_breach_causes;
 };
+
+// Why request `q` missed a latency bound. A late first token: the wait outside its prefill
+// iterations if that was most of its TTFT ("queueing", or "hbm_capacity" when it was preempted or
+// requests were refused KV blocks while it waited), else what bound its prefill iterations
+// ("compute", "hbm_bandwidth", "link_bandwidth"). Slow decode: "hbm_capacity" if it spent most of
+// its decode span preempted, else what bound its decode iterations.
+std::string slo_breach_cause(const ServingRequestResult& q, bool first_token);
+
+// The cause of most breaches (ties: the first in name order); "none" for none.
+std::string top_breach_cause(const std::map<std::string, std::int64_t>& causes);
 
 ServingMetrics summarize_serving(const ServingResult& result, const Slo& slo);
 

@@ -17,6 +17,17 @@ namespace kvsim {
 
 namespace {
 
+// A request's missed bounds and their causes, e.g. "ttft:queueing tpot:compute"; empty if none.
+std::string slo_breaches_of(const ServingRequestResult& q, const Slo& slo) {
+  if (q.rejected) return "";
+  std::string text;
+  if (slo.ttft_s > 0 && q.ttft_s() > slo.ttft_s) text = "ttft:" + slo_breach_cause(q, true);
+  const auto tpot = q.tpot_s();
+  if (slo.tpot_s > 0 && tpot && *tpot > slo.tpot_s)
+    text += (text.empty() ? "" : " ") + ("tpot:" + slo_breach_cause(q, false));
+  return text;
+}
+
 void write_percentiles(JsonWriter& json, const char* key, const Percentiles& p) {
   json.key(key);
   json.begin_object();
@@ -41,6 +52,9 @@ void write_scenario(JsonWriter& json, const ServingStudy& study, const ServingRu
   } else {
     json.field("duration_s", w.duration_s());
     json.field("mean_arrival_rate_per_s", mean_arrival_rate(w));
+    const bool file = w.source.rfind("azure:", 0) == 0 || w.source.rfind("mooncake:", 0) == 0;
+    if (file)
+      json.field("arrival_process", s.arrival_process == Scenario::ArrivalProcess::kPoisson ? "poisson" : "trace");
   }
   if (w.prefix_block_tokens > 0) {
     json.field("prefix_block_tokens", w.prefix_block_tokens);
@@ -82,10 +96,12 @@ void write_policy(JsonWriter& json, const std::string& spec, const ServingResult
   json.field("served", m.served);
   json.field("rejected", r.rejected);
   json.field("rejected_over_context_length", r.rejected_over_context);
-  write_percentiles(json, "ttft_s", m.ttft_s);
-  if (m.has_tpot) write_percentiles(json, "tpot_s", m.tpot_s);
-  write_percentiles(json, "e2e_s", m.e2e_s);
-  write_percentiles(json, "queue_s", m.queue_s);
+  if (m.served > 0) {  // with none served there are no latencies: absent, not zero
+    write_percentiles(json, "ttft_s", m.ttft_s);
+    if (m.has_tpot) write_percentiles(json, "tpot_s", m.tpot_s);
+    write_percentiles(json, "e2e_s", m.e2e_s);
+    write_percentiles(json, "queue_s", m.queue_s);
+  }
   json.field("makespan_s", r.makespan_s);
   json.field("throughput_output_tokens_per_s", m.output_tokens_per_s);
   json.field("throughput_tokens_per_s", m.tokens_per_s);
@@ -93,6 +109,23 @@ void write_policy(JsonWriter& json, const std::string& spec, const ServingResult
   if (slo.any()) {
     json.field("slo_attainment", m.slo_attainment);
     json.field("goodput_requests_per_s", m.goodput_requests_per_s);
+    // What broke the SLO, from the requests that broke it (metrics.h: slo_breach_cause).
+    json.key("slo_breaches");
+    json.begin_object();
+    for (const auto& [name, causes] : {std::pair{"ttft", &m.ttft_breach_causes}, {"tpot", &m.tpot_breach_causes}}) {
+      std::int64_t total = 0;
+      for (const auto& [cause, count] : *causes) total += count;
+      json.key(name);
+      json.begin_object();
+      json.field("requests", total);
+      json.field("top_cause", top_breach_cause(*causes));
+      json.key("causes");
+      json.begin_object();
+      for (const auto& [cause, count] : *causes) json.field(cause, count);
+      json.end_object();
+      json.end_object();
+    }
+    json.end_object();
   }
   json.field("limiting_resource", m.limiting_resource);
   json.field("peak_bytes", r.peak_hbm_kv_bytes);
@@ -175,14 +208,17 @@ std::string csv_number(double x) {
 
 }  // namespace
 
-void write_serving_outputs(const std::string& out_dir, const ServingStudy& study, const ServingRun& run) {
+void write_serving_outputs(const std::string& out_dir, const ServingStudy& study, const ServingRun& run,
+                           const std::vector<std::string>& ours,
+                           const std::function<void(const std::string& staged_dir)>& also_write) {
   // The three files replace out_dir as one set (util/atomic_folder.h), as kvsim run's do.
-  StagedFolder folder(out_dir, run_output_names());
+  StagedFolder folder(out_dir, ours);
   const std::string& dir = folder.path();
   const Scenario& s = study.scenario();
   const std::string top = run.hardware.device.compute_tier;
   const std::string swap_tier = s.serving.preemption == ServingConfig::Preemption::kSwap ? s.serving.swap_tier : "";
   const std::string offload_tier = s.placement.kind == Placement::Kind::kOffload ? s.placement.tier : "";
+  const Slo& slo = s.serving.slo;
 
   write_file_atomically(dir + "/summary.json", [&](std::ostream& out) {
     JsonWriter json(out);
@@ -199,10 +235,23 @@ void write_serving_outputs(const std::string& out_dir, const ServingStudy& study
     json.end_object();
   });
 
+  // The lower tiers bytes come back from (swap, offload, prefix cache), one column each.
+  std::vector<std::string> loaded_tiers;
+  auto add_tier = [&](const std::string& tier) {
+    if (!tier.empty() && std::find(loaded_tiers.begin(), loaded_tiers.end(), tier) == loaded_tiers.end())
+      loaded_tiers.push_back(tier);
+  };
+  add_tier(swap_tier);
+  add_tier(offload_tier);
+  for (const ServingResult& r : run.results) {
+    for (const auto& t : r.prefix_tiers) add_tier(t.tier);
+  }
   write_file_atomically(dir + "/requests.csv", [&](std::ostream& out) {
     out << "policy,spec,request,arrival_s,prompt_tokens,output_tokens,cached_prompt_tokens,queue_s,ttft_s,tpot_s,"
            "e2e_s,preemptions,rejected,peak_"
-        << top << "_kv_bytes,peak_swap_bytes\n";
+        << top << "_kv_bytes,peak_swap_bytes";
+    for (const std::string& tier : loaded_tiers) out << ",loaded_" << tier << "_bytes";
+    out << (slo.any() ? ",slo_breach" : "") << "\n";
     for (std::size_t p = 0; p < run.results.size(); ++p) {
       for (const ServingRequestResult& q : run.results[p].requests) {
         out << p << ",\"" << run.specs[p] << "\"," << q.id << "," << csv_number(q.arrival_s) << "," << q.prompt_tokens
@@ -215,7 +264,18 @@ void write_serving_outputs(const std::string& out_dir, const ServingStudy& study
               << (tpot ? csv_number(*tpot) : std::string()) << "," << csv_number(q.e2e_s()) << ",";
         }
         out << q.preemptions << "," << (q.rejected ? 1 : 0) << "," << csv_number(q.peak_hbm_kv_bytes) << ","
-            << csv_number(q.peak_swap_bytes) << "\n";
+            << csv_number(q.peak_swap_bytes);
+        const auto& prefix_tiers = run.results[p].prefix_tiers;
+        for (const std::string& tier : loaded_tiers) {
+          double bytes =
+              (tier == swap_tier ? q.swap_in_bytes : 0) + (tier == offload_tier ? q.offload_fetched_bytes : 0);
+          for (std::size_t i = 0; i < prefix_tiers.size() && i < q.prefix_loaded_bytes.size(); ++i) {
+            if (prefix_tiers[i].tier == tier) bytes += q.prefix_loaded_bytes[i];
+          }
+          out << "," << csv_number(bytes);
+        }
+        if (slo.any()) out << "," << slo_breaches_of(q, slo);
+        out << "\n";
       }
     }
   });
@@ -231,6 +291,7 @@ void write_serving_outputs(const std::string& out_dir, const ServingStudy& study
       }
     }
   });
+  if (also_write) also_write(folder.path());
   folder.commit();
 }
 
@@ -255,9 +316,16 @@ void print_serving_table(std::ostream& out, const ServingStudy& study, const Ser
   for (std::size_t p = 0; p < run.results.size(); ++p) {
     const ServingResult& r = run.results[p];
     const ServingMetrics m = summarize_serving(r, slo);
-    std::snprintf(line, sizeof line, "%-*s %8lld %8.3fs %8.3fs %7.1fms %7.1fms %9.0f %9.3f %8lld %9.2f %s\n", width,
-                  run.specs[p].c_str(), static_cast<long long>(m.served), m.ttft_s.p50, m.ttft_s.p99,
-                  m.tpot_s.p50 * 1e3, m.tpot_s.p99 * 1e3, m.output_tokens_per_s,
+    // Latencies of a policy that served nothing (or no decode) are absent, not zero.
+    char latencies[64];
+    if (m.served == 0) std::snprintf(latencies, sizeof latencies, "%9s %9s %9s %9s", "-", "-", "-", "-");
+    else if (!m.has_tpot)
+      std::snprintf(latencies, sizeof latencies, "%8.3fs %8.3fs %9s %9s", m.ttft_s.p50, m.ttft_s.p99, "-", "-");
+    else
+      std::snprintf(latencies, sizeof latencies, "%8.3fs %8.3fs %7.1fms %7.1fms", m.ttft_s.p50, m.ttft_s.p99,
+                    m.tpot_s.p50 * 1e3, m.tpot_s.p99 * 1e3);
+    std::snprintf(line, sizeof line, "%-*s %8lld %s %9.0f %9.3f %8lld %9.2f %s\n", width, run.specs[p].c_str(),
+                  static_cast<long long>(m.served), latencies, m.output_tokens_per_s,
                   slo.any() ? m.goodput_requests_per_s : m.requests_per_s, static_cast<long long>(r.preemptions),
                   r.peak_hbm_kv_bytes / (1024.0 * 1024.0 * 1024.0), m.limiting_resource.c_str());
     std::string row = line;

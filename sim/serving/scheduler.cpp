@@ -47,6 +47,7 @@ struct Live {
   std::int64_t pinned = 0;          // leading prefix hashes pinned in the cache
   std::int64_t reserved = 0;        // admission=reserve: blocks set aside for its peak
   std::int64_t scheduled_in = -1;   // the iteration it last took part in
+  std::int64_t blocked_before = 0;  // memory-blocked iterations before it arrived (or was preempted)
 };
 
 struct Step {
@@ -151,6 +152,7 @@ class Scheduler {
     Live l;
     l.index = index;
     l.curve = in_.curve(index);
+    l.blocked_before = result_.memory_blocked_iterations;
     result_.requests[index].arrival_s = time_s;
     lives_.push_back(std::move(l));
     waiting_.push_back(lives_.size() - 1);
@@ -190,6 +192,7 @@ class Scheduler {
     running_.erase(std::find(running_.begin(), running_.end(), victim));
     ServingRequestResult& r = result_.requests[l.index];
     ++r.preemptions;
+    r.waited_for_memory = true;  // pushed out for another request's blocks
     ++result_.preemptions;
     const bool swap = cfg_.preemption == ServingConfig::Preemption::kSwap &&
                       swap_used_blocks_ + l.blocks <= swap_capacity_blocks_ && !l.prefilling;
@@ -278,7 +281,15 @@ class Scheduler {
     const WorkloadRequest& w = in_.workload.requests[l.index];
     l.cached_tokens = 0;
     if (prefix_caching_ && !w.prefix_blocks.empty()) {
+      std::vector<std::int64_t> loaded_before;
+      for (const BlockPool::LowerTier& t : pool_.lower_tiers()) loaded_before.push_back(t.loaded_blocks);
       l.pinned = pool_.pin_prefix(w.prefix_blocks, ++tick_);
+      ServingRequestResult& r = result_.requests[l.index];
+      r.prefix_loaded_bytes.resize(loaded_before.size());
+      for (std::size_t i = 0; i < loaded_before.size(); ++i) {
+        r.prefix_loaded_bytes[i] +=
+            static_cast<double>(pool_.lower_tiers()[i].loaded_blocks - loaded_before[i]) * block_bytes_;
+      }
       l.cached_tokens = std::min(l.pinned * prefix_block_tokens_, w.prompt_tokens - 1);
     }
     l.prompt = w.prompt_tokens - l.cached_tokens;
@@ -380,6 +391,7 @@ class Scheduler {
           break;
         }
         l.blocks = l.swapped_blocks;
+        result_.requests[l.index].swap_in_bytes += static_cast<double>(l.swapped_blocks) * block_bytes_;
         swap_used_blocks_ -= l.swapped_blocks;
         round.swap_in_blocks += l.swapped_blocks;
         l.swapped_blocks = 0;
@@ -418,6 +430,8 @@ class Scheduler {
         l.admitted_once = true;
         r.first_scheduled_s = now_;
         r.cached_prompt_tokens = l.cached_tokens;
+        // Requests were refused blocks while it waited: the queue it stood in was one for memory.
+        if (result_.memory_blocked_iterations > l.blocked_before) r.waited_for_memory = true;
       }
       round.steps.push_back({id, chunk, static_cast<double>(l.cached_tokens) + l.resident});
       l.scheduled_in = round.iteration;
@@ -447,6 +461,10 @@ class Scheduler {
   // as many as the batch attends to (a step attends to all of its context). Blocks the pass
   // pushes out of the compute tier are written back; blocks return to it as it frees up without
   // a transfer of their own (their next fetch moves them). Returns (blocks fetched, written back).
+  double attended_blocks(const Step& s) const {
+    return std::ceil(s.context_before / static_cast<double>(cfg_.block_tokens) - 1e-9);
+  }
+
   std::pair<double, double> offload_blocks_moved(const std::vector<Step>& steps) {
     const std::int64_t offloaded = offload_used_blocks();
     const double written = static_cast<double>(std::max<std::int64_t>(0, offloaded - offloaded_before_));
@@ -455,8 +473,15 @@ class Scheduler {
     const std::int64_t cold_active = std::max<std::int64_t>(0, active - hbm_blocks_);
     if (cold_active == 0) return {0.0, written};
     double attended = 0;
-    for (const Step& s : steps) attended += std::ceil(s.context_before / static_cast<double>(cfg_.block_tokens) - 1e-9);
-    return {std::min(static_cast<double>(cold_active), attended), written};
+    for (const Step& s : steps) attended += attended_blocks(s);
+    const double fetched = std::min(static_cast<double>(cold_active), attended);
+    // Each request's share of the fetch: the blocks it attends.
+    for (const Step& s : steps) {
+      if (fetched <= 0) break;
+      result_.requests[lives_[s.live].index].offload_fetched_bytes +=
+          fetched * block_bytes_ * attended_blocks(s) / attended;
+    }
+    return {fetched, written};
   }
 
   // Prefix blocks moved between the compute tier and the prefix cache's lower tiers since the last
@@ -503,6 +528,7 @@ class Scheduler {
     const auto [prefix_load_s, prefix_write_s] = prefix_tier_transfers();
     double time_s = prefix_load_s;
     double unhidden_write_s = prefix_write_s;
+    ServingRequestResult::BoundTime bound;  // this iteration's time, by what bound it
     if (work.tokens > 0) {
       const PassCost cost = in_.cost.pass_cost(work);
       time_s += cost.time_s;
@@ -510,10 +536,12 @@ class Scheduler {
       if (fetch_blocks > 0 || spill_blocks > 0) {
         const double exposed_s = offload_transfer(cost, fetch_blocks, spill_blocks);
         time_s += exposed_s;
+        bound.link_s += exposed_s;
         result_.link_s += exposed_s;
         result_.decode_link_s += exposed_s * decodes;
       }
       const bool compute = cost.bound == Bound::kCompute;
+      (compute ? bound.compute_s : bound.hbm_bandwidth_s) += cost.time_s;
       (compute ? result_.compute_bound_s : result_.memory_bound_s) += cost.time_s;
       (compute ? result_.decode_compute_bound_s : result_.decode_memory_bound_s) += cost.time_s * decodes;
       result_.hbm_read_bytes += cost.hbm_read_bytes;
@@ -521,6 +549,7 @@ class Scheduler {
     }
     if (prefix_load_s > 0 || unhidden_write_s > 0) {
       time_s += unhidden_write_s;
+      bound.link_s += prefix_load_s + unhidden_write_s;
       result_.prefix_load_s += prefix_load_s;
       result_.link_s += prefix_load_s + unhidden_write_s;
       result_.decode_link_s += (prefix_load_s + unhidden_write_s) * decodes;
@@ -538,6 +567,20 @@ class Scheduler {
       result_.link_s += link_s;
       result_.decode_link_s += link_s * decodes;
       time_s += link_s;  // vLLM swaps synchronously before the step
+      bound.link_s += link_s;
+    }
+    if (static_cast<std::int64_t>(result_.iterations_recorded.size()) < in_.record_iterations) {
+      ServingIteration it;
+      it.start_s = now_;
+      it.time_s = time_s;
+      it.link_s = bound.link_s;
+      it.decodes = static_cast<int>(decodes);
+      it.prefills = static_cast<int>(steps.size()) - it.decodes;
+      it.tokens = static_cast<std::int64_t>(work.tokens);
+      it.compute_bound = bound.compute_s > 0;
+      result_.iterations_recorded.push_back(it);
+    } else if (in_.record_iterations > 0) {
+      ++result_.iterations_not_recorded;
     }
     integrate(time_s);
     now_ += time_s;
@@ -547,6 +590,10 @@ class Scheduler {
     for (const Step& s : steps) {
       Live& l = lives_[s.live];
       ServingRequestResult& r = result_.requests[l.index];
+      ServingRequestResult::BoundTime& spent = l.prefilling ? r.prefill_time : r.decode_time;
+      spent.compute_s += bound.compute_s;
+      spent.hbm_bandwidth_s += bound.hbm_bandwidth_s;
+      spent.link_s += bound.link_s;
       if (l.prefilling) result_.prompt_tokens_computed += s.tokens;
       l.processed += s.tokens;
       l.resident = l.curve.resident_after(l.processed);

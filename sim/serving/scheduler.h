@@ -34,6 +34,20 @@ struct ServingRequestResult {
   bool over_context = false;     // rejected: prompt + output exceed max_position_embeddings
   double peak_hbm_kv_bytes = 0;  // its private blocks (compute tier, or offload tier beyond it)
   double peak_swap_bytes = 0;    // its blocks in the swap tier
+  // Where its time went, to name what broke its SLO (issue 18 §3): the time of the iterations it
+  // took part in, by what bound each (the roofline term, or exposed transfers over the links),
+  // up to its first token and after it; and whether it waited while requests were refused KV blocks.
+  struct BoundTime {
+    double compute_s = 0, hbm_bandwidth_s = 0, link_s = 0;
+  };
+  BoundTime prefill_time, decode_time;
+  bool waited_for_memory = false;
+  // Bytes brought into the compute tier for it, per lower tier (all TP ranks): swapped back in
+  // after a swap preemption; its share of the offload tier's fetches (iteration fetches split by
+  // the blocks each request attends); its prefix blocks loaded from each prefix-cache tier.
+  double swap_in_bytes = 0;
+  double offload_fetched_bytes = 0;
+  std::vector<double> prefix_loaded_bytes;  // indexed like ServingResult::prefix_tiers
 
   double queue_s() const { return first_scheduled_s - arrival_s; }
   double ttft_s() const { return first_token_s - arrival_s; }
@@ -55,12 +69,24 @@ struct ServingSample {  // the state after one iteration
   double offload_bytes = 0;  // placement offload: blocks beyond the compute tier, in its lower tier
 };
 
+struct ServingIteration {  // one iteration, for `kvsim run --timeline`
+  double start_s = 0;
+  double time_s = 0;  // transfers included
+  double link_s = 0;  // of which transfers not hidden behind the pass (offload, prefix loads, swaps)
+  int prefills = 0;   // requests with a prefill chunk in it
+  int decodes = 0;
+  std::int64_t tokens = 0;
+  bool compute_bound = false;
+};
+
 struct ServingResult {
-  std::vector<ServingRequestResult> requests;  // in workload order
-  std::vector<ServingSample> timeline;         // per iteration (downsampled to at most ~20,000 rows)
-  std::int64_t capacity_blocks = 0;            // compute tier, plus the offload tier's under placement offload
-  std::int64_t offload_capacity_blocks = 0;    // of those, in the offload tier
-  double block_bytes = 0;                      // one block, all layers and KV heads, all TP ranks
+  std::vector<ServingRequestResult> requests;         // in workload order
+  std::vector<ServingSample> timeline;                // per iteration (downsampled to at most ~20,000 rows)
+  std::vector<ServingIteration> iterations_recorded;  // the first ServingInput::record_iterations
+  std::int64_t iterations_not_recorded = 0;           // beyond that cap
+  std::int64_t capacity_blocks = 0;                   // compute tier, plus the offload tier's under placement offload
+  std::int64_t offload_capacity_blocks = 0;           // of those, in the offload tier
+  double block_bytes = 0;                             // one block, all layers and KV heads, all TP ranks
   std::int64_t iterations = 0;
   std::int64_t events = 0;  // arrivals + request steps (a request's part in an iteration) + completions
   double makespan_s = 0;    // first arrival to last completion
@@ -131,6 +157,7 @@ struct ServingInput {
   // cannot be shared as a prefix).
   bool prefix_caching = false;
   std::function<void(const BlockPool&)> after_event;  // tests check invariants here; may be empty
+  std::int64_t record_iterations = 0;                 // keep the first N iterations in ServingResult (--timeline)
 };
 
 // Throws InputError if the model's weights leave no KV block in the compute tier, or the swap or

@@ -1,6 +1,8 @@
 #include "sim/serving/study.h"
 
 #include <tbb/parallel_for.h>
+
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <utility>
@@ -11,6 +13,7 @@
 #include "sim/scenario_sources.h"
 #include "sim/serving/profile_cache.h"
 #include "util/error.h"
+#include "util/rng.h"
 
 namespace kvsim {
 
@@ -27,6 +30,13 @@ Workload load_scenario_workload(const Scenario& s) {
     fail_input(s.path + ": [workload] arrivals", what);
   }
   if (w.requests.empty()) fail_input(s.path + ": [workload] arrivals", "no requests in " + s.arrivals);
+  if (s.arrival_process == Scenario::ArrivalProcess::kPoisson) {
+    if (w.requests.size() < 2 || w.duration_s() <= 0) {
+      fail_input(s.path + ": [workload] arrival_process",
+                 "poisson needs a mean rate: at least two requests arriving at different times");
+    }
+    w = with_poisson_arrivals(w, s.seed);
+  }
   if (s.arrival_rate_per_s > 0) {
     if (w.requests.size() < 2 || w.duration_s() <= 0) {
       fail_input(s.path + ": [workload] arrival_rate", "needs at least two requests arriving at different times");
@@ -34,6 +44,19 @@ Workload load_scenario_workload(const Scenario& s) {
     w = with_arrival_rate(w, s.arrival_rate_per_s);
   }
   return w;
+}
+
+Workload with_poisson_arrivals(const Workload& w, std::uint64_t seed) {
+  Workload out = w;
+  const double rate_per_s = mean_arrival_rate(w);
+  // Its own stream: the trace synthesiser draws from the same seed.
+  KeyedRng rng(hash_key(seed, 0x706F6973736F6EULL /* "poisson" */));
+  double now_s = 0;
+  for (std::size_t i = 0; i < out.requests.size(); ++i) {
+    if (i > 0) now_s += -std::log(rng.uniform()) / rate_per_s;  // exponential gaps
+    out.requests[i].arrival_s = now_s;
+  }
+  return out;
 }
 
 double mean_arrival_rate(const Workload& w) {
@@ -124,7 +147,8 @@ RetentionCurve ServingStudy::curve(std::size_t policy, std::size_t request) cons
 }
 
 ServingResult ServingStudy::simulate(std::size_t policy, const Workload& workload, const Hardware& hardware,
-                                     int concurrency, const std::function<void(const BlockPool&)>& after_event) const {
+                                     int concurrency, const std::function<void(const BlockPool&)>& after_event,
+                                     std::int64_t record_iterations) const {
   const Scenario& s = scenario_;
   const CostModel cost(hardware, s.model, s.tensor_parallel, s.path + ": [hardware]");
   const Hierarchy hierarchy(hardware);
@@ -140,6 +164,7 @@ ServingResult ServingStudy::simulate(std::size_t policy, const Workload& workloa
                      prefix_caching(policy),
                      after_event};
   input.curve = [&](std::size_t request) { return curve(policy, request); };
+  input.record_iterations = record_iterations;
   try {
     return simulate_serving(input);
   } catch (const InputError& e) {
@@ -147,13 +172,14 @@ ServingResult ServingStudy::simulate(std::size_t policy, const Workload& workloa
   }
 }
 
-ServingRun run_serving(const ServingStudy& study) {
+ServingRun run_serving(const ServingStudy& study, std::int64_t record_iterations) {
   ServingRun run;
   run.hardware = load_scenario_hardware(study.scenario());
   const std::size_t n = study.num_policies();
   run.results.resize(n);
-  tbb::parallel_for(std::size_t{0}, n,
-                    [&](std::size_t p) { run.results[p] = study.simulate(p, study.workload(), run.hardware); });
+  tbb::parallel_for(std::size_t{0}, n, [&](std::size_t p) {
+    run.results[p] = study.simulate(p, study.workload(), run.hardware, -1, {}, record_iterations);
+  });
   for (std::size_t p = 0; p < n; ++p) {
     run.specs.push_back(study.spec(p));
     run.prefix_caching.push_back(study.prefix_caching(p) ? 1 : 0);

@@ -22,6 +22,9 @@ Workload load_scenario_workload(const Scenario& scenario);
 
 // `workload` with arrival times scaled so that its mean rate is `rate_per_s`.
 Workload with_arrival_rate(const Workload& workload, double rate_per_s);
+// The same requests in the same order, arriving as a Poisson process at the workload's mean rate
+// (the first at 0), drawn from `seed`: [workload] arrival_process = poisson.
+Workload with_poisson_arrivals(const Workload& workload, std::uint64_t seed);
 
 // Requests over the span of their arrivals (the first arrives at 0): (n - 1) / last arrival.
 double mean_arrival_rate(const Workload& workload);
@@ -45,8 +48,10 @@ class ServingStudy {
 
   // One serving simulation of `workload` (this study's, or a rescaled copy of it); `concurrency`
   // < 0 takes the scenario's.
+  // `record_iterations`: keep the first N iterations' times in the result (--timeline).
   ServingResult simulate(std::size_t policy, const Workload& workload, const Hardware& hardware, int concurrency = -1,
-                         const std::function<void(const BlockPool&)>& after_event = {}) const;
+                         const std::function<void(const BlockPool&)>& after_event = {},
+                         std::int64_t record_iterations = 0) const;
 
  private:
   RetentionCurve curve(std::size_t policy, std::size_t request) const;
@@ -66,7 +71,8 @@ struct ServingRun {
   std::vector<char> prefix_caching;
 };
 
-ServingRun run_serving(const ServingStudy& study);
+// Every policy of the study on its workload; `record_iterations` as in ServingStudy::simulate.
+ServingRun run_serving(const ServingStudy& study, std::int64_t record_iterations = 0);
 
 // The scenario's hardware (preset + attachments), errors naming the scenario's [hardware].
 Hardware load_scenario_hardware(const Scenario& scenario);

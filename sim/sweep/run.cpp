@@ -1,6 +1,5 @@
 #include "sim/sweep/run.h"
 
-#include <tbb/global_control.h>
 #include <tbb/task_arena.h>
 #include <tbb/task_group.h>
 #include <atomic>
@@ -13,6 +12,7 @@
 #include "sim/replay/run.h"
 #include "sim/sweep/store.h"
 #include "util/error.h"
+#include "util/threads.h"
 
 namespace kvsim {
 
@@ -74,10 +74,9 @@ void run_sweep_scenarios(const std::string& dir, const Sweep& sweep, const std::
       const std::size_t index = indices[k];
       try {
         const auto start = std::chrono::steady_clock::now();
-        Scenario scenario = scenarios.at(index);
-        // run_scenario caps the whole process at the scenario's thread count; the sweep's own cap
-        // is `jobs`, and a lower one from a scenario would starve the other workers.
-        scenario.threads = jobs;
+        const Scenario& scenario = scenarios.at(index);
+        // The scenarios' own [sim] threads do not apply: the sweep's cap is `jobs` (kvsim sweep caps
+        // the process at it), and a lower one from a scenario would starve the other workers.
         tbb::this_task_arena::isolate([&] {
           const ScenarioRun run = run_scenario(scenario, /*keep_masks=*/false);
           write_scenario_result(dir, sweep, index, scenario, run);
@@ -98,7 +97,7 @@ void run_sweep_scenarios(const std::string& dir, const Sweep& sweep, const std::
   };
   // Lets the arena have `jobs` threads even above the core count; without it oneTBB caps the
   // workers at the cores and prints a "TBB Warning" on stderr (also under --quiet).
-  const tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(jobs));
+  cap_worker_threads(jobs);
   tbb::task_arena arena(jobs);
   arena.execute([&] {
     tbb::task_group group;

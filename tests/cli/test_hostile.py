@@ -8,7 +8,10 @@
       is <= 1 exactly; no null in summary.json;
   8   num_layers = 2^31-1 in a scenario or a trace, and a layer count whose bookkeeping exceeds
       --max-memory, are refused naming the file and key;
-  11  a scenario starting with a UTF-8 byte-order mark runs like the same file without it.
+  11  a scenario starting with a UTF-8 byte-order mark runs like the same file without it;
+and what runs out or dies midway: a serving run that serves nothing writes no latencies (absent,
+never null or zero); running out of memory under --max-memory names the input; a dead writer's
+temporary beside a single-file output is removed, a live one's kept.
 The single-line refusals of items 6, 8, 10 and 11 are also cases of tests/bad_inputs/."""
 import argparse
 import json
@@ -191,6 +194,56 @@ def check_bom(k, w):
         check(a == b, "BOM and plain scenario give the same results")
 
 
+def check_none_served(k, w):
+    with open(os.path.join(w, "none-served.ini"), "w") as f:
+        f.write("[model]\npreset = tiny-model.ini\nmax_position_embeddings = 64\n"
+                "[workload]\narrivals = poisson(rate=5, requests=3, prompt_mean=512, prompt_cv=0.1, output_mean=8, "
+                "output_max=16)\n[policy]\nspec = full\n[hardware]\npreset = h100-sxm\n[sim]\nthreads = 1\n")
+    r = run(k, "run", "none-served.ini", "--out", "o_none", "--no-cache", cwd=w)
+    check(r.returncode == 0, "serving run whose requests all exceed the context length: %d %r" % (r.returncode, r.stderr))
+    if r.returncode != 0:
+        return
+    text = open(os.path.join(w, "o_none", "summary.json")).read()
+    policy = json.loads(text)["policies"][0]
+    check(policy["served"] == 0 and policy["rejected_over_context_length"] == 3, "all 3 rejected: %r" % policy)
+    check("null" not in text and "ttft_s" not in policy and "tpot_s" not in policy,
+          "no latency written for a policy that served nothing (absent, not null or 0)")
+    row = [l for l in r.stdout.splitlines() if l.startswith("full")]
+    check(len(row) == 1 and row[0].split()[2:6] == ["-"] * 4, "the table shows '-' for its latencies: %r" % row)
+
+
+def check_out_of_memory(k, w):
+    """Passes the up-front checks, then runs out under the cap while scoring (it used to abort:
+    lifting the thread cap while the error unwound started threads, which failed)."""
+    if os.environ.get("KVSIM_SANITIZED"):
+        print("skipped: running out of memory under --max-memory (sanitizer builds set no process limit)")
+        return
+    with open(os.path.join(w, "valid-scenario.ini")) as f:
+        text = f.read().replace("prompt_tokens = 256", "prompt_tokens = 65536").replace("traced_layers = 0,2", "traced_layers = all")
+    with open(os.path.join(w, "oom.ini"), "w") as f:
+        f.write(text)
+    r = run(k, "--max-memory", "64MiB", "run", "oom.ini", "--out", "o_oom", "--quiet", cwd=w)
+    check(one_line_error(r, "oom.ini", "out of memory under --max-memory 64 MiB"),
+          "out of memory names the scenario and the cap: %d %r" % (r.returncode, r.stderr))
+    check(not os.path.exists(os.path.join(w, "o_oom")), "out of memory leaves no output")
+
+
+def check_dead_temporaries(k, w):
+    import socket
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    leftover = os.path.join(w, "graph.dot.tmp.%d@%s" % (dead.pid, host))
+    live = os.path.join(w, "graph.dot.tmp.%d@%s" % (os.getpid(), host))
+    for path in (leftover, live):
+        with open(path, "w") as f:
+            f.write("half a graph")
+    r = run(k, "hw", "show", "h100-sxm", "--dot", "graph.dot", cwd=w)
+    check(r.returncode == 0 and os.path.getsize(os.path.join(w, "graph.dot")) > 0, "hw show --dot: %r" % r.stderr)
+    check(not os.path.exists(leftover), "a dead writer's temporary of graph.dot is removed")
+    check(os.path.exists(live), "a live writer's temporary is kept")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kvsim", required=True)
@@ -204,6 +257,9 @@ def main():
     check_extreme_values(k, w)
     check_sizes(k, w)
     check_bom(k, w)
+    check_none_served(k, w)
+    check_out_of_memory(k, w)
+    check_dead_temporaries(k, w)
     return checks.summary()
 
 

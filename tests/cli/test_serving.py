@@ -124,11 +124,48 @@ def test_determinism_and_summary(kvsim, workdir):
               f"{policy['spec']}: goodput {policy['goodput_requests_per_s']} vs {good / makespan}")
         peak_rows = max(float(r["peak_hbm_kv_bytes"]) for r in mine)
         check(policy["peak_bytes"] >= peak_rows, f"{policy['spec']}: system peak below a request's peak")
+        # Breaches (issue 18 §3): requests.csv names each late request's bound, summary.json counts them.
+        late_ttft = sum(1 for r in served if float(r["ttft_s"]) > 0.5)
+        late_tpot = sum(1 for r in served if r["tpot_s"] != "" and float(r["tpot_s"]) > 0.03)
+        check(sum(1 for r in mine if "ttft:" in r["slo_breach"]) == late_ttft == policy["slo_breaches"]["ttft"]["requests"],
+              f"{policy['spec']}: {late_ttft} late first tokens vs {policy['slo_breaches']['ttft']}")
+        check(sum(1 for r in mine if "tpot:" in r["slo_breach"]) == late_tpot == policy["slo_breaches"]["tpot"]["requests"],
+              f"{policy['spec']}: {late_tpot} slow decodes vs {policy['slo_breaches']['tpot']}")
+        causes = policy["slo_breaches"]["ttft"]["causes"]
+        check(set(causes) <= {"queueing", "hbm_capacity", "compute", "hbm_bandwidth", "link_bandwidth"} and
+              sum(causes.values()) == late_ttft, f"{policy['spec']}: ttft causes {causes}")
     # Compressing policies hold less KV than the full cache on the same arrivals.
     full, snap, stream = policies
     check(snap["mean_kv_bytes"]["hbm"] < 0.5 * full["mean_kv_bytes"]["hbm"],
           f"snapkv 20% mean KV {snap['mean_kv_bytes']['hbm']} vs full {full['mean_kv_bytes']['hbm']}")
     check(stream["mean_kv_bytes"]["hbm"] < full["mean_kv_bytes"]["hbm"], "streaming holds less than full")
+
+
+def test_timeline(kvsim, workdir):
+    """--timeline on a serving run: one slice per iteration on each policy's compute track, KV and
+    request counters, and the same results as without it."""
+    ini = scenario(workdir, "serve.ini", SYNTHETIC)
+    out = os.path.join(workdir, "out_timeline")
+    r = run(kvsim, "run", ini, "--out", out, "--timeline", os.path.join(out, "trace.json"), "--quiet", "--threads", "1")
+    check(r.returncode == 0, f"serving run with --timeline: {r.stderr.strip()}")
+    if r.returncode != 0:
+        return
+    for name in ("summary.json", "requests.csv", "timeline.csv"):
+        check(filecmp.cmp(os.path.join(out, name), os.path.join(workdir, "out_t1", name), shallow=False),
+              f"--timeline changes {name}")
+    with open(os.path.join(out, "trace.json")) as f:
+        events = json.load(f)["traceEvents"]
+    with open(os.path.join(out, "summary.json")) as f:
+        policies = json.load(f)["policies"]
+    for pid, policy in enumerate(policies):
+        slices = [e for e in events if e["pid"] == pid and e["ph"] == "X" and e["tid"] == 0]
+        check(len(slices) == policy["iterations"], f"{policy['spec']}: {len(slices)} slices, {policy['iterations']} iterations")
+        busy = sum(e["dur"] for e in slices) / 1e6
+        check(0 < busy <= policy["makespan_s"] * (1 + 1e-9),
+              f"{policy['spec']}: slices {busy} s within the makespan {policy['makespan_s']} s")
+        check(all(b["ts"] >= a["ts"] + a["dur"] - 1e-3 for a, b in zip(slices, slices[1:])), "iterations do not overlap")
+        counters = {e["name"] for e in events if e["pid"] == pid and e["ph"] == "C"}
+        check(counters == {"KV bytes", "requests"}, f"counters {counters}")
 
 
 def mooncake_like(path):
@@ -230,6 +267,7 @@ def main():
     shutil.rmtree(args.workdir, ignore_errors=True)
     os.makedirs(args.workdir)
     test_determinism_and_summary(args.kvsim, args.workdir)
+    test_timeline(args.kvsim, args.workdir)
     test_prefix_sharing(args.kvsim, args.workdir)
     test_plan(args.kvsim, args.workdir)
     test_bad_serving_inputs(args.kvsim, args.workdir)

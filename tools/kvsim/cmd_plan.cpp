@@ -16,6 +16,7 @@
 #include "util/error.h"
 #include "util/json.h"
 #include "util/output_guard.h"
+#include "util/threads.h"
 
 namespace kvsim::cli {
 
@@ -128,6 +129,7 @@ int cmd_plan(const Args& args) {
   if (!(plan.precision > 0 && plan.precision < 1)) fail_input("kvsim plan --precision", "must be in (0, 1)");
 
   Scenario scenario = load_scenario(v["scenario"].as<std::string>());
+  cap_worker_threads(scenario.threads);
   if (!scenario.serving_mode()) {
     fail_input(scenario.path,
                "kvsim plan needs a serving scenario: add [workload] arrivals = FILE.csv|FILE.jsonl|poisson(...)");

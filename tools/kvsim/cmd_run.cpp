@@ -7,6 +7,7 @@
 #include "sim/replay/report.h"
 #include "sim/replay/run.h"
 #include "sim/scenario.h"
+#include "sim/serving/chrome_trace.h"
 #include "sim/serving/report.h"
 #include "sim/serving/study.h"
 #include "tools/kvsim/command_line.h"
@@ -45,7 +46,7 @@ int cmd_run(const Args& args) {
       ("scenario", po::value<std::string>(), "scenario INI file")
       ("out,o", po::value<std::string>(), "output folder: summary.json, timeline.csv, requests.csv, written whole (a new set replaces an old one in one rename; a folder holding other files is refused)")
       ("save-kept", po::value<std::string>(), "also write each policy's final kept mask per layer to this .h5 file")
-      ("timeline", po::value<std::string>(), "write a Chrome/Perfetto trace of the simulated time (needs [hardware])")
+      ("timeline", po::value<std::string>(), "write a Chrome/Perfetto trace of the simulated time (needs [hardware]; serving runs: one slice per iteration, the first 50,000 per policy, with KV-per-tier and request counters)")
       ("threads", po::value<int>(), "override [sim] threads (0: all cores; at most 1024, and their stacks (4 MiB each) within --max-memory)")
       ("no-cache", "serving: measure every retention profile, reading and writing no cache (as [sim] cache_dir = none)")
       ("quiet,q", "no progress output on stderr");
@@ -75,6 +76,7 @@ int cmd_run(const Args& args) {
     scenario.threads = v["threads"].as<int>();
     check_thread_count(scenario.threads, 0, "kvsim run --threads");
   }
+  cap_worker_threads(scenario.threads);  // single request and serving runs alike
   // Check every output location before any work, so a bad path never leaves partial results and
   // no output replaces an input (issue 17 item 2).
   const std::string out = v["out"].as<std::string>();
@@ -97,16 +99,22 @@ int cmd_run(const Args& args) {
     fail_input(scenario.path, "--timeline needs a [hardware] section in the scenario (time comes from it)");
   }
   const auto progress = elapsed_log(quiet);
+  const auto place = [&](const char* option, const std::string& folder) {
+    const std::string file = v[option].as<std::string>();
+    return directly_in(file, out) ? folder + "/" + std::filesystem::path(file).filename().string() : file;
+  };
   if (scenario.serving_mode()) {
-    if (v.count("save-kept") || v.count("timeline")) {
-      fail_input(scenario.path,
-                 "--save-kept and --timeline are for single-request scenarios (this one has [workload] arrivals)");
+    if (v.count("save-kept")) {
+      fail_input(scenario.path, "--save-kept is for single-request scenarios (this one has [workload] arrivals)");
     }
     const ServingStudy study(scenario, progress, warning_log());
     progress("simulating " + std::to_string(study.workload().requests.size()) + " requests x " +
              std::to_string(study.num_policies()) + " policies");
-    const ServingRun run = run_serving(study);
-    write_serving_outputs(out, study, run);
+    const bool timeline = v.count("timeline") > 0;
+    const ServingRun run = run_serving(study, timeline ? kTimelineIterations : 0);
+    write_serving_outputs(out, study, run, ours, [&](const std::string& staged) {
+      if (timeline) write_serving_chrome_trace(place("timeline", staged), run, warning_log());
+    });
     std::cout << scenario.model.name << " on " << run.hardware.device.name << ", " << study.workload().requests.size()
               << " requests from " << study.workload().source << "\n";
     print_serving_table(std::cout, study, run);
@@ -118,12 +126,8 @@ int cmd_run(const Args& args) {
   // files named inside `out` join the set, others are written on their own, each atomically.
   StagedFolder folder(out, ours);
   write_run_files(folder.path(), scenario, run);
-  const auto place = [&](const char* option) {
-    const std::string file = v[option].as<std::string>();
-    return directly_in(file, out) ? folder.path() + "/" + std::filesystem::path(file).filename().string() : file;
-  };
-  if (v.count("save-kept")) write_kept_masks(place("save-kept"), run);
-  if (v.count("timeline")) write_chrome_trace(place("timeline"), run);
+  if (v.count("save-kept")) write_kept_masks(place("save-kept", folder.path()), run);
+  if (v.count("timeline")) write_chrome_trace(place("timeline", folder.path()), run);
   folder.commit();
 
   std::cout << run.model.name << ", prompt " << run.request.prompt_tokens << " + generated "

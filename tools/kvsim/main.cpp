@@ -1,6 +1,8 @@
 // kvsim: trace-driven simulator of LLM KV-cache memory behaviour. Dispatches to one subcommand.
+#include <cmath>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <iostream>
 #include <new>
 #include <string>
@@ -124,8 +126,20 @@ int main(int argc, char** argv) {
     std::cerr << "kvsim " << command << ": error: " << one_line(e.what()) << "\n";
     return 2;
   } catch (const std::bad_alloc&) {
-    std::cerr << "kvsim " << command << ": error: out of memory" << (max_memory_bytes > 0 ? " under --max-memory" : "")
-              << " (reduce prompt_tokens, traced_layers or fidelity_queries)\n";
+    // The one line names the input that asked for the memory (the command's first file argument)
+    // and the cap, as every other input error does.
+    std::string input;
+    for (const std::string& word : args) {
+      if (!word.empty() && word[0] != '-' && std::filesystem::is_regular_file(word)) {
+        input = word + ": ";
+        break;
+      }
+    }
+    std::cerr << "kvsim " << command << ": error: " << input << "out of memory"
+              << (max_memory_bytes > 0
+                      ? " under --max-memory " + std::to_string(std::llround(max_memory_bytes / (1 << 20))) + " MiB"
+                      : std::string())
+              << " (reduce [workload] prompt_tokens or traced_layers, or [sim] fidelity_queries)\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "kvsim " << command << ": internal error: " << one_line(e.what()) << "\n";

@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <string>
 
 #include "hw/cost_model.h"
 #include "hw/hardware.h"
@@ -10,6 +12,7 @@
 #include "sim/placement.h"
 #include "sim/serving/metrics.h"
 #include "sim/serving/scheduler.h"
+#include "sim/serving/study.h"
 #include "traces/model_presets.h"
 #include "traces/workload.h"
 #include "util/error.h"
@@ -300,6 +303,7 @@ TEST(Serving, OffloadTierHoldsWhatTheComputeTierCannotAndIsStreamedEveryPass) {
   double link_bytes = 0;
   for (const auto& [name, bytes] : r.link_bytes) link_bytes = std::max(link_bytes, bytes);
   EXPECT_DOUBLE_EQ(link_bytes, 33 * block) << "22 blocks in and 11 out cross every link of the path";
+  EXPECT_DOUBLE_EQ(r.requests[0].offload_fetched_bytes, 22 * block) << "alone: every fetch is its own";
 
   // Prefetching a layer ahead hides these transfers behind the passes (a decode pass of an 8B
   // model reads 16 GB of weights; 11 blocks are 23 MB).
@@ -311,6 +315,33 @@ TEST(Serving, OffloadTierHoldsWhatTheComputeTierCannotAndIsStreamedEveryPass) {
   // Admission counts both tiers: 32 blocks exceed 10 + 15.
   const ServingResult too_big = o.run(make_workload({{0.0, 500, 3}}), "offload(tier=dram)");
   EXPECT_TRUE(too_big.requests[0].rejected);
+}
+
+// Two requests share the link (issue 18 acceptance): 100-token prompts, 3 outputs each, 7 blocks
+// each (113 tokens fit), 14 in all over 10 HBM blocks. Iteration 1 prefills both and writes the 4
+// blocks beyond HBM to DRAM; iterations 2 and 3 decode both, each attending its 7 blocks, so the
+// 4 cold blocks are fetched once per iteration for the batch and split 7:7 between the two. Per
+// iteration the transfer is the larger direction over the slowest link plus the path's latency:
+// 4 + 4 + 4 blocks and three latencies, serialised with the passes.
+TEST(Serving, TwoRequestsShareTheOffloadLinkByHand) {
+  const OffloadRig o(15.5);
+  const ServingResult r = o.run(make_workload({{0.0, 100, 3}, {0.0, 100, 3}}), "offload(tier=dram)");
+  ASSERT_FALSE(r.requests[0].rejected || r.requests[1].rejected);
+  const double block = r.block_bytes;
+  EXPECT_EQ(r.iterations, 3);
+  EXPECT_DOUBLE_EQ(r.peak_offload_bytes, 4 * block);
+  EXPECT_DOUBLE_EQ(r.offload_write_bytes, 4 * block);
+  EXPECT_DOUBLE_EQ(r.offload_read_bytes, 8 * block);
+  EXPECT_DOUBLE_EQ(r.requests[0].offload_fetched_bytes, 4 * block);
+  EXPECT_DOUBLE_EQ(r.requests[1].offload_fetched_bytes, 4 * block);
+  double latency_s = 0;
+  for (const Hierarchy::Hop& hop : o.hierarchy.path("hbm", "dram"))
+    latency_s += o.hardware.links[static_cast<std::size_t>(hop.link)].latency_s;
+  const double expected_s = 12 * block / o.hierarchy.bottleneck_bytes_per_s("hbm", "dram") + 3 * latency_s;
+  EXPECT_NEAR(r.link_s, expected_s, 1e-9 * expected_s);
+  // Both take part in every iteration, so each one's time includes all of the link time.
+  EXPECT_NEAR(r.requests[0].prefill_time.link_s + r.requests[0].decode_time.link_s, expected_s, 1e-9 * expected_s);
+  EXPECT_NEAR(r.requests[1].finish_s, r.busy_s, 1e-12 * r.busy_s);
 }
 
 TEST(Serving, OffloadToATierTheHardwareLacksIsRefused) {
@@ -401,10 +432,79 @@ TEST(Serving, PrefixEvictedFromTheComputeTierIsLoadedBackFromTheLowerTier) {
   ASSERT_EQ(tiered.prefix_tiers.size(), 1u);
   EXPECT_EQ(tiered.prefix_tiers[0].hits, 2);
   EXPECT_DOUBLE_EQ(tiered.prefix_tiers[0].loaded_bytes, 64 * tiered.block_bytes);
+  ASSERT_EQ(tiered.requests[2].prefix_loaded_bytes.size(), 1u);
+  EXPECT_DOUBLE_EQ(tiered.requests[2].prefix_loaded_bytes[0], 64 * tiered.block_bytes) << "the load is request 2's";
+  EXPECT_DOUBLE_EQ(tiered.requests[0].prefix_loaded_bytes[0], 0.0);
   EXPECT_GE(tiered.prefix_tiers[0].written_bytes, 64 * tiered.block_bytes);
   EXPECT_GT(tiered.prefix_load_s, 0.0);
   // 64 blocks of 2 MiB over PCIe cost less than prefilling 1024 tokens of an 8B model.
   EXPECT_LT(tiered.requests[2].ttft_s(), hbm.requests[2].ttft_s());
+}
+
+// Issue 18 §3: what broke the SLO is read from the requests that broke it. Three equal prompts at
+// once, one at a time (service S each): the second waits S and works S (TTFT 2S), the third waits
+// 2S (TTFT 3S). With the bound at 1.5 S the second is late for its own prefill (compute: 1024
+// tokens of Llama-3.1-8B on an H100 take ~16 TFLOP, ~5x the weight read) and the third for its
+// queue; at 2.5 S only the third. A batch-1 decode step reads the weights: hbm_bandwidth.
+TEST(ServingMetrics, SloBreachesAreBlamedOnWhatTheLateRequestsWaitedFor) {
+  const Rig rig;
+  ServingConfig config;
+  config.max_running = 1;
+  const ServingResult one = simulate_serving(rig.input(config, make_workload({{0.0, 1024, 1}})));
+  const double service_s = one.busy_s;
+  const ServingResult r =
+      simulate_serving(rig.input(config, make_workload({{0.0, 1024, 1}, {0.0, 1024, 1}, {0.0, 1024, 1}})));
+  ASSERT_NEAR(r.requests[2].ttft_s(), 3 * service_s, 1e-9);
+  EXPECT_EQ(slo_breach_cause(r.requests[1], true), "compute");
+  EXPECT_EQ(slo_breach_cause(r.requests[2], true), "queueing");
+  EXPECT_FALSE(r.requests[2].waited_for_memory);
+  Slo slo;
+  slo.ttft_s = 1.5 * service_s;
+  ServingMetrics m = summarize_serving(r, slo);
+  EXPECT_EQ(m.ttft_breach_causes, (std::map<std::string, std::int64_t>{{"compute", 1}, {"queueing", 1}}));
+  slo.ttft_s = 2.5 * service_s;
+  m = summarize_serving(r, slo);
+  EXPECT_EQ(m.ttft_breach_causes, (std::map<std::string, std::int64_t>{{"queueing", 1}}));
+  EXPECT_EQ(top_breach_cause(m.ttft_breach_causes), "queueing");
+  EXPECT_EQ(top_breach_cause({}), "none");
+
+  // Decode alone: every step reads the weights.
+  const ServingResult decode = simulate_serving(rig.input(config, make_workload({{0.0, 128, 64}})));
+  EXPECT_EQ(slo_breach_cause(decode.requests[0], false), "hbm_bandwidth");
+
+  // Room for one request's blocks only: the second waits for memory, not for compute.
+  ServingConfig roomy;
+  const Workload two = make_workload({{0.0, 1024, 200}, {0.0, 1024, 200}});
+  const ServingResult tight = simulate_serving(rig.input(roomy, two, rig.reserve_for_blocks(80, 16)));
+  EXPECT_TRUE(tight.requests[1].waited_for_memory);
+  EXPECT_EQ(slo_breach_cause(tight.requests[1], true), "hbm_capacity");
+}
+
+// [workload] arrival_process = poisson: the same requests in the same order, exponential gaps at the
+// trace's mean rate (CV of the gaps ~1, where a bursty trace's is larger), drawn from the seed.
+TEST(Workload, PoissonArrivalsKeepTheRequestsAndTheMeanRate) {
+  std::vector<std::tuple<double, std::int64_t, std::int64_t>> rows;
+  for (int i = 0; i < 20000; ++i) rows.emplace_back((i / 100) * 10.0, 100 + i, 1 + i % 7);  // bursts of 100
+  const Workload bursty = make_workload(rows);
+  const Workload w = with_poisson_arrivals(bursty, 3);
+  ASSERT_EQ(w.requests.size(), bursty.requests.size());
+  double sum = 0, sum_sq = 0;
+  for (std::size_t i = 0; i < w.requests.size(); ++i) {
+    EXPECT_EQ(w.requests[i].prompt_tokens, bursty.requests[i].prompt_tokens);
+    EXPECT_EQ(w.requests[i].output_tokens, bursty.requests[i].output_tokens);
+    if (i == 0) continue;
+    const double gap = w.requests[i].arrival_s - w.requests[i - 1].arrival_s;
+    ASSERT_GT(gap, 0);
+    sum += gap;
+    sum_sq += gap * gap;
+  }
+  const double n = static_cast<double>(w.requests.size() - 1);
+  const double mean = sum / n, cv = std::sqrt(sum_sq / n - mean * mean) / mean;
+  EXPECT_NEAR(mean_arrival_rate(w) / mean_arrival_rate(bursty), 1.0, 0.03);  // 3 sigma of 20,000 gaps: 2.1 %
+  EXPECT_NEAR(cv, 1.0, 0.05);
+  EXPECT_EQ(w.requests[0].arrival_s, 0.0);
+  EXPECT_EQ(with_poisson_arrivals(bursty, 3).requests.back().arrival_s, w.requests.back().arrival_s);
+  EXPECT_NE(with_poisson_arrivals(bursty, 4).requests.back().arrival_s, w.requests.back().arrival_s);
 }
 
 TEST(ServingMetrics, PercentilesThroughputAndGoodput) {
