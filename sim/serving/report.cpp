@@ -86,9 +86,23 @@ void write_scenario(JsonWriter& json, const ServingStudy& study, const ServingRu
   json.end_object();
 }
 
+// Per link, the busier direction's bytes over what it could carry in the run (each TP rank has its
+// own link; a link carries each direction at its effective rate).
+void write_link_utilisation(JsonWriter& json, const ServingResult& r, const Hardware& hw, int tensor_parallel) {
+  json.key("link_utilisation");
+  json.begin_object();
+  for (const auto& [name, bytes] : r.link_busier_direction_bytes) {
+    const auto link = std::find_if(hw.links.begin(), hw.links.end(), [&](const Link& l) { return l.name == name; });
+    const double capacity_bytes =
+        link == hw.links.end() ? 0.0 : link->effective_bytes_per_s() * tensor_parallel * r.makespan_s;
+    json.field(name, capacity_bytes > 0 ? bytes / capacity_bytes : 0.0);
+  }
+  json.end_object();
+}
+
 void write_policy(JsonWriter& json, const std::string& spec, const ServingResult& r, bool prefix_caching,
-                  const Slo& slo, const std::string& top, const std::string& swap_tier,
-                  const std::string& offload_tier) {
+                  const Slo& slo, const std::string& top, const std::string& swap_tier, const std::string& offload_tier,
+                  const Hardware& hw, int tensor_parallel) {
   const ServingMetrics m = summarize_serving(r, slo);
   json.begin_object();
   json.field("spec", spec);
@@ -157,6 +171,7 @@ void write_policy(JsonWriter& json, const std::string& spec, const ServingResult
     json.begin_object();
     for (const auto& [link, bytes] : r.link_bytes) json.field(link, bytes);
     json.end_object();
+    write_link_utilisation(json, r, hw, tensor_parallel);
   }
   json.field("kv_capacity_blocks", r.capacity_blocks);
   if (!offload_tier.empty()) json.field("offload_capacity_blocks", r.offload_capacity_blocks);
@@ -229,7 +244,7 @@ void write_serving_outputs(const std::string& out_dir, const ServingStudy& study
     json.begin_array();
     for (std::size_t p = 0; p < run.results.size(); ++p) {
       write_policy(json, run.specs[p], run.results[p], run.prefix_caching[p] != 0, s.serving.slo, top, swap_tier,
-                   offload_tier);
+                   offload_tier, run.hardware, s.tensor_parallel);
     }
     json.end_array();
     json.end_object();

@@ -461,6 +461,18 @@ class Scheduler {
   // as many as the batch attends to (a step attends to all of its context). Blocks the pass
   // pushes out of the compute tier are written back; blocks return to it as it frees up without
   // a transfer of their own (their next fetch moves them). Returns (blocks fetched, written back).
+  // Traffic of one transfer (per TP rank, each over its own link) on every link it crossed.
+  void count_link_loads(const std::vector<LinkLoad>& loads) {
+    const double tp = in_.tensor_parallel;
+    for (const LinkLoad& load : loads) {
+      result_.link_bytes[load.link] += load.bytes * tp;
+      double& bytes = direction_bytes_[load.link + '\n' + load.from];
+      bytes += load.bytes * tp;
+      double& busier = result_.link_busier_direction_bytes[load.link];
+      busier = std::max(busier, bytes);
+    }
+  }
+
   double attended_blocks(const Step& s) const {
     return std::ceil(s.context_before / static_cast<double>(cfg_.block_tokens) - 1e-9);
   }
@@ -501,7 +513,7 @@ class Scheduler {
       std::vector<LinkLoad> loads;
       if (loaded > 0) load_s += in_.hierarchy.tier_transfer_time_s(compute_tier_, tier, loaded / tp, 0.0, &loads);
       if (written > 0) write_s += in_.hierarchy.tier_transfer_time_s(above, tier, 0.0, written / tp, &loads);
-      for (const LinkLoad& load : loads) result_.link_bytes[load.link] += load.bytes * tp;
+      count_link_loads(loads);
     }
     return {load_s, write_s};
   }
@@ -561,7 +573,7 @@ class Scheduler {
       std::vector<LinkLoad> loads;
       const double link_s =
           in_.hierarchy.tier_transfer_time_s(compute_tier_, cfg_.swap_tier, in_bytes / tp, out_bytes / tp, &loads);
-      for (const LinkLoad& load : loads) result_.link_bytes[load.link] += load.bytes * tp;
+      count_link_loads(loads);
       result_.swap_in_bytes += in_bytes;
       result_.swap_out_bytes += out_bytes;
       result_.link_s += link_s;
@@ -648,7 +660,7 @@ class Scheduler {
     std::vector<LinkLoad> loads;
     const double transfer_s = in_.hierarchy.tier_transfer_time_s(compute_tier_, in_.placement.tier, fetch_bytes / tp,
                                                                  spill_bytes / tp, &loads);
-    for (const LinkLoad& load : loads) result_.link_bytes[load.link] += load.bytes * tp;
+    count_link_loads(loads);
     result_.offload_read_bytes += fetch_bytes;
     result_.offload_write_bytes += spill_bytes;
     return cost.exposed_transfer_s(transfer_s, in_.placement.prefetch);
@@ -729,6 +741,7 @@ class Scheduler {
   std::int64_t prefix_block_tokens_ = 0;
   bool prefix_caching_ = false;
   std::vector<std::pair<std::int64_t, std::int64_t>> prefix_moved_;  // per lower tier: (loaded, written) blocks counted
+  std::map<std::string, double> direction_bytes_;                    // per "link\nfrom": bytes in that direction
   std::uint64_t tick_ = 0;
   std::int64_t attempts_ = 0;  // scheduling rounds, including those that ran nothing
   std::size_t next_ = 0;

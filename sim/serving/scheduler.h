@@ -122,6 +122,9 @@ struct ServingResult {
   double hbm_read_bytes = 0;       // weights + KV, all TP ranks (roofline traffic)
   double hbm_write_bytes = 0;
   std::map<std::string, double> link_bytes;  // swap, offload and prefix-cache traffic per link, all TP ranks
+  // Per link, the bytes of its busier direction (a link carries each direction at its line rate):
+  // with the makespan, the link's utilisation.
+  std::map<std::string, double> link_busier_direction_bytes;
   // The prefix cache's lower tiers ([serving] prefix_cache = hbm+dram), in order: prefix hashes
   // loaded back from each (a hit there), bytes loaded and written, peak occupancy.
   struct PrefixTier {

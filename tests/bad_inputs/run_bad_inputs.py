@@ -523,6 +523,9 @@ def cli_cases(copy_good):
     add("hw_show_missing_preset", ["hw", "show"], "kvsim hw show without a preset", "PRESET")
     add("run_save_kept_in_missing_folder", ["run", "valid-scenario.ini", "--out", "out", "--save-kept", "no/such/kept.h5",
                                             "--quiet"], "--save-kept in a folder that does not exist", "no/such/kept.h5")
+    add("synth_over_context_length", ["synth", "--model", "llama-3.1-8b", "--prompt-tokens", "131072",
+                                      "--generated-tokens", "64", "--layers", "0", "--out", "t.h5"],
+        "a synthetic request longer than the model's context (131072 + 64 > 131072)", "exceed the context length")
     add("run_timeline_in_missing_folder", ["run", "hw-scenario.ini", "--out", "out", "--timeline", "no/such/trace.json",
                                            "--quiet"], "--timeline in a folder that does not exist", "no/such/trace.json",
         setup=hw_scenario)

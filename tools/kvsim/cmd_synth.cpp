@@ -137,6 +137,14 @@ int cmd_synth(const Args& args) {
     params.extra_query_positions = chunk_window_positions(params.prompt_tokens, chunk_tokens, window);
   }
   validate_synth_params(params, "kvsim synth (--model " + model + ")");
+  // A trace of a request the model cannot serve would be replayed as if it could (issue 18 §2).
+  const std::int64_t context = params.model.max_position_embeddings;
+  if (context > 0 && params.prompt_tokens + params.generated_tokens > context) {
+    fail_input("--prompt-tokens", std::to_string(params.prompt_tokens) + " + --generated-tokens " +
+                                      std::to_string(params.generated_tokens) + " exceed the context length of " +
+                                      params.model.name + " (max_position_embeddings = " + std::to_string(context) +
+                                      ")");
+  }
   const auto source = make_synthetic_source(params);
 
   const std::size_t total = params.traced_layers.size();

@@ -334,6 +334,10 @@ TEST(Serving, TwoRequestsShareTheOffloadLinkByHand) {
   EXPECT_DOUBLE_EQ(r.offload_read_bytes, 8 * block);
   EXPECT_DOUBLE_EQ(r.requests[0].offload_fetched_bytes, 4 * block);
   EXPECT_DOUBLE_EQ(r.requests[1].offload_fetched_bytes, 4 * block);
+  ASSERT_FALSE(r.link_busier_direction_bytes.empty());
+  for (const auto& [link, bytes] : r.link_busier_direction_bytes) {
+    EXPECT_DOUBLE_EQ(bytes, 8 * block) << link << ": 8 blocks fetched up, 4 written down";
+  }
   double latency_s = 0;
   for (const Hierarchy::Hop& hop : o.hierarchy.path("hbm", "dram"))
     latency_s += o.hardware.links[static_cast<std::size_t>(hop.link)].latency_s;
