@@ -80,8 +80,9 @@ std::vector<std::vector<LayerStatistic>> prompt_layer_statistics(const TraceSour
     const EvictionContext ctx{model, request, layer, &trace, prefill.back(), prefill, nullptr};
     tbb::parallel_for(std::size_t{0}, users.size(), [&](std::size_t u) {
       const std::size_t p = users[u];
-      const LayerResidency residency(static_cast<std::size_t>(model.num_kv_heads * policies[p]->kv_copies(model)),
-                                     prompt);
+      const LayerResidency residency(
+          static_cast<std::size_t>(model.num_kv_heads) * static_cast<std::size_t>(policies[p]->kv_copies(model)),
+          prompt);
       statistics[p][static_cast<std::size_t>(layer)] = policies[p]->layer_statistic(ctx, residency);
     });
   }
@@ -176,7 +177,8 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
       for (int h : trace.needle_heads) {
         for (int c = 0; c < copies; ++c) {
           std::int64_t kept = 0, needles = 0;
-          const auto& res = final_res[static_cast<std::size_t>(h * copies + c)];
+          const auto& res =
+              final_res[static_cast<std::size_t>(h) * static_cast<std::size_t>(copies) + static_cast<std::size_t>(c)];
           for (const NeedleSpan& span : request.needles) {
             needles += span.end - span.begin;
             kept += std::lower_bound(res.begin(), res.end(), span.end) -

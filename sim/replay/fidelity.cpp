@@ -115,7 +115,8 @@ void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, 
       for (int set = 0; set < sets; ++set) {
         const int g_begin = set * heads_per_set;
         const int g_end = g_begin + heads_per_set;
-        const auto& kept = (*snapshot)[static_cast<std::size_t>(kv_head * sets + set)];
+        const auto& kept = (*snapshot)[static_cast<std::size_t>(kv_head) * static_cast<std::size_t>(sets) +
+                                       static_cast<std::size_t>(set)];
         const auto count = static_cast<Eigen::Index>(kept.size());
         const Eigen::Index rows = heads_per_set * (last - first);
         HeadMatrix kept_probs(rows, count);

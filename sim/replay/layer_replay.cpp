@@ -34,7 +34,7 @@ LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy) {
   }
   std::vector<int> multiplicity;
   if (input.trace != nullptr) {
-    multiplicity.assign(static_cast<std::size_t>(input.model.num_kv_heads * copies), 1);
+    multiplicity.assign(static_cast<std::size_t>(input.model.num_kv_heads) * static_cast<std::size_t>(copies), 1);
   } else {
     multiplicity = untraced_groups(input, policy);
     for (int& m : multiplicity) m *= copies;
