@@ -42,10 +42,10 @@ class DBudgetPolicy final : public Policy {
   bool uses_layer_statistics(bool every_layer_traced) const override { return !every_layer_traced; }
 
   // The fraction of the non-window prompt entries the rule keeps in this (traced) layer.
-  double layer_statistic(const EvictionContext& ctx, const LayerResidency& prompt) const override {
+  LayerStatistic layer_statistic(const EvictionContext& ctx, const LayerResidency& prompt) const override {
     LayerResidency residency = prompt;
     const HeadCounts counts = prune_traced(ctx, residency);
-    return counts.prunable > 0 ? static_cast<double>(counts.kept) / static_cast<double>(counts.prunable) : 1.0;
+    return {counts.prunable > 0 ? static_cast<double>(counts.kept) / static_cast<double>(counts.prunable) : 1.0};
   }
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
@@ -72,9 +72,9 @@ class DBudgetPolicy final : public Policy {
   double traced_mean_fraction(const EvictionContext& ctx) const {
     double sum = 0.0;
     int traced = 0;
-    for (double s : ctx.layer_statistics) {
-      if (std::isnan(s)) continue;
-      sum += s;
+    for (const LayerStatistic& s : ctx.layer_statistics) {
+      if (s.empty()) continue;
+      sum += s.front();
       ++traced;
     }
     if (traced == 0) {

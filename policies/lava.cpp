@@ -147,8 +147,8 @@ class LavaPolicy final : public SnapKvScoredPolicy {
 
   bool uses_layer_statistics(bool /*every_layer_traced*/) const override { return entropy_layers_; }
 
-  double layer_statistic(const EvictionContext& ctx, const LayerResidency& prompt) const override {
-    return normalized_entropy(lava_layer_scores(ctx, *this, prompt, scoring_, points_.prefill).scores);
+  LayerStatistic layer_statistic(const EvictionContext& ctx, const LayerResidency& prompt) const override {
+    return {normalized_entropy(lava_layer_scores(ctx, *this, prompt, scoring_, points_.prefill).scores)};
   }
 
   void evict(const EvictionContext& ctx, LayerResidency& residency) const override {
@@ -204,14 +204,18 @@ class LavaPolicy final : public SnapKvScoredPolicy {
   std::int64_t layer_capacity(const EvictionContext& ctx) const {
     const std::int64_t capacity = uniform_capacity(ctx);
     if (!entropy_layers_ || ctx.trace == nullptr || ctx.layer_statistics.empty() ||
-        std::isnan(ctx.layer_statistics[static_cast<std::size_t>(ctx.layer)])) {
+        ctx.layer_statistics[static_cast<std::size_t>(ctx.layer)].empty()) {
       return capacity;
     }
     const std::int64_t window = std::min<std::int64_t>(scoring_.window, ctx.request.prompt_tokens);
     const std::int64_t scored = std::max<std::int64_t>(0, capacity - window);
+    std::vector<double> entropies;  // NaN: an untraced layer, no party to the split
     std::int64_t traced = 0;
-    for (double s : ctx.layer_statistics) traced += std::isnan(s) ? 0 : 1;
-    return window + apportion(ctx.layer_statistics, traced * scored)[static_cast<std::size_t>(ctx.layer)];
+    for (const LayerStatistic& s : ctx.layer_statistics) {
+      entropies.push_back(s.empty() ? std::nan("") : s.front());
+      traced += s.empty() ? 0 : 1;
+    }
+    return window + apportion(entropies, traced * scored)[static_cast<std::size_t>(ctx.layer)];
   }
 
   // Entries each head keeps besides its window before the remainder: count_h = its entries among

@@ -32,7 +32,14 @@ struct EvictionPoints {
 // Resident positions of one layer: one vector per KV head, each sorted ascending.
 // For an untraced layer there is one vector per head group of Policy::untraced_head_groups(): the
 // heads of a group keep equal counts, so one vector stands for all of them (by default one group).
+// A policy with Policy::kv_copies() = c > 1 keeps c copies of each KV head, and a traced layer then
+// has num_kv_heads x c vectors, copy c' of KV head h at index h x c + c'.
 using LayerResidency = std::vector<std::vector<std::int32_t>>;
+
+// What a policy computes of one traced layer at the end of the prompt so that other layers can weigh
+// it (Policy::layer_statistic): one value (LAVa's entropy, DBudgetKV's kept fraction) or many
+// (KV-Compress's block metrics, ranked across the sequence).
+using LayerStatistic = std::vector<double>;
 
 // Mutable state a policy keeps for one layer over one request (e.g. H2O's accumulated attention).
 // The engine makes one per layer replay with Policy::make_state(), hands it to observe() and
@@ -55,9 +62,9 @@ struct EvictionContext {
   std::span<const Pass> prefill;  // all prefill chunks of the request
   PolicyState* state = nullptr;   // this layer's state from make_state(); null if it made none
   // Only for a policy that uses_layer_statistics(): its layer_statistic() of every layer of the
-  // model (index = layer), NaN for untraced layers. Empty when the layer is replayed alone (unit
+  // model (index = layer), empty for untraced layers. Empty when the layer is replayed alone (unit
   // tests): there is no other layer to weigh it against.
-  std::span<const double> layer_statistics = {};
+  std::span<const LayerStatistic> layer_statistics = {};
   // Results other policies may compute identically on this traced layer (policies/shared_results.h);
   // null when the layer is replayed alone.
   SharedResults* shared = nullptr;
@@ -107,22 +114,32 @@ class Policy {
   // How the KV heads of untraced layer `layer` split into groups whose heads keep equal counts: the
   // number of heads in each group, summing to model.num_kv_heads. The layer is replayed with one
   // representative vector per group (each counted that many times), so untraced layers cost two
-  // vectors, not num_kv_heads, even for a policy whose heads differ. The default, one group of all
-  // heads, is right for every policy that gives a layer's heads equal counts (or whose accounting
-  // only sees the layer total, e.g. budgets pooled across heads); head masks return
-  // {full heads, streaming heads}.
+  // vectors, not num_kv_heads, even for a policy whose heads differ (each counted kv_copies() times). The default, one
+  // group of all heads, is right for every policy that gives a layer's heads equal counts (or whose accounting only
+  // sees the layer total, e.g. budgets pooled across heads); head masks return {full heads, streaming heads}.
   virtual std::vector<int> untraced_head_groups(const ModelShape& model, int /*layer*/) const {
     return {model.num_kv_heads};
   }
 
   // Cross-layer budgets: a policy whose layer budgets depend on the attention of other layers (LAVa's
-  // layer split; DBudgetKV's untraced layers, which follow the traced ones) returns true, told
-  // whether the trace holds every layer of the model. Before replaying a request the engine then
-  // loads each traced layer once more and calls layer_statistic() with the layer as it stands at the
-  // end of the prompt (every prompt position resident in every KV head, ctx.pass the last prefill
-  // chunk, no state); evict() reads all layers' values from EvictionContext::layer_statistics.
+  // layer split; DBudgetKV's untraced layers, which follow the traced ones; KV-Compress's blocks
+  // ranked across a sequence's layers) returns true, told whether the trace holds every layer of the
+  // model. Before replaying a request the engine then loads each traced layer once more and calls
+  // layer_statistic() with the layer as it stands at the end of the prompt (every prompt position
+  // resident in every vector of the residency, ctx.pass the last prefill chunk, no state); evict()
+  // reads all layers' values from EvictionContext::layer_statistics.
   virtual bool uses_layer_statistics(bool /*every_layer_traced*/) const { return false; }
-  virtual double layer_statistic(const EvictionContext& /*ctx*/, const LayerResidency& /*prompt*/) const { return 0.0; }
+  virtual LayerStatistic layer_statistic(const EvictionContext& /*ctx*/, const LayerResidency& /*prompt*/) const {
+    return {};
+  }
+
+  // GQA: how many copies of each KV head's cache the policy keeps. 1 (the default): one cache per KV
+  // head, shared by the group's query heads. model.group_size() for a policy whose authors' code
+  // repeats K/V per query head before caching and selects per query head (gqa=expand): each query
+  // head then has its own resident set (LayerResidency above), the fidelity proxies measure each
+  // query head on its own copy, and footprint, peak and bytes count every copy (G-fold memory).
+  // Not combined with compresses().
+  virtual int kv_copies(const ModelShape& /*model*/) const { return 1; }
 
   // Per-layer state for policies whose scores accumulate over the request; null for the rest.
   virtual std::unique_ptr<PolicyState> make_state() const { return nullptr; }

@@ -26,7 +26,6 @@
 #include "policies/schedule.h"
 #include "policies/select.h"
 #include "policies/snapkv_select.h"
-#include "util/error.h"
 
 namespace kvsim {
 
@@ -80,23 +79,14 @@ class RkvPolicy final : public Policy {
   // Softmax over the non-window keys of the group-pooled window logits, mean over the window, max-pooled.
   Eigen::ArrayXd pooled_importance(const EvictionContext& ctx, int h, std::span<const std::int32_t> resident,
                                    const HeadMatrix& keys, std::int64_t window) const {
-    const LayerTrace& trace = *ctx.trace;
     const auto prefix = static_cast<Eigen::Index>(resident.size()) - window;
     const int group = ctx.model.group_size();
     const float scale = 1.0f / std::sqrt(static_cast<float>(ctx.model.head_dim));
     const auto nonwindow = keys.topRows(prefix);
+    const std::vector<std::int64_t> rows = window_query_rows(ctx, *this, resident, window);
     Eigen::MatrixXf pooled;
     for (int g = h * group; g < (h + 1) * group; ++g) {
-      HeadMatrix q(window, keys.cols());
-      for (std::int64_t i = 0; i < window; ++i) {
-        const std::int64_t t = resident[static_cast<std::size_t>(prefix + i)];
-        const std::int64_t row = trace.query_row(t);
-        if (row < 0)
-          throw InputError("trace layer " + std::to_string(trace.layer) + ": no stored query at position " +
-                           std::to_string(t) + ", which " + spec() + " scores with");
-        q.row(i) = trace.queries[static_cast<std::size_t>(g)].row(row) * scale;
-      }
-      const Eigen::MatrixXf logits = q * nonwindow.transpose();
+      const Eigen::MatrixXf logits = window_queries(ctx, g, rows, scale) * nonwindow.transpose();
       if (g == h * group) {
         pooled = logits;
       } else if (max_group_) {

@@ -76,6 +76,39 @@ std::vector<const HeadMatrix*> group_query_heads(const EvictionContext& ctx, int
   return heads;
 }
 
+HeadMatrix window_queries(const EvictionContext& ctx, int query_head, std::span<const std::int64_t> rows, float scale) {
+  const HeadMatrix& queries = ctx.trace->queries[static_cast<std::size_t>(query_head)];
+  HeadMatrix q(static_cast<Eigen::Index>(rows.size()), queries.cols());
+  for (std::size_t i = 0; i < rows.size(); ++i) q.row(static_cast<Eigen::Index>(i)) = queries.row(rows[i]) * scale;
+  return q;
+}
+
+GqaMode read_gqa(PolicyArgs& args) {
+  const std::string mode = args.get_choice("gqa", {"mean", "max", "expand"});
+  return mode == "mean" ? GqaMode::kMean : mode == "max" ? GqaMode::kMax : GqaMode::kExpand;
+}
+
+int gqa_copies(GqaMode mode, const ModelShape& model) { return mode == GqaMode::kExpand ? model.group_size() : 1; }
+
+GqaScoredHeads gqa_scored_heads(GqaMode mode, const ModelShape& model, int index) {
+  const int group = model.group_size();
+  if (mode == GqaMode::kExpand) return {index / group, index, 1};
+  return {index, index * group, group};
+}
+
+void gqa_combine(GqaMode mode, std::span<const double> scores, bool first, bool last, int count,
+                 std::vector<double>& total) {
+  if (first) {
+    total.assign(scores.begin(), scores.end());
+  } else {
+    for (std::size_t i = 0; i < total.size(); ++i)
+      total[i] = mode == GqaMode::kMax ? std::max(total[i], scores[i]) : total[i] + scores[i];
+  }
+  if (last && mode == GqaMode::kMean) {
+    for (double& x : total) x /= static_cast<double>(count);
+  }
+}
+
 std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& policy, int kv_head,
                                       std::span<const std::int32_t> resident, std::int64_t window_count,
                                       const SnapKvScoring& scoring) {

@@ -61,6 +61,33 @@ std::vector<std::int64_t> window_query_rows(const EvictionContext& ctx, const Po
 // The query heads of KV head `kv_head`'s GQA group. REQUIRES ctx.trace.
 std::vector<const HeadMatrix*> group_query_heads(const EvictionContext& ctx, int kv_head);
 
+// The window queries of query head `query_head` of ctx's traced layer at `rows` (window_query_rows),
+// one matrix row each, times `scale`: what scorers that build their own attention per query head
+// (obcache, rkv) multiply with the keys. REQUIRES ctx.trace.
+HeadMatrix window_queries(const EvictionContext& ctx, int query_head, std::span<const std::int64_t> rows, float scale);
+
+// GQA (issue 19): how a policy that scores a KV head's entries with its group's query heads treats the
+// group. mean / max: one cache per KV head, scored by the mean / maximum over the group's query heads.
+// expand: each query head keeps its own selection from its own copy of the KV head (the authors'
+// code repeats K/V per query head before the cache, e.g. transformers' repeat_kv), so the policy
+// keeps Policy::kv_copies() = G copies and its footprint and bytes count the G-fold memory.
+enum class GqaMode { kMean, kMax, kExpand };
+// Reads `gqa=mean|max|expand` (default: the policy's table).
+GqaMode read_gqa(PolicyArgs& args);
+// Policy::kv_copies under `mode`: the group size for expand, else 1.
+int gqa_copies(GqaMode mode, const ModelShape& model);
+// Residency vector `index` under `mode`: its KV head and the query heads whose scores it combines.
+struct GqaScoredHeads {
+  int kv_head = 0;
+  int first_query_head = 0;
+  int query_heads = 1;
+};
+GqaScoredHeads gqa_scored_heads(GqaMode mode, const ModelShape& model, int index);
+// Folds one query head's `scores` into `total` (the first head: copies them), then, after the last
+// (`last` true), divides by `count` for mean.
+void gqa_combine(GqaMode mode, std::span<const double> scores, bool first, bool last, int count,
+                 std::vector<double>& total);
+
 // window_attention_with_squares for KV head `kv_head` of ctx's traced layer (scores not pooled),
 // the window being the last `window_count` resident entries. REQUIRES ctx.trace. Throws
 // InputError naming `policy`'s spec if the trace lacks one of the window's queries.

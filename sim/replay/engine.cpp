@@ -3,7 +3,6 @@
 #include <tbb/parallel_for.h>
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <numeric>
 
 #include "policies/shared_results.h"
@@ -56,32 +55,34 @@ void check_queries(const LayerTrace& trace, std::span<const std::int64_t> positi
   }
 }
 
-// Policy::layer_statistic of every traced layer for each policy that uses_layer_statistics() (NaN
-// elsewhere; an empty vector for the other policies). A pass of its own over the traced layers,
+// Policy::layer_statistic of every traced layer for each policy that uses_layer_statistics() (empty
+// elsewhere; no layers at all for the other policies). A pass of its own over the traced layers,
 // one layer in memory at a time, because every layer's value is needed before any layer evicts.
-std::vector<std::vector<double>> prompt_layer_statistics(const TraceSource& source, const RequestInfo& request,
-                                                         std::span<const Pass> prefill,
-                                                         std::span<const Policy* const> policies,
-                                                         const ReplayOptions& options) {
+std::vector<std::vector<LayerStatistic>> prompt_layer_statistics(const TraceSource& source, const RequestInfo& request,
+                                                                 std::span<const Pass> prefill,
+                                                                 std::span<const Policy* const> policies,
+                                                                 const ReplayOptions& options) {
   const ModelShape& model = source.header().model;
   const bool every_layer_traced = static_cast<int>(source.header().traced_layers.size()) == model.num_layers;
-  std::vector<std::vector<double>> statistics(policies.size());
+  std::vector<std::vector<LayerStatistic>> statistics(policies.size());
   std::vector<std::size_t> users;
   for (std::size_t p = 0; p < policies.size(); ++p) {
     if (!policies[p]->uses_layer_statistics(every_layer_traced)) continue;
-    statistics[p].assign(static_cast<std::size_t>(model.num_layers), std::numeric_limits<double>::quiet_NaN());
+    statistics[p].assign(static_cast<std::size_t>(model.num_layers), LayerStatistic{});
     users.push_back(p);
   }
   if (users.empty() || prefill.empty()) return statistics;
   std::vector<std::int32_t> prompt(static_cast<std::size_t>(request.prompt_tokens));
   std::iota(prompt.begin(), prompt.end(), 0);
-  const LayerResidency residency(static_cast<std::size_t>(model.num_kv_heads), prompt);
   for (int layer : source.header().traced_layers) {
     if (options.progress) options.progress("layer " + std::to_string(layer) + ": layer budget statistics");
     const LayerTrace trace = source.load_layer(request.id, layer);
     const EvictionContext ctx{model, request, layer, &trace, prefill.back(), prefill, nullptr};
     tbb::parallel_for(std::size_t{0}, users.size(), [&](std::size_t u) {
       const std::size_t p = users[u];
+      const LayerResidency residency(
+          static_cast<std::size_t>(model.num_kv_heads) * static_cast<std::size_t>(policies[p]->kv_copies(model)),
+          prompt);
       statistics[p][static_cast<std::size_t>(layer)] = policies[p]->layer_statistic(ctx, residency);
     });
   }
@@ -128,7 +129,7 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
 
   std::vector<bool> traced(static_cast<std::size_t>(model.num_layers), false);
   for (int layer : header.traced_layers) traced[static_cast<std::size_t>(layer)] = true;
-  const std::vector<std::vector<double>> layer_statistics =
+  const std::vector<std::vector<LayerStatistic>> layer_statistics =
       prompt_layer_statistics(source, request, prefill, policies, options);
 
   // Traced layers one at a time, so only one layer's K/V/Q is in memory.
@@ -170,25 +171,31 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
                                         head[p].output_error.end());
       }
       const LayerResidency& final_res = replays[p].final_residency;
+      // With kv_copies() > 1 (gqa=expand) each copy of a needle head counts as a head, and a position
+      // is in the kept mask if any copy of its KV head holds it.
+      const int copies = policies[p]->kv_copies(model);
       for (int h : trace.needle_heads) {
-        std::int64_t kept = 0, needles = 0;
-        for (const NeedleSpan& span : request.needles) {
-          const auto& res = final_res[static_cast<std::size_t>(h)];
-          needles += span.end - span.begin;
-          kept +=
-              std::lower_bound(res.begin(), res.end(), span.end) - std::lower_bound(res.begin(), res.end(), span.begin);
-        }
-        if (needles > 0) {
-          needle_sum[p] += static_cast<double>(kept) / static_cast<double>(needles);
-          ++needle_heads[p];
+        for (int c = 0; c < copies; ++c) {
+          std::int64_t kept = 0, needles = 0;
+          const auto& res =
+              final_res[static_cast<std::size_t>(h) * static_cast<std::size_t>(copies) + static_cast<std::size_t>(c)];
+          for (const NeedleSpan& span : request.needles) {
+            needles += span.end - span.begin;
+            kept += std::lower_bound(res.begin(), res.end(), span.end) -
+                    std::lower_bound(res.begin(), res.end(), span.begin);
+          }
+          if (needles > 0) {
+            needle_sum[p] += static_cast<double>(kept) / static_cast<double>(needles);
+            ++needle_heads[p];
+          }
         }
       }
       if (options.keep_masks) {
         auto& mask = results[p].kept_masks[layer];
         mask.assign(static_cast<std::size_t>(model.num_kv_heads * total), 0);
-        for (int h = 0; h < model.num_kv_heads; ++h) {
-          for (std::int32_t pos : final_res[static_cast<std::size_t>(h)])
-            mask[static_cast<std::size_t>(h * total + pos)] = 1;
+        for (std::size_t v = 0; v < final_res.size(); ++v) {
+          const auto h = static_cast<std::int64_t>(v) / copies;
+          for (std::int32_t pos : final_res[v]) mask[static_cast<std::size_t>(h * total + pos)] = 1;
         }
       }
     }

@@ -102,53 +102,63 @@ void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, 
       continue;
     }
     const auto& visible = replays[p]->visible;
+    // One resident set for the whole group, or one per query head for a policy with kv_copies() = G
+    // (gqa=expand): query head g then reads copy g of the KV head.
+    const int copies = policies[p]->kv_copies(model);
+    const int sets = copies == 1 ? 1 : group;
+    const int heads_per_set = group / sets;
     Eigen::Index first = 0;
     while (first < evals) {
       const LayerResidency* snapshot = visible[static_cast<std::size_t>(first)].snapshot;
       Eigen::Index last = first + 1;
       while (last < evals && visible[static_cast<std::size_t>(last)].snapshot == snapshot) ++last;
-      const auto& kept = (*snapshot)[static_cast<std::size_t>(kv_head)];
-      const auto count = static_cast<Eigen::Index>(kept.size());
-      const Eigen::Index rows = group * (last - first);
-      HeadMatrix kept_probs(rows, count);
-      HeadMatrix kept_values(count, d);
-      for (Eigen::Index j = 0; j < count; ++j) kept_values.row(j) = values.row(kept[j]);
-      for (int g = 0; g < group; ++g) {
-        for (Eigen::Index e = first; e < last; ++e) {
-          const Eigen::Index src = g * evals + e;
-          const Eigen::Index dst = g * (last - first) + (e - first);
-          for (Eigen::Index j = 0; j < count; ++j) kept_probs(dst, j) = probs(src, kept[j]);
+      for (int set = 0; set < sets; ++set) {
+        const int g_begin = set * heads_per_set;
+        const int g_end = g_begin + heads_per_set;
+        const auto& kept = (*snapshot)[static_cast<std::size_t>(kv_head) * static_cast<std::size_t>(sets) +
+                                       static_cast<std::size_t>(set)];
+        const auto count = static_cast<Eigen::Index>(kept.size());
+        const Eigen::Index rows = heads_per_set * (last - first);
+        HeadMatrix kept_probs(rows, count);
+        HeadMatrix kept_values(count, d);
+        for (Eigen::Index j = 0; j < count; ++j) kept_values.row(j) = values.row(kept[j]);
+        for (int g = g_begin; g < g_end; ++g) {
+          for (Eigen::Index e = first; e < last; ++e) {
+            const Eigen::Index src = g * evals + e;
+            const Eigen::Index dst = (g - g_begin) * (last - first) + (e - first);
+            for (Eigen::Index j = 0; j < count; ++j) kept_probs(dst, j) = probs(src, kept[j]);
+          }
         }
-      }
-      HeadMatrix kept_out(rows, d);
-      kept_out.noalias() = kept_probs * kept_values;
-      for (int g = 0; g < group; ++g) {
-        for (Eigen::Index e = first; e < last; ++e) {
-          const Eigen::Index src = g * evals + e;
-          const Eigen::Index dst = g * (last - first) + (e - first);
-          const VisibleSet& vis = visible[static_cast<std::size_t>(e)];
-          double recall = kept_probs.row(dst).cast<double>().sum();
-          Eigen::RowVectorXd kept_sum = kept_out.row(dst).cast<double>();
-          for (std::int64_t pos = vis.append_begin; pos <= vis.position; ++pos) {
-            recall += probs(src, pos);
-            kept_sum += static_cast<double>(probs(src, pos)) * values.row(pos).cast<double>();
+        HeadMatrix kept_out(rows, d);
+        kept_out.noalias() = kept_probs * kept_values;
+        for (int g = g_begin; g < g_end; ++g) {
+          for (Eigen::Index e = first; e < last; ++e) {
+            const Eigen::Index src = g * evals + e;
+            const Eigen::Index dst = (g - g_begin) * (last - first) + (e - first);
+            const VisibleSet& vis = visible[static_cast<std::size_t>(e)];
+            double recall = kept_probs.row(dst).cast<double>().sum();
+            Eigen::RowVectorXd kept_sum = kept_out.row(dst).cast<double>();
+            for (std::int64_t pos = vis.append_begin; pos <= vis.position; ++pos) {
+              recall += probs(src, pos);
+              kept_sum += static_cast<double>(probs(src, pos)) * values.row(pos).cast<double>();
+            }
+            Eigen::RowVectorXd output = kept_sum / recall;
+            if (!(recall >= kTinyRecall)) {
+              std::vector<std::int64_t> positions(kept.begin(), kept.end());
+              for (std::int64_t pos = vis.append_begin; pos <= vis.position; ++pos) positions.push_back(pos);
+              const RestrictedAttention r =
+                  restricted_attention(q, src, keys, values, positions, scale, row_max[static_cast<std::size_t>(src)],
+                                       row_sum[static_cast<std::size_t>(src)]);
+              recall = r.recall;
+              output = r.output;
+            }
+            const Eigen::RowVectorXd reference = full_out.row(src).cast<double>();
+            const double ref_norm = reference.norm();
+            // A probability mass: float rounding may leave the full cache's a hair above 1.
+            recall = std::clamp(recall, 0.0, 1.0);
+            samples[p][static_cast<std::size_t>(src)] = {recall,
+                                                         ref_norm > 0 ? (output - reference).norm() / ref_norm : 0.0};
           }
-          Eigen::RowVectorXd output = kept_sum / recall;
-          if (!(recall >= kTinyRecall)) {
-            std::vector<std::int64_t> positions(kept.begin(), kept.end());
-            for (std::int64_t pos = vis.append_begin; pos <= vis.position; ++pos) positions.push_back(pos);
-            const RestrictedAttention r =
-                restricted_attention(q, src, keys, values, positions, scale, row_max[static_cast<std::size_t>(src)],
-                                     row_sum[static_cast<std::size_t>(src)]);
-            recall = r.recall;
-            output = r.output;
-          }
-          const Eigen::RowVectorXd reference = full_out.row(src).cast<double>();
-          const double ref_norm = reference.norm();
-          // A probability mass: float rounding may leave the full cache's a hair above 1.
-          recall = std::clamp(recall, 0.0, 1.0);
-          samples[p][static_cast<std::size_t>(src)] = {recall,
-                                                       ref_norm > 0 ? (output - reference).norm() / ref_norm : 0.0};
         }
       }
       first = last;

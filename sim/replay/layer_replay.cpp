@@ -26,9 +26,19 @@ LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy) {
   const PassPlan& plan = input.plan;
   // A traced layer has one vector per KV head. An untraced one has one per head group whose heads
   // keep equal counts (Policy::untraced_head_groups): count one vector per group, multiply.
-  const std::vector<int> multiplicity = input.trace != nullptr
-                                            ? std::vector<int>(static_cast<std::size_t>(input.model.num_kv_heads), 1)
-                                            : untraced_groups(input, policy);
+  // A policy that keeps kv_copies() per KV head (gqa=expand) has that many vectors per traced KV head,
+  // and an untraced group counts its copies too.
+  const int copies = policy.kv_copies(input.model);
+  if (copies < 1 || (copies > 1 && policy.compresses())) {
+    throw std::logic_error(policy.spec() + ": kv_copies must be >= 1 and 1 for a policy that compresses");
+  }
+  std::vector<int> multiplicity;
+  if (input.trace != nullptr) {
+    multiplicity.assign(static_cast<std::size_t>(input.model.num_kv_heads) * static_cast<std::size_t>(copies), 1);
+  } else {
+    multiplicity = untraced_groups(input, policy);
+    for (int& m : multiplicity) m *= copies;
+  }
   const EvictionPoints points = policy.eviction_points();
   const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
 

@@ -40,10 +40,10 @@ struct LayerReplayInput {
   const RequestInfo& request;
   const PassPlan& plan;
   int layer = 0;
-  const LayerTrace* trace = nullptr;              // nullptr: untraced, one representative vector per head group
-  std::span<const std::int64_t> eval_positions;   // sorted; only used with a trace
-  std::span<const double> layer_statistics = {};  // EvictionContext::layer_statistics
-  SharedResults* shared = nullptr;                // EvictionContext::shared
+  const LayerTrace* trace = nullptr;                      // nullptr: untraced, one representative vector per head group
+  std::span<const std::int64_t> eval_positions;           // sorted; only used with a trace
+  std::span<const LayerStatistic> layer_statistics = {};  // EvictionContext::layer_statistics
+  SharedResults* shared = nullptr;                        // EvictionContext::shared
 };
 
 LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy);

@@ -86,10 +86,12 @@ def main():
           "kept masks identical at threads=1 and threads=2")
     # The same for the policies with cross-policy or cross-layer sharing and parallel kernels: H2O's
     # shared prompt sums (two post-fill budgets and a chunked one), dbudget on a partial trace,
-    # LAVa's entropy split, and the chunked precision policies.
+    # LAVa's entropy split, KV-Compress's blocks ranked across layers, OBCache's per-query-head
+    # copies, and the chunked precision policies.
     many = ("spec = h2o(budget=0.2, prefill=post_fill, decode=none)\nspec = h2o(budget=0.3, prefill=post_fill, decode=none)\n"
             "spec = h2o(budget=0.2, prefill=chunk, decode=step)\nspec = dbudget(threshold=0.95, window=16, prefill=chunk)\n"
             "spec = lava(budget=0.2, window=16)\nspec = kvcompress(budget=0.2, window=16, prefill=chunk)\n"
+            "spec = kvcompress(budget=0.2, window=16)\nspec = obcache(budget=0.2, window=16)\n"
             "spec = mixed_precision(budget=0.2, window=16, prefill=chunk)\nspec = think(ratio=0.5, window=16, prefill=chunk)\n")
     texts = []
     for threads in (1, 2):
@@ -101,7 +103,7 @@ def main():
         check(r.returncode == 0, "run many%d: %s" % (threads, r.stderr))
         texts.append(open(os.path.join(out, "summary.json")).read().replace("many%d.ini" % threads, "X.ini")
                      if r.returncode == 0 else "")
-    check(texts[0] == texts[1] and texts[0] != "", "h2o/dbudget/lava/kvcompress/precision summary identical at 1 and 2 threads")
+    check(texts[0] == texts[1] and texts[0] != "", "h2o/dbudget/lava/kvcompress/obcache/precision summary identical at 1 and 2 threads")
     mem = json.load(open(os.path.join(outs["t1"], "summary.json")))["policies"]
     filed = json.load(open(os.path.join(outs["file"], "summary.json")))["policies"]
     check(mem == filed, "trace file gives the same results as in-memory synthesis")

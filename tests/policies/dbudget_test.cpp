@@ -79,16 +79,16 @@ TEST(DBudget, UntracedLayersFollowTheTracedKeptFraction) {
   const PassPlan plan = make_pass_plan(6, 0, 6);
   const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
   const LayerResidency prompt(2, std::vector<std::int32_t>{0, 1, 2, 3, 4, 5});
-  EXPECT_DOUBLE_EQ(
+  EXPECT_EQ(
       policy->layer_statistic({hand.model, hand.request, 0, &hand.layer, prefill.back(), prefill, nullptr}, prompt),
-      0.6);
-  auto untraced = [&](std::vector<double> statistics) {
+      LayerStatistic{0.6});
+  auto untraced = [&](std::vector<LayerStatistic> statistics) {
     return replay_layer({hand.model, hand.request, plan, 2, nullptr, {}, statistics}, *policy).final_residency;
   };
   // Mean 0.6 of 5: 3 kept besides the window -> the newest 4.
-  EXPECT_EQ(untraced({0.6, std::nan(""), std::nan("")}), (LayerResidency{{2, 3, 4, 5}}));
+  EXPECT_EQ(untraced({{0.6}, {}, {}}), (LayerResidency{{2, 3, 4, 5}}));
   // Mean 0.5 of 5 = 2.5 rounds half to even: 2 -> the newest 3.
-  EXPECT_EQ(untraced({0.6, 0.4, std::nan("")}), (LayerResidency{{3, 4, 5}}));
+  EXPECT_EQ(untraced({{0.6}, {0.4}, {}}), (LayerResidency{{3, 4, 5}}));
   // No traced layer to follow: an error, not a made-up count.
   EXPECT_THROW(untraced({}), InputError);
 }
@@ -112,7 +112,7 @@ TEST(DBudget, PartialTraceCountsTheUntracedLayerByTheTracedFraction) {
     return all;
   }());
   const double fraction =
-      policy->layer_statistic({model, request, 0, &trace, prefill.back(), prefill, nullptr}, prompt);
+      policy->layer_statistic({model, request, 0, &trace, prefill.back(), prefill, nullptr}, prompt).at(0);
   const LayerResidency traced = replay_layer({model, request, plan, 0, &trace, {}}, *policy).final_residency;
   std::int64_t traced_kept = -2 * m;  // prompt entries only: every head also holds the m decode ones
   for (const auto& head : traced) traced_kept += static_cast<std::int64_t>(head.size());

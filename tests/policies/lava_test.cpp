@@ -126,13 +126,14 @@ TEST(Lava, LayersShareTheBudgetByTheEntropyOfTheirScoreMaps) {
   const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
   const LayerResidency prompt{{0, 1, 2, 3, 4, 5, 6, 7, 8}};
   auto statistic = [&](const LayerTrace& layer) {
-    return policy->layer_statistic({model, request, layer.layer, &layer, prefill.back(), prefill, nullptr}, prompt);
+    return policy->layer_statistic({model, request, layer.layer, &layer, prefill.back(), prefill, nullptr}, prompt)
+        .at(0);
   };
   EXPECT_NEAR(statistic(flat), 1.0, 1e-6);
   EXPECT_NEAR(statistic(peaked), 1.984375 / 3.0, 1e-6);
 
-  const std::vector<double> statistics{statistic(flat), statistic(peaked), std::nan("")};
-  auto replay = [&](int layer, const LayerTrace* trace, std::span<const double> stats) {
+  const std::vector<LayerStatistic> statistics{{statistic(flat)}, {statistic(peaked)}, {}};
+  auto replay = [&](int layer, const LayerTrace* trace, std::span<const LayerStatistic> stats) {
     return replay_layer({model, request, plan, layer, trace, {}, stats}, *policy).final_residency;
   };
   EXPECT_EQ(replay(0, &flat, statistics), (LayerResidency{{0, 1, 2, 3, 4, 8}}));  // ties: lower positions

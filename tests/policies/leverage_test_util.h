@@ -49,7 +49,8 @@ inline LayerResidency evict_once(const std::string& spec, const ModelShape& mode
   const EvictionContext ctx{model, request, layer, trace, prefill[0], prefill};
   std::vector<std::int32_t> all(static_cast<std::size_t>(n));
   std::iota(all.begin(), all.end(), 0);
-  LayerResidency residency(trace != nullptr ? static_cast<std::size_t>(model.num_kv_heads) : 1, all);
+  LayerResidency residency(
+      trace != nullptr ? static_cast<std::size_t>(model.num_kv_heads * policy->kv_copies(model)) : 1, all);
   policy->evict(ctx, residency);
   return residency;
 }
@@ -88,7 +89,7 @@ inline void expect_capacity_rule(const std::string& spec, double fraction, std::
       std::int64_t cap = prefill_end_cap;
       if (e.pass.prefill && chunked_eviction)
         cap = std::accumulate(chunk_caps.begin(), chunk_caps.begin() + e.pass.index + 1, std::int64_t{0});
-      ASSERT_EQ(e.after.size(), t != nullptr ? 2u : 1u);
+      ASSERT_EQ(e.after.size(), t != nullptr ? 2u * static_cast<std::size_t>(policy->kv_copies(model)) : 1u);
       for (std::size_t h = 0; h < e.after.size(); ++h) {
         EXPECT_EQ(e.after[h], std::min(e.before[h], cap))
             << spec << (t ? " traced" : " untraced") << " pass " << e.pass.begin << ".." << e.pass.end << " head " << h;

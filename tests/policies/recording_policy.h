@@ -31,6 +31,13 @@ class RecordingPolicy final : public Policy {
     inner_.add_required_queries(r, p, q);
   }
   std::unique_ptr<PolicyState> make_state() const override { return inner_.make_state(); }
+  int kv_copies(const ModelShape& model) const override { return inner_.kv_copies(model); }
+  bool uses_layer_statistics(bool every_layer_traced) const override {
+    return inner_.uses_layer_statistics(every_layer_traced);
+  }
+  LayerStatistic layer_statistic(const EvictionContext& ctx, const LayerResidency& prompt) const override {
+    return inner_.layer_statistic(ctx, prompt);
+  }
   void observe(const EvictionContext& ctx, const LayerResidency& residency) const override {
     inner_.observe(ctx, residency);
   }
