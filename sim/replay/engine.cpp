@@ -98,110 +98,139 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
                         options);
 }
 
-std::vector<PolicyResult> replay_request(const TraceSource& source, const RequestInfo& request, const PassPlan& plan,
-                                         std::span<const Policy* const> policies, const ReplayOptions& options) {
-  const TraceHeader& header = source.header();
-  const ModelShape& model = header.model;
-  const std::int64_t total = request.total_tokens();
-  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
-  const std::vector<std::int64_t> eval = evaluation_positions(request, options.max_eval_queries);
-  const std::size_t np = policies.size();
+namespace {
 
-  std::vector<PolicyResult> results(np);
-  std::vector<FidelitySamples> fidelity(np);
-  std::vector<double> needle_sum(np, 0.0);
-  std::vector<int> needle_heads(np, 0);
-  for (std::size_t p = 0; p < np; ++p) {
-    results[p].spec = policies[p]->spec();
-    results[p].pass_entries.assign(plan.passes.size(), 0);
-    results[p].pass_entry_steps.assign(plan.passes.size(), 0);
-    if (policies[p]->compresses()) results[p].pass_bytes.assign(plan.passes.size(), 0.0);
-  }
-  auto accumulate = [&](std::size_t p, const LayerReplay& replay) {
-    results[p].footprint_entry_steps += replay.footprint_entry_steps;
-    results[p].footprint_byte_steps += replay.footprint_byte_steps;
-    for (std::size_t i = 0; i < replay.pass_bytes.size(); ++i) results[p].pass_bytes[i] += replay.pass_bytes[i];
-    for (std::size_t i = 0; i < replay.pass_entries.size(); ++i) {
-      results[p].pass_entries[i] += replay.pass_entries[i];
-      results[p].pass_entry_steps[i] += replay.pass_entry_steps[i];
+// What the replay adds up per policy over the layers.
+struct ReplayTally {
+  std::vector<PolicyResult> results;
+  std::vector<FidelitySamples> fidelity;
+  std::vector<double> needle_sum;
+  std::vector<int> needle_heads;
+
+  ReplayTally(const PassPlan& plan, std::span<const Policy* const> policies)
+      : results(policies.size()),
+        fidelity(policies.size()),
+        needle_sum(policies.size(), 0.0),
+        needle_heads(policies.size(), 0) {
+    for (std::size_t p = 0; p < policies.size(); ++p) {
+      results[p].spec = policies[p]->spec();
+      results[p].pass_entries.assign(plan.passes.size(), 0);
+      results[p].pass_entry_steps.assign(plan.passes.size(), 0);
+      if (policies[p]->compresses()) results[p].pass_bytes.assign(plan.passes.size(), 0.0);
     }
-  };
+  }
 
+  void add_counts(std::size_t p, const LayerReplay& replay) {
+    PolicyResult& r = results[p];
+    r.footprint_entry_steps += replay.footprint_entry_steps;
+    r.footprint_byte_steps += replay.footprint_byte_steps;
+    for (std::size_t i = 0; i < replay.pass_bytes.size(); ++i) r.pass_bytes[i] += replay.pass_bytes[i];
+    for (std::size_t i = 0; i < replay.pass_entries.size(); ++i) {
+      r.pass_entries[i] += replay.pass_entries[i];
+      r.pass_entry_steps[i] += replay.pass_entry_steps[i];
+    }
+  }
+
+  // Needle retention of one traced layer's needle heads. With kv_copies() > 1 (gqa=expand) each
+  // copy of a needle head counts as a head.
+  void add_needles(std::size_t p, const LayerTrace& trace, const RequestInfo& request, const LayerResidency& kept_sets,
+                   int copies) {
+    for (int h : trace.needle_heads) {
+      for (int c = 0; c < copies; ++c) {
+        std::int64_t kept = 0, needles = 0;
+        const auto& res =
+            kept_sets[static_cast<std::size_t>(h) * static_cast<std::size_t>(copies) + static_cast<std::size_t>(c)];
+        for (const NeedleSpan& span : request.needles) {
+          needles += span.end - span.begin;
+          kept +=
+              std::lower_bound(res.begin(), res.end(), span.end) - std::lower_bound(res.begin(), res.end(), span.begin);
+        }
+        if (needles > 0) {
+          needle_sum[p] += static_cast<double>(kept) / static_cast<double>(needles);
+          ++needle_heads[p];
+        }
+      }
+    }
+  }
+};
+
+// Every query position and dataset the policies and the fidelity measurement read from this layer.
+void check_layer_inputs(const LayerTrace& trace, std::span<const std::int64_t> eval, const RequestInfo& request,
+                        std::span<const Pass> prefill, std::span<const Policy* const> policies) {
+  check_queries(trace, eval, "the fidelity measurement (decode positions)");
+  for (const Policy* policy : policies) {
+    std::vector<std::int64_t> needed;
+    policy->add_required_queries(request, prefill, &needed);
+    check_queries(trace, needed, policy->spec());
+    if (policy->requires_recon_queries() && trace.recon_queries.empty()) {
+      throw InputError(trace.where() + ": no recon_queries dataset, which " + policy->spec() +
+                       " scores with (record a context-reconstruction pass, or synthesise one)");
+    }
+  }
+}
+
+// A position is in a layer's kept mask if any copy of its KV head holds it.
+std::vector<std::uint8_t> kept_mask(const LayerResidency& kept_sets, int copies, int kv_heads, std::int64_t total) {
+  std::vector<std::uint8_t> mask(static_cast<std::size_t>(kv_heads * total), 0);
+  for (std::size_t v = 0; v < kept_sets.size(); ++v) {
+    const auto h = static_cast<std::int64_t>(v) / copies;
+    for (std::int32_t pos : kept_sets[v]) mask[static_cast<std::size_t>(h * total + pos)] = 1;
+  }
+  return mask;
+}
+
+// One traced layer: every policy's replay (in parallel), then fidelity per KV head against the
+// layer's own attention, needle retention and the kept mask.
+void replay_traced_layer(const TraceSource& source, const RequestInfo& request, const PassPlan& plan, int layer,
+                         std::span<const Policy* const> policies, const ReplayOptions& options,
+                         std::span<const std::int64_t> eval,
+                         const std::vector<std::vector<LayerStatistic>>& layer_statistics, ReplayTally& tally) {
+  const ModelShape& model = source.header().model;
+  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
+  const std::size_t np = policies.size();
+  if (options.progress) options.progress("layer " + std::to_string(layer) + ": loading");
+  const LayerTrace trace = source.load_layer(request.id, layer);
+  check_layer_inputs(trace, eval, request, prefill, policies);
+  std::vector<LayerReplay> replays(np);
+  SharedResults shared;
+  tbb::parallel_for(std::size_t{0}, np, [&](std::size_t p) {
+    replays[p] = replay_layer({model, request, plan, layer, &trace, eval, layer_statistics[p], &shared}, *policies[p]);
+  });
+
+  std::vector<const LayerReplay*> replay_ptrs;
+  for (const auto& r : replays) replay_ptrs.push_back(&r);
+  std::vector<std::vector<FidelitySamples>> per_head(static_cast<std::size_t>(model.num_kv_heads),
+                                                     std::vector<FidelitySamples>(np));
+  if (!eval.empty()) {
+    tbb::parallel_for(0, model.num_kv_heads, [&](int h) {
+      measure_head_fidelity(model, request, prefill, trace, h, eval, policies, replay_ptrs,
+                            per_head[static_cast<std::size_t>(h)]);
+    });
+  }
+  for (std::size_t p = 0; p < np; ++p) {
+    tally.add_counts(p, replays[p]);
+    FidelitySamples& samples = tally.fidelity[p];
+    for (const auto& head : per_head) {
+      samples.recall.insert(samples.recall.end(), head[p].recall.begin(), head[p].recall.end());
+      samples.output_error.insert(samples.output_error.end(), head[p].output_error.begin(), head[p].output_error.end());
+    }
+    const int copies = policies[p]->kv_copies(model);
+    tally.add_needles(p, trace, request, replays[p].final_residency, copies);
+    if (options.keep_masks) {
+      tally.results[p].kept_masks[layer] =
+          kept_mask(replays[p].final_residency, copies, model.num_kv_heads, request.total_tokens());
+    }
+  }
+}
+
+// Untraced layers: counts only, every (layer, policy) independent.
+void count_untraced_layers(const TraceHeader& header, const RequestInfo& request, const PassPlan& plan,
+                           std::span<const Policy* const> policies, const ReplayOptions& options,
+                           const std::vector<std::vector<LayerStatistic>>& layer_statistics, ReplayTally& tally) {
+  const ModelShape& model = header.model;
+  const std::size_t np = policies.size();
   std::vector<bool> traced(static_cast<std::size_t>(model.num_layers), false);
   for (int layer : header.traced_layers) traced[static_cast<std::size_t>(layer)] = true;
-  const std::vector<std::vector<LayerStatistic>> layer_statistics =
-      prompt_layer_statistics(source, request, prefill, policies, options);
-
-  // Traced layers one at a time, so only one layer's K/V/Q is in memory.
-  for (int layer : header.traced_layers) {
-    if (options.progress) options.progress("layer " + std::to_string(layer) + ": loading");
-    const LayerTrace trace = source.load_layer(request.id, layer);
-    check_queries(trace, eval, "the fidelity measurement (decode positions)");
-    for (const Policy* policy : policies) {
-      std::vector<std::int64_t> needed;
-      policy->add_required_queries(request, prefill, &needed);
-      check_queries(trace, needed, policy->spec());
-      if (policy->requires_recon_queries() && trace.recon_queries.empty()) {
-        throw InputError(trace.where() + ": no recon_queries dataset, which " + policy->spec() +
-                         " scores with (record a context-reconstruction pass, or synthesise one)");
-      }
-    }
-    std::vector<LayerReplay> replays(np);
-    SharedResults shared;
-    tbb::parallel_for(std::size_t{0}, np, [&](std::size_t p) {
-      replays[p] =
-          replay_layer({model, request, plan, layer, &trace, eval, layer_statistics[p], &shared}, *policies[p]);
-    });
-
-    std::vector<const LayerReplay*> replay_ptrs;
-    for (const auto& r : replays) replay_ptrs.push_back(&r);
-    std::vector<std::vector<FidelitySamples>> per_head(static_cast<std::size_t>(model.num_kv_heads),
-                                                       std::vector<FidelitySamples>(np));
-    if (!eval.empty()) {
-      tbb::parallel_for(0, model.num_kv_heads, [&](int h) {
-        measure_head_fidelity(model, request, prefill, trace, h, eval, policies, replay_ptrs,
-                              per_head[static_cast<std::size_t>(h)]);
-      });
-    }
-    for (std::size_t p = 0; p < np; ++p) {
-      accumulate(p, replays[p]);
-      for (const auto& head : per_head) {
-        fidelity[p].recall.insert(fidelity[p].recall.end(), head[p].recall.begin(), head[p].recall.end());
-        fidelity[p].output_error.insert(fidelity[p].output_error.end(), head[p].output_error.begin(),
-                                        head[p].output_error.end());
-      }
-      const LayerResidency& final_res = replays[p].final_residency;
-      // With kv_copies() > 1 (gqa=expand) each copy of a needle head counts as a head, and a position
-      // is in the kept mask if any copy of its KV head holds it.
-      const int copies = policies[p]->kv_copies(model);
-      for (int h : trace.needle_heads) {
-        for (int c = 0; c < copies; ++c) {
-          std::int64_t kept = 0, needles = 0;
-          const auto& res =
-              final_res[static_cast<std::size_t>(h) * static_cast<std::size_t>(copies) + static_cast<std::size_t>(c)];
-          for (const NeedleSpan& span : request.needles) {
-            needles += span.end - span.begin;
-            kept += std::lower_bound(res.begin(), res.end(), span.end) -
-                    std::lower_bound(res.begin(), res.end(), span.begin);
-          }
-          if (needles > 0) {
-            needle_sum[p] += static_cast<double>(kept) / static_cast<double>(needles);
-            ++needle_heads[p];
-          }
-        }
-      }
-      if (options.keep_masks) {
-        auto& mask = results[p].kept_masks[layer];
-        mask.assign(static_cast<std::size_t>(model.num_kv_heads * total), 0);
-        for (std::size_t v = 0; v < final_res.size(); ++v) {
-          const auto h = static_cast<std::int64_t>(v) / copies;
-          for (std::int32_t pos : final_res[v]) mask[static_cast<std::size_t>(h * total + pos)] = 1;
-        }
-      }
-    }
-  }
-
-  // Untraced layers: counts only, every (layer, policy) independent.
   std::vector<int> untraced;
   for (int layer = 0; layer < model.num_layers; ++layer) {
     if (!traced[static_cast<std::size_t>(layer)]) untraced.push_back(layer);
@@ -214,14 +243,19 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
     const LayerReplayInput input{model, request, plan, untraced[i / np], nullptr, {}, layer_statistics[i % np]};
     counted[i] = replay_layer(input, *policies[i % np]);
   });
-  for (std::size_t i = 0; i < counted.size(); ++i) accumulate(i % np, counted[i]);
+  for (std::size_t i = 0; i < counted.size(); ++i) tally.add_counts(i % np, counted[i]);
+}
 
+// Footprint and peak normalised by the full cache, bytes, fidelity summaries, needle retention.
+void finish_results(const ModelShape& model, const RequestInfo& request, std::span<const Policy* const> policies,
+                    ReplayTally& tally) {
+  const std::int64_t total = request.total_tokens();
   const double heads = static_cast<double>(model.num_layers) * model.num_kv_heads;
   const double full_footprint = static_cast<double>(total) * static_cast<double>(total + 1) / 2.0;
-  for (std::size_t p = 0; p < np; ++p) {
-    PolicyResult& r = results[p];
+  const auto entry_bytes = static_cast<double>(model.entry_bytes());
+  for (std::size_t p = 0; p < policies.size(); ++p) {
+    PolicyResult& r = tally.results[p];
     r.peak_entries = *std::max_element(r.pass_entries.begin(), r.pass_entries.end());
-    const auto entry_bytes = static_cast<double>(model.entry_bytes());
     if (policies[p]->compresses()) {
       // Byte-weighted: the footprint in units of full-precision entries.
       r.footprint_normalized = r.footprint_byte_steps / (full_footprint * heads * entry_bytes);
@@ -233,13 +267,30 @@ std::vector<PolicyResult> replay_request(const TraceSource& source, const Reques
       for (std::int64_t entries : r.pass_entries) r.pass_bytes.push_back(static_cast<double>(entries) * entry_bytes);
     }
     r.peak_normalized = static_cast<double>(r.peak_entries) / (static_cast<double>(total) * heads);
-    if (!fidelity[p].recall.empty()) {
-      r.attention_recall = summarise(fidelity[p].recall, 5.0);
-      r.output_error = summarise(fidelity[p].output_error, 95.0);
+    if (!tally.fidelity[p].recall.empty()) {
+      r.attention_recall = summarise(tally.fidelity[p].recall, 5.0);
+      r.output_error = summarise(tally.fidelity[p].output_error, 95.0);
     }
-    if (needle_heads[p] > 0) r.needle_retention = needle_sum[p] / needle_heads[p];
+    if (tally.needle_heads[p] > 0) r.needle_retention = tally.needle_sum[p] / tally.needle_heads[p];
   }
-  return results;
+}
+
+}  // namespace
+
+std::vector<PolicyResult> replay_request(const TraceSource& source, const RequestInfo& request, const PassPlan& plan,
+                                         std::span<const Policy* const> policies, const ReplayOptions& options) {
+  const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
+  const std::vector<std::int64_t> eval = evaluation_positions(request, options.max_eval_queries);
+  ReplayTally tally(plan, policies);
+  const std::vector<std::vector<LayerStatistic>> layer_statistics =
+      prompt_layer_statistics(source, request, prefill, policies, options);
+  // Traced layers one at a time, so only one layer's K/V/Q is in memory.
+  for (int layer : source.header().traced_layers) {
+    replay_traced_layer(source, request, plan, layer, policies, options, eval, layer_statistics, tally);
+  }
+  count_untraced_layers(source.header(), request, plan, policies, options, layer_statistics, tally);
+  finish_results(source.header().model, request, policies, tally);
+  return std::move(tally.results);
 }
 
 }  // namespace kvsim
