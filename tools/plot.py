@@ -204,7 +204,10 @@ def plot_memory_time(folder, out):
     series = {}
     first_seed = None
     with open(os.path.join(run, "timeline.csv"), newline="") as f:
-        for r in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        if "time_s" not in (reader.fieldnames or []):  # a replay without [hardware] has no clock
+            return None, []
+        for r in reader:
             # Several draws ([workload] seeds) have a seed column: draw the first one.
             first_seed = r.get("seed") if first_seed is None else first_seed
             if r.get("seed") != first_seed:

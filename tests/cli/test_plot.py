@@ -115,7 +115,8 @@ with open(os.path.join(args.workdir, "model.ini"), "w") as f:
     f.write(TINY_MODEL)
 with open(os.path.join(args.workdir, "seeds.ini"), "w") as f:
     f.write("[model]\npreset = model.ini\n[workload]\nprompt_tokens = 400\ngenerated_tokens = 8\nchunk_tokens = 128\n"
-            "seeds = 3\ntraced_layers = 0\n[policy]\nspec = snapkv(budget=0.2, window=16, prefill=chunk)\n")
+            "seeds = 3\ntraced_layers = 0\n[policy]\nspec = snapkv(budget=0.2, window=16, prefill=chunk)\n"
+            "[hardware]\npreset = h100-sxm\n")
 drawn = os.path.join(args.workdir, "seeds")
 subprocess.run([args.kvsim, "run", os.path.join(args.workdir, "seeds.ini"), "--out", drawn, "-q"], check=True,
                stdout=subprocess.DEVNULL)
@@ -129,6 +130,18 @@ ok, what = png_ok(os.path.join(drawn, "plots", "pareto.png"))
 check(r.returncode == 0 and ok, "plot.py on three draws: pareto.png is a PNG of %s (%s)" % (what, r.stderr.strip()))
 report = open(os.path.join(drawn, "plots", "report.html")).read() if r.returncode == 0 else ""
 check("widest 95 % interval" in report and "%.4f" % half[1] in report, "the report's table gives the widest interval")
+ok, what = png_ok(os.path.join(drawn, "plots", "memory_time.png"))
+_, table = plot.plot_memory_time(drawn, os.path.join(drawn, "plots"))
+check(ok and len(table) == 1 + 2, "memory_time.png is drawn from a timeline with a seed column: %s, %d rows" % (what, len(table)))
+# Without [hardware] a replay's timeline has no clock: memory over time is not drawn (it crashed).
+with open(os.path.join(args.workdir, "untimed.ini"), "w") as f:
+    f.write(open(os.path.join(args.workdir, "seeds.ini")).read().split("[hardware]")[0].replace("seeds = 3", "seed = 2"))
+untimed = os.path.join(args.workdir, "untimed")
+subprocess.run([args.kvsim, "run", os.path.join(args.workdir, "untimed.ini"), "--out", untimed, "-q"], check=True,
+               stdout=subprocess.DEVNULL)
+r = subprocess.run([sys.executable, plot_py, untimed], capture_output=True, text=True)
+check(r.returncode == 0 and not os.path.exists(os.path.join(untimed, "plots", "memory_time.png")),
+      "a run without hardware: plot.py exits 0 and draws no memory over time (%s)" % r.stderr.strip())
 
 empty = os.path.join(args.workdir, "empty")
 os.makedirs(empty)

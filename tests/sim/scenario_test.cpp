@@ -1,6 +1,7 @@
 #include "sim/scenario.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -11,8 +12,13 @@
 namespace kvsim {
 namespace {
 
+// In a folder of this process: ctest -j runs each test as its own process, and several of them (and
+// other checkouts' test runs on the same machine) would otherwise rewrite one /tmp/bad.ini under
+// each other.
 std::string write_ini(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "/" + name;
+  const std::string dir = ::testing::TempDir() + "/kvsim-scenario-test-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/" + name;
   std::ofstream(path) << text;
   return path;
 }
