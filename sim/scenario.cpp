@@ -1,7 +1,9 @@
 #include "sim/scenario.h"
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <limits>
 #include <sstream>
 
 #include "sim/placement.h"
@@ -10,6 +12,7 @@
 #include "util/error.h"
 #include "util/ini.h"
 #include "util/memory.h"
+#include "util/strings.h"
 #include "util/threads.h"
 
 namespace kvsim {
@@ -45,6 +48,10 @@ po::options_description scenario_options() {
       ("workload.trace", po::value<std::string>(), "synthetic (default) or a trace .h5 path")
       ("workload.request", po::value<std::string>(), "request id within the trace file (default: first)")
       ("workload.seed", po::value<std::string>(), "synthesiser seed, an integer >= 0 (default 1)")
+      ("workload.seeds", po::value<std::string>(),
+       "independent synthetic draws: a count N (seeds seed, seed+1, ..., seed+N-1; at most 1000) or a list of two or "
+       "more distinct seeds such as 1,2,3 (default: 1 draw); each metric is then the mean over the draws with the "
+       "half-width of its 95% Student-t interval, <metric>_ci95")
       ("workload.traced_layers", po::value<std::string>(), "all, or a list such as 0,8,16 or 0-3")
       ("workload.needles", po::value<int>(), "planted needle spans (synthetic, default 2)")
       ("workload.needle_tokens", po::value<std::int64_t>(), "tokens per needle (synthetic, default 16)")
@@ -82,6 +89,57 @@ po::options_description scenario_options() {
 template <typename T>
 void read(const po::variables_map& v, const char* key, T& out) {
   if (v.count(key)) out = v[key].as<T>();
+}
+
+// More draws than this is a typo: each draw is a whole replay.
+constexpr std::uint64_t kMaxDraws = 1000;
+
+// [workload] seeds: a count N of draws from `seed` on, or a list of two or more distinct seeds.
+std::vector<std::uint64_t> parse_seeds(const std::string& text, std::uint64_t seed, bool seed_given,
+                                       const std::string& at) {
+  const auto integer = [](std::string_view item, std::uint64_t* out) {
+    // By hand, as `seed`: Boost would wrap "-1" to 2^64 - 1.
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), *out);
+    return ec == std::errc() && end == item.data() + item.size();
+  };
+  std::vector<std::uint64_t> seeds;
+  if (text.find(',') == std::string::npos) {
+    std::uint64_t count = 0;
+    if (!integer(text, &count)) {
+      fail_input(at, "expected a count of draws N >= 1 or a list of seeds such as 1,2,3, got '" + text + "'");
+    }
+    if (count < 1) fail_input(at, "must be >= 1 draws (a count N, or a list of seeds such as 1,2,3), got 0");
+    if (count > kMaxDraws) fail_input(at, "at most " + std::to_string(kMaxDraws) + " draws, got " + text);
+    if (seed > std::numeric_limits<std::uint64_t>::max() - (count - 1)) {
+      fail_input(at, std::to_string(count) + " draws from seed " + std::to_string(seed) +
+                         " would pass the largest seed, 2^64 - 1 (give a smaller [workload] seed)");
+    }
+    for (std::uint64_t i = 0; i < count; ++i) seeds.push_back(seed + i);
+    return seeds;
+  }
+  for (std::string_view rest = text;;) {
+    const auto comma = rest.find(',');
+    const std::string_view item = trim(rest.substr(0, comma));
+    std::uint64_t value = 0;
+    if (item.empty()) fail_input(at, "malformed list '" + text + "': an empty item (expected seeds such as 1,2,3)");
+    if (!integer(item, &value)) {
+      fail_input(at, "malformed list '" + text + "': '" + std::string(item) + "' is not an integer >= 0");
+    }
+    if (std::find(seeds.begin(), seeds.end(), value) != seeds.end()) {
+      fail_input(at, "seed " + std::string(item) + " is listed twice (draws must be independent)");
+    }
+    seeds.push_back(value);
+    if (comma == std::string_view::npos) break;
+    rest = rest.substr(comma + 1);
+  }
+  if (seeds.size() > kMaxDraws)
+    fail_input(at, "at most " + std::to_string(kMaxDraws) + " draws, got " + std::to_string(seeds.size()));
+  if (seed_given) {
+    fail_input(at,
+               "a list names every draw's seed and cannot be combined with [workload] seed (give seeds = N for "
+               "N draws from seed on; a sweep writes a seed into each of its scenarios)");
+  }
+  return seeds;
 }
 
 }  // namespace
@@ -218,6 +276,21 @@ void read_request_keys(const po::variables_map& v, const Where& where, Scenario&
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), s.seed);
     if (ec != std::errc() || end != text.data() + text.size()) {
       fail_input(where("workload") + " seed", "expected an integer >= 0, got '" + text + "'");
+    }
+  }
+  s.seeds = {s.seed};
+  if (v.count("workload.seeds")) {
+    const std::string at = where("workload") + " seeds";
+    s.seeds = parse_seeds(v["workload.seeds"].as<std::string>(), s.seed, v.count("workload.seed") > 0, at);
+    s.seed = s.seeds.front();
+    if (!s.synthetic()) {
+      fail_input(at, "applies only to synthetic traces: the trace file " + s.trace +
+                         " is one fixed draw (remove seeds, or use trace = synthetic)");
+    }
+    if (v.count("workload.arrivals")) {
+      fail_input(at,
+                 "serving runs take one seed (it draws their arrivals and retention profiles, and their tables "
+                 "have no intervals); vary [workload] seed across runs instead");
     }
   }
   read(v, "workload.traced_layers", s.traced_layers);

@@ -29,6 +29,9 @@ struct Scenario {
   std::string trace = "synthetic";  // "synthetic" or an .h5 path (resolved against the INI's folder)
   std::string request;              // request id in a trace file; empty: the first
   std::uint64_t seed = 1;
+  // [workload] seeds: one independent synthetic draw per seed, in order (`seed`, seed + 1, ... for a
+  // count). One entry, the default: a single draw whose outputs are exactly those without the key.
+  std::vector<std::uint64_t> seeds = {1};
   std::string traced_layers = "all";  // "all" or a list such as 0,8,16 or 0-3
   int needles = 2;
   std::int64_t needle_tokens = 16;

@@ -4,7 +4,8 @@
   tools/plot.py DIR [--out PLOTDIR]     (default PLOTDIR = DIR/plots)
 
 Writes PNGs and a one-page report.html with the tables:
-  pareto.png          footprint vs fidelity (attention recall), Pareto front per policy family
+  pareto.png          footprint vs fidelity (attention recall), Pareto front per policy family; with
+                      [workload] seeds (columns <metric>_ci95) each point has 95 % interval error bars
   peak_memory.png     peak KV bytes vs prompt length per policy (sweeps with prompt_tokens swept)
   memory_time.png     resident KV bytes over time for one scenario, post-fill vs chunked eviction
   latency_cdf.png     TTFT and TPOT CDFs over scenarios (each scenario's p50) when a sweep has them
@@ -95,6 +96,17 @@ def pareto(points):
     return front
 
 
+def ci95(row, key):
+    """The half-width of `key`'s 95 % interval over draws ([workload] seeds: column key_ci95), 0
+    where the row has none (one draw, or a metric the same in every draw)."""
+    v = number(row.get(key + "_ci95"))
+    return 0.0 if math.isnan(v) else v
+
+
+def has_ci95(rows, key):
+    return any(ci95(r, key) > 0 for r in rows)
+
+
 def fidelity_key(rows):
     for k in ("attention_recall_mean", "needle_retention"):
         if any(not math.isnan(number(r.get(k))) for r in rows):
@@ -110,23 +122,28 @@ def plot_pareto(rows, out):
     for r in rows:
         x, y = number(r["footprint_normalized"]), number(r[fk])
         if not (math.isnan(x) or math.isnan(y)):
-            groups.setdefault(family(r["policy"]), []).append((x, y))
+            groups.setdefault(family(r["policy"]), []).append((x, y, ci95(r, "footprint_normalized"), ci95(r, fk)))
+    bars = has_ci95(rows, fk) or has_ci95(rows, "footprint_normalized")
     fig, ax = plt.subplots(figsize=(7, 5))
     table = []
     for name in sorted(groups):
         pts = groups[name]
-        front = pareto(pts)
+        front = pareto([p[:2] for p in pts])
         line, = ax.plot([p[0] for p in front], [p[1] for p in front], "-o", ms=4, label=name)
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=8, alpha=0.3, color=line.get_color())
-        table.append([name, len(pts), len(front), "%.3f" % min(p[0] for p in pts),
-                      "%.4f" % (sum(p[1] for p in pts) / len(pts))])
+        if bars:  # the 95 % interval of each point over its draws
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], xerr=[p[2] for p in pts],
+                        yerr=[p[3] for p in pts], fmt="none", elinewidth=0.8, alpha=0.5, color=line.get_color())
+        row = [name, len(pts), len(front), "%.3f" % min(p[0] for p in pts),
+               "%.4f" % (sum(p[1] for p in pts) / len(pts))]
+        table.append(row + (["%.4f" % max(p[3] for p in pts)] if bars else []))
     ax.set_xlabel("footprint (normalised KV entry-steps, full = 1)")
-    ax.set_ylabel(fk.replace("_", " "))
+    ax.set_ylabel(fk.replace("_", " ") + (" (mean over draws, 95 % interval)" if bars else ""))
     ax.set_title("Footprint vs fidelity: Pareto front per policy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    return save(fig, out, "pareto.png"), [["policy", "points", "on front", "min footprint",
-                                          "mean " + fk]] + table
+    head = ["policy", "points", "on front", "min footprint", "mean " + fk]
+    return save(fig, out, "pareto.png"), [head + (["widest 95 % interval (+-)"] if bars else [])] + table
 
 
 def plot_peak(rows, out):
@@ -137,13 +154,17 @@ def plot_peak(rows, out):
     for r in rows:
         x, y = number(r[pk]), number(r["peak_bytes"])
         if not (math.isnan(x) or math.isnan(y)):
-            series.setdefault(family(r["policy"]), {}).setdefault(x, []).append(y)
+            series.setdefault(family(r["policy"]), {}).setdefault(x, []).append((y, ci95(r, "peak_bytes")))
+    bars = has_ci95(rows, "peak_bytes")  # a peak that depends on the draw (threshold policies)
     fig, ax = plt.subplots(figsize=(7, 5))
     table = [["policy", "prompt tokens", "peak KV GiB (max over rows)"]]
     for name in sorted(series):
         xs = sorted(series[name])
-        ys = [max(series[name][x]) / 2**30 for x in xs]
-        ax.plot(xs, ys, "-o", ms=4, label=name)
+        peaks = [max(series[name][x]) for x in xs]
+        ys = [y / 2**30 for y, _ in peaks]
+        line, = ax.plot(xs, ys, "-o", ms=4, label=name)
+        if bars:
+            ax.errorbar(xs, ys, yerr=[e / 2**30 for _, e in peaks], fmt="none", alpha=0.5, color=line.get_color())
         table += [[name, "%d" % x, "%.3f" % y] for x, y in zip(xs, ys)]
     ax.set_xscale("log", base=2)
     ax.set_xlabel("prompt tokens")
@@ -181,8 +202,16 @@ def plot_memory_time(folder, out):
     with open(os.path.join(run, "summary.json")) as f:
         specs = [p["spec"] for p in json.load(f)["policies"]]
     series = {}
+    first_seed = None
     with open(os.path.join(run, "timeline.csv"), newline="") as f:
-        for r in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        if "time_s" not in (reader.fieldnames or []):  # a replay without [hardware] has no clock
+            return None, []
+        for r in reader:
+            # Several draws ([workload] seeds) have a seed column: draw the first one.
+            first_seed = r.get("seed") if first_seed is None else first_seed
+            if r.get("seed") != first_seed:
+                continue
             i = int(r["policy"])
             t0, b = number(r["time_s"]), number(r["hbm_kv_bytes"]) / 2**30
             s = series.setdefault(i, ([], []))
@@ -202,7 +231,8 @@ def plot_memory_time(folder, out):
                       "%.3f" % max(series[i][1]), "%.3f" % series[i][0][-1]])
     ax.set_xlabel("time (s)")
     ax.set_ylabel("resident KV in HBM (GiB)")
-    ax.set_title("Memory over time: " + os.path.basename(run.rstrip("/")))
+    ax.set_title("Memory over time: " + os.path.basename(run.rstrip("/")) +
+                 (", seed %s" % first_seed if first_seed is not None else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return save(fig, out, "memory_time.png"), table

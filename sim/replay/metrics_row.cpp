@@ -1,8 +1,11 @@
 #include "sim/replay/metrics_row.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <utility>
+
+#include "util/confidence.h"
 
 namespace kvsim {
 
@@ -98,6 +101,43 @@ std::vector<Metric> policy_metrics(const ScenarioRun& run, std::size_t policy) {
     out.real({"links_per_tp_rank", link.link, "peak_bandwidth_bytes_per_s"}, link.peak_bytes_per_s);
   }
   return out.take();
+}
+
+std::vector<Metric> policy_metrics(const ScenarioDraws& draws, std::size_t policy) {
+  if (draws.runs.empty()) throw std::logic_error("policy_metrics: a scenario without draws");
+  if (draws.runs.size() == 1) return policy_metrics(draws.first(), policy);
+  std::vector<std::vector<Metric>> per_draw;
+  for (const ScenarioRun& run : draws.runs) per_draw.push_back(policy_metrics(run, policy));
+  std::vector<Metric> out;
+  std::vector<double> values(per_draw.size());
+  for (std::size_t i = 0; i < per_draw.front().size(); ++i) {
+    Metric m = per_draw.front()[i];
+    bool same_integer = true;
+    for (std::size_t d = 0; d < per_draw.size(); ++d) {
+      const Metric& x = per_draw[d].at(i);
+      if (x.path != m.path || x.kind != m.kind) throw std::logic_error("draws of one scenario differ in metrics");
+      m.present = m.present && x.present;
+      same_integer = same_integer && x.integer == m.integer;
+      values[d] = x.kind == MetricKind::real ? x.real : static_cast<double>(x.integer);
+    }
+    if (m.kind == MetricKind::boolean) {
+      m.integer = std::all_of(per_draw.begin(), per_draw.end(), [&](const auto& draw) { return draw[i].integer != 0; });
+      out.push_back(std::move(m));
+      continue;
+    }
+    const MeanInterval interval = m.present ? student_t_interval(values) : MeanInterval{};
+    // Equal integers stay exact (a double holds them only up to 2^53).
+    if (m.kind == MetricKind::integer && !same_integer) m.integer = std::llround(interval.mean);
+    if (m.kind == MetricKind::real) m.real = interval.mean;
+    Metric ci = m;
+    ci.path.back() += "_ci95";
+    ci.kind = MetricKind::real;
+    ci.integer = 0;
+    ci.real = interval.half_width;
+    out.push_back(std::move(m));
+    out.push_back(std::move(ci));
+  }
+  return out;
 }
 
 }  // namespace kvsim

@@ -30,4 +30,12 @@ struct Metric {
 // listed for the tiers and links the scenario's hardware has.
 std::vector<Metric> policy_metrics(const ScenarioRun& run, std::size_t policy);
 
+// The same over a scenario's draws ([workload] seeds). One draw: exactly policy_metrics(draws.first(),
+// policy). Several: each metric is the mean over the draws (an integer metric rounded to the
+// nearest integer; a boolean true only when it is true in every draw; absent when absent in any),
+// and every number is followed by `<name>_ci95`, the half-width of its 95 % Student-t interval
+// (util/confidence.h): 0 when every draw gives the same value, as footprint and peak do for a
+// policy whose kept counts do not depend on the scores.
+std::vector<Metric> policy_metrics(const ScenarioDraws& draws, std::size_t policy);
+
 }  // namespace kvsim

@@ -216,4 +216,25 @@ ScenarioRun run_scenario(const Scenario& scenario, bool keep_masks,
   return run;
 }
 
+ScenarioDraws run_scenario_draws(const Scenario& scenario, bool keep_masks,
+                                 const std::function<void(const std::string&)>& progress) {
+  ScenarioDraws draws;
+  draws.seeds = scenario.seeds;
+  if (draws.seeds.size() <= 1) {
+    draws.runs.push_back(run_scenario(scenario, keep_masks, progress));
+    return draws;
+  }
+  for (std::size_t d = 0; d < draws.seeds.size(); ++d) {
+    Scenario one = scenario;
+    one.seed = draws.seeds[d];
+    one.seeds = {one.seed};
+    const std::string prefix = "draw " + std::to_string(d + 1) + "/" + std::to_string(draws.seeds.size()) + " (seed " +
+                               std::to_string(one.seed) + "): ";
+    std::function<void(const std::string&)> tagged;
+    if (progress) tagged = [&](const std::string& message) { progress(prefix + message); };
+    draws.runs.push_back(run_scenario(one, keep_masks, tagged));
+  }
+  return draws;
+}
+
 }  // namespace kvsim

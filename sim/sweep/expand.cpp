@@ -497,6 +497,9 @@ std::string sweep_help() {
   gives 0.1 0.2 0.3 0.4 0.5). traced_layers = 0,8,16 is one layer list (so is [serving] slo); to
   sweep such keys, quote each value: traced_layers = "0,8", "0,8,16,24". A repeated key
   (attach = ...) is used as written, every line in every scenario.
+  [workload] seeds = 5 replays 5 draws from each scenario's own seed (the tables gain <metric>_ci95
+  columns); seeds = 1, 5, 20 sweeps the number of draws. A list of seeds cannot be given: every
+  scenario of a sweep has its own seed.
   The scenarios are the cartesian product of the swept keys, the first key in the file varying
   slowest; scenario indices (0-based) follow that order.
 [policy] spec lines are rows of every scenario, not scenarios: `full` plus each spec line, in

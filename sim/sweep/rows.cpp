@@ -42,10 +42,11 @@ const char* kind_name(CellKind kind) {
   return "text";
 }
 
-RowSet scenario_rows(const ScenarioRun& run) {
+RowSet scenario_rows(const ScenarioDraws& draws) {
   RowSet set;
+  const ScenarioRun& run = draws.first();
   for (std::size_t p = 0; p < run.results.size(); ++p) {
-    const std::vector<Metric> metrics = policy_metrics(run, p);
+    const std::vector<Metric> metrics = policy_metrics(draws, p);
     if (p == 0) {
       set.columns = {"policy"};
       set.kinds = {CellKind::text};

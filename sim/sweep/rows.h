@@ -25,8 +25,9 @@ struct RowSet {
   std::vector<std::vector<Cell>> rows;  // one per policy, one cell per column
 };
 
-// The rows of a finished scenario, `full` first.
-RowSet scenario_rows(const ScenarioRun& run);
+// The rows of a finished scenario, `full` first: policy_metrics(draws, p), so a scenario with
+// several draws ([workload] seeds) has means and their <metric>_ci95 columns.
+RowSet scenario_rows(const ScenarioDraws& draws);
 
 // Shortest text that reads back to the same double ("nan", "inf" for non-finite values).
 std::string format_real(double value);

@@ -78,8 +78,8 @@ void run_sweep_scenarios(const std::string& dir, const Sweep& sweep, const std::
         // The scenarios' own [sim] threads do not apply: the sweep's cap is `jobs` (kvsim sweep caps
         // the process at it), and a lower one from a scenario would starve the other workers.
         tbb::this_task_arena::isolate([&] {
-          const ScenarioRun run = run_scenario(scenario, /*keep_masks=*/false);
-          write_scenario_result(dir, sweep, index, scenario, run);
+          const ScenarioDraws draws = run_scenario_draws(scenario, /*keep_masks=*/false);
+          write_scenario_result(dir, sweep, index, scenario, draws);
         });
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         const std::lock_guard<std::mutex> lock(mutex);

@@ -126,16 +126,16 @@ bool scenario_done(const std::string& dir, const Sweep& sweep, std::size_t index
 }
 
 void write_scenario_result(const std::string& dir, const Sweep& sweep, std::size_t index, const Scenario& scenario,
-                           const ScenarioRun& run) {
+                           const ScenarioDraws& draws) {
   const std::string temporary = temporary_folder(dir, sweep, index);
   std::error_code ec;
   fs::remove_all(temporary, ec);
   try {
-    write_run_files(temporary, scenario, run);
+    write_run_files(temporary, scenario, draws);
     write_text(temporary + "/scenario.ini", "# " + sweep.describe(index) + " of " + sweep.path +
                                                 " (relative paths resolve against that file's folder)\n" +
                                                 sweep.text(index));
-    write_file_atomically(temporary + "/rows.csv", [&](std::ostream& out) { write_rows(out, scenario_rows(run)); });
+    write_file_atomically(temporary + "/rows.csv", [&](std::ostream& out) { write_rows(out, scenario_rows(draws)); });
   } catch (...) {
     fs::remove_all(temporary, ec);
     throw;

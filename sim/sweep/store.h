@@ -41,7 +41,7 @@ bool scenario_done(const std::string& dir, const Sweep& sweep, std::size_t index
 
 // Writes the scenario's folder (complete, or not at all).
 void write_scenario_result(const std::string& dir, const Sweep& sweep, std::size_t index, const Scenario& scenario,
-                           const ScenarioRun& run);
+                           const ScenarioDraws& draws);
 
 // Copies a finished scenario folder from another sweep folder (kvsim merge), the same way.
 void copy_scenario_result(const std::string& from_dir, const std::string& dir, const Sweep& sweep, std::size_t index);

@@ -2,8 +2,9 @@
 """tools/plot.py (issue 7): on a smoke-sweep results folder it writes valid, non-empty PNGs that
 report.html references; its Pareto front matches a hand-worked example; on a serving run (300 Azure
 requests) it draws per-request TTFT/TPOT CDFs whose table percentiles, computed by plot.py from
-requests.csv, equal the ones kvsim wrote to summary.json; a folder with no results is one clear
-error and exit 1."""
+requests.csv, equal the ones kvsim wrote to summary.json; on a run with several draws
+([workload] seeds) the Pareto points carry the 95 % intervals of summary.json as error bars; a
+folder with no results is one clear error and exit 1."""
 import argparse
 import importlib.util
 import json
@@ -12,6 +13,8 @@ import shutil
 import struct
 import subprocess
 import sys
+
+from tiny_model import TINY_MODEL
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--kvsim", required=True)
@@ -106,6 +109,39 @@ for row, pol in zip(table[1:], summary["policies"]):
           "%s: TTFT/TPOT percentiles %s match summary.json %s" % (pol["spec"], got, want))
 bad = subprocess.run([sys.executable, plot_py, res, "--scenario", "nope"], capture_output=True, text=True)
 check(bad.returncode == 1 and "--scenario nope" in bad.stderr, "unknown --scenario: clear error (%r)" % bad.stderr)
+
+# Three draws: summary.json's <metric>_ci95 half-widths become the Pareto plot's error bars.
+with open(os.path.join(args.workdir, "model.ini"), "w") as f:
+    f.write(TINY_MODEL)
+with open(os.path.join(args.workdir, "seeds.ini"), "w") as f:
+    f.write("[model]\npreset = model.ini\n[workload]\nprompt_tokens = 400\ngenerated_tokens = 8\nchunk_tokens = 128\n"
+            "seeds = 3\ntraced_layers = 0\n[policy]\nspec = snapkv(budget=0.2, window=16, prefill=chunk)\n"
+            "[hardware]\npreset = h100-sxm\n")
+drawn = os.path.join(args.workdir, "seeds")
+subprocess.run([args.kvsim, "run", os.path.join(args.workdir, "seeds.ini"), "--out", drawn, "-q"], check=True,
+               stdout=subprocess.DEVNULL)
+rows = plot.read_rows(drawn)
+half = [plot.ci95(r, "attention_recall_mean") for r in rows]
+want = [p["attention_recall"].get("mean_ci95") for p in json.load(open(os.path.join(drawn, "summary.json")))["policies"]]
+check(half == want and half[1] > 0, "error bars are summary.json's 95 %% half-widths %s (%s)" % (want, half))
+check(plot.ci95(rows[0], "footprint_normalized") == 0, "the full cache's footprint is exact (no bar)")
+r = subprocess.run([sys.executable, plot_py, drawn], capture_output=True, text=True)
+ok, what = png_ok(os.path.join(drawn, "plots", "pareto.png"))
+check(r.returncode == 0 and ok, "plot.py on three draws: pareto.png is a PNG of %s (%s)" % (what, r.stderr.strip()))
+report = open(os.path.join(drawn, "plots", "report.html")).read() if r.returncode == 0 else ""
+check("widest 95 % interval" in report and "%.4f" % half[1] in report, "the report's table gives the widest interval")
+ok, what = png_ok(os.path.join(drawn, "plots", "memory_time.png"))
+_, table = plot.plot_memory_time(drawn, os.path.join(drawn, "plots"))
+check(ok and len(table) == 1 + 2, "memory_time.png is drawn from a timeline with a seed column: %s, %d rows" % (what, len(table)))
+# Without [hardware] a replay's timeline has no clock: memory over time is not drawn (it crashed).
+with open(os.path.join(args.workdir, "untimed.ini"), "w") as f:
+    f.write(open(os.path.join(args.workdir, "seeds.ini")).read().split("[hardware]")[0].replace("seeds = 3", "seed = 2"))
+untimed = os.path.join(args.workdir, "untimed")
+subprocess.run([args.kvsim, "run", os.path.join(args.workdir, "untimed.ini"), "--out", untimed, "-q"], check=True,
+               stdout=subprocess.DEVNULL)
+r = subprocess.run([sys.executable, plot_py, untimed], capture_output=True, text=True)
+check(r.returncode == 0 and not os.path.exists(os.path.join(untimed, "plots", "memory_time.png")),
+      "a run without hardware: plot.py exits 0 and draws no memory over time (%s)" % r.stderr.strip())
 
 empty = os.path.join(args.workdir, "empty")
 os.makedirs(empty)

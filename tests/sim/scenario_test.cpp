@@ -1,6 +1,7 @@
 #include "sim/scenario.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -11,8 +12,13 @@
 namespace kvsim {
 namespace {
 
+// In a folder of this process: ctest -j runs each test as its own process, and several of them (and
+// other checkouts' test runs on the same machine) would otherwise rewrite one /tmp/bad.ini under
+// each other.
 std::string write_ini(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "/" + name;
+  const std::string dir = ::testing::TempDir() + "/kvsim-scenario-test-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/" + name;
   std::ofstream(path) << text;
   return path;
 }
@@ -112,6 +118,39 @@ TEST(Scenario, ContextLengthBoundsPromptPlusGenerated) {
 
 TEST(Scenario, MissingFileIsAnInputError) {
   EXPECT_THROW(load_scenario(::testing::TempDir() + "/does-not-exist.ini"), InputError);
+}
+
+TEST(Scenario, SeedsCountFromSeedOrList) {
+  EXPECT_EQ(load_scenario(write_ini("s0.ini", kGood)).seeds, (std::vector<std::uint64_t>{1})) << "one draw by default";
+  const Scenario count = load_scenario(write_ini("s1.ini", std::string(kGood) + "seed = 7\nseeds = 3\n"));
+  EXPECT_EQ(count.seeds, (std::vector<std::uint64_t>{7, 8, 9}));
+  EXPECT_EQ(count.seed, 7u);
+  const Scenario list = load_scenario(write_ini("s2.ini", std::string(kGood) + "seeds = 9, 2,4\n"));
+  EXPECT_EQ(list.seeds, (std::vector<std::uint64_t>{9, 2, 4})) << "a list keeps its order";
+  EXPECT_EQ(list.seed, 9u);
+  EXPECT_EQ(load_scenario(write_ini("s3.ini", std::string(kGood) + "seeds = 1\n")).seeds,
+            (std::vector<std::uint64_t>{1}));
+  const Scenario top =
+      load_scenario(write_ini("s4.ini", std::string(kGood) + "seed = 18446744073709551614\nseeds = 2\n"));
+  EXPECT_EQ(top.seeds.back(), 18446744073709551615u) << "up to the largest seed";
+}
+
+TEST(Scenario, BadSeedsAreOneClearLine) {
+  const std::string good = kGood;
+  EXPECT_NE(error_of(good + "seeds = 0\n").find("[workload] seeds: must be >= 1"), std::string::npos);
+  EXPECT_NE(error_of(good + "seeds = -2\n").find("expected a count"), std::string::npos);
+  EXPECT_NE(error_of(good + "seeds = 1001\n").find("at most 1000 draws"), std::string::npos);
+  EXPECT_NE(error_of(good + "seeds = 1,,3\n").find("an empty item"), std::string::npos);
+  EXPECT_NE(error_of(good + "seeds = 1,2,\n").find("an empty item"), std::string::npos);
+  EXPECT_NE(error_of(good + "seeds = 1, 2.5\n").find("'2.5' is not an integer"), std::string::npos);
+  EXPECT_NE(error_of(good + "seeds = 3,1,3\n").find("seed 3 is listed twice"), std::string::npos);
+  EXPECT_NE(error_of(good + "seed = 1\nseeds = 1,2\n").find("cannot be combined with [workload] seed"),
+            std::string::npos);
+  EXPECT_NE(error_of(good + "seed = 18446744073709551615\nseeds = 2\n").find("would pass the largest seed"),
+            std::string::npos);
+  EXPECT_NE(error_of("[model]\npreset = llama-3.1-8b\n[workload]\ntrace = t.h5\nseeds = 2\n")
+                .find("[workload] seeds: applies only to synthetic traces"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -121,11 +121,17 @@ int cmd_run(const Args& args) {
     progress("wrote " + out + "/summary.json");
     return 0;
   }
-  const ScenarioRun run = run_scenario(scenario, v.count("save-kept") > 0, progress);
+  if (scenario.seeds.size() > 1 && (v.count("save-kept") || v.count("timeline"))) {
+    fail_input(scenario.path, "--save-kept and --timeline show one draw, but [workload] seeds gives " +
+                                  std::to_string(scenario.seeds.size()) +
+                                  " (run one of them alone, with seed = S and no seeds)");
+  }
+  const ScenarioDraws draws = run_scenario_draws(scenario, v.count("save-kept") > 0, progress);
+  const ScenarioRun& run = draws.first();
   // The result set replaces `out` as a whole (util/atomic_folder.h); --save-kept and --timeline
   // files named inside `out` join the set, others are written on their own, each atomically.
   StagedFolder folder(out, ours);
-  write_run_files(folder.path(), scenario, run);
+  write_run_files(folder.path(), scenario, draws);
   if (v.count("save-kept")) write_kept_masks(place("save-kept", folder.path()), run);
   if (v.count("timeline")) write_chrome_trace(place("timeline", folder.path()), run);
   folder.commit();
@@ -134,7 +140,7 @@ int cmd_run(const Args& args) {
             << run.request.generated_tokens << " tokens, chunk " << run.plan.chunk_tokens << ", "
             << run.traced_layers.size() << "/" << run.model.num_layers << " layers traced (" << run.trace_source
             << ")\n";
-  print_run_table(std::cout, run);
+  print_run_table(std::cout, draws);
   progress("wrote " + out + "/summary.json");
   return 0;
 }
