@@ -37,7 +37,9 @@ std::vector<std::string> split_list(const std::string& text, const std::string& 
     std::string item = text.substr(start, comma - start);
     item.erase(0, item.find_first_not_of(" \t"));
     item.erase(item.find_last_not_of(" \t") + 1);
-    if (item.empty()) fail_input("kvsim plan " + option, "empty item in the list '" + text + "' (expected e.g. 1,2,4)");
+    if (item.empty())
+      fail_input("kvsim plan " + option,
+                 "empty item in the list '" + text + "' (items are separated by single commas)");
     if (std::find(items.begin(), items.end(), item) != items.end())
       fail_input("kvsim plan " + option, "'" + item + "' is listed twice");
     items.push_back(item);
