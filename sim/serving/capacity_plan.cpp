@@ -197,10 +197,12 @@ std::vector<PlanRow> plan_capacity(const ServingStudy& study, const std::vector<
     });
     if (listed) continue;  // the same GPUs at another token budget
     SkippedDeployment k{d.hardware_name, d.tensor_parallel, m, ""};
+    const double left_bytes = m.usable_bytes - m.reserve_bytes;
     k.reason = "the weights of " + s.model.name + " take " + fixed(m.weight_bytes / kGiB, 2) + " GiB per GPU at tp " +
-               std::to_string(d.tensor_parallel) + ", more than the " +
-               fixed((m.usable_bytes - m.reserve_bytes) / kGiB, 2) + " GiB left of " + fixed(m.usable_bytes / kGiB, 2) +
-               " GiB after the " + fixed(m.reserve_bytes / kGiB, 2) + " GiB reserve (room for no KV block)";
+               std::to_string(d.tensor_parallel) +
+               (m.weight_bytes > left_bytes ? ", more than the " : ", leaving less than one KV block of the ") +
+               fixed(left_bytes / kGiB, 2) + " GiB left of " + fixed(m.usable_bytes / kGiB, 2) + " GiB after the " +
+               fixed(m.reserve_bytes / kGiB, 2) + " GiB reserve";
     skipped->push_back(k);
   }
   const std::size_t policies = study.num_policies();
