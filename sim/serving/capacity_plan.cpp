@@ -54,7 +54,8 @@ std::string seconds_text(double s) { return s < 1 ? fixed(s * 1e3, 1) + " ms" : 
 
 std::vector<Deployment> deployment_grid(const Scenario& s, const std::vector<std::string>& presets,
                                         const std::vector<int>& tensor_parallel,
-                                        const std::vector<std::int64_t>& max_batch_tokens) {
+                                        const std::vector<std::int64_t>& max_batch_tokens,
+                                        const std::string& tp_where) {
   std::vector<Deployment> grid;
   for (const std::string& preset : presets) {
     Hardware hw;
@@ -67,7 +68,7 @@ std::vector<Deployment> deployment_grid(const Scenario& s, const std::vector<std
       try {
         (void)CostModel(hw, s.model, tp, preset);  // heads divisible by tp, tp_bandwidth for tp > 1
       } catch (const InputError& e) {
-        fail_input("kvsim plan --tp " + std::to_string(tp), e.what());
+        fail_input(tp_where + " " + std::to_string(tp), e.what());
       }
       for (const std::int64_t tokens : max_batch_tokens) grid.push_back(Deployment{preset, hw, tp, tokens});
     }
@@ -164,7 +165,9 @@ std::vector<PlanRow> plan_capacity(const ServingStudy& study, const std::vector<
                                    const PlanOptions& options,
                                    const std::function<void(const std::string&)>& progress) {
   const Scenario& s = study.scenario();
-  return plan_capacity(study, deployment_grid(s, hardware_presets, {s.tensor_parallel}, {s.serving.max_batch_tokens}),
+  return plan_capacity(study,
+                       deployment_grid(s, hardware_presets, {s.tensor_parallel}, {s.serving.max_batch_tokens},
+                                       s.path + ": [hardware] tp ="),
                        options, progress);
 }
 

@@ -78,11 +78,13 @@ bool meets_slo(const ServingMetrics& metrics, const Slo& slo);
 
 // Every combination of the presets, tensor-parallel degrees and token budgets, hardware-major, each
 // preset with the scenario's attachments. Throws InputError naming `kvsim plan --hardware` for a
-// preset that does not load, `kvsim plan --tp` for a degree the model or hardware cannot run
-// (heads not divisible, no tp_bandwidth), before any simulation.
+// preset that does not load, `tp_where` ("kvsim plan --tp", or the scenario's [hardware] tp when
+// the degrees are its own) and the degree for one the model or hardware cannot run (heads not
+// divisible, no tp_bandwidth), before any simulation.
 std::vector<Deployment> deployment_grid(const Scenario& scenario, const std::vector<std::string>& presets,
                                         const std::vector<int>& tensor_parallel,
-                                        const std::vector<std::int64_t>& max_batch_tokens);
+                                        const std::vector<std::int64_t>& max_batch_tokens,
+                                        const std::string& tp_where = "kvsim plan --tp");
 
 // How each GPU of `deployment` splits its compute tier for the study's model, block size and reserve.
 GpuMemory deployment_memory(const ServingStudy& study, const Deployment& deployment);

@@ -365,7 +365,8 @@ int cmd_plan(const Args& args) {
   if (batch_list.empty()) batch_list = {scenario.serving.max_batch_tokens};
   if (chunk_list.empty()) chunk_list = {scenario.chunk_tokens};
   // Every preset loads and every TP degree fits the model, before any profile is measured.
-  const std::vector<Deployment> deployments = deployment_grid(scenario, presets, tps, batch_list);
+  const std::vector<Deployment> deployments = deployment_grid(
+      scenario, presets, tps, batch_list, tp_list.empty() ? scenario.path + ": [hardware] tp =" : "kvsim plan --tp");
   if (v.count("out")) {
     const std::filesystem::path out(v["out"].as<std::string>());
     const auto parent = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
