@@ -69,6 +69,10 @@ struct Hardware {
   std::vector<Tier> tiers;
   std::vector<Link> links;
   std::string source;  // the preset file and its attachments ("h100.ini + cxl-gen5.ini"), for messages
+  // [cost] usd_per_gpu_hour: what one GPU costs to rent, for `kvsim plan`'s cost per million tokens;
+  // 0 when the file gives none. [cost] source says where the price comes from.
+  double usd_per_gpu_hour = 0;
+  std::string cost_source;
 
   const Tier& tier(const std::string& name) const;  // REQUIRES: the tier exists
   bool has_tier(const std::string& name) const;

@@ -115,6 +115,16 @@ void merge_file(const fs::path& path, Hardware& hw, bool device_allowed) {
                    "unknown key (device keys: name, flops_bf16, flops_fp8, compute_efficiency, memory_efficiency, "
                    "tp_bandwidth, layer_overhead, activation_efficiency, allreduce_tp<N>, cpu_overhead, "
                    "cpu_overhead_tp, cpu_overhead_per_request, compute_tier)");
+    } else if (section == "cost") {
+      if (!device_allowed) fail_input(where, "an attachment may only add [tier.*] and [link.*] sections");
+      if (field == "usd_per_gpu_hour") {
+        hw.usd_per_gpu_hour = parse_fraction(value, where);
+        if (!(hw.usd_per_gpu_hour > 0)) fail_input(where, "must be > 0 (US dollars per GPU per hour, e.g. 2.5)");
+      } else if (field == "source") {
+        hw.cost_source = value;
+      } else {
+        fail_input(where, "unknown key (cost keys: usd_per_gpu_hour, source)");
+      }
     } else if (section.rfind("tier.", 0) == 0) {
       Tier& t = tiers[section.substr(5)];
       t.name = section.substr(5);
@@ -137,7 +147,8 @@ void merge_file(const fs::path& path, Hardware& hw, bool device_allowed) {
       else if (field == "efficiency") l.efficiency = parse_fraction(value, where);
       else fail_input(where, "unknown key (link keys: from, to, bandwidth, latency, efficiency)");
     } else {
-      fail_input(file + ": [" + section + "]", "unknown section (expected [device], [tier.NAME] or [link.NAME])");
+      fail_input(file + ": [" + section + "]",
+                 "unknown section (expected [device], [cost], [tier.NAME] or [link.NAME])");
     }
   }
   for (auto& [name, t] : tiers) {
@@ -175,6 +186,8 @@ void validate(const Hardware& hw, const std::string& where) {
                                                              : d.cpu_overhead_per_request_s;
     if (!(v >= 0)) fail_input(where + ": [device] " + key, "must be >= 0");
   }
+  if (!hw.cost_source.empty() && hw.usd_per_gpu_hour <= 0)
+    fail_input(where + ": [cost] source", "names the source of a price, but [cost] usd_per_gpu_hour is missing");
   if (!hw.has_tier(d.compute_tier))
     fail_input(where + ": [device] compute_tier", "no tier named '" + d.compute_tier + "'");
   for (const Link& l : hw.links) {

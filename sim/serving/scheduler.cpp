@@ -751,21 +751,35 @@ class Scheduler {
 
 }  // namespace
 
+GpuMemory gpu_memory(const Hardware& hw, const ModelShape& model, double model_weight_bytes, std::int64_t block_tokens,
+                     double hbm_reserve, int tensor_parallel) {
+  GpuMemory m;
+  m.tensor_parallel = tensor_parallel;
+  m.usable_bytes = hw.tier(hw.device.compute_tier).capacity_bytes;
+  m.reserve_bytes = m.usable_bytes * hbm_reserve;
+  m.weight_bytes = model_weight_bytes / tensor_parallel;
+  const double hbm_bytes = m.usable_bytes * (1.0 - hbm_reserve) * tensor_parallel;
+  const double block_bytes = static_cast<double>(block_tokens) * static_cast<double>(model.bytes_per_token());
+  m.kv_blocks = static_cast<std::int64_t>(std::floor((hbm_bytes - model_weight_bytes) / block_bytes));
+  if (m.kv_blocks > 0) {
+    m.kv_tokens = m.kv_blocks * block_tokens;
+    m.kv_bytes = static_cast<double>(m.kv_blocks) * block_bytes / tensor_parallel;
+  }
+  return m;
+}
+
 std::int64_t kv_capacity_blocks(const ServingInput& in) {
   const Hardware& hw = in.hierarchy.hardware();
-  const double hbm_bytes =
-      hw.tier(hw.device.compute_tier).capacity_bytes * (1.0 - in.placement.hbm_reserve) * in.tensor_parallel;
-  const double kv_bytes = hbm_bytes - in.cost.weight_bytes();
-  const double block_bytes =
-      static_cast<double>(in.config.block_tokens) * static_cast<double>(in.model.bytes_per_token());
-  const auto blocks = static_cast<std::int64_t>(std::floor(kv_bytes / block_bytes));
-  if (blocks < 1) {
+  const GpuMemory m = gpu_memory(hw, in.model, in.cost.weight_bytes(), in.config.block_tokens, in.placement.hbm_reserve,
+                                 in.tensor_parallel);
+  if (m.kv_blocks < 1) {
+    const double hbm_bytes = (m.usable_bytes - m.reserve_bytes) * in.tensor_parallel;
     throw InputError("hardware " + (hw.source.empty() ? hw.device.name : hw.source) + ": the weights of " +
                      in.model.name + " (" + std::to_string(in.cost.weight_bytes() / 1e9) +
                      " GB) leave no room for one KV block in " + std::to_string(hbm_bytes / 1e9) + " GB of " +
                      hw.device.compute_tier + " (raise [hardware] tp or use a larger device)");
   }
-  return blocks;
+  return m.kv_blocks;
 }
 
 std::int64_t offload_capacity_blocks(const ServingInput& in) {

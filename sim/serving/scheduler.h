@@ -167,7 +167,27 @@ struct ServingInput {
 // offload tier is unknown.
 ServingResult simulate_serving(const ServingInput& input);
 
-// KV blocks the compute tiers of all TP ranks hold next to the weights.
+// How the compute tier of each GPU of a tensor-parallel group is split: its capacity (the hardware
+// file's), the reserve kept for activations and workspace ([hardware] placement hbm_reserve, as
+// vLLM's gpu_memory_utilization), this GPU's share of the weights, and KV blocks in the rest. A block
+// holds block_tokens tokens of every layer and KV head; each GPU stores its heads' share of every
+// block, so the group's block count is also each GPU's, and a GPU's KV bytes are 1/tp of the group's.
+struct GpuMemory {
+  int tensor_parallel = 1;
+  double usable_bytes = 0;  // per GPU
+  double reserve_bytes = 0;
+  double weight_bytes = 0;  // the whole model / tp
+  // floor((tp x (usable - reserve) - whole model) / block bytes of the group); <= 0: no room.
+  std::int64_t kv_blocks = 0;
+  std::int64_t kv_tokens = 0;  // kv_blocks x block_tokens
+  double kv_bytes = 0;         // per GPU: kv_blocks x block bytes / tp (0 when no block fits)
+  double kv_total_bytes() const { return kv_bytes * tensor_parallel; }
+};
+GpuMemory gpu_memory(const Hardware& hardware, const ModelShape& model, double model_weight_bytes,
+                     std::int64_t block_tokens, double hbm_reserve, int tensor_parallel);
+
+// KV blocks the compute tiers of all TP ranks hold next to the weights (gpu_memory's kv_blocks).
+// Throws InputError when not one fits.
 std::int64_t kv_capacity_blocks(const ServingInput& input);
 
 // KV blocks the offload tier holds (0 unless placement offload): its capacity, shared by the TP group.

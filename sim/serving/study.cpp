@@ -149,16 +149,31 @@ RetentionCurve ServingStudy::curve(std::size_t policy, std::size_t request) cons
 ServingResult ServingStudy::simulate(std::size_t policy, const Workload& workload, const Hardware& hardware,
                                      int concurrency, const std::function<void(const BlockPool&)>& after_event,
                                      std::int64_t record_iterations) const {
+  const Deployment d{scenario_.hardware_preset, hardware, scenario_.tensor_parallel,
+                     scenario_.serving.max_batch_tokens};
+  return simulate(policy, workload, d, concurrency, after_event, record_iterations);
+}
+
+Deployment ServingStudy::deployment() const {
+  return Deployment{scenario_.hardware_preset, load_scenario_hardware(scenario_), scenario_.tensor_parallel,
+                    scenario_.serving.max_batch_tokens};
+}
+
+ServingResult ServingStudy::simulate(std::size_t policy, const Workload& workload, const Deployment& deployment,
+                                     int concurrency, const std::function<void(const BlockPool&)>& after_event,
+                                     std::int64_t record_iterations) const {
   const Scenario& s = scenario_;
-  const CostModel cost(hardware, s.model, s.tensor_parallel, s.path + ": [hardware]");
-  const Hierarchy hierarchy(hardware);
-  ServingInput input{s.serving,
+  const CostModel cost(deployment.hardware, s.model, deployment.tensor_parallel, s.path + ": [hardware]");
+  const Hierarchy hierarchy(deployment.hardware);
+  ServingConfig config = s.serving;
+  config.max_batch_tokens = deployment.max_batch_tokens;
+  ServingInput input{config,
                      workload,
                      concurrency < 0 ? s.concurrency : concurrency,
                      cost,
                      hierarchy,
                      s.model,
-                     s.tensor_parallel,
+                     deployment.tensor_parallel,
                      s.placement,
                      {},
                      prefix_caching(policy),

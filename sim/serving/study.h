@@ -29,6 +29,16 @@ Workload with_poisson_arrivals(const Workload& workload, std::uint64_t seed);
 // Requests over the span of their arrivals (the first arrives at 0): (n - 1) / last arrival.
 double mean_arrival_rate(const Workload& workload);
 
+// What a serving study runs on, where `kvsim plan` varies it: the hardware, the tensor-parallel
+// degree and the iteration's token budget ([serving] max_batch_tokens). Everything else of the
+// scenario ([serving], placement) applies unchanged. ServingStudy::deployment() is the scenario's own.
+struct Deployment {
+  std::string hardware_name;  // the preset or path as given, for tables
+  Hardware hardware;
+  int tensor_parallel = 1;
+  std::int64_t max_batch_tokens = 2048;
+};
+
 class ServingStudy {
  public:
   // Loads the workload and measures every policy's retention curves (the expensive part), or reads
@@ -52,6 +62,12 @@ class ServingStudy {
   ServingResult simulate(std::size_t policy, const Workload& workload, const Hardware& hardware, int concurrency = -1,
                          const std::function<void(const BlockPool&)>& after_event = {},
                          std::int64_t record_iterations = 0) const;
+  // The same on `deployment` instead of the scenario's hardware, tp and max_batch_tokens.
+  ServingResult simulate(std::size_t policy, const Workload& workload, const Deployment& deployment,
+                         int concurrency = -1, const std::function<void(const BlockPool&)>& after_event = {},
+                         std::int64_t record_iterations = 0) const;
+  // The scenario's hardware (preset + attachments), tp and max_batch_tokens.
+  Deployment deployment() const;
 
  private:
   RetentionCurve curve(std::size_t policy, std::size_t request) const;

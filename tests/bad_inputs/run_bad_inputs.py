@@ -548,6 +548,37 @@ def cli_cases(copy_good):
     add("run_out_is_a_file", ["run", "valid-scenario.ini", "--out", "tiny-model.ini", "--quiet"],
         "--out names an existing regular file", "tiny-model.ini")
 
+    # kvsim plan's deployment lists (issue 21): one line naming the option, before any simulation.
+    def serve_scenario(sandbox, slo="[serving]\nslo = ttft=2s, tpot=100ms\n"):
+        with open(os.path.join(sandbox, "serve.ini"), "w") as f:
+            f.write("[model]\npreset = tiny-model.ini\n[workload]\n"
+                    "arrivals = poisson(rate=5, requests=10, prompt_mean=100, output_mean=10)\n"
+                    "[hardware]\npreset = h100-sxm\n" + slo + "[sim]\nthreads = 1\n")
+
+    plan = ["plan", "serve.ini", "--quiet"]
+    add("plan_tp_zero", plan + ["--tp", "0"], "--tp 0", "kvsim plan --tp: expected whole numbers >= 1", setup=serve_scenario)
+    add("plan_tp_negative", plan + ["--tp=2,-4"], "--tp 2,-4", "got '-4'",
+        setup=serve_scenario)
+    add("plan_tp_empty_item", plan + ["--tp", "2,,4"], "--tp 2,,4 (a doubled comma)", "kvsim plan --tp: empty item",
+        setup=serve_scenario)
+    add("plan_tp_not_a_number", plan + ["--tp", "2,four"], "--tp 2,four", "got 'four'", setup=serve_scenario)
+    add("plan_tp_fraction", plan + ["--tp", "1.5"], "--tp 1.5", "kvsim plan --tp: expected whole numbers", setup=serve_scenario)
+    add("plan_tp_twice", plan + ["--tp", "2,2"], "--tp 2,2", "kvsim plan --tp: '2' is listed twice", setup=serve_scenario)
+    add("plan_tp_not_dividing_heads", plan + ["--tp", "2,3"], "--tp 3 does not divide the tiny model's 8 query heads",
+        "kvsim plan --tp 3", setup=serve_scenario)
+    add("plan_batch_tokens_zero", plan + ["--max-batch-tokens", "512,0"], "--max-batch-tokens 512,0",
+        "kvsim plan --max-batch-tokens: expected whole numbers >= 1 separated by commas, got '0'", setup=serve_scenario)
+    add("plan_batch_tokens_trailing_comma", plan + ["--max-batch-tokens", "512,"], "--max-batch-tokens 512,",
+        "kvsim plan --max-batch-tokens: empty item", setup=serve_scenario)
+    add("plan_chunk_tokens_negative", plan + ["--chunk-tokens=-512"], "--chunk-tokens -512",
+        "kvsim plan --chunk-tokens: expected whole numbers >= 1", setup=serve_scenario)
+    add("plan_hardware_unknown", plan + ["--hardware", "h100-sxm,h1000"], "--hardware names an unknown preset",
+        "kvsim plan --hardware h1000", setup=serve_scenario)
+    add("plan_hardware_empty_item", plan + ["--hardware", "h100-sxm,,a100-80g"], "--hardware with a doubled comma",
+        "kvsim plan --hardware: empty item", setup=serve_scenario)
+    add("plan_without_slo", plan, "no --slo and no [serving] slo in the scenario", "kvsim plan --slo: missing",
+        setup=lambda sandbox: serve_scenario(sandbox, slo=""))
+
     # Outputs naming an input (issue 17 item 2): refused before any work, the input untouched.
     def file_scenario(sandbox):
         copy_good(sandbox)

@@ -228,7 +228,48 @@ def test_plan(kvsim, workdir):
         check(h100["feasible"] and h100["max_rate_per_s"] > a100["max_rate_per_s"],
               f"{spec}: H100 sustains more than A100 ({h100['max_rate_per_s']} vs {a100['max_rate_per_s']})")
         check(h100["ttft_p99_s"] <= 1.0 and h100["tpot_p99_s"] <= 0.05, f"{spec}: the rate found meets the SLO")
-    check("max_req/s" in r.stdout and r.stdout.count("h100-sxm") == 3, "plan prints the table")
+    table = r.stdout.split("\n\n")[0]  # then the best deployments, the memory per GPU
+    check("max_req/s" in table and table.count("h100-sxm") == 3, "plan prints the table")
+
+    # A deployment grid (issue 21): TP x token budget on a priced copy of the preset, the SLO from
+    # the scenario's [serving] slo; per-GPU load and memory, cost per million output tokens.
+    priced = os.path.join(workdir, "h100-priced.ini")
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "hardware", "h100-sxm.ini")) as f:
+        write(priced, f.read() + "\n[cost]\nusd_per_gpu_hour = 2.5\nsource = test\n")
+    out = os.path.join(workdir, "out_plan_grid")
+    r = run(kvsim, "plan", ini, "--hardware", priced, "--tp", "1,2", "--max-batch-tokens", "512,1024",
+            "--max-requests", "60", "--out", out, "--quiet")
+    check(r.returncode == 0, f"plan grid exit {r.returncode}: {r.stderr.strip()}")
+    if r.returncode != 0:
+        return
+    with open(os.path.join(out, "plan.json")) as f:
+        grid = json.load(f)
+    check(grid["slo_from"] == "[serving] slo" and len(grid["rows"]) == 12, f"grid rows {len(grid['rows'])}")
+    blocks = {}
+    for row in grid["rows"]:
+        m = row["memory"]
+        unused = m["usable_bytes_per_gpu"] - m["weight_bytes_per_gpu"] - m["reserve_bytes_per_gpu"] - m["kv_bytes_per_gpu"]
+        check(0 <= unused < 16 * 131072, f"memory per GPU adds up (unused {unused})")
+        check(m["usable_bytes_per_gpu"] == 81559 * 2**20, "usable capacity is nvidia-smi's 81,559 MiB")
+        check(abs(row["max_rate_per_s_per_gpu"] * row["tp"] - row["max_rate_per_s"]) < 1e-9, "rate per GPU = rate / tp")
+        if row["feasible"]:
+            expected = 2.5 * row["tp"] / (row["output_tokens_per_s"] * 3600) * 1e6
+            check(abs(row["usd_per_million_output_tokens"] - expected) < 1e-9 * expected, "cost per million tokens")
+        blocks[row["tp"]] = m["kv_blocks"]
+    check(blocks[2] > 2 * blocks[1], f"TP 2 holds more than twice TP 1's blocks ({blocks})")
+    check("Best deployment per policy" in r.stdout and "$/Mtok_out" in r.stdout, "grid prints best and cost")
+
+    # No load meets a 5 ms TTFT: the zero-load floor says why.
+    out = os.path.join(workdir, "out_plan_floor")
+    r = run(kvsim, "plan", ini, "--slo", "ttft_p99=5ms", "--max-requests", "20", "--out", out, "--quiet")
+    check(r.returncode == 0, f"plan floor exit {r.returncode}: {r.stderr.strip()}")
+    if r.returncode == 0:
+        with open(os.path.join(out, "plan.json")) as f:
+            floor = json.load(f)
+        check(all(not row["feasible"] and row["zero_load_floor"]["resource"].startswith("prefill")
+                  and row["zero_load_floor"]["ttft_p99_s"] > 0.005 for row in floor["rows"]),
+              "infeasible rows carry the zero-load floor")
+        check("zero-load floor" in r.stdout, "the floor is printed")
 
 
 def test_bad_serving_inputs(kvsim, workdir):

@@ -126,6 +126,23 @@ TEST(Hardware, ReadsKernelAllReduceAndCpuTerms) {
   EXPECT_DOUBLE_EQ(hw.device.cpu_overhead_per_request_s, 41.7e-6);
 }
 
+// Presets state the capacity a GPU reports (nvidia-smi), not the datasheet's round decimal figure;
+// [cost] prices a GPU for kvsim plan.
+TEST(Hardware, UsableCapacityWithItsUnitAndAPrice) {
+  EXPECT_DOUBLE_EQ(load_hardware("h100-sxm").tier("hbm").capacity_bytes, 81559.0 * 1024 * 1024);
+  EXPECT_DOUBLE_EQ(load_hardware("a100-80g").tier("hbm").capacity_bytes, 80.0 * 1024 * 1024 * 1024);
+  const std::string gib = kDevice +
+                          "[tier.hbm]\nkind = hbm\ncapacity = 80GiB\nread_bandwidth = 1 TB/s\n"
+                          "write_bandwidth = 1 TB/s\n[cost]\nusd_per_gpu_hour = 2.5\nsource = a price list\n";
+  const Hardware hw = load_hardware(write("priced.ini", gib));
+  EXPECT_DOUBLE_EQ(hw.tier("hbm").capacity_bytes, 85899345920.0);
+  EXPECT_DOUBLE_EQ(hw.usd_per_gpu_hour, 2.5);
+  EXPECT_EQ(hw.cost_source, "a price list");
+  EXPECT_EQ(load_hardware("h100-sxm").usd_per_gpu_hour, 0);  // presets carry no price
+  EXPECT_NE(hardware_error(kDevice + kHbm + "[cost]\nusd_per_gpu_hour = 0\n").find("must be > 0"), std::string::npos);
+  EXPECT_NE(hardware_error(kDevice + kHbm + "[cost]\ncurrency = EUR\n").find("cost keys"), std::string::npos);
+}
+
 TEST(Hardware, PresetsLoadWithAttachments) {
   for (const auto& name : hardware_preset_names()) {
     const Hardware hw = load_hardware(name);
