@@ -1,10 +1,12 @@
 #pragma once
 // Events of the Chrome / Perfetto trace format (chrome://tracing, ui.perfetto.dev) written through
 // JsonWriter: the vocabulary of `kvsim run --timeline` for single requests and serving runs.
+#include <functional>
 #include <initializer_list>
 #include <string>
 #include <utility>
 
+#include "util/atomic_file.h"
 #include "util/json.h"
 
 namespace kvsim::trace_events {
@@ -50,6 +52,20 @@ inline void counter(JsonWriter& json, int pid, const std::string& name, double t
   for (const auto& [label, value] : series) json.field(label, value);
   json.end_object();
   json.end_object();
+}
+
+// Writes `path` (atomically) as a trace file whose event array `events` fills.
+inline void write_trace_file(const std::string& path, const std::function<void(JsonWriter&)>& events) {
+  write_file_atomically(path, [&](std::ostream& out) {
+    JsonWriter json(out);
+    json.begin_object();
+    json.field("displayTimeUnit", "ms");
+    json.key("traceEvents");
+    json.begin_array();
+    events(json);
+    json.end_array();
+    json.end_object();
+  });
 }
 
 }  // namespace kvsim::trace_events

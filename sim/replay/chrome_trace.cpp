@@ -1,6 +1,5 @@
 #include "sim/replay/chrome_trace.h"
 
-#include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/json.h"
 #include "util/trace_events.h"
@@ -14,12 +13,7 @@ void write_chrome_trace(const std::string& path, const ScenarioRun& run) {
   if (run.timings.empty())
     fail_input(path, "--timeline needs a [hardware] section in the scenario (time comes from it)");
   const double entry_bytes = static_cast<double>(run.model.entry_bytes());
-  write_file_atomically(path, [&](std::ostream& out) {
-    JsonWriter json(out);
-    json.begin_object();
-    json.field("displayTimeUnit", "ms");
-    json.key("traceEvents");
-    json.begin_array();
+  trace_events::write_trace_file(path, [&](JsonWriter& json) {
     for (std::size_t p = 0; p < run.results.size(); ++p) {
       const int pid = static_cast<int>(p);
       const PolicyTiming& t = run.timings[p];
@@ -48,8 +42,6 @@ void write_chrome_trace(const std::string& path, const ScenarioRun& run) {
         }
       }
     }
-    json.end_array();
-    json.end_object();
   });
 }
 

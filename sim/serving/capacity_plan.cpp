@@ -236,6 +236,17 @@ std::vector<PlanRow> plan_capacity(const ServingStudy& study, const std::vector<
     double lo = 0, hi = 0;
     Trial good, bad;
     bool bounded = true;
+    // One bisection step: the trial at `mid` becomes the new lower or upper end of the bracket.
+    auto narrow = [&](double mid) {
+      Trial u = trial(mid);
+      if (u.ok) {
+        lo = mid;
+        good = std::move(u);
+      } else {
+        hi = mid;
+        bad = std::move(u);
+      }
+    };
     if (by_rate) {
       Trial t = trial(native_rate);
       if (t.ok) {
@@ -268,17 +279,7 @@ std::vector<PlanRow> plan_capacity(const ServingStudy& study, const std::vector<
         }
         if (!good.ok) lo = 0;
       }
-      while (good.ok && bounded && hi / lo > 1 + options.precision) {
-        const double mid = std::sqrt(lo * hi);
-        Trial u = trial(mid);
-        if (u.ok) {
-          lo = mid;
-          good = std::move(u);
-        } else {
-          hi = mid;
-          bad = std::move(u);
-        }
-      }
+      while (good.ok && bounded && hi / lo > 1 + options.precision) narrow(std::sqrt(lo * hi));
     } else {
       const double most =
           std::min<double>(options.max_concurrency, static_cast<double>(study.workload().requests.size()));
@@ -299,17 +300,7 @@ std::vector<PlanRow> plan_capacity(const ServingStudy& study, const std::vector<
             break;
           }
         }
-        while (bounded && hi - lo > 1) {
-          const double mid = std::floor((lo + hi) / 2);
-          Trial u = trial(mid);
-          if (u.ok) {
-            lo = mid;
-            good = std::move(u);
-          } else {
-            hi = mid;
-            bad = std::move(u);
-          }
-        }
+        while (bounded && hi - lo > 1) narrow(std::floor((lo + hi) / 2));
       } else {
         bad = std::move(t);
       }

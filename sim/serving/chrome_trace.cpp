@@ -1,6 +1,5 @@
 #include "sim/serving/chrome_trace.h"
 
-#include "util/atomic_file.h"
 #include "util/json.h"
 #include "util/trace_events.h"
 
@@ -18,12 +17,7 @@ void write_serving_chrome_trace(const std::string& path, const ServingRun& run,
            std::to_string(r.iterations) + " iterations (the counters cover the whole run)");
     }
   }
-  write_file_atomically(path, [&](std::ostream& out) {
-    JsonWriter json(out);
-    json.begin_object();
-    json.field("displayTimeUnit", "ms");
-    json.key("traceEvents");
-    json.begin_array();
+  trace_events::write_trace_file(path, [&](JsonWriter& json) {
     for (std::size_t p = 0; p < run.results.size(); ++p) {
       const ServingResult& r = run.results[p];
       const int pid = static_cast<int>(p);
@@ -53,8 +47,6 @@ void write_serving_chrome_trace(const std::string& path, const ServingRun& run,
             {{"running", static_cast<double>(t.running)}, {"waiting", static_cast<double>(t.waiting)}});
       }
     }
-    json.end_array();
-    json.end_object();
   });
 }
 
