@@ -91,7 +91,8 @@ void write_scenario(JsonWriter& json, const ServingStudy& study, const ServingRu
 void write_link_utilisation(JsonWriter& json, const ServingResult& r, const Hardware& hw, int tensor_parallel) {
   json.key("link_utilisation");
   json.begin_object();
-  for (const auto& [name, bytes] : r.link_busier_direction_bytes) {
+  for (const auto& [link_name, bytes] : r.link_busier_direction_bytes) {
+    const std::string& name = link_name;  // a lambda may not capture a structured binding before C++20's clang 16
     const auto link = std::find_if(hw.links.begin(), hw.links.end(), [&](const Link& l) { return l.name == name; });
     const double capacity_bytes =
         link == hw.links.end() ? 0.0 : link->effective_bytes_per_s() * tensor_parallel * r.makespan_s;
