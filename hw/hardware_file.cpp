@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -119,7 +120,8 @@ void merge_file(const fs::path& path, Hardware& hw, bool device_allowed) {
       if (!device_allowed) fail_input(where, "an attachment may only add [tier.*] and [link.*] sections");
       if (field == "usd_per_gpu_hour") {
         hw.usd_per_gpu_hour = parse_fraction(value, where);
-        if (!(hw.usd_per_gpu_hour > 0)) fail_input(where, "must be > 0 (US dollars per GPU per hour, e.g. 2.5)");
+        if (!(std::isfinite(hw.usd_per_gpu_hour) && hw.usd_per_gpu_hour > 0))
+          fail_input(where, "must be a finite number > 0 (US dollars per GPU per hour, e.g. 2.5)");
       } else if (field == "source") {
         hw.cost_source = value;
       } else {

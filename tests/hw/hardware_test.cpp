@@ -139,7 +139,11 @@ TEST(Hardware, UsableCapacityWithItsUnitAndAPrice) {
   EXPECT_DOUBLE_EQ(hw.usd_per_gpu_hour, 2.5);
   EXPECT_EQ(hw.cost_source, "a price list");
   EXPECT_EQ(load_hardware("h100-sxm").usd_per_gpu_hour, 0);  // presets carry no price
-  EXPECT_NE(hardware_error(kDevice + kHbm + "[cost]\nusd_per_gpu_hour = 0\n").find("must be > 0"), std::string::npos);
+  for (const char* price : {"0", "inf", "nan", "-2"}) {
+    EXPECT_NE(hardware_error(kDevice + kHbm + "[cost]\nusd_per_gpu_hour = " + price + "\n").find("finite number > 0"),
+              std::string::npos)
+        << price;
+  }
   EXPECT_NE(hardware_error(kDevice + kHbm + "[cost]\ncurrency = EUR\n").find("cost keys"), std::string::npos);
 }
 
