@@ -29,6 +29,11 @@ std::string slo_breach_cause(const ServingRequestResult& q, bool first_token) {
   return dominant(q.decode_time);
 }
 
+RequestBreaches request_breaches(const ServingRequestResult& q, const Slo& slo) {
+  const auto tpot = q.tpot_s();
+  return {slo.ttft_s > 0 && q.ttft_s() > slo.ttft_s, slo.tpot_s > 0 && tpot && *tpot > slo.tpot_s};
+}
+
 std::string top_breach_cause(const std::map<std::string, std::int64_t>& causes) {
   std::string top = "none";
   std::int64_t most = 0;
@@ -56,11 +61,10 @@ ServingMetrics summarize_serving(const ServingResult& r, const Slo& slo) {
     if (t) tpot.push_back(*t);
     tokens += q.prompt_tokens + q.output_tokens;
     m.prefix_hit_tokens += q.cached_prompt_tokens;
-    const bool late_first_token = slo.ttft_s > 0 && q.ttft_s() > slo.ttft_s;
-    const bool slow_decode = slo.tpot_s > 0 && t && *t > slo.tpot_s;
-    if (late_first_token) ++m.ttft_breach_causes[slo_breach_cause(q, true)];
-    if (slow_decode) ++m.tpot_breach_causes[slo_breach_cause(q, false)];
-    if (!late_first_token && !slow_decode) ++good;
+    const RequestBreaches late = request_breaches(q, slo);
+    if (late.late_first_token) ++m.ttft_breach_causes[slo_breach_cause(q, true)];
+    if (late.slow_decode) ++m.tpot_breach_causes[slo_breach_cause(q, false)];
+    if (!late.late_first_token && !late.slow_decode) ++good;
   }
   m.ttft_s = percentiles_of(ttft);
   m.e2e_s = percentiles_of(e2e);

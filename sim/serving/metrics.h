@@ -40,6 +40,13 @@ struct ServingMetrics {
 // its decode span preempted, else what bound its decode iterations.
 std::string slo_breach_cause(const ServingRequestResult& q, bool first_token);
 
+// Which of the SLO's bounds served request `q` missed (a bound of 0 is none; TPOT needs >= 2 outputs).
+struct RequestBreaches {
+  bool late_first_token = false;
+  bool slow_decode = false;
+};
+RequestBreaches request_breaches(const ServingRequestResult& q, const Slo& slo);
+
 // The cause of most breaches (ties: the first in name order); "none" for none.
 std::string top_breach_cause(const std::map<std::string, std::int64_t>& causes);
 

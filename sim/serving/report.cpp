@@ -20,11 +20,10 @@ namespace {
 // A request's missed bounds and their causes, e.g. "ttft:queueing tpot:compute"; empty if none.
 std::string slo_breaches_of(const ServingRequestResult& q, const Slo& slo) {
   if (q.rejected) return "";
+  const RequestBreaches late = request_breaches(q, slo);
   std::string text;
-  if (slo.ttft_s > 0 && q.ttft_s() > slo.ttft_s) text = "ttft:" + slo_breach_cause(q, true);
-  const auto tpot = q.tpot_s();
-  if (slo.tpot_s > 0 && tpot && *tpot > slo.tpot_s)
-    text += (text.empty() ? "" : " ") + ("tpot:" + slo_breach_cause(q, false));
+  if (late.late_first_token) text = "ttft:" + slo_breach_cause(q, true);
+  if (late.slow_decode) text += (text.empty() ? "" : " ") + ("tpot:" + slo_breach_cause(q, false));
   return text;
 }
 
