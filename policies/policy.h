@@ -24,6 +24,10 @@ enum class PrefillEviction { kNone, kPostFill, kChunk };
 struct EvictionPoints {
   PrefillEviction prefill = PrefillEviction::kNone;
   int decode_every = 0;  // 0: never during decode; 1: every step; K: every K steps
+  // decode=length:K instead of every:K: evict after the decode step whose token lands at a position
+  // that is a multiple of K (R-KV's `step_length` rule: the sequence length before the step is a
+  // multiple of K), so the first decode eviction depends on the prompt length, not on step count.
+  bool decode_by_position = false;
 
   // True if eviction runs after `pass` (the pass just processed).
   bool after(const Pass& pass, int num_prefill) const;

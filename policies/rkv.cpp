@@ -10,10 +10,14 @@
 //     entries with the diagonal zeroed; in every row t the LAST column j with C[t,j] > threshold is
 //     zeroed (the newest near-duplicate is spared), or column 0 if there is none (as the reference's
 //     max over where(mask, j, 0)); then the column means over the rows, softmax over the entries.
-// R1KV compacts a fixed budget every `buffer` (128) decoded tokens, so the defaults here evict after
-// the prompt and every 128 decode steps, and the cache oscillates between the capacity and
-// capacity + 128 as in the reference (its retain_direction=first is degenerate, always column 0,
-// and is not offered).
+// R1KV (run_math.py defaults: divide_method=step_length, divide_length=128) compacts after the
+// prompt and in every decode step whose token lands at a position that is a multiple of 128
+// (rkv/modeling.py: `self.length % divide_length == 0` sets the next step's compression flag), so
+// the default here is decode=length:128: the first decode compaction comes within 128 steps of the
+// prompt's end, wherever that falls, and the cache oscillates between the capacity and
+// capacity + 127. decode=every:128 counts steps from the prompt's end instead (kvsim's earlier
+// default; the same when the prompt is a multiple of 128 but for one step). Its
+// retain_direction=first is degenerate (always column 0) and is not offered.
 //
 // Cost: the column means need only sum_t kn_t (a rank-one identity) and the spared entry of each
 // row; finding that entry scans C from the newest column backwards in blocks and stops at the first
@@ -193,9 +197,10 @@ void register_rkv(PolicyRegistry& registry) {
         {"threshold", "0.5", "cosine similarity above which a key counts as a near-duplicate of another"},
         {"group_pooling", "max", "max|mean: how the GQA group's logits are pooled before the softmax"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "every:128",
-         "none|step|every:K: R1KV compacts every `buffer` = 128 decoded tokens (the cache "
-         "returns to the capacity reached at the end of prefill)"}},
+        {"decode", "length:128",
+         "none|step|every:K|length:K: R1KV compacts in the decode step whose token lands at a multiple "
+         "of divide_length = 128 (length:128; every:K counts decode steps instead); each compaction "
+         "returns the cache to the capacity reached at the end of prefill"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          const std::int64_t window = args.get_int("window");

@@ -13,13 +13,26 @@ bool EvictionPoints::after(const Pass& pass, int num_prefill) const {
     if (prefill == PrefillEviction::kChunk) return true;
     return prefill == PrefillEviction::kPostFill && pass.index == num_prefill - 1;
   }
-  return decode_every > 0 && (pass.index + 1) % decode_every == 0;
+  if (decode_every <= 0) return false;
+  if (decode_by_position) return pass.begin % decode_every == 0;
+  return (pass.index + 1) % decode_every == 0;
 }
 
 namespace {
 
-std::string decode_name(int decode_every) {
-  return decode_every == 0 ? "none" : decode_every == 1 ? "step" : "every:" + std::to_string(decode_every);
+std::string decode_name(const EvictionPoints& points) {
+  if (points.decode_by_position) return "length:" + std::to_string(points.decode_every);
+  const int every = points.decode_every;
+  return every == 0 ? "none" : every == 1 ? "step" : "every:" + std::to_string(every);
+}
+
+// K of `every:K` or `length:K` (decode.substr(skip)); 0 if it is not an integer >= 1.
+int decode_period(const std::string& decode, std::size_t skip) {
+  int k = 0;
+  const char* begin = decode.data() + skip;
+  const char* end = decode.data() + decode.size();
+  const auto [ptr, ec] = std::from_chars(begin, end, k);
+  return ec != std::errc() || ptr != end || k < 1 ? 0 : k;
 }
 
 }  // namespace
@@ -35,18 +48,16 @@ EvictionPoints read_eviction_points(PolicyArgs& args) {
     points.decode_every = 0;
   } else if (decode == "step") {
     points.decode_every = 1;
-  } else if (decode.rfind("every:", 0) == 0) {
-    int k = 0;
-    const char* begin = decode.data() + 6;
-    const char* end = decode.data() + decode.size();
-    const auto [ptr, ec] = std::from_chars(begin, end, k);
-    if (ec != std::errc() || ptr != end || k < 1)
-      args.fail("decode", "expected none|step|every:K with K >= 1, got '" + decode + "'");
-    points.decode_every = k;
+  } else if (decode.rfind("every:", 0) == 0 || decode.rfind("length:", 0) == 0) {
+    points.decode_by_position = decode[0] == 'l';
+    points.decode_every = decode_period(decode, points.decode_by_position ? 7 : 6);
+    if (points.decode_every == 0) {
+      args.fail("decode", "expected none|step|every:K|length:K with K >= 1, got '" + decode + "'");
+    }
   } else {
-    args.fail("decode", "expected none|step|every:K, got '" + decode + "'");
+    args.fail("decode", "expected none|step|every:K|length:K, got '" + decode + "'");
   }
-  args.set_canonical("decode", decode_name(points.decode_every));
+  args.set_canonical("decode", decode_name(points));
   return points;
 }
 

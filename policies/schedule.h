@@ -10,8 +10,10 @@
 
 namespace kvsim {
 
-// Reads `prefill=none|post_fill|chunk` and `decode=none|step|every:K` (defaults: the policy's
-// table); the canonical spec writes decode as none, step or every:K with K >= 2.
+// Reads `prefill=none|post_fill|chunk` and `decode=none|step|every:K|length:K` (defaults: the
+// policy's table); the canonical spec writes decode as none, step, every:K with K >= 2 or length:K.
+// every:K evicts after decode steps K, 2K, ...; length:K after the step whose token lands at a
+// position that is a multiple of K (R-KV's step_length rule, keyed to the sequence length).
 EvictionPoints read_eviction_points(PolicyArgs& args);
 
 // Reads `prefill=post_fill|chunk` for a policy that compresses instead of evicting (precision

@@ -47,7 +47,7 @@ TEST(Rkv, RedundancyOnly) {
 TEST(Rkv, SpecAndErrors) {
   EXPECT_EQ(PolicyRegistry::builtin().create("rkv")->spec(),
             "rkv(budget=0.2, window=8, kernel=7, mix_lambda=0.07, threshold=0.5, group_pooling=max, "
-            "prefill=post_fill, decode=every:128)");
+            "prefill=post_fill, decode=length:128)");
   policy_test::expect_rejected({"rkv(window=0)", "rkv(kernel=4)", "rkv(mix_lambda=1.5)", "rkv(threshold=2)",
                                 "rkv(budget=8)", "rkv(group_pooling=min)", "rkv(buffer=128)"});
   policy_test::expect_error("rkv(group_pooling=min)", "mean");

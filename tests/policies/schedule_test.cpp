@@ -52,6 +52,25 @@ TEST(Schedule, EvictionPointsSelectPasses) {
   EXPECT_EQ(b, (std::vector<bool>{true, true, true, false, true, false, true}));
 }
 
+TEST(Schedule, LengthRuleFollowsTheSequenceLengthNotTheStepCount) {
+  // Prompt 10, 8 decode steps at positions 10..17. R-KV's step_length rule with K = 4 compresses
+  // in the step whose token lands at position 12 and 16 (length before the step 12, 16); every:4
+  // after the 4th and 8th step (positions 13 and 17).
+  const PassPlan plan = make_pass_plan(10, 8, 10);
+  ASSERT_EQ(plan.num_prefill, 1);
+  EvictionPoints by_length{PrefillEviction::kPostFill, 4};
+  by_length.decode_by_position = true;
+  const EvictionPoints every4{PrefillEviction::kPostFill, 4};
+  std::vector<std::int64_t> length_positions, every_positions;
+  for (const Pass& p : plan.passes) {
+    if (p.prefill) continue;
+    if (by_length.after(p, plan.num_prefill)) length_positions.push_back(p.begin);
+    if (every4.after(p, plan.num_prefill)) every_positions.push_back(p.begin);
+  }
+  EXPECT_EQ(length_positions, (std::vector<std::int64_t>{12, 16}));
+  EXPECT_EQ(every_positions, (std::vector<std::int64_t>{13, 17}));
+}
+
 TEST(PassPlan, ChunksThatDoNotDivideThePrompt) {
   const PassPlan plan = make_pass_plan(10, 2, 4);
   ASSERT_EQ(plan.passes.size(), 5u);

@@ -35,8 +35,10 @@ TEST(PolicySpec, RejectsMalformedSpecsWithClearErrors) {
   expect_error("snapkv(budget=16, window=32)", "must exceed the window");
   expect_error("snapkv(kernel=4)", "odd");
   expect_error("snapkv(pooling=mean)", "expected one of max|avg");
-  expect_error("streaming(decode=every:0)", "every:K with K >= 1");
-  expect_error("streaming(decode=sometimes)", "expected none|step|every:K");
+  expect_error("streaming(decode=every:0)", "every:K|length:K with K >= 1");
+  expect_error("streaming(decode=sometimes)", "expected none|step|every:K|length:K");
+  expect_error("streaming(decode=length:0)", "every:K|length:K with K >= 1, got 'length:0'");
+  expect_error("streaming(decode=length:)", "length:K with K >= 1");
   expect_error("streaming(window=0)", "must be >= 1");
   // Integers beyond 10^12 are refused before any arithmetic (snapkv's window + budget overflowed).
   expect_error("snapkv(window=9223372036854775807)", "magnitude at most 10^12");
@@ -51,6 +53,10 @@ TEST(PolicySpec, CanonicalSpecsSpellOutDefaults) {
   EXPECT_EQ(registry.create("streaming(window=64)")->spec(),
             "streaming(sinks=4, window=64, prefill=chunk, decode=step)");
   EXPECT_EQ(registry.create("streaming(window=64, decode=every:16)")->eviction_points().decode_every, 16);
+  const auto by_length = registry.create("rkv(decode=length:64)");
+  EXPECT_TRUE(by_length->eviction_points().decode_by_position);
+  EXPECT_EQ(by_length->eviction_points().decode_every, 64);
+  EXPECT_NE(by_length->spec().find("decode=length:64"), std::string::npos);
   EXPECT_EQ(registry.create("snapkv(budget=1024, prefill=chunk)")->spec(),
             "snapkv(budget=1024, window=32, kernel=7, pooling=max, prefill=chunk, decode=none)");
 }

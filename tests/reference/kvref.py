@@ -286,7 +286,7 @@ class Policy:
 class EvictionBudget:
     """A spec's budget and eviction points (DESIGN.md §4), popped from its args: budget = a fraction b
     in (0, 1) of the prompt plus `protected` entries w per chunk (or after the prompt), or a token
-    count; prefill=none|post_fill|chunk; decode=none|step|every:K (default `decode`)."""
+    count; prefill=none|post_fill|chunk; decode=none|step|every:K|length:K (default `decode`)."""
 
     def __init__(self, args, protected=0, decode="none"):
         b = args.pop("budget", "0.2")
@@ -298,12 +298,20 @@ class EvictionBudget:
         self.prefill = args.pop("prefill", "post_fill")
         dec = args.pop("decode", decode)
         self.decode_every = 0 if dec == "none" else 1 if dec == "step" else int(dec.split(":")[1])
+        # length:K is R-KV's step_length rule (Zefan-Cai/R-KV rkv/modeling.py, the causal LM forward:
+        # `is_newline = self.length % self.config.divide_length == 0` after a forward sets
+        # `compression` for every layer's NEXT forward, which appends its token, then compresses).
+        self.by_length = dec.startswith("length:")
         self.w = protected
 
-    def evicts_after(self, is_prefill, index, num_chunks):
-        """index: the prefill chunk's, or the decode step's (0: the first generated token)."""
+    def evicts_after(self, is_prefill, index, num_chunks, prompt_tokens=None):
+        """index: the prefill chunk's, or the decode step's (0: the first generated token);
+        prompt_tokens: needed for decode=length:K."""
         if is_prefill:
             return self.prefill == "chunk" or (self.prefill == "post_fill" and index == num_chunks - 1)
+        if self.by_length:
+            length_before_step = prompt_tokens + index   # self.length after the previous forward
+            return length_before_step % self.decode_every == 0
         return self.decode_every > 0 and (index + 1) % self.decode_every == 0
 
     def capacity(self, n, chunks, index, is_prefill):
@@ -320,7 +328,7 @@ class EvictionBudget:
         """The capacity after pass j = [a, b) of passes(n, m, chunk) (chunks = its prefill chunks),
         or None where that pass is not an eviction point."""
         index = j if is_prefill else a - n   # the prefill chunk's, or the decode step's
-        if not self.evicts_after(is_prefill, index, len(chunks)):
+        if not self.evicts_after(is_prefill, index, len(chunks), n):
             return None
         return self.capacity(n, chunks, index, is_prefill)
 

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """rkv (R-KV; Zefan-Cai/R-KV rkv/compression/r1_kv.py R1KV, rkv/utils.py compute_attention_scores and
 cal_similarity): kvsim's kept masks against a float64 numpy reference on synthetic MHA and GQA
-traces, post-fill, per chunk, and every K decode steps.
+traces, post-fill, per chunk, every K decode steps and R-KV's own step_length rule (decode=length:K:
+compress in the decode step whose token lands at a multiple of K; rkv/modeling.py).
 
 Reference (written from the R-KV sources, with its full L x L similarity matrix, not kvsim's
 rank-one shortcut): the last `window` resident entries are kept; their queries' logits q.k/sqrt(d)
@@ -30,7 +31,7 @@ class Params:
         self.lam = float(args.pop("mix_lambda", 0.07))
         self.thr = float(args.pop("threshold", 0.5))
         self.pool = args.pop("group_pooling", "max")
-        args.setdefault("decode", "every:128")   # R1KV's buffer
+        args.setdefault("decode", "length:128")   # run_math.py: divide_method=step_length, divide_length=128
         self.budget = Spec(args, self.window)
         assert not args, args
 
@@ -106,9 +107,11 @@ MODELS = [("mha", 2, 2, 16, 51), ("gqa4", 8, 2, 16, 52)]
 N, M = 320, 24
 SCENARIOS = [
     ("unchunked", None, ["rkv(budget=0.2, decode=none)", "rkv(budget=0.3, mix_lambda=0.5, kernel=3, decode=every:8)",
-                         "rkv(budget=80, group_pooling=mean, threshold=0.2, decode=every:5)"]),
+                         "rkv(budget=80, group_pooling=mean, threshold=0.2, decode=every:5)",
+                         "rkv(budget=0.2, decode=length:7)", "rkv(budget=0.25, decode=length:8)"]),
     ("chunk96", 96, ["rkv(budget=0.25, prefill=chunk, decode=none)",
-                     "rkv(budget=0.2, window=4, prefill=chunk, decode=step)", "rkv(budget=0.3, decode=every:12)"]),
+                     "rkv(budget=0.2, window=4, prefill=chunk, decode=step)", "rkv(budget=0.3, decode=every:12)",
+                     "rkv(budget=0.25, prefill=chunk, decode=length:16)"]),
 ]
 
 
