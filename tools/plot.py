@@ -36,9 +36,15 @@ matplotlib.use("Agg")  # headless: CI and cluster nodes have no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
-# Colours a reader tells apart (matplotlib's tab10), then line styles once those run out.
+# Colours a reader tells apart (matplotlib's tab10), each series also its own line style, so that
+# curves that coincide (policies with the same latency) still show one another.
 COLOURS = plt.get_cmap("tab10").colors
 STYLES = ["-", "--", "-.", ":"]
+
+
+def look(n):
+    """Colour and line style of the n-th series of a panel: distinct pairs for n < 20."""
+    return COLOURS[n % len(COLOURS)], STYLES[n % len(STYLES)]
 
 
 def fail(msg, code=1):
@@ -167,9 +173,9 @@ def plot_pareto(rows, out, metric=None):
     for k, name in enumerate(sorted(groups)):
         pts = groups[name]
         front = pareto([p[:2] for p in pts], higher)
-        style = STYLES[(k // len(COLOURS)) % len(STYLES)]
-        line, = ax.plot([p[0] for p in front], [p[1] for p in front], style + "o", ms=4, label=name,
-                        color=COLOURS[k % len(COLOURS)])
+        colour, ls = look(k)
+        line, = ax.plot([p[0] for p in front], [p[1] for p in front], ls=ls, marker="o", ms=4, label=name,
+                        color=colour)
         far = [p for p in pts if p[0] < NEAR_FULL]
         near = [p for p in pts if p[0] >= NEAR_FULL]
         ax.scatter([p[0] for p in far], [p[1] for p in far], s=8, alpha=0.3, color=line.get_color(),
@@ -332,17 +338,24 @@ def plot_memory_time(folder, out):
     return save(fig, out, "memory_time.png"), table
 
 
-def log_or_linear(ax, values, axis="x"):
+def log_or_linear(ax, values, axis="x", seconds=False):
     """A log scale where the values span more than a decade, else linear; major labels only, a few
-    of them, so that tick labels never run into each other (minor log labels did)."""
+    of them, so that tick labels never run into each other (minor log labels did). `seconds`:
+    labels in engineering units (974 µs, 8 ms, 1.2 s) rather than 0.0009736."""
     v = [x for x in values if x > 0 and not math.isnan(x)]
     target = ax.xaxis if axis == "x" else ax.yaxis
     if v and max(v) / min(v) > 10:
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
-        target.set_major_locator(ticker.LogLocator(base=10, numticks=6))
+        # Under three decades, 1-2-5 steps (else only one or two powers of ten are labelled).
+        subs = (1.0, 2.0, 5.0) if max(v) / min(v) < 1000 else (1.0,)
+        target.set_major_locator(ticker.LogLocator(base=10, subs=subs, numticks=8))
         target.set_minor_formatter(ticker.NullFormatter())
+        if not seconds:
+            target.set_major_formatter(ticker.FuncFormatter(lambda x, _: "%g" % x))
     else:
         target.set_major_locator(ticker.MaxNLocator(nbins=5))
+    if seconds:
+        target.set_major_formatter(ticker.EngFormatter(unit="s"))
 
 
 def plot_latency(rows, out):
@@ -369,11 +382,11 @@ def plot_latency(rows, out):
             if len(v) < MIN_CDF_POINTS:
                 continue  # in the table only
             ax.step(v, [(i + 1) / len(v) for i in range(len(v))], where="post", label=name,
-                    color=COLOURS[n % len(COLOURS)], ls=STYLES[(n // len(COLOURS)) % len(STYLES)])
+                    color=look(n)[0], ls=look(n)[1])
             drawn += v
-        ax.set_xlabel(k + " (s)")
+        ax.set_xlabel(k.replace("_s_p50", " p50").upper() + " of each scenario")
         ax.set_ylabel("fraction of scenarios")
-        log_or_linear(ax, drawn)
+        log_or_linear(ax, drawn, seconds=True)
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.suptitle("Latency CDFs over scenarios (policies with at least %d)" % MIN_CDF_POINTS)
@@ -455,7 +468,7 @@ def plot_request_latency(folder, out, scenario=None):
             if v:
                 n = sorted(per_policy).index(i)
                 ax.step(v, [(j + 1) / len(v) for j in range(len(v))], where="post", label=short_label(specs[i]),
-                        color=COLOURS[n % len(COLOURS)], ls=STYLES[(n // len(COLOURS)) % len(STYLES)])
+                        color=look(n)[0], ls=look(n)[1])
         row = [html.escape(specs[i]), len(d["ttft_s"]), d["rejected"]]
         row += ["%.6g" % x for x in percentiles(d["ttft_s"], (50, 90, 99))] if d["ttft_s"] else ["-"] * 3
         row += ["%.6g" % x for x in percentiles(d["tpot_s"], (50, 99))] if d["tpot_s"] else ["-"] * 2
@@ -464,9 +477,9 @@ def plot_request_latency(folder, out, scenario=None):
         name = k.split("_")[0]
         if name in slo:
             ax.axvline(slo[name], color="k", ls=":", lw=1, label="SLO %s = %g s" % (name.upper(), slo[name]))
-        ax.set_xlabel("%s per request (s)" % name.upper())
+        ax.set_xlabel("%s per request" % name.upper())
         ax.set_ylabel("fraction of served requests")
-        log_or_linear(ax, [x for d in per_policy.values() for x in d[k]] + [slo.get(name, math.nan)])
+        log_or_linear(ax, [x for d in per_policy.values() for x in d[k]] + [slo.get(name, math.nan)], seconds=True)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     slo_lines = [ln for ln in axes[0].get_lines() if ln.get_label().startswith("SLO")]
@@ -510,7 +523,7 @@ def plot_plan(folder, out):
         for metric, ax in zip(("ttft", "tpot"), pair):
             xs_all, ys_all = [], []
             for n, r in enumerate(rs):
-                colour, ls = COLOURS[n % len(COLOURS)], STYLES[(n // len(COLOURS)) % len(STYLES)]
+                colour, ls = look(n)
                 trials = sorted((t for t in r.get("trials", []) if metric + "_p99_s" in t), key=lambda t: t[load_key])
                 xs = [t[load_key] for t in trials]
                 ys = [t[metric + "_p99_s"] for t in trials]
@@ -530,9 +543,9 @@ def plot_plan(folder, out):
                 ax.axhline(slo[metric], color="k", ls="--", lw=1, label="SLO %s p99 = %g s" % (metric.upper(), slo[metric]))
                 ys_all.append(slo[metric])
             log_or_linear(ax, xs_all, "x")
-            log_or_linear(ax, ys_all, "y")
+            log_or_linear(ax, ys_all, "y", seconds=True)
             ax.set_xlabel(xlabel)
-            ax.set_ylabel("%s p99 (s)" % metric.upper())
+            ax.set_ylabel("%s p99" % metric.upper())
             ax.set_title(name, fontsize=9)
             ax.grid(alpha=0.3)
         pair[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)

@@ -112,6 +112,12 @@ def plotted(fig, prefix):
                   for y in s["y"])
 
 
+# The overlap check itself sees crowded labels: 40 numbered ticks on a 3-inch axis.
+crowded, cax = plot.plt.subplots(figsize=(3, 2))
+cax.set_xticks(range(40))
+check(plot.describe(crowded)["panels"][0]["overlapping_tick_labels"] > 0, "describe() counts overlapping tick labels")
+plot.plt.close(crowded)
+
 import csv  # noqa: E402
 results = list(csv.DictReader(open(os.path.join(res, "results.csv"))))
 figs = figures(out)
