@@ -540,7 +540,8 @@ def plot_plan(folder, out):
                 xs_all += xs
                 ys_all += ys
             if metric in slo:
-                ax.axhline(slo[metric], color="k", ls="--", lw=1, label="SLO %s p99 = %g s" % (metric.upper(), slo[metric]))
+                ax.axhline(slo[metric], color="k", ls="--", lw=1,
+                           label="SLO %s p99 = %g s" % (metric.upper(), slo[metric]))
                 ys_all.append(slo[metric])
             log_or_linear(ax, xs_all, "x")
             log_or_linear(ax, ys_all, "y", seconds=True)
@@ -598,7 +599,8 @@ def describe(fig):
                        "legend_box": box(legend) if legend else None,
                        "overlapping_tick_labels": overlaps(ax.get_xticklabels()) + overlaps(ax.get_yticklabels()),
                        "tick_labels": len([t for t in ticks if t.get_text()])})
-    return {"title": fig._suptitle.get_text() if fig._suptitle else "", "panels": panels}
+    suptitle = getattr(fig, "_suptitle", None)  # Figure.get_suptitle() is matplotlib 3.8+, Debian 12 has 3.6
+    return {"title": suptitle.get_text() if suptitle else "", "panels": panels}
 
 
 def save(fig, out, name):
@@ -621,7 +623,8 @@ def html_table(rows):
 READING = {
     "pareto.png": "Up and left is better (for output error: down and left): each line is a policy's Pareto front, "
                   "the results no other result of that policy beats on both footprint and fidelity; faint dots are "
-                  "all its results; hollow diamonds are results at footprint ~1, spread sideways so none hides another.",
+                  "all its results; hollow diamonds are results at footprint ~1, spread sideways so none "
+                  "hides another.",
     "peak_memory.png": "Lower is better: the largest peak KV of each policy at each prompt length; a policy that "
                        "bounds its cache flattens out while the full cache grows linearly.",
     "memory_time.png": "One panel per policy family, the full cache dotted black as the reference; dashed lines evict "
