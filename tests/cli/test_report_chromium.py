@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""report.html in a real browser (issue 21 §3): tools/plot.py's report of the smoke sweep, opened
-in headless Chromium (Debian package `chromium`), loads without errors and shows every figure.
+"""report.html in a real browser (issue 21 §3): tools/plot.py's reports of the smoke sweep (4
+figures) and of a small capacity plan (plan_load.png), opened in headless Chromium (Debian package
+`chromium`), load without errors and show every figure.
 
 Why this check and not --dump-dom or --screenshot: a DOM dump lists the <img> tags whether or not
 their files load, and a screenshot cannot say which image is broken. Instead the test drives
@@ -31,6 +32,20 @@ import checks
 from checks import check
 
 SKIP = 77
+PLAN = """[model]
+preset = llama-3.1-8b
+[workload]
+arrivals = %s
+chunk_tokens = 1024
+[policy]
+spec = snapkv(budget=0.2, prefill=chunk)
+[hardware]
+preset = h100-sxm
+[serving]
+max_batch_tokens = 1024
+slo = ttft=0.5s, tpot=30ms
+profile_decode_tokens = 64
+"""
 ap = argparse.ArgumentParser()
 ap.add_argument("--kvsim", required=True)
 ap.add_argument("--workdir", required=True)
@@ -154,9 +169,20 @@ subprocess.run([args.kvsim, "sweep", args.sweep, "--out", res, "-q", "-j", "2"],
 plots = os.path.join(args.workdir, "plots")
 subprocess.run([sys.executable, os.path.join(root, "tools", "plot.py"), res, "--out", plots], check=True,
                stdout=subprocess.DEVNULL)
-report = os.path.join(plots, "report.html")
-referenced = re.findall(r"<img src='([^']+)'", open(report).read())
-check(len(referenced) == 4, "the smoke report references 4 figures: %s" % referenced)
+# And a capacity plan's report (plan_load.png), on 40 requests of the Azure sample.
+plan_ini = os.path.join(args.workdir, "plan.ini")
+with open(plan_ini, "w") as f:
+    f.write(PLAN % os.path.join(root, "tests", "data", "azure_conv_sample.csv"))
+plan = os.path.join(args.workdir, "plan")
+subprocess.run([args.kvsim, "plan", plan_ini, "--max-requests", "40", "--out", plan, "-q"], check=True,
+               stdout=subprocess.DEVNULL)
+subprocess.run([sys.executable, os.path.join(root, "tools", "plot.py"), plan], check=True, stdout=subprocess.DEVNULL)
+reports = {os.path.join(plots, "report.html"): 4, os.path.join(plan, "plots", "report.html"): 1}
+figures = {}
+for report, count in reports.items():
+    figures[report] = re.findall(r"<img src='([^']+)'", open(report).read())
+    check(len(figures[report]) == count, "%s references %d figures: %s" % (report, count, figures[report]))
+referenced = figures[os.path.join(plots, "report.html")]
 
 # A copy whose first figure is missing: the same check must see it.
 broken = os.path.join(args.workdir, "broken")
@@ -178,17 +204,18 @@ except (OSError, RuntimeError, TimeoutError, EOFError) as e:
 try:
     for domain in ("Page", "Runtime", "Log", "Network"):
         browser.call(domain + ".enable", session=session)
-    t0 = time.time()
-    state, images, errors = load(browser, session, report)
-    print("report loaded in %.2f s: %d images" % (time.time() - t0, len(images)))
-    check(state == "complete", "document.readyState is %r" % state)
-    check(errors == [], "no errors while loading: %s" % errors)
-    check([i["src"] for i in images] == referenced, "the page shows the images the report references")
-    for i in images:
-        on_disk = png_size(os.path.join(plots, i["src"]))
-        check(i["complete"] and on_disk is not None and (i["w"], i["h"]) == on_disk,
-              "%s decoded by the browser at %dx%d, the PNG's own size %s" % (i["src"], i["w"], i["h"], on_disk))
-        check(len(i["aid"]) > 40, "%s has a reading aid before it: %r" % (i["src"], i["aid"][:60]))
+    for report in reports:
+        t0 = time.time()
+        state, images, errors = load(browser, session, report)
+        print("%s loaded in %.2f s: %d images" % (report, time.time() - t0, len(images)))
+        check(state == "complete", "document.readyState is %r" % state)
+        check(errors == [], "no errors while loading: %s" % errors)
+        check([i["src"] for i in images] == figures[report], "the page shows the images the report references")
+        for i in images:
+            on_disk = png_size(os.path.join(os.path.dirname(report), i["src"]))
+            check(i["complete"] and on_disk is not None and (i["w"], i["h"]) == on_disk,
+                  "%s decoded by the browser at %dx%d, the PNG's own size %s" % (i["src"], i["w"], i["h"], on_disk))
+            check(len(i["aid"]) > 40, "%s has a reading aid before it: %r" % (i["src"], i["aid"][:60]))
     state, images, errors = load(browser, session, os.path.join(broken, "report.html"))
     bad = [i["src"] for i in images if not (i["complete"] and i["w"] > 0)]
     check(bad == [referenced[0]] and any("load failed" in e for e in errors),
