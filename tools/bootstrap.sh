@@ -10,7 +10,7 @@ packages=(cmake make g++ pkg-config
           libboost-program-options-dev libboost-graph-dev libhdf5-dev libeigen3-dev libtbb-dev
           libgtest-dev libgmock-dev libbenchmark-dev
           python3 python3-numpy python3-h5py python3-torch libopenblas0-pthread
-          slurm-wlm munge python3-matplotlib)
+          slurm-wlm munge python3-matplotlib chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,17 +1,26 @@
 #!/usr/bin/python3
-"""Plots for a kvsim sweep folder (kvsim sweep/merge --out DIR) or a kvsim run folder.
+"""Plots for a kvsim sweep folder (kvsim sweep/merge --out DIR), a kvsim run folder or a kvsim plan folder.
 
-  tools/plot.py DIR [--out PLOTDIR]     (default PLOTDIR = DIR/plots)
+  tools/plot.py DIR [--out PLOTDIR] [--metric recall|needles|output_error]   (default PLOTDIR = DIR/plots)
 
-Writes PNGs and a one-page report.html with the tables:
-  pareto.png          footprint vs fidelity (attention recall), Pareto front per policy family; with
-                      [workload] seeds (columns <metric>_ci95) each point has 95 % interval error bars
+Writes PNGs, a one-page report.html (each figure with a line on how to read it, and its table) and
+figures.json (what each figure shows, read back from the drawn figure: series and their points,
+titles, legend and axes boxes, overlapping tick labels; the tests read it):
+  pareto.png          footprint vs fidelity (--metric: attention recall, needle retention or output
+                      error), Pareto front per policy family; points at footprint ~1 drawn as hollow
+                      diamonds spread sideways so they do not hide each other; legend outside the axes;
+                      with [workload] seeds (columns <metric>_ci95) each point has 95 % error bars
   peak_memory.png     peak KV bytes vs prompt length per policy (sweeps with prompt_tokens swept)
-  memory_time.png     resident KV bytes over time for one scenario, post-fill vs chunked eviction
-  latency_cdf.png     TTFT and TPOT CDFs over scenarios (each scenario's p50) when a sweep has them
+  memory_time.png     resident KV bytes over time for one scenario, one panel per policy family (at
+                      most 8 series each, the full cache as reference), post-fill dashed, chunked solid
+  latency_cdf.png     TTFT and TPOT CDFs over scenarios (each scenario's p50), for the policies with
+                      at least MIN_CDF_POINTS scenarios; not drawn (the report says why) when none has
   request_latency.png per-request TTFT and TPOT CDFs of a serving run (its requests.csv), one line per
                       policy, with the scenario's SLO marked; in a sweep folder, of the scenario
                       named by --scenario (default: the first one that served requests)
+  plan_load.png       in a kvsim plan folder (plan.json): p99 TTFT and TPOT vs the loads the search
+                      tried, one row of panels per deployment, one line per policy, the SLO as a
+                      dashed line and the chosen load as a star
 """
 import argparse
 import csv
@@ -25,11 +34,31 @@ import sys
 import matplotlib
 matplotlib.use("Agg")  # headless: CI and cluster nodes have no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
+
+# Colours a reader tells apart (matplotlib's tab10), each series also its own line style, so that
+# curves that coincide (policies with the same latency) still show one another.
+COLOURS = plt.get_cmap("tab10").colors
+STYLES = ["-", "--", "-.", ":"]
 
 
-def fail(msg):
+def look(n):
+    """Colour and line style of the n-th series of a panel: distinct pairs for n < 20."""
+    return COLOURS[n % len(COLOURS)], STYLES[n % len(STYLES)]
+
+
+def fail(msg, code=1):
     print("plot.py: error: " + msg, file=sys.stderr)
-    sys.exit(1)
+    sys.exit(code)
+
+
+# --metric: the results.csv column it plots, its axis label, and whether higher is better.
+METRICS = {"recall": ("attention_recall_mean", "attention recall (mean)", True),
+           "needles": ("needle_retention", "needle retention", True),
+           "output_error": ("output_error_mean", "output error (mean, lower is better)", False)}
+MAX_SERIES = 8  # lines per panel a reader can tell apart (tab10 colours x two line styles)
+MIN_CDF_POINTS = 5  # a CDF of fewer scenarios is a handful of steps, not a distribution
+NEAR_FULL = 0.98  # footprints at least this close to the full cache's 1 pile up at the right edge
 
 
 def number(s):
@@ -86,13 +115,15 @@ def short_label(spec):
     return " ".join([family(spec)] + ["%s=%s" % kv for kv in sizes])
 
 
-def pareto(points):
-    """Points not dominated when footprint is minimised and fidelity maximised."""
+def pareto(points, higher_better=True):
+    """Points not dominated when footprint is minimised and fidelity maximised (or, for an error,
+    minimised)."""
+    sign = 1 if higher_better else -1
     front, best = [], -math.inf
-    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
-        if y > best:
+    for x, y in sorted(points, key=lambda p: (p[0], -sign * p[1])):
+        if sign * y > best:
             front.append((x, y))
-            best = y
+            best = sign * y
     return front
 
 
@@ -107,41 +138,65 @@ def has_ci95(rows, key):
     return any(ci95(r, key) > 0 for r in rows)
 
 
-def fidelity_key(rows):
-    for k in ("attention_recall_mean", "needle_retention"):
-        if any(not math.isnan(number(r.get(k))) for r in rows):
-            return k
-    return None
+def has_column(rows, key):
+    return any(not math.isnan(number(r.get(key))) for r in rows)
 
 
-def plot_pareto(rows, out):
-    fk = fidelity_key(rows)
-    if fk is None or "footprint_normalized" not in rows[0]:
-        return None, []
+def pick_metric(rows, metric):
+    """--metric's (column, label, higher_better); by default recall, else needle retention."""
+    if metric is not None:
+        return METRICS[metric]
+    return next((METRICS[m] for m in ("recall", "needles") if has_column(rows, METRICS[m][0])), METRICS["recall"])
+
+
+def spread_near_full(groups):
+    """Sideways offsets for the points at footprint ~1, one per family, so that the full cache and
+    policies that keep (almost) everything do not all sit on one pixel at the right edge."""
+    near = [name for name in sorted(groups) if any(p[0] >= NEAR_FULL for p in groups[name])]
+    step = 0.012
+    return {name: (i - (len(near) - 1) / 2) * step for i, name in enumerate(near)}
+
+
+def plot_pareto(rows, out, metric=None):
+    fk, ylabel, higher = pick_metric(rows, metric)
+    if "footprint_normalized" not in rows[0] or not has_column(rows, fk):
+        return None, "the results have no %s column (footprint_normalized and %s are needed)" % (fk, fk)
     groups = {}
     for r in rows:
         x, y = number(r["footprint_normalized"]), number(r[fk])
         if not (math.isnan(x) or math.isnan(y)):
             groups.setdefault(family(r["policy"]), []).append((x, y, ci95(r, "footprint_normalized"), ci95(r, fk)))
     bars = has_ci95(rows, fk) or has_ci95(rows, "footprint_normalized")
-    fig, ax = plt.subplots(figsize=(7, 5))
+    offset = spread_near_full(groups)
+    fig, ax = plt.subplots(figsize=(9, 5))
     table = []
-    for name in sorted(groups):
+    for k, name in enumerate(sorted(groups)):
         pts = groups[name]
-        front = pareto([p[:2] for p in pts])
-        line, = ax.plot([p[0] for p in front], [p[1] for p in front], "-o", ms=4, label=name)
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=8, alpha=0.3, color=line.get_color())
+        front = pareto([p[:2] for p in pts], higher)
+        colour, ls = look(k)
+        line, = ax.plot([p[0] for p in front], [p[1] for p in front], ls=ls, marker="o", ms=4, label=name,
+                        color=colour)
+        far = [p for p in pts if p[0] < NEAR_FULL]
+        near = [p for p in pts if p[0] >= NEAR_FULL]
+        ax.scatter([p[0] for p in far], [p[1] for p in far], s=8, alpha=0.3, color=line.get_color(),
+                   gid="points:" + name)
+        if near:  # hollow, large, shifted per family: still visible where several coincide
+            ax.scatter([p[0] + offset[name] for p in near], [p[1] for p in near], s=60, marker="D",
+                       facecolors="none", edgecolors=line.get_color(), linewidths=1.2, zorder=3,
+                       gid="points~1:" + name)
         if bars:  # the 95 % interval of each point over its draws
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], xerr=[p[2] for p in pts],
                         yerr=[p[3] for p in pts], fmt="none", elinewidth=0.8, alpha=0.5, color=line.get_color())
         row = [name, len(pts), len(front), "%.3f" % min(p[0] for p in pts),
                "%.4f" % (sum(p[1] for p in pts) / len(pts))]
         table.append(row + (["%.4f" % max(p[3] for p in pts)] if bars else []))
+    xmax = max(p[0] + offset.get(name, 0) for name in groups for p in groups[name])
+    ax.set_xlim(right=max(xmax, 1.0) + 0.04)  # room for the hollow markers at the edge
     ax.set_xlabel("footprint (normalised KV entry-steps, full = 1)")
-    ax.set_ylabel(fk.replace("_", " ") + (" (mean over draws, 95 % interval)" if bars else ""))
-    ax.set_title("Footprint vs fidelity: Pareto front per policy")
+    ax.set_ylabel(ylabel + (" (mean over draws, 95 % interval)" if bars else ""))
+    ax.set_title("Footprint vs %s: Pareto front per policy" % ylabel.split(" (")[0])
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     head = ["policy", "points", "on front", "min footprint", "mean " + fk]
     return save(fig, out, "pareto.png"), [head + (["widest 95 % interval (+-)"] if bars else [])] + table
 
@@ -149,7 +204,7 @@ def plot_pareto(rows, out):
 def plot_peak(rows, out):
     pk = next((k for k in rows[0] if k.endswith("prompt_tokens")), None)
     if pk is None or "peak_bytes" not in rows[0]:
-        return None, []
+        return None, "the results have no prompt_tokens or peak_bytes column"
     series = {}
     for r in rows:
         x, y = number(r[pk]), number(r["peak_bytes"])
@@ -195,18 +250,54 @@ def pick_run_folder(folder):
     return best
 
 
+def scenario_title(summary):
+    """'tiny-gqa, prompt 4096 tokens, chunk 256' from a run's summary.json (a sweep names its
+    scenario folders by hash, which tells a reader nothing)."""
+    scen = summary.get("scenario", {})
+    work = scen.get("workload", {})
+    parts = [scen.get("model", {}).get("name", "?")]
+    if "prompt_tokens" in work:
+        parts.append("prompt %s tokens" % work["prompt_tokens"])
+    elif "arrivals" in work:  # a serving run: its requests, not one prompt
+        parts.append("serving %s requests (%s)" % (work.get("requests", "?"), os.path.basename(str(work["arrivals"]))))
+    if "chunk_tokens" in work:
+        parts.append("chunk %s" % (work["chunk_tokens"] or "none"))
+    return ", ".join(parts)
+
+
+def facets(labels):
+    """Panels of at most MAX_SERIES series: one per policy name (prefill modes side by side, the
+    full cache repeated in each as the reference), a name with more specs split over several."""
+    full = [i for i, l in enumerate(labels) if l.split()[0] == "full"]
+    by_name = {}
+    for i, l in enumerate(labels):
+        if i not in full:
+            by_name.setdefault(l.split("/")[0].split()[0], []).append(i)
+    if not by_name:
+        return [("full cache", full)]
+    panels = []
+    room = MAX_SERIES - len(full[:1])
+    for name in sorted(by_name):
+        idx = by_name[name]
+        for k in range(0, len(idx), room):
+            part = "" if len(idx) <= room else " (%d/%d)" % (k // room + 1, -(-len(idx) // room))
+            panels.append((name + part, full[:1] + idx[k:k + room]))
+    return panels
+
+
 def plot_memory_time(folder, out):
     run = pick_run_folder(folder)
     if run is None:
-        return None, []
+        return None, "no run folder with a timeline.csv (a sweep's scenarios/*/ or a kvsim run folder)"
     with open(os.path.join(run, "summary.json")) as f:
-        specs = [p["spec"] for p in json.load(f)["policies"]]
+        summary = json.load(f)
+    specs = [p["spec"] for p in summary["policies"]]
     series = {}
     first_seed = None
     with open(os.path.join(run, "timeline.csv"), newline="") as f:
         reader = csv.DictReader(f)
         if "time_s" not in (reader.fieldnames or []):  # a replay without [hardware] has no clock
-            return None, []
+            return None, "the timeline has no time_s column (a replay without [hardware] has no clock)"
         for r in reader:
             # Several draws ([workload] seeds) have a seed column: draw the first one.
             first_seed = r.get("seed") if first_seed is None else first_seed
@@ -221,45 +312,84 @@ def plot_memory_time(folder, out):
             else:  # a serving run samples the level at each iteration's end
                 s[0].append(t0)
                 s[1].append(b)
-    fig, ax = plt.subplots(figsize=(7, 5))
+    order = sorted(series)
+    labels = [short_label(specs[i]) if i < len(specs) else str(i) for i in order]
+    panels = facets(labels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 0.6 + 2.8 * len(panels)), squeeze=False, sharex=True)
+    for ax, (name, members) in zip(axes[:, 0], panels):
+        for k, j in enumerate(members):
+            label = labels[j]
+            if label.split()[0] == "full":
+                kw = dict(color="k", ls=":", lw=1.5)
+            else:
+                kw = dict(color=COLOURS[k % len(COLOURS)], ls="--" if "post_fill" in label else "-", lw=1.2)
+            ax.plot(series[order[j]][0], series[order[j]][1], label=label, **kw)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("resident KV (GiB)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.suptitle("Memory over time: " + scenario_title(summary) +
+                 (", seed %s" % first_seed if first_seed is not None else ""))
     table = [["policy", "peak resident GiB", "end time s"]]
-    for i in sorted(series):
-        label = short_label(specs[i]) if i < len(specs) else str(i)
-        ax.plot(series[i][0], series[i][1], label=label,
-                ls="--" if "post_fill" in label else "-")
+    for i in order:
         table.append([html.escape(specs[i] if i < len(specs) else str(i)),
                       "%.3f" % max(series[i][1]), "%.3f" % series[i][0][-1]])
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("resident KV in HBM (GiB)")
-    ax.set_title("Memory over time: " + os.path.basename(run.rstrip("/")) +
-                 (", seed %s" % first_seed if first_seed is not None else ""))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
     return save(fig, out, "memory_time.png"), table
+
+
+def log_or_linear(ax, values, axis="x", seconds=False):
+    """A log scale where the values span more than a decade, else linear; major labels only, a few
+    of them, so that tick labels never run into each other (minor log labels did). `seconds`:
+    labels in engineering units (974 µs, 8 ms, 1.2 s) rather than 0.0009736."""
+    v = [x for x in values if x > 0 and not math.isnan(x)]
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if v and max(v) / min(v) > 10:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        # Under three decades, 1-2-5 steps (else only one or two powers of ten are labelled).
+        subs = (1.0, 2.0, 5.0) if max(v) / min(v) < 1000 else (1.0,)
+        target.set_major_locator(ticker.LogLocator(base=10, subs=subs, numticks=8))
+        target.set_minor_formatter(ticker.NullFormatter())
+        if not seconds:
+            target.set_major_formatter(ticker.FuncFormatter(lambda x, _: "%g" % x))
+    else:
+        target.set_major_locator(ticker.MaxNLocator(nbins=5))
+    if seconds:
+        target.set_major_formatter(ticker.EngFormatter(unit="s"))
 
 
 def plot_latency(rows, out):
     keys = [k for k in ("ttft_s_p50", "tpot_s_p50") if k in rows[0]]
     if not keys or all(math.isnan(number(r[k])) for r in rows for k in keys):
-        return None, []
-    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5), squeeze=False)
-    table = [["policy", "metric", "median over scenarios (s)"]]
-    for ax, k in zip(axes[0], keys):
-        groups = {}
+        return None, "the results have no ttft_s_p50 / tpot_s_p50 columns (no [hardware])"
+    groups = {}
+    for k in keys:
         for r in rows:
             v = number(r[k])
             if not math.isnan(v):
-                groups.setdefault(family(r["policy"]), []).append(v)
-        for name in sorted(groups):
-            v = sorted(groups[name])
-            ax.step(v, [(i + 1) / len(v) for i in range(len(v))], where="post", label=name)
-            table.append([name, k, "%.4g" % v[len(v) // 2]])
-        ax.set_xlabel(k + " (s)")
+                groups.setdefault(k, {}).setdefault(family(r["policy"]), []).append(v)
+    most = max(len(v) for g in groups.values() for v in g.values())
+    if most < MIN_CDF_POINTS:
+        return None, ("each policy has %d scenario(s) with a latency, fewer than the %d a CDF needs to say "
+                      "more than the table" % (most, MIN_CDF_POINTS))
+    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5), squeeze=False)
+    table = [["policy", "metric", "scenarios", "median over scenarios (s)"]]
+    for ax, k in zip(axes[0], keys):
+        drawn = []
+        for n, name in enumerate(sorted(groups.get(k, {}))):
+            v = sorted(groups[k][name])
+            table.append([name, k, len(v), "%.4g" % v[len(v) // 2]])
+            if len(v) < MIN_CDF_POINTS:
+                continue  # in the table only
+            ax.step(v, [(i + 1) / len(v) for i in range(len(v))], where="post", label=name,
+                    color=look(n)[0], ls=look(n)[1])
+            drawn += v
+        ax.set_xlabel(k.replace("_s_p50", " p50").upper() + " of each scenario")
         ax.set_ylabel("fraction of scenarios")
-        ax.set_xscale("log")
+        log_or_linear(ax, drawn, seconds=True)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle("Latency CDFs")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    fig.suptitle("Latency CDFs over scenarios (policies with at least %d)" % MIN_CDF_POINTS)
     return save(fig, out, "latency_cdf.png"), table
 
 
@@ -309,7 +439,7 @@ def slo_seconds(text):
 def plot_request_latency(folder, out, scenario=None):
     run = pick_serving_folder(folder, scenario)
     if run is None:
-        return None, []
+        return None, "no serving run (a requests.csv with a ttft_s column)"
     specs, per_policy = {}, {}
     with open(os.path.join(run, "requests.csv"), newline="") as f:
         for r in csv.DictReader(f):
@@ -329,14 +459,16 @@ def plot_request_latency(folder, out, scenario=None):
             slo = slo_seconds(json.load(f)["scenario"]["serving"].get("slo"))
     except (OSError, KeyError, ValueError):
         pass
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     table = [["policy", "served", "rejected", "TTFT p50 s", "TTFT p90 s", "TTFT p99 s", "TPOT p50 s", "TPOT p99 s"]]
     for i in sorted(per_policy):
         d = per_policy[i]
         for ax, k in zip(axes, ("ttft_s", "tpot_s")):
             v = sorted(d[k])
             if v:
-                ax.step(v, [(j + 1) / len(v) for j in range(len(v))], where="post", label=short_label(specs[i]))
+                n = sorted(per_policy).index(i)
+                ax.step(v, [(j + 1) / len(v) for j in range(len(v))], where="post", label=short_label(specs[i]),
+                        color=look(n)[0], ls=look(n)[1])
         row = [html.escape(specs[i]), len(d["ttft_s"]), d["rejected"]]
         row += ["%.6g" % x for x in percentiles(d["ttft_s"], (50, 90, 99))] if d["ttft_s"] else ["-"] * 3
         row += ["%.6g" % x for x in percentiles(d["tpot_s"], (50, 99))] if d["tpot_s"] else ["-"] * 2
@@ -345,17 +477,135 @@ def plot_request_latency(folder, out, scenario=None):
         name = k.split("_")[0]
         if name in slo:
             ax.axvline(slo[name], color="k", ls=":", lw=1, label="SLO %s = %g s" % (name.upper(), slo[name]))
-        ax.set_xlabel("%s per request (s)" % name.upper())
+        ax.set_xlabel("%s per request" % name.upper())
         ax.set_ylabel("fraction of served requests")
-        ax.set_xscale("log")
+        log_or_linear(ax, [x for d in per_policy.values() for x in d[k]] + [slo.get(name, math.nan)], seconds=True)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="lower right")
-    fig.suptitle("Per-request latency CDFs: " + os.path.basename(run.rstrip("/")))
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    slo_lines = [ln for ln in axes[0].get_lines() if ln.get_label().startswith("SLO")]
+    if slo_lines:  # the TTFT panel's legend: its SLO only (the policies are named once, at the right)
+        axes[0].legend(handles=slo_lines, fontsize=7, loc="lower right")
+    title = os.path.basename(run.rstrip("/"))
+    try:
+        with open(os.path.join(run, "summary.json")) as f:
+            title = scenario_title(json.load(f))
+    except (OSError, ValueError):
+        pass
+    fig.suptitle("Per-request latency CDFs: " + title)
     return save(fig, out, "request_latency.png"), table
+
+
+PLAN_LOAD = {"rate": ("rate_per_s", "max_rate_per_s", "arrival rate (requests/s)"),
+             "concurrency": ("concurrency", "max_concurrency", "concurrent clients")}
+
+
+def plot_plan(folder, out):
+    """p99 TTFT and TPOT against every load the search tried, per deployment and policy."""
+    with open(os.path.join(folder, "plan.json")) as f:
+        plan = json.load(f)
+    load_key, max_key, xlabel = PLAN_LOAD[plan.get("by", "rate")]
+    slo = slo_seconds(plan.get("slo"))
+    deployments = {}
+    for r in plan["rows"]:
+        name = "%s tp %s, batch %s tokens, chunk %s" % (r["hardware"], r["tp"], r["max_batch_tokens"],
+                                                        r["chunk_tokens"] or "none")
+        deployments.setdefault(name, []).append(r)
+    panels = []  # (deployment, rows): at most MAX_SERIES policies a panel
+    for name, rs in deployments.items():
+        for k in range(0, len(rs), MAX_SERIES):
+            panels.append((name + ("" if len(rs) <= MAX_SERIES else " (%d)" % (k // MAX_SERIES + 1)),
+                           rs[k:k + MAX_SERIES]))
+    if not panels or not any(r.get("trials") for r in plan["rows"]):
+        return None, "plan.json has no trials (written by kvsim plan since issue 21)"
+    fig, axes = plt.subplots(len(panels), 2, figsize=(13, 0.8 + 3.2 * len(panels)), squeeze=False)
+    table = [["policy", "deployment", "chosen " + max_key, "TTFT p99 s", "TPOT p99 s", "loads tried", "limit"]]
+    for (name, rs), pair in zip(panels, axes):
+        for metric, ax in zip(("ttft", "tpot"), pair):
+            xs_all, ys_all = [], []
+            for n, r in enumerate(rs):
+                colour, ls = look(n)
+                trials = sorted((t for t in r.get("trials", []) if metric + "_p99_s" in t), key=lambda t: t[load_key])
+                xs = [t[load_key] for t in trials]
+                ys = [t[metric + "_p99_s"] for t in trials]
+                ax.plot(xs, ys, ls=ls, color=colour, lw=1, label=short_label(r["spec"]))
+                ok = [t for t in trials if t["meets_slo"]]
+                ax.scatter([t[load_key] for t in ok], [t[metric + "_p99_s"] for t in ok], s=14, color=colour,
+                           gid="meets:" + r["spec"])
+                miss = [t for t in trials if not t["meets_slo"]]
+                ax.scatter([t[load_key] for t in miss], [t[metric + "_p99_s"] for t in miss], s=20, marker="x",
+                           color=colour, gid="misses:" + r["spec"])
+                if r["feasible"] and metric + "_p99_s" in r:
+                    ax.scatter([r[max_key]], [r[metric + "_p99_s"]], s=140, marker="*", color=colour,
+                               edgecolors="k", linewidths=0.6, zorder=4, gid="chosen:" + r["spec"])
+                xs_all += xs
+                ys_all += ys
+            if metric in slo:
+                ax.axhline(slo[metric], color="k", ls="--", lw=1,
+                           label="SLO %s p99 = %g s" % (metric.upper(), slo[metric]))
+                ys_all.append(slo[metric])
+            log_or_linear(ax, xs_all, "x")
+            log_or_linear(ax, ys_all, "y", seconds=True)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("%s p99" % metric.upper())
+            ax.set_title(name, fontsize=9)
+            ax.grid(alpha=0.3)
+        pair[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+        slo_lines = [ln for ln in pair[0].get_lines() if ln.get_label().startswith("SLO")]
+        if slo_lines:
+            pair[0].legend(handles=slo_lines, fontsize=7, loc="upper left")
+        for r in rs:
+            table.append([html.escape(r["spec"]), html.escape(name), "%.4g" % r[max_key] if r["feasible"] else "-",
+                          "%.4g" % r["ttft_p99_s"], "%.4g" % r["tpot_p99_s"] if "tpot_p99_s" in r else "-",
+                          len(r.get("trials", [])), html.escape(r.get("limit", ""))])
+    fig.suptitle("Load vs p99 latency: %s (SLO %s)" % (os.path.basename(str(plan.get("scenario", folder))),
+                                                       plan.get("slo", "?")))
+    return save(fig, out, "plan_load.png"), table
+
+
+FIGURES = {}  # name -> what describe() read back from it; main writes it to figures.json
+
+
+def overlaps(labels):
+    """Pairs of tick labels on one axis whose drawn boxes intersect (a reader cannot read them)."""
+    boxes = [t.get_window_extent() for t in labels if t.get_visible() and t.get_text()]
+    return sum(1 for i in range(len(boxes)) for j in range(i + 1, len(boxes)) if boxes[i].overlaps(boxes[j]))
+
+
+def describe(fig):
+    """The drawn figure as data: what a reader sees, for figures.json and the tests."""
+    fig.canvas.draw()
+    to_fig = fig.transFigure.inverted()
+
+    def box(artist):
+        b = artist.get_window_extent().transformed(to_fig)
+        return [round(v, 4) for v in (b.x0, b.y0, b.x1, b.y1)]
+    panels = []
+    for ax in fig.axes:
+        series = []
+        for ln in ax.get_lines():
+            series.append({"kind": "line", "label": ln.get_label(), "x": [float(v) for v in ln.get_xdata()],
+                           "y": [float(v) for v in ln.get_ydata()], "color": matplotlib.colors.to_hex(ln.get_color()),
+                           "ls": ln.get_linestyle()})
+        for c in ax.collections:
+            if c.get_gid():  # the scatters this script names (error bars are collections too)
+                xy = c.get_offsets()
+                series.append({"kind": "points", "label": c.get_gid(), "x": [float(p[0]) for p in xy],
+                               "y": [float(p[1]) for p in xy]})
+        legend = ax.get_legend()
+        ticks = [t for t in ax.get_xticklabels() + ax.get_yticklabels()]
+        panels.append({"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+                       "xlim": [float(v) for v in ax.get_xlim()], "axes_box": box(ax), "series": series,
+                       "legend": [t.get_text() for t in legend.get_texts()] if legend else [],
+                       "legend_box": box(legend) if legend else None,
+                       "overlapping_tick_labels": overlaps(ax.get_xticklabels()) + overlaps(ax.get_yticklabels()),
+                       "tick_labels": len([t for t in ticks if t.get_text()])})
+    suptitle = getattr(fig, "_suptitle", None)  # Figure.get_suptitle() is matplotlib 3.8+, Debian 12 has 3.6
+    return {"title": suptitle.get_text() if suptitle else "", "panels": panels}
 
 
 def save(fig, out, name):
     fig.tight_layout()
+    FIGURES[name] = describe(fig)
     fig.savefig(os.path.join(out, name), dpi=110)
     plt.close(fig)
     return name
@@ -369,41 +619,72 @@ def html_table(rows):
     return "<table><tr>%s</tr>%s</table>" % (head, body)
 
 
+# One line under each figure on how to read it.
+READING = {
+    "pareto.png": "Up and left is better (for output error: down and left): each line is a policy's Pareto front, "
+                  "the results no other result of that policy beats on both footprint and fidelity; faint dots are "
+                  "all its results; hollow diamonds are results at footprint ~1, spread sideways so none "
+                  "hides another.",
+    "peak_memory.png": "Lower is better: the largest peak KV of each policy at each prompt length; a policy that "
+                       "bounds its cache flattens out while the full cache grows linearly.",
+    "memory_time.png": "One panel per policy family, the full cache dotted black as the reference; dashed lines evict "
+                       "after prefill (post_fill), solid ones after every chunk: the gap between them is the memory "
+                       "chunked eviction saves.",
+    "latency_cdf.png": "Further left is faster: each step is one scenario's median latency; a curve that reaches 1 "
+                       "sooner has fewer slow scenarios.",
+    "request_latency.png": "Each curve is one policy's per-request latency distribution; where it crosses the dotted "
+                           "SLO line is the share of requests that meet the SLO.",
+    "plan_load.png": "Each line is one policy's p99 latency at the loads the search tried (dots meet the SLO, crosses "
+                     "miss it); the dashed line is the SLO and the star the highest load chosen under it.",
+}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("dir", help="kvsim sweep/merge output folder, or a kvsim run folder")
+    ap.add_argument("dir", help="kvsim sweep/merge output folder, a kvsim run folder or a kvsim plan folder")
     ap.add_argument("--out", help="folder for PNGs and report.html (default DIR/plots)")
     ap.add_argument("--scenario", help="in a sweep folder, the scenario (its folder name under scenarios/) whose "
                     "per-request latencies to draw")
+    ap.add_argument("--metric", help="the fidelity axis of pareto.png: %s (default: recall, else needles)"
+                    % "|".join(METRICS))
     args = ap.parse_args()
+    if args.metric is not None and args.metric not in METRICS:
+        fail("--metric %s: expected one of %s" % (args.metric, ", ".join(METRICS)), 2)
     if not os.path.isdir(args.dir):
         fail("%s is not a folder" % args.dir)
-    rows = read_rows(args.dir)
     out = args.out or os.path.join(args.dir, "plots")
-    os.makedirs(out, exist_ok=True)
-    sections = [("Footprint vs fidelity", plot_pareto(rows, out)),
-                ("Peak memory vs context length", plot_peak(rows, out)),
-                ("Memory over time", plot_memory_time(args.dir, out)),
-                ("TTFT / TPOT CDFs over scenarios", plot_latency(rows, out)),
-                ("Per-request TTFT / TPOT CDFs", plot_request_latency(args.dir, out, args.scenario))]
+    if os.path.isfile(os.path.join(args.dir, "plan.json")):
+        os.makedirs(out, exist_ok=True)
+        sections = [("Load vs p99 latency per deployment", plot_plan(args.dir, out))]
+        intro = "a capacity plan (kvsim plan)"
+    else:
+        rows = read_rows(args.dir)
+        os.makedirs(out, exist_ok=True)
+        sections = [("Footprint vs fidelity", plot_pareto(rows, out, args.metric)),
+                    ("Peak memory vs context length", plot_peak(rows, out)),
+                    ("Memory over time", plot_memory_time(args.dir, out)),
+                    ("TTFT / TPOT CDFs over scenarios", plot_latency(rows, out)),
+                    ("Per-request TTFT / TPOT CDFs", plot_request_latency(args.dir, out, args.scenario))]
+        intro = "%d result rows" % len(rows)
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>kvsim report</title>",
-             "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}"
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
-             "img{max-width:100%}</style></head><body>",
-             "<h1>kvsim report: %s</h1><p>%d result rows.</p>" % (html.escape(args.dir), len(rows))]
+             "img{max-width:100%}p.read{color:#444;font-style:italic}</style></head><body>",
+             "<h1>kvsim report: %s</h1><p>%s.</p>" % (html.escape(args.dir), html.escape(intro))]
     written = []
     for title, (png, table) in sections:
         if png is None:
-            parts.append("<h2>%s</h2><p>not drawn: the results lack the columns it needs.</p>"
-                         % html.escape(title))
+            parts.append("<h2>%s</h2><p class='skipped'>not drawn: %s.</p>" % (html.escape(title), html.escape(table)))
             continue
         written.append(png)
-        parts.append("<h2>%s</h2><img src='%s' alt='%s'>%s" % (html.escape(title), png,
-                                                               html.escape(title), html_table(table)))
+        parts.append("<h2>%s</h2><p class='read'>%s</p><img src='%s' alt='%s'>%s" % (
+            html.escape(title), html.escape(READING[png]), png, html.escape(title), html_table(table)))
     parts.append("</body></html>")
     with open(os.path.join(out, "report.html"), "w") as f:
         f.write("\n".join(parts))
-    print("plot.py: wrote %s and report.html in %s" % (", ".join(written), out))
+    with open(os.path.join(out, "figures.json"), "w") as f:
+        json.dump(FIGURES, f, indent=1)
+    print("plot.py: wrote %s, report.html and figures.json in %s" % (", ".join(written), out))
 
 
 if __name__ == "__main__":

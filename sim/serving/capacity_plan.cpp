@@ -230,6 +230,7 @@ std::vector<PlanRow> plan_capacity(const ServingStudy& study, const std::vector<
                          : study.simulate(p, study.workload(), deployment, static_cast<int>(x));
       t.metrics = summarize_serving(t.result, options.slo);
       t.ok = meets_slo(t.metrics, options.slo);
+      row.trials.push_back({x, t.metrics.ttft_s.p99, t.metrics.tpot_s.p99, t.metrics.has_tpot, t.ok});
       return t;
     };
     // Bracket: lo meets the SLO, hi does not.

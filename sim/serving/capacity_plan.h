@@ -39,6 +39,16 @@ struct ZeroLoadFloor {
   std::string reason;  // one sentence with the numbers
 };
 
+// One serving simulation the search ran: the load tried and its p99 latencies, so that a plot can
+// show how latency grows with load around the chosen value (tools/plot.py on a plan folder).
+struct PlanTrial {
+  double load = 0;  // requests/s, or clients
+  double ttft_p99_s = 0;
+  double tpot_p99_s = 0;
+  bool has_tpot = false;
+  bool meets_slo = false;
+};
+
 struct PlanRow {
   std::string spec;
   std::size_t policy = 0;  // index in the study
@@ -63,6 +73,7 @@ struct PlanRow {
   std::string limit;                         // what broke the SLO just above max_value
   std::optional<ZeroLoadFloor> floor;        // when not feasible
   int simulations = 0;
+  std::vector<PlanTrial> trials;  // the search's simulations in the order run (not the zero-load floor)
 };
 
 // A deployment whose weights leave no KV block in its GPUs: not simulated.

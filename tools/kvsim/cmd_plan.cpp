@@ -141,6 +141,17 @@ void write_plan(const std::string& dir, const Scenario& s, const PlanOptions& op
         json.end_object();
       }
       json.field("simulations", r.simulations);
+      json.key("trials");  // every load the search tried, in order (tools/plot.py draws them)
+      json.begin_array();
+      for (const PlanTrial& t : r.trials) {
+        json.begin_object();
+        json.field(by_rate ? "rate_per_s" : "concurrency", t.load);
+        json.field("ttft_p99_s", t.ttft_p99_s);
+        if (t.has_tpot) json.field("tpot_p99_s", t.tpot_p99_s);
+        json.field("meets_slo", t.meets_slo);
+        json.end_object();
+      }
+      json.end_array();
       json.end_object();
     }
     json.end_array();

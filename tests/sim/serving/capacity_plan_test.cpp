@@ -80,6 +80,20 @@ TEST(Plan, RateSearchBracketsTheSlo) {
     const ServingMetrics over =
         summarize_serving(study.simulate(policy, above, load_hardware("h100-sxm")), options.slo);
     EXPECT_FALSE(meets_slo(over, options.slo)) << row.spec;
+    // Every simulation of the search is in trials (plan.json's, drawn by tools/plot.py): the one at
+    // the chosen rate has its latencies, and the SLO being monotone here, the loads at or below the
+    // chosen rate meet it and those above do not.
+    ASSERT_EQ(row.trials.size(), static_cast<std::size_t>(row.simulations)) << row.spec;
+    int at_max = 0;
+    for (const PlanTrial& t : row.trials) {
+      EXPECT_EQ(t.meets_slo, t.load <= row.max_value) << row.spec << " at " << t.load;
+      EXPECT_EQ(t.meets_slo, t.ttft_p99_s <= 1.0 && t.tpot_p99_s <= 0.05) << row.spec << " at " << t.load;
+      if (t.load != row.max_value) continue;
+      ++at_max;
+      EXPECT_EQ(t.ttft_p99_s, row.at_max.ttft_s.p99);
+      EXPECT_EQ(t.tpot_p99_s, row.at_max.tpot_s.p99);
+    }
+    EXPECT_EQ(at_max, 1) << row.spec;
   }
 }
 
