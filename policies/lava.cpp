@@ -10,12 +10,14 @@
 // Head budget (reference update_kv_gqa, normalize off, its default): the layer's scored budget S =
 // H x capacity - windows goes to the S highest scores across the layer's heads (count_h per head),
 // then head h keeps its own top (1 - floor_alpha) count_h + floor_alpha S/H entries plus its window.
-// kvsim integerizes so that the layer keeps exactly H x capacity (DESIGN.md §4; issue 4): each head
-// gets floor() of that share (at most its entries), the remainder goes to the best remaining scores
-// across heads. The reference rounds each head (round(share)) and, through a misspelt attribute
-// (`floor_capactiy`), keeps its floor at int(floor_alpha x configured budget, window included) in
-// every layer, so its layer total may differ from H x capacity by a few entries per head; with
-// floor_alpha = 0 both are the plain global top-S.
+// alloc=original (the default) integerizes as the reference: head h keeps
+// round((1 - floor_alpha) count_h + int(floor_alpha x C)) of its own best, C the configured per-head
+// budget window included (through a misspelt attribute, `floor_capactiy`, its floor stays the one set
+// at init in every layer), so a layer holds a few entries per head more or less than H x capacity.
+// alloc=exact (kvsim's variant, DESIGN.md §4's exact budgets): each head gets floor() of
+// (1 - floor_alpha) count_h + floor_alpha S/H (at most its entries) and the remainder goes to the best
+// remaining scores across heads, so the layer keeps exactly H x capacity. With floor_alpha = 0 both
+// are the plain global top-S.
 //
 // Layer budget (layer_budget=entropy, the default; reference adaptive_mistral_hijack_lava.py): layer
 // l's mean per-head scored capacity is the share s_l / sum_l' s_l' of L x (C - w), with s_l the
@@ -25,8 +27,8 @@
 // re-trims earlier layers as later ones arrive; its shares only shrink, so its end state is this
 // split, which kvsim computes in one go: the engine hands every traced layer's s_l to evict()
 // (Policy::layer_statistic). Hence post_fill only, as the paper (it compresses once after prefill).
-// Differences, both for an exact count: the split is integerized by largest remainder (the
-// reference floors each layer's share, so the model keeps up to L tokens per head less); and only
+// alloc=original floors each layer's share as the reference (int(density)), so the model keeps up to
+// L tokens per head less; alloc=exact splits by largest remainder. Only
 // traced layers have scores: the traced layers share their own uniform total |T| x (C - w) by s_l
 // and untraced layers keep the uniform C, i.e. an untraced layer counts as having the traced layers'
 // mean entropy (exact LAVa when every layer is traced). A layer whose share reaches its prompt
@@ -111,8 +113,9 @@ double normalized_entropy(const std::vector<std::vector<float>>& scores) {
 }
 
 // Largest-remainder split of `pool` in proportion to the finite weights (NaN: not a party; ties
-// in the remainder go to the lower index); all-zero weights split evenly.
-std::vector<std::int64_t> apportion(std::span<const double> weights, std::int64_t pool) {
+// in the remainder go to the lower index); all-zero weights split evenly. Without remainders each
+// party gets only the floor of its share (the reference's int(density)).
+std::vector<std::int64_t> apportion(std::span<const double> weights, std::int64_t pool, bool give_remainders) {
   std::vector<std::size_t> parties;
   double total = 0.0;
   for (std::size_t i = 0; i < weights.size(); ++i) {
@@ -133,6 +136,7 @@ std::vector<std::int64_t> apportion(std::span<const double> weights, std::int64_
   }
   std::stable_sort(remainders.begin(), remainders.end(),
                    [](const auto& a, const auto& b) { return a.first > b.first; });
+  if (!give_remainders) return shares;
   for (std::size_t k = 0; k < remainders.size() && given < pool; ++k, ++given) ++shares[remainders[k].second];
   return shares;
 }
@@ -140,10 +144,11 @@ std::vector<std::int64_t> apportion(std::span<const double> weights, std::int64_
 class LavaPolicy final : public SnapKvScoredPolicy {
  public:
   LavaPolicy(std::string spec, Budget budget, SnapKvScoring scoring, double floor_alpha, bool entropy_layers,
-             EvictionPoints points)
+             bool original_alloc, EvictionPoints points)
       : SnapKvScoredPolicy(std::move(spec), budget, scoring, points),
         floor_alpha_(floor_alpha),
-        entropy_layers_(entropy_layers) {}
+        entropy_layers_(entropy_layers),
+        original_alloc_(original_alloc) {}
 
   bool uses_layer_statistics(bool /*every_layer_traced*/) const override { return entropy_layers_; }
 
@@ -169,7 +174,7 @@ class LavaPolicy final : public SnapKvScoredPolicy {
     for (std::int64_t w : windows) scored_budget -= w;
     scored_budget = std::max<std::int64_t>(0, scored_budget);
 
-    const std::vector<std::int64_t> shares = head_shares(scores, scored_budget);
+    const std::vector<std::int64_t> shares = head_shares(scores, scored_budget, uniform_capacity(ctx));
     std::vector<std::vector<bool>> keep(heads);
     std::vector<HeadCandidate> rest;
     std::int64_t remaining = scored_budget;
@@ -182,6 +187,7 @@ class LavaPolicy final : public SnapKvScoredPolicy {
         if (!keep[h][i]) rest.push_back({scores[h][i], static_cast<std::int32_t>(h), static_cast<std::int32_t>(i)});
       }
     }
+    if (original_alloc_) remaining = 0;  // the reference's rounded head caps are final
     // Integer remainders (and what a head could not take) go to the best remaining scores.
     remaining = std::clamp<std::int64_t>(remaining, 0, static_cast<std::int64_t>(rest.size()));
     std::nth_element(rest.begin(), rest.begin() + remaining, rest.end(), ranks_before);
@@ -215,13 +221,15 @@ class LavaPolicy final : public SnapKvScoredPolicy {
       entropies.push_back(s.empty() ? std::nan("") : s.front());
       traced += s.empty() ? 0 : 1;
     }
-    return window + apportion(entropies, traced * scored)[static_cast<std::size_t>(ctx.layer)];
+    return window + apportion(entropies, traced * scored, !original_alloc_)[static_cast<std::size_t>(ctx.layer)];
   }
 
   // Entries each head keeps besides its window before the remainder: count_h = its entries among
-  // the layer's `scored_budget` best, share = min(entries, floor((1-a) count_h + a S/H)).
-  std::vector<std::int64_t> head_shares(const std::vector<std::vector<float>>& scores,
-                                        std::int64_t scored_budget) const {
+  // the layer's `scored_budget` best; alloc=exact: share = min(entries, floor((1-a) count_h + a S/H));
+  // alloc=original (update_kv_gqa): min(entries, round((1-a) count_h + int(a x configured)), with
+  // `configured` the uniform per-head capacity, window included (its floor_capacity, fixed at init).
+  std::vector<std::int64_t> head_shares(const std::vector<std::vector<float>>& scores, std::int64_t scored_budget,
+                                        std::int64_t configured_capacity) const {
     std::vector<HeadCandidate> pool;
     for (std::size_t h = 0; h < scores.size(); ++h) {
       for (std::size_t i = 0; i < scores[h].size(); ++i) {
@@ -233,18 +241,22 @@ class LavaPolicy final : public SnapKvScoredPolicy {
     std::vector<std::int64_t> count(scores.size(), 0);
     for (std::int64_t i = 0; i < picks; ++i) ++count[static_cast<std::size_t>(pool[static_cast<std::size_t>(i)].head)];
     const double mean = static_cast<double>(scored_budget) / static_cast<double>(scores.size());
+    // 1e-9 keeps a product that is an integer in exact arithmetic from flooring one below it.
+    const auto floor_capacity =
+        static_cast<double>(std::floor(floor_alpha_ * static_cast<double>(configured_capacity) + 1e-9));
     std::vector<std::int64_t> shares(scores.size());
     for (std::size_t h = 0; h < scores.size(); ++h) {
-      // 1e-9 keeps a share that is an integer in exact arithmetic from flooring one below it.
-      const double share = (1.0 - floor_alpha_) * static_cast<double>(count[h]) + floor_alpha_ * mean;
-      shares[h] =
-          std::min(static_cast<std::int64_t>(scores[h].size()), static_cast<std::int64_t>(std::floor(share + 1e-9)));
+      const double adaptive = (1.0 - floor_alpha_) * static_cast<double>(count[h]);
+      const std::int64_t share = original_alloc_ ? round_half_even(adaptive + floor_capacity)
+                                                 : static_cast<std::int64_t>(std::floor(adaptive + floor_alpha_ * mean + 1e-9));
+      shares[h] = std::min(static_cast<std::int64_t>(scores[h].size()), share);
     }
     return shares;
   }
 
   double floor_alpha_;
   bool entropy_layers_;
+  bool original_alloc_;
 };
 
 }  // namespace
@@ -256,8 +268,8 @@ void register_lava(PolicyRegistry& registry) {
        "heads share a layer's budget by their best scores (floor_alpha floor)",
        "Shen et al. 2025, LAVa: Layer-wise KV Cache Eviction with Dynamic Budget Allocation (EMNLP 2025); "
        "MGDDestiny/Lava adaptive_snapkv/monkeypatch/snapkv_utils.py LavaKVCluster, adaptive_mistral_hijack_lava.py. "
-       "Differs: layer and head shares integerized to sum exactly to the budget; on a partial trace only the traced "
-       "layers share their total by entropy, untraced layers keep the uniform capacity",
+       "Differs: on a partial trace only the traced layers share their total by entropy, untraced layers keep the "
+       "uniform capacity; alloc=exact (not the authors') integerizes the shares to sum exactly to the budget",
        {{"budget", "0.2",
          "per-head mean: fraction (<1) of the prompt kept besides the window, or a token count (>=1) incl. the window"},
         {"window", "32", "observation window: the most recent queries, kept in every head"},
@@ -268,6 +280,10 @@ void register_lava(PolicyRegistry& registry) {
         {"layer_budget", "entropy",
          "entropy (layers share L x the scored budget by their score maps' normalized entropy; needs "
          "prefill=post_fill) | uniform (every layer the same)"},
+        {"alloc", "original",
+         "original (MGDDestiny/Lava: each layer floor of its entropy share, each head round((1 - floor_alpha) x "
+         "count + int(floor_alpha x budget)), so layers hold a few entries more or less than the budget) | exact "
+         "(kvsim: shares integerized by largest remainder, every layer holds exactly its budget)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
@@ -276,6 +292,7 @@ void register_lava(PolicyRegistry& registry) {
          const double alpha = args.get_double("floor_alpha");
          args.set_canonical("floor_alpha", format_printf_g(alpha));  // as its spec has always printed it
          const bool entropy = args.get_choice("layer_budget", {"entropy", "uniform"}) == "entropy";
+         const bool original = args.get_choice("alloc", {"original", "exact"}) == "original";
          const auto points = read_eviction_points(args);
          if (!(alpha >= 0.0 && alpha <= 1.0)) args.fail("floor_alpha", "must be in [0, 1]");
          if (entropy && points.prefill != PrefillEviction::kPostFill) {
@@ -284,7 +301,7 @@ void register_lava(PolicyRegistry& registry) {
                      "prefill=post_fill, or layer_budget=uniform");
          }
          scoring.check_budget(args, budget);
-         return std::make_unique<LavaPolicy>(args.canonical(), budget, scoring, alpha, entropy, points);
+         return std::make_unique<LavaPolicy>(args.canonical(), budget, scoring, alpha, entropy, original, points);
        }});
 }
 

@@ -41,7 +41,8 @@ TEST(Lava, ValueScaleWeighsHeadsAgainstEachOther) {
   unscaled.layer.values = {HeadMatrix::Ones(6, 1), HeadMatrix::Ones(6, 1)};
   EXPECT_EQ(unscaled.kept("lava(budget=3, window=1, kernel=1, floor_alpha=0)"), (LayerResidency{{0, 1, 2, 5}, {2, 5}}));
   // floor_alpha 1: every head keeps S/H = 2 of its own best (head 1: 1.2 at 2, .36 at 0).
-  EXPECT_EQ(hand.kept("lava(budget=3, window=1, kernel=1, floor_alpha=1)"), (LayerResidency{{0, 1, 5}, {0, 2, 5}}));
+  EXPECT_EQ(hand.kept("lava(budget=3, window=1, kernel=1, floor_alpha=1, alloc=exact)"),
+            (LayerResidency{{0, 1, 5}, {0, 2, 5}}));
 }
 
 TEST(Lava, FloorAlphaSharesSumToTheLayerBudget) {
@@ -55,14 +56,32 @@ TEST(Lava, FloorAlphaSharesSumToTheLayerBudget) {
             (LayerResidency{{6}, {0, 1, 2, 3, 4, 5, 6}}));
   // alpha 0.5: shares .5 x 0 + .5 x 3 = 1.5 and .5 x 6 + 1.5 = 4.5 -> floors 1 and 4; the one left
   // over goes to the best remaining score: head 1's .125 (position 4) over head 0's .0829.
-  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=0.5)"),
+  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=0.5, alloc=exact)"),
             (LayerResidency{{0, 6}, {0, 1, 2, 3, 4, 6}}));
   // alpha 0.7: shares 2.1 and 3.9 -> 2 and 3; the one left over: head 1's .150 (position 3).
-  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=0.7)"),
+  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=0.7, alloc=exact)"),
             (LayerResidency{{0, 1, 6}, {0, 1, 2, 3, 6}}));
   // alpha 1: 3 each.
-  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=1)"),
+  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=1, alloc=exact)"),
             (LayerResidency{{0, 1, 2, 6}, {0, 1, 2, 6}}));
+}
+
+TEST(Lava, OriginalAllocRoundsEachHeadFromTheConfiguredFloor) {
+  // The layer of FloorAlphaSharesSumToTheLayerBudget (counts 0 and 6 of S = 6, C = 4): MGDDestiny/Lava's
+  // update_kv_gqa gives head h round((1 - a) count_h + int(a x 4)) besides its window, with no remainder
+  // pass: a 0.5 -> round(0 + 2) = 2 and round(3 + 2) = 5 (9 entries, not 8); a 0.7 -> int(2.8) = 2:
+  // round(2) = 2, round(1.8 + 2) = 4; a 1 -> 4 and 4.
+  HandLayer hand({{1.6, 1.5, 1.4, 1.3, 1.2, 1.1, 10}, {9, 8, 7, 6, 5, 4, 1}});
+  hand.layer.values = {HeadMatrix::Ones(7, 1), HeadMatrix::Ones(7, 1)};
+  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=0.5)"),
+            (LayerResidency{{0, 1, 6}, {0, 1, 2, 3, 4, 6}}));
+  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=0.7)"),
+            (LayerResidency{{0, 1, 6}, {0, 1, 2, 3, 6}}));
+  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=1)"),
+            (LayerResidency{{0, 1, 2, 3, 6}, {0, 1, 2, 3, 6}}));
+  // With a = 0 both rules are the plain top S.
+  EXPECT_EQ(hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=0)"),
+            hand.kept("lava(budget=4, window=1, kernel=1, floor_alpha=0, alloc=exact)"));
 }
 
 // One KV head with keys ln x and two query heads of constant q0, q1 (dimension 1): the window query
@@ -98,9 +117,10 @@ TEST(Lava, GqaTakesTheGroupMaximumOfPooledScores) {
 TEST(Lava, LayerTotalEqualsTheAllocationAtEveryEviction) {
   for (const char* spec :
        {"lava(budget=0.3, window=8, kernel=3, floor_alpha=0, layer_budget=uniform, prefill=chunk, decode=step)",
-        "lava(budget=0.3, window=8, kernel=3, floor_alpha=0.3, layer_budget=uniform, prefill=chunk, decode=step)",
+        "lava(budget=0.3, window=8, kernel=3, floor_alpha=0.3, layer_budget=uniform, prefill=chunk, decode=step, "
+        "alloc=exact)",
         "lava(budget=0.3, window=8, kernel=3, pooling=avg, floor_alpha=0.7, layer_budget=uniform, prefill=chunk, "
-        "decode=step)"}) {
+        "decode=step, alloc=exact)"}) {
     policy_test::expect_shared_layer_budget(spec);
   }
 }
@@ -120,7 +140,7 @@ TEST(Lava, LayersShareTheBudgetByTheEntropyOfTheirScoreMaps) {
   LayerTrace peaked = policy_test::log_weight_layer({{64, 32, 16, 8, 4, 2, 1, 1, 1}}, 1);
   flat.values = {HeadMatrix::Ones(9, 1)};
   peaked.values = {HeadMatrix::Ones(9, 1)};
-  const auto policy = PolicyRegistry::builtin().create("lava(budget=5, window=1, kernel=1)");
+  const auto policy = PolicyRegistry::builtin().create("lava(budget=5, window=1, kernel=1, alloc=exact)");
   ASSERT_TRUE(policy->uses_layer_statistics(false));
   const PassPlan plan = make_pass_plan(9, 0, 9);
   const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
@@ -139,6 +159,10 @@ TEST(Lava, LayersShareTheBudgetByTheEntropyOfTheirScoreMaps) {
   EXPECT_EQ(replay(0, &flat, statistics), (LayerResidency{{0, 1, 2, 3, 4, 8}}));  // ties: lower positions
   EXPECT_EQ(replay(1, &peaked, statistics), (LayerResidency{{0, 1, 2, 8}}));
   EXPECT_EQ(replay(2, nullptr, statistics).front().size(), 5u);
+  // alloc=original floors each share as the reference's int(density): 4 and 3 scored (layer 0 keeps 5).
+  const auto original = PolicyRegistry::builtin().create("lava(budget=5, window=1, kernel=1)");
+  EXPECT_EQ(replay_layer({model, request, plan, 0, &flat, {}, statistics}, *original).final_residency,
+            (LayerResidency{{0, 1, 2, 3, 8}}));
   // Replayed alone (no statistics) or with layer_budget=uniform, every layer keeps 5.
   EXPECT_EQ(replay(1, &peaked, {}), (LayerResidency{{0, 1, 2, 3, 8}}));
   const auto uniform = PolicyRegistry::builtin().create("lava(budget=5, window=1, kernel=1, layer_budget=uniform)");
@@ -149,14 +173,15 @@ TEST(Lava, LayersShareTheBudgetByTheEntropyOfTheirScoreMaps) {
 
 TEST(Lava, RejectsBadParametersAndPrintsItsDefaults) {
   policy_test::expect_rejected({"lava(floor_alpha=1.5)", "lava(floor_alpha=-0.1)", "lava(kernel=2)", "lava(budget=10)",
-                                "lava(window=0)", "lava(pooling=mean)", "lava(layer_budget=pyramid)"});
+                                "lava(window=0)", "lava(pooling=mean)", "lava(layer_budget=pyramid)",
+                                "lava(alloc=kvpress)"});
   // The entropy split is computed once for the cache after the whole prompt.
   policy_test::expect_error("lava(prefill=chunk)", "layer_budget=uniform");
   policy_test::expect_error("lava(prefill=none, decode=step)", "prefill=post_fill");
   EXPECT_EQ(
       PolicyRegistry::builtin().create("lava")->spec(),
-      "lava(budget=0.2, window=32, kernel=7, pooling=max, floor_alpha=0.2, layer_budget=entropy, prefill=post_fill, "
-      "decode=none)");
+      "lava(budget=0.2, window=32, kernel=7, pooling=max, floor_alpha=0.2, layer_budget=entropy, alloc=original, "
+      "prefill=post_fill, decode=none)");
 }
 
 }  // namespace

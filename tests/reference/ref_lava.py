@@ -7,18 +7,25 @@ the window queries' mean attention to j (softmax over the cache, causal inside t
 along positions (kernel, padding kernel//2, stride 1); times the head's value scale
 max_j' ||V_j'||_1 over its non-window entries; the maximum over g.
 
-Layer capacity (layer_budget=entropy, post_fill only; adaptive_mistral_hijack_lava.py): s_l =
--sum p log(p + 1e-16) / log N over layer l's flattened post-fill score map (all KV heads' non-window
-scores, p = score / (sum + 1e-16)); the traced layers T share |T| x (C - w) per head in proportion
-to s_l, integerized by largest remainder (ties: lower layer; kvsim's choice where the reference
-floors); layer l keeps C_l = w + its share. Untraced layers keep the uniform C (kvsim's rule for
-partial traces). layer_budget=uniform: every layer C (DESIGN.md §4).
+Layer capacity (layer_budget=entropy, post_fill only; adaptive_mistral_hijack_lava.py, the decoder
+loop after each layer: `base_capacity = (config.base_capacity - window_size) * num_hidden_layers`,
+`density = [(x/sum_density) * base_capacity ...]`, `kv_cluster.base_capacity = int(density[l])`):
+s_l = -sum p log(p + 1e-16) / log N over layer l's flattened post-fill score map (all KV heads'
+non-window scores, p = score / (sum + 1e-16)); the traced layers T share |T| x (C - w) per head in
+proportion to s_l: alloc=original int() of each share as the hijack, alloc=exact by largest
+remainder (ties: lower layer; kvsim's variant); layer l keeps C_l = w + its share. Untraced layers
+keep the uniform C (kvsim's rule for partial traces). layer_budget=uniform: every layer C.
 
 Selection at an eviction point with per-head capacity C:
   S = H*C - (window entries); count_h = head h's entries among the layer's S best scores
-  (ties: lower head, then lower position); share_h = min(entries_h, floor((1-a) count_h + a S/H));
-  head h keeps its window and its own top share_h; the S - sum(share) left go to the best remaining
-  scores across heads (kvsim's integerization; the reference rounds each head instead).
+  (ties: lower head, then lower position);
+  alloc=original (snapkv_utils.py LavaKVCluster.update_kv_gqa: `head_adaptive_capacity =
+  torch.round(head_adaptive_capacity * (1-self.floor_ratio) + self.floor_capacity)`, floor_capacity =
+  int(base_capacity * floor_ratio) set in __init__ from the configured budget C, window included, and
+  never updated because the hijack writes the misspelt `floor_capactiy`): share_h = min(entries_h,
+  round_half_even((1-a) count_h + int(a C))); head h keeps its window and its own top share_h.
+  alloc=exact (kvsim's variant): share_h = min(entries_h, floor((1-a) count_h + a S/H)), then the
+  S - sum(share) left go to the best remaining scores across heads.
 """
 import math
 
@@ -47,9 +54,13 @@ def head_scores(p, lay, h, cache, wp, dtype):
     return best.astype(dtype)
 
 
-def select(p, caches, scores, wins, cap):
+def original_alloc(p):
+    return (p.alloc or "original") == "original"
+
+
+def select(p, caches, scores, wins, cap, configured):
     """Kept positions per head: caches[h] sorted positions, scores[h] its non-window scores,
-    wins[h] its window entries (the last ones)."""
+    wins[h] its window entries (the last ones); configured: the uniform capacity C (window included)."""
     H = len(caches)
     S = max(0, H * cap - sum(wins))
     items = [(float(scores[h][i]), h, int(caches[h][i])) for h in range(H) for i in range(len(scores[h]))]
@@ -60,12 +71,17 @@ def select(p, caches, scores, wins, cap):
     keep = [set(int(t) for t in caches[h][len(caches[h]) - wins[h]:]) for h in range(H)]
     taken = 0
     for h in range(H):
-        share = min(len(scores[h]), int(math.floor((1 - p.floor_alpha) * count[h] + p.floor_alpha * S / H + 1e-9)))
+        if original_alloc(p):
+            floor_capacity = int(math.floor(p.floor_alpha * configured + 1e-9))   # int(base_capacity * floor_ratio)
+            share = min(len(scores[h]), kvref.round_half_even((1 - p.floor_alpha) * count[h] + floor_capacity))
+        else:
+            share = min(len(scores[h]), int(math.floor((1 - p.floor_alpha) * count[h] + p.floor_alpha * S / H + 1e-9)))
         own = sorted(range(len(scores[h])), key=lambda i: (-float(scores[h][i]), i))[:share]
         keep[h].update(int(caches[h][i]) for i in own)
         taken += share
     rest = [t for t in order if t[2] not in keep[t[1]]]
-    for _, h, pos in rest[:max(0, S - taken)]:
+    left = 0 if original_alloc(p) else max(0, S - taken)
+    for _, h, pos in rest[:left]:
         keep[h].add(pos)
     return [np.array(sorted(k), dtype=np.int64) for k in keep]
 
@@ -92,7 +108,7 @@ def entropy_capacities(p, lays, n, dtype=np.float64):
     total = sum(s.values())
     exact = {L: (pool * s[L] / total if total > 0 else pool / len(layers)) for L in layers}
     share = {L: int(math.floor(exact[L])) for L in layers}
-    left = pool - sum(share.values())
+    left = 0 if original_alloc(p) else pool - sum(share.values())
     for L in sorted(layers, key=lambda L: (-(exact[L] - math.floor(exact[L])), L))[:left]:
         share[L] += 1
     return {L: window + share[L] for L in layers}
@@ -117,7 +133,7 @@ def replay(p, lay, chunk=None, dtype=np.float64, capacity=None):
         wp = p.window_positions(a, b)
         wins = [int(np.sum(r >= wp[0])) for r in resident]
         scores = [head_scores(p, lay, h, resident[h], wp, dtype) for h in range(H)]
-        resident = select(p, resident, scores, wins, cap)
+        resident = select(p, resident, scores, wins, cap, rp.uniform_capacity(p, n, chunks, j))
         last_cap = cap
     kept = np.zeros((H, n + m), dtype=bool)
     for h in range(H):

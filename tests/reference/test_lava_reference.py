@@ -59,13 +59,20 @@ def self_tests(ck):
           "hand: head 1's value scale 3 (window excluded) wins three of the four picks")
     ck.eq(kept_sets("lava(budget=3, window=1, kernel=1, floor_alpha=0)", hand(x, np.ones((2, 6)))),
           [[0, 1, 2, 5], [2, 5]], "hand: equal value scales: plain attention decides")
-    ck.eq(kept_sets("lava(budget=3, window=1, kernel=1, floor_alpha=1)", scaled), [[0, 1, 5], [0, 2, 5]],
+    ck.eq(kept_sets("lava(budget=3, window=1, kernel=1, floor_alpha=1, alloc=exact)", scaled), [[0, 1, 5], [0, 2, 5]],
           "hand: floor_alpha 1 -> S/H = 2 per head")
     lay = hand([[1.6, 1.5, 1.4, 1.3, 1.2, 1.1, 10], [9, 8, 7, 6, 5, 4, 1]], np.ones((2, 7)))
     for alpha, want in (("0", [[6], [0, 1, 2, 3, 4, 5, 6]]), ("0.5", [[0, 6], [0, 1, 2, 3, 4, 6]]),
                         ("0.7", [[0, 1, 6], [0, 1, 2, 3, 6]]), ("1", [[0, 1, 2, 6], [0, 1, 2, 6]])):
-        ck.eq(kept_sets("lava(budget=4, window=1, kernel=1, floor_alpha=%s)" % alpha, lay), want,
+        ck.eq(kept_sets("lava(budget=4, window=1, kernel=1, floor_alpha=%s, alloc=exact)" % alpha, lay), want,
               "hand: floor_alpha %s shares" % alpha)
+    # alloc=original: every score of head 1 beats head 0's, count = [0, 6] of S = 6; C = 4, so head h keeps
+    # round((1 - a) count_h + int(a 4)) besides its window: a 0.5 -> 2 and 5; a 1 -> 4 and 4 (9 and 10 in all,
+    # not 8); a 0 -> the plain top 6.
+    for alpha, want in (("0", [[6], [0, 1, 2, 3, 4, 5, 6]]), ("0.5", [[0, 1, 6], [0, 1, 2, 3, 4, 6]]),
+                        ("1", [[0, 1, 2, 3, 6], [0, 1, 2, 3, 6]])):
+        ck.eq(kept_sets("lava(budget=4, window=1, kernel=1, floor_alpha=%s)" % alpha, lay), want,
+              "hand: alloc=original floor_alpha %s caps" % alpha)
     gqa = hand([[1, 1, 2, 4, 4, 1]], np.ones((1, 6)), q=[1.0, -2.0])
     ck.eq(kept_sets("lava(budget=3, window=1, kernel=1)", gqa), [[3, 4, 5]], "hand: GQA maximum, not mean")
     gqa = hand([[.5, .5, .5, 1, 2, 1]], np.ones((1, 6)), q=[1.0, -1.0])
@@ -75,8 +82,9 @@ def self_tests(ck):
     rng = np.random.default_rng(3)
     lay = kvref.LayerData(rng.normal(size=(3, 80, 4)) * 2, rng.normal(size=(6, 80, 4)) * 2, np.arange(80), 80, 0, 6, 3, 4)
     lay.values = rng.normal(size=(3, 80, 4))
-    for spec, cap in (("lava(budget=20, window=4, kernel=3)", 20), ("lava(budget=0.25, window=4, kernel=3)", 24),
-                      ("lava(budget=0.25, window=4, kernel=5, floor_alpha=0.6, pooling=avg)", 24)):
+    for spec, cap in (("lava(budget=20, window=4, kernel=3, alloc=exact)", 20),
+                      ("lava(budget=0.25, window=4, kernel=3, alloc=exact)", 24),
+                      ("lava(budget=0.25, window=4, kernel=5, floor_alpha=0.6, pooling=avg, alloc=exact)", 24)):
         sets = kept_sets(spec, lay)
         ck.eq(sum(len(s) for s in sets), 3 * cap, "random: layer total for " + spec)
         ck.check(len({len(s) for s in sets}) > 1, "random: per-head counts vary for " + spec, [len(s) for s in sets])
@@ -84,10 +92,13 @@ def self_tests(ck):
     # The entropy layer split (hand example of lava_test.cpp).
     flat = hand([[1] * 9], np.ones((1, 9)))
     peaked = hand([[64, 32, 16, 8, 4, 2, 1, 1, 1]], np.ones((1, 9)))
-    p = ref_lava.LavaParams("lava(budget=5, window=1, kernel=1)")
+    p = ref_lava.LavaParams("lava(budget=5, window=1, kernel=1, alloc=exact)")
     ck.close(ref_lava.layer_statistic(p, flat), 1.0, "hand: flat score map, normalized entropy 1", rel=1e-9)
     ck.close(ref_lava.layer_statistic(p, peaked), 1.984375 / 3, "hand: halving score map", rel=1e-9)
     ck.eq(ref_lava.entropy_capacities(p, {0: flat, 1: peaked}, 9), {0: 6, 1: 4}, "hand: entropy split 4.815/3.185")
+    original = ref_lava.LavaParams("lava(budget=5, window=1, kernel=1)")
+    ck.eq(ref_lava.entropy_capacities(original, {0: flat, 1: peaked}, 9), {0: 5, 1: 4},
+          "hand: alloc=original floors the split 4.815/3.185 (int(density))")
     kept, _ = ref_lava.replay(p, peaked, capacity=4)
     ck.eq(np.nonzero(kept[0])[0].tolist(), [0, 1, 2, 8], "hand: the peaked layer keeps its top 3 + window")
 
@@ -96,13 +107,18 @@ MODELS = [("mha", 2, 2, 16, 256, 41), ("gqa", 8, 4, 16, 296, 42)]
 PARTIAL = [("gqa-3layers", 8, 4, 16, 296, 43)]   # num_layers 3, layers 0 and 1 traced
 N, M = 600, 8
 UNCHUNKED = [
-    "lava(budget=0.3)",                                                  # defaults: w=32 k=7 max alpha=0.2
+    "lava(budget=0.3)",                                   # defaults: w=32 k=7 max alpha=0.2 alloc=original
+    "lava(budget=0.3, alloc=exact)",
+    "lava(budget=0.2, window=16, kernel=5, pooling=avg, floor_alpha=0.5, alloc=exact)",
     "lava(budget=0.2, window=16, kernel=5, pooling=avg, floor_alpha=0.5)",
     "lava(budget=150, window=32, kernel=3, floor_alpha=0, layer_budget=uniform)",
 ]
 CHUNKED = [
     "lava(budget=0.3, window=16, kernel=5, layer_budget=uniform, prefill=chunk)",
     "lava(budget=120, window=8, kernel=3, pooling=avg, floor_alpha=0.4, layer_budget=uniform, prefill=chunk)",
+    "lava(budget=120, window=8, kernel=3, pooling=avg, floor_alpha=0.4, layer_budget=uniform, prefill=chunk, "
+    "alloc=exact)",
+    "lava(budget=0.1, window=8, kernel=5, prefill=post_fill, alloc=exact)",
     "lava(budget=0.1, window=8, kernel=5, prefill=post_fill)",
 ]
 
@@ -128,7 +144,7 @@ def capacity_of(ck, p, what, L, dtype):
     if p.layer_budget != "entropy":
         return None
     caps = ref_lava.entropy_capacities(p, TRACED, TRACED[L].n, dtype)
-    if dtype is np.float64:
+    if dtype is np.float64 and not ref_lava.original_alloc(p):
         n = TRACED[L].n
         uniform = ref_lava.rp.uniform_capacity(p, n, [(0, n)], 0)
         ck.eq(sum(caps.values()), len(caps) * uniform, what + ": entropy capacities sum to the traced total")
@@ -154,7 +170,7 @@ def make_check(ck, chunk):
                          "differs at %d (head, position) pairs, first %s" % (len(diff), diff[:6].tolist()))
                 return
         ck.check(True, what + ": kept masks == reference")
-        if cap is not None:
+        if cap is not None and not ref_lava.original_alloc(p):
             ck.eq(int(obs[:, :lay.n].sum()), lay.hkv * cap, what + ": layer keeps H x capacity prompt entries")
     return check
 
