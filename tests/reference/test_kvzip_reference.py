@@ -22,6 +22,7 @@ the latter runs with scoring=whole.
 
 usage: /usr/bin/python3 tests/reference/test_kvzip_reference.py --kvsim BIN --workdir DIR
 """
+import copy
 import math
 import os
 import re
@@ -148,11 +149,41 @@ class Scores:
         return self.cache[key]
 
 
+def decode_after_global(p, S, kept, n, m):
+    """kvsim's decode evictions after the global threshold (not in the original, which evicts once):
+    at each decode eviction point the layer keeps the count it kept after the prompt, the `window`
+    newest entries per head protected and the rest pooled over the heads by score (positions <
+    sinks and generated tokens first; ties: lower head, then lower position)."""
+    H = kept.shape[0]
+    total = int(kept[:, :n].sum())
+    resident = [list(np.nonzero(kept[h, :n])[0]) for h in range(H)]
+    for step in range(1, m + 1):
+        resident = [r + [n + step - 1] for r in resident]
+        if step % p.decode_every:
+            continue
+        wb = n + step - p.window
+        windows = [[t for t in r if t >= wb] for r in resident]
+        if sum(len(r) for r in resident) <= total:
+            continue
+        score = lambda h, t: math.inf if (t < p.sinks or t >= n) else float(S[h, t])
+        items = sorted(((h, t) for h in range(H) for t in resident[h] if t < wb), key=lambda it: (-score(*it), it))
+        sel = items[:max(0, total - sum(len(w) for w in windows))]
+        resident = [sorted([t for hh, t in sel if hh == h] + windows[h]) for h in range(H)]
+    out = np.zeros((H, n + m), dtype=bool)
+    for h in range(H):
+        out[h, resident[h]] = True
+    return out
+
+
 def check_global(ck, what, p, scores, L, obs):
-    """alloc=global: kvsim's mask of layer L == the original's threshold rule over all traced layers,
-    except context pairs within REL_TOL of the threshold (float32 vs float64)."""
+    """alloc=global: kvsim's mask of layer L == the original's threshold rule over all traced layers
+    (then kvsim's decode evictions, if any), except context pairs within REL_TOL of the threshold
+    (float32 vs float64)."""
     S = scores.get(p)
     want, thres = original_kept(scores.lays, S, p.sinks, p.window, p.budget_frac)
+    lay = scores.lays[L]
+    if p.decode_every:
+        want = {L: decode_after_global(p, S[L], want[L], lay.n, lay.m)}
     diff = np.argwhere(want[L] != obs)
     n = scores.lays[L].n
     near = [tuple(x) for x in diff if x[1] < n and abs(S[L][x[0], x[1]] - thres) <= REL_TOL * thres]
@@ -190,6 +221,15 @@ def report_jaccard(ck, tag, lays):
         base, _ = original_kept(lays, scores.get(base_p), 4, 32, ratio)
         bf, _ = original_kept(lays, scores.get(base_p, bf16), 4, 32, ratio)
         line = ["bf16 softmax %.3f" % jaccard(base, bf)]
+        # The trace's stored queries: every 16th of them (a scenario's default density; the original
+        # takes every repeat token's query).
+        sparse = {}
+        for L, lay in lays.items():
+            sub = copy.copy(lay)
+            sub.recon, sub.recon_rows = lay.recon[:, ::16], lay.recon_rows[::16]
+            sparse[L] = sub
+        sub_kept, _ = original_kept(lays, original_scores(sparse, 4, 32), 4, 32, ratio)
+        line.append("1/16 of the stored queries %.3f" % jaccard(base, sub_kept))
         whole_p = KvzipSpec("kvzip(budget=%g, scoring=whole)" % ratio)
         whole, _ = original_kept(lays, scores.get(whole_p), 4, 32, ratio)
         line.append("scoring=whole %.3f" % jaccard(base, whole))
@@ -259,7 +299,7 @@ def run(ck, args):
             for name in ("recon_passes", "recon_keys", "recon_query_rows"):
                 del f["requests/0/layer_%d/%s" % (L, name)]
     refused(ck, args, "v10", wd, model_ini, trace, "kvzip",
-            r"scores each reconstruction pass's own chunk .* trace\.h5 has no dataset /requests/0/layer_0/recon_passes",
+            r"scores each reconstruction pass's own chunk .*trace\.h5 has no dataset /requests/0/layer_0/recon_passes",
             "kvzip (scoring=chunk) on a format 1.0 trace is refused naming recon_passes")
     refused(ck, args, "v10_whole", wd, model_ini, trace, "kvzip(scoring=whole)", None,
             "kvzip(scoring=whole) runs on a format 1.0 trace")
