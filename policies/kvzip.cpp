@@ -51,7 +51,7 @@ constexpr float kProtected = std::numeric_limits<float>::infinity();
 
 struct KvzipState final : PolicyState {
   std::shared_ptr<const KvzipScores> scores;
-  std::vector<bool> full_heads;  // level=head
+  std::vector<bool> full_heads;   // level=head
   std::int64_t layer_total = -1;  // alloc=global: entries the layer kept at the post-fill threshold
 };
 
@@ -166,7 +166,8 @@ class KvzipPolicy final : public Policy {
     for (std::size_t h = 0; h < residency.size(); ++h) {
       std::vector<std::int32_t> kept;
       for (const std::int32_t p : residency[h]) {
-        if (p < begin || p >= end || static_cast<double>(s.pair[h][static_cast<std::size_t>(p)]) > thres) kept.push_back(p);
+        if (p < begin || p >= end || static_cast<double>(s.pair[h][static_cast<std::size_t>(p)]) > thres)
+          kept.push_back(p);
       }
       residency[h] = std::move(kept);
       total += static_cast<std::int64_t>(residency[h].size());
@@ -207,9 +208,8 @@ class KvzipPolicy final : public Policy {
     std::vector<std::vector<std::int32_t>> keep(heads);  // indices of kept scored entries, ascending
     if (alloc_ != Alloc::kHead) {
       // alloc=global after its post-fill threshold (a decode eviction): the layer keeps its count.
-      const std::int64_t layer_capacity = alloc_ == Alloc::kGlobal
-                                              ? static_cast<KvzipState&>(*ctx.state).layer_total
-                                              : static_cast<std::int64_t>(heads) * capacity;
+      const std::int64_t layer_capacity = alloc_ == Alloc::kGlobal ? static_cast<KvzipState&>(*ctx.state).layer_total
+                                                                   : static_cast<std::int64_t>(heads) * capacity;
       std::int64_t total = 0;
       for (const auto& r : residency) total += static_cast<std::int64_t>(r.size());
       if (layer_capacity < 0 || total <= layer_capacity) return;
@@ -318,10 +318,11 @@ void register_kvzip(PolicyRegistry& registry) {
          "window; level=head: fraction of the KV heads kept whole (floor(budget x layers x heads), spread evenly)",
          {{"level", "head", "0.6"}}},
         {"level", "token", "token (every KV entry competes; KVzip's pair level) | head (one score per KV head)"},
-        {"alloc", "global",
+        {"alloc",
+         "global",
          "level=token: global (one threshold over all traced layers and heads: KVzip level=pair, kvpress "
          "layerwise=False; needs prefill=post_fill) | layer (the layer's heads share heads x capacity entries; kvpress "
-         "layerwise=True) | head (same capacity per head; KVzip level=pair-uniform)",
+         "layerwise=True) | head (same capacity per head, as KVzip level=pair-uniform but with kvsim's capacity)",
          {{"prefill", "chunk", "layer"}, {"prefill", "none", "layer"}}},
         {"scoring", "chunk",
          "chunk (the original: each reconstruction pass scores its own context chunk, softmax over [sinks | chunk | "
@@ -336,7 +337,9 @@ void register_kvzip(PolicyRegistry& registry) {
          const Budget budget = Budget::read(args, "budget");
          const auto points = read_eviction_points(args);
          const std::string alloc_text = args.get_choice("alloc", {"global", "layer", "head"});
-         const Alloc alloc = alloc_text == "global" ? Alloc::kGlobal : alloc_text == "layer" ? Alloc::kLayer : Alloc::kHead;
+         const Alloc alloc = alloc_text == "global"  ? Alloc::kGlobal
+                             : alloc_text == "layer" ? Alloc::kLayer
+                                                     : Alloc::kHead;
          const KvzipScoring scoring =
              args.get_choice("scoring", {"chunk", "whole"}) == "chunk" ? KvzipScoring::kChunk : KvzipScoring::kWhole;
          const std::int64_t sinks = args.get_int("sinks");
@@ -350,12 +353,14 @@ void register_kvzip(PolicyRegistry& registry) {
          if (head_level) args.set_canonical("alloc", "");  // level=head has no allocation
          if (!head_level && alloc == Alloc::kGlobal) {
            if (points.prefill != PrefillEviction::kPostFill) {
-             args.fail("alloc", "global thresholds once after the prompt (the original); it needs prefill=post_fill "
-                                "(use alloc=layer or alloc=head with prefill=chunk|none)");
+             args.fail("alloc",
+                       "global thresholds once after the prompt (the original); it needs prefill=post_fill "
+                       "(use alloc=layer or alloc=head with prefill=chunk|none)");
            }
            if (!budget.is_fraction) {
-             args.fail("budget", "alloc=global takes the original's ratio, a fraction (< 1) of the context; use "
-                                 "alloc=layer or alloc=head for a token count");
+             args.fail("budget",
+                       "alloc=global takes the original's ratio, a fraction (< 1) of the context; use "
+                       "alloc=layer or alloc=head for a token count");
            }
          }
          if (!budget.is_fraction && budget.tokens <= window) {

@@ -130,8 +130,8 @@ std::uint64_t content_key(const LayerTrace& trace, const ModelShape& model, std:
   ContentHash hash;
   for (const std::int64_t v :
        {static_cast<std::int64_t>(trace.layer), prompt_tokens, static_cast<std::int64_t>(scoring), sinks,
-        static_cast<std::int64_t>(model.num_q_heads),
-        static_cast<std::int64_t>(model.num_kv_heads), static_cast<std::int64_t>(model.head_dim)}) {
+        static_cast<std::int64_t>(model.num_q_heads), static_cast<std::int64_t>(model.num_kv_heads),
+        static_cast<std::int64_t>(model.head_dim)}) {
     hash.add(static_cast<std::uint64_t>(v));
   }
   for (const HeadMatrix& k : trace.keys) hash.add(k.data(), static_cast<std::size_t>(prompt_tokens * k.cols()));
@@ -223,7 +223,8 @@ std::shared_ptr<const KvzipScores> kvzip_scores(const LayerTrace& trace, const M
   }
   // Waiters help with the computation's parallel work instead of blocking a worker thread.
   tbb::collaborative_call_once(entry->once, [&] {
-    entry->scores = std::make_shared<const KvzipScores>(compute_kvzip_scores(trace, model, prompt_tokens, scoring, sinks));
+    entry->scores =
+        std::make_shared<const KvzipScores>(compute_kvzip_scores(trace, model, prompt_tokens, scoring, sinks));
   });
   return entry->scores;
 }

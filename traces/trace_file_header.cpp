@@ -137,8 +137,8 @@ RequestInfo read_request(const H5::Group& requests, const std::string& id, Trace
       fail_input(path, h5::join(group_path, name) + ": missing group; traced_layers lists layer " +
                            std::to_string(layer) + ", so every request needs it");
     }
-    const LayerContext context{path, h5::join(group_path, name), &header.model, request.total_tokens(),
-                               request.prompt_tokens, layer};
+    const LayerContext context{
+        path, h5::join(group_path, name), &header.model, request.total_tokens(), request.prompt_tokens, layer};
     LayerLayout layout = read_layer_layout(group.openGroup(name), context);
     if (layout.has_recon_queries) header.recon_query_layers[id].push_back(layer);
     if (layout.has_recon_passes) header.recon_pass_layers[id].push_back(layer);

@@ -108,8 +108,9 @@ std::vector<ReconPass> read_recon_passes(const H5::DataSet& dataset, const Layer
   const std::string name = "recon_passes";
   const std::vector<hsize_t> dims = h5::dims_of(dataset.getSpace());
   if (dims.size() != 2 || dims[1] != 4 || dims[0] == 0) {
-    fail_at(context, name,
-            "shape " + h5::shape_text(dims) + "; expected [P >= 1, 4] of (context_begin, context_end, key_begin, key_end)");
+    fail_at(
+        context, name,
+        "shape " + h5::shape_text(dims) + "; expected [P >= 1, 4] of (context_begin, context_end, key_begin, key_end)");
   }
   const std::vector<std::int64_t> v = read_int64s(dataset, context, name, dims, "[P, 4]");
   std::vector<ReconPass> passes;
@@ -134,8 +135,8 @@ std::vector<ReconPass> read_recon_passes(const H5::DataSet& dataset, const Layer
   }
   if (passes.back().key_end != keys) {
     fail_at(context, name,
-            "the passes' key rows end at " + std::to_string(passes.back().key_end) + "; recon_keys holds R=" +
-                std::to_string(keys));
+            "the passes' key rows end at " + std::to_string(passes.back().key_end) +
+                "; recon_keys holds R=" + std::to_string(keys));
   }
   return passes;
 }
@@ -147,13 +148,17 @@ void read_recon_pass_layout(const H5::Group& group, const LayerContext& context,
   const auto rows = open_dataset(group, context, "recon_query_rows", false);
   if (!passes && !keys && !rows) return;
   if (!passes || !keys || !rows || !layout.has_recon_queries) {
-    const char* missing = !passes ? "recon_passes" : !keys ? "recon_keys" : !rows ? "recon_query_rows" : "recon_queries";
+    const char* missing = !passes ? "recon_passes"
+                          : !keys ? "recon_keys"
+                          : !rows ? "recon_query_rows"
+                                  : "recon_queries";
     fail_at(context, missing,
             "missing dataset; recon_passes, recon_keys and recon_query_rows come together, with recon_queries");
   }
   const ModelShape& model = *context.model;
   layout.has_recon_passes = true;
-  layout.num_recon_keys = check_float_dataset(*keys, context, "recon_keys", model.num_kv_heads, -1, "num_kv_heads", "R");
+  layout.num_recon_keys =
+      check_float_dataset(*keys, context, "recon_keys", model.num_kv_heads, -1, "num_kv_heads", "R");
   layout.recon_passes = read_recon_passes(*passes, context, layout.num_recon_keys);
   const auto t_r = static_cast<hsize_t>(layout.num_recon_queries);
   layout.recon_query_rows = read_int64s(*rows, context, "recon_query_rows", {t_r},
@@ -275,8 +280,8 @@ LayerTrace read_layer(const H5::Group& group, const LayerContext& context) {
                                      layout.num_recon_queries);
   }
   if (layout.has_recon_passes) {
-    trace.recon_keys = read_heads(group.openDataSet("recon_keys"), context, "recon_keys", model.num_kv_heads,
-                                  layout.num_recon_keys);
+    trace.recon_keys =
+        read_heads(group.openDataSet("recon_keys"), context, "recon_keys", model.num_kv_heads, layout.num_recon_keys);
     trace.recon_passes = std::move(layout.recon_passes);
     trace.recon_query_rows = std::move(layout.recon_query_rows);
   }

@@ -104,8 +104,8 @@ void write_heads(Hdf5Writer& writer, const H5::Group& group, const std::string& 
 
 void write_int64s(Hdf5Writer& writer, const H5::Group& group, const std::string& name,
                   const std::vector<std::int64_t>& values, const std::vector<hsize_t>& dims) {
-  const H5::DataSet& dataset = writer.dataset(group, name, H5::PredType::STD_I64LE,
-                                              H5::DataSpace(static_cast<int>(dims.size()), dims.data()));
+  const H5::DataSet& dataset =
+      writer.dataset(group, name, H5::PredType::STD_I64LE, H5::DataSpace(static_cast<int>(dims.size()), dims.data()));
   if (!values.empty()) dataset.write(values.data(), H5::PredType::NATIVE_INT64);
   writer.close(dataset);
 }
@@ -122,7 +122,8 @@ void write_recon_passes(Hdf5Writer& writer, const H5::Group& group, const LayerT
   check_heads(trace.recon_keys, static_cast<std::size_t>(model.num_kv_heads), rows, model.head_dim,
               where + " recon_keys");
   std::vector<std::int64_t> passes;
-  for (const ReconPass& p : trace.recon_passes) passes.insert(passes.end(), {p.context_begin, p.context_end, p.key_begin, p.key_end});
+  for (const ReconPass& p : trace.recon_passes)
+    passes.insert(passes.end(), {p.context_begin, p.context_end, p.key_begin, p.key_end});
   write_int64s(writer, group, "recon_passes", passes, {trace.recon_passes.size(), 4});
   write_heads(writer, group, "recon_keys", trace.recon_keys, static_cast<hsize_t>(rows),
               static_cast<hsize_t>(model.head_dim), options, path, where);

@@ -117,12 +117,15 @@ TEST(Kvzip, HandTokenLevel) {
   const HandKvzip hand;
   // Budget 4 tokens incl. window 1, sink 1: each head keeps 0 (sink), 5 (window) and two more.
   // Per head: head 0 ranks 4 (.254) > 3 (.127) > 1 (.109) > 2 -> {3, 4}; head 1 -> {1, 2}.
-  EXPECT_EQ(hand.kept("kvzip(budget=4, alloc=head, sinks=1, window=1, scoring=whole)"), (LayerResidency{{0, 3, 4, 5}, {0, 1, 2, 5}}));
+  EXPECT_EQ(hand.kept("kvzip(budget=4, alloc=head, sinks=1, window=1, scoring=whole)"),
+            (LayerResidency{{0, 3, 4, 5}, {0, 1, 2, 5}}));
   // Pooled over the layer: 8 entries = 2 windows + 2 sinks + the 4 best of the rest across heads:
   // .3 (h1:1), .254 (h0:4), .25 (h1:2), .2 (h1:3).
-  EXPECT_EQ(hand.kept("kvzip(budget=4, alloc=layer, sinks=1, window=1, scoring=whole)"), (LayerResidency{{0, 4, 5}, {0, 1, 2, 3, 5}}));
+  EXPECT_EQ(hand.kept("kvzip(budget=4, alloc=layer, sinks=1, window=1, scoring=whole)"),
+            (LayerResidency{{0, 4, 5}, {0, 1, 2, 3, 5}}));
   // Without sinks position 0 competes: head 0's .508 is its best.
-  EXPECT_EQ(hand.kept("kvzip(budget=3, alloc=head, sinks=0, window=1, scoring=whole)"), (LayerResidency{{0, 4, 5}, {1, 2, 5}}));
+  EXPECT_EQ(hand.kept("kvzip(budget=3, alloc=head, sinks=0, window=1, scoring=whole)"),
+            (LayerResidency{{0, 4, 5}, {1, 2, 5}}));
 }
 
 TEST(Kvzip, HandHeadLevel) {
@@ -134,7 +137,8 @@ TEST(Kvzip, HandHeadLevel) {
   // Counting the sink, head 0's .508 wins.
   EXPECT_EQ(hand.kept("kvzip(level=head, budget=0.5, sinks=0, window=2, scoring=whole)"),
             (LayerResidency{{0, 1, 2, 3, 4, 5}, {4, 5}}));
-  EXPECT_EQ(hand.kept("kvzip(level=head, budget=0.4, sinks=1, window=1, scoring=whole)"), (LayerResidency{{0, 5}, {0, 5}}));
+  EXPECT_EQ(hand.kept("kvzip(level=head, budget=0.4, sinks=1, window=1, scoring=whole)"),
+            (LayerResidency{{0, 5}, {0, 5}}));
 }
 
 TEST(Kvzip, HandDecodeStepsKeepGeneratedTokens) {
@@ -196,9 +200,8 @@ TEST(Kvzip, KeptCountsFollowTheCapacityRule) {
   for (int g = 0; g < 4; ++g) t.recon_queries.push_back(testing_support::random_matrix(rng, 20, 8));
   const PassPlan plan = make_pass_plan(50, 3, 16);
   for (const LayerTrace* layer : {static_cast<const LayerTrace*>(&t), static_cast<const LayerTrace*>(nullptr)}) {
-    for (const char* spec :
-         {"kvzip(budget=0.2, window=4, prefill=chunk, alloc=head, scoring=whole)",
-          "kvzip(budget=0.2, window=4, prefill=chunk, scoring=whole)"}) {
+    for (const char* spec : {"kvzip(budget=0.2, window=4, prefill=chunk, alloc=head, scoring=whole)",
+                             "kvzip(budget=0.2, window=4, prefill=chunk, scoring=whole)"}) {
       testing_support::RecordingPolicy policy(PolicyRegistry::builtin().create(spec));
       replay_layer({model, source.header().requests[0], plan, 0, layer, {}}, policy);
       // Chunks 16,16,16,2: min(round(3.2)+4, c) = 7, 7, 7, 2 -> 7, 14, 21, 23 (per head, or per

@@ -59,8 +59,8 @@ TEST(SynthRecon, PassesFollowKvzipsChunks) {
   const SynthReconPlan plan = synth_recon_plan(params(300));
   EXPECT_EQ(plan.passes, (std::vector<ReconPass>{{4, 2004, 0, 2016}, {2004, 2016, 2016, 2052}}));
   ASSERT_EQ(plan.key_positions.size(), 2052u);
-  EXPECT_EQ(plan.key_positions[15], 4);      // repeat prompt: at its pass's first context position
-  EXPECT_EQ(plan.key_positions[16], 4);      // the copy of position 4
+  EXPECT_EQ(plan.key_positions[15], 4);  // repeat prompt: at its pass's first context position
+  EXPECT_EQ(plan.key_positions[16], 4);  // the copy of position 4
   EXPECT_EQ(plan.key_positions[2015], 2003);
   EXPECT_EQ(plan.key_positions[2032], 1996);  // pass 1 repeats ids 1996..2003 first
   EXPECT_EQ(plan.key_positions[2040], 2004);
