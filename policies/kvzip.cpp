@@ -85,7 +85,7 @@ class KvzipPolicy final : public Policy {
 
   // alloc=global: the layer's context scores, (head, position) order.
   LayerStatistic layer_statistic(const EvictionContext& ctx, const LayerResidency& /*prompt*/) const override {
-    return context_scores(*kvzip_scores(*ctx.trace, ctx.model, ctx.request.prompt_tokens, scoring_, sinks_));
+    return context_scores(*kvzip_scores(*ctx.trace, ctx.model, ctx.request.prompt_tokens, scoring_, scoring_sinks()));
   }
   std::unique_ptr<PolicyState> make_state() const override { return std::make_unique<KvzipState>(); }
 
@@ -121,10 +121,13 @@ class KvzipPolicy final : public Policy {
   }
   const KvzipScores& scores(const EvictionContext& ctx) const {
     auto& state = static_cast<KvzipState&>(*ctx.state);
-    if (!state.scores) state.scores = kvzip_scores(*ctx.trace, ctx.model, ctx.request.prompt_tokens, scoring_, sinks_);
+    if (!state.scores)
+      state.scores = kvzip_scores(*ctx.trace, ctx.model, ctx.request.prompt_tokens, scoring_, scoring_sinks());
     return *state.scores;
   }
 
+  // Whole-prompt scores do not depend on the sinks: one memoised result for every sinks value.
+  std::int64_t scoring_sinks() const { return scoring_ == KvzipScoring::kChunk ? sinks_ : 0; }
   bool global() const { return !head_level_ && alloc_ == Alloc::kGlobal; }
   // The context [sinks, n - window) of a prompt of n tokens.
   std::int64_t context_begin(std::int64_t n) const { return std::min(sinks_, n); }

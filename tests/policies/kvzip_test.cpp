@@ -232,6 +232,19 @@ TEST(Kvzip, UntracedHeadLevelCountsFullAndStreamingHeads) {
   EXPECT_EQ(token->untraced_head_groups(model, 2), (std::vector<int>{8}));
 }
 
+// alloc=global on an untraced layer: the sinks, the window and the mean share floor(ratio x context)
+// per head: 4 + 8 + floor(0.3 x 88) = 38 of a 100-token prompt.
+TEST(Kvzip, UntracedGlobalLayerKeepsTheMeanShare) {
+  const auto policy = PolicyRegistry::builtin().create("kvzip(budget=0.3, window=8)");
+  const ModelShape model{"m", 4, 16, 8, 16};
+  RequestInfo request;
+  request.prompt_tokens = 100;
+  const PassPlan plan = make_pass_plan(100, 0, 100);
+  const LayerReplay r = replay_layer({model, request, plan, 2, nullptr, {}}, *policy);
+  ASSERT_EQ(r.final_residency.size(), 1u);
+  EXPECT_EQ(r.final_residency[0].size(), 38u);
+}
+
 TEST(Kvzip, SpecDefaultsAndBadParameters) {
   const auto& reg = PolicyRegistry::builtin();
   EXPECT_EQ(reg.create("kvzip")->spec(),
