@@ -214,7 +214,7 @@ TEST(Kvzip, KeptCountsFollowTheCapacityRule) {
   }
 }
 
-TEST(Kvzip, UntracedHeadLevelCountsFullAndStreamingHeads) {
+TEST(Kvzip, UntracedLayersCountHeadLevelGroupsOrTheGlobalShare) {
   const auto policy = PolicyRegistry::builtin().create("kvzip(level=head, budget=0.6, sinks=4, window=8)");
   const ModelShape model{"m", 4, 16, 8, 16};
   // floor(0.6 x 4 x 8) = 19 full heads, spread over 4 layers: 4, 5, 5, 5.
@@ -230,19 +230,12 @@ TEST(Kvzip, UntracedHeadLevelCountsFullAndStreamingHeads) {
   EXPECT_EQ(r.footprint_entry_steps, 5 * 5050 + 3 * 5050);  // one pass: 5050 per head whatever it keeps
   const auto token = PolicyRegistry::builtin().create("kvzip");
   EXPECT_EQ(token->untraced_head_groups(model, 2), (std::vector<int>{8}));
-}
-
-// alloc=global on an untraced layer: the sinks, the window and the mean share floor(ratio x context)
-// per head: 4 + 8 + floor(0.3 x 88) = 38 of a 100-token prompt.
-TEST(Kvzip, UntracedGlobalLayerKeepsTheMeanShare) {
-  const auto policy = PolicyRegistry::builtin().create("kvzip(budget=0.3, window=8)");
-  const ModelShape model{"m", 4, 16, 8, 16};
-  RequestInfo request;
-  request.prompt_tokens = 100;
-  const PassPlan plan = make_pass_plan(100, 0, 100);
-  const LayerReplay r = replay_layer({model, request, plan, 2, nullptr, {}}, *policy);
-  ASSERT_EQ(r.final_residency.size(), 1u);
-  EXPECT_EQ(r.final_residency[0].size(), 38u);
+  // alloc=global: the sinks, the window and the mean share floor(ratio x context) per head:
+  // 4 + 8 + floor(0.3 x 88) = 38.
+  const auto global = PolicyRegistry::builtin().create("kvzip(budget=0.3, window=8)");
+  const LayerReplay g = replay_layer({model, request, plan, 2, nullptr, {}}, *global);
+  ASSERT_EQ(g.final_residency.size(), 1u);
+  EXPECT_EQ(g.final_residency[0].size(), 38u);
 }
 
 TEST(Kvzip, SpecDefaultsAndBadParameters) {
