@@ -114,6 +114,9 @@ class Policy {
   // True if the policy scores with the trace's recon_queries (a context-reconstruction pass, DESIGN.md
   // §3). The engine checks every traced layer stores them, and the synthesiser generates them.
   virtual bool requires_recon_queries() const { return false; }
+  // True if it also needs the reconstruction passes (recon_passes, recon_keys, recon_query_rows; trace
+  // format 1.1): KVzip's chunked scoring. Checked like requires_recon_queries().
+  virtual bool requires_recon_passes() const { return false; }
 
   // How the KV heads of untraced layer `layer` split into groups whose heads keep equal counts: the
   // number of heads in each group, summing to model.num_kv_heads. The layer is replayed with one

@@ -28,7 +28,7 @@ class SyntheticSource final : public TraceSource {
     layout_ = make_layout(params_);
     inv_freq_ = rope_inv_freq(params_.model);  // with the model's rope_scaling
     query_positions_ = stored_query_positions(params_);
-    recon_targets_ = recon_target_positions(params_.prompt_tokens, params_.recon_query_tokens);
+    recon_ = synth_recon_plan(params_);
     key_noise_std_.assign(layout_.head_dim, kContentDimNoise);
     for (int i = 0; i < layout_.pairs; ++i) {
       const bool marker = i >= layout_.pairs - 2 - kNeedlePairs;
@@ -58,7 +58,10 @@ class SyntheticSource final : public TraceSource {
     for (int h = 0; h < m.num_kv_heads; ++h) local[h] = local_vector(layer, h);
     generate_keys_values(layer, local, trace);
     generate_queries(layer, archetypes, local, trace);
-    if (!recon_targets_.empty()) generate_recon_queries(layer, archetypes, local, trace);
+    if (!recon_.targets.empty()) {
+      generate_recon_queries(layer, archetypes, local, trace);
+      generate_recon_keys(layer, local, trace);
+    }
     return trace;
   }
 
@@ -90,9 +93,10 @@ class SyntheticSource final : public TraceSource {
     };
     if (params_.head_map) header_.generator["head_map"] = params_.head_map->label;
     // Only when generated, so traces without recon queries keep their exact bytes.
-    if (!recon_targets_.empty()) {
-      header_.generator["recon_query_tokens"] = std::to_string(recon_targets_.size());
+    if (!recon_.targets.empty()) {
+      header_.generator["recon_query_tokens"] = std::to_string(recon_.targets.size());
       for (const int layer : header_.traced_layers) header_.recon_query_layers["0"].push_back(layer);
+      header_.recon_pass_layers["0"] = header_.recon_query_layers["0"];
     }
   }
 
@@ -208,7 +212,7 @@ class SyntheticSource final : public TraceSource {
   void generate_recon_queries(int layer, const std::vector<Archetype>& archetypes,
                               const std::vector<std::vector<float>>& local, LayerTrace& trace) const {
     const int group = params_.model.group_size();
-    const auto rows = static_cast<std::int64_t>(recon_targets_.size());
+    const auto rows = static_cast<std::int64_t>(recon_.targets.size());
     trace.recon_queries.resize(params_.model.num_q_heads);
     for (auto& q : trace.recon_queries) q.resize(rows, layout_.head_dim);
     const std::vector<double> local_norm2 = squared_norms(local);
@@ -216,7 +220,7 @@ class SyntheticSource final : public TraceSource {
     tbb::parallel_for(std::int64_t{0}, params_.model.num_q_heads * rows, [&](std::int64_t job) {
       const int g = static_cast<int>(job / rows);
       const std::int64_t row = job % rows;
-      const std::int64_t target = recon_targets_[row];
+      const std::int64_t target = recon_.targets[static_cast<std::size_t>(row)];
       const int h = g / group;
       const QueryStrengths s = recon_query_strengths(params_, layout_, layer, g, archetypes[h], target);
       KeyedRng rng(hash_key(params_.seed, static_cast<std::uint64_t>(layer), static_cast<std::uint64_t>(g),
@@ -225,11 +229,40 @@ class SyntheticSource final : public TraceSource {
     });
   }
 
+  // The keys of every repeat token: its KV head's recency vector plus noise (its own stream), no
+  // sink, heavy-hitter or needle marker, rotated to SynthReconPlan::key_positions. A copy thus
+  // shares its original's recency, so local heads split their attention between the chunk and its
+  // copy (as a real repeat pass's local heads attend to the tokens just repeated), while sink,
+  // retrieval and heavy-hitter heads keep theirs on the originals.
+  void generate_recon_keys(int layer, const std::vector<std::vector<float>>& local, LayerTrace& trace) const {
+    const int d = layout_.head_dim;
+    const int heads = params_.model.num_kv_heads;
+    const auto rows = static_cast<std::int64_t>(recon_.key_positions.size());
+    const RopeTable rope(0, params_.prompt_tokens, inv_freq_);
+    trace.recon_passes = recon_.passes;
+    trace.recon_query_rows = recon_.query_rows;
+    trace.recon_keys.resize(heads);
+    for (auto& k : trace.recon_keys) k.resize(rows, d);
+    const std::int64_t blocks = (rows + kBlockTokens - 1) / kBlockTokens;
+    tbb::parallel_for(std::int64_t{0}, heads * blocks, [&](std::int64_t job) {
+      const int h = static_cast<int>(job / blocks);
+      const std::int64_t begin = (job % blocks) * kBlockTokens;
+      for (std::int64_t r = begin; r < std::min(rows, begin + kBlockTokens); ++r) {
+        float* key = trace.recon_keys[h].row(r).data();
+        KeyedRng rng(hash_key(params_.seed, static_cast<std::uint64_t>(layer), static_cast<std::uint64_t>(h),
+                              static_cast<std::uint64_t>(r), kReconKeyStream));
+        fill_normal(rng, key, d, 1.0);
+        for (int i = 0; i < d; ++i) key[i] = key[i] * key_noise_std_[i] + local[h][i];
+        rope.rotate(key, recon_.key_positions[static_cast<std::size_t>(r)]);
+      }
+    });
+  }
+
   SynthParams params_;
   Layout layout_;
   std::vector<double> inv_freq_;
   std::vector<std::int64_t> query_positions_;
-  std::vector<std::int64_t> recon_targets_;  // prompt position each reconstruction step re-reads
+  SynthReconPlan recon_;  // the reconstruction passes; empty without recon queries
   std::vector<float> key_noise_std_;
   TraceHeader header_;
 };

@@ -33,6 +33,7 @@ enum Purpose : std::uint64_t {
   kArchetypeStream = 6,
   kNeedleStream = 7,
   kReconQueryStream = 8,
+  kReconKeyStream = 9,
 };
 
 // ---- Tuned constants (measured in tests/traces/synth_test.cpp; see the report in the issue) ----

@@ -63,13 +63,40 @@ void validate_synth_params(const SynthParams& p, const std::string& where) {
   }
 }
 
-std::vector<std::int64_t> recon_target_positions(std::int64_t prompt_tokens, std::int64_t recon_query_tokens) {
-  const std::int64_t steps = std::min(recon_query_tokens, prompt_tokens);
+std::vector<std::int64_t> recon_target_positions(std::int64_t context_tokens, std::int64_t recon_query_tokens,
+                                                 std::int64_t begin) {
+  const std::int64_t steps = std::min(recon_query_tokens, context_tokens);
   std::vector<std::int64_t> positions;
   positions.reserve(static_cast<std::size_t>(std::max<std::int64_t>(steps, 0)));
-  // Centred strides: step i covers [i·n/T_r, (i+1)·n/T_r) and re-reads its middle.
-  for (std::int64_t i = 0; i < steps; ++i) positions.push_back((2 * i + 1) * prompt_tokens / (2 * steps));
+  // Centred strides: step i covers [i·C/T_r, (i+1)·C/T_r) and re-reads its middle.
+  for (std::int64_t i = 0; i < steps; ++i) positions.push_back(begin + (2 * i + 1) * context_tokens / (2 * steps));
   return positions;
+}
+
+SynthReconPlan synth_recon_plan(const SynthParams& p) {
+  SynthReconPlan plan;
+  if (p.recon_query_tokens <= 0) return plan;
+  // KVzip re-reads the context between the system prompt (here the sinks) and the question.
+  const std::int64_t begin = std::min(synth::kSinkTokens, p.prompt_tokens - 1);
+  const std::int64_t end = std::max(begin + 1, p.prompt_tokens - p.question_tokens);
+  for (std::int64_t b = begin; b < end; b += kReconChunkTokens) {
+    const std::int64_t e = std::min(end, b + kReconChunkTokens);
+    const auto key_begin = static_cast<std::int64_t>(plan.key_positions.size());
+    for (std::int64_t i = 0; i < kReconPromptTokens; ++i) plan.key_positions.push_back(b);
+    if (b > begin) {
+      for (std::int64_t j = std::max(begin, b - kReconPrevTokens); j < b; ++j) plan.key_positions.push_back(j);
+    }
+    for (std::int64_t j = b; j < e; ++j) plan.key_positions.push_back(j);
+    plan.passes.push_back({b, e, key_begin, static_cast<std::int64_t>(plan.key_positions.size())});
+  }
+  plan.targets = recon_target_positions(end - begin, p.recon_query_tokens, begin);
+  std::size_t pass = 0;
+  for (const std::int64_t t : plan.targets) {
+    while (plan.passes[pass].context_end <= t) ++pass;
+    const ReconPass& r = plan.passes[pass];
+    plan.query_rows.push_back(r.key_end - (r.context_end - t));  // the copy is the pass's tail
+  }
+  return plan;
 }
 
 namespace synth {

@@ -38,14 +38,31 @@ struct TraceHeader {
   // Free-form generator parameters (synthetic files), written as root attributes.
   std::map<std::string, std::string> generator;
   std::uint64_t seed = 0;  // synthetic only
+  // Format minor version (root attribute version_minor, absent = 0): minor versions add optional
+  // data only, so every 1.x file is read. 1 added the reconstruction passes (LayerTrace::recon_passes).
+  std::int64_t version_minor = 0;
   // Request id -> its traced layers that store recon_queries (sorted; absent: none), so a policy
   // that scores with them is refused before any layer is loaded. Derived from the layers, not
   // written as an attribute.
   std::map<std::string, std::vector<int>> recon_query_layers;
+  // Likewise the layers that also store the reconstruction passes (recon_passes, recon_keys,
+  // recon_query_rows; format 1.1), which KVzip's chunked scoring needs.
+  std::map<std::string, std::vector<int>> recon_pass_layers;
   // Request id -> traced layer -> positions of its stored queries (sorted), likewise so that a
   // replay needing a query the file lacks is refused up front. Trace files only (empty for a
   // synthetic source, which stores every query its policies need).
   std::map<std::string, std::map<int, std::vector<std::int64_t>>> query_positions;
+};
+
+// One pass of a chunked context reconstruction (KVzip's self_task: the model re-reads one context
+// chunk after a repeat prompt): it re-reads prompt positions [context_begin, context_end), and its
+// own tokens (the repeat prompt, then the copy of the chunk) are recon_keys rows [key_begin, key_end).
+struct ReconPass {
+  std::int64_t context_begin = 0;
+  std::int64_t context_end = 0;
+  std::int64_t key_begin = 0;
+  std::int64_t key_end = 0;
+  bool operator==(const ReconPass&) const = default;
 };
 
 // One traced layer of one request.
@@ -56,6 +73,13 @@ struct LayerTrace {
   std::vector<HeadMatrix> queries;            // [num_q_heads] of [T_q, head_dim], post-RoPE
   std::vector<std::int64_t> query_positions;  // [T_q], sorted ascending, 0-based
   std::vector<HeadMatrix> recon_queries;      // [num_q_heads] of [T_r, head_dim]; empty if absent
+  // Format 1.1, optional with recon_queries: the reconstruction passes, the post-RoPE keys of every
+  // token of every pass ([num_kv_heads] of [R, head_dim], passes in order), and for each
+  // recon_queries row the recon_keys row of its own token (sorted), which places it in its pass and
+  // bounds its causal mask. All three empty if absent.
+  std::vector<ReconPass> recon_passes;
+  std::vector<HeadMatrix> recon_keys;
+  std::vector<std::int64_t> recon_query_rows;  // [T_r]
   // Synthetic traces: KV heads whose queries attend to the planted needles (for needle retention),
   // and the archetype of each KV head ("sink", "local", "retrieval", "heavy_hitter", "diffuse").
   std::vector<int> needle_heads;

@@ -137,9 +137,11 @@ RequestInfo read_request(const H5::Group& requests, const std::string& id, Trace
       fail_input(path, h5::join(group_path, name) + ": missing group; traced_layers lists layer " +
                            std::to_string(layer) + ", so every request needs it");
     }
-    const LayerContext context{path, h5::join(group_path, name), &header.model, request.total_tokens(), layer};
+    const LayerContext context{
+        path, h5::join(group_path, name), &header.model, request.total_tokens(), request.prompt_tokens, layer};
     LayerLayout layout = read_layer_layout(group.openGroup(name), context);
     if (layout.has_recon_queries) header.recon_query_layers[id].push_back(layer);
+    if (layout.has_recon_passes) header.recon_pass_layers[id].push_back(layer);
     header.query_positions[id][layer] = std::move(layout.query_positions);
   }
   return request;
@@ -157,6 +159,13 @@ TraceHeader read_trace_header(const H5::H5File& file, const std::string& path) {
                              std::to_string(kVersion) + " only");
   }
   TraceHeader header;
+  // A compatible addition to version 1 (absent: 0); any minor version is read.
+  if (root.has("version_minor")) {
+    header.version_minor = root.integer("version_minor");
+    if (header.version_minor < 0) {
+      root.fail("version_minor", "is " + std::to_string(header.version_minor) + "; expected an integer >= 0");
+    }
+  }
   header.model = read_model(root, path);
   header.source = root.string("source");
   if (header.source != "recorded" && header.source != "synthetic") {

@@ -16,6 +16,7 @@ struct LayerContext {
   std::string group_path;  // "/requests/<id>/layer_<L>"
   const ModelShape* model = nullptr;
   std::int64_t total_tokens = 0;  // prompt + generated
+  std::int64_t prompt_tokens = 0;
   int layer = 0;
 };
 
@@ -25,6 +26,11 @@ struct LayerLayout {
   std::int64_t num_queries = 0;
   std::int64_t num_recon_queries = 0;
   bool has_recon_queries = false;
+  // Format 1.1 reconstruction passes (all three datasets or none; only with recon_queries).
+  bool has_recon_passes = false;
+  std::int64_t num_recon_keys = 0;  // R
+  std::vector<ReconPass> recon_passes;
+  std::vector<std::int64_t> recon_query_rows;
   std::vector<std::int64_t> query_positions;
   std::vector<int> needle_heads;
   std::vector<std::string> head_archetypes;

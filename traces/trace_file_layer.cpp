@@ -85,6 +85,95 @@ std::vector<std::int64_t> read_positions(const H5::DataSet& dataset, const Layer
   return positions;
 }
 
+// An integer dataset of shape `dims` (its names in `dims_text` for messages), read as int64.
+std::vector<std::int64_t> read_int64s(const H5::DataSet& dataset, const LayerContext& context, const std::string& name,
+                                      const std::vector<hsize_t>& dims, const std::string& dims_text) {
+  if (dataset.getTypeClass() != H5T_INTEGER) fail_at(context, name, "element type is not integer; expected int64");
+  const std::vector<hsize_t> got = h5::dims_of(dataset.getSpace());
+  if (got != dims) fail_at(context, name, "shape " + h5::shape_text(got) + " does not match " + dims_text);
+  std::size_t count = 1;
+  for (const hsize_t d : dims) count *= static_cast<std::size_t>(d);
+  std::vector<std::int64_t> values(count);
+  try {
+    if (!values.empty()) dataset.read(values.data(), H5::PredType::NATIVE_INT64);
+  } catch (const H5::Exception& e) {
+    read_failed(context, name, e);
+  }
+  return values;
+}
+
+// recon_passes [P, 4] (context_begin, context_end, key_begin, key_end): contexts ascending and
+// disjoint within the prompt, key ranges non-empty and tiling [0, R) in order.
+std::vector<ReconPass> read_recon_passes(const H5::DataSet& dataset, const LayerContext& context, std::int64_t keys) {
+  const std::string name = "recon_passes";
+  const std::vector<hsize_t> dims = h5::dims_of(dataset.getSpace());
+  if (dims.size() != 2 || dims[1] != 4 || dims[0] == 0) {
+    fail_at(
+        context, name,
+        "shape " + h5::shape_text(dims) + "; expected [P >= 1, 4] of (context_begin, context_end, key_begin, key_end)");
+  }
+  const std::vector<std::int64_t> v = read_int64s(dataset, context, name, dims, "[P, 4]");
+  std::vector<ReconPass> passes;
+  for (std::size_t i = 0; i < v.size(); i += 4) {
+    const ReconPass p{v[i], v[i + 1], v[i + 2], v[i + 3]};
+    const std::string row = "pass " + std::to_string(passes.size()) + " (" + std::to_string(p.context_begin) + ", " +
+                            std::to_string(p.context_end) + ", " + std::to_string(p.key_begin) + ", " +
+                            std::to_string(p.key_end) + ")";
+    const std::int64_t context_floor = passes.empty() ? 0 : passes.back().context_end;
+    if (p.context_begin < context_floor || p.context_begin >= p.context_end || p.context_end > context.prompt_tokens) {
+      fail_at(context, name,
+              row + ": context [begin, end) must be non-empty, within the prompt [0, " +
+                  std::to_string(context.prompt_tokens) + ") and after the previous pass's");
+    }
+    const std::int64_t key_floor = passes.empty() ? 0 : passes.back().key_end;
+    if (p.key_begin != key_floor || p.key_end <= p.key_begin) {
+      fail_at(context, name,
+              row + ": key rows must be non-empty and start where the previous pass's end (" +
+                  std::to_string(key_floor) + ")");
+    }
+    passes.push_back(p);
+  }
+  if (passes.back().key_end != keys) {
+    fail_at(context, name,
+            "the passes' key rows end at " + std::to_string(passes.back().key_end) +
+                "; recon_keys holds R=" + std::to_string(keys));
+  }
+  return passes;
+}
+
+// recon_passes, recon_keys and recon_query_rows (format 1.1): all or none, and only with recon_queries.
+void read_recon_pass_layout(const H5::Group& group, const LayerContext& context, LayerLayout& layout) {
+  const auto passes = open_dataset(group, context, "recon_passes", false);
+  const auto keys = open_dataset(group, context, "recon_keys", false);
+  const auto rows = open_dataset(group, context, "recon_query_rows", false);
+  if (!passes && !keys && !rows) return;
+  if (!passes || !keys || !rows || !layout.has_recon_queries) {
+    const char* missing = !passes ? "recon_passes"
+                          : !keys ? "recon_keys"
+                          : !rows ? "recon_query_rows"
+                                  : "recon_queries";
+    fail_at(context, missing,
+            "missing dataset; recon_passes, recon_keys and recon_query_rows come together, with recon_queries");
+  }
+  const ModelShape& model = *context.model;
+  layout.has_recon_passes = true;
+  layout.num_recon_keys =
+      check_float_dataset(*keys, context, "recon_keys", model.num_kv_heads, -1, "num_kv_heads", "R");
+  layout.recon_passes = read_recon_passes(*passes, context, layout.num_recon_keys);
+  const auto t_r = static_cast<hsize_t>(layout.num_recon_queries);
+  layout.recon_query_rows = read_int64s(*rows, context, "recon_query_rows", {t_r},
+                                        "[T_r=" + std::to_string(t_r) + "] (one recon_keys row per recon query)");
+  const auto& r = layout.recon_query_rows;
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    if (r[i] < 0 || r[i] >= layout.num_recon_keys || (i > 0 && r[i] <= r[i - 1])) {
+      fail_at(context, "recon_query_rows",
+              "row " + std::to_string(r[i]) + " at index " + std::to_string(i) +
+                  " is out of range [0, R=" + std::to_string(layout.num_recon_keys) +
+                  ") or not after the previous; expected strictly ascending recon_keys rows");
+    }
+  }
+}
+
 void read_layer_attributes(const H5::Group& group, const LayerContext& context, LayerLayout& layout) {
   const h5::AttrReader attrs(context.file, group, context.group_path);
   const int kv_heads = context.model->num_kv_heads;
@@ -172,6 +261,7 @@ LayerLayout read_layer_layout(const H5::Group& group, const LayerContext& contex
     layout.num_recon_queries =
         check_float_dataset(*recon, context, "recon_queries", model.num_q_heads, -1, "num_q_heads", "T_r");
   }
+  read_recon_pass_layout(group, context, layout);
   read_layer_attributes(group, context, layout);
   return layout;
 }
@@ -188,6 +278,12 @@ LayerTrace read_layer(const H5::Group& group, const LayerContext& context) {
   if (layout.has_recon_queries) {
     trace.recon_queries = read_heads(group.openDataSet("recon_queries"), context, "recon_queries", model.num_q_heads,
                                      layout.num_recon_queries);
+  }
+  if (layout.has_recon_passes) {
+    trace.recon_keys =
+        read_heads(group.openDataSet("recon_keys"), context, "recon_keys", model.num_kv_heads, layout.num_recon_keys);
+    trace.recon_passes = std::move(layout.recon_passes);
+    trace.recon_query_rows = std::move(layout.recon_query_rows);
   }
   trace.query_positions = std::move(layout.query_positions);
   trace.needle_heads = std::move(layout.needle_heads);

@@ -28,7 +28,8 @@ class FileTraceSource final : public TraceSource {
       throw std::invalid_argument("load_layer: layer " + std::to_string(layer) + " is not traced");
     }
     const std::string group_path = "/requests/" + request_id + "/layer_" + std::to_string(layer);
-    const detail::LayerContext context{path_, group_path, &header_.model, request->total_tokens(), layer};
+    const detail::LayerContext context{
+        path_, group_path, &header_.model, request->total_tokens(), request->prompt_tokens, layer};
     const Hdf5CrashGuard guard(path_);
     try {
       return detail::read_layer(file_.openGroup(group_path), context);

@@ -19,6 +19,7 @@ void write_header(const H5::Group& file, const TraceHeader& header) {
   const ModelShape& model = header.model;
   h5::write_string(file, "format", "kvsim-trace");
   h5::write_integer(file, "version", 1);
+  h5::write_integer(file, "version_minor", 1);  // 1.1: optional reconstruction passes
   h5::write_string(file, "model", model.name);
   h5::write_integer(file, "num_layers", model.num_layers);
   h5::write_integer(file, "num_q_heads", model.num_q_heads);
@@ -101,6 +102,34 @@ void write_heads(Hdf5Writer& writer, const H5::Group& group, const std::string& 
   writer.close(dataset);  // its chunks are flushed here: a full disk is reported now, naming the file
 }
 
+void write_int64s(Hdf5Writer& writer, const H5::Group& group, const std::string& name,
+                  const std::vector<std::int64_t>& values, const std::vector<hsize_t>& dims) {
+  const H5::DataSet& dataset =
+      writer.dataset(group, name, H5::PredType::STD_I64LE, H5::DataSpace(static_cast<int>(dims.size()), dims.data()));
+  if (!values.empty()) dataset.write(values.data(), H5::PredType::NATIVE_INT64);
+  writer.close(dataset);
+}
+
+// recon_passes, recon_keys, recon_query_rows (format 1.1), checked for shape as the reader checks them.
+void write_recon_passes(Hdf5Writer& writer, const H5::Group& group, const LayerTrace& trace, const ModelShape& model,
+                        const TraceWriteOptions& options, const std::string& path, const std::string& where) {
+  if (trace.recon_passes.empty()) return;
+  if (trace.recon_keys.empty() || trace.recon_queries.empty() ||
+      trace.recon_query_rows.size() != static_cast<std::size_t>(trace.recon_queries.front().rows())) {
+    throw std::logic_error(where + ": recon_passes without recon_keys, or recon_query_rows not one per recon query");
+  }
+  const Eigen::Index rows = trace.recon_keys.front().rows();
+  check_heads(trace.recon_keys, static_cast<std::size_t>(model.num_kv_heads), rows, model.head_dim,
+              where + " recon_keys");
+  std::vector<std::int64_t> passes;
+  for (const ReconPass& p : trace.recon_passes)
+    passes.insert(passes.end(), {p.context_begin, p.context_end, p.key_begin, p.key_end});
+  write_int64s(writer, group, "recon_passes", passes, {trace.recon_passes.size(), 4});
+  write_heads(writer, group, "recon_keys", trace.recon_keys, static_cast<hsize_t>(rows),
+              static_cast<hsize_t>(model.head_dim), options, path, where);
+  write_int64s(writer, group, "recon_query_rows", trace.recon_query_rows, {trace.recon_query_rows.size()});
+}
+
 void write_layer(Hdf5Writer& writer, const H5::Group& group, const LayerTrace& trace, const ModelShape& model,
                  std::int64_t total_tokens, const TraceWriteOptions& options, const std::string& path,
                  const std::string& where) {
@@ -123,6 +152,7 @@ void write_layer(Hdf5Writer& writer, const H5::Group& group, const LayerTrace& t
     check_heads(trace.recon_queries, q_heads, recon_rows, model.head_dim, where + " recon_queries");
     write_heads(writer, group, "recon_queries", trace.recon_queries, static_cast<hsize_t>(recon_rows), cols, options,
                 path, where);
+    write_recon_passes(writer, group, trace, model, options, path, where);
   }
   if (!trace.needle_heads.empty()) {
     const std::vector<std::int64_t> heads(trace.needle_heads.begin(), trace.needle_heads.end());

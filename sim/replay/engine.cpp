@@ -55,6 +55,18 @@ void check_queries(const LayerTrace& trace, std::span<const std::int64_t> positi
   }
 }
 
+// The reconstruction-pass data a policy scores with (kvzip): checked before any use of the layer.
+void check_recon_inputs(const LayerTrace& trace, const Policy& policy) {
+  if (policy.requires_recon_queries() && trace.recon_queries.empty()) {
+    throw InputError(trace.where() + ": no recon_queries dataset, which " + policy.spec() +
+                     " scores with (record a context-reconstruction pass, or synthesise one)");
+  }
+  if (policy.requires_recon_passes() && trace.recon_passes.empty()) {
+    throw InputError(trace.where() + ": no recon_passes dataset (trace format 1.1), which " + policy.spec() +
+                     " scores with (re-record with --recon, or use scoring=whole)");
+  }
+}
+
 // Policy::layer_statistic of every traced layer for each policy that uses_layer_statistics() (empty
 // elsewhere; no layers at all for the other policies). A pass of its own over the traced layers,
 // one layer in memory at a time, because every layer's value is needed before any layer evicts.
@@ -77,6 +89,7 @@ std::vector<std::vector<LayerStatistic>> prompt_layer_statistics(const TraceSour
   for (int layer : source.header().traced_layers) {
     if (options.progress) options.progress("layer " + std::to_string(layer) + ": layer budget statistics");
     const LayerTrace trace = source.load_layer(request.id, layer);
+    for (const std::size_t p : users) check_recon_inputs(trace, *policies[p]);
     const EvictionContext ctx{model, request, layer, &trace, prefill.back(), prefill, nullptr};
     tbb::parallel_for(std::size_t{0}, users.size(), [&](std::size_t u) {
       const std::size_t p = users[u];
@@ -162,10 +175,7 @@ void check_layer_inputs(const LayerTrace& trace, std::span<const std::int64_t> e
     std::vector<std::int64_t> needed;
     policy->add_required_queries(request, prefill, &needed);
     check_queries(trace, needed, policy->spec());
-    if (policy->requires_recon_queries() && trace.recon_queries.empty()) {
-      throw InputError(trace.where() + ": no recon_queries dataset, which " + policy->spec() +
-                       " scores with (record a context-reconstruction pass, or synthesise one)");
-    }
+    check_recon_inputs(trace, *policy);
   }
 }
 

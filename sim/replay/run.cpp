@@ -105,6 +105,19 @@ void check_recon_queries(const Scenario& s, const TraceHeader& header, const Req
                      " has no dataset /requests/" + request.id + "/layer_" + std::to_string(layer) +
                      "/recon_queries (record it, or use trace = synthetic)");
     }
+    if (!policy->requires_recon_passes()) continue;
+    const auto passes = header.recon_pass_layers.find(request.id);
+    for (const int layer : header.traced_layers) {
+      if (passes != header.recon_pass_layers.end() &&
+          std::binary_search(passes->second.begin(), passes->second.end(), layer)) {
+        continue;
+      }
+      fail_input(s.path + ": [policy] spec",
+                 policy->spec() + " scores each reconstruction pass's own chunk (KVzip's scoring), but the trace " +
+                     s.trace + " has no dataset /requests/" + request.id + "/layer_" + std::to_string(layer) +
+                     "/recon_passes (trace format 1.1: re-record with --recon, or use scoring=whole for the "
+                     "whole-prompt approximation)");
+    }
   }
 }
 

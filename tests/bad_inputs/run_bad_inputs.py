@@ -286,6 +286,13 @@ def trace_mutations(np, h5py):
         scale(L0 + "/keys", 1e20)(f)
         scale(L0 + "/queries", 1e20)(f)
 
+    def recon_pass_data(f, keys=True, passes=([4, 100, 0, 10], [100, 200, 10, 20]), rows=(1, 2, 12, 19)):
+        f.create_dataset(L0 + "/recon_queries", data=np.zeros((8, len(rows), 32), "f4"))
+        f.create_dataset(L0 + "/recon_passes", data=np.asarray(passes, "i8"))
+        f.create_dataset(L0 + "/recon_query_rows", data=np.asarray(rows, "i8"))
+        if keys:
+            f.create_dataset(L0 + "/recon_keys", data=np.zeros((2, 20, 32), "f4"))
+
     def drop_last_query(f):
         # The last decode position's query is missing in layer_0: the trace is valid on its own,
         # but the fidelity measurement needs it.
@@ -395,6 +402,15 @@ def trace_mutations(np, h5py):
                                  "layer_0/query_positions has no query at position 263", attrs(drop_last_query)),
         "recon_queries_wrong_shape": ("optional dataset recon_queries has head_dim 16", "recon_queries",
                                       attrs(lambda f: f.create_dataset(L0 + "/recon_queries", data=np.zeros((8, 4, 16), "f4")))),
+        # trace format 1.1: KVzip's reconstruction passes (recon_passes, recon_keys, recon_query_rows)
+        "recon_passes_without_keys": ("recon_passes and recon_query_rows without recon_keys", "recon_keys: missing dataset",
+                                      attrs(lambda f: recon_pass_data(f, keys=False))),
+        "recon_passes_overlap": ("recon_passes whose second pass re-reads inside the first", "recon_passes: pass 1",
+                                 attrs(lambda f: recon_pass_data(f, passes=[[4, 100, 0, 10], [50, 150, 10, 20]]))),
+        "recon_query_rows_beyond_keys": ("recon_query_rows names row 20 of 20 recon_keys", "recon_query_rows: row 20",
+                                         attrs(lambda f: recon_pass_data(f, rows=[1, 2, 3, 20]))),
+        "version_minor_negative": ("root attribute version_minor = -1", "version_minor",
+                                   set_attr("/", "version_minor", np.int64(-1))),
         "huge_declared_shape": ("consistent metadata declares a 10^9-token request (256 GB of keys per layer); must be "
                                 "refused with a message naming the size, not crash or exhaust memory", "keys",
                                 attrs(huge_shape)),

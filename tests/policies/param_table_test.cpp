@@ -74,6 +74,8 @@ TEST(ParamTable, DocumentedDefaultsPrintAsKvsimPolicies) {
     for (const PolicyParam& p : info.params) {
       if (info.name == "kvzip" && p.name == "budget") {
         EXPECT_EQ(documented_default(p, info.params), "0.3 (token), 0.6 (head)");
+      } else if (info.name == "kvzip" && p.name == "alloc") {
+        EXPECT_EQ(documented_default(p, info.params), "global (post_fill), layer (chunk), layer (none)");
       } else if (p.name == "mask") {
         EXPECT_EQ(documented_default(p, info.params), "(none)");
       } else {

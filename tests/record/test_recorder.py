@@ -180,9 +180,10 @@ def main():
         ck.eq(tokens.dtype, np.int32, "tokens are int32")
         ck.eq(list(tokens[:n]), [int(i) for i in prompt], "prompt tokens stored")
         ck.check("layer_1" not in req, "untraced layer 1 has no group")
+        ck.eq(int(a["version_minor"]), 1, "version_minor attribute (format 1.1)")
         data = {L: {k: req["layer_%d" % L][k][...] for k in ("keys", "values", "queries", "query_positions",
-                                                             "recon_queries")} for L in (0, 2)}
-        recon_chunks = req.attrs["recon_chunks"][...]
+                                                             "recon_queries", "recon_keys", "recon_passes",
+                                                             "recon_query_rows")} for L in (0, 2)}
 
     qpos = data[0]["query_positions"]
     ck.eq(list(qpos), list(range(N_PROMPT - WINDOW, N_PROMPT + M_GEN)), "query positions: last window + every decode step")
@@ -240,10 +241,19 @@ def main():
                          % (L, grouping), errs)
 
     # Reconstruction queries: numpy forward of prompt + repeat ids, queries at n + i, subsampled.
-    repeat = list(RECON_FIRST) + list(b"\n") + [int(i) for i in prompt]
+    # One pass (chunk 4096 > n) re-reading the context [4, n) after the 4 sink tokens (KVzip's
+    # system prompt); its own keys are those of the same forward at n + i.
+    repeat = list(RECON_FIRST) + list(b"\n") + [int(i) for i in prompt[4:]]
     layers_r, _ = forward(W, CONFIG, list(prompt) + repeat)
     keep = np.unique(np.round(np.linspace(0, len(repeat) - 1, 40)).astype(np.int64))
-    ck.eq(recon_chunks.tolist(), [[0, n, 0, len(keep)]], "recon_chunks attribute (one pass)")
+    for L in (0, 2):
+        ck.eq(data[L]["recon_passes"].tolist(), [[4, n, 0, len(repeat)]], "layer %d recon_passes (one pass)" % L)
+        ck.eq(data[L]["recon_query_rows"].tolist(), keep.tolist(), "layer %d recon_query_rows" % L)
+        got = data[L]["recon_keys"]
+        ck.eq(got.shape, (2, len(repeat), 16), "layer %d recon_keys shape [kv_heads, R, d]" % L)
+        if got.shape == (2, len(repeat), 16):
+            ck.close(rel_err(got, layers_r[L]["keys"][n + np.arange(len(repeat))].transpose(1, 0, 2)), 0.0,
+                     "layer %d recon_keys == numpy keys of the repeat pass" % L, abs_=2e-5)
     for L in (0, 2):
         got = data[L]["recon_queries"]
         ck.eq(got.shape, (4, len(keep), 16), "layer %d recon_queries shape [q_heads, T_r, d]" % L)

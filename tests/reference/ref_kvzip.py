@@ -1,21 +1,42 @@
-"""Float64 numpy reference for kvsim's kvzip policy (KVzip, arXiv 2505.23416).
+"""Numpy reference for kvsim's kvzip policy: KVzip (Kim et al. 2025, arXiv 2505.23416) transliterated
+step by step from the original, snu-mllab/KVzip @ 5d8472975d286e3da6b52178af39d18904330c0d, not from
+kvsim's C++:
+  1. model/wrapper.py ModelKVzip.prefill: the cache holds [system prompt | context]; evict_range =
+     (len(system prompt), len(prefill)); kvcache.py EvictCache.__init__: sink = start_idx.
+     kvsim's mapping: the system prompt is the first `sinks` positions, the context [sinks, n - window)
+     (the last `window` prompt positions stand for the question, which KVzip appends after pruning).
+  2. model/wrapper.py ModelKVzip.self_task / scoring: the context is cut into chunks (chunk_fn,
+     chunk_size=2000); chunk i is re-read by feeding [repeat prompt | postfix | chunk] on the prompt's
+     cache (update_cache=False, so passes do not see each other), start_idx..end_idx = the chunk.
+     Here the trace supplies them: layer_<L>/recon_passes (context span, rows of its own tokens in
+     recon_keys), recon_queries (the stored queries of those tokens) and recon_query_rows.
+  3. attention/score.py KVScore._get_score, per layer and pass: key_states = cat(cache[:, :, :sink],
+     cache[:, :, start:end], key_states[:, :, -q_len:]) (the pass's own keys); attn =
+     q k^T / sqrt(d); _mask_causal adds the q_len x q_len causal mask (finfo.min above the diagonal)
+     to the last q_len columns; softmax over the last axis; attn[..., sink:sink + ctx_len]; amax over
+     (group, q): GQA takes the max over the KV head's query heads. Scores concatenate over chunks.
+     A trace stores a subset of the pass's queries: the mask rows taken are theirs (recon_query_rows).
+  4. attention/kvcache.py EvictCache.prune(level="pair") -> score.py KVScore._threshold:
+     score = stack over layers; sort descending; n = max(int(len * ratio) - 1, 0); thres =
+     sorted[n]; valid = score > thres (strict). level="pair-uniform" -> _threshold_uniform: per
+     layer and head topk(int(ctx_len * ratio)).
+  5. kvcache.py _get_valid: valid_pad (system prompt) and everything after the context stay.
+Where kvsim generalises (named in docs/policy-sources.md "kvzip"): sink keys are [0, min(sinks,
+chunk start)) (the original's chunks start exactly at sink); context positions no pass re-reads
+score 0; the softmax runs in float64 here, float32 in kvsim, the model dtype (bf16) in the original
+(bf16() below emulates it for the measured effect).
 
-Written from snu-mllab/KVzip (attention/score.py KVScore._get_score, attention/kvcache.py
-prune / _threshold_uniform), NVIDIA/kvpress kvzip_press.py, policy-notes.md "KVzip" and DESIGN.md
-§3/§4, not from kvsim's C++:
-  - pair score S[h, j] (prompt position j): the maximum over the reconstruction queries of the
-    query heads of KV head h's GQA group of softmax_j(q.k_j / sqrt(d)), the softmax over every
-    prompt key (kvsim's reading: the trace has no repeat-prompt keys; see policies/kvzip_scores.h);
-  - level=token: at an eviction point each KV head keeps its protected window (the last `window`
-    positions processed, in chunk mode the chunk's own last min(window, chunk) positions) and, by
-    score, the rest of the capacity (DESIGN.md §4, window included); positions < sinks and
-    generated positions rank above every prompt entry (ties: lower head, then lower position);
-    alloc=head gives every head its own capacity (KVzip's pair-uniform), alloc=layer pools the
-    layer's heads: heads x capacity entries (kvpress layerwise=True);
+kvsim's own allocations (DESIGN.md §4 budget; not in the original) keep the earlier replay:
+  - alloc=layer|head: at an eviction point each KV head keeps its protected window (the last
+    `window` positions processed, in chunk mode the chunk's own last min(window, chunk)) and, by
+    score, the rest of the capacity (window included); positions < sinks and generated positions
+    rank above every prompt entry (ties: lower head, then lower position); alloc=head gives every
+    head its own capacity, alloc=layer pools heads x capacity over the layer's heads;
   - level=head: head score = max of S[h, j] over j in [sinks, n - window); floor(budget x L x H)
-    heads of the model, spread evenly over the layers (floor((l+1)F/L) - floor(lF/L)), the best of
-    each layer, keep everything, the others keep positions < sinks and their `window` most recent
-    entries at every eviction point.
+    heads of the model, spread evenly over the layers, the best of each layer, keep everything, the
+    others keep positions < sinks and their `window` most recent entries at every eviction point;
+  - scoring=whole: S[h, j] = max over every reconstruction query of the group of softmax over all
+    prompt keys (no repeat keys, no chunks).
 """
 import math
 
@@ -29,7 +50,9 @@ class KvzipSpec(EvictionBudget):
         name, args = parse_spec(spec)
         assert name == "kvzip", spec
         self.level = args.pop("level", "token")
-        self.alloc = args.pop("alloc", "layer")
+        self.scoring = args.pop("scoring", "chunk")
+        prefill = args.get("prefill", "post_fill")
+        self.alloc = args.pop("alloc", "global" if prefill == "post_fill" else "layer")
         self.sinks = int(args.pop("sinks", "4"))
         self.window = int(args.pop("window", "32"))
         args.setdefault("budget", "0.6" if self.level == "head" else "0.3")
@@ -42,8 +65,8 @@ class KvzipSpec(EvictionBudget):
         return (layer + 1) * total // num_layers - layer * total // num_layers
 
 
-def kvzip_scores(lay, recon):
-    """[H, n] float64 pair scores; recon: [num_q_heads, T_r, d] reconstruction queries."""
+def whole_scores(lay, recon):
+    """scoring=whole: [H, n] float64 pair scores; recon: [num_q_heads, T_r, d] reconstruction queries."""
     n = lay.n
     out = np.zeros((lay.hkv, n))
     for h in range(lay.hkv):
@@ -90,11 +113,11 @@ def _choose(items, score, K, forced, rel_tol, where, res):
     return sel
 
 
-def kvzip_replay(spec, lay, recon, chunk, observed=None, rel_tol=1e-5, layer=0, num_layers=1):
-    """Replays one layer (all KV heads). observed: kvsim's final mask [H, n+m] (guided comparison)."""
+def kvzip_replay(spec, lay, S, chunk, observed=None, rel_tol=1e-5, layer=0, num_layers=1):
+    """kvsim's alloc=layer|head and level=head: replays one layer (all KV heads) with pair scores
+    S [H, n]. observed: kvsim's final mask [H, n+m] (guided comparison)."""
     p = spec if isinstance(spec, KvzipSpec) else KvzipSpec(spec)
     n, m, H = lay.n, lay.m, lay.hkv
-    S = kvzip_scores(lay, recon)
     chunks = prefill_chunks(n, chunk)
     res = Result()
     resident = [[] for _ in range(H)]
@@ -166,3 +189,134 @@ def kvzip_replay(spec, lay, recon, chunk, observed=None, rel_tol=1e-5, layer=0, 
         diff = np.argwhere(res.kept != observed)
         res.problems.append("final mask differs at %d (head, position) pairs, first %s" % (len(diff), diff[:6].tolist()))
     return res
+
+
+# ---------------------------------------------------------------------------------------------
+# The original, step by step (attention/score.py KVScore; attention/kvcache.py EvictCache)
+# ---------------------------------------------------------------------------------------------
+
+def bf16(x):
+    """Round float64 -> bfloat16 -> float64 (round to nearest even), to emulate the original's dtype."""
+    f = np.asarray(x, dtype=np.float32)
+    u = f.view(np.uint32).astype(np.uint64)
+    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return u.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+class KVScore:
+    """attention/score.py KVScore, numpy: one instance per request, scores per layer [H, ctx_len]."""
+
+    def __init__(self, n_layers, n_heads_kv, sink, dtype=None):
+        self.n_layers, self.n_heads_kv = n_layers, n_heads_kv
+        self.sink = sink                      # kvcache.py: self.sink = self.start_idx (system prompt)
+        self.start_idx, self.end_idx = None, None
+        self.round = dtype or (lambda x: x)   # bf16 to emulate the model dtype; identity: float64
+        self.causal_mask_score = None
+        self.score = None
+
+    def init_score(self):
+        self.causal_mask_score = None
+        self.score = [np.zeros((self.n_heads_kv, 0)) for _ in range(self.n_layers)]
+
+    def _update_score(self, layer_idx, score):
+        self.score[layer_idx] = np.concatenate([self.score[layer_idx], score], axis=-1)
+
+    def _get_score(self, query_states, key_states, layer_idx, q_rows=None):
+        """query_states [num_heads, q, d] (the pass's stored queries), key_states [num_kv, cache + q_len, d]
+        (the cache, then the pass's own keys); q_rows: each stored query's index among the pass's q_len
+        tokens (None: all of them)."""
+        num_heads, q, head_dim = query_states.shape
+        num_kv = key_states.shape[0]
+        q_len = q if q_rows is None else self.q_len
+        rows = np.arange(q_len) if q_rows is None else np.asarray(q_rows)
+        query_states = query_states.reshape(num_kv, num_heads // num_kv, q, head_dim)
+        # kvsim: sink keys [0, min(sink, start_idx)) (identical when the chunk starts at the sink)
+        sink = min(self.sink, self.start_idx)
+        key_states = np.concatenate([key_states[:, :sink],                          # sink tokens
+                                     key_states[:, self.start_idx:self.end_idx],    # KV chunk in the cache
+                                     key_states[:, -q_len:]], axis=1)               # KV repeat chunk
+        ctx_len = self.end_idx - self.start_idx
+        attn_weights = self.round(np.einsum("hgqd,hkd->hgqk", query_states, key_states) / math.sqrt(head_dim))
+        attn_weights = self._mask_causal(attn_weights, q_len, rows)
+        attn_weights = attn_weights - attn_weights.max(axis=-1, keepdims=True)
+        attn_weights = np.exp(attn_weights)
+        attn_weights = self.round(attn_weights / attn_weights.sum(axis=-1, keepdims=True))  # softmax, "not fp32"
+        attn_weights = attn_weights[..., sink:sink + ctx_len]
+        score = attn_weights.max(axis=(1, 2))  # max over group, q
+        self._update_score(layer_idx, score)
+
+    def _make_mask(self, window_size):
+        mask = np.full((window_size, window_size), np.finfo(np.float64).min)
+        mask_cond = np.arange(window_size)
+        mask[mask_cond[None, :] < (mask_cond + 1)[:, None]] = 0.0
+        self.causal_mask_score = mask
+
+    def _mask_causal(self, attn_weights, window_size, rows):
+        if self.causal_mask_score is None or self.causal_mask_score.shape[-1] != window_size:
+            self._make_mask(window_size)
+        out = attn_weights.copy()
+        out[..., -window_size:] += self.causal_mask_score[rows]  # the stored queries' rows of the mask
+        return out
+
+    @staticmethod
+    def _threshold(score, ratio):
+        """level=pair: one threshold over every layer and head; -> (valids, thres)."""
+        score = np.stack(score, axis=0)
+        if ratio < 1:
+            score_sort = np.sort(score.reshape(-1))[::-1]
+            n = max(int(len(score_sort) * ratio) - 1, 0)
+            thres = score_sort[n]
+            valids = score > thres
+        else:
+            valids = np.ones_like(score, dtype=bool)
+            thres = 0.0
+        return valids, thres
+
+
+def original_scores(lays, sinks, window, dtype=None):
+    """KVzip's scoring (ModelKVzip.scoring) of every traced layer: {layer: [H, n]} pair scores, the
+    context [sinks, n - window) filled pass by pass; positions outside it, or re-read by no pass, 0."""
+    any_lay = next(iter(lays.values()))
+    n, H = any_lay.n, any_lay.hkv
+    begin, end = min(sinks, n), max(min(sinks, n), n - window)
+    layers = sorted(lays)
+    kv = KVScore(len(layers), H, begin, dtype)
+    out = {L: np.zeros((H, n)) for L in layers}
+    for i, L in enumerate(layers):
+        lay = lays[L]
+        kv.init_score()
+        for cb, ce, kb, ke in lay.recon_passes:
+            sel = (lay.recon_rows >= kb) & (lay.recon_rows < ke)
+            kv.start_idx, kv.end_idx = cb, ce  # kv.end_idx = kv.start_idx + prefill_ids_p.shape[1]
+            kv.q_len = ke - kb
+            cache = np.concatenate([lay.keys[:, :n], lay.recon_keys[:, kb:ke]], axis=1)
+            kv.score[0] = np.zeros((H, 0))
+            kv._get_score(lay.recon[:, sel], cache, 0, q_rows=lay.recon_rows[sel] - kb)
+            out[L][:, cb:ce] = kv.score[0]
+        out[L][:, :begin] = 0.0
+        out[L][:, end:] = 0.0
+    return out
+
+
+def original_kept(lays, S, sinks, window, ratio):
+    """kvcache.py prune(level="pair"): {layer: bool [H, n + m]} — one threshold over the context
+    pairs of every traced layer (score.py _threshold), the system prompt (sinks), the question
+    (window) and generated tokens always kept (_get_valid)."""
+    layers = sorted(lays)
+    any_lay = lays[layers[0]]
+    n, m = any_lay.n, any_lay.m
+    begin, end = min(sinks, n), max(min(sinks, n), n - window)
+    valids, thres = KVScore._threshold([S[L][:, begin:end] for L in layers], ratio)
+    out = {}
+    for i, L in enumerate(layers):
+        kept = np.ones((any_lay.hkv, n + m), dtype=bool)
+        kept[:, begin:end] = valids[i]
+        out[L] = kept
+    return out, thres
+
+
+def jaccard(a, b):
+    """Kept-set Jaccard over every (layer, head, position): |a & b| / |a | b|."""
+    inter = sum(int((a[L] & b[L]).sum()) for L in a)
+    union = sum(int((a[L] | b[L]).sum()) for L in a)
+    return inter / union if union else 1.0

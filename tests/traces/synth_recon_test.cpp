@@ -1,5 +1,6 @@
 // Reconstruction-pass queries of synthetic traces (recon_queries, for kvzip): generated only on
-// request, leaving everything else bit-identical, and aimed at the prompt position each step re-reads.
+// request, leaving everything else bit-identical, aimed at the prompt position each step re-reads,
+// and grouped into KVzip's 2000-token passes with their own keys (format 1.1).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -48,6 +49,36 @@ TEST(SynthRecon, TargetPositionsAreCentredStrides) {
   EXPECT_EQ(recon_target_positions(5, 10), (std::vector<std::int64_t>{0, 1, 2, 3, 4}));  // capped at the prompt
   EXPECT_TRUE(recon_target_positions(5, 0).empty());
   EXPECT_EQ(recon_target_positions(32768, kDefaultReconQueryTokens)[1], 24);  // every 16th position
+  EXPECT_EQ(recon_target_positions(10, 4, 4), (std::vector<std::int64_t>{5, 7, 10, 12}));
+}
+
+// Prompt 2048, question 32: the context [4, 2016) is re-read in passes [4, 2004) (16 repeat-prompt
+// tokens + 2000 copies: rows [0, 2016)) and [2004, 2016) (16 + the previous chunk's last 8 ids +
+// 12 copies: rows [2016, 2052)). A stored query is its target's copy: in pass 0 row 16 + (t - 4).
+TEST(SynthRecon, PassesFollowKvzipsChunks) {
+  const SynthReconPlan plan = synth_recon_plan(params(300));
+  EXPECT_EQ(plan.passes, (std::vector<ReconPass>{{4, 2004, 0, 2016}, {2004, 2016, 2016, 2052}}));
+  ASSERT_EQ(plan.key_positions.size(), 2052u);
+  EXPECT_EQ(plan.key_positions[15], 4);  // repeat prompt: at its pass's first context position
+  EXPECT_EQ(plan.key_positions[16], 4);  // the copy of position 4
+  EXPECT_EQ(plan.key_positions[2015], 2003);
+  EXPECT_EQ(plan.key_positions[2032], 1996);  // pass 1 repeats ids 1996..2003 first
+  EXPECT_EQ(plan.key_positions[2040], 2004);
+  ASSERT_EQ(plan.targets.size(), 300u);
+  EXPECT_EQ(plan.targets[0], 4 + 2012 / 600);
+  EXPECT_EQ(plan.query_rows[0], 16 + 2012 / 600);
+  for (std::size_t i = 0; i < plan.targets.size(); ++i) {
+    EXPECT_EQ(plan.key_positions[static_cast<std::size_t>(plan.query_rows[i])], plan.targets[i]) << i;
+  }
+  const auto source = make_synthetic_source(params(300));
+  EXPECT_EQ(source->header().recon_pass_layers.at("0"), (std::vector<int>{0, 1, 2, 3}));
+  const LayerTrace t = source->load_layer("0", 1);
+  EXPECT_EQ(t.recon_passes, plan.passes);
+  EXPECT_EQ(t.recon_query_rows, plan.query_rows);
+  ASSERT_EQ(t.recon_keys.size(), 4u);
+  EXPECT_EQ(t.recon_keys[3].rows(), 2052);
+  EXPECT_TRUE(t.recon_keys[3].allFinite());
+  EXPECT_TRUE(make_synthetic_source(params(0))->header().recon_pass_layers.empty());
 }
 
 TEST(SynthRecon, OnlyWhenRequestedAndEverythingElseUnchanged) {
@@ -78,7 +109,7 @@ TEST(SynthRecon, OnlyWhenRequestedAndEverythingElseUnchanged) {
 TEST(SynthRecon, QueriesAimAtTheReReadPosition) {
   const SynthParams p = params(256);
   const auto source = make_synthetic_source(p);
-  const std::vector<std::int64_t> targets = recon_target_positions(p.prompt_tokens, p.recon_query_tokens);
+  const std::vector<std::int64_t> targets = synth_recon_plan(p).targets;
   const NeedleSpan needle = source->header().requests[0].needles.at(0);
   int checked_local = 0, checked_needle = 0;
   for (int layer = 0; layer < p.model.num_layers; ++layer) {

@@ -66,7 +66,13 @@ MemorySource make_source() {
       t.keys = random_heads(rng, 2, request.total_tokens(), 8);
       t.values = random_heads(rng, 2, request.total_tokens(), 8);
       t.queries = random_heads(rng, 4, static_cast<std::int64_t>(t.query_positions.size()), 8);
-      if (request.id == "b" && layer == 2) t.recon_queries = random_heads(rng, 4, 3, 8);
+      if (request.id == "b" && layer == 2) {
+        t.recon_queries = random_heads(rng, 4, 3, 8);
+        // Format 1.1: two passes re-reading [2, 6) and [6, 10), 2 + 3 repeat tokens.
+        t.recon_passes = {{2, 6, 0, 2}, {6, 10, 2, 5}};
+        t.recon_keys = random_heads(rng, 2, 5, 8);
+        t.recon_query_rows = {1, 2, 4};
+      }
       if (request.id == "b" && layer == 0) {
         t.needle_heads = {1};
         t.head_archetypes = {"sink", "retrieval"};
@@ -172,6 +178,9 @@ TEST_F(TraceFileTest, RoundTripFloat32IsBitExact) {
       EXPECT_TRUE(same_bits(got.values, expected.values));
       EXPECT_TRUE(same_bits(got.queries, expected.queries));
       EXPECT_TRUE(same_bits(got.recon_queries, expected.recon_queries));
+      EXPECT_TRUE(same_bits(got.recon_keys, expected.recon_keys));
+      EXPECT_EQ(got.recon_passes, expected.recon_passes);
+      EXPECT_EQ(got.recon_query_rows, expected.recon_query_rows);
       EXPECT_EQ(got.query_positions, expected.query_positions);
       EXPECT_EQ(got.needle_heads, expected.needle_heads);
       EXPECT_EQ(got.head_archetypes, expected.head_archetypes);
@@ -355,9 +364,56 @@ TEST_F(TraceFileTest, ReconQueriesArePerLayerAndListedInTheHeader) {
   EXPECT_TRUE(read->load_layer("a", 2).recon_queries.empty());
 }
 
+// Format 1.1: the writer marks version 1.1; the passes come back with their layer and are listed
+// in the header; a 1.0 file (no version_minor, no passes) still reads.
+TEST_F(TraceFileTest, ReconPassesRoundTripAndOldFilesStillRead) {
+  write_trace_file(path_, make_source(), {});
+  const auto read = open_trace_file(path_);
+  EXPECT_EQ(read->header().version_minor, 1);
+  EXPECT_EQ(read->header().recon_pass_layers, (std::map<std::string, std::vector<int>>{{"b", {2}}}));
+  EXPECT_TRUE(read->load_layer("a", 2).recon_passes.empty());
+  write_and_edit([](H5::H5File& file) {
+    file.removeAttr("version_minor");
+    const H5::Group layer = file.openGroup("/requests/b/layer_2");
+    for (const char* name : {"recon_passes", "recon_keys", "recon_query_rows"}) layer.unlink(name);
+  });
+  const auto old = open_trace_file(path_);
+  EXPECT_EQ(old->header().version_minor, 0);
+  EXPECT_TRUE(old->header().recon_pass_layers.empty());
+  EXPECT_EQ(old->load_layer("b", 2).recon_queries.size(), 4u);
+  EXPECT_TRUE(old->load_layer("b", 2).recon_passes.empty());
+}
+
+void replace_int64s(H5::H5File& file, const std::string& path, const std::vector<std::int64_t>& values) {
+  file.openDataSet(path).write(values.data(), H5::PredType::NATIVE_INT64);
+}
+
+TEST_F(TraceFileTest, BadReconPassesAreNamed) {
+  write_and_edit([](H5::H5File& file) { file.openGroup("/requests/b/layer_2").unlink("recon_keys"); });
+  expect_input_error([&] { open_trace_file(path_); }, {"/requests/b/layer_2/recon_keys: missing dataset"});
+  write_and_edit([](H5::H5File& file) {
+    replace_int64s(file, "/requests/b/layer_2/recon_passes", {2, 6, 0, 2, 5, 10, 2, 5});  // contexts overlap
+  });
+  expect_input_error([&] { open_trace_file(path_); }, {"/requests/b/layer_2/recon_passes: pass 1 (5, 10, 2, 5)"});
+  write_and_edit([](H5::H5File& file) {
+    replace_int64s(file, "/requests/b/layer_2/recon_passes", {2, 6, 0, 2, 6, 10, 3, 5});  // key rows skip row 2
+  });
+  expect_input_error([&] { open_trace_file(path_); }, {"recon_passes: pass 1 (6, 10, 3, 5): key rows"});
+  write_and_edit([](H5::H5File& file) {
+    replace_int64s(file, "/requests/b/layer_2/recon_passes", {2, 6, 0, 2, 6, 21, 2, 5});  // beyond the prompt (20)
+  });
+  expect_input_error([&] { open_trace_file(path_); }, {"within the prompt [0, 20)"});
+  write_and_edit([](H5::H5File& file) { replace_int64s(file, "/requests/b/layer_2/recon_query_rows", {1, 1, 4}); });
+  expect_input_error([&] { open_trace_file(path_); }, {"/requests/b/layer_2/recon_query_rows: row 1 at index 1"});
+  write_and_edit([](H5::H5File& file) { replace_int_attribute(file, "version_minor", H5::PredType::STD_I64LE, -1); });
+  expect_input_error([&] { open_trace_file(path_); }, {"version_minor"});
+}
+
 void replace_recon_queries(H5::H5File& file, hsize_t heads, hsize_t rows, hsize_t dim) {
   const H5::Group layer = file.openGroup("/requests/b/layer_2");
   layer.unlink("recon_queries");
+  // As a format 1.0 file: recon queries without passes (whose recon_query_rows count them).
+  for (const char* name : {"recon_passes", "recon_keys", "recon_query_rows"}) layer.unlink(name);
   const hsize_t dims[3] = {heads, rows, dim};
   const H5::DataSet d = layer.createDataSet("recon_queries", H5::PredType::IEEE_F32LE, H5::DataSpace(3, dims));
   std::vector<float> zeros(heads * rows * dim, 0.0f);

@@ -54,6 +54,13 @@ std::string layer_summary(const LayerTrace& layer) {
   out << layer.query_positions.size() << " queries";
   if (!layer.query_positions.empty()) out << " at positions " << runs_text(layer.query_positions);
   if (!layer.recon_queries.empty()) out << "; " << layer.recon_queries.front().rows() << " recon queries";
+  if (!layer.recon_passes.empty()) {
+    // Format 1.1: each pass as [context begin, end) re-read and its repeat tokens (recon_keys rows).
+    out << " in " << layer.recon_passes.size() << " recon passes (context [begin,end) / repeat tokens):";
+    for (const ReconPass& p : layer.recon_passes) {
+      out << " [" << p.context_begin << "," << p.context_end << ")/" << (p.key_end - p.key_begin);
+    }
+  }
   if (!layer.needle_heads.empty()) {
     out << "; needle heads";
     for (const int head : layer.needle_heads) out << " " << head;
@@ -92,7 +99,7 @@ void print_rope_frequencies(const ModelShape& m) {
 void print_header(const std::string& path, const TraceHeader& header) {
   const ModelShape& m = header.model;
   std::cout << "file:          " << path << "\n"
-            << "format:        kvsim-trace version 1\n"
+            << "format:        kvsim-trace version 1." << header.version_minor << "\n"
             << "source:        " << header.source;
   if (header.source == "synthetic") std::cout << ", seed " << header.seed;
   std::cout << "\n";
@@ -131,7 +138,8 @@ int cmd_inspect(const Args& args) {
                  "attributes, dataset shapes against the model, query positions sorted and within the\n"
                  "request, every key, value and query finite. Then prints the model, the traced layers\n"
                  "and, per request, its token counts, planted needles, the positions of the stored\n"
-                 "queries per layer (layers with identical contents share a line), recon queries, needle\n"
+                 "queries per layer (layers with identical contents share a line), recon queries and their\n"
+                 "passes (format 1.1: the context span each re-reads and its repeat tokens), needle\n"
                  "heads and head archetypes, and a last line `valid`. The model lines include the RoPE\n"
                  "scaling (root attribute rope_scaling_type and its parameters; absent: none) and how many\n"
                  "rotary pairs it changes. A problem is reported as one line\n"

@@ -31,9 +31,12 @@ of a GQA group share their KV head's K/V. The same options and seed give an iden
 
 Queries are stored for the last --query-window prompt positions and every generated position
 (plus, with --chunk-tokens and --window, the last W positions of every prefill chunk: what
-chunked SnapKV scores with). With --recon-queries T, recon_queries holds the queries of a
-context-reconstruction pass (what kvzip scores with): step i re-reads prompt position
-floor((2i+1)n/2T), each head with its archetype's behaviour as seen over the whole prompt.
+chunked SnapKV scores with). With --recon-queries T, the trace holds a context-reconstruction pass
+(what kvzip scores with; trace format 1.1): KVzip's 2000-token passes over the context
+[4, n - question-tokens), each a 16-token repeat prompt then the chunk's copy, their keys
+(recon_keys, recon_passes), and T of the copies' queries (recon_queries, recon_query_rows): query i
+re-reads context position c0 + floor((2i+1)C/2T), with its archetype's behaviour as seen over the
+whole prompt.
 
 Head maps (--head-map FILE): which archetype each KV head follows, measured instead of the depth
 mix. One line per layer, one cell per KV head (tabs or spaces; '#' lines are comments); a cell
@@ -90,8 +93,8 @@ int cmd_synth(const Args& args) {
       ("question-tokens", po::value(&params.question_tokens)->default_value(params.question_tokens),
        "prompt tokens at the end whose retrieval queries seek the needles")
       ("recon-queries", po::value(&params.recon_query_tokens)->default_value(0),
-       "also store recon_queries: this many steps of a context-reconstruction pass (KVzip), strided over "
-       "the prompt (0: none; kvsim run synthesises 2048 for a kvzip policy)")
+       "also store a context-reconstruction pass (KVzip) with this many of its queries, strided over "
+       "the context (0: none; kvsim run synthesises 2048 for a kvzip policy)")
       ("head-map", po::value(&head_map),
        "per-head archetypes from this file, or none for the depth mix (default: the preset's measured map, if any)")
       ("float16", po::bool_switch(&write.float16), "store K/V/Q as float16 (default float32)")

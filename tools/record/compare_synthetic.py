@@ -49,6 +49,7 @@ def shape_of(path):
                 "rope_theta": float(a["rope_theta"]), "n": n, "m": int(req.attrs["generated_tokens"]),
                 "layers": layers, "window": int((pos < n).sum()),
                 "recon": int(g["recon_queries"].shape[1]) if "recon_queries" in g else 0,
+                "recon_passes": "recon_passes" in g,
                 "model": trace_stats.text(a["model"])}
 
 
@@ -89,7 +90,9 @@ def main(argv=None):
     for b in [float(x) for x in args.budgets.split(",")]:
         specs.append("snapkv(budget=%g, window=%d)" % (b, w))
         if have_kvzip:
-            specs.append("kvzip(budget=%g)" % b)
+            # Matched kept count (alloc=layer keeps kvsim's capacity); a format 1.0 recording has no
+            # recon passes, so both traces score with the whole-prompt reading.
+            specs.append("kvzip(budget=%g, alloc=layer%s)" % (b, "" if s["recon_passes"] else ", scoring=whole"))
         specs.append("streaming(sinks=4, window=%d)" % (int(round(b * s["n"])) + w - 4))
     results = {}
     for tag, trace in (("recorded", args.trace), ("synthetic", synth)):

@@ -17,11 +17,16 @@ What it does, in three passes over the model (torch.no_grad, batch 1):
      queries from the captured tensors and compares it with the model's real attention output
      (the input of o_proj): a model whose attention differs (other RoPE variant, scaling,
      sliding window) fails loudly instead of writing a wrong trace;
-  3. optionally (--recon) KVzip's context-reconstruction pass: after the prompt's KV cache, the
-     model is fed "\\n\\nRepeat the previous context exactly." + suffix + the prompt (in chunks of
-     --recon-chunk-tokens, later chunks prefixed as KVzip does with the last 8 ids of the previous
-     chunk), and the post-RoPE queries of every position of those repeat passes go to
-     layer_<L>/recon_queries [q_heads, T_r, d], T_r evenly subsampled to --recon-max-queries.
+  3. optionally (--recon) KVzip's context-reconstruction pass (snu-mllab/KVzip model/wrapper.py
+     self_task/scoring): after the prompt's KV cache, for each chunk of --recon-chunk-tokens of the
+     context [--recon-sink-tokens, n) the model is fed "\\n\\nRepeat the previous context exactly."
+     + suffix + the chunk (later chunks: "...starting with" + the previous chunk's last 8 ids), each
+     pass on the prompt's cache alone. The post-RoPE queries of those repeat tokens go to
+     layer_<L>/recon_queries [q_heads, T_r, d], T_r evenly subsampled to --recon-max-queries; the
+     post-RoPE keys of every repeat token to layer_<L>/recon_keys [kv_heads, R, d]; each pass's
+     (context begin, end, first and end row of its tokens in recon_keys) to layer_<L>/recon_passes
+     [P, 4]; and each stored query's recon_keys row to layer_<L>/recon_query_rows [T_r] (trace
+     format 1.1: what kvsim's kvzip scores each chunk with).
 
 Stored query positions (sorted): the last --window prompt positions, every decode position
 n..n+m-1 (or --decode-queries K of them, evenly spaced as kvsim's [sim] fidelity_queries = K picks
@@ -41,6 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 FORMAT = "kvsim-trace"
 VERSION = 1
+VERSION_MINOR = 1  # 1.1: recon_passes, recon_keys, recon_query_rows
 RECON_FIRST = "\n\nRepeat the previous context exactly."
 RECON_NEXT = "\n\nRepeat the part of the previous context exactly, starting with"
 RECON_POSTFIX_TOKENS = 8  # KVzip's prev_postfix_size
@@ -79,7 +85,10 @@ def parse_args(argv):
     ap.add_argument("--kv-bits", type=int, default=16, help="root attribute kv_bits: bits per K/V element served (16)")
     ap.add_argument("--recon", action="store_true", help="record KVzip's context-reconstruction queries")
     ap.add_argument("--recon-max-queries", type=int, default=1024, help="cap on T_r (even subsampling; 0: no cap)")
-    ap.add_argument("--recon-chunk-tokens", type=int, default=2048, help="context chunk per repeat pass (KVzip: 2048)")
+    ap.add_argument("--recon-chunk-tokens", type=int, default=2000,
+                    help="context chunk per repeat pass (KVzip self_task: 2000; kvpress: 2048)")
+    ap.add_argument("--recon-sink-tokens", type=int, default=4,
+                    help="leading prompt tokens not re-read (KVzip's system prompt; kvsim kvzip sinks=4)")
     ap.add_argument("--recon-suffix", default="\n",
                     help="text between the repeat instruction and the context (an instruct model's assistant header)")
     ap.add_argument("--request-id", default="0")
@@ -380,14 +389,14 @@ class Recorder:
 
     def _grab(self, layer, name):
         def hook(module, inputs, output):
-            if self.mode is None or (self.mode == "recon" and name != "q"):
+            if self.mode is None or (self.mode == "recon" and name == "v"):
                 return
             out = output[0] if isinstance(output, tuple) else output
             if out.shape[0] != 1:
                 raise RecordError("batch size must be 1")
             x = out.reshape(out.shape[1], self._heads(name), self.b.head_dim)
             if name == "q":
-                x = x.index_select(0, self.rows)
+                x = x.index_select(0, self.rows)  # recon: every repeat token's key is kept
             self.store[(layer, name)] = x.detach().float()
         return hook
 
@@ -461,6 +470,7 @@ class TraceWriter:
         f = self.file
         f.attrs["format"] = FORMAT
         f.attrs["version"] = np.int64(VERSION)
+        f.attrs["version_minor"] = np.int64(VERSION_MINOR)
         f.attrs["model"] = args.model_name or backend.name
         f.attrs["num_layers"] = np.int64(backend.num_layers)
         f.attrs["num_q_heads"] = np.int64(backend.num_q_heads)
@@ -598,14 +608,17 @@ def recon_plan(backend, prompt_ids, args):
     chunk = args.recon_chunk_tokens
     if chunk < 1:
         raise RecordError("--recon-chunk-tokens must be >= 1")
-    plan = []
     n = len(prompt_ids)
-    for begin in range(0, n, chunk):
+    sink = args.recon_sink_tokens
+    if sink < 0 or sink >= n:
+        raise RecordError("--recon-sink-tokens must be in [0, prompt tokens = %d), got %d" % (n, sink))
+    plan = []
+    for begin in range(sink, n, chunk):
         end = min(n, begin + chunk)
-        if begin == 0:
+        if begin == sink:
             head = first
         else:
-            head = nxt + list(prompt_ids[max(0, begin - RECON_POSTFIX_TOKENS):begin])
+            head = nxt + list(prompt_ids[max(sink, begin - RECON_POSTFIX_TOKENS):begin])
         plan.append((begin, end, head + suffix + list(prompt_ids[begin:end])))
     return plan
 
@@ -624,40 +637,49 @@ def recon_pass(backend, recorder, writer, prompt_ids, args, log):
     rows_total = len(keep)
     datasets = {layer: writer._dataset(writer.groups[layer], "recon_queries", (b.num_q_heads, rows_total, b.head_dim))
                 for layer in recorder.layers}
+    key_sets = {layer: writer._dataset(writer.groups[layer], "recon_keys", (b.num_kv_heads, total, b.head_dim))
+                for layer in recorder.layers}
     n = len(prompt_ids)
     with torch.no_grad():
         past = b.base(input_ids=torch.tensor([prompt_ids], device=dev), use_cache=True).past_key_values
-    chunks_attr = []
-    offset = 0   # index of this pass's first token among all repeat tokens
+    passes = []
+    offset = 0   # index of this pass's first token among all repeat tokens (its first recon_keys row)
     written = 0  # recon_queries rows written so far
     for begin, end, ids in plan:
         mine = keep[(keep >= offset) & (keep < offset + len(ids))] - offset
         row_begin = written
-        if len(mine):
-            local = torch.tensor(mine, device=dev)
-            recorder.rows = local
-            qpos = local + n  # the repeat pass follows the prompt's n cached positions
+        local = torch.tensor(mine, device=dev, dtype=torch.long)
+        recorder.rows = local
+        qpos = local + n  # the repeat pass follows the prompt's n cached positions
+        kpos = torch.arange(len(ids), device=dev) + n
 
-            def done(layer, got, row_begin=row_begin, qpos=qpos):
-                q = rotate(got["q"], qpos, b.inv_freq, b.attention_scaling)
-                arr = q.permute(1, 0, 2).contiguous().cpu().numpy()
-                datasets[layer][:, row_begin:row_begin + arr.shape[1], :] = writer._convert(
-                    arr, "/requests/%s/layer_%d/recon_queries" % (args.request_id, layer))
+        def done(layer, got, row_begin=row_begin, qpos=qpos, kpos=kpos, offset=offset):
+            where = "/requests/%s/layer_%d/" % (args.request_id, layer)
+            q = rotate(got["q"], qpos, b.inv_freq, b.attention_scaling)
+            arr = q.permute(1, 0, 2).contiguous().cpu().numpy()
+            if arr.shape[1]:  # a pass may hold none of the subsampled queries
+                datasets[layer][:, row_begin:row_begin + arr.shape[1], :] = writer._convert(arr, where + "recon_queries")
+            k = rotate(got["k"], kpos, b.inv_freq, b.attention_scaling)
+            arr = k.permute(1, 0, 2).contiguous().cpu().numpy()
+            key_sets[layer][:, offset:offset + arr.shape[1], :] = writer._convert(arr, where + "recon_keys")
 
-            recorder.on_layer_done = done
-            recorder.mode = "recon"
-            try:
-                with torch.no_grad():
-                    out = b.base(input_ids=torch.tensor([ids], device=dev), past_key_values=past, use_cache=True)
-            finally:
-                recorder.mode = None
-            past = crop_cache(out.past_key_values, n)
-            if cache_length(past) != n:
-                raise RecordError("could not restore the prompt's KV cache after a repeat pass")
-            written += len(mine)
-        chunks_attr.append([begin, end, row_begin, written])
+        recorder.on_layer_done = done
+        recorder.mode = "recon"
+        try:
+            with torch.no_grad():
+                out = b.base(input_ids=torch.tensor([ids], device=dev), past_key_values=past, use_cache=True)
+        finally:
+            recorder.mode = None
+        past = crop_cache(out.past_key_values, n)
+        if cache_length(past) != n:
+            raise RecordError("could not restore the prompt's KV cache after a repeat pass")
+        written += len(mine)
+        passes.append([begin, end, offset, offset + len(ids)])
         offset += len(ids)
-    writer.request.attrs["recon_chunks"] = np.asarray(chunks_attr, dtype=np.int64)
+    for layer in recorder.layers:
+        g = writer.groups[layer]
+        g.create_dataset("recon_passes", data=np.asarray(passes, dtype=np.int64))
+        g.create_dataset("recon_query_rows", data=np.asarray(keep, dtype=np.int64))
     writer.request.attrs["recon_prompt"] = RECON_FIRST
     writer.request.attrs["recon_repeat_tokens"] = np.int64(total)
     log("recon: %d repeat tokens in %d pass(es), %d queries stored" % (total, len(plan), rows_total))
