@@ -1,0 +1,71 @@
+// gqa=mean|max|expand of snapkv, pyramidkv and h2o (issue 19): hand-computed kept sets on one KV head
+// shared by two query heads, and the copies each mode keeps.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "sim/replay/layer_replay.h"
+#include "tests/policies/leverage_test_util.h"
+#include "tests/policies/policy_test_util.h"
+
+namespace kvsim {
+namespace {
+
+const ModelShape kGqa{"hand", 1, 2, 1, 1, 16, 10000.0};
+
+// One KV head, d = 1, keys ln x with x = [1, 2, 3, 1]; window = position 3, kernel 1. Query head 0
+// (q = 1) attends as x: [1, 2, 3, 1] / 7 = [.1429, .2857, .4286 | .1429]; query head 1 (q = -2) as
+// x^-2: [1, .25, .1111, 1] / 2.3611 = [.4235, .1059, .0471 | .4235]. Budget 2 keeps the window and one
+// more: mean [.2832, .1958, .2378] -> 0; max [.4235, .2857, .4286] -> 2; expand: each query head
+// its own copy of the KV head, head 0 -> 2 and head 1 -> 0.
+LayerTrace gqa_layer() {
+  std::vector<std::vector<float>> k, v, q0, q1;
+  for (double x : {1.0, 2.0, 3.0, 1.0}) {
+    k.push_back({static_cast<float>(std::log(x))});
+    v.push_back({1});
+    q0.push_back({1});
+    q1.push_back({-2});
+  }
+  return leverage_test::make_layer({k}, {v}, {q0, q1});
+}
+
+TEST(GqaModes, SnapKvScoredHandKeptSets) {
+  const LayerTrace layer = gqa_layer();
+  for (const std::string policy : {"snapkv", "pyramidkv"}) {  // one layer: pyramidkv's capacity is uniform
+    auto run = [&](const std::string& mode) {
+      return leverage_test::evict_once(policy + "(budget=2, window=1, kernel=1, gqa=" + mode + ")", kGqa, &layer, 4);
+    };
+    EXPECT_EQ(run("mean"), (LayerResidency{{0, 3}})) << policy;
+    EXPECT_EQ(run("max"), (LayerResidency{{2, 3}})) << policy;
+    EXPECT_EQ(run("expand"), (LayerResidency{{2, 3}, {0, 3}})) << policy;
+    EXPECT_EQ(PolicyRegistry::builtin().create(policy + "(gqa=expand)")->kv_copies(kGqa), 2) << policy;
+    EXPECT_EQ(PolicyRegistry::builtin().create(policy + "(gqa=max)")->kv_copies(kGqa), 1) << policy;
+    EXPECT_EQ(PolicyRegistry::builtin().create(policy)->kv_copies(kGqa), 1) << policy << ": default mean";
+  }
+}
+
+// H2O accumulating only the prompt's last query (prompt_queries=1) scores as the window above, so the
+// same sets: budget 2 keeps the recent entry 3 and the heaviest of 0..2.
+TEST(GqaModes, H2oHandKeptSets) {
+  const LayerTrace layer = gqa_layer();
+  RequestInfo request;
+  request.prompt_tokens = 4;
+  const PassPlan plan = make_pass_plan(4, 0, 4);
+  auto run = [&](const std::string& mode) {
+    const auto policy =
+        PolicyRegistry::builtin().create("h2o(budget=2, recent=1, prompt_queries=1, decode=none, gqa=" + mode + ")");
+    return replay_layer({kGqa, request, plan, 0, &layer, {}}, *policy).final_residency;
+  };
+  EXPECT_EQ(run("mean"), (LayerResidency{{0, 3}}));
+  EXPECT_EQ(run("max"), (LayerResidency{{2, 3}}));
+  EXPECT_EQ(run("expand"), (LayerResidency{{2, 3}, {0, 3}}));
+  EXPECT_EQ(PolicyRegistry::builtin().create("h2o(gqa=expand)")->kv_copies(kGqa), 2);
+  EXPECT_EQ(PolicyRegistry::builtin().create("h2o")->kv_copies(kGqa), 1);
+}
+
+TEST(GqaModes, RejectsUnknownMode) {
+  policy_test::expect_rejected({"snapkv(gqa=sum)", "pyramidkv(gqa=foo)", "h2o(gqa=MEAN)"});
+}
+
+}  // namespace
+}  // namespace kvsim
