@@ -1,4 +1,4 @@
-// gqa=mean|max|expand of snapkv, pyramidkv and h2o (issue 19): hand-computed kept sets on one KV head
+// gqa=mean|max|expand of snapkv, pyramidkv, adakv and h2o (issue 19): hand-computed kept sets on one KV head
 // shared by two query heads, and the copies each mode keeps.
 #include <gtest/gtest.h>
 
@@ -31,7 +31,10 @@ LayerTrace gqa_layer() {
 
 TEST(GqaModes, SnapKvScoredHandKeptSets) {
   const LayerTrace layer = gqa_layer();
-  for (const std::string policy : {"snapkv", "pyramidkv"}) {  // one layer: pyramidkv's capacity is uniform
+  // One layer: pyramidkv's capacity is uniform; one KV head: adakv's mean and max allocate nothing, and
+  // under expand the two copies share 2 scored slots, the layer's top two being head 0's position 2
+  // (.4286) and head 1's 0 (.4235), caps round(0.8 x 1) = 1 each: the same sets.
+  for (const std::string policy : {"snapkv", "pyramidkv", "adakv"}) {
     auto run = [&](const std::string& mode) {
       return leverage_test::evict_once(policy + "(budget=2, window=1, kernel=1, gqa=" + mode + ")", kGqa, &layer, 4);
     };
@@ -64,7 +67,7 @@ TEST(GqaModes, H2oHandKeptSets) {
 }
 
 TEST(GqaModes, RejectsUnknownMode) {
-  policy_test::expect_rejected({"snapkv(gqa=sum)", "pyramidkv(gqa=foo)", "h2o(gqa=MEAN)"});
+  policy_test::expect_rejected({"snapkv(gqa=sum)", "pyramidkv(gqa=foo)", "adakv(gqa=)", "h2o(gqa=MEAN)"});
 }
 
 }  // namespace

@@ -189,6 +189,23 @@ def guided_replay(p, lay, step, observed=None, chunk=None, rel_tol=1e-5):
     return kept, problems, ties
 
 
+def gqa_guided_replay(p, lay, make_step, observed=None, chunk=None):
+    """guided_replay(p, lay, make_step(lay), observed, chunk), except under gqa=expand on a GQA layer:
+    then the authors' layout (K/V repeated per query head before the cache) is replayed on
+    kvref.expanded_layer as the float64 reference, one selection per query head, and its per-KV-head
+    union must equal kvsim's kept file (which holds each KV head's union of its G copies) exactly."""
+    if p.gqa != "expand" or lay.G == 1:
+        return guided_replay(p, lay, make_step(lay), observed, chunk)
+    ex = kvref.expanded_layer(lay)
+    copies, problems, _ = guided_replay(p, ex, make_step(ex), None, chunk)
+    kept = kvref.union_per_kv_head(copies, lay.G)
+    if observed is not None and not np.array_equal(kept, observed):
+        diff = np.argwhere(kept != observed)
+        problems = problems + ["gqa=expand: kept union differs at %d (head, position) pairs, first %s"
+                               % (len(diff), diff[:6].tolist())]
+    return kept, problems, []
+
+
 def snapkv_competitions(p, lay, j, resident, capacity, chunks):
     """SnapKV per head at `capacity`: always = window, one competition per head over the rest."""
     a, b = chunks[j]

@@ -27,17 +27,7 @@ import ref_pyramidkv as rp  # noqa: E402
 
 
 def replay(p, lay, layer, num_layers, chunk, observed=None):
-    if p.gqa != "expand" or lay.G == 1:
-        return rp.guided_replay(p, lay, rp.pyramidkv_step(p, lay, layer, num_layers, chunk), observed, chunk)
-    # One selection per query head on the expanded layer; kvsim's file holds each KV head's union.
-    ex = kvref.expanded_layer(lay)
-    copies, problems, _ = rp.guided_replay(p, ex, rp.pyramidkv_step(p, ex, layer, num_layers, chunk), None, chunk)
-    kept = kvref.union_per_kv_head(copies, lay.G)
-    if observed is not None and not np.array_equal(kept, observed):
-        diff = np.argwhere(kept != observed)
-        problems = problems + ["gqa=expand: kept union differs at %d (head, position) pairs, first %s"
-                               % (len(diff), diff[:6].tolist())]
-    return kept, problems, []
+    return rp.gqa_guided_replay(p, lay, lambda ly: rp.pyramidkv_step(p, ly, layer, num_layers, chunk), observed, chunk)
 
 
 def self_tests(ck):
