@@ -1,4 +1,4 @@
-// gqa=mean|max|expand of snapkv, pyramidkv, adakv and h2o (issue 19): hand-computed kept sets on one KV head
+// gqa=mean|max|expand of snapkv, pyramidkv, adakv and h2o, gqa=mean|expand of think (issue 19): hand-computed kept sets on one KV head
 // shared by two query heads, and the copies each mode keeps.
 #include <gtest/gtest.h>
 
@@ -66,8 +66,41 @@ TEST(GqaModes, H2oHandKeptSets) {
   EXPECT_EQ(PolicyRegistry::builtin().create("h2o")->kv_copies(kGqa), 1);
 }
 
+// ThinK: one KV head of keys all 1 (d = 4), the last prompt query of head 0 = [3, 0, 0, 1] (query
+// norms [9, 0, 0, 1]) and of head 1 [0, 3, 1, 0] ([0, 9, 1, 0]); window 1, ratio 0.5 prunes 2
+// channels. mean: [4.5, 4.5, .5, .5] -> channels 2, 3 for the KV head; expand: head 0's copy prunes
+// its lowest, 1 and 2, head 1's 0 and 3 (tests/reference/test_think_reference.py's hand case).
+TEST(GqaModes, ThinkPrunesPerQueryHeadUnderExpand) {
+  const ModelShape model{"hand", 1, 2, 1, 4};
+  RequestInfo request;
+  request.prompt_tokens = 4;
+  LayerTrace layer;
+  layer.keys = {HeadMatrix::Ones(4, 4)};
+  layer.values = {HeadMatrix::Ones(4, 4)};
+  HeadMatrix q0 = HeadMatrix::Zero(4, 4), q1 = HeadMatrix::Zero(4, 4);
+  q0.row(3) << 3, 0, 0, 1;
+  q1.row(3) << 0, 3, 1, 0;
+  layer.queries = {q0, q1};
+  layer.query_positions = {0, 1, 2, 3};
+  auto zeroed = [&](const std::string& mode, int index) {
+    const auto policy = PolicyRegistry::builtin().create("think(ratio=0.5, window=1, recent=0, gqa=" + mode + ")");
+    const HeadMatrix keys = policy->compressed_head(model, request, {}, layer, index).keys;
+    std::vector<int> channels;
+    for (int c = 0; c < 4; ++c) {
+      if (keys.col(c).isZero()) channels.push_back(c);
+    }
+    return channels;
+  };
+  EXPECT_EQ(zeroed("mean", 0), (std::vector<int>{2, 3}));
+  EXPECT_EQ(zeroed("expand", 0), (std::vector<int>{1, 2}));
+  EXPECT_EQ(zeroed("expand", 1), (std::vector<int>{0, 3}));
+  EXPECT_EQ(PolicyRegistry::builtin().create("think(gqa=expand)")->kv_copies(model), 2);
+  EXPECT_EQ(PolicyRegistry::builtin().create("think")->kv_copies(model), 1);
+}
+
 TEST(GqaModes, RejectsUnknownMode) {
-  policy_test::expect_rejected({"snapkv(gqa=sum)", "pyramidkv(gqa=foo)", "adakv(gqa=)", "h2o(gqa=MEAN)"});
+  policy_test::expect_rejected({"snapkv(gqa=sum)", "pyramidkv(gqa=foo)", "adakv(gqa=)", "h2o(gqa=MEAN)",
+                                "think(gqa=max)"});
 }
 
 }  // namespace
