@@ -1,5 +1,6 @@
-// gqa=mean|max|expand of snapkv, pyramidkv, adakv and h2o, gqa=mean|expand of think (issue 19): hand-computed kept sets on one KV head
-// shared by two query heads, and the copies each mode keeps.
+// gqa=mean|max|expand of snapkv, pyramidkv, adakv and h2o, gqa=mean|expand of think (issue 19):
+// hand-computed kept sets (pruned channels) on one KV head shared by two query heads, and the copies
+// each mode keeps.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -99,8 +100,8 @@ TEST(GqaModes, ThinkPrunesPerQueryHeadUnderExpand) {
 }
 
 TEST(GqaModes, RejectsUnknownMode) {
-  policy_test::expect_rejected({"snapkv(gqa=sum)", "pyramidkv(gqa=foo)", "adakv(gqa=)", "h2o(gqa=MEAN)",
-                                "think(gqa=max)"});
+  policy_test::expect_rejected(
+      {"snapkv(gqa=sum)", "pyramidkv(gqa=foo)", "adakv(gqa=)", "h2o(gqa=MEAN)", "think(gqa=max)"});
 }
 
 }  // namespace

@@ -103,7 +103,7 @@ TEST(Think, RecentKeysStayWhole) {
   EXPECT_EQ(all_recent->stored(hand.model, hand.request, {}, 6).key_compressed, 0);
   // prefill=chunk, chunks [0, 2) and [2, 4), recent=1: chunk 0 prunes key 0 with its channels 0, 1;
   // chunk 1 prunes keys 1 and 2 with its channels 1, 2; key 3 stays whole.
-  const auto chunked = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, recent=1, gqa=mean, prefill=chunk)");
+  const auto chunked = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, recent=1, prefill=chunk)");
   const PassPlan plan = make_pass_plan(4, 2, 2);
   const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
   want = hand.layer.keys[0];
@@ -119,7 +119,7 @@ TEST(Think, RecentKeysStayWhole) {
 // and qn = [5, 1, 1, 4.5] -> scores [5, 0, 4, 4.5]: channels 1 and 2 go.
 TEST(Think, ChunkModePrunesEachChunkByItsOwnScores) {
   const HandHead hand;
-  const auto policy = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, recent=0, gqa=mean, prefill=chunk)");
+  const auto policy = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, recent=0, prefill=chunk)");
   EXPECT_EQ(policy->spec(), "think(ratio=0.5, window=2, recent=0, gqa=mean, prefill=chunk)");
   const PassPlan plan = make_pass_plan(4, 2, 2);
   const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
