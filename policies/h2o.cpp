@@ -145,9 +145,7 @@ class H2oPolicy final : public Policy {
       // Accumulator a's query heads: the group (mean), the copy's own (expand) or the group's a-th (max).
       const int first = scored.first_query_head + a;
       const int count = accumulators > 1 ? 1 : scored.query_heads;
-      std::vector<const HeadMatrix*> heads;
-      for (int g = first; g < first + count; ++g) heads.push_back(&trace.queries[static_cast<std::size_t>(g)]);
-      const auto sums = pass_sums(ctx, scored.kv_head, first, count, s, cached, heads, rows, positions);
+      const auto sums = pass_sums(ctx, scored.kv_head, first, count, s, cached, rows, positions);
       for (std::size_t j = 0; j < sums->size(); ++j) s.score[static_cast<std::size_t>(a)][j] += (*sums)[j];
     }
     const auto nq = static_cast<std::int64_t>(positions.size());
@@ -166,11 +164,12 @@ class H2oPolicy final : public Policy {
   // layer share them.
   std::shared_ptr<const std::vector<double>> pass_sums(const EvictionContext& ctx, int kv_head, int first, int count,
                                                        const HeadState& s, std::int64_t cached,
-                                                       std::span<const HeadMatrix* const> heads,
                                                        std::span<const std::int64_t> rows,
                                                        std::span<const std::int64_t> positions) const {
     const Pass& pass = ctx.pass;
     const auto compute = [&] {
+      std::vector<const HeadMatrix*> heads;
+      for (int g = first; g < first + count; ++g) heads.push_back(&ctx.trace->queries[static_cast<std::size_t>(g)]);
       std::vector<double> sums(s.resident.size(), 0.0);
       add_pass_attention(ctx.trace->keys[static_cast<std::size_t>(kv_head)], s.resident, cached, pass.begin,
                          {heads, rows, positions}, sums);

@@ -26,8 +26,8 @@ struct SnapKvScoring {      // read() from the spec; each policy's defaults are 
   std::int64_t window = 0;  // observation window: the most recent queries, always kept
   int kernel = 1;           // pooling kernel along positions (odd)
   bool max_pooling = true;  // max_pool, else avg_pool
-  // How the GQA group scores (below). Only snapkv and pyramidkv read `gqa=` (read_gqa); the other
-  // SnapKV-scored policies keep the group mean their reference code uses.
+  // How the GQA group scores (below). snapkv, pyramidkv and adakv read `gqa=` (read_gqa); the other
+  // users of this scorer keep the group mean (docs/policy-sources.md "GQA" says why).
   GqaMode gqa = GqaMode::kMean;
 
   // Reads `window`, `kernel` (read_pool_kernel) and `pooling=max|avg` (defaults: the policy's
