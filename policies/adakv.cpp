@@ -8,6 +8,10 @@
 //  - alloc=kvpress: NVIDIA/kvpress kvpress/presses/adakv_press.py: each head keeps its window and its
 //    top int(floor_alpha x budget) - window scored entries, then the layer's best remaining scores
 //    fill exactly H x budget.
+// GQA (gqa=, as snapkv): the original's gqa_support=True path reduces the group by gqa_func, mean
+// (the default here, its GQA script's) or max; gqa_support=False, pred.py's default, repeats K/V per
+// query head first and allocates over the query heads: gqa=expand, H = query heads, G copies of the
+// cache (Policy::kv_copies).
 #include <tbb/parallel_for.h>
 #include <algorithm>
 #include <cmath>
@@ -194,6 +198,10 @@ void register_adakv(PolicyRegistry& registry) {
         {"window", "32", "observation window of the SnapKV scorer: the most recent queries, kept in every head"},
         {"kernel", "7", "pooling kernel along positions (odd)"},
         {"pooling", "max", "max|avg"},
+        {"gqa", "mean",
+         "mean (FFY0/AdaKV gqa_support with gqa_func=mean, its GQA script; kvpress) | max (gqa_func=max) | expand "
+         "(FFY0/AdaKV without gqa_support, pred.py's default: per query head, H = query heads, G copies of the cache "
+         "in footprint and bytes)"},
         {"floor_alpha", "0.2",
          "in [0, 1]; original: head h keeps round((1 - floor_alpha) x count_h + int(floor_alpha x B)) scored entries, "
          "B = budget - window, count_h its share of the layer's top H x B; kvpress (its alpha_safeguard): each head "
@@ -205,7 +213,8 @@ void register_adakv(PolicyRegistry& registry) {
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
-         const SnapKvScoring scoring = SnapKvScoring::read(args);
+         SnapKvScoring scoring = SnapKvScoring::read(args);
+         scoring.gqa = read_gqa(args);
          const double floor_alpha = args.get_double("floor_alpha");
          const AdaKvAlloc alloc = args.get_choice("alloc", {"original", "kvpress"}) == "original"
                                       ? AdaKvAlloc::kOriginal

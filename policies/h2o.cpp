@@ -9,6 +9,15 @@
 // query head over the prompt with prompt_queries=all (exact H2O), O(N n d) per chunk with
 // prompt_queries=N. Memory: the trace must store the queries of every accumulated position, i.e.
 // with prompt_queries=all all n prompt queries (num_q_heads x n x head_dim) instead of a window.
+//
+// GQA (gqa=): the authors' real-drop cache (H2OKVCache_LayerWise) is MHA-only: it keeps one score
+// row per query head (attn_weights after repeat_kv) and masks the unrepeated KV-head cache with them,
+// which fails for a group size > 1. Its ports differ: kvpress (ObservedAttentionPress) averages the
+// group (gqa=mean, the default and kvsim's earlier behaviour); Zefan-Cai/KVCache-Factory's
+// H2OKVCluster repeats K/V per query head before the cache by default (gqa=expand: each query head
+// accumulates and keeps its own copy, Policy::kv_copies() = G) and reduces the group by
+// mean|max|sum in its opt-in kv_head layout (gqa=max: each query head's accumulated attention, the
+// group's maximum ranks).
 #include <tbb/parallel_for.h>
 #include <algorithm>
 #include <charconv>
@@ -20,6 +29,7 @@
 #include "policies/registry.h"
 #include "policies/schedule.h"
 #include "policies/shared_results.h"
+#include "policies/snapkv_select.h"
 #include "util/error.h"
 
 namespace kvsim {
@@ -28,7 +38,9 @@ namespace {
 
 struct HeadState {
   std::vector<std::int32_t> resident;
-  std::vector<double> score;       // accumulated attention, group-averaged
+  // Accumulated attention, one row per accumulator: gqa=mean one (the group's average), expand one
+  // (its query head's), max one per query head of the group (ranked by their maximum).
+  std::vector<std::vector<double>> score;
   std::vector<std::int64_t> seen;  // accumulated queries that saw the entry (normalize=count)
 };
 
@@ -41,17 +53,19 @@ class H2oPolicy final : public Policy {
   // recent_share in [0, 1): the recent window's share of the capacity; recent_tokens > 0 instead
   // makes it a protected window of that many tokens added to a fractional budget (DESIGN.md §4).
   H2oPolicy(std::string spec, Budget budget, double recent_share, std::int64_t recent_tokens,
-            std::int64_t prompt_queries, bool normalize, EvictionPoints points)
+            std::int64_t prompt_queries, bool normalize, GqaMode gqa, EvictionPoints points)
       : spec_(std::move(spec)),
         budget_(budget),
         recent_share_(recent_share),
         recent_tokens_(recent_tokens),
         prompt_queries_(prompt_queries),
         normalize_(normalize),
+        gqa_(gqa),
         points_(points) {}
 
   std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
+  int kv_copies(const ModelShape& model) const override { return gqa_copies(gqa_, model); }
 
   void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
                             std::vector<std::int64_t>* positions) const override {
@@ -102,21 +116,22 @@ class H2oPolicy final : public Policy {
                               : round_half_even(recent_share_ * static_cast<double>(cap));
   }
 
-  // Appends the pass's positions to head h's state and adds what the pass's queries gave each entry.
+  // Appends the pass's positions to residency vector h's state and adds what the pass's queries gave
+  // each entry.
   void accumulate(const EvictionContext& ctx, int h, const std::vector<std::int32_t>& resident, HeadState& s) const {
     const LayerTrace& trace = *ctx.trace;
     const Pass& pass = ctx.pass;
-    const int group = ctx.model.group_size();
+    const GqaScoredHeads scored = gqa_scored_heads(gqa_, ctx.model, h);
+    const int accumulators = gqa_ == GqaMode::kMax ? scored.query_heads : 1;
     const auto cached = static_cast<std::int64_t>(s.resident.size());
     for (std::int64_t t = pass.begin; t < pass.end; ++t) s.resident.push_back(static_cast<std::int32_t>(t));
     if (s.resident != resident) {
       throw std::logic_error("h2o: layer " + std::to_string(ctx.layer) + " head " + std::to_string(h) +
                              ": residency differs from what this policy's evictions left");
     }
-    s.score.resize(s.resident.size(), 0.0);
+    s.score.resize(static_cast<std::size_t>(accumulators));
+    for (auto& row : s.score) row.resize(s.resident.size(), 0.0);
     s.seen.resize(s.resident.size(), 0);
-    std::vector<const HeadMatrix*> heads;
-    for (int g = h * group; g < (h + 1) * group; ++g) heads.push_back(&trace.queries[static_cast<std::size_t>(g)]);
     std::vector<std::int64_t> positions, rows;
     for (std::int64_t t = first_query(pass); t < pass.end; ++t) {
       const std::int64_t row = trace.query_row(t);
@@ -126,26 +141,13 @@ class H2oPolicy final : public Policy {
       positions.push_back(t);
       rows.push_back(row);
     }
-    // The pass's attention sums, added to the running ones. While nothing has been evicted (the
-    // resident entries are exactly 0 .. pass.end - 1) they depend only on the pass and the queries
-    // accumulated, not on the budget: other H2O policies on this layer share them.
-    const auto compute = [&] {
-      std::vector<double> sums(s.resident.size(), 0.0);
-      add_pass_attention(trace.keys[static_cast<std::size_t>(h)], s.resident, cached, pass.begin,
-                         {heads, rows, positions}, sums);
-      return sums;
-    };
-    const bool untouched = static_cast<std::int64_t>(s.resident.size()) == pass.end;  // sorted, distinct
-    std::shared_ptr<const std::vector<double>> sums;
-    if (untouched && ctx.shared != nullptr) {
-      sums = ctx.shared->get_or_compute<std::vector<double>>(
-          "h2o pass attention: head " + std::to_string(h) + ", pass [" + std::to_string(pass.begin) + ", " +
-              std::to_string(pass.end) + "), queries from " + std::to_string(first_query(pass)),
-          compute);
-    } else {
-      sums = std::make_shared<const std::vector<double>>(compute());
+    for (int a = 0; a < accumulators; ++a) {
+      // Accumulator a's query heads: the group (mean), the copy's own (expand) or the group's a-th (max).
+      const int first = scored.first_query_head + a;
+      const int count = accumulators > 1 ? 1 : scored.query_heads;
+      const auto sums = pass_sums(ctx, scored.kv_head, first, count, s, cached, rows, positions);
+      for (std::size_t j = 0; j < sums->size(); ++j) s.score[static_cast<std::size_t>(a)][j] += (*sums)[j];
     }
-    for (std::size_t j = 0; j < sums->size(); ++j) s.score[j] += (*sums)[j];
     const auto nq = static_cast<std::int64_t>(positions.size());
     for (std::size_t j = 0; j < s.resident.size(); ++j) {
       // Queries of this pass at positions >= the entry's saw it (all of them for cached entries).
@@ -155,6 +157,33 @@ class H2oPolicy final : public Policy {
     }
   }
 
+  // The attention sums of one pass's queries of query heads [first, first + count) (averaged over them)
+  // on KV head `kv_head`'s entries s.resident, the first `cached` resident before the pass. While
+  // nothing has been evicted (the resident entries are exactly 0 .. pass.end - 1) they depend only on
+  // the pass and the queries accumulated, not on the budget or the GQA mode: other H2O policies on this
+  // layer share them.
+  std::shared_ptr<const std::vector<double>> pass_sums(const EvictionContext& ctx, int kv_head, int first, int count,
+                                                       const HeadState& s, std::int64_t cached,
+                                                       std::span<const std::int64_t> rows,
+                                                       std::span<const std::int64_t> positions) const {
+    const Pass& pass = ctx.pass;
+    const auto compute = [&] {
+      std::vector<const HeadMatrix*> heads;
+      for (int g = first; g < first + count; ++g) heads.push_back(&ctx.trace->queries[static_cast<std::size_t>(g)]);
+      std::vector<double> sums(s.resident.size(), 0.0);
+      add_pass_attention(ctx.trace->keys[static_cast<std::size_t>(kv_head)], s.resident, cached, pass.begin,
+                         {heads, rows, positions}, sums);
+      return sums;
+    };
+    const bool untouched = static_cast<std::int64_t>(s.resident.size()) == pass.end;  // sorted, distinct
+    if (!untouched || ctx.shared == nullptr) return std::make_shared<const std::vector<double>>(compute());
+    return ctx.shared->get_or_compute<std::vector<double>>(
+        "h2o pass attention: KV head " + std::to_string(kv_head) + ", query heads [" + std::to_string(first) + ", " +
+            std::to_string(first + count) + "), pass [" + std::to_string(pass.begin) + ", " + std::to_string(pass.end) +
+            "), queries from " + std::to_string(first_query(pass)),
+        compute);
+  }
+
   // Keeps the `recent` newest entries and the heavy hitters among the others (ties: lower position).
   void shrink(HeadState& s, std::int64_t cap) const {
     const auto size = static_cast<std::int64_t>(s.resident.size());
@@ -162,7 +191,11 @@ class H2oPolicy final : public Policy {
     const std::int64_t recent = recent_count(cap);
     const std::int64_t heavy = cap - recent;
     const std::int64_t candidates = size - recent;
-    std::vector<double> key(s.score.begin(), s.score.begin() + candidates);
+    std::vector<double> key;  // the accumulators' maximum under gqa=max, else the one accumulator
+    for (std::size_t a = 0; a < s.score.size(); ++a) {
+      gqa_combine(GqaMode::kMax, std::span<const double>(s.score[a]).first(static_cast<std::size_t>(candidates)),
+                  a == 0, a + 1 == s.score.size(), 1, key);
+    }
     if (normalize_) {
       for (std::int64_t j = 0; j < candidates; ++j)
         key[j] = s.seen[j] > 0 ? key[j] / static_cast<double>(s.seen[j]) : 0.0;
@@ -175,9 +208,10 @@ class H2oPolicy final : public Policy {
     std::sort(order.begin(), order.end());
     for (std::int64_t j = candidates; j < size; ++j) order.push_back(j);
     HeadState kept;
+    kept.score.resize(s.score.size());
     for (std::int64_t j : order) {
       kept.resident.push_back(s.resident[j]);
-      kept.score.push_back(s.score[j]);
+      for (std::size_t a = 0; a < s.score.size(); ++a) kept.score[a].push_back(s.score[a][j]);
       kept.seen.push_back(s.seen[j]);
     }
     s = std::move(kept);
@@ -189,6 +223,7 @@ class H2oPolicy final : public Policy {
   std::int64_t recent_tokens_;
   std::int64_t prompt_queries_;  // 0: all
   bool normalize_;
+  GqaMode gqa_;
   EvictionPoints points_;
 };
 
@@ -211,6 +246,10 @@ void register_h2o(PolicyRegistry& registry) {
          "each prefill chunk "
          "(cheaper approximation; decode queries always count)"},
         {"normalize", "none", "none (H2O: sum) | count (kvpress ObservedAttention: divide by the queries that saw it)"},
+        {"gqa", "mean",
+         "mean (kvpress: one cache per KV head, the group's mean attention) | max (each query head accumulates, the "
+         "group's maximum ranks) | expand (Zefan-Cai/KVCache-Factory's H2OKVCluster: per query head, G copies of the "
+         "cache in footprint and bytes; FMInference/H2O's code is MHA-only)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "step", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
@@ -218,6 +257,7 @@ void register_h2o(PolicyRegistry& registry) {
          const double recent = args.get_double("recent");
          const std::string queries = args.get_string("prompt_queries");
          const bool normalize = args.get_choice("normalize", {"none", "count"}) == "count";
+         const GqaMode gqa = read_gqa(args);
          const auto points = read_eviction_points(args);
          if (!(recent >= 0.0)) args.fail("recent", "must be a share in [0, 1) or a token count >= 1");
          if (recent >= 1.0 && recent != std::floor(recent))
@@ -237,7 +277,7 @@ void register_h2o(PolicyRegistry& registry) {
          args.set_canonical("recent", recent_tokens > 0 ? std::to_string(recent_tokens) : format_spec_number(recent));
          args.set_canonical("prompt_queries", prompt_queries > 0 ? std::to_string(prompt_queries) : "all");
          return std::make_unique<H2oPolicy>(args.canonical(), budget, recent_tokens > 0 ? 0.0 : recent, recent_tokens,
-                                            prompt_queries, normalize, points);
+                                            prompt_queries, normalize, gqa, points);
        }});
 }
 

@@ -145,7 +145,6 @@ class Policy {
   // repeats K/V per query head before caching and selects per query head (gqa=expand): each query
   // head then has its own resident set (LayerResidency above), the fidelity proxies measure each
   // query head on its own copy, and footprint, peak and bytes count every copy (G-fold memory).
-  // Not combined with compresses().
   virtual int kv_copies(const ModelShape& /*model*/) const { return 1; }
 
   // Per-layer state for policies whose scores accumulate over the request; null for the rest.
@@ -169,7 +168,8 @@ class Policy {
     const double half = static_cast<double>(count) * static_cast<double>(model.entry_bytes()) / 2.0;
     return {0, 0, {half, half}};
   }
-  // REQUIRES compresses(). Called once per traced layer and KV head; deterministic.
+  // REQUIRES compresses(). Called once per traced layer and residency vector (the KV head, or with
+  // kv_copies() = c > 1 copy kv_head % c of KV head kv_head / c); deterministic.
   virtual CompressedHead compressed_head(const ModelShape& /*model*/, const RequestInfo& /*request*/,
                                          std::span<const Pass> /*prefill*/, const LayerTrace& trace,
                                          int kv_head) const {

@@ -3,7 +3,9 @@
 // scores and per-head selection, with a per-layer capacity that shrinks from the lower layers to
 // the higher ones ("pyramidal information funneling"); the mean over layers is SnapKV's capacity.
 // The layer split is the original's (KVCache-Factory; policies/pyramid_budget.h), the defaults
-// (window 64, kernel 5, avg pooling, beta 20) kvpress's.
+// (window 64, kernel 5, avg pooling, beta 20) kvpress's. GQA: KVCache-Factory repeats K/V per query
+// head before update_kv (maybe_repeat_kv_before_cache; its kv_head layout is opt-in), i.e. gqa=expand;
+// the default gqa=mean is kvpress's (see snapkv.cpp).
 #include "policies/pyramid_budget.h"
 #include "policies/registry.h"
 #include "policies/schedule.h"
@@ -45,6 +47,10 @@ void register_pyramidkv(PolicyRegistry& registry) {
         {"window", "64", "observation window: the most recent queries, always kept"},
         {"kernel", "5", "pooling kernel along positions (odd)"},
         {"pooling", "avg", "max|avg"},
+        {"gqa", "mean",
+         "mean (kvpress: one cache per KV head, the group's mean window attention) | max (the group's maximum; "
+         "KVCache-Factory's kv_head layout offers mean|max|sum) | expand (Zefan-Cai/KVCache-Factory's default: per "
+         "query head, G copies of the cache in footprint and bytes)"},
         {"beta", "20",
          "pyramid steepness: the top layer scores about 1/beta of the mean scored budget, plus the window (integer >= "
          "1)"},
@@ -54,7 +60,8 @@ void register_pyramidkv(PolicyRegistry& registry) {
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
-         const SnapKvScoring scoring = SnapKvScoring::read(args);
+         SnapKvScoring scoring = SnapKvScoring::read(args);
+         scoring.gqa = read_gqa(args);
          const std::int64_t beta = args.get_int("beta");
          const auto points = read_eviction_points(args);
          if (beta < 1) args.fail("beta", "must be >= 1");

@@ -2,6 +2,11 @@
 // snapkv/monkeypatch/snapkv_utils.py). The last `window` queries vote for earlier entries with
 // their causal attention; votes are pooled along positions and each KV head keeps the window plus
 // its top-voted entries, up to the capacity of DESIGN.md §4.
+// GQA: the authors' code repeats K/V per query head before update_kv (mistral_hijack_4_37.py "[SnapKV]
+// move to ahead"), so it scores, selects and stores per query head: gqa=expand (G copies of the cache,
+// Policy::kv_copies). The default gqa=mean is kvpress's (one cache per KV head, the group's mean),
+// kvsim's behaviour before the parameter existed; gqa=max takes the group's maximum
+// (docs/policy-sources.md "snapkv" measures the three).
 #include "policies/registry.h"
 #include "policies/schedule.h"
 #include "policies/snapkv_select.h"
@@ -32,11 +37,15 @@ void register_snapkv(PolicyRegistry& registry) {
         {"window", "32", "observation window: the most recent queries, always kept"},
         {"kernel", "7", "pooling kernel along positions (odd)"},
         {"pooling", "max", "max|avg"},
+        {"gqa", "mean",
+         "mean (kvpress: one cache per KV head, the group's mean window attention) | max (the group's maximum) | "
+         "expand (FasterDecoding/SnapKV's code: per query head, G copies of the cache in footprint and bytes)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
-         const SnapKvScoring scoring = SnapKvScoring::read(args);
+         SnapKvScoring scoring = SnapKvScoring::read(args);
+         scoring.gqa = read_gqa(args);
          const auto points = read_eviction_points(args);
          scoring.check_budget(args, budget);
          return std::make_unique<SnapKvPolicy>(args.canonical(), budget, scoring, points);

@@ -109,13 +109,27 @@ void gqa_combine(GqaMode mode, std::span<const double> scores, bool first, bool 
   }
 }
 
-std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& policy, int kv_head,
+std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& policy, int index,
                                       std::span<const std::int32_t> resident, std::int64_t window_count,
                                       const SnapKvScoring& scoring) {
   const LayerTrace& trace = *ctx.trace;
-  const std::vector<const HeadMatrix*> heads = group_query_heads(ctx, kv_head);
+  const GqaScoredHeads scored = gqa_scored_heads(scoring.gqa, ctx.model, index);
+  const HeadMatrix& keys = trace.keys[static_cast<std::size_t>(scored.kv_head)];
   const std::vector<std::int64_t> rows = window_query_rows(ctx, policy, resident, window_count);
-  return scoring.pool(window_attention_scores(trace.keys[kv_head], resident, window_count, {heads, rows}));
+  if (scoring.gqa == GqaMode::kMean) {  // the group's mean in one GEMM (window_attention_scores averages)
+    const std::vector<const HeadMatrix*> heads = group_query_heads(ctx, scored.kv_head);
+    return scoring.pool(window_attention_scores(keys, resident, window_count, {heads, rows}));
+  }
+  // max over the group, or expand's one query head: each head's window-summed attention, combined, then
+  // pooled (as KVCache-Factory's _grouped_window_attn_cache reduces the group before pooling).
+  std::vector<double> total;
+  for (int k = 0; k < scored.query_heads; ++k) {
+    const HeadMatrix* head = &trace.queries[static_cast<std::size_t>(scored.first_query_head + k)];
+    const std::vector<float> s = window_attention_scores(keys, resident, window_count, {{&head, 1}, rows});
+    gqa_combine(scoring.gqa, std::vector<double>(s.begin(), s.end()), k == 0, k + 1 == scored.query_heads,
+                scored.query_heads, total);
+  }
+  return scoring.pool(std::vector<float>(total.begin(), total.end()));
 }
 
 WindowAttention head_window_attention(const EvictionContext& ctx, const Policy& policy, int kv_head,

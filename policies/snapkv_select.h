@@ -15,10 +15,20 @@
 
 namespace kvsim {
 
+// GQA (issue 19): how a policy that scores a KV head's entries with its group's query heads treats the
+// group. mean / max: one cache per KV head, scored by the mean / maximum over the group's query heads.
+// expand: each query head keeps its own selection from its own copy of the KV head (the authors'
+// code repeats K/V per query head before the cache, e.g. transformers' repeat_kv), so the policy
+// keeps Policy::kv_copies() = G copies and its footprint and bytes count the G-fold memory.
+enum class GqaMode { kMean, kMax, kExpand };
+
 struct SnapKvScoring {      // read() from the spec; each policy's defaults are in its parameter table
   std::int64_t window = 0;  // observation window: the most recent queries, always kept
   int kernel = 1;           // pooling kernel along positions (odd)
   bool max_pooling = true;  // max_pool, else avg_pool
+  // How the GQA group scores (below). snapkv, pyramidkv and adakv read `gqa=` (read_gqa); the other
+  // users of this scorer keep the group mean (docs/policy-sources.md "GQA" says why).
+  GqaMode gqa = GqaMode::kMean;
 
   // Reads `window`, `kernel` (read_pool_kernel) and `pooling=max|avg` (defaults: the policy's
   // table); fails on a window < 1.
@@ -66,12 +76,6 @@ std::vector<const HeadMatrix*> group_query_heads(const EvictionContext& ctx, int
 // (obcache, rkv) multiply with the keys. REQUIRES ctx.trace.
 HeadMatrix window_queries(const EvictionContext& ctx, int query_head, std::span<const std::int64_t> rows, float scale);
 
-// GQA (issue 19): how a policy that scores a KV head's entries with its group's query heads treats the
-// group. mean / max: one cache per KV head, scored by the mean / maximum over the group's query heads.
-// expand: each query head keeps its own selection from its own copy of the KV head (the authors'
-// code repeats K/V per query head before the cache, e.g. transformers' repeat_kv), so the policy
-// keeps Policy::kv_copies() = G copies and its footprint and bytes count the G-fold memory.
-enum class GqaMode { kMean, kMax, kExpand };
 // Reads `gqa=mean|max|expand` (default: the policy's table).
 GqaMode read_gqa(PolicyArgs& args);
 // Policy::kv_copies under `mode`: the group size for expand, else 1.
@@ -94,10 +98,11 @@ void gqa_combine(GqaMode mode, std::span<const double> scores, bool first, bool 
 WindowAttention head_window_attention(const EvictionContext& ctx, const Policy& policy, int kv_head,
                                       std::span<const std::int32_t> resident, std::int64_t window_count);
 
-// Pooled window-attention scores of the first resident.size() - window_count entries of KV head
-// `kv_head` (the window's queries vote; GQA: mean over the group). REQUIRES ctx.trace.
-// Throws InputError naming `policy`'s spec if the trace lacks a window query.
-std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& policy, int kv_head,
+// Pooled window-attention scores of the first resident.size() - window_count entries of residency
+// vector `index` (the window's queries vote; GQA by scoring.gqa, gqa_scored_heads: the group's mean or
+// maximum of the window-summed attention, pooled after, or under expand the copy's own query head).
+// REQUIRES ctx.trace. Throws InputError naming `policy`'s spec if the trace lacks a window query.
+std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& policy, int index,
                                       std::span<const std::int32_t> resident, std::int64_t window_count,
                                       const SnapKvScoring& scoring);
 
@@ -110,6 +115,7 @@ class SnapKvScoredPolicy : public Policy {
 
   std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return points_; }
+  int kv_copies(const ModelShape& model) const override { return gqa_copies(scoring_.gqa, model); }
   void add_required_queries(const RequestInfo& request, std::span<const Pass> prefill,
                             std::vector<std::int64_t>* positions) const override;
 

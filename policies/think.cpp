@@ -9,8 +9,10 @@
 //   kn[c] = mean over the prompt's keys (the recent ones included) of k[c]^2.
 // Ties go to the lower channel index. Values, the last `recent` prompt keys (the original's
 // recent_size = 32, which it keeps whole; recent=0 prunes them too, as kvpress does) and the keys
-// generated during decode stay whole. The GQA group mean is kvpress's; the original repeats the
-// KV heads and prunes per query head (docs/policy-sources.md "think" measures the difference).
+// generated during decode stay whole. GQA: gqa=mean (the default) is kvpress's group mean of the query
+// norms, one channel set per KV head; gqa=expand is the original's (repeat_kv before
+// key_pruner_query_driven): each query head prunes its own copy of the KV head's keys by its own
+// query norms, Policy::kv_copies() = G copies in footprint and bytes (docs/policy-sources.md "think").
 // prefill=chunk (kvsim's extension) prunes, once chunk j = [b_j, e_j) is done, the keys
 // [max(0, e_{j-1} - recent), max(0, e_j - recent)) with the channels scored by that chunk alone (its
 // last `window` queries, its keys), so channels may differ from chunk to chunk and the pruned keys
@@ -26,6 +28,7 @@
 #include "policies/registry.h"
 #include "policies/schedule.h"
 #include "policies/select.h"
+#include "policies/snapkv_select.h"
 #include "util/error.h"
 
 namespace kvsim {
@@ -34,8 +37,9 @@ namespace {
 
 class ThinkPolicy final : public Policy {
  public:
-  ThinkPolicy(std::string spec, double ratio, std::int64_t window, std::int64_t recent, PrefillEviction mode)
-      : spec_(std::move(spec)), ratio_(ratio), window_(window), recent_(recent), mode_(mode) {}
+  ThinkPolicy(std::string spec, double ratio, std::int64_t window, std::int64_t recent, GqaMode gqa,
+              PrefillEviction mode)
+      : spec_(std::move(spec)), ratio_(ratio), window_(window), recent_(recent), gqa_(gqa), mode_(mode) {}
 
   std::string spec() const override { return spec_; }
   EvictionPoints eviction_points() const override { return {}; }
@@ -49,6 +53,7 @@ class ThinkPolicy final : public Policy {
   }
 
   bool compresses() const override { return true; }
+  int kv_copies(const ModelShape& model) const override { return gqa_copies(gqa_, model); }
 
   StoredEntries stored(const ModelShape& model, const RequestInfo& request, std::span<const Pass> prefill,
                        std::int64_t count) const override {
@@ -63,15 +68,16 @@ class ThinkPolicy final : public Policy {
     return {pruned_keys, 0, {key_bytes, static_cast<double>(count) * d * element_bytes}};
   }
 
+  // `index`: the KV head, or under gqa=expand the copy (its query head's).
   CompressedHead compressed_head(const ModelShape& model, const RequestInfo& request, std::span<const Pass> prefill,
-                                 const LayerTrace& trace, int kv_head) const override {
-    const auto h = static_cast<std::size_t>(kv_head);
+                                 const LayerTrace& trace, int index) const override {
+    const auto h = static_cast<std::size_t>(gqa_scored_heads(gqa_, model, index).kv_head);
     CompressedHead out{trace.keys[h], trace.values[h]};
     std::int64_t pruned = 0;  // keys [0, pruned) pruned by the earlier spans
     for (const Pass& span : compression_spans(request, prefill, mode_)) {
       const std::int64_t end = pruned_end(span);
       if (end <= pruned) continue;
-      for (std::int32_t c : pruned_channel_indices(model, trace, kv_head, span)) {
+      for (std::int32_t c : pruned_channel_indices(model, trace, index, span)) {
         out.keys.col(c).segment(pruned, end - pruned).setZero();
       }
       pruned = end;
@@ -80,17 +86,18 @@ class ThinkPolicy final : public Policy {
   }
 
  private:
-  // The channels head `kv_head` prunes from the keys of `span`, ascending, scored by that span.
-  std::vector<std::int32_t> pruned_channel_indices(const ModelShape& model, const LayerTrace& trace, int kv_head,
+  // The channels residency vector `index` (a KV head, or a copy under gqa=expand) prunes from the keys
+  // of `span`, ascending, scored by that span: the query norms of its group (mean) or its query head.
+  std::vector<std::int32_t> pruned_channel_indices(const ModelShape& model, const LayerTrace& trace, int index,
                                                    const Pass& span) const {
     const int d = model.head_dim;
-    const int group = model.group_size();
-    const HeadMatrix& keys = trace.keys[static_cast<std::size_t>(kv_head)];
+    const GqaScoredHeads scored = gqa_scored_heads(gqa_, model, index);
+    const int group = scored.query_heads;
+    const HeadMatrix& keys = trace.keys[static_cast<std::size_t>(scored.kv_head)];
     Eigen::ArrayXd qn = Eigen::ArrayXd::Zero(d);
     const std::int64_t begin = window_begin(span);
     for (int g = 0; g < group; ++g) {
-      const HeadMatrix& queries = trace.queries[static_cast<std::size_t>(kv_head) * static_cast<std::size_t>(group) +
-                                                static_cast<std::size_t>(g)];
+      const HeadMatrix& queries = trace.queries[static_cast<std::size_t>(scored.first_query_head + g)];
       Eigen::ArrayXd head = Eigen::ArrayXd::Zero(d);
       for (std::int64_t t = begin; t < span.end; ++t) {
         head += queries.row(trace.query_row(t)).cast<double>().array().square().transpose();
@@ -116,6 +123,7 @@ class ThinkPolicy final : public Policy {
   double ratio_;
   std::int64_t window_;
   std::int64_t recent_;
+  GqaMode gqa_;
   PrefillEviction mode_;
 };
 
@@ -131,6 +139,9 @@ void register_think(PolicyRegistry& registry) {
          "fraction of key channels pruned per KV head, in [0, 1) (kvpress key_channel_compression_ratio)"},
         {"window", "32", "last prompt queries that score the channels (kvpress window_size; ThinK: 32)"},
         {"recent", "32", "last prompt keys left whole (ThinK recent_size); 0 prunes every prompt key (kvpress)"},
+        {"gqa", "mean",
+         "mean (kvpress ThinKPress: one channel set per KV head from the group's mean query norms) | expand "
+         "(SalesforceAIResearch/ThinK's code: per query head, G copies of the cache in footprint and bytes)"},
         {"prefill", "post_fill",
          "post_fill (prune the prompt's keys once after it) | chunk (each chunk's keys once it is done, scored by that "
          "chunk)"}},
@@ -141,8 +152,10 @@ void register_think(PolicyRegistry& registry) {
          if (!(ratio >= 0.0 && ratio < 1.0)) args.fail("ratio", "must be in [0, 1)");
          if (window < 1) args.fail("window", "must be >= 1");
          if (recent < 0) args.fail("recent", "must be >= 0");
+         // No max: neither the original nor kvpress reduces the group by its maximum.
+         const GqaMode gqa = args.get_choice("gqa", {"mean", "expand"}) == "mean" ? GqaMode::kMean : GqaMode::kExpand;
          const PrefillEviction mode = read_compression_point(args);
-         return std::make_unique<ThinkPolicy>(args.canonical(), ratio, window, recent, mode);
+         return std::make_unique<ThinkPolicy>(args.canonical(), ratio, window, recent, gqa, mode);
        }});
 }
 

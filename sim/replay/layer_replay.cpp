@@ -29,9 +29,7 @@ LayerReplay replay_layer(const LayerReplayInput& input, const Policy& policy) {
   // A policy that keeps kv_copies() per KV head (gqa=expand) has that many vectors per traced KV head,
   // and an untraced group counts its copies too.
   const int copies = policy.kv_copies(input.model);
-  if (copies < 1 || (copies > 1 && policy.compresses())) {
-    throw std::logic_error(policy.spec() + ": kv_copies must be >= 1 and 1 for a policy that compresses");
-  }
+  if (copies < 1) throw std::logic_error(policy.spec() + ": kv_copies must be >= 1");
   std::vector<int> multiplicity;
   if (input.trace != nullptr) {
     multiplicity.assign(static_cast<std::size_t>(input.model.num_kv_heads) * static_cast<std::size_t>(copies), 1);

@@ -137,8 +137,8 @@ TEST(AdaKv, RejectsBadParameters) {
                                 "adakv(alpha_safeguard=0.2)"});
   policy_test::expect_error("adakv(alloc=kvsim)", "alloc");
   EXPECT_EQ(PolicyRegistry::builtin().create("adakv")->spec(),
-            "adakv(budget=0.2, window=32, kernel=7, pooling=max, floor_alpha=0.2, alloc=original, prefill=post_fill, "
-            "decode=none)");
+            "adakv(budget=0.2, window=32, kernel=7, pooling=max, gqa=mean, floor_alpha=0.2, alloc=original, "
+            "prefill=post_fill, decode=none)");
 }
 
 }  // namespace

@@ -177,8 +177,9 @@ TEST(H2oFootprint, KeptCountsFollowTheCapacityRule) {
 
 TEST(H2o, SpecAndBadParameters) {
   const auto& reg = PolicyRegistry::builtin();
-  EXPECT_EQ(reg.create("h2o")->spec(),
-            "h2o(budget=0.2, recent=0.5, prompt_queries=all, normalize=none, prefill=post_fill, decode=step)");
+  EXPECT_EQ(
+      reg.create("h2o")->spec(),
+      "h2o(budget=0.2, recent=0.5, prompt_queries=all, normalize=none, gqa=mean, prefill=post_fill, decode=step)");
   policy_test::expect_rejected({"h2o(recent=-1)", "h2o(recent=2.5)", "h2o(budget=8, recent=8)", "h2o(prompt_queries=0)",
                                 "h2o(prompt_queries=last)", "h2o(normalize=mean)"});
 }

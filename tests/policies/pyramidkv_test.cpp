@@ -172,8 +172,9 @@ TEST(PyramidKv, ChunkedFootprintPerLayerMatchesClosedForm) {
 TEST(PyramidKv, RejectsBadParameters) {
   policy_test::expect_rejected({"pyramidkv(beta=0)", "pyramidkv(kernel=4)", "pyramidkv(window=0)",
                                 "pyramidkv(budget=64)", "pyramidkv(budget=-1)"});
-  EXPECT_EQ(PolicyRegistry::builtin().create("pyramidkv")->spec(),
-            "pyramidkv(budget=0.2, window=64, kernel=5, pooling=avg, beta=20, prefill=post_fill, decode=none)");
+  EXPECT_EQ(
+      PolicyRegistry::builtin().create("pyramidkv")->spec(),
+      "pyramidkv(budget=0.2, window=64, kernel=5, pooling=avg, gqa=mean, beta=20, prefill=post_fill, decode=none)");
 }
 
 }  // namespace

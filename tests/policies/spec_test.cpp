@@ -49,7 +49,7 @@ TEST(PolicySpec, RejectsMalformedSpecsWithClearErrors) {
 TEST(PolicySpec, CanonicalSpecsSpellOutDefaults) {
   const auto& registry = PolicyRegistry::builtin();
   EXPECT_EQ(registry.create("snapkv")->spec(),
-            "snapkv(budget=0.2, window=32, kernel=7, pooling=max, prefill=post_fill, decode=none)");
+            "snapkv(budget=0.2, window=32, kernel=7, pooling=max, gqa=mean, prefill=post_fill, decode=none)");
   EXPECT_EQ(registry.create("streaming(window=64)")->spec(),
             "streaming(sinks=4, window=64, prefill=chunk, decode=step)");
   EXPECT_EQ(registry.create("streaming(window=64, decode=every:16)")->eviction_points().decode_every, 16);
@@ -58,7 +58,7 @@ TEST(PolicySpec, CanonicalSpecsSpellOutDefaults) {
   EXPECT_EQ(by_length->eviction_points().decode_every, 64);
   EXPECT_NE(by_length->spec().find("decode=length:64"), std::string::npos);
   EXPECT_EQ(registry.create("snapkv(budget=1024, prefill=chunk)")->spec(),
-            "snapkv(budget=1024, window=32, kernel=7, pooling=max, prefill=chunk, decode=none)");
+            "snapkv(budget=1024, window=32, kernel=7, pooling=max, gqa=mean, prefill=chunk, decode=none)");
 }
 
 TEST(PolicySpec, TokenBudgetIsTheCountABudgetGives) {

@@ -86,9 +86,9 @@ TEST(Think, BytesByHand) {
 TEST(Think, RecentKeysStayWhole) {
   const HandHead hand;
   const auto policy = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, recent=1)");
-  EXPECT_EQ(policy->spec(), "think(ratio=0.5, window=2, recent=1, prefill=post_fill)");
+  EXPECT_EQ(policy->spec(), "think(ratio=0.5, window=2, recent=1, gqa=mean, prefill=post_fill)");
   EXPECT_EQ(PolicyRegistry::builtin().create("think")->spec(),
-            "think(ratio=0.5, window=32, recent=32, prefill=post_fill)");
+            "think(ratio=0.5, window=32, recent=32, gqa=mean, prefill=post_fill)");
   const CompressedHead c = policy->compressed_head(hand.model, hand.request, {}, hand.layer, 0);
   HeadMatrix want = hand.layer.keys[0];
   want.block(0, 1, 3, 2).setZero();
@@ -120,7 +120,7 @@ TEST(Think, RecentKeysStayWhole) {
 TEST(Think, ChunkModePrunesEachChunkByItsOwnScores) {
   const HandHead hand;
   const auto policy = PolicyRegistry::builtin().create("think(ratio=0.5, window=2, recent=0, prefill=chunk)");
-  EXPECT_EQ(policy->spec(), "think(ratio=0.5, window=2, recent=0, prefill=chunk)");
+  EXPECT_EQ(policy->spec(), "think(ratio=0.5, window=2, recent=0, gqa=mean, prefill=chunk)");
   const PassPlan plan = make_pass_plan(4, 2, 2);
   const std::span<const Pass> prefill(plan.prefill_begin(), plan.prefill_end());
   const CompressedHead c = policy->compressed_head(hand.model, hand.request, prefill, hand.layer, 0);

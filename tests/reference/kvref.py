@@ -210,7 +210,7 @@ def get_kv_footprint(prompt_len, response_len, prefill_chunk_size, sink_tokens, 
 # Policy specs
 # ---------------------------------------------------------------------------------------------
 
-SNAPKV_DEFAULTS = dict(window=32, kernel=7, pooling="max", prefill="post_fill", decode="none")
+SNAPKV_DEFAULTS = dict(window=32, kernel=7, pooling="max", prefill="post_fill", decode="none", gqa="mean")
 
 
 def parse_spec(text):
@@ -254,6 +254,8 @@ class Policy:
             self.kernel = int(args.pop("kernel", SNAPKV_DEFAULTS["kernel"]))
             self.pooling = args.pop("pooling", SNAPKV_DEFAULTS["pooling"])
             self.prefill = args.pop("prefill", SNAPKV_DEFAULTS["prefill"])
+            self.gqa = args.pop("gqa", SNAPKV_DEFAULTS["gqa"])
+            assert self.gqa in ("mean", "max", "expand")
             assert args.pop("decode", "none") == "none"
             assert self.pooling in ("max", "avg") and self.prefill in ("post_fill", "chunk")
             assert not args, "reference does not model snapkv args %r" % args
@@ -429,11 +431,15 @@ def top_k_positions(scores, positions, k):
     return [int(positions[i]) for i in order[:k]]
 
 
-def snapkv_scores(keys_h, queries_group, qpos_index, cache, window_pos, nonwin_count, d, dtype=np.float64):
+def snapkv_scores(keys_h, queries_group, qpos_index, cache, window_pos, nonwin_count, d, dtype=np.float64,
+                  gqa="mean"):
     """Pooled-before scores s[j] for the first `nonwin_count` cache entries.
 
     keys_h [T, d] float64; queries_group [G, Tq, d]; qpos_index: position -> row in queries;
-    cache: sorted positions (array); window_pos: the window query positions."""
+    cache: sorted positions (array); window_pos: the window query positions. gqa: how the group's
+    window-summed attention is reduced before pooling, "mean" (kvpress) or "max" (KVCache-Factory
+    pyramidkv_utils.py _reduce_group_scores). gqa=expand (FasterDecoding/SnapKV: repeat_kv before
+    update_kv) is a layer whose KV heads are repeated per query head: expanded_layer()."""
     K = keys_h[cache].astype(dtype)                          # [C, d]
     rows = [qpos_index[int(p)] for p in window_pos]
     Q = queries_group[:, rows, :].astype(dtype)              # [G, w', d]
@@ -444,7 +450,8 @@ def snapkv_scores(keys_h, queries_group, qpos_index, cache, window_pos, nonwin_c
     p = np.exp(logits)
     p /= p.sum(axis=2, keepdims=True)
     a = p[:, :, :nonwin_count].sum(axis=1)                   # [G, nonwin]
-    return a.mean(axis=0).astype(dtype)
+    assert gqa in ("mean", "max"), gqa
+    return (a.max(axis=0) if gqa == "max" else a.mean(axis=0)).astype(dtype)
 
 
 class LayerData:
@@ -461,6 +468,19 @@ class LayerData:
         assert self.queries.shape[0] == num_q_heads and self.queries.shape[2] == head_dim
         assert num_q_heads % num_kv_heads == 0
         self.G = num_q_heads // num_kv_heads
+
+
+def expanded_layer(layer):
+    """The cache of the authors' code under GQA (transformers' repeat_kv before the cache update): KV
+    head h repeated once per query head, cache head q = query head q holding KV head q // G, G = 1."""
+    return LayerData(np.repeat(layer.keys, layer.G, axis=0), layer.queries, layer.qpos, layer.n, layer.m, layer.hq,
+                     layer.hq, layer.d)
+
+
+def union_per_kv_head(masks, G):
+    """kvsim's kept file under gqa=expand: a position is kept if any of the KV head's G copies keeps it."""
+    masks = np.asarray(masks, dtype=bool)
+    return masks.reshape(masks.shape[0] // G, G, -1).any(axis=1)
 
 
 class ReplayResult:
@@ -506,7 +526,9 @@ def _eviction_inputs(policy, layer, h, chunks, j, resident):
 
 def _pooled(policy, layer, h, cache, nonwin, window_pos, dtype=np.float64):
     qg = layer.queries[h * layer.G:(h + 1) * layer.G]
-    s = snapkv_scores(layer.keys[h], qg, layer.qpos_index, cache, window_pos, len(nonwin), layer.d, dtype)
+    assert policy.gqa != "expand" or layer.G == 1, "gqa=expand replays expanded_layer()"
+    gqa = "mean" if policy.gqa == "expand" else policy.gqa
+    s = snapkv_scores(layer.keys[h], qg, layer.qpos_index, cache, window_pos, len(nonwin), layer.d, dtype, gqa)
     return pool1d(s, policy.kernel, policy.pooling, dtype)
 
 

@@ -6,7 +6,10 @@ alloc=original (kvsim's default) follows
   __init__ (base_capacity -= window_size; floor_capacity = int(base_capacity * floor_alpha)),
   calcul_attn_sore and update_kv_gqa (its gqa_support=True path with gqa_func="mean",
   experiments/LongBench/pred.py's default gqa_func: one kept set per KV head, as kvsim's ledger
-  counts entries; for an MHA model it is the same as update_kv_wo_gqa).
+  counts entries; for an MHA model it is the same as update_kv_wo_gqa). kvsim's gqa=max is
+  gqa_func="max"; gqa=expand is gqa_support=False (pred.py's default: repeat_kv first, then
+  update_kv_wo_gqa over the query heads), replayed here on kvref.expanded_layer, where each cache
+  head has one query head and the group reduction is the identity.
   Defaults: adaptive_snapkv/monkeypatch/monkeypatch.py config_compress (window_size 32,
   kernel_size 7, pooling "maxpool", skip 0, normalize None, pyram_mode False) with
   experiments/LongBench/pred.py's --floor_alpha default 0.2 (config_compress's own default, and the
@@ -58,8 +61,8 @@ def pool1d(x, kernel_size, pooling):
     raise ValueError("Pooling method not supported")
 
 
-def calcul_attn_sore(keys, window_queries, kernel_size, pooling):
-    """calcul_attn_sore for one KV head, gqa_support=True, gqa_func="mean".
+def calcul_attn_sore(keys, window_queries, kernel_size, pooling, gqa_func="mean"):
+    """calcul_attn_sore for one KV head, gqa_support=True, gqa_func "mean" or "max".
 
     keys [L, d]: the head's cached keys (key_states = repeat_kv(...) gives every query head of the
     group these keys); window_queries [G, w, d]: query_states[..., -window_size:, :] of the group.
@@ -80,8 +83,15 @@ def calcul_attn_sore(keys, window_queries, kernel_size, pooling):
     attn_weights /= attn_weights.sum(axis=-1, keepdims=True)
     # attn_weights_mean = attn_weights[:, :, -self.window_size:, : -self.window_size].mean(dim=-2)
     attn_weights_mean = attn_weights[:, -window_size:, :-window_size].mean(axis=-2)
-    # gqa_func == 'mean': attn_weights_mean.view(bsz, num_heads // groups, groups, -1).mean(dim=-2)
-    attn_weights_mean = attn_weights_mean.mean(axis=0)
+    # attn_weights_mean = attn_weights_mean.view(bsz, num_heads // groups, groups, -1)
+    if gqa_func == "max":
+        # attn_weights_mean = attn_weights_mean.max(dim=-2).values
+        attn_weights_mean = attn_weights_mean.max(axis=0)
+    elif gqa_func == "mean":
+        # attn_weights_mean = attn_weights_mean.mean(dim=-2)
+        attn_weights_mean = attn_weights_mean.mean(axis=0)
+    else:
+        raise ValueError("gqa_func not supported")
     # attn_weights_mean_pooling = F.max_pool1d(attn_weights_mean, kernel_size, padding=kernel_size // 2, stride=1)
     return pool1d(attn_weights_mean, kernel_size, pooling)
 
@@ -142,7 +152,8 @@ def adakv_original_step(p, lay, chunk):
         attn_scores = []
         for h, cache in enumerate(resident):
             qg = lay.queries[h * lay.G:(h + 1) * lay.G][:, [lay.qpos_index[int(t)] for t in wp], :]
-            attn_scores.append(calcul_attn_sore(lay.keys[h][cache], qg, p.kernel, p.pooling + "pool"))
+            attn_scores.append(calcul_attn_sore(lay.keys[h][cache], qg, p.kernel, p.pooling + "pool",
+                                                "max" if p.gqa == "max" else "mean"))
         caps, order = head_adaptive_capacity(attn_scores, base_capacity, p.floor_alpha, floor_capacity)
         always, comps = [], []
         for h, cache in enumerate(resident):

@@ -12,6 +12,10 @@ H2OKVCache_LayerWise) and DESIGN.md §4, not from kvsim's C++:
   - capacity: DESIGN.md §4 (fraction of the prompt per chunk / post-fill, plus `recent` when it is a
     token count; an integer budget includes it), fixed in decode; recent as a share r < 1 of the
     capacity gives round_half_even(r * capacity) recent entries.
+GQA (issue 19; FMInference/H2O's cache is MHA-only): gqa=mean averages the group's attention
+(kvpress ObservedAttentionPress); gqa=max keeps one accumulator per query head and ranks by their
+maximum (KVCache-Factory pyramidkv_utils.py _reduce_group_scores 'max'); gqa=expand (KVCache-Factory's
+default layout, repeat_kv before the cache) is this replay on kvref.expanded_layer, one per query head.
 """
 import math
 
@@ -33,6 +37,8 @@ class H2OSpec(EvictionBudget):
         q = args.pop("prompt_queries", "all")
         self.prompt_queries = None if q == "all" else int(q)
         self.normalize = args.pop("normalize", "none") == "count"
+        self.gqa = args.pop("gqa", "mean")
+        assert self.gqa in ("mean", "max", "expand")
         assert not args, "reference does not model h2o args %r" % args
 
     def recent_count(self, cap):
@@ -46,10 +52,11 @@ class H2OSpec(EvictionBudget):
         return list(range(a, b))
 
 
-def pass_attention(layer, h, visible, qpos):
-    """[len(visible)] summed causal attention from the queries at qpos, group-averaged (float64)."""
+def pass_attention(layer, h, visible, qpos, per_head=False):
+    """[len(visible)] summed causal attention from the queries at qpos, group-averaged (float64), or
+    with per_head [G, len(visible)], one row per query head of the group."""
     if not qpos:
-        return np.zeros(len(visible)), np.zeros(len(visible))
+        return np.zeros((layer.G, len(visible)) if per_head else len(visible)), np.zeros(len(visible))
     G = layer.G
     K = layer.keys[h][visible]                                          # [V, d]
     rows = [layer.qpos_index[t] for t in qpos]
@@ -60,7 +67,8 @@ def pass_attention(layer, h, visible, qpos):
     logits -= logits.max(axis=2, keepdims=True)
     p = np.exp(logits)
     p /= p.sum(axis=2, keepdims=True)
-    return p.sum(axis=1).mean(axis=0), (~mask).sum(axis=0).astype(np.float64)
+    sums = p.sum(axis=1)                                                # [G, V]
+    return (sums if per_head else sums.mean(axis=0)), (~mask).sum(axis=0).astype(np.float64)
 
 
 class Result:
@@ -105,17 +113,19 @@ def h2o_replay(spec, layer, h, chunk, observed=None, rel_tol=1e-5):
     is guided: entries kvsim still holds at the end are kept at every eviction point, and any
     resulting deviation from the float64 choice must be a near-tie (gap < rel_tol * max score)."""
     pol = spec if isinstance(spec, H2OSpec) else H2OSpec(spec)
+    assert pol.gqa != "expand" or layer.G == 1, "gqa=expand replays kvref.expanded_layer"
     n, m = layer.n, layer.m
     chunks = prefill_chunks(n, chunk)
     res = Result()
     resident = np.zeros(0, dtype=np.int64)
-    score = np.zeros(0)
+    per_head = pol.gqa == "max"
+    score = np.zeros((layer.G if per_head else 1, 0))   # one accumulator, or one per query head (max)
     seen = np.zeros(0)
     for j, (a, b, is_prefill) in enumerate(passes(n, m, chunk)):
         resident = np.concatenate([resident, np.arange(a, b, dtype=np.int64)])
-        score = np.concatenate([score, np.zeros(b - a)])
+        score = np.concatenate([score, np.zeros((score.shape[0], b - a))], axis=1)
         seen = np.concatenate([seen, np.zeros(b - a)])
-        s, c = pass_attention(layer, h, resident, pol.query_positions(a, b, is_prefill))
+        s, c = pass_attention(layer, h, resident, pol.query_positions(a, b, is_prefill), per_head)
         score += s
         seen += c
         cap = pol.capacity_after(n, chunks, j, a, is_prefill)
@@ -124,7 +134,8 @@ def h2o_replay(spec, layer, h, chunk, observed=None, rel_tol=1e-5):
         res.evictions += 1
         recent = pol.recent_count(cap)
         heavy, cand = cap - recent, len(resident) - recent
-        key = score[:cand] / np.maximum(seen[:cand], 1) if pol.normalize else score[:cand]
+        total = score[:, :cand].max(axis=0)
+        key = total / np.maximum(seen[:cand], 1) if pol.normalize else total
         forced = set() if observed is None else set(int(p) for p in resident[:cand] if observed[p])
         where = "pass [%d,%d)" % (a, b)
         sel = select(key, resident[:cand], heavy, forced, rel_tol, where, res)
@@ -132,7 +143,7 @@ def h2o_replay(spec, layer, h, chunk, observed=None, rel_tol=1e-5):
             return res
         keep = np.array(sorted(i for i, p in enumerate(resident[:cand]) if int(p) in sel) +
                         list(range(cand, len(resident))), dtype=np.int64)
-        resident, score, seen = resident[keep], score[keep], seen[keep]
+        resident, score, seen = resident[keep], score[:, keep], seen[keep]
     res.kept = np.zeros(n + m, dtype=bool)
     res.kept[resident] = True
     if observed is not None and not np.array_equal(res.kept, observed):

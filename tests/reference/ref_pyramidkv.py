@@ -51,6 +51,10 @@ class PolicyParams:
         self.chunk_length = int(d.pop("chunk_length", 20))
         self.floor_alpha = float(d.pop("floor_alpha", 0.2))
         self.layer_budget = d.pop("layer_budget", "entropy" if self.name == "lava" else "uniform")
+        # GQA (pyramidkv only in kvsim): mean|max reduce the group before pooling; expand is replayed on
+        # kvref.expanded_layer (KVCache-Factory's default layout: repeat_kv before update_kv).
+        self.gqa = d.pop("gqa", "mean")
+        assert self.gqa in ("mean", "max", "expand")
         assert not d, "unknown arguments %r" % d
 
     def evicts_after(self, n, chunks, j):
@@ -107,7 +111,9 @@ def snapkv_head_scores(p, lay, h, cache, window_pos, dtype=np.float64):
     """Pooled scores of cache[:len(cache)-len(window_pos)] (the non-window entries) for KV head h."""
     nonwin = len(cache) - len(window_pos)
     qg = lay.queries[h * lay.G:(h + 1) * lay.G]
-    s = kvref.snapkv_scores(lay.keys[h], qg, lay.qpos_index, cache, window_pos, nonwin, lay.d, dtype)
+    assert p.gqa != "expand" or lay.G == 1, "gqa=expand replays kvref.expanded_layer"
+    gqa = "mean" if p.gqa == "expand" else p.gqa
+    s = kvref.snapkv_scores(lay.keys[h], qg, lay.qpos_index, cache, window_pos, nonwin, lay.d, dtype, gqa)
     return kvref.pool1d(s, p.kernel, p.pooling, dtype)
 
 
@@ -181,6 +187,23 @@ def guided_replay(p, lay, step, observed=None, chunk=None, rel_tol=1e-5):
         problems.append("final mask differs at %d (head, position) pairs, first %s"
                         % (len(diff), diff[:6].tolist()))
     return kept, problems, ties
+
+
+def gqa_guided_replay(p, lay, make_step, observed=None, chunk=None):
+    """guided_replay(p, lay, make_step(lay), observed, chunk), except under gqa=expand on a GQA layer:
+    then the authors' layout (K/V repeated per query head before the cache) is replayed on
+    kvref.expanded_layer as the float64 reference, one selection per query head, and its per-KV-head
+    union must equal kvsim's kept file (which holds each KV head's union of its G copies) exactly."""
+    if p.gqa != "expand" or lay.G == 1:
+        return guided_replay(p, lay, make_step(lay), observed, chunk)
+    ex = kvref.expanded_layer(lay)
+    copies, problems, _ = guided_replay(p, ex, make_step(ex), None, chunk)
+    kept = kvref.union_per_kv_head(copies, lay.G)
+    if observed is not None and not np.array_equal(kept, observed):
+        diff = np.argwhere(kept != observed)
+        problems = problems + ["gqa=expand: kept union differs at %d (head, position) pairs, first %s"
+                               % (len(diff), diff[:6].tolist())]
+    return kept, problems, []
 
 
 def snapkv_competitions(p, lay, j, resident, capacity, chunks):

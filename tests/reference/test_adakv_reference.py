@@ -31,7 +31,7 @@ import ref_pyramidkv as rp  # noqa: E402
 
 
 def replay(p, lay, layer, num_layers, chunk, observed=None):
-    return rp.guided_replay(p, lay, ref_adakv.adakv_step(p, lay, chunk), observed, chunk)
+    return rp.gqa_guided_replay(p, lay, lambda ly: ref_adakv.adakv_step(p, ly, chunk), observed, chunk)
 
 
 def kept_sets(spec, lay, chunk=None):
@@ -63,6 +63,17 @@ def self_tests(ck):
     lay = rp.hand_layer([[.9, .8, .7, .6, .01], [.1, .2, .3, .05, .01]], 5)
     ck.eq(kept_sets("adakv(budget=3, window=1, kernel=1, alloc=kvpress)", lay), [[0, 1, 4], [1, 2, 4]],
           "hand kvpress: normalised scores compete across heads")
+    # GQA modes by hand (tests/policies/gqa_modes_test.cpp): one KV head, keys ln [1, 2, 3, 1], query heads
+    # q = 1 and q = -2, window {3}, budget 2 (B = 1): mean -> 0, max -> 2; expand: the two query heads'
+    # copies share 2 scored slots, the layer's top two are head 0's position 2 (.4286) and head 1's 0
+    # (.4235), caps round(0.8 x 1 + 0) = 1 each, so the KV head's union keeps 0, 2 and the window.
+    keys = np.log(np.array([1.0, 2.0, 3.0, 1.0])).reshape(1, 4, 1)
+    glay = kvref.LayerData(keys, np.array([[[1.0]] * 4, [[-2.0]] * 4]), np.arange(4), 4, 0, 2, 1, 1)
+    for gqa, want in (("mean", [[0, 3]]), ("max", [[2, 3]]), ("expand", [[0, 2, 3]])):
+        ck.eq(kept_sets("adakv(budget=2, window=1, kernel=1, gqa=%s)" % gqa, glay), want, "hand: GQA " + gqa)
+    ck.eq(rp.kept_sets(lambda p, ly, *a, **k: rp.guided_replay(p, ly, ref_adakv.adakv_step(p, ly, None)),
+                       "adakv(budget=2, window=1, kernel=1, gqa=expand)", kvref.expanded_layer(glay)),
+          [[2, 3], [0, 3]], "hand: GQA expand, one kept set per query head")
     # Random GQA-2 layer (3 KV heads): layer totals, per-head counts vary.
     rng = np.random.default_rng(3)
     keys = rng.normal(size=(3, 80, 4)) * 2
@@ -85,6 +96,9 @@ UNCHUNKED = [
     "adakv(budget=150, window=32, kernel=3, floor_alpha=0)",
     "adakv(budget=0.3, window=64, kernel=5, pooling=avg, alloc=kvpress)",
     "adakv(budget=0.2, window=16, kernel=7, floor_alpha=0.5, alloc=kvpress)",
+    "adakv(budget=0.3, gqa=expand)",
+    "adakv(budget=0.2, window=16, kernel=5, gqa=max)",
+    "adakv(budget=0.3, window=16, kernel=7, alloc=kvpress, gqa=expand)",
 ]
 CHUNKED = [
     "adakv(budget=0.3, window=16, kernel=5, prefill=chunk)",
@@ -92,6 +106,8 @@ CHUNKED = [
     "adakv(budget=0.1, window=8, kernel=5, prefill=post_fill)",
     "adakv(budget=0.3, window=16, kernel=5, alloc=kvpress, prefill=chunk)",
     "adakv(budget=120, window=8, kernel=3, floor_alpha=0.4, alloc=kvpress, prefill=chunk)",
+    "adakv(budget=0.3, window=16, kernel=5, prefill=chunk, gqa=expand)",
+    "adakv(budget=0.3, window=16, kernel=5, pooling=avg, prefill=chunk, gqa=max)",
 ]
 
 

@@ -11,7 +11,10 @@ m=12, two layers), `kvsim run --save-kept` with h2o under post_fill, chunk and d
 eviction, decode every step or every K, share and token `recent`, normalize=count and
 prompt_queries=N, unchunked and chunked prefill; every layer and KV head's final kept mask must
 equal the reference's, allowing only float32-vs-float64 near-ties at the selection boundary
-(reported). full must keep everything.
+(reported). full must keep everything. GQA (issue 19): gqa=max (one accumulator per query head, ranked
+by the group's maximum) is guided like mean; gqa=expand is replayed per query head on the layer with its
+KV heads repeated (kvref.expanded_layer) and kvsim's kept file, each KV head's union of its G copies,
+must equal the union of those exactly.
 
 usage: /usr/bin/python3 tests/reference/test_h2o_reference.py --kvsim BIN --workdir DIR
 """
@@ -88,6 +91,17 @@ def self_tests(ck):
     want = [1 + 4 / 5 + 4 / 7 + 4 / 8, 1 / 5 + 1 / 7 + 1 / 8, 2 / 7 + 2 / 8, 1 / 8]
     ck.check(np.allclose(s, want, rtol=1e-14) and c.tolist() == [4, 3, 2, 1], "hand: accumulated scores", (s, c))
 
+    # GQA modes by hand (tests/policies/gqa_modes_test.cpp): keys ln [1, 2, 3, 1], query heads q = 1 and
+    # q = -2, only the last prompt query accumulated, budget 2 = 1 recent + 1 heavy: mean -> 0, max -> 2,
+    # expand: head 0 keeps 2, head 1 keeps 0.
+    keys = np.log(np.array([1.0, 2.0, 3.0, 1.0])).reshape(1, 4, 1)
+    glay = kvref.LayerData(keys, np.array([[[1.0]] * 4, [[-2.0]] * 4]), np.arange(4), 4, 0, 2, 1, 1)
+    g = "h2o(budget=2, recent=1, prompt_queries=1, decode=none, gqa=%s)"
+    ck.eq(kept(g % "mean", glay), [0, 3], "hand: GQA mean")
+    ck.eq(kept(g % "max", glay), [2, 3], "hand: GQA max")
+    ck.eq([kept(g % "expand", kvref.expanded_layer(glay), h=q) for q in range(2)], [[2, 3], [0, 3]],
+          "hand: GQA expand per query head")
+
     rng = np.random.default_rng(5)
     specs = ["h2o(budget=0.3, recent=3, prefill=chunk)", "h2o(budget=9, recent=0.5, normalize=count)",
              "h2o(budget=0.25, recent=0, prompt_queries=4, prefill=chunk, decode=every:2)",
@@ -125,16 +139,29 @@ N, M = 480, 12
 UNCHUNKED = ["h2o(budget=0.2)",
              "h2o(budget=0.1, recent=16, normalize=count)",
              "h2o(budget=100, recent=0.25, prompt_queries=32, decode=every:3)",
-             "h2o(budget=0.3, recent=0, prefill=chunk)"]
+             "h2o(budget=0.3, recent=0, prefill=chunk)",
+           "h2o(budget=0.2, gqa=expand)",
+           "h2o(budget=0.15, recent=16, normalize=count, gqa=max)"]
 CHUNKED = ["h2o(budget=0.25, recent=8, prefill=chunk)",
            "h2o(budget=0.2, prefill=chunk, normalize=count)",
            "h2o(budget=120, prompt_queries=16, prefill=chunk)",
            "h2o(budget=0.15)",
-           "h2o(budget=80, recent=20, prefill=none)"]
+           "h2o(budget=80, recent=20, prefill=none)",
+           "h2o(budget=0.25, recent=8, prefill=chunk, gqa=expand)",
+           "h2o(budget=0.2, prefill=chunk, gqa=max)"]
 
 
 def check_layer(ck, chunk):
     def check(spec, what, L, lay, mask):
+        if spec != "full" and H2OSpec(spec).gqa == "expand":
+            copies = [h2o_replay(spec, kvref.expanded_layer(lay), q, chunk) for q in range(lay.hq)]
+            want = kvref.union_per_kv_head([r.kept for r in copies], lay.G)
+            obs = mask.astype(bool)
+            diff = np.argwhere(want != obs)
+            ck.check(len(diff) == 0, what + ": kept union == union of the per-query-head reference sets",
+                     "%d differ, first (head, position) %s" % (len(diff), diff[:5].tolist()))
+            ck.check(all(r.evictions > 0 for r in copies), what + ": the reference evicted")
+            return
         for h in range(lay.hkv):
             obs = mask[h].astype(bool)
             where = "%s head %d" % (what, h)

@@ -65,11 +65,12 @@ def passes(n, m, chunk):
     return out + [(t, t + 1) for t in range(n, n + m)]
 
 
-def check_compressed_run(ck, r, what, stored, errs, n, m, chunk, d, heads):
+def check_compressed_run(ck, r, what, stored, errs, n, m, chunk, d, heads, copies=1):
     """What every precision policy's run is checked on: output error (mean, p95) against the numpy
     errors, recall 1 (nothing evicted), and the byte-weighted footprint and peak_bytes of the rule
     in policies/policy.h: per head, the s entries kept from earlier passes cost stored(s) bytes (K
-    and V), the pass in flight full precision; `heads` = layers x KV heads."""
+    and V), the pass in flight full precision; `heads` = layers x KV heads, each held `copies` times
+    (gqa=expand: one copy per query head)."""
     ck.close(r["output_error"]["mean"], errs.mean(), "%s output_error mean" % what, rel=2e-4)
     ck.close(r["output_error"]["p95"], np.percentile(errs, 95), "%s output_error p95" % what, rel=2e-4)
     ck.close(r["attention_recall"]["mean"], 1.0, "%s recall" % what, rel=0, abs_=1e-5)
@@ -78,8 +79,8 @@ def check_compressed_run(ck, r, what, stored, errs, n, m, chunk, d, heads):
     for b, e in passes(n, m, chunk):
         fp += (e - b) * stored(b) + entry * (e - b) * (e - b + 1) / 2
         peak = max(peak, stored(b) + (e - b) * entry)
-    ck.close(r["footprint_normalized"], fp / (entry * kvref.A(n + m)), "%s footprint_normalized" % what)
-    ck.eq(r["peak_bytes"], round(peak * heads), "%s peak_bytes" % what)
+    ck.close(r["footprint_normalized"], copies * fp / (entry * kvref.A(n + m)), "%s footprint_normalized" % what)
+    ck.eq(r["peak_bytes"], round(peak * heads * copies), "%s peak_bytes" % what)
     print("%s: footprint %.5f peak %d output_error %.4g (numpy %.4g)" % (
         what, r["footprint_normalized"], r["peak_bytes"], r["output_error"]["mean"], errs.mean()))
 

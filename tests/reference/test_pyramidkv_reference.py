@@ -9,6 +9,10 @@ Then for MHA and GQA tiny 4-layer models (layers 0, 1 and 3 traced, so three dif
 `kvsim synth` (n=600, m=8), `kvsim run --save-kept` with pyramidkv post_fill and chunk, fractional
 and integer budgets, pyramid and uniform-fallback shapes; every final kept mask (each traced layer
 and KV head) must equal the reference, up to float32 near-ties at the selection boundary (reported).
+GQA (issue 19): gqa=mean and gqa=max reduce the group's window-summed attention before pooling
+(KVCache-Factory pyramidkv_utils.py _reduce_group_scores); gqa=expand (KVCache-Factory's default
+layout: maybe_repeat_kv_before_cache) is replayed on the layer with its KV heads repeated per query
+head, and kvsim's kept file (each KV head's union of its G copies) must equal the union exactly.
 
 usage: /usr/bin/python3 tests/reference/test_pyramidkv_reference.py --kvsim BIN --workdir DIR
 """
@@ -23,7 +27,7 @@ import ref_pyramidkv as rp  # noqa: E402
 
 
 def replay(p, lay, layer, num_layers, chunk, observed=None):
-    return rp.guided_replay(p, lay, rp.pyramidkv_step(p, lay, layer, num_layers, chunk), observed, chunk)
+    return rp.gqa_guided_replay(p, lay, lambda ly: rp.pyramidkv_step(p, ly, layer, num_layers, chunk), observed, chunk)
 
 
 def self_tests(ck):
@@ -53,6 +57,18 @@ def self_tests(ck):
     for layer, want in ((0, [0, 2, 4, 5, 6, 7]), (1, [5, 7])):
         kept, _, _ = replay(p, lay, layer, 2, None)
         ck.eq(np.nonzero(kept[0])[0].tolist(), want, "hand: layer %d kept set" % layer)
+    # GQA modes by hand (tests/policies/gqa_modes_test.cpp): keys ln [1, 2, 3, 1], query heads q = 1 and
+    # q = -2, window {3}, one layer: budget 2 keeps mean -> 0, max -> 2, expand -> 2 (head 0) and 0 (head 1).
+    keys = np.log(np.array([1.0, 2.0, 3.0, 1.0])).reshape(1, 4, 1)
+    glay = kvref.LayerData(keys, np.array([[[1.0]] * 4, [[-2.0]] * 4]), np.arange(4), 4, 0, 2, 1, 1)
+    for gqa, want in (("mean", [0, 3]), ("max", [2, 3]), ("expand", [0, 2, 3])):
+        kept, _, _ = replay(rp.PolicyParams("pyramidkv(budget=2, window=1, kernel=1, gqa=%s)" % gqa), glay, 0, 1, None)
+        ck.eq(np.nonzero(kept[0])[0].tolist(), want, "hand: GQA " + gqa)
+    ex = kvref.expanded_layer(glay)
+    kept, _, _ = rp.guided_replay(rp.PolicyParams("pyramidkv(budget=2, window=1, kernel=1, gqa=expand)"), ex,
+                                  rp.pyramidkv_step(rp.PolicyParams("pyramidkv(budget=2, window=1, kernel=1)"), ex, 0, 1,
+                                                    None))
+    ck.eq([np.nonzero(k)[0].tolist() for k in kept], [[2, 3], [0, 3]], "hand: GQA expand per query head")
     # The guided comparison rejects a real difference (drop position 2 for 3 in layer 0).
     obs = np.zeros((1, 8), dtype=bool)
     obs[0, [0, 3, 4, 5, 6, 7]] = True
@@ -67,11 +83,15 @@ UNCHUNKED = [
     "pyramidkv(budget=0.2, window=16, kernel=7, pooling=max, beta=2)",
     "pyramidkv(budget=200, window=32, kernel=3)",                     # min 8 < w: still a pyramid
     "pyramidkv(budget=250, window=8, kernel=5, beta=4, prefill=chunk)",  # unchunked: one chunk
+    "pyramidkv(budget=0.3, window=16, kernel=5, beta=3, gqa=expand)",
+    "pyramidkv(budget=0.2, window=16, kernel=7, pooling=max, beta=2, gqa=max)",
 ]
 CHUNKED = [
     "pyramidkv(budget=0.3, window=16, kernel=5, beta=3, prefill=chunk)",
     "pyramidkv(budget=300, window=16, kernel=3, pooling=max, beta=2, prefill=chunk)",
     "pyramidkv(budget=0.25, window=8, kernel=5, beta=2, prefill=post_fill)",
+    "pyramidkv(budget=0.3, window=16, kernel=5, beta=3, prefill=chunk, gqa=expand)",
+    "pyramidkv(budget=0.3, window=16, kernel=5, pooling=max, beta=3, prefill=chunk, gqa=max)",
 ]
 
 

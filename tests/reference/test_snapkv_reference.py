@@ -6,9 +6,16 @@ sum over the window, policy-notes.md's SnapKV example adapted), pooling by hand,
 eviction by hand, the vectorized reference against a loop-based one on random GQA data, and the
 mask comparison's tolerance logic (accepts a near-tie, rejects a real difference).
 
+GQA (issue 19): gqa=mean averages the group's window-summed attention, gqa=max takes its maximum
+(both before pooling, as KVCache-Factory pyramidkv_utils.py _grouped_window_attn_cache), and
+gqa=expand is FasterDecoding/SnapKV's layout (mistral_hijack_4_37.py: repeat_kv before update_kv): the
+reference replays a layer whose KV heads are repeated per query head (kvref.expanded_layer), one
+selection per query head, and kvsim's kept file (each KV head's union of its G copies) must equal the
+union of those exactly.
+
 Then for MHA, GQA-2 and GQA-4 tiny models: `kvsim synth` a trace (n=600, m=8, two layers, with
 --chunk-tokens/--window so every chunk's last queries are stored), `kvsim run --save-kept` with
-snapkv under both poolings, post_fill and chunk, fractional and integer budgets (plus streaming),
+snapkv under both poolings, post_fill and chunk, fractional and integer budgets, the three gqa modes (plus streaming),
 and compare every policy's final kept mask for every layer and KV head with the reference
 computed from the trace file's keys and queries. kvsim scores in float32: a differing set is
 accepted only as a near-tie at the selection boundary (largest reference score kvsim dropped minus
@@ -84,6 +91,19 @@ def self_tests(ck):
     sc = kvref.snapkv_scores(lay.keys[0], lay.queries, lay.qpos_index, np.arange(4), [3], 3, 1)
     want = [(x / 8.0 + (1 / x) / 2.75) / 2 for x in (1.0, 2.0, 4.0)]
     ck.check(np.allclose(sc, want, rtol=1e-14), "hand: GQA group mean of probabilities", (sc, want))
+
+    # GQA modes by hand (tests/policies/gqa_modes_test.cpp): keys ln [1, 2, 3, 1], query heads q = 1
+    # (attention ~ x) and q = -2 (~ x^-2), window {3}, budget 2: mean -> 0, max -> 2, expand: head 0
+    # keeps 2, head 1 keeps 0.
+    keys = np.log(np.array([1.0, 2.0, 3.0, 1.0])).reshape(1, 4, 1)
+    lay = kvref.LayerData(keys, np.array([[[1.0]] * 4, [[-2.0]] * 4]), np.arange(4), 4, 0, 2, 1, 1)
+    for gqa, want in (("mean", [0, 3]), ("max", [2, 3])):
+        ck.eq(kept_of("snapkv(budget=2, window=1, kernel=1, gqa=%s)" % gqa, lay)[1], want, "hand: GQA " + gqa)
+    ex = kvref.expanded_layer(lay)
+    ck.eq([kept_of("snapkv(budget=2, window=1, kernel=1, gqa=expand)", ex, h=q)[1] for q in range(2)], [[2, 3], [0, 3]],
+          "hand: GQA expand, one kept set per query head")
+    ck.eq(kvref.union_per_kv_head([[1, 0, 0, 1], [0, 0, 1, 1], [0, 1, 0, 0], [0, 0, 0, 1]], 2).astype(int).tolist(),
+          [[1, 0, 1, 1], [0, 1, 0, 1]], "hand: union of each KV head's copies")
 
     # Chunked eviction by hand: n=6, chunk 3, w=1, kernel 1, window queries at 2 and 5,
     # weights x = [3,1,2,5,4,1] (x_5 is the window key of chunk 1).
@@ -174,6 +194,9 @@ UNCHUNKED_SPECS = [
     "snapkv(budget=100, window=8, kernel=3, pooling=max, prefill=post_fill)",
     "snapkv(budget=150, window=32, kernel=1, pooling=avg)",
     "snapkv(budget=0.25, window=8, kernel=5, pooling=avg, prefill=chunk)",  # unchunked: one chunk
+    "snapkv(budget=0.2, gqa=expand)",
+    "snapkv(budget=0.25, window=8, kernel=5, pooling=avg, gqa=max)",
+    "snapkv(budget=100, window=8, kernel=3, pooling=max, gqa=max)",
     "streaming(sinks=4, window=64)",
 ]
 CHUNKED_SPECS = [
@@ -182,6 +205,8 @@ CHUNKED_SPECS = [
     "snapkv(budget=64, window=32, kernel=3, pooling=avg, prefill=chunk)",
     "snapkv(budget=120, window=16, kernel=7, pooling=max, prefill=chunk)",
     "snapkv(budget=0.1, window=8, kernel=5, pooling=max, prefill=post_fill)",  # last chunk >= 8 in all models
+    "snapkv(budget=0.25, window=16, kernel=5, pooling=max, prefill=chunk, gqa=expand)",
+    "snapkv(budget=0.3, window=8, kernel=7, pooling=avg, prefill=chunk, gqa=max)",
     "streaming(sinks=2, window=16)",
 ]
 
@@ -193,6 +218,19 @@ def check_layer(ck, chunk):
         ck.check(mask.dtype == np.uint8 and set(np.unique(mask).tolist()) <= {0, 1},
                  "%s: kept is uint8 0/1" % what, "dtype %s values %s" % (mask.dtype, np.unique(mask)))
         obs_all = mask.astype(bool)
+        if pol.name == "snapkv" and pol.gqa == "expand":
+            # One cache per query head; the kept file holds each KV head's union of its G copies.
+            ex = kvref.expanded_layer(lay)
+            copies = [kvref.snapkv_replay(pol, ex, q, chunk) for q in range(lay.hq)]
+            ck.check(not any(r.problems for r in copies), what + ": expanded reference runs",
+                     [r.problems for r in copies if r.problems][:1])
+            want = kvref.union_per_kv_head([r.kept for r in copies], lay.G)
+            diff = np.argwhere(want != obs_all)
+            union = np.logical_or(want, obs_all).sum()
+            ck.check(len(diff) == 0, what + ": kept union == union of the per-query-head reference sets",
+                     "%d differ, first (head, position) %s; Jaccard %.4f"
+                     % (len(diff), diff[:5].tolist(), np.logical_and(want, obs_all).sum() / union))
+            return
         for h in range(lay.hkv):
             obs = obs_all[h]
             where = "%s head %d" % (what, h)

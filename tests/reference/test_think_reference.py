@@ -18,7 +18,10 @@ NVIDIA/kvpress kvpress/presses/think_press.py ThinKPress.compress (commit
 mean over its group of the query norms. So:
 - MHA trace: kvsim's output error and bytes must equal the original's (same channels, same keys);
 - GQA trace: kvsim against ThinKPress.compress's group-mean scoring with the original's recent split;
-  the original's per-query-head error is printed beside it (docs/policy-sources.md "think").
+  the original's per-query-head error is printed beside it (docs/policy-sources.md "think");
+- gqa=expand (issue 19: the original's layout, each query head pruning its own copy): kvsim's output
+  error must equal the original's (post_fill) and the group-mean reference run on the KV heads
+  repeated per query head (chunk), and its bytes count G copies.
 recent=0 is ThinKPress exactly (every prompt key pruned). prefill=chunk is kvsim's extension (not
 in either): once chunk j = [b_j, e_j) is done, keys [max(0, e_{j-1} - recent), max(0, e_j - recent))
 lose the channels scored by that chunk alone (its last `window` queries, its keys).
@@ -192,7 +195,9 @@ MODELS = [("mha", 4, 4, 32, 43), ("gqa", 8, 2, 32, 41)]
 N, M, CHUNK = 300, 24, 100
 SPECS = ["think(ratio=0.5)", "think(ratio=0.4, window=32, recent=32)", "think(ratio=0.5, recent=0)",
          "think(ratio=0.25, window=16, recent=8)", "think(ratio=0.5, window=32, prefill=chunk)",
-         "think(ratio=0.25, window=40, recent=0, prefill=chunk)", "think(ratio=0.5, recent=150, prefill=chunk)"]
+         "think(ratio=0.25, window=40, recent=0, prefill=chunk)", "think(ratio=0.5, recent=150, prefill=chunk)",
+         "think(ratio=0.5, gqa=expand)", "think(ratio=0.25, window=16, recent=8, gqa=expand)",
+         "think(ratio=0.5, window=32, prefill=chunk, gqa=expand)"]
 
 
 def run(ck, args):
@@ -209,8 +214,10 @@ def run(ck, args):
             _, a = kvref.parse_spec(spec)
             ratio, window = float(a["ratio"]), int(a.get("window", 32))
             recent, chunked = int(a.get("recent", 32)), a.get("prefill") == "chunk"
-            canonical = "think(ratio=%s, window=%d, recent=%d, prefill=%s)" % (
-                a["ratio"], window, recent, "chunk" if chunked else "post_fill")
+            gqa = a.get("gqa", "mean")
+            G = hq // hkv if gqa == "expand" else 1   # copies of each KV head
+            canonical = "think(ratio=%s, window=%d, recent=%d, gqa=%s, prefill=%s)" % (
+                a["ratio"], window, recent, gqa, "chunk" if chunked else "post_fill")
             r = got.get(canonical)
             if not ck.check(r is not None, "%s: %s in summary" % (tag, canonical), sorted(got)):
                 continue
@@ -223,8 +230,9 @@ def run(ck, args):
                 for t in range(N):
                     if t in index:
                         qfull[:, t] = queries[:, index[t]]
-                stored = kvsim_keys(keys, qfull, spans, ratio, recent, window)
-                errs += decode_errors(keys, values, queries, qpos, N, M, d, lambda qh: stored[qh // (hq // hkv)])
+                # expand: the group-mean rule on the KV heads repeated per query head (one query head each).
+                stored = kvsim_keys(np.repeat(keys, G, axis=0), qfull, spans, ratio, recent, window)
+                errs += decode_errors(keys, values, queries, qpos, N, M, d, lambda qh: stored[qh // (hq // hkv // G)])
                 if not chunked:
                     orig = original_keys(keys.astype(np.float64), qfull, N, ratio, recent, window)
                     original_errs += decode_errors(keys, values, queries, qpos, N, M, d, lambda qh: orig[qh])
@@ -232,8 +240,8 @@ def run(ck, args):
             what = "%s %s" % (tag, canonical)
             if original_errs:
                 original_errs = np.array(original_errs)
-                if hq == hkv:  # MHA: kvsim's stored keys are the original's
-                    ck.close(errs.mean(), original_errs.mean(), what + ": group-mean reference == original", rel=1e-12)
+                if hq == hkv or G > 1:  # MHA or expand: kvsim's stored keys are the original's
+                    ck.close(errs.mean(), original_errs.mean(), what + ": reference == original", rel=1e-12)
                 print("%s: output_error mean kvsim %.4g, original (per query head) %.4g, p95 %.4g vs %.4g" % (
                     what, r["output_error"]["mean"], original_errs.mean(), r["output_error"]["p95"],
                     np.percentile(original_errs, 95)))
@@ -242,7 +250,7 @@ def run(ck, args):
             def stored_bytes(s, spans=spans, recent=recent, pruned=pruned):
                 done = max([max(0, e - recent) for _, e in spans if e <= min(s, N)], default=0)
                 return done * (2 * d - pruned) * 2 + (s - done) * 2 * d * 2
-            check_compressed_run(ck, r, what, stored_bytes, errs, N, M, CHUNK, d, 2 * hkv)  # 2 layers
+            check_compressed_run(ck, r, what, stored_bytes, errs, N, M, CHUNK, d, 2 * hkv, G)  # 2 layers, G copies
 
 
 if __name__ == "__main__":
