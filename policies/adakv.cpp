@@ -210,7 +210,7 @@ void register_adakv(PolicyRegistry& registry) {
          "original (FFY0/AdaKV: caps rounded per head, the layer total is H x budget up to rounding) | kvpress "
          "(safeguard first, then the layer's best scores fill exactly H x budget)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+        {"decode", "none", "none|step|every:K|length:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          SnapKvScoring scoring = SnapKvScoring::read(args);

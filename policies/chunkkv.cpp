@@ -107,7 +107,7 @@ void register_chunkkv(PolicyRegistry& registry) {
         {"pooling", "avg", "max|avg"},
         {"chunk_length", "20", "entries per chunk, the unit of eviction (>= 1)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+        {"decode", "none", "none|step|every:K|length:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          const SnapKvScoring scoring = SnapKvScoring::read(args);

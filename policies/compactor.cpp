@@ -194,7 +194,7 @@ void register_compactor(PolicyRegistry& registry) {
         {"seed", "0", "seed of the sketch, drawn per request, layer, KV head and eviction point (leverage=sketch)"},
         {"keys", "pre_rope", "pre_rope (undo RoPE with the model's rope_theta, as the reference) | post_rope"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+        {"decode", "none", "none|step|every:K|length:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          CompactorParams p;
          p.budget = Budget::read(args, "budget");

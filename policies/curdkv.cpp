@@ -101,7 +101,7 @@ void register_curdkv(PolicyRegistry& registry) {
         {"leverage", "kv_product", "key|value|kv_avg|kv_product: how key and value leverage combine"},
         {"local_window", "16", "block size of the local normalisation (CURPress local_window_size); 0: none"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+        {"decode", "none", "none|step|every:K|length:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          const std::int64_t sinks = args.get_int("sinks");

@@ -158,7 +158,7 @@ void register_dbudget(PolicyRegistry& registry) {
         {"kernel", "7", "pooling kernel of the ranking scores along positions (odd)"},
         {"pooling", "max", "max|avg"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "none", "none|step|every:K (re-applies the rule to the resident entries)"}},
+        {"decode", "none", "none|step|every:K|length:K (re-applies the rule to the resident entries)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const double threshold = args.get_double("threshold");
          const SnapKvScoring scoring = SnapKvScoring::read(args);

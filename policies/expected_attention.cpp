@@ -236,7 +236,7 @@ void register_expected_attention(PolicyRegistry& registry) {
         {"stats_queries", "all", "queries the statistics use: all since the last eviction point (exact) or the last N"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
         {"decode", "none",
-         "none|step|every:K (statistics of the last K steps' queries; keeps the capacity reached at "
+         "none|step|every:K|length:K (statistics of the last K steps' queries; keeps the capacity reached at "
          "the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");

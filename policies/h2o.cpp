@@ -251,7 +251,7 @@ void register_h2o(PolicyRegistry& registry) {
          "group's maximum ranks) | expand (Zefan-Cai/KVCache-Factory's H2OKVCluster: per query head, G copies of the "
          "cache in footprint and bytes; FMInference/H2O's code is MHA-only)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "step", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+        {"decode", "step", "none|step|every:K|length:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          const double recent = args.get_double("recent");

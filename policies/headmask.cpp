@@ -216,7 +216,7 @@ PolicyInfo head_mask_info(const Method& m, const std::string& summary, const std
         "spread evenly over the layers"},
        {"proxy_window", "32", "observation queries of the proxy (without mask)"},
        {"prefill", "chunk", "none|post_fill|chunk"},
-       {"decode", "step", "none|step|every:K"}},
+       {"decode", "step", "none|step|every:K|length:K"}},
       [&m](PolicyArgs& args) -> std::unique_ptr<Policy> {
         const double sparsity = args.get_double("sparsity");
         const std::int64_t sinks = args.get_int("sinks");

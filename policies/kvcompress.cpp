@@ -294,7 +294,7 @@ void register_kvcompress(PolicyRegistry& registry) {
          "sequence (the reference: blocks ranked across all layers and heads at the post-fill eviction) | layer "
          "(each layer ranks its own heads' blocks against its own budget)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+        {"decode", "none", "none|step|every:K|length:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          const std::int64_t block_tokens = args.get_int("block_tokens");

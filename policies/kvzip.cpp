@@ -334,7 +334,7 @@ void register_kvzip(PolicyRegistry& registry) {
         {"sinks", "4", "first positions always kept and in every softmax (KVzip's system prompt; kvpress n_sink)"},
         {"window", "32", "most recent entries always kept (stands for the query after KVzip's context)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+        {"decode", "none", "none|step|every:K|length:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const bool head_level = args.get_choice("level", {"token", "head"}) == "head";
          const Budget budget = Budget::read(args, "budget");

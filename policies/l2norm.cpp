@@ -70,7 +70,7 @@ void register_l2norm(PolicyRegistry& registry) {
         {"skip_layers", "2",
          "first layers kept whole (l2compress skip_layers=[0, 1]); 0 compresses every layer (kvpress)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+        {"decode", "none", "none|step|every:K|length:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          const std::int64_t sinks = args.get_int("sinks");

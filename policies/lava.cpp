@@ -285,7 +285,7 @@ void register_lava(PolicyRegistry& registry) {
          "count + int(floor_alpha x budget)), so layers hold a few entries more or less than the budget) | exact "
          "(kvsim: shares integerized by largest remainder, every layer holds exactly its budget)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+        {"decode", "none", "none|step|every:K|length:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          const SnapKvScoring scoring = SnapKvScoring::read(args);

@@ -119,7 +119,7 @@ void register_morphkv(PolicyRegistry& registry) {
          "recent tokens (before the current one) always kept; their queries score the rest (window_size)"},
         {"aggregate", "max", "max|sum over the window queries of their attention (morph_type)"},
         {"prefill", "none", "none (decode only, as the original) | post_fill | chunk (after every prefill chunk)"},
-        {"decode", "step", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+        {"decode", "step", "none|step|every:K|length:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          const std::int64_t window = args.get_int("window");

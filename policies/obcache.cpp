@@ -159,7 +159,7 @@ void register_obcache(PolicyRegistry& registry) {
          "selection; G x the entries in footprint and bytes) | mean | max (one cache per KV head, saliency "
          "averaged / maximised over the group)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+        {"decode", "none", "none|step|every:K|length:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          const std::int64_t window = args.get_int("window");

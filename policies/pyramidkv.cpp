@@ -57,7 +57,7 @@ void register_pyramidkv(PolicyRegistry& registry) {
         {"prefill", "post_fill",
          "post_fill (once after the prompt) | chunk (after every prefill chunk; each chunk's share scaled per layer) "
          "| none"},
-        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+        {"decode", "none", "none|step|every:K|length:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          SnapKvScoring scoring = SnapKvScoring::read(args);

@@ -41,7 +41,7 @@ void register_snapkv(PolicyRegistry& registry) {
          "mean (kvpress: one cache per KV head, the group's mean window attention) | max (the group's maximum) | "
          "expand (FasterDecoding/SnapKV's code: per query head, G copies of the cache in footprint and bytes)"},
         {"prefill", "post_fill", "post_fill (once after the prompt) | chunk (after every prefill chunk) | none"},
-        {"decode", "none", "none|step|every:K (keeps the capacity reached at the end of prefill)"}},
+        {"decode", "none", "none|step|every:K|length:K (keeps the capacity reached at the end of prefill)"}},
        [](PolicyArgs& args) -> std::unique_ptr<Policy> {
          const Budget budget = Budget::read(args, "budget");
          SnapKvScoring scoring = SnapKvScoring::read(args);

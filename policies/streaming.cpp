@@ -39,7 +39,7 @@ void register_streaming(PolicyRegistry& registry) {
                 {{"sinks", "4", "attention-sink tokens kept at the start"},
                  {"window", "1024", "most recent tokens kept"},
                  {"prefill", "chunk", "none|post_fill|chunk: evict after the prompt or after every chunk"},
-                 {"decode", "step", "none|step|every:K"}},
+                 {"decode", "step", "none|step|every:K|length:K"}},
                 [](PolicyArgs& args) -> std::unique_ptr<Policy> {
                   const std::int64_t sinks = args.get_int("sinks");
                   const std::int64_t window = args.get_int("window");

@@ -109,7 +109,7 @@ void register_tova(PolicyRegistry& registry) {
                  {"prefill", "post_fill",
                   "post_fill (once after the prompt, scored by its last query) | chunk (after "
                   "every prefill chunk, by the chunk's last query) | none"},
-                 {"decode", "step", "none|step|every:K (the cache size stays the one reached at the end of prefill)"}},
+                 {"decode", "step", "none|step|every:K|length:K (the cache size stays the one reached at the end of prefill)"}},
                 [](PolicyArgs& args) -> std::unique_ptr<Policy> {
                   const Budget budget = Budget::read(args, "budget");
                   const auto points = read_eviction_points(args);
