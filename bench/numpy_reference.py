@@ -25,10 +25,10 @@ benchmarks do, so the ratio is a ratio of times. Run by tools/bench.sh with /usr
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
+
+from bench_timing import timed
 
 HEAD_DIM, GROUP, KV_HEADS, WINDOW, PEAK_N = 128, 4, 8, 32, 1024
 KEYS = (4096, 32768, 131072)
@@ -36,18 +36,6 @@ KEYS = (4096, 32768, 131072)
 
 def window_flops(keys):
     return 2.0 * GROUP * WINDOW * keys * HEAD_DIM
-
-
-def timed(fn, min_time_s):
-    fn()  # warm-up: page faults of the buffers, BLAS threads
-    times = []
-    start = time.perf_counter()
-    while True:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start >= min_time_s and len(times) >= 3:
-            return statistics.median(times)
 
 
 class WindowScorer:
@@ -103,7 +91,7 @@ def run_child(threads, min_time_s, out_path):
             record("WindowAttention/%d" % keys, timed(heads[0], min_time_s), window_flops(keys))
         record("WindowAttentionLayer/%d/%d" % (keys, threads), timed(lambda: [h() for h in heads], min_time_s),
                KV_HEADS * window_flops(keys))
-        del heads
+        heads = None  # frees the buffers before the next size (not del: the lambdas above name it)
     blas = "?"
     try:
         config = np.show_config(mode="dicts")  # numpy >= 1.25

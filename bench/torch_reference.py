@@ -19,9 +19,9 @@ Needs python3-torch (Debian); run by tools/bench.sh with /usr/bin/python3.
 import argparse
 import json
 import math
-import statistics
 import sys
-import time
+
+from bench_timing import timed
 
 try:
     import torch
@@ -39,18 +39,6 @@ def window_flops(keys):
 
 def leverage_flops(keys):
     return 3.0 * keys * HEAD_DIM * HEAD_DIM
-
-
-def timed(fn, min_time_s):
-    fn()  # warm-up: allocator, threads
-    times = []
-    start = time.perf_counter()
-    while True:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start >= min_time_s and len(times) >= 3:
-            return statistics.median(times)
 
 
 def window_attention(keys, resident, queries):
@@ -127,7 +115,7 @@ def main():
         kv = [torch.randn(keys, HEAD_DIM, generator=gen) for _ in range(2)]
         record("KiviQuantize/%d" % keys, timed(lambda: kivi_quantize(*kv), args.min_time),
                2.0 * keys * HEAD_DIM * 4, "GB/s")
-        del heads
+        heads = None  # frees the buffers before the next size (not del: the lambdas above name it)
 
     with open(args.out, "w") as f:
         json.dump({"torch_version": torch.__version__, "benchmarks": results}, f, indent=1, sort_keys=True)
