@@ -124,7 +124,8 @@ std::vector<float> snapkv_head_scores(const EvictionContext& ctx, const Policy& 
   // pooled (as KVCache-Factory's _grouped_window_attn_cache reduces the group before pooling).
   std::vector<double> total;
   for (int k = 0; k < scored.query_heads; ++k) {
-    const HeadMatrix* head = &trace.queries[static_cast<std::size_t>(scored.first_query_head + k)];
+    const HeadMatrix* head =
+        &trace.queries[static_cast<std::size_t>(scored.first_query_head) + static_cast<std::size_t>(k)];
     const std::vector<float> s = window_attention_scores(keys, resident, window_count, {{&head, 1}, rows});
     gqa_combine(scoring.gqa, std::vector<double>(s.begin(), s.end()), k == 0, k + 1 == scored.query_heads,
                 scored.query_heads, total);

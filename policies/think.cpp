@@ -97,7 +97,8 @@ class ThinkPolicy final : public Policy {
     Eigen::ArrayXd qn = Eigen::ArrayXd::Zero(d);
     const std::int64_t begin = window_begin(span);
     for (int g = 0; g < group; ++g) {
-      const HeadMatrix& queries = trace.queries[static_cast<std::size_t>(scored.first_query_head + g)];
+      const HeadMatrix& queries =
+          trace.queries[static_cast<std::size_t>(scored.first_query_head) + static_cast<std::size_t>(g)];
       Eigen::ArrayXd head = Eigen::ArrayXd::Zero(d);
       for (std::int64_t t = begin; t < span.end; ++t) {
         head += queries.row(trace.query_row(t)).cast<double>().array().square().transpose();
