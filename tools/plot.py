@@ -47,9 +47,28 @@ def look(n):
     return COLOURS[n % len(COLOURS)], STYLES[n % len(STYLES)]
 
 
-def fail(msg, code=1):
+def fail(msg, code=2):
+    """Bad input: one error line, exit 2 (the project's contract for every tool)."""
     print("plot.py: error: " + msg, file=sys.stderr)
     sys.exit(code)
+
+
+def write_atomically(path, write):
+    """Calls write(temporary path), then renames it over `path`: a reader never sees half a file."""
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    write_atomically(path, write)
 
 
 # --metric: the results.csv column it plots, its axis label, and whether higher is better.
@@ -606,7 +625,7 @@ def describe(fig):
 def save(fig, out, name):
     fig.tight_layout()
     FIGURES[name] = describe(fig)
-    fig.savefig(os.path.join(out, name), dpi=110)
+    write_atomically(os.path.join(out, name), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return name
 
@@ -655,7 +674,11 @@ def main():
     out = args.out or os.path.join(args.dir, "plots")
     if os.path.isfile(os.path.join(args.dir, "plan.json")):
         os.makedirs(out, exist_ok=True)
-        sections = [("Load vs p99 latency per deployment", plot_plan(args.dir, out))]
+        try:
+            sections = [("Load vs p99 latency per deployment", plot_plan(args.dir, out))]
+        except (KeyError, TypeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+            fail("%s: not a plan.json of kvsim plan (%s: %s)" % (os.path.join(args.dir, "plan.json"),
+                                                                type(e).__name__, e))
         intro = "a capacity plan (kvsim plan)"
     else:
         rows = read_rows(args.dir)
@@ -680,10 +703,8 @@ def main():
         parts.append("<h2>%s</h2><p class='read'>%s</p><img src='%s' alt='%s'>%s" % (
             html.escape(title), html.escape(READING[png]), png, html.escape(title), html_table(table)))
     parts.append("</body></html>")
-    with open(os.path.join(out, "report.html"), "w") as f:
-        f.write("\n".join(parts))
-    with open(os.path.join(out, "figures.json"), "w") as f:
-        json.dump(FIGURES, f, indent=1)
+    write_text(os.path.join(out, "report.html"), "\n".join(parts))
+    write_text(os.path.join(out, "figures.json"), json.dumps(FIGURES, indent=1))
     print("plot.py: wrote %s, report.html and figures.json in %s" % (", ".join(written), out))
 
 

@@ -198,6 +198,15 @@ for row in plan_json["rows"]:
               "%s %s panel: the line has every tried load, the SLO line at %g s" % (row["spec"], metric, bound))
         check(star.get("x") == [row["max_rate_per_s"]] and star.get("y") == [row[metric + "_p99_s"]],
               "%s %s panel: the star is at the chosen rate %g" % (row["spec"], metric, row["max_rate_per_s"]))
+# A plan.json that is not kvsim plan's (a row without its fields): one error line naming it, exit 2.
+broken_plan = os.path.join(args.workdir, "broken_plan")
+os.makedirs(broken_plan, exist_ok=True)
+with open(os.path.join(broken_plan, "plan.json"), "w") as f:
+    f.write('{"by": "rate", "rows": [{"spec": "full"}]}')
+r = subprocess.run([sys.executable, plot_py, broken_plan], capture_output=True, text=True)
+check(r.returncode == 2 and r.stderr.count("\n") == 1 and "plan.json" in r.stderr
+      and not os.path.exists(os.path.join(broken_plan, "plots", "report.html")),
+      "malformed plan.json: one error line naming it, exit 2, no report (%r)" % r.stderr)
 check("plan_load.png" in open(os.path.join(plan_dir, "plots", "report.html")).read(), "the plan report shows plan_load.png")
 
 # A serving run: per-request CDFs, and the table's percentiles (plot.py, from requests.csv) match
@@ -225,7 +234,7 @@ for row, pol in zip(table[1:], summary["policies"]):
     check(all(abs(g - w) <= 1e-5 * w for g, w in zip(got, want)),
           "%s: TTFT/TPOT percentiles %s match summary.json %s" % (pol["spec"], got, want))
 bad = subprocess.run([sys.executable, plot_py, res, "--scenario", "nope"], capture_output=True, text=True)
-check(bad.returncode == 1 and "--scenario nope" in bad.stderr, "unknown --scenario: clear error (%r)" % bad.stderr)
+check(bad.returncode == 2 and "--scenario nope" in bad.stderr, "unknown --scenario: clear error (%r)" % bad.stderr)
 
 # Three draws: summary.json's <metric>_ci95 half-widths become the Pareto plot's error bars.
 with open(os.path.join(args.workdir, "model.ini"), "w") as f:
@@ -267,7 +276,7 @@ check(r.returncode == 0 and not os.path.exists(os.path.join(untimed, "plots", "m
 empty = os.path.join(args.workdir, "empty")
 os.makedirs(empty)
 r = subprocess.run([sys.executable, plot_py, empty], capture_output=True, text=True)
-check(r.returncode == 1 and r.stderr.count("\n") == 1 and "no results.csv" in r.stderr,
+check(r.returncode == 2 and r.stderr.count("\n") == 1 and "no results.csv" in r.stderr,
       "empty folder: one error line, exit 1 (%r)" % r.stderr)
 print("%d failures" % len(failures))
 sys.exit(1 if failures else 0)

@@ -412,7 +412,8 @@ class Recorder:
             if self.mode is None:
                 return
             got = {name: self.store.pop((layer, name), None) for name in ("q", "k", "v", "o")}
-            if got["q"] is None or (self.mode == "capture" and (got["k"] is None or got["v"] is None)):
+            # The reconstruction pass rotates its own keys too (recon_keys), so it needs k as capture does.
+            if got["q"] is None or got["k"] is None or (self.mode == "capture" and got["v"] is None):
                 raise RecordError("layer %d: the q/k/v projection hooks did not fire (unsupported attention module %s)"
                                   % (layer, type(module).__name__))
             self.on_layer_done(layer, got)
