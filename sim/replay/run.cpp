@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "hw/hardware.h"
 #include "traces/layer_list.h"
@@ -88,33 +91,37 @@ std::unique_ptr<TraceSource> open_file_source(const Scenario& s, RequestInfo* re
   return std::make_unique<ScenarioTraceView>(std::move(source), std::move(layers), s);
 }
 
-// A policy that scores with a reconstruction pass needs recon_queries in every traced layer:
-// refused before any layer is loaded, naming the scenario, the trace and the dataset.
+// The first traced layer of `request` that `by_request` (request id -> its layers holding a dataset,
+// sorted) does not list, or -1 if every traced layer has it.
+int first_layer_without(const std::map<std::string, std::vector<int>>& by_request, const TraceHeader& header,
+                        const std::string& request) {
+  const auto found = by_request.find(request);
+  for (const int layer : header.traced_layers) {
+    if (found == by_request.end() || !std::binary_search(found->second.begin(), found->second.end(), layer)) {
+      return layer;
+    }
+  }
+  return -1;
+}
+
+// A policy that scores with a reconstruction pass needs recon_queries in every traced layer (and
+// KVzip's chunked scoring its recon_passes): refused before any layer is loaded, naming the
+// scenario, the trace and the dataset.
 void check_recon_queries(const Scenario& s, const TraceHeader& header, const RequestInfo& request,
                          std::span<const Policy* const> policies) {
-  const auto found = header.recon_query_layers.find(request.id);
+  const std::string where = " has no dataset /requests/" + request.id + "/layer_";
   for (const Policy* policy : policies) {
     if (!policy->requires_recon_queries()) continue;
-    for (const int layer : header.traced_layers) {
-      if (found != header.recon_query_layers.end() &&
-          std::binary_search(found->second.begin(), found->second.end(), layer)) {
-        continue;
-      }
+    if (const int layer = first_layer_without(header.recon_query_layers, header, request.id); layer >= 0) {
       fail_input(s.path + ": [policy] spec",
-                 policy->spec() + " scores with a context-reconstruction pass, but the trace " + s.trace +
-                     " has no dataset /requests/" + request.id + "/layer_" + std::to_string(layer) +
-                     "/recon_queries (record it, or use trace = synthetic)");
+                 policy->spec() + " scores with a context-reconstruction pass, but the trace " + s.trace + where +
+                     std::to_string(layer) + "/recon_queries (record it, or use trace = synthetic)");
     }
     if (!policy->requires_recon_passes()) continue;
-    const auto passes = header.recon_pass_layers.find(request.id);
-    for (const int layer : header.traced_layers) {
-      if (passes != header.recon_pass_layers.end() &&
-          std::binary_search(passes->second.begin(), passes->second.end(), layer)) {
-        continue;
-      }
+    if (const int layer = first_layer_without(header.recon_pass_layers, header, request.id); layer >= 0) {
       fail_input(s.path + ": [policy] spec",
                  policy->spec() + " scores each reconstruction pass's own chunk (KVzip's scoring), but the trace " +
-                     s.trace + " has no dataset /requests/" + request.id + "/layer_" + std::to_string(layer) +
+                     s.trace + where + std::to_string(layer) +
                      "/recon_passes (trace format 1.1: re-record with --recon, or use scoring=whole for the "
                      "whole-prompt approximation)");
     }
