@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """mixed_precision (MiKV-style, Yang et al. 2024, arXiv 2402.18096): an independent numpy version
-against `kvsim run` on a synthetic GQA trace, with prefill=post_fill and prefill=chunk.
+against `kvsim run` on a synthetic GQA trace, with prefill=post_fill and prefill=chunk. MiKV has no
+public code (docs/policy-sources.md "mixed_precision"), so this follows the paper's description, with
+the asymmetric group quantizer of test_kivi_reference.py (written from jy-yuan/KIVI quant/new_pack.py)
+and SnapKV's selection of test_snapkv_reference.py (FasterDecoding/SnapKV).
 
 Per KV head the high-precision class is SnapKV's kept set of the prompt (kvref.snapkv_replay, the
 float64 SnapKV of tests/reference/test_snapkv_reference.py, evicting once after the prompt or

@@ -1,6 +1,13 @@
 #!/usr/bin/python3
 """kvsim's SnapKV kept sets against an independent float64 numpy reference.
 
+The reference follows FasterDecoding/SnapKV @395b54d snapkv/monkeypatch/snapkv_utils.py
+(SnapKVCluster.update_kv: the last `window` queries' causal softmax over the cache, summed over the
+window, pooled along positions with padding kernel//2, top (capacity - window) of the prefix plus
+the window), with GQA as gqa= selects: mean/max reduce the group before pooling (NVIDIA/kvpress
+snapkv_press.py, KVCache-Factory's per-KV-head path), expand replays the layer with K/V repeated per
+query head (the original's repeat_kv before update_kv); docs/policy-sources.md "snapkv".
+
 Self-tests (always run; alone with --self-test): the reference on hand examples (1 head, d=1,
 sum over the window, policy-notes.md's SnapKV example adapted), pooling by hand, chunked
 eviction by hand, the vectorized reference against a loop-based one on random GQA data, and the
