@@ -54,37 +54,6 @@ std::int64_t check_float_dataset(const H5::DataSet& dataset, const LayerContext&
   return static_cast<std::int64_t>(dims[1]);
 }
 
-std::vector<std::int64_t> read_positions(const H5::DataSet& dataset, const LayerContext& context,
-                                         std::int64_t num_queries) {
-  const std::string name = "query_positions";
-  if (dataset.getTypeClass() != H5T_INTEGER) fail_at(context, name, "element type is not integer; expected int64");
-  const std::vector<hsize_t> dims = h5::dims_of(dataset.getSpace());
-  if (dims.size() != 1 || dims[0] != static_cast<hsize_t>(num_queries)) {
-    fail_at(context, name,
-            "shape " + h5::shape_text(dims) + " does not match [T_q=" + std::to_string(num_queries) +
-                "] (one position per stored query)");
-  }
-  std::vector<std::int64_t> positions(static_cast<std::size_t>(num_queries));
-  try {
-    if (!positions.empty()) dataset.read(positions.data(), H5::PredType::NATIVE_INT64);
-  } catch (const H5::Exception& e) {
-    read_failed(context, name, e);
-  }
-  for (std::size_t i = 0; i < positions.size(); ++i) {
-    if (positions[i] < 0 || positions[i] >= context.total_tokens) {
-      fail_at(context, name,
-              "position " + std::to_string(positions[i]) + " at index " + std::to_string(i) + " is out of range [0, " +
-                  std::to_string(context.total_tokens) + ") (prompt+generated tokens)");
-    }
-    if (i > 0 && positions[i] <= positions[i - 1]) {
-      fail_at(context, name,
-              "not strictly ascending: index " + std::to_string(i) + " holds " + std::to_string(positions[i]) +
-                  " after " + std::to_string(positions[i - 1]) + "; expected sorted unique positions");
-    }
-  }
-  return positions;
-}
-
 // An integer dataset of shape `dims` (its names in `dims_text` for messages), read as int64.
 std::vector<std::int64_t> read_int64s(const H5::DataSet& dataset, const LayerContext& context, const std::string& name,
                                       const std::vector<hsize_t>& dims, const std::string& dims_text) {
@@ -100,6 +69,27 @@ std::vector<std::int64_t> read_int64s(const H5::DataSet& dataset, const LayerCon
     read_failed(context, name, e);
   }
   return values;
+}
+
+std::vector<std::int64_t> read_positions(const H5::DataSet& dataset, const LayerContext& context,
+                                         std::int64_t num_queries) {
+  const std::string name = "query_positions";
+  std::vector<std::int64_t> positions =
+      read_int64s(dataset, context, name, {static_cast<hsize_t>(num_queries)},
+                  "[T_q=" + std::to_string(num_queries) + "] (one position per stored query)");
+  for (std::size_t i = 0; i < positions.size(); ++i) {
+    if (positions[i] < 0 || positions[i] >= context.total_tokens) {
+      fail_at(context, name,
+              "position " + std::to_string(positions[i]) + " at index " + std::to_string(i) + " is out of range [0, " +
+                  std::to_string(context.total_tokens) + ") (prompt+generated tokens)");
+    }
+    if (i > 0 && positions[i] <= positions[i - 1]) {
+      fail_at(context, name,
+              "not strictly ascending: index " + std::to_string(i) + " holds " + std::to_string(positions[i]) +
+                  " after " + std::to_string(positions[i - 1]) + "; expected sorted unique positions");
+    }
+  }
+  return positions;
 }
 
 // recon_passes [P, 4] (context_begin, context_end, key_begin, key_end): contexts ascending and
