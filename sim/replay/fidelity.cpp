@@ -102,21 +102,17 @@ void measure_head_fidelity(const ModelShape& model, const RequestInfo& request, 
       continue;
     }
     const auto& visible = replays[p]->visible;
-    // One resident set for the whole group, or one per query head for a policy with kv_copies() = G
-    // (gqa=expand): query head g then reads copy g of the KV head.
-    const int copies = policies[p]->kv_copies(model);
-    const int sets = copies == 1 ? 1 : group;
-    const int heads_per_set = group / sets;
+    const ResidencySets copies(*policies[p], model);
+    const int heads_per_set = copies.heads_per_set;
     Eigen::Index first = 0;
     while (first < evals) {
       const LayerResidency* snapshot = visible[static_cast<std::size_t>(first)].snapshot;
       Eigen::Index last = first + 1;
       while (last < evals && visible[static_cast<std::size_t>(last)].snapshot == snapshot) ++last;
-      for (int set = 0; set < sets; ++set) {
+      for (int set = 0; set < copies.sets; ++set) {
         const int g_begin = set * heads_per_set;
         const int g_end = g_begin + heads_per_set;
-        const auto& kept = (*snapshot)[static_cast<std::size_t>(kv_head) * static_cast<std::size_t>(sets) +
-                                       static_cast<std::size_t>(set)];
+        const auto& kept = (*snapshot)[copies.index(kv_head, set)];
         const auto count = static_cast<Eigen::Index>(kept.size());
         const Eigen::Index rows = heads_per_set * (last - first);
         HeadMatrix kept_probs(rows, count);

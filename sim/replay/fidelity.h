@@ -13,6 +13,20 @@
 
 namespace kvsim {
 
+// How a traced layer's residency vectors serve the query heads of one KV head's group: one vector
+// for the whole group, or one per query head for a policy with kv_copies() = G (gqa=expand), query
+// head g then reading copy g (policies/policy.h: copy c of KV head h at index h x copies + c).
+struct ResidencySets {
+  int sets = 1;           // vectors per KV head
+  int heads_per_set = 1;  // consecutive query heads of the group reading each
+
+  ResidencySets(const Policy& policy, const ModelShape& model)
+      : sets(policy.kv_copies(model) == 1 ? 1 : model.group_size()), heads_per_set(model.group_size() / sets) {}
+  std::size_t index(int kv_head, int set) const {
+    return static_cast<std::size_t>(kv_head) * static_cast<std::size_t>(sets) + static_cast<std::size_t>(set);
+  }
+};
+
 struct FidelitySamples {
   std::vector<double> recall;        // sum of full-cache probabilities over visible entries
   std::vector<double> output_error;  // ||o' - o|| / ||o||, o' renormalised over visible entries

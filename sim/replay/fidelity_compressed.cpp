@@ -10,22 +10,20 @@ void measure_compressed_fidelity(const ModelShape& model, const RequestInfo& req
                                  const LayerTrace& trace, int kv_head, std::span<const std::int64_t> eval_positions,
                                  const Policy& policy, const LayerReplay& replay, const HeadMatrix& queries,
                                  const HeadMatrix& probs, const HeadMatrix& full_out, FidelitySamples& out) {
-  const int group = model.group_size();
   const auto evals = static_cast<Eigen::Index>(eval_positions.size());
   const auto h = static_cast<std::size_t>(kv_head);
   const HeadMatrix& keys = trace.keys[h];
   const HeadMatrix& values = trace.values[h];
   const Eigen::Index d = keys.cols();
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  // One stored copy for the whole group, or one per query head for a policy with kv_copies() = G
-  // (gqa=expand): query head g then reads copy g of the KV head, compressed its own way.
-  const int sets = policy.kv_copies(model) == 1 ? 1 : group;
-  const int heads_per_set = group / sets;
+  // Under gqa=expand each query head's copy is also compressed its own way.
+  const ResidencySets copies(policy, model);
+  const int heads_per_set = copies.heads_per_set;
 
   std::vector<std::pair<double, double>> samples(static_cast<std::size_t>(probs.rows()));
   std::vector<std::int64_t> visible;
-  for (int set = 0; set < sets; ++set) {
-    const std::size_t index = h * static_cast<std::size_t>(sets) + static_cast<std::size_t>(set);
+  for (int set = 0; set < copies.sets; ++set) {
+    const std::size_t index = copies.index(kv_head, set);
     const CompressedHead stored_kv = policy.compressed_head(model, request, prefill, trace, static_cast<int>(index));
     const int g_begin = set * heads_per_set;
     for (Eigen::Index e = 0; e < evals; ++e) {
