@@ -83,8 +83,8 @@ HeadMatrix window_queries(const EvictionContext& ctx, int query_head, std::span<
   return q;
 }
 
-GqaMode read_gqa(PolicyArgs& args) {
-  const std::string mode = args.get_choice("gqa", {"mean", "max", "expand"});
+GqaMode read_gqa(PolicyArgs& args, const std::vector<std::string>& choices) {
+  const std::string mode = args.get_choice("gqa", choices);
   return mode == "mean" ? GqaMode::kMean : mode == "max" ? GqaMode::kMax : GqaMode::kExpand;
 }
 

@@ -76,8 +76,8 @@ std::vector<const HeadMatrix*> group_query_heads(const EvictionContext& ctx, int
 // (obcache, rkv) multiply with the keys. REQUIRES ctx.trace.
 HeadMatrix window_queries(const EvictionContext& ctx, int query_head, std::span<const std::int64_t> rows, float scale);
 
-// Reads `gqa=mean|max|expand` (default: the policy's table).
-GqaMode read_gqa(PolicyArgs& args);
+// Reads `gqa=` among `choices` (a policy offers only the modes some code uses; default: its table).
+GqaMode read_gqa(PolicyArgs& args, const std::vector<std::string>& choices = {"mean", "max", "expand"});
 // Policy::kv_copies under `mode`: the group size for expand, else 1.
 int gqa_copies(GqaMode mode, const ModelShape& model);
 // Residency vector `index` under `mode`: its KV head and the query heads whose scores it combines.

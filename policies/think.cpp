@@ -154,7 +154,7 @@ void register_think(PolicyRegistry& registry) {
          if (window < 1) args.fail("window", "must be >= 1");
          if (recent < 0) args.fail("recent", "must be >= 0");
          // No max: neither the original nor kvpress reduces the group by its maximum.
-         const GqaMode gqa = args.get_choice("gqa", {"mean", "expand"}) == "mean" ? GqaMode::kMean : GqaMode::kExpand;
+         const GqaMode gqa = read_gqa(args, {"mean", "expand"});  // no code reduces the group by its maximum
          const PrefillEviction mode = read_compression_point(args);
          return std::make_unique<ThinkPolicy>(args.canonical(), ratio, window, recent, gqa, mode);
        }});
